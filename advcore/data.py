@@ -1,0 +1,185 @@
+"""Images in and out: bundled samples, uploads, validation, preprocessing.
+
+Everything that comes from a person passes through :func:`open_image`, which
+turns any accepted file into an 8-bit RGB ``PIL.Image`` or raises
+:class:`~advcore.errors.AdvlabError` with a one-line reason. Tensors are
+``float32`` pixels in ``[0, 1]`` shaped ``(N, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from advcore.errors import AdvlabError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SAMPLES_DIR = ASSETS / "samples"
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+MAX_FILE_BYTES = 20 * 1024 * 1024  # same cap as server.maxUploadSize in .streamlit/config.toml
+MAX_PIXELS = 40_000_000  # about 6300 x 6300; larger images are refused before decoding
+MIN_SIDE = 16
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A bundled photo with its provenance."""
+
+    file: str
+    title: str
+    source: str
+    licence: str
+
+    @property
+    def path(self) -> Path:
+        return SAMPLES_DIR / self.file
+
+
+def samples() -> list[Sample]:
+    """The bundled sample photos (see assets/samples/samples.json for licences)."""
+    with open(SAMPLES_DIR / "samples.json", encoding="utf-8") as f:
+        return [Sample(**entry) for entry in json.load(f)]
+
+
+def sample_path(name: str) -> Path:
+    """Path of a bundled sample by file name (``"cat.jpg"``) or stem (``"cat"``)."""
+    for s in samples():
+        if name in (s.file, Path(s.file).stem):
+            return s.path
+    known = ", ".join(Path(s.file).stem for s in samples())
+    raise AdvlabError(f"Unknown sample image {name!r}; bundled samples: {known}.")
+
+
+def open_image(source: str | Path | bytes | BinaryIO, *, name: str | None = None) -> Image.Image:
+    """Decode and validate an untrusted image; return 8-bit RGB with EXIF rotation applied.
+
+    Accepts PNG, JPEG, WebP and BMP in any common mode (greyscale, palette, alpha,
+    CMYK, 16-bit). Refuses non-images, truncated files, images over
+    ``MAX_PIXELS`` (decompression bombs) or under ``MIN_SIDE`` pixels a side.
+    """
+    label = name or (str(source) if isinstance(source, (str, Path)) else "the upload")
+    data = _read_bytes(source, label)
+    if len(data) == 0:
+        raise AdvlabError(f"{label} is empty.")
+    if len(data) > MAX_FILE_BYTES:
+        raise AdvlabError(f"{label} is {len(data) / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise AdvlabError(f"{label} is not an image that can be read (PNG, JPEG, WebP or BMP).") from None
+        except Exception:
+            raise AdvlabError(f"{label} is not an image that can be read (PNG, JPEG, WebP or BMP).") from None
+    if im.format not in ACCEPTED_FORMATS:
+        raise AdvlabError(f"{label} is a {im.format} file; accepted formats are PNG, JPEG, WebP and BMP.")
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise AdvlabError(f"{label} is {w}x{h} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels.")
+    if min(w, h) < MIN_SIDE:
+        raise AdvlabError(f"{label} is {w}x{h} pixels; it needs at least {MIN_SIDE} pixels on each side.")
+    try:
+        im.load()
+    except Exception:
+        raise AdvlabError(f"{label} is damaged or truncated and cannot be decoded.") from None
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block should not cost the picture
+        pass
+    return to_rgb(im)
+
+
+def _read_bytes(source: str | Path | bytes | BinaryIO, label: str) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise AdvlabError(f"{label} does not exist or is not a file.")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise AdvlabError(f"{label} is larger than {MAX_FILE_BYTES // 2**20} MB.")
+        return path.read_bytes()
+    data = source.read(MAX_FILE_BYTES + 1)
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if im.mode != "RGB":
+        return im.convert("RGB")
+    return im
+
+
+def resize_center_crop(im: Image.Image, size: int, pad: int = 32) -> Image.Image:
+    """Resize the shorter side to ``size + pad`` (bicubic) and take the centre ``size x size``.
+
+    This is the evaluation preprocessing of the EfficientNet family (crop padding 32).
+    """
+    w, h = im.size
+    short = size + pad
+    scale = short / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """8-bit RGB image -> float tensor ``(1, 3, H, W)`` in ``[0, 1]``."""
+    arr = np.asarray(to_rgb(im), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def prepare(im: Image.Image, input_size: tuple[int, int, int]) -> torch.Tensor:
+    """An image as a model expects it: ``(1, C, H, W)`` in ``[0, 1]``."""
+    c, h, w = input_size
+    if h != w:
+        raise ValueError("only square model inputs are supported")
+    x = to_tensor(resize_center_crop(im, h))
+    if c == 1:
+        x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).clamp_(0, 1)
+    return x
+
+
+def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Round pixels to the 256 levels a PNG stores: ``round(255 x) / 255``."""
+    return torch.round(x.clamp(0, 1) * 255.0) / 255.0
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """One image ``(C, H, W)`` or ``(1, C, H, W)`` in ``[0, 1]`` -> 8-bit PIL image."""
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError("to_pil takes one image")
+        x = x[0]
+    arr = torch.round(x.detach().clamp(0, 1) * 255.0).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    if arr.shape[2] == 1:
+        return Image.fromarray(arr[:, :, 0], mode="L")
+    return Image.fromarray(arr, mode="RGB")
+
+
+def png_bytes(x: torch.Tensor) -> bytes:
+    """The PNG file of one image: exactly the 8-bit pixels :func:`quantize_8bit` gives."""
+    buf = io.BytesIO()
+    to_pil(x).save(buf, format="PNG")
+    return buf.getvalue()

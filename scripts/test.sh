@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run the whole test suite: installs the dev requirements into .venv and, when run as root on a
+# Debian machine without it, Debian's Chromium for the browser tests. Extra arguments go to pytest.
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+ensure_venv
+install_requirements requirements-dev.txt
+if [ ! -f "$VENV/.stamp-bench" ] || ! "$VENV/bin/python" -c "import torchattacks" 2>/dev/null; then
+  "$VENV/bin/python" -m pip install --quiet --no-deps -r "$ROOT/requirements-bench.txt" && touch "$VENV/.stamp-bench"
+fi
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "advlab: installing Debian chromium for the browser tests" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "advlab: could not install chromium; browser tests will be skipped" >&2
+fi
+cd "$ROOT"
+exec "$VENV/bin/python" -m pytest "$@"
