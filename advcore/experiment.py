@@ -72,7 +72,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor, classes: list[str], k: int 
         probs = model(x).softmax(dim=1)
     p, i = probs.topk(min(k, probs.shape[1]), dim=1)
     out = []
-    for pr, ix in zip(p.cpu().tolist(), i.cpu().tolist()):
+    for pr, ix in zip(p.cpu().tolist(), i.cpu().tolist(), strict=True):
         out.append(Prediction(labels=ix, names=[classes[j] for j in ix], probs=pr))
     return out
 
@@ -165,7 +165,8 @@ def attack_image(
         "device": str(dev),
         **m,
     }
-    report.update({k: v for k, v in res.params.items() if k in ("mu", "phi", "delta", "accumulator", "random_start", "seed")})
+    extra_keys = ("mu", "phi", "delta", "accumulator", "random_start", "seed")
+    report.update({k: v for k, v in res.params.items() if k in extra_keys})
     return ImageAttack(
         model=model_name, attack=attack_spec.name, params=res.params, x=x, x_adv=x_adv, x_adv_8bit=x8,
         clean=clean, adversarial=adv, adversarial_8bit=adv8, result=res, metrics=report,

@@ -15,11 +15,13 @@ OUT = Path(__file__).resolve().parent.parent / "assets" / "samples"
 # file name -> (loader in skimage.data, title, licence line taken from its docstring)
 PHOTOS = {
     "cat.jpg": ("chelsea.png", "Chelsea the cat", "CC0 by the photographer (Stefan van der Walt)"),
-    "coffee.jpg": ("coffee.png", "Cup of coffee", "CC0 by the photographer (Rachel Michetti); courtesy of Pikolo Espresso Bar"),
+    "coffee.jpg": ("coffee.png", "Cup of coffee",
+                   "CC0 by the photographer (Rachel Michetti); courtesy of Pikolo Espresso Bar"),
     "rocket.jpg": ("rocket.jpg", "SpaceX Falcon 9 rocket", "Public domain (released by SpaceX)"),
     "astronaut.jpg": ("astronaut.png", "Astronaut Eileen Collins", "Public domain (NASA)"),
     "cameraman.jpg": ("camera.png", "Cameraman (greyscale)", "CC0 by the photographer (Lav Varshney)"),
-    "coins.jpg": ("coins.png", "Greek coins from Pompeii (greyscale)", "No known copyright restrictions (Walters Art Museum)"),
+    "coins.jpg": ("coins.png", "Greek coins from Pompeii (greyscale)",
+                  "No known copyright restrictions (Walters Art Museum)"),
     "hubble.jpg": ("hubble_deep_field.jpg", "Hubble eXtreme Deep Field", "Public domain (NASA)"),
     "retina.jpg": ("retina.jpg", "Fundus photograph of a retina", "CC0 1.0 (Wikimedia Commons, Mikael Häggström)"),
     "brick.jpg": ("brick.png", "Brick wall (greyscale)", "CC0 (CC0Textures, Bricks25)"),

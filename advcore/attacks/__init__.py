@@ -42,6 +42,7 @@ __all__ = [
     "NORMS",
     "StepInfo",
     "agr",
+    "check_budget",
     "fgsm",
     "get_ball",
     "ifgsm",
