@@ -74,6 +74,12 @@ def _prepare(model: nn.Module, x: torch.Tensor, y, target, targeted: bool) -> tu
     return attack_labels(model, x, y), False
 
 
+def _default_alpha(alpha: float | None, eps: float, steps: int, factor: float) -> float:
+    """``factor * eps / steps`` unless a step size is given; validates the budget first."""
+    check_budget(eps=eps, alpha=1.0 if alpha is None else alpha, steps=steps, norm="l2")
+    return factor * eps / steps if alpha is None else alpha
+
+
 def _run(model, x, y, target, targeted, rule, *, eps, alpha, steps, norm, random_start=False,
          stop_on_success=False, seed=None, callback=None, params=None) -> AttackResult:
     label, targeted = _prepare(model, x, y, target, targeted)
@@ -102,7 +108,7 @@ def ifgsm(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = 
           steps: int = 10, alpha: float | None = None, targeted: bool = False, target=None,
           stop_on_success: bool = False, callback=None) -> AttackResult:
     """I-FGSM / BIM (Kurakin et al. 2017; Eq. 3): ``steps`` steps of ``alpha`` (default eps/steps)."""
-    alpha = eps / steps if alpha is None else alpha
+    alpha = _default_alpha(alpha, eps, steps, 1.0)
     return _run(model, x, y, target, targeted, SteepestAscent(), eps=eps, alpha=alpha, steps=steps,
                 norm=norm, stop_on_success=stop_on_success, callback=callback)
 
@@ -112,7 +118,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "l
         targeted: bool = False, target=None, stop_on_success: bool = False,
         callback=None) -> AttackResult:
     """PGD (Madry et al. 2018): I-FGSM from a uniform random point of the ball; alpha defaults to 2.5 eps/steps."""
-    alpha = 2.5 * eps / steps if alpha is None else alpha
+    alpha = _default_alpha(alpha, eps, steps, 2.5)
     return _run(model, x, y, target, targeted, SteepestAscent(), eps=eps, alpha=alpha, steps=steps,
                 norm=norm, random_start=random_start, stop_on_success=stop_on_success, seed=seed,
                 callback=callback)
@@ -122,18 +128,19 @@ def mifgsm(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str =
            alpha: float | None = None, mu: float = 1.0, targeted: bool = False, target=None,
            stop_on_success: bool = False, callback=None) -> AttackResult:
     """MI-FGSM (Dong et al. 2018): momentum ``mu`` over L1-normalised gradients; alpha defaults to eps/steps."""
-    alpha = eps / steps if alpha is None else alpha
+    alpha = _default_alpha(alpha, eps, steps, 1.0)
     return _run(model, x, y, target, targeted, Momentum(mu), eps=eps, alpha=alpha, steps=steps,
                 norm=norm, stop_on_success=stop_on_success, callback=callback, params={"mu": mu})
 
 
 def agr(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "linf", steps: int = 10,
-        alpha: float | None = None, phi: float = 1.0, delta: float = 1e-8, accumulator: str = "gradient",
+        alpha: float | None = None, phi: float = 1.0, delta: float = 1e-8, accumulator: str = "sign",
         targeted: bool = False, target=None, stop_on_success: bool = True,
         callback=None) -> AttackResult:
     """Adaptive gradient refinement (Xiao et al., Algorithm 1, Eq. 8-11).
 
-    Step ``alpha * s_t / (phi * sqrt(G_t + delta))`` with ``G_t += s_t * s_t``; alpha
+    Step ``alpha * s_t / (phi * sqrt(G_t + delta))`` with ``G_t += s_t * s_t`` and
+    ``s_t = sign(g_t)`` (Eq. 10) or the raw gradient (``accumulator="gradient"``); alpha
     defaults to eps as in Eq. 11. Iterates until the label flips (Algorithm 1 line 4)
     or the step budget ends, projected onto the eps-ball after every step.
     """
@@ -141,7 +148,7 @@ def agr(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "l
         raise AdvlabError(f"AGR's phi must be positive, got {phi:g}.")
     if delta <= 0:
         raise AdvlabError(f"AGR's delta must be positive, got {delta:g}.")
-    alpha = eps if alpha is None else alpha
+    alpha = _default_alpha(alpha, eps, steps, steps)  # Eq. 11: alpha = eps
     return _run(model, x, y, target, targeted, AdaptiveGradient(phi, delta, accumulator), eps=eps,
                 alpha=alpha, steps=steps, norm=norm, stop_on_success=stop_on_success, callback=callback,
                 params={"phi": phi, "delta": delta, "accumulator": accumulator})

@@ -167,15 +167,17 @@ class AdaptiveGradient:
     """AGR (Xiao et al., Algorithm 1, Eq. 8-11): AdaGrad-scaled steps.
 
     ``G_t = sum_i s_i * s_i`` (Eq. 8, the diagonal), ``d_t = s_t / (phi * sqrt(G_t + delta))``
-    (Eq. 11), elementwise. With ``accumulator="gradient"`` ``s`` is the raw gradient
-    (AdaGrad proper: a sign-like first step, then smaller steps where the gradient
-    has been large). With ``accumulator="sign"`` ``s = sign(g)`` exactly as the paper's
-    Eq. 10 writes it, so ``G_t = t`` and the step decays as ``1 / sqrt(t)``.
+    (Eq. 11), elementwise. With ``accumulator="sign"`` (default) ``s = sign(g)`` exactly as
+    the paper's Eq. 10-11 write it, so ``G_t = t`` wherever the gradient is non-zero and
+    the step decays as ``1 / sqrt(t)``. With ``accumulator="gradient"`` ``s`` is the raw
+    gradient (textbook AdaGrad); then ``delta`` is in gradient units and input gradients
+    of 1e-4 or less make the steps far smaller than a sign step (measured on the digits
+    model: 65% success at eps 0.2 against 100% for the sign form).
     Each entry of ``d_t`` is at most ``1/phi`` in size; under L2 the direction is
     divided by ``sqrt(numel)`` so a step's L2 size is at most ``alpha/phi``.
     """
 
-    def __init__(self, phi: float = 1.0, delta: float = 1e-8, accumulator: str = "gradient"):
+    def __init__(self, phi: float = 1.0, delta: float = 1e-8, accumulator: str = "sign"):
         if accumulator not in ("gradient", "sign"):
             raise AdvlabError("AGR accumulator must be 'gradient' or 'sign'.")
         self.phi, self.delta, self.accumulator = phi, delta, accumulator
@@ -275,7 +277,7 @@ def iterative_attack(
     state = rule.init_state(x)
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     grad_evals = torch.zeros(n, dtype=torch.long, device=x.device)
-    nan = torch.full((n,), float("nan"), device=x.device)
+    nan = torch.full((n,), float("nan"), device=x.device, dtype=x.dtype)
     loss_hist: list[torch.Tensor] = []
     prob_hist: list[torch.Tensor] = []
     cancelled = False
