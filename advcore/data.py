@@ -24,10 +24,11 @@ from advcore.errors import AdvlabError
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SAMPLES_DIR = ASSETS / "samples"
 
-ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP")  # MPO: a camera JPEG with a second frame
 MAX_FILE_BYTES = 20 * 1024 * 1024  # same cap as server.maxUploadSize in .streamlit/config.toml
 MAX_PIXELS = 40_000_000  # about 6300 x 6300; larger images are refused before decoding
 MIN_SIDE = 16
+MAX_ASPECT = 20  # a 40000x16 strip would be upscaled to ~160 MP by the centre crop of prepare()
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,16 @@ def open_image(source: str | Path | bytes | BinaryIO, *, name: str | None = None
     if len(data) == 0:
         raise AdvlabError(f"{label} is empty.")
     if len(data) > MAX_FILE_BYTES:
-        raise AdvlabError(f"{label} is {len(data) / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+        raise AdvlabError(f"{label} is larger than {MAX_FILE_BYTES // 2**20} MB.")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise AdvlabError(
+                f"{label} is too large: over {MAX_PIXELS / 1e6:.0f} megapixels (refused before decoding)."
+            ) from None
+        except UnidentifiedImageError:
             raise AdvlabError(f"{label} is not an image that can be read (PNG, JPEG, WebP or BMP).") from None
         except Exception:
             raise AdvlabError(f"{label} is not an image that can be read (PNG, JPEG, WebP or BMP).") from None
@@ -87,6 +92,8 @@ def open_image(source: str | Path | bytes | BinaryIO, *, name: str | None = None
         raise AdvlabError(f"{label} is {w}x{h} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels.")
     if min(w, h) < MIN_SIDE:
         raise AdvlabError(f"{label} is {w}x{h} pixels; it needs at least {MIN_SIDE} pixels on each side.")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise AdvlabError(f"{label} is {w}x{h} pixels; its long side may be at most {MAX_ASPECT} times its short side.")
     try:
         im.load()
     except Exception:

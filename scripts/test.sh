@@ -12,5 +12,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "advlab: could not install chromium; browser tests will be skipped" >&2
 fi
+# In CI a missing browser must fail the run, not skip the browser tests.
+if [ "${CI:-}" = "true" ]; then export ADVLAB_REQUIRE_BROWSER=1; fi
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$@"
