@@ -1,0 +1,228 @@
+"""Attack lab: attack one image and see the perturbation, the predictions and the metrics, live.
+
+Widgets -> ``advcore.experiment.attack_image`` (through ui.attack_view's per-session cache) -> views.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from advcore import data, experiment, models
+from advcore.attacks import ATTACKS, StepInfo
+from advcore.device import pick_device
+from ui import attack_view, plots
+from ui.common import app_frame, md_escape, require_image
+
+INTRO = (
+    "Pick a photo and an attack, then move eps: see how small a change flips the model's prediction. "
+    "Start with FGSM at eps 1/255."
+)
+NORM_TITLES = {"linf": "L-infinity", "l2": "L2"}
+ACCUMULATORS = {
+    "gradient": "gradient (AdaGrad; spec)",
+    "sign": "sign (paper's Eq. 10)",
+}
+DELTAS = [1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2]
+AMPLIFICATIONS = ["auto", 1, 2, 5, 10, 20, 50, 100]
+DEFAULT_TARGET = 859  # ImageNet "toaster", the classic target of adversarial patches
+KEEP = "session"  # attack settings survive a visit to another page
+RUN_REQUEST = "_advlab_attack_run_request"
+
+
+def controls(sel, classes: list[str], dataset: str) -> tuple[attack_view.AttackRequest, bool]:
+    """The attack widgets; returns the request and AGR's stop-on-success flag."""
+    c1, c2, c3 = st.columns([1.3, 1.0, 2.2])
+    attack = c1.selectbox("Attack", list(ATTACKS), format_func=lambda n: ATTACKS[n].title, key="attack_name",
+                          persist_state=KEEP, help="The five gradient attacks of the AGR paper's comparison.")
+    norm = c2.radio("Norm", list(NORM_TITLES), format_func=NORM_TITLES.get, key="attack_norm", horizontal=True,
+                    persist_state=KEEP, help="The ball the perturbation must stay in.")
+    if norm == "linf":
+        k = c3.slider("eps (x/255)", 0, 32, 4, key="attack_eps_linf", persist_state=KEEP,
+                      help="Largest change of any pixel, in 8-bit levels.")
+        eps, eps_text = k / 255.0, f"{k}/255"
+    else:
+        v = round(c3.slider("eps (pixel L2)", 0.0, 20.0, 1.0, step=0.1, key="attack_eps_l2", persist_state=KEEP,
+                            help="Euclidean length of the whole perturbation, pixels in [0, 1]."), 4)
+        eps, eps_text = v, f"{v:g}"
+
+    spec = ATTACKS[attack]
+    d1, d2, d3 = st.columns([1.3, 1.0, 2.2])
+    steps = d1.slider("steps", 1, 200, 10, key="attack_steps", disabled=not spec.iterative, persist_state=KEEP,
+                      help="FGSM always takes one step." if not spec.iterative else "Gradient steps (the budget).")
+    custom = d2.toggle("Custom alpha", key="attack_custom_alpha", disabled=not spec.iterative, persist_state=KEEP,
+                       help="Off: each attack's own default step (I-FGSM, MI-FGSM eps/steps; PGD 2.5 eps/steps; "
+                            "AGR eps).")
+    alpha = None
+    if custom and spec.iterative:
+        if norm == "linf":
+            alpha = d2.number_input("alpha (x/255)", 0.01, 32.0, 1.0, step=0.1, key="attack_alpha_linf",
+                                    persist_state=KEEP) / 255.0
+        else:
+            alpha = d2.number_input("alpha (pixel L2)", 0.001, 20.0, 0.1, step=0.01, format="%.3f",
+                                    key="attack_alpha_l2", persist_state=KEEP)
+    elif spec.iterative:
+        d2.caption("alpha: auto")
+
+    extra: dict = {}
+    stop_on_success = True
+    if attack == "pgd":
+        rs = d3.checkbox("Random start", True, key="attack_random_start", persist_state=KEEP,
+                         help="Start from a uniform random point of the ball (Madry et al.).")
+        seed = d3.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="attack_seed", disabled=not rs,
+                               persist_state=KEEP, help="Fixes the random start, so the numbers are reproducible.")
+        extra = {"random_start": rs, "seed": int(seed) if rs else None}
+    elif attack == "mifgsm":
+        extra = {"mu": float(d3.number_input("mu (momentum decay)", 0.0, 10.0, 1.0, step=0.1, key="attack_mu",
+                                             persist_state=KEEP))}
+    elif attack == "agr":
+        e1, e2 = d3.columns(2)
+        phi = e1.number_input("phi", 0.01, 100.0, 1.0, step=0.1, key="attack_phi", persist_state=KEEP,
+                              help="Divides the adaptive step (Eq. 11).")
+        delta = e2.select_slider("delta", DELTAS, 1e-8, format_func=lambda v: f"{v:.0e}", key="attack_delta",
+                                 persist_state=KEEP, help="Keeps the square root away from zero.")
+        acc = e1.selectbox("Accumulator", list(ACCUMULATORS), format_func=ACCUMULATORS.get, key="attack_accumulator",
+                           persist_state=KEEP, help="What G accumulates: the gradient (AdaGrad) or its sign.")
+        stop_on_success = e2.checkbox("Stop on success", True, key="attack_stop", persist_state=KEEP,
+                                      help="Algorithm 1: iterate until the label flips.")
+        extra = {"phi": float(phi), "delta": float(delta), "accumulator": acc, "stop_on_success": stop_on_success}
+
+    t1, t2 = st.columns([1.3, 3.2])
+    targeted = t1.checkbox("Targeted", False, key="attack_targeted", persist_state=KEEP,
+                           help="Push the image towards a class of your choice instead of away from its own.")
+    target = None
+    if targeted:
+        target = t2.selectbox("Target class", range(len(classes)), index=min(DEFAULT_TARGET, len(classes) - 1),
+                              format_func=lambda i: f"{i}: {classes[i]}", key=f"attack_target_{dataset}",
+                              persist_state=KEEP,
+                              help="Type to search by index or name.")
+    req = attack_view.AttackRequest(
+        model=sel.model, device=sel.device, image_key=sel.image_key, attack=attack, norm=norm, eps=eps,
+        eps_text=eps_text, steps=int(steps), alpha=alpha, target=None if target is None else int(target),
+        extra=tuple(sorted(extra.items())),
+    )
+    return req, stop_on_success
+
+
+def compute(req: attack_view.AttackRequest, image) -> experiment.ImageAttack:
+    """Run the attack with a progress bar for iterative attacks."""
+    if not req.spec.iterative:
+        return attack_view.run(req, image)
+    title = req.spec.title
+    bar = st.progress(0.0, text=f"{title}: starting")
+
+    def on_step(info: StepInfo) -> None:
+        bar.progress(min(1.0, info.step / info.steps), text=f"{title}: step {info.step} of {info.steps}")
+
+    res = attack_view.run(req, image, on_step)
+    bar.empty()
+    return res
+
+
+def prediction_line(kind: str, name: str, prob: float) -> str:
+    return f"{kind} prediction: {md_escape(name)} ({100.0 * prob:.1f}%)"
+
+
+def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel, stop_on_success: bool) -> None:
+    """Images, predictions, plots, metrics, downloads and the command line of one result."""
+    m = res.metrics
+    x = plots.to_numpy_image(res.x)
+    delta = plots.to_numpy_image(res.x_adv) - x
+    h, w = res.x.shape[-2:]
+
+    i1, i2, i3 = st.columns(3)
+    amp_slot = i2.empty()  # the image goes above its amplification slider
+    i1.image(data.to_pil(res.x), caption=f"Clean: the {w}x{h} centre crop the model sees", width="stretch")
+    i1.markdown(prediction_line("Clean", res.clean.name, res.clean.prob))
+    i2.markdown(f"L-inf {255 * m['linf']:.2f}/255, L2 {m['l2']:.3f}")
+    amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
+                           help="auto: the largest change is shown as black or white.")
+    amp_img, factor = plots.amplified_perturbation(delta, None if amp == "auto" else float(amp))
+    amp_slot.image(amp_img, caption=f"Perturbation x{factor:.3g} around grey (grey = unchanged)", width="stretch")
+    i3.image(res.png, caption="Adversarial: the 8-bit PNG you download", width="stretch")
+    i3.markdown(prediction_line("Adversarial", res.adversarial.name, res.adversarial.prob))
+    i3.caption(f"After rounding to 8 bits: {md_escape(res.adversarial_8bit.name)} "
+               f"({100 * res.adversarial_8bit.prob:.1f}%)")
+    st.caption("Notice that the left and right images look the same to you, yet the model reads them differently; "
+               "the middle image is the difference, amplified so that it becomes visible.")
+    verdict = attack_view.rounding_sentence(res)
+    (st.success if m["success_8bit"] else st.warning)(verdict)
+
+    watch = m["target_name"] if m["targeted"] else m["clean_name"]
+    b1, b2 = st.columns(2)
+    b1.plotly_chart(plots.topk_bars(res.clean.names, res.clean.probs, "Top-5 before (clean)", watch),
+                    key="attack_top5_clean")
+    b2.plotly_chart(plots.topk_bars(res.adversarial.names, res.adversarial.probs, "Top-5 after (adversarial)", watch),
+                    key="attack_top5_adv")
+    st.caption(f"Notice where the probability of '{watch}' (orange) goes: "
+               + ("the attack pulls it up to the top." if m["targeted"] else
+                  "the attack pushes it down and another class, often a look-alike, takes the top spot."))
+
+    loss = res.result.loss_history[0].tolist()
+    prob = res.result.prob_history[0].tolist()
+    l1, l2 = st.columns(2)
+    loss_fig, prob_fig = plots.history_figures(loss, prob, watch, bool(m["targeted"]))
+    l1.plotly_chart(loss_fig, key="attack_loss")
+    l2.plotly_chart(prob_fig, key="attack_prob")
+    if m["targeted"]:
+        trend = "Notice the loss falling and the target probability rising with each step"
+    else:
+        trend = "Notice the loss rising and the true-class probability collapsing with each step"
+    st.caption(f"{trend}; iteration 0 is the clean image. "
+               + ("AGR stops as soon as the label flips." if req.attack == "agr" and stop_on_success else
+                  "FGSM has a single step." if not req.spec.iterative else ""))
+
+    h1, h2 = st.columns([1, 1.7])
+    h1.plotly_chart(plots.perturbation_heatmap(delta), key="attack_heatmap", theme=None)
+    h1.caption("Notice where the budget goes: under L-infinity almost every pixel moves by the full eps "
+               "(an even map); under L2 the change gathers on edges and textures the model relies on.")
+    rows = attack_view.metric_rows(m)
+    h2.dataframe(rows, hide_index=True, key="attack_metrics", height=35 * (len(rows) + 1) + 3,
+                 column_config={"Metric": st.column_config.TextColumn(width=170),
+                                "Value": st.column_config.TextColumn(width=150)})
+    steps_note = f"{m['steps']} step(s)" + (f", alpha {attack_view.alpha_text(m['alpha'], req.norm)}"
+                                            if req.spec.iterative else "")
+    h2.caption(f"Notice how small L-inf and AMP are next to the confidence drop. {NORM_TITLES[req.norm]} "
+               f"ball, eps {req.eps_text}, {steps_note}, on {m['device']}.")
+    d1, d2 = h2.columns(2)
+    d1.download_button("Download adversarial PNG", res.png, file_name="adversarial.png", mime="image/png",
+                       on_click="ignore", key="attack_download_png")
+    d2.download_button("Download metrics JSON", json.dumps(experiment.json_safe(m), indent=2),
+                       file_name="metrics.json", mime="application/json", on_click="ignore",
+                       key="attack_download_json")
+
+    st.markdown("**The same numbers from the command line**")
+    st.code(attack_view.cli_command(req, sel.cli_image, stop_on_success), language="bash")
+    if sel.is_upload:
+        st.caption(f"Save your upload ({md_escape(sel.image_name)}) as upload.png next to the command.")
+
+
+def main() -> None:
+    sel = app_frame()
+    st.title("Attack lab")
+    st.markdown(INTRO)
+    image = require_image(sel)
+    spec = models.get_spec(sel.model)
+    req, stop_on_success = controls(sel, spec.classes(), spec.dataset)
+    on_cuda = pick_device(sel.device).type == "cuda"
+
+    res = attack_view.cached(req)
+    if res is None:
+        auto = attack_view.runs_automatically(req, on_cuda)
+        # The click is remembered with its request, so it survives a rerun that Streamlit inserts.
+        requested = st.session_state.get(RUN_REQUEST) == req
+        if auto or requested or st.button("Run attack", type="primary", key="attack_run",
+                                          on_click=st.session_state.__setitem__, args=(RUN_REQUEST, req)):
+            st.session_state.pop(RUN_REQUEST, None)
+            res = compute(req, image)
+        else:
+            _, h, w = spec.input_size
+            st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "
+                    "so it does not rerun on every change: press Run attack.")
+            st.code(attack_view.cli_command(req, sel.cli_image, stop_on_success), language="bash")
+            return
+    views(req, res, sel, stop_on_success)
+
+
+main()

@@ -1,0 +1,126 @@
+"""Helpers for the real-browser tests: find Debian's Chromium, run the Streamlit app as a server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Flags for Debian's Chromium in a container without a GPU or outside network (see DESIGN.md).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def find_chromium() -> str | None:
+    """Path of Debian's Chromium (/usr/bin/chromium or `chromium` on PATH), or None when missing."""
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
+    return shutil.which("chromium")
+
+
+def browser_skip_reason() -> str | None:
+    """Why the browser tests cannot run here, or None when Chromium and Playwright are both available."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Python playwright is not installed (pip install -r requirements-dev.txt)"
+    if find_chromium() is None:
+        return "Chromium is missing (apt-get install chromium; scripts/test.sh does it as root)"
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200 and r.read().strip() == b"ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate the process group of `proc` (Streamlit and any children), then kill what is left."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # Children may outlive the leader; the group id is the leader's pid (start_new_session=True).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def streamlit_server(
+    script: str = "app.py", *, cwd: Path = ROOT, log_path: Path | None = None, timeout: float = 60.0
+) -> Iterator[str]:
+    """Run `streamlit run script` on a free local port; yield its base URL once /_stcore/health says "ok".
+
+    The server runs in its own process group and is always terminated on exit. Its output goes to
+    `log_path` (tests/artifacts/streamlit.log by default) and is quoted in the error when the server dies
+    or never becomes healthy.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = log_path or (ROOT / "tests" / "artifacts" / "streamlit.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", script,
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        # No file watcher: it would rerun the app when someone edits the tree mid-test, and watching the
+        # whole repository (with .venv) overflows inotify.
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(f"{base}/_stcore/health"):
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with code {proc.returncode}:\n{tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not become healthy in {timeout:.0f} s:\n{tail(log_path)}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        _stop(proc)
+
+
+def tail(path: Path, n: int = 4000) -> str:
+    """The last `n` characters of a text file (empty when it does not exist)."""
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""

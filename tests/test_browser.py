@@ -1,0 +1,228 @@
+"""Real-browser tests: Debian's Chromium, driven by Playwright, against the Streamlit app run as a server.
+
+Skipped (with the reason) when Chromium or Python playwright is missing, unless ADVLAB_REQUIRE_BROWSER=1,
+which turns the skip into a failure (for CI, where scripts/test.sh installs Chromium).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import torch
+from browser_util import CHROMIUM_ARGS, ROOT, browser_skip_reason, find_chromium, streamlit_server, tail
+from PIL import Image
+
+from advcore import data, models
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+LOG = ARTIFACTS / "streamlit.log"
+MAIN = '[data-testid="stMain"]'
+EXCEPTION = '[data-testid="stException"]'
+CAT_CLASSES = {"tabby", "tabby cat", "tiger cat", "egyptian cat", "egyptian mau"}
+# "Clean prediction: tabby (87.3%)"; the class name may itself contain commas or parentheses.
+PREDICTION = re.compile(r"(Clean|Adversarial) prediction:\s*(.+?)\s*\((\d+(?:\.\d+)?)\s*%\)\s*$", re.MULTILINE)
+LOAD_MS = 120_000  # first model load + attack on a busy 2-core CPU (PGD-10 took 30 s at load average 7)
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """Base URL of `streamlit run app.py`, started once for the session and always stopped."""
+    reason = browser_skip_reason()
+    if reason:
+        if os.environ.get("ADVLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests required but cannot run: {reason}")
+        pytest.skip(reason)
+    if not (ROOT / "app.py").exists():
+        pytest.fail("app.py is missing")
+    with streamlit_server("app.py", log_path=LOG) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser(app_url: str) -> Iterator[Browser]:
+    """One headless Chromium for the session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser context and page; page-level JavaScript errors are collected in `page.js_errors`.
+
+    When the test fails, a screenshot goes to tests/artifacts/<test name>-failure.png.
+    """
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(LOAD_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.js_errors = errors  # type: ignore[attr-defined]
+    try:
+        yield pg
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception):  # a broken page must not hide the test's own failure
+                pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failure.png"), full_page=True, timeout=10_000)
+            print(f"--- end of {LOG} ---\n{tail(LOG)}")  # shown by pytest with the failure
+    finally:
+        context.close()
+
+
+def wait_idle(page: Page, timeout_ms: int = LOAD_MS, expect_rerun: bool = False) -> None:
+    """Wait until the Streamlit script run is over (stApp's data-test-script-state is "notRunning").
+
+    With `expect_rerun`, first give the rerun triggered by an interaction up to 10 s to start, so that
+    the idle state from before the interaction is not mistaken for the end of the rerun.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    if expect_rerun:
+        try:
+            page.wait_for_selector('[data-testid="stApp"]:not([data-test-script-state="notRunning"])', timeout=10_000)
+        except PlaywrightTimeout:  # the rerun may already be over
+            pass
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]',
+        timeout=timeout_ms,
+    )
+    # Elements of the previous run left over (faded) are dropped once the run is over.
+    page.wait_for_selector('[data-testid="stElementContainer"][data-stale="true"]', state="detached", timeout=10_000)
+
+
+def wait_for_text(page: Page, text: str | re.Pattern[str], timeout_ms: int = LOAD_MS) -> None:
+    """Wait until `text` is shown; fail at once, with the server log, if the app shows an exception instead."""
+    page.get_by_text(text).or_(page.locator(EXCEPTION)).first.wait_for(timeout=timeout_ms)
+    if page.locator(EXCEPTION).count():
+        pytest.fail(f"the app shows an exception instead of {text!r}:\n{page.inner_text('body')[:2000]}\n{tail(LOG)}")
+
+
+def assert_no_error(page: Page) -> None:
+    """No Streamlit exception box, no traceback text, no uncaught JavaScript error."""
+    text = page.inner_text("body")
+    assert page.locator(EXCEPTION).count() == 0, f"Streamlit exception shown:\n{text[:2000]}\n{tail(LOG)}"
+    assert "Traceback" not in text, text[:2000]
+    assert not page.js_errors, page.js_errors  # type: ignore[attr-defined]
+
+
+def predictions(page: Page) -> dict[str, tuple[str, float]]:
+    """{"Clean": (name, percent), "Adversarial": (name, percent)} read from the main area's text."""
+    found = {kind: (name.strip(" *_"), float(p)) for kind, name, p in PREDICTION.findall(page.inner_text(MAIN))}
+    for _, p in found.values():
+        assert 0.0 <= p <= 100.0
+    return found
+
+
+def check_downloaded_png(path: Path, clean_name: str) -> None:
+    """The downloaded file is a 224x224 RGB PNG that Lite0 no longer reads as the clean class."""
+    blob = path.read_bytes()
+    assert blob.startswith(b"\x89PNG\r\n\x1a\n"), blob[:16]
+    im = Image.open(io.BytesIO(blob))
+    assert (im.format, im.mode, im.size) == ("PNG", "RGB", (224, 224))
+    model = models.load("efficientnet-lite0", device="cpu")
+    with torch.no_grad():
+        label = int(model(data.prepare(im.convert("RGB"), (3, 224, 224))).argmax(1))
+    assert models.class_names("efficientnet-lite0")[label].lower() != clean_name.lower()
+
+
+def open_attack_page(page: Page, app_url: str) -> None:
+    """Open the Home page, follow the sidebar link to the Attack lab, wait for the attack result."""
+    page.goto(app_url)
+    link = page.locator('[data-testid="stSidebarNav"] a', has_text="Attack").first
+    link.wait_for(timeout=LOAD_MS)
+    link.click()
+    page.wait_for_url(re.compile(r"/attack/?$"), timeout=30_000)
+    wait_for_text(page, "Adversarial prediction:")
+    wait_idle(page)
+
+
+def test_home_page_loads(page: Page, app_url: str) -> None:
+    page.goto(app_url)
+    wait_for_text(page, re.compile("advlab", re.IGNORECASE))
+    wait_idle(page)
+    text = page.locator(MAIN).inner_text()
+    assert re.search(r"advlab", text, re.IGNORECASE), text
+    assert re.search(r"attack lab", text, re.IGNORECASE), text
+    assert page.locator("h1").count() >= 1
+    assert page.locator('[data-testid="stSidebarNav"] a', has_text="Attack").count() >= 1
+    assert_no_error(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "home_page.png"), full_page=True)
+
+
+def test_attack_page_shows_a_successful_default_attack(page: Page, app_url: str) -> None:
+    open_attack_page(page, app_url)
+    # The sidebar link leads to /attack (test_attack_page_runs_pgd_from_the_ui opens that URL directly).
+    assert page.url.rstrip("/").endswith("/attack")
+
+    preds = predictions(page)
+    assert set(preds) == {"Clean", "Adversarial"}, page.inner_text(MAIN)[:2000]
+    clean, adv = preds["Clean"][0], preds["Adversarial"][0]
+    assert clean.lower() in CAT_CLASSES, f"clean prediction {clean!r} is not a cat class"
+    assert adv.lower() != clean.lower(), f"FGSM at 4/255 did not change the prediction ({clean!r})"
+
+    main = page.locator(MAIN)
+    page.wait_for_function(
+        """sel => [...document.querySelectorAll(sel + ' img')]
+                  .filter(i => i.complete && i.naturalWidth > 0).length >= 3""",
+        arg=MAIN,
+        timeout=30_000,
+    )
+    # Plotly's bundle loads lazily: wait for the first chart to draw its SVG.
+    main.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg').first.wait_for(timeout=30_000)
+    assert main.locator('[data-testid="stDataFrame"], [data-testid="stTable"]').count() >= 1
+    download = main.locator('[data-testid="stDownloadButton"]', has_text="Download adversarial PNG")
+    assert download.count() == 1
+    with page.expect_download(timeout=30_000) as info:
+        download.locator("button, a").first.click()
+    check_downloaded_png(info.value.path(), clean)
+    assert_no_error(page)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # The main area scrolls inside the viewport, so grow the viewport to the content before a full-page shot.
+    height = page.evaluate(f"document.querySelector('{MAIN}').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 12_000))})
+    wait_idle(page)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "attack_page.png"), full_page=True)
+
+
+def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
+    page.goto(app_url.rstrip("/") + "/attack")
+    wait_for_text(page, "Adversarial prediction:")
+    wait_idle(page)
+    before = predictions(page)
+    assert set(before) == {"Clean", "Adversarial"}
+
+    # Streamlit's select box is an ARIA combobox named after its label.
+    select = page.get_by_role("combobox", name="Attack", exact=True)
+    assert select.count() == 1, "no select box labelled 'Attack'"
+    select.click()
+    page.get_by_role("option", name=re.compile(r"\bPGD\b")).first.click()
+    wait_idle(page, expect_rerun=True)
+
+    assert re.search(r"\bPGD\b", select.input_value()), select.input_value()
+    wait_for_text(page, "Adversarial prediction:")
+    after = predictions(page)
+    assert set(after) == {"Clean", "Adversarial"}, page.inner_text(MAIN)[:2000]
+    assert after["Clean"] == before["Clean"], "the clean prediction must not depend on the attack"
+    assert after["Adversarial"][0].lower() != after["Clean"][0].lower(), "PGD at 4/255 did not fool the model"
+    assert_no_error(page)

@@ -1,0 +1,201 @@
+"""The shared sidebar (model, device, image), the error boundary and text helpers used by every page.
+
+``app.py`` calls :func:`run_with_sidebar`: the sidebar is drawn once per script run, before the
+selected page, and handed to the page, which picks it up with :func:`app_frame` (its first call) and
+asks for the decoded image with :func:`require_image`. Nothing here does maths: models, devices and
+images come from advcore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import streamlit as st
+from PIL import Image
+from streamlit.navigation.page import StreamlitPage
+
+from advcore import data, models
+from advcore.device import cuda_available, describe, pick_device
+from advcore.errors import AdvlabError
+
+log = logging.getLogger("advlab.ui")
+if not logging.getLogger("advlab").handlers:  # errors go to the server log, never to the page
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("advlab").addHandler(_handler)
+
+DEFAULT_SAMPLE = "cat.jpg"
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
+SOURCE_SAMPLE = "Bundled sample"
+SOURCE_UPLOAD = "Upload"
+GENERIC_ERROR = (
+    "Something went wrong on our side while building this page. The details were written to the server log; "
+    "try other settings or reload the page."
+)
+
+_SELECTION_KEY = "_advlab_selection"
+_IMAGE_CACHE_KEY = "_advlab_image_cache"
+_REDIRECTS_KEY = "_advlab_frame_redirects"
+
+
+def app_pages() -> list[StreamlitPage]:
+    """The labs, in navigation order (paths relative to app.py)."""
+    return [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/attack.py", title="Attack lab", icon=":material/bolt:", url_path="attack"),
+    ]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the shared sidebar chose: model, device, and the image (decoded, or why it could not be)."""
+
+    model: str
+    device: str  # "auto" or "cpu"
+    image_key: str  # identifies the image content: "sample:cat.jpg" or "upload:<file id>"
+    image_name: str  # the file name a person sees
+    cli_image: str  # the --image argument of the equivalent command line
+    is_upload: bool
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
+    image_error: str | None = None
+
+
+def _model_title(name: str) -> str:
+    try:
+        return models.get_spec(name).title
+    except AdvlabError:
+        return name
+
+
+def _load_image(key: str, source: Callable[[], object], name: str) -> tuple[Image.Image | None, str | None]:
+    """Decode an image once per session and content; keep the error message for unreadable files."""
+    cache = st.session_state.setdefault(_IMAGE_CACHE_KEY, {})
+    if key not in cache:
+        try:
+            cache.clear()  # one image per session is enough; uploads can be large
+            cache[key] = (data.open_image(source(), name=name), None)
+        except AdvlabError as exc:
+            cache[key] = (None, str(exc))
+    return cache[key]
+
+
+def sidebar() -> Selection:
+    """Draw the shared sidebar and return the selection."""
+    sb = st.sidebar
+    sb.header("Setup")
+    model_names = models.names()
+    model = sb.selectbox("Model", model_names, format_func=_model_title, key="sidebar_model",
+                         help="Registered classifiers with real pretrained weights.")
+
+    force_cpu = sb.toggle("Force CPU", key="sidebar_force_cpu",
+                          help="Run on the CPU even when a CUDA GPU is available.")
+    device = "cpu" if force_cpu else "auto"
+    note = "" if cuda_available() else " (no CUDA GPU found)"
+    sb.caption(f"Device: {describe(pick_device(device))}{note}")
+
+    source = sb.radio("Image", [SOURCE_SAMPLE, SOURCE_UPLOAD], key="sidebar_image_source", horizontal=True)
+    if source == SOURCE_UPLOAD:
+        up = sb.file_uploader("Upload an image", type=UPLOAD_TYPES, key="sidebar_upload",
+                              help="PNG, JPEG, WebP or BMP, up to 20 MB; it is centre-cropped to the model input.")
+        if up is None:
+            sb.caption("No file yet: the sample below is used until you upload one.")
+        else:
+            key = f"upload:{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
+            image, error = _load_image(key, up.getvalue, up.name)
+            sel = Selection(model=model, device=device, image_key=key, image_name=up.name,
+                            cli_image="upload.png", is_upload=True, image=image, image_error=error)
+            _caption_image(sel)
+            return sel
+
+    all_samples = data.samples()
+    files = [s.file for s in all_samples]
+    titles = {s.file: s for s in all_samples}
+    default = files.index(DEFAULT_SAMPLE) if DEFAULT_SAMPLE in files else 0
+    file = sb.selectbox("Sample image", files, index=default, key="sidebar_sample",
+                        format_func=lambda f: titles[f].title)
+    sample = titles[file]
+    image, error = _load_image(f"sample:{file}", lambda: sample.path, file)
+    sel = Selection(model=model, device=device, image_key=f"sample:{file}", image_name=file,
+                    cli_image=f"assets/samples/{file}", is_upload=False, image=image, image_error=error)
+    _caption_image(sel, licence=f"{sample.licence}; {sample.source}")
+    return sel
+
+
+def _caption_image(sel: Selection, licence: str | None = None) -> None:
+    if sel.image is not None:
+        w, h = sel.image.size
+        text = f"{sel.image_name}: {w}x{h} px"
+        st.sidebar.caption(f"{text}. {licence}" if licence else text)
+    else:
+        st.sidebar.caption(f"{sel.image_name} cannot be used (see the message on the page).")
+
+
+def run_with_sidebar(page: StreamlitPage) -> None:
+    """Draw the sidebar, then run ``page``, which picks the selection up with :func:`app_frame`.
+
+    Errors escaping the page go through :func:`error_boundary`.
+    """
+    st.session_state[_REDIRECTS_KEY] = 0
+    with error_boundary():
+        st.session_state[_SELECTION_KEY] = sidebar()
+        try:
+            page.run()
+        finally:
+            st.session_state.pop(_SELECTION_KEY, None)
+
+
+def app_frame() -> Selection:
+    """Call first on every page: the sidebar selection of this run, handed over by app.py.
+
+    The hand-over is consumed here, at the top of the page, so a later run can never see a stale one
+    (cleanup after ``st.stop`` is not guaranteed). When it is missing, the page was started without
+    app.py: Streamlit still knows the legacy ``pages/`` folder, and until some session has called
+    ``st.navigation``, a fresh server opened directly on a lab's URL (a browser tab reconnecting after
+    a restart, say) runs the page file alone. Declaring the navigation here switches the whole server
+    to app.py's ``st.navigation`` (documented behaviour) and the rerun goes through app.py to the same
+    page. A counter guards against a redirect loop; past it, the page draws the sidebar itself.
+    """
+    sel = st.session_state.pop(_SELECTION_KEY, None)
+    if sel is not None:
+        return sel
+    redirects = st.session_state.get(_REDIRECTS_KEY, 0)
+    if redirects < 2:
+        st.session_state[_REDIRECTS_KEY] = redirects + 1
+        st.navigation(app_pages(), position="hidden")
+        st.rerun()
+    return sidebar()
+
+
+def require_image(sel: Selection) -> Image.Image:
+    """The selected image, or an error box and the end of this page run."""
+    if sel.image is None:
+        st.error(sel.image_error or "No image is selected.")
+        st.stop()
+    return sel.image
+
+
+@contextlib.contextmanager
+def error_boundary() -> Iterator[None]:
+    """Show AdvlabError messages as they are; log anything else and show a short generic message.
+
+    Streamlit's own control flow (st.stop, st.rerun) derives from BaseException and passes through.
+    """
+    try:
+        yield
+    except AdvlabError as exc:
+        st.error(str(exc))
+    except Exception:
+        log.exception("advlab: unexpected error while running a page")
+        st.error(GENERIC_ERROR)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
+
+
+def md_escape(text: str) -> str:
+    """Escape Markdown control characters in a class or file name."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
