@@ -1,4 +1,4 @@
-"""advlab: run with `streamlit run app.py`. Navigation over the labs in pages/, one shared sidebar."""
+"""advlab: run with `streamlit run app.py`. st.navigation over the labs in app_pages/, one shared sidebar."""
 
 from __future__ import annotations
 

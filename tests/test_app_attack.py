@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from advcore.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -25,7 +29,7 @@ def attack_page(upload: tuple[str, bytes, str] | None = None, **widgets: object)
         at.file_uploader(key="sidebar_upload").set_value(upload)
     for key, value in widgets.items():
         at.session_state[key] = value
-    at.switch_page("pages/attack.py").run()
+    at.switch_page("app_pages/attack.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -40,14 +44,31 @@ def predictions(at: AppTest) -> dict[str, tuple[str, float]]:
 
 
 def metrics(at: AppTest) -> dict[str, str]:
-    df = at.dataframe[0].value
+    """The metrics table (a static st.table: every row visible) as {Metric: Value}."""
+    assert len(at.table) == 1 and not at.dataframe
+    df = at.table[0].value
+    assert list(df.columns) == ["Metric", "Value", "Meaning"]
     return dict(zip(df["Metric"], df["Value"], strict=True))
+
+
+def caption_text(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def cli_args(at: AppTest) -> argparse.Namespace:
+    """The command line the page shows, parsed by advcore's own parser (as a shell would split it)."""
+    line = at.code[0].value
+    assert not any(row.lstrip().startswith("#") for row in line.splitlines()), line
+    words = shlex.split(line.replace("\\\n", " "))
+    assert words[:4] == ["python", "-m", "advcore", "attack"], words
+    return build_parser().parse_args(words[3:])
 
 
 def test_default_fgsm_flips_the_cat() -> None:
     at = attack_page()
     assert at.title[0].value == "Attack lab"
     assert at.markdown[0].value.startswith("Pick a photo and an attack, then move eps")
+    assert "default 4/255, then lower eps to 1/255" in at.markdown[0].value
     assert at.selectbox(key="attack_name").label == "Attack"
     assert at.selectbox(key="attack_name").value == "fgsm"
     assert at.selectbox(key="attack_name").options == ["FGSM", "I-FGSM (BIM)", "PGD", "MI-FGSM",
@@ -84,6 +105,14 @@ def test_default_fgsm_flips_the_cat() -> None:
     for flag in ("--model efficientnet-lite0", "--image assets/samples/cat.jpg", "--attack fgsm",
                  "--norm linf", "--eps 4/255", "--json metrics.json"):
         assert flag in cli
+    assert "FGSM takes a single step" in caption_text(at) and "iteration 0 is the clean image" in caption_text(at)
+    assert "--steps" not in cli  # FGSM takes no steps; the CLI would print a note about an ignored flag
+    args = cli_args(at)
+    assert (args.attack, args.norm, args.eps, args.steps, args.image) == ("fgsm", "linf", 4 / 255, None,
+                                                                          "assets/samples/cat.jpg")
+    heat = [c.value for c in at.caption if c.value.startswith("Colours run from black")]
+    assert len(heat) == 1 and "bright yellow, a change of 4/255: the budget eps" in heat[0], heat
+    assert "every pixel changes by the full eps" in heat[0]  # FGSM: one sign step of size eps
     assert not at.error
 
 
@@ -120,8 +149,11 @@ def test_switching_to_pgd_reruns_and_shows_a_prediction() -> None:
     m = metrics(at)
     assert m["Gradient evaluations"] == "10"
     assert m["L-inf"].endswith("(4.00/255)")  # PGD uses the whole ball
+    assert "iteration 0 is PGD's random start" in caption_text(at)
     cli = at.code[0].value
     assert "--attack pgd" in cli and "--steps 10" in cli and "--seed 0" in cli
+    args = cli_args(at)
+    assert (args.steps, args.seed, args.random_start) == (10, 0, None)
 
 
 def test_l2_norm_uses_pixel_units() -> None:
@@ -133,6 +165,10 @@ def test_l2_norm_uses_pixel_units() -> None:
     m = metrics(at)
     assert float(m["L2"]) <= 1.0 + 1e-4
     assert "--norm l2" in at.code[0].value and "--eps 1" in at.code[0].value
+    args = cli_args(at)
+    assert (args.norm, args.eps) == ("l2", 1.0)
+    heat = [c.value for c in at.caption if c.value.startswith("Colours run from black")]
+    assert len(heat) == 1 and "L2 caps the total length" in heat[0]
 
 
 def test_large_jobs_wait_for_the_button() -> None:
@@ -166,6 +202,7 @@ def test_good_upload_is_attacked() -> None:
     assert not at.error
     assert predictions(at)["Clean"][0] in CAT_CLASSES
     assert "--image upload.png" in at.code[0].value
+    assert "Save your upload (chelsea.png) as upload.png next to the command." in caption_text(at)
 
 
 def test_targeted_pgd_reaches_the_target() -> None:
@@ -177,6 +214,7 @@ def test_targeted_pgd_reaches_the_target() -> None:
     assert preds["Adversarial"][0] == "toaster"
     assert metrics(at)["Success"] == "yes"
     assert "--target 859" in at.code[0].value
+    assert cli_args(at).target == "859"
 
 
 def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +223,7 @@ def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("ui.attack_view.AUTO_RUN_BUDGET", 3 * 224 * 224)
     at.session_state["attack_name"] = "ifgsm"
     at.session_state["attack_steps"] = 5
-    at.switch_page("pages/attack.py").run()
+    at.switch_page("app_pages/attack.py").run()
     assert not at.exception
     assert predictions(at) == {}
     at.button(key="attack_run").click().run()
@@ -200,24 +238,120 @@ def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_agr_stops_on_success_and_prints_its_flags() -> None:
     at = attack_page(attack_name="agr")
-    assert at.selectbox(key="attack_accumulator").value == "gradient"
+    acc = at.radio(key="attack_accumulator")
+    assert acc.value == "sign"
+    assert acc.options == ["sign(g) — paper's Eq. 10 (default)", "raw gradient — textbook AdaGrad"]
     assert at.number_input(key="attack_phi").value == 1.0
     assert at.select_slider(key="attack_delta").value == 1e-8
     assert at.checkbox(key="attack_stop").value is True
     m = metrics(at)
     assert m["Success"] == "yes"
     assert 1 <= int(m["Gradient evaluations"]) < 10  # Algorithm 1 stops once the label flips
+    taken = int(m["Gradient evaluations"]) - 1  # the last evaluation finds the label flipped
+    assert f"AGR stopped after {taken} of 10 steps, as soon as the label flipped." in caption_text(at)
     cli = at.code[0].value
-    for flag in ("--attack agr", "--phi 1.0", "--delta 1e-08", "--accumulator gradient"):
+    for flag in ("--attack agr", "--phi 1.0", "--delta 1e-08", "--accumulator sign"):
         assert flag in cli
+    assert "--no-stop-on-success" not in cli
+    args = cli_args(at)
+    assert (args.phi, args.delta, args.accumulator, args.stop_on_success) == (1.0, 1e-8, "sign", None)
+
+    # Stop on success off: every step runs, and the command line says so with a flag, not a comment.
+    at.checkbox(key="attack_stop").uncheck().run()
+    assert not at.exception
+    assert metrics(at)["Gradient evaluations"] == "10"
+    args = cli_args(at)
+    assert args.stop_on_success is False and args.steps == 10
 
 
 def test_settings_survive_a_visit_to_the_home_page() -> None:
     at = attack_page()
     at.slider(key="attack_eps_linf").set_value(7).run()
-    at.switch_page("pages/home.py").run()
+    at.switch_page("app_pages/home.py").run()
     assert at.title[0].value == "advlab"
-    at.switch_page("pages/attack.py").run()
+    at.switch_page("app_pages/attack.py").run()
     assert not at.exception
     assert at.slider(key="attack_eps_linf").value == 7
     assert metrics(at)["L-inf"].endswith("(7.00/255)")
+
+
+@pytest.mark.parametrize(
+    ("attack", "norm", "eps", "eps_text", "alpha", "target", "extra", "device"),
+    [
+        ("fgsm", "linf", 4 / 255, "4/255", None, None, {}, "auto"),
+        ("pgd", "l2", 1.5, "1.5", 0.1, 859, {"random_start": True, "seed": 7}, "cpu"),
+        ("pgd", "linf", 8 / 255, "8/255", 1.3 / 255, None, {"random_start": False, "seed": None}, "auto"),
+        ("ifgsm", "linf", 8 / 255, "8/255", 0.7 / 255, None, {}, "auto"),
+        ("mifgsm", "linf", 2 / 255, "2/255", None, None, {"mu": 0.5}, "auto"),
+        ("agr", "linf", 4 / 255, "4/255", None, 3,
+         {"phi": 2.0, "delta": 1e-6, "accumulator": "gradient", "stop_on_success": False}, "auto"),
+    ],
+)
+def test_cli_line_round_trips_through_the_cli_parser(attack, norm, eps, eps_text, alpha, target, extra,
+                                                     device) -> None:
+    """Every value of a request comes back unchanged from advcore.cli's parser: the same attack runs."""
+    from ui.attack_view import AttackRequest, cli_command
+
+    # The page spells a custom L-inf alpha as the fraction it divided; the CLI must compute the same float.
+    alpha_text = "0.7/255" if alpha == 0.7 / 255 else None
+    req = AttackRequest(model="efficientnet-lite0", device=device, image_key="sample:cat.jpg", attack=attack,
+                        norm=norm, eps=eps, eps_text=eps_text, steps=12, alpha=alpha, alpha_text=alpha_text,
+                        target=target, extra=tuple(sorted(extra.items())))
+    line = cli_command(req, "my photos/cat 1.jpg")  # a path with a space must stay one argument
+    args = build_parser().parse_args(shlex.split(line.replace("\\\n", " "))[3:])
+    assert args.command == "attack" and args.model == "efficientnet-lite0" and args.image == "my photos/cat 1.jpg"
+    assert (args.attack, args.norm, args.eps, args.alpha) == (attack, norm, eps, alpha)
+    assert args.steps == (None if attack == "fgsm" else 12)
+    assert args.target == (None if target is None else str(target))
+    assert args.device == ("cpu" if device == "cpu" else "auto")
+    if attack == "pgd":
+        assert args.random_start == (None if extra["random_start"] else False)
+        assert args.seed == extra["seed"]
+    for name in ("mu", "phi", "delta", "accumulator"):
+        assert getattr(args, name) == extra.get(name)
+    assert args.stop_on_success == (False if extra.get("stop_on_success") is False else None)
+
+
+def test_heatmap_colour_range_starts_at_zero_and_covers_the_budget() -> None:
+    """Float noise around eps (4 +- 1e-6) must not become the whole colour range."""
+    import numpy as np
+
+    from ui import plots
+
+    rng = np.random.default_rng(0)
+    delta = (4 / 255 + rng.normal(0, 1e-8, (8, 8, 3))) * rng.choice([-1, 1], (8, 8, 3))
+    fig = plots.perturbation_heatmap(delta, cap=4.0)
+    heat = fig.data[0]
+    assert heat.zmin == 0.0 and heat.zmax == pytest.approx(4.0, abs=1e-5)
+    assert plots.share_at(delta, 4.0) == 1.0
+    small = delta / 4  # an attack that used a quarter of the budget keeps the budget's scale
+    assert plots.perturbation_heatmap(small, cap=4.0).data[0].zmax == 4.0
+    assert plots.heatmap_top(small, None) == pytest.approx(1.0, abs=1e-5)  # L2: the largest change
+    assert plots.heatmap_top(np.zeros((4, 4, 3)), 0.0) == 1.0  # unchanged: a 0-1 bar, never 0-0
+
+
+def test_history_axes_show_whole_iterations() -> None:
+    from ui import plots
+
+    loss_fig, prob_fig = plots.history_figures([0.5, 3.0], [0.9, 0.1], "tabby", targeted=False)
+    for fig in (loss_fig, prob_fig):
+        x = fig.layout.xaxis
+        assert (x.tickmode, x.tick0, x.dtick, x.tickformat) == ("linear", 0, 1, "d")
+    loss_fig, _ = plots.history_figures([0.0] * 201, [0.5] * 201, "tabby", targeted=True)
+    assert loss_fig.layout.xaxis.dtick == 20  # 0, 20, ..., 200
+
+
+def test_history_drops_the_repeated_point_of_an_attack_that_stopped() -> None:
+    """AGR stopping on success: x_adv is the iterate the loop recorded last, so the charts must not repeat it."""
+    from advcore import data, experiment
+    from ui.attack_view import history
+
+    cat = data.open_image(data.sample_path("cat.jpg"))
+    res = experiment.attack_image("efficientnet-lite0", cat, "agr", eps=4 / 255, steps=10, device="cpu").result
+    evals = int(res.grad_evals[0])
+    assert res.loss_history.shape[1] == evals + 1
+    loss, prob = history(res)
+    assert len(loss) == len(prob) == evals  # the starting point and one point per step taken
+    assert loss[-1] > loss[0] and prob[-1] < prob[0]
+    full = experiment.attack_image("efficientnet-lite0", cat, "ifgsm", eps=1 / 255, steps=3, device="cpu").result
+    assert len(history(full)[0]) == 4  # no stop on success: every point kept

@@ -50,6 +50,18 @@ def app_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def fresh_app_url() -> Iterator[str]:
+    """A second server, started for one test, so that the test's first request is the server's first."""
+    reason = browser_skip_reason()
+    if reason:
+        if os.environ.get("ADVLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests required but cannot run: {reason}")
+        pytest.skip(reason)
+    with streamlit_server("app.py", log_path=ARTIFACTS / "streamlit-fresh.log") as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def browser(app_url: str) -> Iterator[Browser]:
     """One headless Chromium for the session."""
@@ -225,4 +237,21 @@ def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
     assert set(after) == {"Clean", "Adversarial"}, page.inner_text(MAIN)[:2000]
     assert after["Clean"] == before["Clean"], "the clean prediction must not depend on the attack"
     assert after["Adversarial"][0].lower() != after["Clean"][0].lower(), "PGD at 4/255 did not fool the model"
+    assert_no_error(page)
+
+
+def test_fresh_server_opened_on_attack_shows_the_app_navigation(page: Page, fresh_app_url: str) -> None:
+    """A new server's very first request is /attack (a tab reconnecting after a restart): the page must run
+    through app.py's st.navigation (Home / Attack lab and the shared sidebar), not as a legacy page of its own."""
+    page.goto(fresh_app_url.rstrip("/") + "/attack")
+    wait_for_text(page, "Adversarial prediction:")
+    wait_idle(page)
+    # Each link's text is its Material icon's ligature name, then its label: "bolt\n\nAttack lab".
+    nav = [t.strip().splitlines()[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
+    assert nav == ["Home", "Attack lab"], nav
+    assert page.url.rstrip("/").endswith("/attack")
+    assert page.locator("h1").first.inner_text().strip() == "Attack lab"
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    assert "Setup" in sidebar and "Model" in sidebar, sidebar[:1000]
+    assert set(predictions(page)) == {"Clean", "Adversarial"}
     assert_no_error(page)

@@ -1,4 +1,4 @@
-"""Streamlit helpers shared by the pages of advlab (the only package besides pages/ that imports Streamlit).
+"""Streamlit helpers shared by the pages of advlab (the only package besides app_pages/ that imports Streamlit).
 
 ``ui.common``: the shared sidebar (model, device, image), the error boundary, small text helpers.
 ``ui.plots``: the plotly figures and image views the labs show.

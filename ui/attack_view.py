@@ -7,6 +7,7 @@ The attack itself is ``advcore.experiment.attack_image``, the same function the 
 from __future__ import annotations
 
 import math
+import shlex
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class AttackRequest:
     eps_text: str  # how the command line spells eps: "4/255" or "1.5"
     steps: int
     alpha: float | None = None  # None: the attack's default
+    alpha_text: str | None = None  # how the command line spells alpha ("0.5/255"); None: repr(alpha)
     target: int | None = None
     extra: tuple[tuple[str, object], ...] = ()  # attack-specific parameters, sorted by name
 
@@ -86,13 +88,14 @@ def run(req: AttackRequest, image, callback: Callable[[StepInfo], bool | None] |
     return res
 
 
-def cli_command(req: AttackRequest, cli_image: str, stop_on_success: bool = True) -> str:
-    """The ``python -m advcore attack`` line that reproduces ``req``'s numbers."""
-    parts = ["python -m advcore attack", f"--model {req.model}", f"--image {cli_image}",
-             f"--attack {req.attack}", f"--norm {req.norm}", f"--eps {req.eps_text}",
-             f"--steps {req.gradient_steps}"]
-    if req.alpha is not None and req.spec.iterative:
-        parts.append(f"--alpha {req.alpha!r}")
+def cli_command(req: AttackRequest, cli_image: str) -> str:
+    """The ``python -m advcore attack`` line that reproduces ``req``'s numbers (flags as advcore.cli parses them)."""
+    parts = ["python -m advcore attack", f"--model {req.model}", f"--image {shlex.quote(cli_image)}",
+             f"--attack {req.attack}", f"--norm {req.norm}", f"--eps {req.eps_text}"]
+    if req.spec.iterative:
+        parts.append(f"--steps {req.steps}")
+        if req.alpha is not None:
+            parts.append(f"--alpha {req.alpha_text or repr(req.alpha)}")
     if req.target is not None:
         parts.append(f"--target {req.target}")
     extra = dict(req.extra)
@@ -101,20 +104,37 @@ def cli_command(req: AttackRequest, cli_image: str, stop_on_success: bool = True
             parts.append(f"--seed {extra['seed']}")
         else:
             parts.append("--no-random-start")
-    if "mu" in extra:
-        parts.append(f"--mu {extra['mu']!r}")
-    for name in ("phi", "delta"):
+    for name in ("mu", "phi", "delta"):
         if name in extra:
             parts.append(f"--{name} {extra[name]!r}")
     if "accumulator" in extra:
         parts.append(f"--accumulator {extra['accumulator']}")
+    if extra.get("stop_on_success") is False:  # AGR's default is on; the others never stop early
+        parts.append("--no-stop-on-success")
     if req.device == "cpu":
         parts.append("--device cpu")
     parts.append("--json metrics.json")
-    line = " \\\n    ".join(parts)
-    if not stop_on_success:
-        line = "# this run turned AGR's stop-on-success off; the command line keeps it on\n" + line
-    return line
+    return " \\\n    ".join(parts)
+
+
+def history(result: attacks.AttackResult) -> tuple[list[float], list[float]]:
+    """Loss and watched-class probability of the first image per iterate (0 = the starting point).
+
+    advcore's history ends with a final evaluation of ``x_adv``. When the attack stopped on success,
+    ``x_adv`` is the iterate already recorded last in the loop, so that point is dropped here rather
+    than drawn twice (a flat last segment that looks like a step which changed nothing).
+    """
+    loss = result.loss_history[0].tolist()
+    prob = result.prob_history[0].tolist()
+    params = result.params or {}
+    if params.get("stop_on_success") and not result.cancelled and len(loss) >= 2:
+        evals, steps = int(result.grad_evals[0]), int(params.get("steps", 0))
+        # Stopped on the very last step: the same iterate evaluated twice (equal up to float noise).
+        repeated = bool(result.success[0]) and math.isclose(loss[-1], loss[-2], rel_tol=1e-6, abs_tol=1e-7) \
+            and math.isclose(prob[-1], prob[-2], rel_tol=1e-6, abs_tol=1e-7)
+        if evals < steps or repeated:
+            loss, prob = loss[:-1], prob[:-1]
+    return loss, prob
 
 
 def _num(v: float | None, fmt: str) -> str:

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 from PIL import Image
@@ -39,14 +40,13 @@ GENERIC_ERROR = (
 
 _SELECTION_KEY = "_advlab_selection"
 _IMAGE_CACHE_KEY = "_advlab_image_cache"
-_REDIRECTS_KEY = "_advlab_frame_redirects"
 
 
 def app_pages() -> list[StreamlitPage]:
     """The labs, in navigation order (paths relative to app.py)."""
     return [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/attack.py", title="Attack lab", icon=":material/bolt:", url_path="attack"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/attack.py", title="Attack lab", icon=":material/bolt:", url_path="attack"),
     ]
 
 
@@ -107,7 +107,7 @@ def sidebar() -> Selection:
             key = f"upload:{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
             image, error = _load_image(key, up.getvalue, up.name)
             sel = Selection(model=model, device=device, image_key=key, image_name=up.name,
-                            cli_image="upload.png", is_upload=True, image=image, image_error=error)
+                            cli_image=f"upload{_suffix(up.name)}", is_upload=True, image=image, image_error=error)
             _caption_image(sel)
             return sel
 
@@ -125,6 +125,12 @@ def sidebar() -> Selection:
     return sel
 
 
+def _suffix(name: str) -> str:
+    """The upload's own extension (".jpg"), so the saved file keeps its format; ".png" when unknown."""
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix.lstrip(".") in UPLOAD_TYPES else ".png"
+
+
 def _caption_image(sel: Selection, licence: str | None = None) -> None:
     if sel.image is not None:
         w, h = sel.image.size
@@ -139,7 +145,6 @@ def run_with_sidebar(page: StreamlitPage) -> None:
 
     Errors escaping the page go through :func:`error_boundary`.
     """
-    st.session_state[_REDIRECTS_KEY] = 0
     with error_boundary():
         st.session_state[_SELECTION_KEY] = sidebar()
         try:
@@ -152,22 +157,11 @@ def app_frame() -> Selection:
     """Call first on every page: the sidebar selection of this run, handed over by app.py.
 
     The hand-over is consumed here, at the top of the page, so a later run can never see a stale one
-    (cleanup after ``st.stop`` is not guaranteed). When it is missing, the page was started without
-    app.py: Streamlit still knows the legacy ``pages/`` folder, and until some session has called
-    ``st.navigation``, a fresh server opened directly on a lab's URL (a browser tab reconnecting after
-    a restart, say) runs the page file alone. Declaring the navigation here switches the whole server
-    to app.py's ``st.navigation`` (documented behaviour) and the rerun goes through app.py to the same
-    page. A counter guards against a redirect loop; past it, the page draws the sidebar itself.
+    (cleanup after ``st.stop`` is not guaranteed). When it is missing (a page run without app.py, as
+    a test might), the page draws the sidebar itself.
     """
     sel = st.session_state.pop(_SELECTION_KEY, None)
-    if sel is not None:
-        return sel
-    redirects = st.session_state.get(_REDIRECTS_KEY, 0)
-    if redirects < 2:
-        st.session_state[_REDIRECTS_KEY] = redirects + 1
-        st.navigation(app_pages(), position="hidden")
-        st.rerun()
-    return sidebar()
+    return sel if sel is not None else sidebar()
 
 
 def require_image(sel: Selection) -> Image.Image:

@@ -27,7 +27,7 @@ st.markdown(
     "after, the loss per iteration, a heat map of the change, and the metrics (L2, L-inf, cosine similarity, AMP, "
     "SSIM, PSNR), with downloads of the adversarial PNG and of the metrics."
 )
-st.page_link("pages/attack.py", label="Open the Attack lab", icon=":material/bolt:")
+st.page_link("app_pages/attack.py", label="Open the Attack lab", icon=":material/bolt:")
 st.caption(
     "Coming: the Geometry lab (isotropy, Mantel test, local Lipschitz), the Defense lab (halftoning), "
     "the Training lab (multi-strength adversarial training) and the Poisoning lab."

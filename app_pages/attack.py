@@ -16,13 +16,13 @@ from ui import attack_view, plots
 from ui.common import app_frame, md_escape, require_image
 
 INTRO = (
-    "Pick a photo and an attack, then move eps: see how small a change flips the model's prediction. "
-    "Start with FGSM at eps 1/255."
+    "Pick a photo and an attack, then move eps to see how small a change flips the model's prediction: "
+    "start with FGSM at the default 4/255, then lower eps to 1/255 and check whether the prediction still flips."
 )
 NORM_TITLES = {"linf": "L-infinity", "l2": "L2"}
 ACCUMULATORS = {
-    "gradient": "gradient (AdaGrad; spec)",
-    "sign": "sign (paper's Eq. 10)",
+    "sign": "sign(g) — paper's Eq. 10 (default)",
+    "gradient": "raw gradient — textbook AdaGrad",
 }
 DELTAS = [1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2]
 AMPLIFICATIONS = ["auto", 1, 2, 5, 10, 20, 50, 100]
@@ -31,8 +31,8 @@ KEEP = "session"  # attack settings survive a visit to another page
 RUN_REQUEST = "_advlab_attack_run_request"
 
 
-def controls(sel, classes: list[str], dataset: str) -> tuple[attack_view.AttackRequest, bool]:
-    """The attack widgets; returns the request and AGR's stop-on-success flag."""
+def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest:
+    """The attack widgets; returns the request."""
     c1, c2, c3 = st.columns([1.3, 1.0, 2.2])
     attack = c1.selectbox("Attack", list(ATTACKS), format_func=lambda n: ATTACKS[n].title, key="attack_name",
                           persist_state=KEEP, help="The five gradient attacks of the AGR paper's comparison.")
@@ -54,19 +54,20 @@ def controls(sel, classes: list[str], dataset: str) -> tuple[attack_view.AttackR
     custom = d2.toggle("Custom alpha", key="attack_custom_alpha", disabled=not spec.iterative, persist_state=KEEP,
                        help="Off: each attack's own default step (I-FGSM, MI-FGSM eps/steps; PGD 2.5 eps/steps; "
                             "AGR eps).")
-    alpha = None
+    alpha = alpha_text = None
     if custom and spec.iterative:
         if norm == "linf":
-            alpha = d2.number_input("alpha (x/255)", 0.01, 32.0, 1.0, step=0.1, key="attack_alpha_linf",
-                                    persist_state=KEEP) / 255.0
+            k = d2.number_input("alpha (x/255)", 0.01, 32.0, 1.0, step=0.1, key="attack_alpha_linf",
+                                persist_state=KEEP)
+            alpha, alpha_text = k / 255.0, f"{k!r}/255"  # the CLI divides the same two floats
         else:
             alpha = d2.number_input("alpha (pixel L2)", 0.001, 20.0, 0.1, step=0.01, format="%.3f",
                                     key="attack_alpha_l2", persist_state=KEEP)
+            alpha_text = repr(alpha)
     elif spec.iterative:
         d2.caption("alpha: auto")
 
     extra: dict = {}
-    stop_on_success = True
     if attack == "pgd":
         rs = d3.checkbox("Random start", True, key="attack_random_start", persist_state=KEEP,
                          help="Start from a uniform random point of the ball (Madry et al.).")
@@ -79,13 +80,21 @@ def controls(sel, classes: list[str], dataset: str) -> tuple[attack_view.AttackR
     elif attack == "agr":
         e1, e2 = d3.columns(2)
         phi = e1.number_input("phi", 0.01, 100.0, 1.0, step=0.1, key="attack_phi", persist_state=KEEP,
-                              help="Divides the adaptive step (Eq. 11).")
+                              help="Divides every step: alpha * s / (phi * sqrt(G + delta)) (Eq. 11). "
+                                   "Larger phi, smaller steps.")
         delta = e2.select_slider("delta", DELTAS, 1e-8, format_func=lambda v: f"{v:.0e}", key="attack_delta",
-                                 persist_state=KEEP, help="Keeps the square root away from zero.")
-        acc = e1.selectbox("Accumulator", list(ACCUMULATORS), format_func=ACCUMULATORS.get, key="attack_accumulator",
-                           persist_state=KEEP, help="What G accumulates: the gradient (AdaGrad) or its sign.")
-        stop_on_success = e2.checkbox("Stop on success", True, key="attack_stop", persist_state=KEEP,
-                                      help="Algorithm 1: iterate until the label flips.")
+                                 persist_state=KEEP,
+                                 help="Added to G under the square root so the division is safe. With sign(g) "
+                                      "it hardly matters; with the raw gradient, pixels whose gradient is below "
+                                      "about sqrt(delta) take much smaller steps.")
+        acc = d3.radio("Accumulator", list(ACCUMULATORS), format_func=ACCUMULATORS.get, key="attack_accumulator",
+                       persist_state=KEEP,
+                       help="What G sums step after step (Eq. 10). sign(g): G counts the steps, so the step "
+                            "shrinks as 1/sqrt(t) whatever the gradient's scale, and the first step is an FGSM step "
+                            "of size alpha. Raw gradient: G sums g^2, so input gradients near sqrt(delta) or "
+                            "smaller get tiny steps and the attack is much weaker.")
+        stop_on_success = d3.checkbox("Stop on success", True, key="attack_stop", persist_state=KEEP,
+                                      help="Algorithm 1: iterate until the label flips (or the steps run out).")
         extra = {"phi": float(phi), "delta": float(delta), "accumulator": acc, "stop_on_success": stop_on_success}
 
     t1, t2 = st.columns([1.3, 3.2])
@@ -99,10 +108,10 @@ def controls(sel, classes: list[str], dataset: str) -> tuple[attack_view.AttackR
                               help="Type to search by index or name.")
     req = attack_view.AttackRequest(
         model=sel.model, device=sel.device, image_key=sel.image_key, attack=attack, norm=norm, eps=eps,
-        eps_text=eps_text, steps=int(steps), alpha=alpha, target=None if target is None else int(target),
-        extra=tuple(sorted(extra.items())),
+        eps_text=eps_text, steps=int(steps), alpha=alpha, alpha_text=alpha_text,
+        target=None if target is None else int(target), extra=tuple(sorted(extra.items())),
     )
-    return req, stop_on_success
+    return req
 
 
 def compute(req: attack_view.AttackRequest, image) -> experiment.ImageAttack:
@@ -124,9 +133,10 @@ def prediction_line(kind: str, name: str, prob: float) -> str:
     return f"{kind} prediction: {md_escape(name)} ({100.0 * prob:.1f}%)"
 
 
-def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel, stop_on_success: bool) -> None:
+def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel) -> None:
     """Images, predictions, plots, metrics, downloads and the command line of one result."""
     m = res.metrics
+    stop_on_success = bool(dict(req.extra).get("stop_on_success", False))
     x = plots.to_numpy_image(res.x)
     delta = plots.to_numpy_image(res.x_adv) - x
     h, w = res.x.shape[-2:]
@@ -155,32 +165,26 @@ def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel, stop
                     key="attack_top5_clean")
     b2.plotly_chart(plots.topk_bars(res.adversarial.names, res.adversarial.probs, "Top-5 after (adversarial)", watch),
                     key="attack_top5_adv")
-    st.caption(f"Notice where the probability of '{watch}' (orange) goes: "
-               + ("the attack pulls it up to the top." if m["targeted"] else
-                  "the attack pushes it down and another class, often a look-alike, takes the top spot."))
+    if m["targeted"]:
+        absent = "" if watch in res.clean.names else f" ('{md_escape(watch)}' is not in the clean top-5)"
+        topk_note = f"the attack pulls it up to the top{absent}."
+    else:
+        topk_note = "the attack pushes it down and another class, often a look-alike, takes the top spot."
+    st.caption(f"Notice where the probability of '{md_escape(watch)}' (orange) goes: {topk_note}")
 
-    loss = res.result.loss_history[0].tolist()
-    prob = res.result.prob_history[0].tolist()
+    loss, prob = attack_view.history(res.result)
     l1, l2 = st.columns(2)
     loss_fig, prob_fig = plots.history_figures(loss, prob, watch, bool(m["targeted"]))
     l1.plotly_chart(loss_fig, key="attack_loss")
     l2.plotly_chart(prob_fig, key="attack_prob")
-    if m["targeted"]:
-        trend = "Notice the loss falling and the target probability rising with each step"
-    else:
-        trend = "Notice the loss rising and the true-class probability collapsing with each step"
-    st.caption(f"{trend}; iteration 0 is the clean image. "
-               + ("AGR stops as soon as the label flips." if req.attack == "agr" and stop_on_success else
-                  "FGSM has a single step." if not req.spec.iterative else ""))
+    st.caption(history_caption(req, bool(m["targeted"]), stop_on_success, len(loss) - 1))
 
     h1, h2 = st.columns([1, 1.7])
-    h1.plotly_chart(plots.perturbation_heatmap(delta), key="attack_heatmap", theme=None)
-    h1.caption("Notice where the budget goes: under L-infinity almost every pixel moves by the full eps "
-               "(an even map); under L2 the change gathers on edges and textures the model relies on.")
-    rows = attack_view.metric_rows(m)
-    h2.dataframe(rows, hide_index=True, key="attack_metrics", height=35 * (len(rows) + 1) + 3,
-                 column_config={"Metric": st.column_config.TextColumn(width=170),
-                                "Value": st.column_config.TextColumn(width=150)})
+    cap = 255.0 * req.eps if req.norm == "linf" else None
+    h1.plotly_chart(plots.perturbation_heatmap(delta, cap), key="attack_heatmap")
+    h1.caption(heatmap_caption(req, delta, plots.heatmap_top(delta, cap)))
+    rows = [{k: md_escape(v) for k, v in row.items()} for row in attack_view.metric_rows(m)]
+    h2.table(rows, hide_index=True, border="horizontal")  # static: every row and full text, no scroll bar
     steps_note = f"{m['steps']} step(s)" + (f", alpha {attack_view.alpha_text(m['alpha'], req.norm)}"
                                             if req.spec.iterative else "")
     h2.caption(f"Notice how small L-inf and AMP are next to the confidence drop. {NORM_TITLES[req.norm]} "
@@ -193,9 +197,56 @@ def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel, stop
                        key="attack_download_json")
 
     st.markdown("**The same numbers from the command line**")
-    st.code(attack_view.cli_command(req, sel.cli_image, stop_on_success), language="bash")
+    st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
     if sel.is_upload:
-        st.caption(f"Save your upload ({md_escape(sel.image_name)}) as upload.png next to the command.")
+        st.caption(f"Save your upload ({md_escape(sel.image_name)}) as {md_escape(sel.cli_image)} next to the command.")
+
+
+def history_caption(req: attack_view.AttackRequest, targeted: bool, stop_on_success: bool, last: int) -> str:
+    """What to notice in the loss and probability charts, and what iteration 0 is."""
+    if targeted:
+        trend = "Notice the loss falling and the target probability rising with each step"
+    else:
+        trend = "Notice the loss rising and the true-class probability collapsing with each step"
+    extra = dict(req.extra)
+    if extra.get("random_start"):
+        start = "iteration 0 is PGD's random start, a random point of the eps-ball around the clean image"
+    else:
+        start = "iteration 0 is the clean image"
+    if not req.spec.iterative:
+        note = " FGSM takes a single step."
+    elif req.attack == "agr" and stop_on_success and last < req.steps:
+        note = f" AGR stopped after {last} of {req.steps} steps, as soon as the label flipped."
+        if last == 1 and extra.get("accumulator") == "sign":
+            note += " With sign(g) its first step is exactly an FGSM step of size alpha/phi (= eps by default)."
+    else:
+        note = ""
+    return f"{trend}; {start}.{note}"
+
+
+def heatmap_caption(req: attack_view.AttackRequest, delta, top: float) -> str:
+    """What the heat map's colours mean and what to notice in it."""
+    if req.eps == 0:
+        return "eps is 0, so nothing may change: the map is black. Move eps to see where an attack spends it."
+    if req.norm == "l2":
+        return (f"Colours run from black (unchanged) to bright yellow, the largest change of any pixel "
+                f"({top:.3g}/255): L2 caps the total length of the change, not single pixels. Notice where "
+                "the budget goes: the bright patches are where the model's gradient is largest, often the "
+                "eyes, edges and textures it relies on, while flat areas barely move.")
+    scale = f"Colours run from black (unchanged) to bright yellow, a change of {top:.3g}/255: the budget eps."
+    share = plots.share_at(delta, 255.0 * req.eps) if req.eps > 0 else 0.0
+    if share >= 0.995:
+        return (f"{scale} Notice that every pixel changes by the full eps: sign steps spend the whole budget "
+                "everywhere, which is why L-infinity perturbations look like even noise.")
+    extra = dict(req.extra)
+    if extra.get("random_start"):
+        why = "the random start put them inside the ball and later steps did not all push them the same way"
+    elif extra.get("accumulator") == "gradient":
+        why = "raw-gradient AGR steps are small where the gradient is small"
+    else:
+        why = "their gradient changed sign between steps"
+    return (f"{scale} Notice where the budget goes: {100 * share:.0f}% of the pixels change by the full eps; "
+            f"the darker ones moved less: {why}.")
 
 
 def main() -> None:
@@ -204,7 +255,7 @@ def main() -> None:
     st.markdown(INTRO)
     image = require_image(sel)
     spec = models.get_spec(sel.model)
-    req, stop_on_success = controls(sel, spec.classes(), spec.dataset)
+    req = controls(sel, spec.classes(), spec.dataset)
     on_cuda = pick_device(sel.device).type == "cuda"
 
     res = attack_view.cached(req)
@@ -220,9 +271,9 @@ def main() -> None:
             _, h, w = spec.input_size
             st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "
                     "so it does not rerun on every change: press Run attack.")
-            st.code(attack_view.cli_command(req, sel.cli_image, stop_on_success), language="bash")
+            st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
             return
-    views(req, res, sel, stop_on_success)
+    views(req, res, sel)
 
 
 main()
