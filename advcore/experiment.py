@@ -69,7 +69,12 @@ class ImageAttack:
 def predict(model: torch.nn.Module, x: torch.Tensor, classes: list[str], k: int = 5) -> list[Prediction]:
     """Top-``k`` predictions for each image of a batch."""
     with torch.no_grad():
-        probs = model(x).softmax(dim=1)
+        logits = model(x)
+    return _top_k(logits, classes, k)
+
+
+def _top_k(logits: torch.Tensor, classes: list[str], k: int = 5) -> list[Prediction]:
+    probs = logits.detach().softmax(dim=1)
     p, i = probs.topk(min(k, probs.shape[1]), dim=1)
     out = []
     for pr, ix in zip(p.cpu().tolist(), i.cpu().tolist(), strict=True):
@@ -131,7 +136,8 @@ def attack_image(
     seconds = time.perf_counter() - t0
     x_adv = res.x_adv
     x8 = data.quantize_8bit(x_adv)
-    adv, adv8 = predict(model, torch.cat([x_adv, x8]), classes)
+    adv = _top_k(res.logits, classes)[0]  # the attack already evaluated x_adv: no second forward
+    adv8 = predict(model, x8, classes)[0]
 
     def fooled(p: Prediction) -> bool:
         return p.label == target_id if target_id is not None else p.label != clean.label

@@ -3,6 +3,9 @@
 # Debian machine without it, Debian's Chromium for the browser tests. Extra arguments go to pytest.
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 ensure_venv
+# Idle OpenMP threads sleep instead of spinning: with spinning, torch on 2 cores slowed 10-60x whenever
+# another process (another session's job, a test server) shared the CPU (bench/README.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 install_requirements requirements-dev.txt
 if [ ! -f "$VENV/.stamp-bench" ] || ! "$VENV/bin/python" -c "import torchattacks" 2>/dev/null; then
   "$VENV/bin/python" -m pip install --quiet --no-deps -r "$ROOT/requirements-bench.txt" && touch "$VENV/.stamp-bench"
