@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -457,4 +458,303 @@ def cmd_attack(args: argparse.Namespace) -> int:
     outcome_8bit = "success" if metrics["success_8bit"] else "failure"
     _say(f"advcore: {attack.name} on {spec.name}: {outcome} (8-bit PNG: {outcome_8bit}), "
          f"{metrics['clean_name']} -> {metrics['adv_name']}, linf {metrics['linf']:.4g}, {metrics['seconds']:.2f} s")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- eps lists, train, eval
+
+MAX_EPS_VALUES = 1001
+
+
+def parse_eps_list(text: str, *, name: str = "eps", allow_zero: bool = True, high: float = 1.0) -> list[float]:
+    """Budgets from a range ``"0:0.3:0.03"`` (start:stop:step, stop included), a list ``"0,0.05,0.1"`` or one value.
+
+    Each number may be a fraction (``8/255``). A range is robust to float rounding: ``0:0.3:0.03``
+    gives exactly the eleven values 0, 0.03, ..., 0.3. Values above ``high`` are refused.
+    """
+    s = str(text).strip()
+    if not s:
+        raise AdvlabError(f"{name} needs at least one value, e.g. 0:0.3:0.03 or 0,0.05,0.1.")
+    if ":" in s:
+        parts = s.split(":")
+        if len(parts) != 3:
+            raise AdvlabError(f"A {name} range is start:stop:step, such as 0:0.3:0.03, got {s!r}.")
+        start = parse_eps(parts[0], name=f"{name} range start", allow_zero=allow_zero)
+        stop = parse_eps(parts[1], name=f"{name} range stop", allow_zero=allow_zero)
+        step = parse_eps(parts[2], name=f"{name} range step", allow_zero=False)
+        if stop < start:
+            raise AdvlabError(f"The {name} range {s!r} ends before it starts.")
+        count = math.floor((stop - start) / step + 1e-9) + 1
+        if count > MAX_EPS_VALUES:
+            raise AdvlabError(f"The {name} range {s!r} has {count} values; at most {MAX_EPS_VALUES} are allowed.")
+        values = [round(start + i * step, 12) for i in range(count)]
+    else:
+        values = [parse_eps(p, name=name, allow_zero=allow_zero) for p in s.split(",")]
+        if len(values) > MAX_EPS_VALUES:
+            raise AdvlabError(f"At most {MAX_EPS_VALUES} {name} values are allowed, got {len(values)}.")
+    for v in values:
+        if v > high:
+            raise AdvlabError(f"{name} {v:g} exceeds {high:g} (the pixel range is [0, 1]).")
+    if len(set(values)) != len(values):
+        raise AdvlabError(f"{name} lists a value twice: {s!r}.")
+    return values
+
+
+def parse_strengths(text: str) -> list[float] | str:
+    """``--strengths``: ``auto`` (the random walk chooses) or L-inf strengths in (0, 1]."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    return parse_eps_list(text, name="strength", allow_zero=False)
+
+
+def _positive(name: str, high: int) -> Callable[[str], object]:
+    return _arg(lambda s: parse_int(s, name=name, low=1, high=high), name)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from advcore import training
+
+    g = p.add_argument_group("what to train")
+    g.add_argument("--recipe", required=True, metavar="NAME",
+                   help=f"one of {', '.join(training.RECIPES)}")
+    g.add_argument("--strengths", type=_arg(parse_strengths, "strengths"), metavar="EPS",
+                   help="L-inf strengths in (0,1]: one for fgsm/pgd (default 0.1), a list for MAT (default "
+                        "0.05,0.1,0.15), or 'auto' (MAT: the paper's random walk over --grid)")
+    g.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
+                   help="default: fashion-mnist (needs the Debian package dataset-fashion-mnist)")
+    g.add_argument("--epochs", type=_positive("epochs", 1000), default=1, help="default: 1")
+    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+                   default=0, help="seed of initialisation, shuffling and PGD starts (default: 0)")
+    g.add_argument("--limit", type=_positive("limit", 10**7), metavar="N",
+                   help="train on the first N training images only (quick runs)")
+    g.add_argument("--reduced", action="store_true",
+                   help="reduced size: split each batch into clean + one part per strength instead of adding "
+                        "a full adversarial copy per strength")
+    g.add_argument("--examples", choices=training.EXAMPLE_ATTACKS,
+                   help="attack crafting MAT's training examples (default: fgsm, as in the paper)")
+    g.add_argument("--example-labels", choices=training.EXAMPLE_LABELS, default="true",
+                   help="craft training examples away from the true labels (default) or from the model's "
+                        "predictions ('predicted': Kurakin et al.'s cure for label leaking)")
+    g.add_argument("--batch-size", type=_positive("batch size", 65536), default=128, help="default: 128")
+    g.add_argument("--lr", type=_finite("learning rate", positive=True), default=1e-3, help="Adam (default: 0.001)")
+    g.add_argument("--pgd-steps", type=_positive("PGD steps", 100), default=7,
+                   help="PGD training steps (default: 7, step 2.5*eps/steps)")
+    g.add_argument("--vote-images", type=_positive("vote images", 10**6), default=2000,
+                   help="parallel MAT: validation images that fit the voting weights (default: 2000)")
+    g = p.add_argument_group("random walk (--strengths auto)")
+    g.add_argument("--grid", type=_arg(lambda s: parse_eps_list(s, name="grid", allow_zero=False), "grid"),
+                   default="0.05:0.3:0.05", help="allowed strengths (default: 0.05:0.3:0.05)")
+    g.add_argument("--penalty", type=_finite("penalty"), default=0.005,
+                   help="accuracy given up per extra strength, a in G = H - a*S (default: 0.005)")
+    g.add_argument("--walks", type=_positive("walks", 100000), default=200, help="number of walks t (default: 200)")
+    g.add_argument("--walk-length", type=_positive("walk length", 1000), help="steps per walk l (default: grid size)")
+    g.add_argument("--matrix-images", type=_positive("matrix images", 10**7), default=10000,
+                   help="training images of each single-strength model of the accuracy matrix (default: 10000)")
+    g.add_argument("--matrix-from", metavar="CARD",
+                   help="reuse the accuracy matrix recorded in a model card instead of training it again")
+    g = p.add_argument_group("evaluation and output")
+    g.add_argument("--eval-eps", type=_arg(parse_eps_list, "eval eps"), default="0:0.3:0.03",
+                   help="strengths of the card's accuracy curves (default: 0:0.3:0.03)")
+    g.add_argument("--eval-n", type=_arg(lambda s: parse_int(s, name="eval n", low=0, high=10**6), "eval n"),
+                   help="images of the FGSM curve (default: the whole evaluation set; 0: none)")
+    g.add_argument("--pgd-n", type=_arg(lambda s: parse_int(s, name="pgd n", low=0, high=10**6), "pgd n"),
+                   default=1000, help="images of the PGD-10 curve (default: 1000; 0: none)")
+    g.add_argument("--out-dir", required=True, metavar="DIR", help="where NAME.pt and NAME.json are written")
+    g.add_argument("--name", help="model name (default: DATASET-RECIPE, e.g. fmnist-fgsm)")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
+    g.add_argument("--threads", type=_positive("threads", 256),
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines (the final line stays)")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class _Bars:
+    """tqdm progress bars on stderr, one per stage, plus the stage messages (epoch summaries)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, p) -> None:
+        from tqdm import tqdm
+
+        if self.quiet:
+            return None
+        if p.stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = p.stage
+            self.bar = tqdm(total=p.total, desc=p.stage, unit="step", file=sys.stderr, leave=False,
+                            disable=not sys.stderr.isatty())
+        self.bar.update(p.step - self.bar.n)
+        if "loss" in p.info:
+            self.bar.set_postfix_str(f"loss {p.info['loss']:.3f}", refresh=False)
+        if p.message:
+            self.bar.clear()
+            _say(f"advcore: {p.message}")
+        return None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@command("train", "train a model (standard, adversarial, MAT) and write its checkpoint and model card", _train_args)
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train with :func:`advcore.training.train`, evaluate, write ``NAME.pt`` and ``NAME.json``."""
+    import time
+
+    from advcore import datasets, training, zoo
+
+    recipe = args.recipe
+    if recipe not in training.RECIPES:
+        raise AdvlabError(f"Unknown recipe {recipe!r}; choose one of {', '.join(training.RECIPES)}.")
+    strengths = args.strengths
+    if strengths is None:
+        strengths = [] if recipe == "standard" else [0.1] if recipe in ("fgsm", "pgd") else [0.05, 0.1, 0.15]
+    if strengths == "auto" and not recipe.startswith("mat-"):
+        raise AdvlabError("--strengths auto (the random walk) applies to the mat-mixed and mat-parallel recipes.")
+    if args.matrix_from and strengths != "auto":
+        raise AdvlabError("--matrix-from only applies with --strengths auto.")
+    prefix = {"fashion-mnist": "fmnist", "digits": "digits"}[args.dataset]
+    name = args.name or f"{prefix}-{'naive' if recipe == 'standard' else recipe}"
+    if not _NAME.fullmatch(name):
+        raise AdvlabError(f"--name must be letters, digits, '.', '_' or '-' (at most 64), got {name!r}.")
+    cfg = training.TrainConfig(recipe=recipe, strengths=() if strengths == "auto" else tuple(strengths),
+                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               reduced=args.reduced, example_attack=args.examples, example_labels=args.example_labels,
+                               pgd_steps=args.pgd_steps,
+                               dataset=args.dataset, limit=args.limit, vote_images=args.vote_images)
+    if strengths == "auto":
+        training.check_config(training.TrainConfig(**{**cfg.__dict__, "strengths": (0.1,)}))
+    else:
+        training.check_config(cfg)
+    out_dir = output_path(str(Path(args.out_dir) / f"{name}.json"), flag="--out-dir").parent
+    matrix = None
+    if args.matrix_from:
+        prior = zoo.read_card(args.matrix_from) if Path(args.matrix_from).is_file() else None
+        matrix = (prior or {}).get("strength_selection", {}).get("matrix")
+        if matrix is None:
+            raise AdvlabError(f"{args.matrix_from} holds no random-walk accuracy matrix.")
+    _set_threads(args.threads)
+    task = datasets.load_task(args.dataset, limit=args.limit)
+    bars = _Bars(args.quiet)
+    t0 = time.perf_counter()
+    try:
+        selection = None
+        if strengths == "auto":
+            selection = training.select_strengths(
+                task, grid=args.grid, images=args.matrix_images, penalty=args.penalty, walks=args.walks,
+                walk_length=args.walk_length, seed=args.seed, attack=cfg.attack, matrix=matrix, device=args.device,
+                progress=bars)
+            cfg.strengths = tuple(selection["chosen"])
+            walk = selection["walk"]
+            if not args.quiet:
+                _say(f"advcore: random walk chose {', '.join(f'{s:g}' for s in cfg.strengths)} (estimated average "
+                     f"accuracy {walk['H']:.3f}, path {' -> '.join(f'{s:g}' for s in walk['path'])})")
+        result = training.train(cfg, task, device=args.device, progress=bars, selection=selection)
+        report = training.evaluate(result.model, datasets.to_float(task.x_eval), task.y_eval, eps=args.eval_eps,
+                                   fgsm_images=args.eval_n, pgd_images=args.pgd_n, seed=args.seed, progress=bars)
+    finally:
+        bars.close()
+    result.card.update(report)
+    result.card["evaluation"] = task.description["evaluation"]
+    command_line = "python -m advcore " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
+    weights, card_path = training.save(result, out_dir, name, extra={"command": command_line,
+                                                                    "wall_seconds": round(time.perf_counter() - t0, 1)})
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    s = training.summary(card)
+    lines = [f"{name}: {card['title']}",
+             f"clean accuracy   {s['clean_accuracy']:.4f} on {card['evaluation_images']} evaluation images"]
+    for attack in ("fgsm", "pgd"):
+        if f"{attack}_average" in s:
+            at = s.get(f"{attack}_at_0.1")
+            at_text = f"at eps 0.1 {at:.4f}, " if at is not None else ""
+            lines.append(f"{attack.upper():<16} {at_text}average over the range {s[f'{attack}_average']:.4f}")
+    lines.append(f"training         {card['training_seconds']:.1f} s")
+    lines.append(f"wrote            {weights}, {card_path}")
+    print("\n".join(lines))
+    _say(f"advcore: trained {name} ({recipe}) in {card['training_seconds']:.0f} s, clean accuracy "
+         f"{s['clean_accuracy']:.4f}")
+    return EXIT_OK
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to evaluate")
+    g.add_argument("--model", required=True,
+                   help="registered model name (e.g. fmnist-fgsm) or the card JSON written by 'train'")
+    g.add_argument("--data", default="subset", choices=("subset", "test"),
+                   help="Fashion-MNIST: the shipped 3,000-image test subset (default) or the installed test set")
+    g.add_argument("--n", type=_positive("n", 10**6), default=2000,
+                   help="number of evaluation images (default: 2000, class-balanced)")
+    g = p.add_argument_group("attack")
+    g.add_argument("--attack", default="fgsm", metavar="NAME", help=f"one of {', '.join(ATTACKS)} (default: fgsm)")
+    g.add_argument("--eps", type=_arg(parse_eps_list, "eps"), default="0:0.3:0.03",
+                   help="L-inf strengths: start:stop:step (stop included), a list 0,0.05,0.1, or one value "
+                        "(default: 0:0.3:0.03)")
+    g.add_argument("--steps", type=_arg(parse_steps, "steps"), help="iterations (default: 10; FGSM takes one)")
+    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+                   default=0, help="seed of PGD's random start (default: 0)")
+    g.add_argument("--batch-size", type=_positive("batch size", 100000), default=500, help="default: 500")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': to stdout, instead of the table)")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
+    g.add_argument("--threads", type=_positive("threads", 256),
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the final line stays)")
+
+
+@command("eval", "accuracy of a model under an attack at a range of strengths", _eval_args)
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Accuracy per eps with :func:`advcore.training.accuracy_curve` (attacks from :mod:`advcore.attacks`)."""
+    from advcore import attacks, datasets, models, training, zoo
+    from advcore.device import describe, pick_device
+
+    card_file = args.model.endswith(".json") and Path(args.model).is_file()
+    spec = zoo.spec_from_card(zoo.read_card(args.model), Path(args.model).parent) if card_file \
+        else models.get_spec(args.model)
+    name = spec.name
+    attack = attacks.get_attack(args.attack)
+    if args.steps is not None and "steps" not in attacks.accepted_params(attack.name) and not args.quiet:
+        _say(f"advcore: note: --steps does not apply to {attack.name}; ignored.")
+    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
+    x, y, what = datasets.eval_set(spec.dataset, args.n, source=args.data)
+    device = pick_device(args.device)
+    _set_threads(args.threads)
+    model = zoo.load_from_card(args.model, device)[1] if card_file else models.load(name, device)
+    bars = _Bars(args.quiet)
+    try:
+        curve = training.accuracy_curve(model, x, y, attack=attack.name, eps=args.eps, steps=args.steps,
+                                        seed=args.seed, batch_size=args.batch_size, progress=bars)
+    finally:
+        bars.close()
+    result = {"model": name, "title": spec.title, "dataset": spec.dataset, "data": what, "device": describe(device),
+              **curve}
+    clean = [a for e, a in zip(curve["eps"], curve["accuracy"], strict=True) if e == 0]
+    result["clean_accuracy"] = clean[0] if clean else None
+    if json_out is not None:
+        write_file(json_out, (_json_text(result) + "\n").encode("utf-8"))
+    if args.json == "-":
+        print(_json_text(result))
+    else:
+        steps = f", {curve['steps']} steps" if curve["steps"] > 1 else ""
+        lines = [f"{name}: {attack.title} (L-inf{steps}) on {curve['n']} images of the {what}",
+                 "eps        accuracy"]
+        lines += [f"{e:<10.4g} {a:.4f}" for e, a in zip(curve["eps"], curve["accuracy"], strict=True)]
+        lines.append(f"average    {curve['average_accuracy']:.4f}")
+        if json_out is not None:
+            lines.append(f"wrote      {json_out}")
+        print("\n".join(lines))
+    _say(f"advcore: eval {attack.name} on {name}: {len(curve['eps'])} strength(s), {curve['n']} images, "
+         f"{curve['seconds']:.1f} s")
     return EXIT_OK

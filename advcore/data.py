@@ -29,6 +29,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024  # same cap as server.maxUploadSize in .stream
 MAX_PIXELS = 40_000_000  # about 6300 x 6300; larger images are refused before decoding
 MIN_SIDE = 16
 MAX_ASPECT = 20  # a 40000x16 strip would be upscaled to ~160 MP by the centre crop of prepare()
+CROP_PAD_MIN_SIZE = 64  # prepare(): smaller model inputs are resized and cropped without padding
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,15 @@ def to_tensor(im: Image.Image) -> torch.Tensor:
 
 
 def prepare(im: Image.Image, input_size: tuple[int, int, int]) -> torch.Tensor:
-    """An image as a model expects it: ``(1, C, H, W)`` in ``[0, 1]``."""
+    """An image as a model expects it: ``(1, C, H, W)`` in ``[0, 1]``.
+
+    Inputs of at least :data:`CROP_PAD_MIN_SIZE` px (ImageNet) get EfficientNet's crop padding of 32;
+    small ones (Fashion-MNIST 28x28) get none, so an image of exactly the input size is used as it is.
+    """
     c, h, w = input_size
     if h != w:
         raise ValueError("only square model inputs are supported")
-    x = to_tensor(resize_center_crop(im, h))
+    x = to_tensor(resize_center_crop(im, h, pad=32 if h >= CROP_PAD_MIN_SIZE else 0))
     if c == 1:
         x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).clamp_(0, 1)
     return x

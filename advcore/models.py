@@ -175,3 +175,7 @@ for _variant, _size, _top1 in ((0, 224, 75.1), (1, 240, 76.7), (2, 260, 77.6)):
             },
         )
     )
+
+from advcore import zoo as _zoo  # noqa: E402  (registers the shipped Fashion-MNIST checkpoints)
+
+_zoo.register_shipped()

@@ -10,10 +10,15 @@ install_requirements requirements-dev.txt
 if [ ! -f "$VENV/.stamp-bench" ] || ! "$VENV/bin/python" -c "import torchattacks" 2>/dev/null; then
   "$VENV/bin/python" -m pip install --quiet --no-deps -r "$ROOT/requirements-bench.txt" && touch "$VENV/.stamp-bench"
 fi
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "advlab: installing Debian chromium for the browser tests" >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-    || echo "advlab: could not install chromium; browser tests will be skipped" >&2
+# Debian packages the tests use: chromium (browser tests) and the full Fashion-MNIST (a few data tests;
+# everything else uses the subset shipped in assets/). Installed only as root with apt, once.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "advlab: installing Debian packages: ${missing[*]}" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+    || echo "advlab: could not install ${missing[*]}; the tests that need them will be skipped" >&2
 fi
 # In CI a missing browser must fail the run, not skip the browser tests.
 if [ "${CI:-}" = "true" ]; then export ADVLAB_REQUIRE_BROWSER=1; fi
