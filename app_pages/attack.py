@@ -5,9 +5,11 @@ Widgets -> ``advcore.experiment.attack_image`` (through ui.attack_view's per-ses
 
 from __future__ import annotations
 
+import io
 import json
 
 import streamlit as st
+from PIL import Image
 
 from advcore import data, experiment, models
 from advcore.attacks import ATTACKS, StepInfo
@@ -19,6 +21,11 @@ INTRO = (
     "Pick a photo and an attack, then move eps to see how small a change flips the model's prediction: "
     "start with FGSM at the default 4/255, then lower eps to 1/255 and check whether the prediction still flips."
 )
+INTRO_SMALL = (
+    "Pick a test image and an attack, then move eps to see how large a change flips the model's prediction: "
+    "start with FGSM at the default 0.10 on the standard model, then switch the sidebar's model to an "
+    "adversarially trained one and see whether the same image still flips."
+)
 NORM_TITLES = {"linf": "L-infinity", "l2": "L2"}
 ACCUMULATORS = {
     "sign": "sign(g) — paper's Eq. 10 (default)",
@@ -27,6 +34,9 @@ ACCUMULATORS = {
 DELTAS = [1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2]
 AMPLIFICATIONS = ["auto", 1, 2, 5, 10, 20, 50, 100]
 DEFAULT_TARGET = 859  # ImageNet "toaster", the classic target of adversarial patches
+DEFAULT_TARGETS = {"imagenet": DEFAULT_TARGET, "fashion-mnist": 1}  # Fashion-MNIST: "Trouser"
+PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)  # small datasets: L-inf eps in pixel units (min, max, default, step), as in
+# the paper's and the model cards' range 0..0.3 (0.3 = 76.5/255)
 KEEP = "session"  # attack settings survive a visit to another page
 RUN_REQUEST = "_advlab_attack_run_request"
 
@@ -38,7 +48,14 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
                           persist_state=KEEP, help="The five gradient attacks of the AGR paper's comparison.")
     norm = c2.radio("Norm", list(NORM_TITLES), format_func=NORM_TITLES.get, key="attack_norm", horizontal=True,
                     persist_state=KEEP, help="The ball the perturbation must stay in.")
-    if norm == "linf":
+    pixel_units = dataset != "imagenet"  # Fashion-MNIST models: eps up to 0.3, in pixel units like their cards
+    if norm == "linf" and pixel_units:
+        low, high, default, step = PIXEL_EPS
+        v = round(c3.slider("eps (pixel units)", low, high, default, step=step, format="%.2f",
+                            key="attack_eps_linf_px", persist_state=KEEP,
+                            help="Largest change of any pixel, pixels in [0, 1] (0.1 = 25.5/255)."), 4)
+        eps, eps_text = v, f"{v:g}"
+    elif norm == "linf":
         k = c3.slider("eps (x/255)", 0, 32, 4, key="attack_eps_linf", persist_state=KEEP,
                       help="Largest change of any pixel, in 8-bit levels.")
         eps, eps_text = k / 255.0, f"{k}/255"
@@ -56,7 +73,11 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
                             "AGR eps).")
     alpha = alpha_text = None
     if custom and spec.iterative:
-        if norm == "linf":
+        if norm == "linf" and pixel_units:
+            alpha = d2.number_input("alpha (pixel units)", 0.001, 0.3, 0.01, step=0.005, format="%.3f",
+                                    key="attack_alpha_linf_px", persist_state=KEEP)
+            alpha_text = repr(alpha)
+        elif norm == "linf":
             k = d2.number_input("alpha (x/255)", 0.01, 32.0, 1.0, step=0.1, key="attack_alpha_linf",
                                 persist_state=KEEP)
             alpha, alpha_text = k / 255.0, f"{k!r}/255"  # the CLI divides the same two floats
@@ -102,7 +123,8 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
                            help="Push the image towards a class of your choice instead of away from its own.")
     target = None
     if targeted:
-        target = t2.selectbox("Target class", range(len(classes)), index=min(DEFAULT_TARGET, len(classes) - 1),
+        default_target = DEFAULT_TARGETS.get(dataset, 0)
+        target = t2.selectbox("Target class", range(len(classes)), index=min(default_target, len(classes) - 1),
                               format_func=lambda i: f"{i}: {classes[i]}", key=f"attack_target_{dataset}",
                               persist_state=KEEP,
                               help="Type to search by index or name.")
@@ -141,21 +163,40 @@ def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel) -> N
     delta = plots.to_numpy_image(res.x_adv) - x
     h, w = res.x.shape[-2:]
 
+    small = max(h, w) < plots.SMALL_INPUT  # Fashion-MNIST: 28x28, shown enlarged with sharp pixels (PNG, not JPEG)
     i1, i2, i3 = st.columns(3)
     amp_slot = i2.empty()  # the image goes above its amplification slider
-    i1.image(data.to_pil(res.x), caption=f"Clean: the {w}x{h} centre crop the model sees", width="stretch")
+    if small:
+        i1.image(plots.enlarge(data.to_pil(res.x)), caption=f"Clean: the {w}x{h} image the model sees (enlarged)",
+                 width="stretch", output_format="PNG")
+    else:
+        i1.image(data.to_pil(res.x), caption=f"Clean: the {w}x{h} centre crop the model sees", width="stretch")
     i1.markdown(prediction_line("Clean", res.clean.name, res.clean.prob))
+    if sel.true_name is not None:
+        i1.markdown(f"True class: {md_escape(sel.true_name)}")
+        if sel.true_name != res.clean.name:
+            i1.caption("The model already gets this test image wrong before any attack.")
     i2.markdown(f"L-inf {255 * m['linf']:.2f}/255, L2 {m['l2']:.3f}")
     amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
                            help="auto: the largest change is shown as black or white.")
     amp_img, factor = plots.amplified_perturbation(delta, None if amp == "auto" else float(amp))
-    amp_slot.image(amp_img, caption=f"Perturbation x{factor:.3g} around grey (grey = unchanged)", width="stretch")
-    i3.image(res.png, caption="Adversarial: the 8-bit PNG you download", width="stretch")
+    amp_slot.image(plots.enlarge_array(amp_img) if small else amp_img,
+                   caption=f"Perturbation x{factor:.3g} around grey (grey = unchanged)", width="stretch",
+                   **({"output_format": "PNG"} if small else {}))
+    i3.image(plots.enlarge(Image.open(io.BytesIO(res.png))) if small else res.png,
+             caption="Adversarial: the 8-bit PNG you download" + (" (enlarged)" if small else ""), width="stretch",
+             **({"output_format": "PNG"} if small else {}))
     i3.markdown(prediction_line("Adversarial", res.adversarial.name, res.adversarial.prob))
     i3.caption(f"After rounding to 8 bits: {md_escape(res.adversarial_8bit.name)} "
                f"({100 * res.adversarial_8bit.prob:.1f}%)")
-    st.caption("Notice that the left and right images look the same to you, yet the model reads them differently; "
-               "the middle image is the difference, amplified so that it becomes visible.")
+    if small:
+        st.caption(f"On a {w}x{h} image an eps of {req.eps_text} shows as speckle: small images need a larger "
+                   "budget than photos to fool a model (the MAT paper measures MNIST up to eps 0.3). Notice that "
+                   "you still recognise on the right what the left shows; the middle image is the difference, "
+                   "amplified.")
+    else:
+        st.caption("Notice that the left and right images look the same to you, yet the model reads them differently; "
+                   "the middle image is the difference, amplified so that it becomes visible.")
     verdict = attack_view.rounding_sentence(res)
     (st.success if m["success_8bit"] else st.warning)(verdict)
 
@@ -198,8 +239,18 @@ def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel) -> N
 
     st.markdown("**The same numbers from the command line**")
     st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
+    cli_image_note(sel)
+
+
+def cli_image_note(sel) -> None:
+    """How to get the command line's --image file: the upload itself, or the test image as a PNG."""
     if sel.is_upload:
         st.caption(f"Save your upload ({md_escape(sel.image_name)}) as {md_escape(sel.cli_image)} next to the command.")
+    elif sel.image_png is not None:
+        st.download_button("Download the test image", sel.image_png, file_name=sel.cli_image, mime="image/png",
+                           on_click="ignore", key="attack_download_test_image")
+        st.caption(f"Save the test image (the button above) as {md_escape(sel.cli_image)} next to the command: "
+                   "it holds exactly the pixels attacked here.")
 
 
 def history_caption(req: attack_view.AttackRequest, targeted: bool, stop_on_success: bool, last: int) -> str:
@@ -239,7 +290,9 @@ def heatmap_caption(req: attack_view.AttackRequest, delta, top: float) -> str:
         return (f"{scale} Notice that every pixel changes by the full eps: sign steps spend the whole budget "
                 "everywhere, which is why L-infinity perturbations look like even noise.")
     extra = dict(req.extra)
-    if extra.get("random_start"):
+    if not req.spec.iterative:
+        why = "FGSM moves every pixel by eps, but pixels already black or white cannot go further that way"
+    elif extra.get("random_start"):
         why = "the random start put them inside the ball and later steps did not all push them the same way"
     elif extra.get("accumulator") == "gradient":
         why = "raw-gradient AGR steps are small where the gradient is small"
@@ -251,10 +304,10 @@ def heatmap_caption(req: attack_view.AttackRequest, delta, top: float) -> str:
 
 def main() -> None:
     sel = app_frame()
-    st.title("Attack lab")
-    st.markdown(INTRO)
-    image = require_image(sel)
     spec = models.get_spec(sel.model)
+    st.title("Attack lab")
+    st.markdown(INTRO if spec.dataset == "imagenet" else INTRO_SMALL)
+    image = require_image(sel)
     req = controls(sel, spec.classes(), spec.dataset)
     on_cuda = pick_device(sel.device).type == "cuda"
 
@@ -272,6 +325,7 @@ def main() -> None:
             st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "
                     "so it does not rerun on every change: press Run attack.")
             st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
+            cli_image_note(sel)
             return
     views(req, res, sel)
 

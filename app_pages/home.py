@@ -11,12 +11,14 @@ st.title("advlab")
 st.markdown(
     "advlab is a laboratory for adversarial machine learning on images: tiny, deliberately crafted changes "
     "to a photo that a person cannot see but that change what a neural network says it is. "
-    "Everything runs on real ImageNet classifiers (EfficientNet-Lite0/1/2), on a GPU when there is one and "
-    "on the CPU otherwise, and every number on screen can be reproduced with `python -m advcore`."
+    "Everything runs on real classifiers: ImageNet models (EfficientNet-Lite0/1/2) and small Fashion-MNIST "
+    "networks trained here with and without adversarial examples, on a GPU when there is one and on the CPU "
+    "otherwise, and every number on screen can be reproduced with `python -m advcore`."
 )
 st.markdown(
     "Choose the model, the device and the image in the sidebar; every lab uses the same choice. "
-    "Use one of the bundled photos or upload your own (PNG, JPEG, WebP or BMP)."
+    "Use one of the bundled photos (or, for a Fashion-MNIST model, one of its test images) or upload your own "
+    "(PNG, JPEG, WebP or BMP)."
 )
 
 st.subheader("Labs")
@@ -28,7 +30,16 @@ st.markdown(
     "SSIM, PSNR), with downloads of the adversarial PNG and of the metrics."
 )
 st.page_link("app_pages/attack.py", label="Open the Attack lab", icon=":material/bolt:")
+st.markdown(
+    "**Training lab**: does training on adversarial examples make a model robust, and at which attack strengths? "
+    "It compares Fashion-MNIST models trained normally, with FGSM or PGD examples of one strength, and with "
+    "multi-strength adversarial training (mixed and parallel MAT, strengths chosen by a random walk), as accuracy "
+    "against attack strength (the MAT paper's Figure 4) and as average accuracy (its Table 1), all read from the "
+    "shipped models' cards. You can also train a small model yourself, with live progress, and watch its curve "
+    "join the chart."
+)
+st.page_link("app_pages/training.py", label="Open the Training lab", icon=":material/model_training:")
 st.caption(
-    "Coming: the Geometry lab (isotropy, Mantel test, local Lipschitz), the Defense lab (halftoning), "
-    "the Training lab (multi-strength adversarial training) and the Poisoning lab."
+    "Coming: the Geometry lab (isotropy, Mantel test, local Lipschitz), the Defense lab (halftoning) "
+    "and the Poisoning lab."
 )

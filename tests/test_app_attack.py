@@ -355,3 +355,73 @@ def test_history_drops_the_repeated_point_of_an_attack_that_stopped() -> None:
     assert loss[-1] > loss[0] and prob[-1] < prob[0]
     full = experiment.attack_image("efficientnet-lite0", cat, "ifgsm", eps=1 / 255, steps=3, device="cpu").result
     assert len(history(full)[0]) == 4  # no stop on success: every point kept
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST models
+
+GALLERY_KEY = "sidebar_gallery_fashion-mnist"
+
+
+def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+    import torch
+
+    from advcore import cli, datasets, models
+
+    at = attack_page(sidebar_model="fmnist-naive", **{GALLERY_KEY: 3})
+    classes = models.class_names("fmnist-naive")
+    x, y = datasets.load_subset(50)
+    gallery = at.selectbox(key=GALLERY_KEY)
+    assert gallery.label == "Test image" and len(gallery.options) == 50
+    assert gallery.options[:3] == [f"#{i}: {classes[int(y[i])]}" for i in range(3)]
+    assert f"true class: {classes[int(y[3])]}." in " ".join(c.value for c in at.sidebar.caption)
+    assert at.markdown[0].value.startswith("Pick a test image and an attack")
+    eps = at.slider(key="attack_eps_linf_px")
+    assert (eps.label, eps.value, eps.min, eps.max) == ("eps (pixel units)", 0.1, 0.0, 0.3)
+
+    # The clean prediction is the model's own on the test image's exact pixels.
+    model = models.load("fmnist-naive", device="cpu")
+    with torch.no_grad():
+        label = int(model(x[3:4].float() / 255).argmax(1))
+    preds = predictions(at)
+    assert set(preds) == {"Clean", "Adversarial"}
+    assert preds["Clean"][0] == classes[label]
+    assert f"True class: {classes[int(y[3])]}" in [m.value for m in at.markdown]
+    m = metrics(at)
+    assert m["L-inf"] == "0.10000 (25.50/255)" and m["Gradient evaluations"] == "1"
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert "Clean: the 28x28 image the model sees (enlarged)" in captions
+    assert not at.error
+
+    # The command line reproduces the page with the test image saved as the PNG the page offers.
+    args = cli_args(at)
+    assert (args.model, args.image, args.attack, args.eps) == ("fmnist-naive", "fashion-mnist-3.png", "fgsm", 0.1)
+    assert "Download the test image" in [b.proto.label for b in at.get("download_button")]
+    assert "Save the test image (the button above) as fashion-mnist-3.png" in caption_text(at)
+    from ui.common import gallery_image
+
+    image, true_label = gallery_image("fashion-mnist", 3)  # what the download button holds, as a PNG
+    assert true_label == int(y[3]) and (np.asarray(image) == x[3, 0].numpy()).all()
+    path = tmp_path / "fashion-mnist-3.png"
+    image.save(path)
+    out = tmp_path / "metrics.json"
+    assert cli.main(["attack", "--model", "fmnist-naive", "--image", str(path), "--attack", "fgsm", "--eps", "0.1",
+                     "--json", str(out), "-q"]) == 0
+    result = json.loads(out.read_text())
+    assert result["clean_name"] == preds["Clean"][0] and result["adv_name"] == preds["Adversarial"][0]
+
+
+def test_fashion_mnist_defaults_and_uploads() -> None:
+    at = attack_page(sidebar_model="fmnist-naive", attack_targeted=True)
+    target = at.selectbox(key="attack_target_fashion-mnist")
+    assert target.value == 1 and target.options[1] == "1: Trouser"  # a Fashion-MNIST class, not ImageNet's 859
+    assert "--target 1" in at.code[0].value
+    # An upload is converted to a 28x28 greyscale image and attacked like a test image.
+    at.radio(key="sidebar_gallery_source").set_value("Upload").run()
+    at.file_uploader(key="sidebar_upload_small").set_value(("chelsea.png", _png_bytes(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert set(predictions(at)) == {"Clean", "Adversarial"}
+    assert "--image upload.png" in at.code[0].value
+    assert not any(m.value.startswith("True class:") for m in at.markdown)

@@ -248,10 +248,57 @@ def test_fresh_server_opened_on_attack_shows_the_app_navigation(page: Page, fres
     wait_idle(page)
     # Each link's text is its Material icon's ligature name, then its label: "bolt\n\nAttack lab".
     nav = [t.strip().splitlines()[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
-    assert nav == ["Home", "Attack lab"], nav
+    assert nav == ["Home", "Attack lab", "Training lab"], nav
     assert page.url.rstrip("/").endswith("/attack")
     assert page.locator("h1").first.inner_text().strip() == "Attack lab"
     sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
     assert "Setup" in sidebar and "Model" in sidebar, sidebar[:1000]
     assert set(predictions(page)) == {"Clean", "Adversarial"}
+    assert_no_error(page)
+
+
+def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: str) -> None:
+    """Figure 4 draws one line per shipped model; a started run shows live progress and stops on Cancel."""
+    from advcore import zoo
+
+    page.goto(app_url.rstrip("/") + "/training")
+    wait_for_text(page, "Average accuracy over the strength range")
+    wait_idle(page)
+    assert page.locator("h1").first.inner_text().strip() == "Training lab"
+    main = page.locator(MAIN)
+    chart = main.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    cards = [c for c in (zoo.read_card(p) for p in zoo.shipped_cards()) if c.get("curves")]
+    assert chart.locator(".scatterlayer .trace").count() == len(cards)
+    assert "Standard training" in chart.inner_text()  # the legend
+    page.get_by_text("Average accuracy over the strength range").scroll_into_view_if_needed()
+    table = main.locator('[data-testid="stTable"]')  # drawn once scrolled into view
+    table.wait_for(timeout=30_000)
+    assert table.locator("tbody tr").count() == len(cards)
+    assert_no_error(page)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate(f"document.querySelector('{MAIN}').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 12_000))})
+    wait_idle(page)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "training_page.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+    # PGD-7 adversarial training takes long enough to be cancelled half-way.
+    recipe = page.get_by_role("combobox", name="Recipe", exact=True)
+    recipe.scroll_into_view_if_needed()
+    recipe.click()
+    page.keyboard.type("PGD-7")  # typing opens the list filtered to that option, even if the click did not
+    page.keyboard.press("Enter")
+    wait_idle(page, expect_rerun=True)
+    assert "PGD-7" in recipe.input_value(), recipe.input_value()
+    page.get_by_role("button", name=re.compile("Train$")).click()
+    wait_for_text(page, re.compile(r"training: step \d+ of \d+"))
+    page.get_by_role("button", name=re.compile("Cancel training")).click()
+    wait_for_text(page, "Training cancelled at training, step")
+    wait_idle(page)
+    text = main.inner_text()
+    assert "nothing was kept" in text and "Your runs" not in text, text[-2000:]
+    assert page.get_by_role("button", name=re.compile("Train$")).count() == 1
     assert_no_error(page)

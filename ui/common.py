@@ -9,6 +9,7 @@ images come from advcore.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -19,9 +20,10 @@ import streamlit as st
 from PIL import Image
 from streamlit.navigation.page import StreamlitPage
 
-from advcore import data, models
+from advcore import data, datasets, models
 from advcore.device import cuda_available, describe, pick_device
 from advcore.errors import AdvlabError
+from ui import plots
 
 log = logging.getLogger("advlab.ui")
 if not logging.getLogger("advlab").handlers:  # errors go to the server log, never to the page
@@ -33,6 +35,9 @@ DEFAULT_SAMPLE = "cat.jpg"
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 SOURCE_SAMPLE = "Bundled sample"
 SOURCE_UPLOAD = "Upload"
+SOURCE_GALLERY = "Test image"
+GALLERY_SIZE = 50  # the first images of the shipped test subset (class-interleaved: 5 of each class)
+GALLERY_DATASETS = {"fashion-mnist": "Fashion-MNIST"}  # model datasets whose test images the sidebar offers
 GENERIC_ERROR = (
     "Something went wrong on our side while building this page. The details were written to the server log; "
     "try other settings or reload the page."
@@ -47,6 +52,8 @@ def app_pages() -> list[StreamlitPage]:
     return [
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("app_pages/attack.py", title="Attack lab", icon=":material/bolt:", url_path="attack"),
+        st.Page("app_pages/training.py", title="Training lab", icon=":material/model_training:",
+                url_path="training"),
     ]
 
 
@@ -62,6 +69,8 @@ class Selection:
     is_upload: bool
     image: Image.Image | None = field(default=None, compare=False, repr=False)
     image_error: str | None = None
+    true_name: str | None = None  # the label of a dataset test image (None: a photo or an upload)
+    image_png: bytes | None = field(default=None, compare=False, repr=False)  # a test image as the PNG to save
 
 
 def _model_title(name: str) -> str:
@@ -97,18 +106,16 @@ def sidebar() -> Selection:
     note = "" if cuda_available() else " (no CUDA GPU found)"
     sb.caption(f"Device: {describe(pick_device(device))}{note}")
 
+    dataset = _dataset(model)
+    if dataset in GALLERY_DATASETS:
+        return _gallery_sidebar(model, device, dataset)
+
     source = sb.radio("Image", [SOURCE_SAMPLE, SOURCE_UPLOAD], key="sidebar_image_source", horizontal=True)
     if source == SOURCE_UPLOAD:
-        up = sb.file_uploader("Upload an image", type=UPLOAD_TYPES, key="sidebar_upload",
-                              help="PNG, JPEG, WebP or BMP, up to 20 MB; it is centre-cropped to the model input.")
-        if up is None:
-            sb.caption("No file yet: the sample below is used until you upload one.")
-        else:
-            key = f"upload:{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
-            image, error = _load_image(key, up.getvalue, up.name)
-            sel = Selection(model=model, device=device, image_key=key, image_name=up.name,
-                            cli_image=f"upload{_suffix(up.name)}", is_upload=True, image=image, image_error=error)
-            _caption_image(sel)
+        sel = _upload(model, device, "sidebar_upload",
+                      "PNG, JPEG, WebP or BMP, up to 20 MB; it is centre-cropped to the model input.",
+                      "No file yet: the sample below is used until you upload one.")
+        if sel is not None:
             return sel
 
     all_samples = data.samples()
@@ -123,6 +130,66 @@ def sidebar() -> Selection:
                     cli_image=f"assets/samples/{file}", is_upload=False, image=image, image_error=error)
     _caption_image(sel, licence=f"{sample.licence}; {sample.source}")
     return sel
+
+
+def _dataset(model: str) -> str:
+    try:
+        return models.get_spec(model).dataset
+    except AdvlabError:
+        return ""
+
+
+def _upload(model: str, device: str, key: str, help: str, waiting: str) -> Selection | None:
+    """The sidebar's file uploader; the selection of the uploaded file, or None (with ``waiting``) before one."""
+    up = st.sidebar.file_uploader("Upload an image", type=UPLOAD_TYPES, key=key, help=help)
+    if up is None:
+        st.sidebar.caption(waiting)
+        return None
+    image_key = f"upload:{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
+    image, error = _load_image(image_key, up.getvalue, up.name)
+    sel = Selection(model=model, device=device, image_key=image_key, image_name=up.name,
+                    cli_image=f"upload{_suffix(up.name)}", is_upload=True, image=image, image_error=error)
+    _caption_image(sel)
+    return sel
+
+
+def gallery_image(dataset: str, index: int) -> tuple[Image.Image, int]:
+    """Test image ``index`` of a dataset's shipped subset as an 8-bit greyscale PIL image, and its label."""
+    x, y = datasets.load_subset(GALLERY_SIZE)
+    return Image.fromarray(x[index, 0].numpy(), mode="L"), int(y[index])
+
+
+def _gallery_sidebar(model: str, device: str, dataset: str) -> Selection:
+    """For models of a small dataset: a test image of its shipped subset (true label known), or an upload."""
+    sb = st.sidebar
+    title = GALLERY_DATASETS[dataset]
+    source = sb.radio("Image", [SOURCE_GALLERY, SOURCE_UPLOAD], key="sidebar_gallery_source", horizontal=True)
+    if source == SOURCE_UPLOAD:
+        sel = _upload(model, device, "sidebar_upload_small",
+                      "PNG, JPEG, WebP or BMP, up to 20 MB; it is converted to greyscale, resized and "
+                      "centre-cropped to the model input (28x28 for Fashion-MNIST).",
+                      "No file yet: the test image below is used until you upload one.")
+        if sel is not None:
+            return sel
+    classes = models.class_names(model)
+    try:
+        _, labels = datasets.load_subset(GALLERY_SIZE)
+    except AdvlabError as exc:
+        return Selection(model=model, device=device, image_key=f"{dataset}:none", image_name=f"{title} test image",
+                         cli_image="", is_upload=False, image_error=str(exc))
+    index = sb.selectbox("Test image", range(len(labels)), key=f"sidebar_gallery_{dataset}",
+                         format_func=lambda i: f"#{i}: {classes[int(labels[i])]}",
+                         help=f"The first {len(labels)} images of the shipped {title} test subset, with their "
+                              "true classes.")
+    image, label = gallery_image(dataset, int(index))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    name = f"{dataset}-{index}.png"
+    sb.image(plots.enlarge(image, 112), width=112, output_format="PNG")
+    sb.caption(f"Test image #{index} of the shipped {title} test subset ({image.width}x{image.height} px, "
+               f"official test images, MIT licence); true class: {md_escape(classes[label])}.")
+    return Selection(model=model, device=device, image_key=f"{dataset}:{index}", image_name=name, cli_image=name,
+                     is_upload=False, image=image, true_name=classes[label], image_png=buf.getvalue())
 
 
 def _suffix(name: str) -> str:

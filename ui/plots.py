@@ -125,3 +125,126 @@ def history_figures(loss: Sequence[float], prob: Sequence[float], class_name: st
     prob_fig.update_xaxes(**xaxis)
     prob_fig.update_yaxes(title="%", range=[0, 100])
     return loss_fig, prob_fig
+
+
+# --------------------------------------------------------------------------- small images
+
+SMALL_INPUT = 64  # model inputs below this many pixels a side (Fashion-MNIST 28x28) are shown enlarged
+DISPLAY_SIZE = 448  # ... to at least this many pixels, so that a browser scaling them to a column stays sharp
+
+
+def enlarge(im, size: int = DISPLAY_SIZE):
+    """A PIL image scaled up by a whole factor with nearest-neighbour (sharp pixels) to at least ``size``
+    px; images already that large come back unchanged."""
+    from PIL import Image
+
+    w, h = im.size
+    factor = math.ceil(size / max(w, h))
+    if factor <= 1:
+        return im
+    return im.resize((w * factor, h * factor), Image.Resampling.NEAREST)
+
+
+def enlarge_array(img: np.ndarray, size: int = DISPLAY_SIZE):
+    """An ``(H, W, C)`` uint8 array (C = 1 or 3) as an enlarged PIL image (see :func:`enlarge`)."""
+    from PIL import Image
+
+    arr = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
+    return enlarge(Image.fromarray(arr), size)
+
+
+# --------------------------------------------------------------------------- training lab
+
+# One colour per recipe, the same in every chart; your own runs are black, dashed.
+RECIPE_COLOURS = {
+    "standard": "#7f7f7f",
+    "fgsm": "#f58518",
+    "pgd": "#b279a2",
+    "mat-mixed": "#54a24b",
+    "mat-parallel": "#4c78a8",
+}
+RUN_COLOURS = ["#111111", "#8c564b", "#17becf"]
+FIG4_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=420, showlegend=True,
+                   legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0))
+
+
+def accuracy_vs_strength(series: Sequence[dict], title: str) -> go.Figure:
+    """The paper's Figure 4: accuracy (%) against the attack strength, one line per model.
+
+    ``series``: dicts with ``name``, ``eps``, ``accuracy`` (fractions), ``recipe`` and optionally
+    ``run`` (an index: a run started on the page, drawn dashed).
+    """
+    fig = go.Figure()
+    for s in series:
+        run = s.get("run")
+        colour = RUN_COLOURS[run % len(RUN_COLOURS)] if run is not None else RECIPE_COLOURS.get(s.get("recipe"), OTHER)
+        fig.add_trace(go.Scatter(
+            x=list(s["eps"]), y=[100.0 * a for a in s["accuracy"]], name=s["name"], mode="lines+markers",
+            line=dict(color=colour, dash="dash" if run is not None else "solid", width=2),
+            marker=dict(size=6), hovertemplate="eps %{x:.3g}: %{y:.1f}%<extra>" + s["name"] + "</extra>"))
+    fig.update_layout(**FIG4_LAYOUT, title=title)
+    fig.update_xaxes(title="attack strength eps (L-inf, pixel units)", rangemode="tozero")
+    fig.update_yaxes(title="test accuracy (%)", range=[0, 100])
+    return fig
+
+
+def walk_path(path: Sequence[float], grid: Sequence[float], chosen: Sequence[float]) -> go.Figure:
+    """The random walk that reached the chosen strengths: strength visited at each step, chosen ones marked."""
+    steps = list(range(len(path)))
+    fig = go.Figure()
+    for g in grid:
+        if any(abs(g - c) < 1e-9 for c in chosen):
+            fig.add_hrect(y0=g - 0.01, y1=g + 0.01, fillcolor=WATCH, opacity=0.18, line_width=0)
+    colours = [WATCH if any(abs(p - c) < 1e-9 for c in chosen) else OTHER for p in path]
+    fig.add_trace(go.Scatter(x=steps, y=list(path), mode="lines+markers+text", line=dict(color=OTHER),
+                             marker=dict(size=11, color=colours), text=[f"{p:g}" for p in path],
+                             textposition="top center", hovertemplate="step %{x}: eps %{y:g}<extra></extra>"))
+    fig.update_layout(**{**LAYOUT, "height": 320}, title="The random walk's path over the strength grid")
+    last = max(1, len(steps) - 1)
+    fig.update_xaxes(title="step of the walk", tickmode="linear", tick0=0, dtick=1, range=[-0.4, last + 0.4])
+    span = (max(grid) - min(grid)) or 0.1
+    fig.update_yaxes(title="training strength eps", tickmode="array", tickvals=list(grid),
+                     ticktext=[f"{g:g}" for g in grid], range=[min(grid) - 0.15 * span, max(grid) + 0.15 * span])
+    return fig
+
+
+def accuracy_matrix_heatmap(A: Sequence[Sequence[float]], grid: Sequence[float], attack_eps: Sequence[float],
+                            chosen: Sequence[float]) -> go.Figure:
+    """The random walk's accuracy matrix A: rows = training strength, columns = attack strength, in %."""
+    z = np.asarray(A, dtype=float) * 100.0
+    rows = [f"{g:g} (chosen)" if any(abs(g - c) < 1e-9 for c in chosen) else f"{g:g}" for g in grid]
+    cols = [f"{e:g}" for e in attack_eps]
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=cols, y=rows, colorscale="Viridis", zmin=0, zmax=100,
+                               texttemplate="%{z:.0f}", textfont=dict(size=10),
+                               colorbar=dict(title="%", thickness=12),
+                               hovertemplate="trained at %{y}, attacked at %{x}: %{z:.1f}%<extra></extra>"))
+    fig.update_layout(**{**LAYOUT, "height": 320}, title="Accuracy matrix A (validation accuracy, %)")
+    fig.update_xaxes(title="attack strength (FGSM)", type="category")
+    fig.update_yaxes(title="trained at", type="category")
+    return fig
+
+
+def voting_weights(strengths: Sequence[float], weights: Sequence[float]) -> go.Figure:
+    """Parallel MAT's voting weights a_k, one bar per sub-network (labelled by its strength)."""
+    labels = [f"eps {s:g}" for s in strengths]
+    fig = go.Figure(go.Bar(x=labels, y=list(weights), marker_color=RECIPE_COLOURS["mat-parallel"],
+                           text=[f"{w:.3f}" for w in weights], textposition="auto",
+                           hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
+    fig.update_layout(**{**LAYOUT, "height": 320}, title="Parallel MAT's voting weights (sum 1)")
+    fig.update_xaxes(title="sub-network trained at", type="category")
+    fig.update_yaxes(title="weight a_k", range=[0, max(1.0, max(weights, default=0.0))])
+    return fig
+
+
+def loss_curves(curves: dict[str, Sequence[float]], title: str) -> go.Figure:
+    """Training loss per step, one line per training stage (a sub-network of parallel MAT has its own)."""
+    fig = go.Figure()
+    palette = [OTHER, WATCH, "#54a24b", "#b279a2", "#9d755d", "#72b7b2"]
+    for i, (stage, values) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=_finite(list(values)), name=stage,
+                                 mode="lines", line=dict(color=palette[i % len(palette)]),
+                                 hovertemplate="step %{x}: %{y:.3f}<extra>" + stage + "</extra>"))
+    fig.update_layout(**{**LAYOUT, "height": 300, "showlegend": len(curves) > 1}, title=title)
+    fig.update_xaxes(title="training step (batch)")
+    fig.update_yaxes(title="mean loss so far this epoch", rangemode="tozero")
+    return fig

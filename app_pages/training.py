@@ -1,0 +1,234 @@
+"""Training lab: standard, adversarial and multi-strength adversarial training (MAT) compared.
+
+The shipped models' cards -> Figure 4, Table 1, the random walk and the voting weights (nothing is
+recomputed on page load); a short training run of a person's own through ``ui.training_view``
+(advcore.training.train and evaluate) joins the charts.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from advcore import datasets, training
+from advcore.errors import AdvlabError, Cancelled
+from ui import plots, training_view
+from ui.common import app_frame
+from ui.training_view import DATASET_TITLES, RECIPE_TITLES, RunRequest
+
+INTRO = (
+    "Each line below is one of our shipped Fashion-MNIST models, and shows how its accuracy falls as the attack "
+    "gets stronger: first compare the standard model's curve with the adversarially trained ones, then train a "
+    "small model of your own at the bottom of the page and watch its curve join the chart."
+)
+KEEP = "session"  # training settings survive a visit to another page
+
+
+def figure4(cards: list[dict]) -> None:
+    """Accuracy against attack strength under FGSM and PGD-10, one line per model."""
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(plots.accuracy_vs_strength(training_view.series(cards, "fgsm"), "FGSM"),
+                    key="train_fig4_fgsm")
+    pgd = training_view.series(cards, "pgd")
+    if pgd:
+        c2.plotly_chart(plots.accuracy_vs_strength(pgd, "PGD-10"), key="train_fig4_pgd")
+    else:
+        c2.info("No card holds a PGD curve yet.")
+    shipped = [c for c in cards if c.get("run") is None]
+    n = {a: sorted({c["curves"][a]["n"] for c in shipped if a in c.get("curves", {})}) for a in ("fgsm", "pgd")}
+    sizes = {a: " or ".join(f"{v:,}" for v in vals) or "no" for a, vals in n.items()}
+    note = (" Your runs are dashed; they are measured with FGSM only, on the number of images you chose "
+            "(PGD-10 takes ten times longer: use the command line below)." if len(shipped) < len(cards) else "")
+    st.caption(f"Notice how fast the standard model's accuracy falls and how the adversarially trained models "
+               f"hold it at the strengths they trained at. Untargeted L-inf attacks with the true labels; "
+               f"FGSM curves on {sizes['fgsm']} and PGD-10 curves on {sizes['pgd']} images of the shipped "
+               f"Fashion-MNIST test subset (official test images, balanced over the 10 classes).{note}")
+
+
+def table1(cards: list[dict]) -> None:
+    """Average accuracy over the strength range per model, with clean accuracy and training cost."""
+    st.table(training_view.table_rows(cards), hide_index=True, border="horizontal")
+    eps = sorted({e for c in cards for cur in c.get("curves", {}).values() for e in cur["eps"]})
+    span = f"the {len(eps)} strengths from {eps[0]:g} to {eps[-1]:g}" if eps else "the strengths"
+    threads = sorted({c["environment"]["threads"] for c in cards if "threads" in c.get("environment", {})})
+    where = (f" (the shipped models: {' or '.join(map(str, threads))} torch "
+             f"thread{'' if threads == [1] else 's'} on a shared CPU, so the "
+             "seconds include contention)" if threads else "")
+    st.caption(f"Averages are the mean accuracy over {span} (eps 0 included, as in the paper's range); clean "
+               f"accuracy is on every image of the evaluation set; training time is the wall time of training "
+               f"recorded in each card{where}.")
+
+
+def random_walk_section(cards: list[dict]) -> None:
+    """The chosen strengths, the walk's path over the grid and the accuracy matrix A."""
+    chosen_cards = training_view.selections(cards)
+    if not chosen_cards:
+        st.info("No shipped model card records a random-walk selection yet: the mixed and parallel MAT models "
+                "choose their strengths this way (scripts/train_zoo.sh trains them).")
+        return
+    names = [c["name"] for c in chosen_cards]
+    name = names[0] if len(names) == 1 else st.radio(
+        "Random walk of", names, horizontal=True, key="train_walk_card", persist_state=KEEP,
+        format_func=lambda n: training_view.short_label(next(c for c in chosen_cards if c["name"] == n)))
+    card = next(c for c in chosen_cards if c["name"] == name)
+    sel = card["strength_selection"]
+    walk, matrix = sel["walk"], sel.get("matrix") or {}
+    w1, w2 = st.columns(2)
+    w1.plotly_chart(plots.walk_path(walk["path"], walk["grid"], walk["strengths"]), key="train_walk_path")
+    A = matrix.get("accuracy") or walk.get("accuracy")
+    if A:
+        cols = matrix.get("attack_eps") or list(range(len(A[0])))
+        w2.plotly_chart(plots.accuracy_matrix_heatmap(A, matrix.get("grid") or walk["grid"], cols, walk["strengths"]),
+                        key="train_walk_matrix")
+    st.caption(training_view.walk_caption(card))
+
+
+def voting_section(cards: list[dict], key: str) -> None:
+    """Parallel MAT's learned voting weights, one bar chart per card."""
+    for card in training_view.voting(cards):
+        weights = [float(w) for w in card["voting"]["weights"]]
+        v1, v2 = st.columns([1.2, 1])
+        v1.plotly_chart(plots.voting_weights(card["strengths"], weights), key=f"{key}_{card['name']}")
+        top = max(range(len(weights)), key=weights.__getitem__)
+        rounds = card["voting"].get("rounds") or []
+        acc = (f" After fitting, the weighted vote gets {training_view.pct(rounds[-1]['vote_accuracy'])} of those "
+               "images right." if rounds and "vote_accuracy" in rounds[-1] else "")
+        v2.markdown(f"**{training_view.short_label(card)}**" + ("" if card.get("run") is not None
+                                                                 else f" ({card['name']})"))
+        v2.caption(f"The weights sum to {sum(weights):.3f}; the sub-network trained at eps "
+                   f"{card['strengths'][top]:g} has the largest say ({weights[top]:.3f}). They are "
+                   f"{card['voting'].get('method', 'learned on held-out images')}.{acc}")
+
+
+def controls(device: str) -> RunRequest:
+    """The training widgets; returns the request they describe."""
+    have_fmnist = datasets.fashion_mnist_available()
+    options = ["fashion-mnist", "digits"] if have_fmnist else ["digits"]
+    c1, c2, c3 = st.columns([1.2, 1.3, 1.5])
+    dataset = c1.radio("Data", options, format_func=DATASET_TITLES.get, key="train_dataset", persist_state=KEEP,
+                       horizontal=True, help="Fashion-MNIST: 28x28 clothes, 55,000 training images. Digits: "
+                                             "scikit-learn's 8x8 handwritten digits, 1,097 training images.")
+    recipe = c2.selectbox("Recipe", training.RECIPES, format_func=RECIPE_TITLES.get, key="train_recipe",
+                          persist_state=KEEP, help="Standard, single-strength adversarial training (half clean, "
+                                                   "half adversarial) or multi-strength (MAT).")
+    strengths = c3.multiselect("Strengths (L-inf eps)", training_view.GRID, default=[0.1], key="train_strengths",
+                               format_func=lambda v: f"{v:g}", disabled=recipe == "standard", persist_state=KEEP,
+                               help="Single strength: exactly one. MAT: several, e.g. 0.05, 0.2, 0.3.")
+    d1, d2, d3, d4 = st.columns(4)
+    epochs = d1.slider("Epochs", 1, training_view.MAX_EPOCHS, 1, key="train_epochs", persist_state=KEEP)
+    limit = d2.select_slider("Training images", training_view.IMAGE_CHOICES, 2000, key="train_limit",
+                             format_func=lambda v: f"{v:,}", persist_state=KEEP,
+                             help="The first N training images (digits has 1,097 in all).")
+    eval_n = d3.select_slider("Evaluation images", training_view.EVAL_CHOICES, 500, key="train_eval_n",
+                              format_func=lambda v: f"{v:,}", persist_state=KEEP,
+                              help="Images of the FGSM curve (digits: at most 500).")
+    seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="train_seed", persist_state=KEEP,
+                           help="Initialisation, shuffling and PGD starts: the same seed, the same model.")
+    if not have_fmnist:
+        st.info("Fashion-MNIST is not installed on this machine, so your runs use scikit-learn's digits (drawn "
+                "on a chart of their own). To train on Fashion-MNIST, install it: `apt-get install "
+                "dataset-fashion-mnist`.")
+    return RunRequest(dataset=dataset, recipe=recipe, strengths=tuple(sorted(strengths)) if recipe != "standard"
+                      else (), epochs=int(epochs), limit=int(limit), seed=int(seed), eval_n=int(eval_n),
+                      device=device)
+
+
+def train_section(device: str) -> None:
+    """Widgets, Train / Cancel, live progress, and the command line of the same run.
+
+    A run ends with st.rerun, so the page is redrawn with the run on the charts (or with why it stopped).
+    A click on Cancel reruns the page, which stops the run at its next progress report.
+    """
+    req = controls(device)
+    error = None
+    try:
+        req.check()
+    except AdvlabError as exc:
+        error = str(exc)
+        st.error(error)
+    pending = training_view.take_request()
+    b1, b2 = st.columns([1, 5])
+    b1.button("Train", type="primary", key="train_start", icon=":material/play_arrow:",
+              disabled=error is not None or pending is not None,
+              on_click=training_view.request_training, args=(req,))
+    for kind, message in training_view.take_notices():
+        getattr(st, kind)(message)
+    if pending is not None:
+        b2.button("Cancel training", key="train_cancel", icon=":material/stop:", on_click=training_view.request_cancel)
+        bar = st.progress(0.0, text=f"Loading the {DATASET_TITLES.get(pending.dataset, pending.dataset)} images")
+        live = training_view.LiveProgress(bar, st.empty(), st.empty())
+        try:
+            card = training_view.train_and_evaluate(pending, live)
+        except Cancelled:
+            training_view.notice_cancelled()
+        except AdvlabError as exc:
+            training_view.finish()
+            training_view.notice("error", str(exc))
+        else:
+            training_view.finish()
+            training_view.notice("success", f"{card['name']} is trained and evaluated: it is on the charts and in "
+                                            "the table above (dashed), and described below.")
+        st.rerun()
+    st.markdown("**The same run from the command line**")
+    st.code(req.cli_command(), language="bash")
+    st.caption("The page keeps runs short (at most 20,000 images and 3 epochs). The shipped models were trained on "
+               "all 55,000 images (scripts/train_zoo.sh); long runs, PGD-10 curves and the random walk "
+               "(--strengths auto) belong on the command line, which writes a checkpoint and a model card that "
+               f"`python -m advcore eval --model {training_view.OUT_DIR}/NAME.json` reads.")
+
+
+def runs_section(runs: list[dict], cards_dataset: str | None) -> None:
+    """This session's runs: one line each, the last one's loss curve, voting weights, other-dataset curves."""
+    if not runs:
+        return
+    st.subheader("Your runs")
+    for card in runs:
+        st.markdown(training_view.run_summary(card))
+    last = runs[-1]
+    l1, l2 = st.columns(2)
+    if last.get("losses"):
+        l1.plotly_chart(plots.loss_curves(last["losses"], f"Training loss of {last['name']}"),
+                        key="train_run_loss")
+    other = [r for r in runs if r["dataset"] != cards_dataset]
+    if other:
+        title = f"Your runs on {DATASET_TITLES.get(other[0]['dataset'], other[0]['dataset'])} (FGSM)"
+        l2.plotly_chart(plots.accuracy_vs_strength(training_view.series(other, "fgsm"), title),
+                        key="train_run_other")
+    voting_section([last], key="train_run_votes")
+    st.button("Forget my runs", key="train_forget", on_click=st.session_state.pop, args=(training_view.RUNS, None))
+
+
+def main() -> None:
+    sel = app_frame()
+    st.title("Training lab")
+    st.markdown(INTRO)
+    cards, skipped = training_view.load_cards()
+    dataset = cards[0]["dataset"] if cards else None
+    cards = [c for c in cards if c["dataset"] == dataset]
+
+    runs = training_view.runs()
+    shown = cards + [r for r in runs if r["dataset"] == dataset]
+    st.subheader("Accuracy against attack strength (the paper's Figure 4)")
+    if not cards:
+        st.warning("No shipped model card with accuracy curves was found in assets/models; "
+                   "scripts/train_zoo.sh trains and evaluates the models.")
+    else:
+        figure4(shown)
+        st.subheader("Average accuracy over the strength range (the paper's Table 1)")
+        table1(shown)
+        st.subheader("What our measurements say")
+        st.markdown(" ".join(training_view.findings(cards)))
+        st.markdown(training_view.paper_comparison())
+        st.subheader("How the strengths were chosen: the random walk (Sec. 4.3)")
+        random_walk_section(cards)
+        if training_view.voting(cards):
+            st.subheader("Parallel MAT's learned voting weights")
+            voting_section(cards, key="train_votes")
+    if skipped:
+        st.caption("Skipped model cards: " + "; ".join(skipped))
+
+    st.subheader("Train a model yourself")
+    train_section(sel.device)
+    runs_section(runs, dataset)
+
+
+main()
