@@ -222,11 +222,24 @@ def _json_text(obj: object) -> str:
 
 
 def load_image(text: str):
-    """``--image``: a file path, ``-`` for stdin, or the name of a bundled sample (``cat``)."""
+    """``--image``: a file path, ``-`` for stdin, a bundled sample (``cat``) or ``fashion-mnist:N``.
+
+    ``fashion-mnist:N`` is image N of the shipped Fashion-MNIST test subset (the Attack lab's gallery).
+    """
     from advcore import data
 
     if text == "-":
         return data.open_image(sys.stdin.buffer, name="standard input")
+    if text.startswith("fashion-mnist:"):
+        from PIL import Image
+
+        from advcore import datasets
+
+        index = text.split(":", 1)[1]
+        x, _ = datasets.load_subset()
+        if not index.isdigit() or int(index) >= len(x):
+            raise AdvlabError(f"{text}: the shipped Fashion-MNIST subset has images 0 to {len(x) - 1}.")
+        return Image.fromarray(x[int(index), 0].numpy(), mode="L").convert("RGB")
     path = Path(text).expanduser()
     if not path.exists():
         try:

@@ -186,3 +186,23 @@ def test_train_standard_on_2000_fashion_mnist_images(tmp_path):
     assert card["data"]["train_images"] == 2000 and card["input_size"] == [1, 28, 28]
     assert card["clean_accuracy"] > 0.5 and card["evaluation_images"] == 3000
     assert set(card["curves"]) == {"fgsm"}
+
+
+def test_attack_takes_a_shipped_fashion_mnist_image(tmp_path, capsys):
+    """--image fashion-mnist:N is subset image N, exactly as the model sees it in the Attack lab."""
+    import json
+
+    import torch
+
+    from advcore import cli, datasets, models
+
+    out = tmp_path / "m.json"
+    assert cli.main(["attack", "--model", "fmnist-naive", "--image", "fashion-mnist:3", "--attack", "fgsm",
+                     "--eps", "0.1", "--json", str(out), "-q"]) == 0
+    metrics = json.loads(out.read_text())
+    x, _ = datasets.load_subset()
+    with torch.no_grad():
+        expected = models.load("fmnist-naive", "cpu")(datasets.to_float(x[3:4])).argmax(1).item()
+    assert metrics["clean_label"] == expected
+    assert cli.main(["attack", "--model", "fmnist-naive", "--image", "fashion-mnist:99999", "--eps", "0.1"]) == 2
+    assert "subset has images 0 to" in capsys.readouterr().err
