@@ -20,10 +20,8 @@ a run restricted with ``--attacks`` replaces only those attacks' entries.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -37,7 +35,8 @@ import torchattacks  # 3.5.1 imports without torchvision, so no workaround is ne
 from torch import nn
 
 from advcore import attacks, data, models
-from advcore.device import describe, pick_device
+from advcore.device import pick_device
+from bench.common import environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = "efficientnet-lite0"
@@ -95,21 +94,6 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x).argmax(dim=1)
 
-
-def environment(device: torch.device) -> dict:
-    """What the figures were measured on, including how busy the machine was."""
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "device": describe(device),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE keeps idle OpenMP threads off shared cores
-        "loadavg_1min_at_start": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchattacks": torchattacks.__version__,
-    }
 
 
 def compare(case: Case, model: nn.Module, x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor,
@@ -276,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown attacks: {', '.join(sorted(unknown))}")
     device = pick_device(args.device)
     torch.manual_seed(0)
-    env = environment(device)
+    env = environment(device, torchattacks=torchattacks.__version__)
     model = models.load(MODEL, device)
     spec = models.get_spec(MODEL)
     samples = data.samples()

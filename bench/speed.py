@@ -20,10 +20,8 @@ better estimate of the undisturbed cost).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from advcore import attacks, data, experiment, models
-from advcore.device import describe, pick_device
+from advcore.device import pick_device
+from bench.common import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,19 +70,6 @@ def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x)
 
-
-def environment(device: torch.device) -> dict:
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "device": describe(device),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE keeps idle OpenMP threads off shared cores
-        "loadavg_1min_at_start": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def apptest_rerun(repeats: int) -> dict:

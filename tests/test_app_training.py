@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from advcore import datasets, training, zoo
@@ -20,14 +19,7 @@ TIMEOUT = 180  # a training run on a shared 2-core CPU
 RUN_DATASET = "fashion-mnist" if datasets.fashion_mnist_available() else "digits"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> object:
-    """One torch thread while these tests train: on a busy shared 2-core CPU, two threads make the tiny
-    networks' small operations 10 to 30 times slower (the command line's --threads 1 exists for the same reason)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def training_page(**widgets: object) -> AppTest:

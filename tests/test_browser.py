@@ -155,6 +155,17 @@ def check_downloaded_png(path: Path, clean_name: str) -> None:
     assert models.class_names("efficientnet-lite0")[label].lower() != clean_name.lower()
 
 
+def full_page_screenshot(page: Page, name: str) -> None:
+    """Save tests/artifacts/<name>; the main area scrolls inside the viewport, so grow it to the content first."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate(f"document.querySelector('{MAIN}').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 12_000))})
+    wait_idle(page)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
 def open_attack_page(page: Page, app_url: str) -> None:
     """Open the Home page, follow the sidebar link to the Attack lab, wait for the attack result."""
     page.goto(app_url)
@@ -208,13 +219,7 @@ def test_attack_page_shows_a_successful_default_attack(page: Page, app_url: str)
     check_downloaded_png(info.value.path(), clean)
     assert_no_error(page)
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    # The main area scrolls inside the viewport, so grow the viewport to the content before a full-page shot.
-    height = page.evaluate(f"document.querySelector('{MAIN}').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 12_000))})
-    wait_idle(page)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / "attack_page.png"), full_page=True)
+    full_page_screenshot(page, "attack_page.png")
 
 
 def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
@@ -277,13 +282,7 @@ def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: st
     assert table.locator("tbody tr").count() == len(cards)
     assert_no_error(page)
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate(f"document.querySelector('{MAIN}').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 12_000))})
-    wait_idle(page)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / "training_page.png"), full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    full_page_screenshot(page, "training_page.png")
 
     # PGD-7 adversarial training takes long enough to be cancelled half-way.
     recipe = page.get_by_role("combobox", name="Recipe", exact=True)

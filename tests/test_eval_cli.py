@@ -12,14 +12,7 @@ import torch
 from advcore import cli, datasets, models, training
 from advcore.errors import AdvlabError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These small CNNs run fastest on one thread, above all on a shared, busy CPU; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
@@ -191,8 +184,6 @@ def test_train_standard_on_2000_fashion_mnist_images(tmp_path):
 def test_attack_takes_a_shipped_fashion_mnist_image(tmp_path, capsys):
     """--image fashion-mnist:N is subset image N, exactly as the model sees it in the Attack lab."""
     import json
-
-    import torch
 
     from advcore import cli, datasets, models
 
