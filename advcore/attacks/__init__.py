@@ -26,6 +26,7 @@ from advcore.attacks.core import (
     StepInfo,
     attack_labels,
     check_budget,
+    check_steps,
     get_ball,
     is_adversarial,
     iterative_attack,
@@ -43,6 +44,7 @@ __all__ = [
     "StepInfo",
     "agr",
     "check_budget",
+    "check_steps",
     "fgsm",
     "get_ball",
     "ifgsm",
@@ -75,8 +77,8 @@ def _prepare(model: nn.Module, x: torch.Tensor, y, target, targeted: bool) -> tu
 
 
 def _default_alpha(alpha: float | None, eps: float, steps: int, factor: float) -> float:
-    """``factor * eps / steps`` unless a step size is given; validates the budget first."""
-    check_budget(eps=eps, alpha=1.0 if alpha is None else alpha, steps=steps, norm="l2")
+    """``factor * eps / steps`` unless a step size is given (the loop validates the whole budget)."""
+    check_steps(steps)
     return factor * eps / steps if alpha is None else alpha
 
 

@@ -341,6 +341,11 @@ def check_budget(*, eps: float, alpha: float, steps: int, norm: str) -> None:
         raise AdvlabError(f"An L-infinity eps of {eps:g} exceeds the pixel range [0, 1]; use e.g. 8/255.")
     if alpha <= 0 and eps > 0:
         raise AdvlabError(f"The step size alpha must be positive, got {alpha:g}.")
+    check_steps(steps)
+
+
+def check_steps(steps: int) -> None:
+    """A step count must be a whole number in ``1..MAX_STEPS``."""
     if not isinstance(steps, int) or isinstance(steps, bool):
         raise AdvlabError(f"steps must be a whole number, got {steps!r}.")
     if steps < 1 or steps > MAX_STEPS:
