@@ -697,18 +697,24 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Sequenc
     return out
 
 
-def _accuracy_at(curve: dict, eps: float) -> float | None:
-    for e, a in zip(curve["eps"], curve["accuracy"], strict=True):
-        if abs(e - eps) < 1e-9:
-            return a
-    return None
+def accuracy_at(curve: dict, eps: float) -> tuple[float, bool]:
+    """Accuracy of an accuracy-vs-strength curve at ``eps`` and whether it was measured there.
+
+    A measured strength gives its stored value; between strengths the curve is interpolated linearly.
+    """
+    xs, ys = np.asarray(curve["eps"], dtype=float), np.asarray(curve["accuracy"], dtype=float)
+    hit = np.flatnonzero(np.abs(xs - eps) < 1e-9)
+    if hit.size:
+        return float(ys[hit[0]]), True
+    return float(np.interp(eps, xs, ys)), False
 
 
 def summary(card: dict) -> dict:
     """Headline numbers of a card: clean accuracy, FGSM/PGD accuracy at 0.1 and averaged over the range."""
     out = {"clean_accuracy": card.get("clean_accuracy"), "training_seconds": card.get("training_seconds")}
     for name, curve in card.get("curves", {}).items():
-        out[f"{name}_at_0.1"] = _accuracy_at(curve, 0.1)
+        value, measured = accuracy_at(curve, 0.1)
+        out[f"{name}_at_0.1"] = value if measured else None
         out[f"{name}_average"] = curve.get("average_accuracy")
     return out
 

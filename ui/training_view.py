@@ -143,13 +143,6 @@ def table_rows(cards: list[dict]) -> list[dict[str, str]]:
     return rows
 
 
-def accuracy_at(curve: dict, eps: float) -> tuple[float, bool]:
-    """Accuracy at ``eps`` (linear interpolation between the curve's strengths) and whether it was measured."""
-    xs, ys = np.asarray(curve["eps"], dtype=float), np.asarray(curve["accuracy"], dtype=float)
-    exact = bool(np.isclose(xs, eps, atol=1e-9).any())
-    return float(np.interp(eps, xs, ys)), exact
-
-
 def _neighbours(curve: dict, eps: float) -> str:
     xs = sorted(curve["eps"])
     lo = max((x for x in xs if x <= eps), default=xs[0])
@@ -183,8 +176,8 @@ def findings(cards: list[dict]) -> list[str]:
     if naive is not None and single is not None and "fgsm" in naive.get("curves", {}) \
             and "fgsm" in single.get("curves", {}) and single.get("strengths"):
         eps = float(single["strengths"][0])
-        a_naive, exact = accuracy_at(naive["curves"]["fgsm"], eps)
-        a_single, _ = accuracy_at(single["curves"]["fgsm"], eps)
+        a_naive, exact = training.accuracy_at(naive["curves"]["fgsm"], eps)
+        a_single, _ = training.accuracy_at(single["curves"]["fgsm"], eps)
         between = _neighbours(single["curves"]["fgsm"], eps)
         where = "" if exact else f" (interpolated between the measured strengths {between})"
         text = (f"At eps {eps:g}, the strength the FGSM model was trained at{where}, FGSM leaves the standard model "
