@@ -223,6 +223,8 @@ def test_attack_page_shows_a_successful_default_attack(page: Page, app_url: str)
 
 
 def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.goto(app_url.rstrip("/") + "/attack")
     wait_for_text(page, "Adversarial prediction:")
     wait_idle(page)
@@ -230,8 +232,12 @@ def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
     assert set(before) == {"Clean", "Adversarial"}
 
     # Streamlit's select box is an ARIA combobox named after its label.
+    # React Aria may re-mount the input after a run, so wait for it rather than count it once.
     select = page.get_by_role("combobox", name="Attack", exact=True)
-    assert select.count() == 1, "no select box labelled 'Attack'"
+    try:
+        select.wait_for(state="visible", timeout=30_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"no select box labelled 'Attack':\n{page.inner_text(MAIN)[:2000]}")
     select.click()
     page.get_by_role("option", name=re.compile(r"\bPGD\b")).first.click()
     wait_idle(page, expect_rerun=True)
