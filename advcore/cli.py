@@ -133,7 +133,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every registered subcommand."""
+    """The argument parser with every registered subcommand (those of :mod:`advcore.commands` included)."""
+    from advcore import commands
+
+    commands.load_all()
     parser = _Parser(prog=PROG, description="advlab: adversarial machine learning on images, from the command line.")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -47,13 +47,38 @@ _SELECTION_KEY = "_advlab_selection"
 _IMAGE_CACHE_KEY = "_advlab_image_cache"
 
 
+@dataclass(frozen=True)
+class Lab:
+    """One page of the app: its script (relative to app.py), title, Material icon and URL path."""
+
+    script: str
+    title: str
+    icon: str
+    url_path: str | None = None
+
+
+LABS = (
+    Lab("app_pages/home.py", "Home", ":material/home:"),
+    Lab("app_pages/attack.py", "Attack lab", ":material/bolt:", "attack"),
+    Lab("app_pages/compare.py", "Compare attacks", ":material/leaderboard:", "compare"),
+    Lab("app_pages/training.py", "Training lab", ":material/model_training:", "training"),
+    Lab("app_pages/geometry.py", "Geometry lab", ":material/scatter_plot:", "geometry"),
+    Lab("app_pages/defense.py", "Defense lab", ":material/shield:", "defense"),
+    Lab("app_pages/poisoning.py", "Poisoning lab", ":material/science:", "poisoning"),
+)
+_APP_DIR = Path(__file__).resolve().parent.parent
+
+
+def available_labs() -> list[Lab]:
+    """The labs whose page script is present, in navigation order."""
+    return [lab for lab in LABS if (_APP_DIR / lab.script).is_file()]
+
+
 def app_pages() -> list[StreamlitPage]:
-    """The labs, in navigation order (paths relative to app.py)."""
+    """The labs, in navigation order (paths relative to app.py); Home is the default page."""
     return [
-        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("app_pages/attack.py", title="Attack lab", icon=":material/bolt:", url_path="attack"),
-        st.Page("app_pages/training.py", title="Training lab", icon=":material/model_training:",
-                url_path="training"),
+        st.Page(lab.script, title=lab.title, icon=lab.icon, url_path=lab.url_path, default=lab.url_path is None)
+        for lab in available_labs()
     ]
 
 

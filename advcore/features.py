@@ -1,0 +1,113 @@
+"""Activations of a named layer, read with forward hooks: the ``phi`` of the geometry probes and the
+feature extractor ``f`` of the poisoning attacks.
+
+A layer is named by its module path in ``model.named_modules()`` (``"net.features.3"``), or by
+:data:`PENULTIMATE`, the input of the model's last ``nn.Linear`` (the representation the final
+classifier reads: 128 values for the Fashion-MNIST CNNs, 1280 for EfficientNet-Lite). The forward
+pass stops as soon as the layer has been seen, so early layers cost only what precedes them, and
+the activations keep their autograd graph, so they can be differentiated with respect to the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from advcore.errors import AdvlabError
+
+PENULTIMATE = "penultimate"
+
+
+class _Captured(Exception):
+    """Raised by the hook to end the forward pass once the layer's activation is captured."""
+
+
+def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise AdvlabError("This model has no fully connected layer, so it has no penultimate layer; name a layer.")
+    return linears[-1]
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The layers a person can pick: :data:`PENULTIMATE` first, then every module that is called in
+    the forward pass as one step of a container (``Sequential`` items, blocks of a ``ModuleList``,
+    the network's own stages), in registration order. Containers that are never called themselves
+    (``ModuleList``) and padding helpers are left out."""
+    names = [PENULTIMATE]
+    for name, module in model.named_modules():
+        if not name or isinstance(module, nn.ModuleList) or name.endswith("static_padding"):
+            continue
+        if name.count(".") > 2 and not isinstance(module, nn.Sequential):
+            continue  # inside a block: too fine-grained to be worth a choice
+        names.append(name)
+    return names
+
+
+def check_layer(model: nn.Module, layer: str | None) -> str:
+    """``layer`` if the model has it (``None`` means :data:`PENULTIMATE`); a clear error otherwise."""
+    layer = PENULTIMATE if layer in (None, "") else str(layer)
+    if layer == PENULTIMATE:
+        _last_linear(model)
+        return layer
+    modules = dict(model.named_modules())
+    if layer not in modules or layer == "":
+        choices = ", ".join(layer_names(model)[:12])
+        raise AdvlabError(f"The model has no layer named {layer!r}; try one of: {choices}, ...")
+    if isinstance(modules[layer], nn.ModuleList):
+        raise AdvlabError(f"{layer!r} is a list of blocks, not a layer that is called; pick one of its blocks.")
+    return layer
+
+
+def activations(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """The activation of ``layer`` for the batch ``x``, flattened to ``(N, D)``.
+
+    Gradients flow through it when ``x`` requires them (as for a poison frog's feature collision);
+    wrap the call in ``torch.no_grad()`` otherwise.
+    """
+    layer = check_layer(model, layer)
+    if layer == PENULTIMATE:
+        _, module = _last_linear(model)
+    else:
+        module = dict(model.named_modules())[layer]
+    captured: list[torch.Tensor] = []
+
+    def keep_input(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        captured.append(inputs[0])
+        raise _Captured
+
+    def keep_output(_m: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        captured.append(output)
+        raise _Captured
+
+    handle = module.register_forward_pre_hook(keep_input) if layer == PENULTIMATE else (
+        module.register_forward_hook(keep_output))
+    try:
+        model(x)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise AdvlabError(f"Layer {layer!r} was not reached by the forward pass.")
+    out = captured[0]
+    if not isinstance(out, torch.Tensor):
+        raise AdvlabError(f"Layer {layer!r} does not output a single tensor.")
+    return out.reshape(out.shape[0], -1)
+
+
+def batched_activations(model: nn.Module, x: torch.Tensor, layer: str | None = None, *,
+                        batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """:func:`activations` of ``x`` in chunks of ``batch_size`` without gradients (for large sets)."""
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            yield activations(model, x[start:start + batch_size], layer)
+
+
+def extract(model: nn.Module, x: torch.Tensor, layer: str | None = None, *, batch_size: int = 256) -> torch.Tensor:
+    """All of ``x``'s activations at ``layer`` as one ``(N, D)`` tensor, computed without gradients."""
+    if x.shape[0] == 0:
+        raise AdvlabError("No images to extract features from.")
+    return torch.cat(list(batched_activations(model, x, layer, batch_size=batch_size)))
