@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,8 +15,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+LOG = ARTIFACTS / "streamlit.log"
+MAIN = '[data-testid="stMain"]'
+EXCEPTION = '[data-testid="stException"]'
+LOAD_MS = 120_000  # first model load + attack on a busy 2-core CPU (PGD-10 took 30 s at load average 7)
 
 # Flags for Debian's Chromium in a container without a GPU or outside network (see DESIGN.md).
 CHROMIUM_ARGS = [
@@ -124,3 +136,53 @@ def tail(path: Path, n: int = 4000) -> str:
         return path.read_text(errors="replace")[-n:]
     except OSError:
         return ""
+
+
+# --------------------------------------------------------------------------- page helpers
+
+
+def wait_idle(page: Page, timeout_ms: int = LOAD_MS, expect_rerun: bool = False) -> None:
+    """Wait until the Streamlit script run is over (stApp's data-test-script-state is "notRunning").
+
+    With `expect_rerun`, first give the rerun triggered by an interaction up to 10 s to start, so that
+    the idle state from before the interaction is not mistaken for the end of the rerun.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    if expect_rerun:
+        try:
+            page.wait_for_selector('[data-testid="stApp"]:not([data-test-script-state="notRunning"])', timeout=10_000)
+        except PlaywrightTimeout:  # the rerun may already be over
+            pass
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]',
+        timeout=timeout_ms,
+    )
+    # Elements of the previous run left over (faded) are dropped once the run is over.
+    page.wait_for_selector('[data-testid="stElementContainer"][data-stale="true"]', state="detached", timeout=10_000)
+
+
+def wait_for_text(page: Page, text: str | re.Pattern[str], timeout_ms: int = LOAD_MS) -> None:
+    """Wait until `text` is shown; fail at once, with the server log, if the app shows an exception instead."""
+    page.get_by_text(text).or_(page.locator(EXCEPTION)).first.wait_for(timeout=timeout_ms)
+    if page.locator(EXCEPTION).count():
+        pytest.fail(f"the app shows an exception instead of {text!r}:\n{page.inner_text('body')[:2000]}\n{tail(LOG)}")
+
+
+def assert_no_error(page: Page) -> None:
+    """No Streamlit exception box, no traceback text, no uncaught JavaScript error."""
+    text = page.inner_text("body")
+    assert page.locator(EXCEPTION).count() == 0, f"Streamlit exception shown:\n{text[:2000]}\n{tail(LOG)}"
+    assert "Traceback" not in text, text[:2000]
+    assert not page.js_errors, page.js_errors  # type: ignore[attr-defined]
+
+
+def full_page_screenshot(page: Page, name: str) -> None:
+    """Save tests/artifacts/<name>; the main area scrolls inside the viewport, so grow it to the content first."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate(f"document.querySelector('{MAIN}').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 12_000))})
+    wait_idle(page)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})

@@ -1,11 +1,33 @@
-"""Shared pytest hooks."""
+"""Shared pytest hooks and fixtures: one torch thread, and the real-browser fixtures.
+
+The browser fixtures (``app_url``: one Streamlit server for the whole session; ``browser``: one headless
+Chromium; ``page``: a fresh context per test, with a screenshot on failure) skip when Chromium or
+playwright is missing, unless ADVLAB_REQUIRE_BROWSER=1, which turns the skip into a failure (CI).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from browser_util import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    LOAD_MS,
+    LOG,
+    ROOT,
+    browser_skip_reason,
+    find_chromium,
+    streamlit_server,
+    tail,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -28,3 +50,69 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- browser fixtures (tests/test_browser*.py)
+
+
+def _require_browser() -> None:
+    reason = browser_skip_reason()
+    if reason:
+        if os.environ.get("ADVLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests required but cannot run: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """Base URL of `streamlit run app.py`, started once for the session and always stopped."""
+    _require_browser()
+    if not (ROOT / "app.py").exists():
+        pytest.fail("app.py is missing")
+    with streamlit_server("app.py", log_path=LOG) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_app_url() -> Iterator[str]:
+    """A second server, started for one test, so that the test's first request is the server's first."""
+    _require_browser()
+    with streamlit_server("app.py", log_path=ARTIFACTS / "streamlit-fresh.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser(app_url: str) -> Iterator[Browser]:
+    """One headless Chromium for the session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser context and page; page-level JavaScript errors are collected in `page.js_errors`.
+
+    When the test fails, a screenshot goes to tests/artifacts/<test name>-failure.png.
+    """
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(LOAD_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.js_errors = errors  # type: ignore[attr-defined]
+    try:
+        yield pg
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception):  # a broken page must not hide the test's own failure
+                pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failure.png"), full_page=True, timeout=10_000)
+            print(f"--- end of {LOG} ---\n{tail(LOG)}")  # shown by pytest with the failure
+    finally:
+        context.close()

@@ -6,133 +6,34 @@ which turns the skip into a failure (for CI, where scripts/test.sh installs Chro
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import torch
-from browser_util import CHROMIUM_ARGS, ROOT, browser_skip_reason, find_chromium, streamlit_server, tail
+from browser_util import (
+    ARTIFACTS,
+    LOAD_MS,
+    MAIN,
+    assert_no_error,
+    full_page_screenshot,
+    wait_for_text,
+    wait_idle,
+)
 from PIL import Image
 
 from advcore import data, models
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = ROOT / "tests" / "artifacts"
-LOG = ARTIFACTS / "streamlit.log"
-MAIN = '[data-testid="stMain"]'
-EXCEPTION = '[data-testid="stException"]'
 CAT_CLASSES = {"tabby", "tabby cat", "tiger cat", "egyptian cat", "egyptian mau"}
 # "Clean prediction: tabby (87.3%)"; the class name may itself contain commas or parentheses.
 PREDICTION = re.compile(r"(Clean|Adversarial) prediction:\s*(.+?)\s*\((\d+(?:\.\d+)?)\s*%\)\s*$", re.MULTILINE)
-LOAD_MS = 120_000  # first model load + attack on a busy 2-core CPU (PGD-10 took 30 s at load average 7)
-
-
-@pytest.fixture(scope="session")
-def app_url() -> Iterator[str]:
-    """Base URL of `streamlit run app.py`, started once for the session and always stopped."""
-    reason = browser_skip_reason()
-    if reason:
-        if os.environ.get("ADVLAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser tests required but cannot run: {reason}")
-        pytest.skip(reason)
-    if not (ROOT / "app.py").exists():
-        pytest.fail("app.py is missing")
-    with streamlit_server("app.py", log_path=LOG) as url:
-        yield url
-
-
-@pytest.fixture
-def fresh_app_url() -> Iterator[str]:
-    """A second server, started for one test, so that the test's first request is the server's first."""
-    reason = browser_skip_reason()
-    if reason:
-        if os.environ.get("ADVLAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser tests required but cannot run: {reason}")
-        pytest.skip(reason)
-    with streamlit_server("app.py", log_path=ARTIFACTS / "streamlit-fresh.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def browser(app_url: str) -> Iterator[Browser]:
-    """One headless Chromium for the session."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh browser context and page; page-level JavaScript errors are collected in `page.js_errors`.
-
-    When the test fails, a screenshot goes to tests/artifacts/<test name>-failure.png.
-    """
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(LOAD_MS)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.js_errors = errors  # type: ignore[attr-defined]
-    try:
-        yield pg
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(Exception):  # a broken page must not hide the test's own failure
-                pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failure.png"), full_page=True, timeout=10_000)
-            print(f"--- end of {LOG} ---\n{tail(LOG)}")  # shown by pytest with the failure
-    finally:
-        context.close()
-
-
-def wait_idle(page: Page, timeout_ms: int = LOAD_MS, expect_rerun: bool = False) -> None:
-    """Wait until the Streamlit script run is over (stApp's data-test-script-state is "notRunning").
-
-    With `expect_rerun`, first give the rerun triggered by an interaction up to 10 s to start, so that
-    the idle state from before the interaction is not mistaken for the end of the rerun.
-    """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    if expect_rerun:
-        try:
-            page.wait_for_selector('[data-testid="stApp"]:not([data-test-script-state="notRunning"])', timeout=10_000)
-        except PlaywrightTimeout:  # the rerun may already be over
-            pass
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]',
-        timeout=timeout_ms,
-    )
-    # Elements of the previous run left over (faded) are dropped once the run is over.
-    page.wait_for_selector('[data-testid="stElementContainer"][data-stale="true"]', state="detached", timeout=10_000)
-
-
-def wait_for_text(page: Page, text: str | re.Pattern[str], timeout_ms: int = LOAD_MS) -> None:
-    """Wait until `text` is shown; fail at once, with the server log, if the app shows an exception instead."""
-    page.get_by_text(text).or_(page.locator(EXCEPTION)).first.wait_for(timeout=timeout_ms)
-    if page.locator(EXCEPTION).count():
-        pytest.fail(f"the app shows an exception instead of {text!r}:\n{page.inner_text('body')[:2000]}\n{tail(LOG)}")
-
-
-def assert_no_error(page: Page) -> None:
-    """No Streamlit exception box, no traceback text, no uncaught JavaScript error."""
-    text = page.inner_text("body")
-    assert page.locator(EXCEPTION).count() == 0, f"Streamlit exception shown:\n{text[:2000]}\n{tail(LOG)}"
-    assert "Traceback" not in text, text[:2000]
-    assert not page.js_errors, page.js_errors  # type: ignore[attr-defined]
 
 
 def predictions(page: Page) -> dict[str, tuple[str, float]]:
@@ -153,17 +54,6 @@ def check_downloaded_png(path: Path, clean_name: str) -> None:
     with torch.no_grad():
         label = int(model(data.prepare(im.convert("RGB"), (3, 224, 224))).argmax(1))
     assert models.class_names("efficientnet-lite0")[label].lower() != clean_name.lower()
-
-
-def full_page_screenshot(page: Page, name: str) -> None:
-    """Save tests/artifacts/<name>; the main area scrolls inside the viewport, so grow it to the content first."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate(f"document.querySelector('{MAIN}').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 12_000))})
-    wait_idle(page)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def open_attack_page(page: Page, app_url: str) -> None:
