@@ -169,7 +169,10 @@ def prepare(im: Image.Image, input_size: tuple[int, int, int]) -> torch.Tensor:
         raise ValueError("only square model inputs are supported")
     x = to_tensor(resize_center_crop(im, h, pad=32 if h >= CROP_PAD_MIN_SIZE else 0))
     if c == 1:
-        x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).clamp_(0, 1)
+        if torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2]):
+            x = x[:, 0:1].contiguous()  # already grey: keep its exact pixel values (no weighted-sum rounding)
+        else:
+            x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).clamp_(0, 1)
     return x
 
 

@@ -243,14 +243,14 @@ def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel) -> N
 
 
 def cli_image_note(sel) -> None:
-    """How to get the command line's --image file: the upload itself, or the test image as a PNG."""
+    """Where the command line's --image comes from: the upload saved beside it, or the shipped test subset."""
     if sel.is_upload:
         st.caption(f"Save your upload ({md_escape(sel.image_name)}) as {md_escape(sel.cli_image)} next to the command.")
     elif sel.image_png is not None:
-        st.download_button("Download the test image", sel.image_png, file_name=sel.cli_image, mime="image/png",
+        st.caption(f"`--image {sel.cli_image}` is the same test image of the shipped subset, so the command line "
+                   "attacks exactly these pixels; the button below saves it as a PNG.")
+        st.download_button("Download the test image", sel.image_png, file_name=sel.image_name, mime="image/png",
                            on_click="ignore", key="attack_download_test_image")
-        st.caption(f"Save the test image (the button above) as {md_escape(sel.cli_image)} next to the command: "
-                   "it holds exactly the pixels attacked here.")
 
 
 def history_caption(req: attack_view.AttackRequest, targeted: bool, stop_on_success: bool, last: int) -> str:

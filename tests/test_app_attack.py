@@ -368,7 +368,7 @@ def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
     import numpy as np
     import torch
 
-    from advcore import cli, datasets, models
+    from advcore import cli, data, datasets, models
 
     at = attack_page(sidebar_model="fmnist-naive", **{GALLERY_KEY: 3})
     classes = models.class_names("fmnist-naive")
@@ -395,22 +395,22 @@ def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
     assert "Clean: the 28x28 image the model sees (enlarged)" in captions
     assert not at.error
 
-    # The command line reproduces the page with the test image saved as the PNG the page offers.
+    # The command line reproduces the page: --image fashion-mnist:3 reads the same test image.
     args = cli_args(at)
-    assert (args.model, args.image, args.attack, args.eps) == ("fmnist-naive", "fashion-mnist-3.png", "fgsm", 0.1)
+    assert (args.model, args.image, args.attack, args.eps) == ("fmnist-naive", "fashion-mnist:3", "fgsm", 0.1)
     assert "Download the test image" in [b.proto.label for b in at.get("download_button")]
-    assert "Save the test image (the button above) as fashion-mnist-3.png" in caption_text(at)
+    assert "`--image fashion-mnist:3` is the same test image" in caption_text(at)
     from ui.common import gallery_image
 
     image, true_label = gallery_image("fashion-mnist", 3)  # what the download button holds, as a PNG
     assert true_label == int(y[3]) and (np.asarray(image) == x[3, 0].numpy()).all()
-    path = tmp_path / "fashion-mnist-3.png"
-    image.save(path)
     out = tmp_path / "metrics.json"
-    assert cli.main(["attack", "--model", "fmnist-naive", "--image", str(path), "--attack", "fgsm", "--eps", "0.1",
-                     "--json", str(out), "-q"]) == 0
+    assert cli.main(["attack", "--model", "fmnist-naive", "--image", "fashion-mnist:3", "--attack", "fgsm",
+                     "--eps", "0.1", "--json", str(out), "-q"]) == 0
     result = json.loads(out.read_text())
     assert result["clean_name"] == preds["Clean"][0] and result["adv_name"] == preds["Adversarial"][0]
+    # Both paths see exactly the subset's pixels (grey stays grey: no RGB weighting rounding).
+    assert torch.equal(data.prepare(cli.load_image("fashion-mnist:3"), (1, 28, 28)), x[3:4].float() / 255)
 
 
 def test_fashion_mnist_defaults_and_uploads() -> None:
