@@ -1,0 +1,228 @@
+"""Geometry lab: is a classifier isotropic, symmetric, topology-preserving and locally contracting around
+an image? (Aghdam, Heravi and Puig, VISAPP 2017: isotropy Eq. 4, symmetry Eq. 6, Mantel test Sec. 2.3,
+local Lipschitz Eq. 9.)
+
+Widgets -> ``ui.geometry_view`` (per-session cache keyed by every parameter) -> advcore.geometry ->
+the paper's Figures 1, 3, 4 and 6 and a naive-versus-robust comparison on the same random points.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from advcore import features, geometry, models
+from advcore.commands.geometry import parse_radii
+from advcore.errors import AdvlabError, Cancelled
+from ui import geometry_view as gv
+from ui.common import app_frame, error_boundary, md_escape, require_image
+
+INTRO = (
+    "This page puts random noise of a fixed size around the selected image and measures how differently the "
+    "model answers to noise that is equally large: start with the isotropy chart, where every point a model "
+    "ought to keep at zero is instead a spread of scores, then compare a naive and an adversarially trained "
+    "model on the last tab."
+)
+KEEP = "session"
+NORM_TITLES = {"linf": "L-inf (every pixel moves by at most r)", "l2": "L2 (Euclidean distance r)"}
+
+
+def controls(sel, model) -> gv.GeometryRequest:
+    """The parameter widgets; a bad value stops the page with a clear message."""
+    big = models.get_spec(sel.model).input_size[1] >= 64
+    size = "large" if big else "small"
+    dflt = gv.defaults(sel.model)
+    c1, c2, c3 = st.columns([1, 2, 1.4])
+    T = c1.select_slider("Points per radius (T)", gv.T_CHOICES, dflt["T"], key=f"geo_T_{size}", persist_state=KEEP,
+                         help="The paper uses T = 100. Each point costs one forward pass (twice: isotropy and "
+                              "symmetry); ImageNet models start lower to answer quickly on a CPU.")
+    radii_text = c2.text_input("Radii (x/255 fractions, a list or start:stop:step)", dflt["radii"],
+                               key=f"geo_radii_{size}", persist_state=KEEP,
+                               help="In [0,1] pixel units: 1/255 is one grey level. The paper's grid is 1 to 20 "
+                                    "pixels: 1/255:20/255:1/255. At most 50 radii.")
+    norm = c3.radio("Distance", geometry.NORMS, format_func=lambda n: NORM_TITLES[n].split(" (")[0],
+                    key="geo_norm", persist_state=KEEP, horizontal=True,
+                    help="L-inf: v has every element in [-r, r] (the paper's v in [-eps, eps]^D). "
+                         "L2: the points lie on the Euclidean sphere of radius r.")
+    d1, d2, d3 = st.columns([2, 1, 1])
+    layers = features.layer_names(model)
+    layer = d1.selectbox("Layer phi (Mantel test and Lipschitz)", layers, key=f"geo_layer_{sel.model}",
+                         help="penultimate = the input of the last fully connected layer, the representation the "
+                              "classifier reads (the paper's choice).")
+    seed = d2.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="geo_seed", persist_state=KEEP,
+                           help="The same seed gives every model with this input size exactly the same points.")
+    perms = d3.select_slider("Mantel permutations", [0, 99, 199, 499, 999], gv.PAGE_PERMUTATIONS,
+                             key="geo_permutations", persist_state=KEEP,
+                             help="Permutations of the two-sided Mantel p-value (0: r only).")
+    try:
+        radii = parse_radii(radii_text)
+        gv.check_radii_for(norm, radii)
+        geometry.check_params(radii, int(T), norm, int(perms))
+    except AdvlabError as exc:
+        st.error(f"Radii: {exc}")
+        st.stop()
+    return gv.GeometryRequest(model=sel.model, image_key=sel.image_key, T=int(T), radii=tuple(radii),
+                              radii_text=radii_text.strip(), norm=norm, layer=layer, seed=int(seed),
+                              permutations=int(perms), device=sel.device)
+
+
+def run(req: gv.GeometryRequest, image, model: str | None = None,
+        label: str = "Probing") -> geometry.ImageGeometry | None:
+    """The cached result, or a computation with a progress bar and a Cancel button (None when cancelled)."""
+    name = model or req.model
+    res = gv.cached(req, name)
+    if res is not None:
+        return res
+    if st.session_state.get(gv.CANCELLED) == (req, name):
+        st.warning(f"The computation for {name} was cancelled. Change a setting, or press Run to start it again.")
+        st.button("Run", key=f"geo_rerun_{name}", icon=":material/play_arrow:",
+                  on_click=st.session_state.pop, args=(gv.CANCELLED, None))
+        return None
+    st.session_state.pop(gv.CANCELLED, None)
+    cancel = st.empty()
+    cancel.button("Cancel", key=f"geo_cancel_{name}", icon=":material/stop:", on_click=gv.request_cancel)
+    bar = st.progress(0.0, text=f"{label} {name}")
+    try:
+        res = gv.compute(req, image, gv.live_progress(bar, f"{label} {name}"), model=name)
+    except Cancelled:
+        st.session_state[gv.CANCELLED] = (req, name)
+        st.warning("Cancelled.")
+        return None
+    finally:
+        bar.empty()
+        cancel.empty()
+    return res
+
+
+def isotropy_tab(res: geometry.ImageGeometry) -> None:
+    st.plotly_chart(gv.range_figure(res.report.isotropy, "Isotropy: range of the score against the radius "
+                                                         "(Figure 1)"), key="geo_fig1")
+    st.caption(gv.isotropy_sentence(res) + " Colour: the mean score of the points; squares: at least one point "
+                                           "at that radius was classified as another class.")
+
+
+def symmetry_tab(res: geometry.ImageGeometry) -> None:
+    probe = res.report.symmetry
+    st.plotly_chart(gv.range_figure(probe, "Symmetry: range over permutations of one perturbation (Figure 3)"),
+                    key="geo_fig3")
+    st.caption(f"Each radius uses one random perturbation and {res.report.T} random reorderings of its values "
+               f"(Eq. 6): every point has the same norm and the same values, only their places differ. A symmetric "
+               f"model would give a range of 0. Here the range goes from {probe.range[0]:.2e} to "
+               f"{probe.range[-1]:.2e}: notice that shuffling the same noise already changes the score.")
+
+
+def topology_tab(res: geometry.ImageGeometry) -> None:
+    topo = res.report.topology
+    st.plotly_chart(gv.mantel_figure(topo), key="geo_fig4")
+    rs = [t.r for t in topo.tests]
+    ps = [t.p_value for t in topo.tests if t.p_value is not None]
+    pnote = (f" {sum(p < 0.05 for p in ps)} of {len(ps)} radii have a p-value below 0.05 "
+             f"({topo.tests[0].permutations} permutations, two-sided)." if ps else "")
+    st.caption(f"Mantel r is the Pearson correlation of the {res.report.T}x{res.report.T} distance matrices of the "
+               f"same points in the input and at layer {md_escape(topo.layer)}; r = 1 would mean the layer only "
+               f"scales distances (topology kept). Here r lies between {min(rs):.3f} and {max(rs):.3f}; the paper "
+               f"reports -0.1 < r < 0.1 for its ImageNet and GTSRB networks.{pnote}")
+    labels = [f"{r * 255:.3g}/255" for r in topo.radii]
+    pick = st.select_slider("Radius of the heat maps", labels, labels[len(labels) // 2], key="geo_heat_radius")
+    i = labels.index(pick)
+    h1, h2 = st.columns(2)
+    h1.plotly_chart(gv.distance_heatmap(topo.d_input[i].numpy(), f"Input space, r = {pick}"), key="geo_heat_in")
+    h2.plotly_chart(gv.distance_heatmap(topo.d_layer[i].numpy(), f"Layer {topo.layer}, r = {pick}"),
+                    key="geo_heat_out")
+    st.caption(f"Mantel r at this radius: {topo.tests[i].r:.4f}"
+               + (f", p = {topo.tests[i].p_value:.4f}." if topo.tests[i].p_value is not None else ".")
+               + " If the layer kept the points' arrangement, the two heat maps would show the same pattern.")
+
+
+def lipschitz_tab(res: geometry.ImageGeometry) -> None:
+    lip = res.report.lipschitz
+    st.plotly_chart(gv.lipschitz_figure(lip), key="geo_fig6")
+    n = lip.normalisers
+    lin = f"slope {lip.linear[0]:.4g}" if lip.linear else "no fit (too few distinct distances)"
+    st.caption(f"One dot per point: its distance from the clean image in the input (x) and at layer "
+               f"{md_escape(n.layer)} (y), both min-max normalised (h: [{n.h.lo:.3g}, {n.h.hi:.3g}], g: "
+               f"[{n.g.lo:.3g}, {n.g.hi:.3g}], fitted on {n.source}). {lip.share_below_1:.1%} of the points lie "
+               f"below the dotted ratio-1 line: the layer pulls them towards the clean image (linear fit {lin}). "
+               f"The paper finds its networks locally contracting in most cases. Both distances grow with the "
+               f"number of values they sum over: {res.report.input_dim:,} in the input against "
+               f"{res.report.layer_dim:,} at this layer, and each normaliser divides by its own range.")
+
+
+def compare_tab(req: gv.GeometryRequest, image, res: geometry.ImageGeometry) -> None:
+    partners = gv.robust_partners(req.model)
+    if partners is None:
+        st.info("The model zoo holds adversarially trained models only for Fashion-MNIST (fmnist-fgsm, fmnist-pgd, "
+                "fmnist-mat-mixed, fmnist-mat-parallel against fmnist-naive). For ImageNet there are only the "
+                "standard EfficientNet-Lite0/1/2, so there is no naive-against-robust pair: pick a Fashion-MNIST "
+                "model in the sidebar to compare.")
+        return
+    naive, robust = partners
+    c1, c2 = st.columns([1, 2])
+    other = c1.selectbox("Robust model", robust, key="geo_robust", persist_state=KEEP,
+                         format_func=lambda n: f"{n}: {models.get_spec(n).title}")
+    go_on = c2.toggle(f"Run {naive} and {other} on the same points", key="geo_compare", value=False,
+                      help="Both models probe the same image with the same seed, T, radii and layer.")
+    if not go_on:
+        st.caption("Switch it on to compute both models (about twice this page's own time).")
+        return
+    results = []
+    for name in (naive, other):
+        r = res if name == req.model else run(req, image, model=name, label="Comparing")
+        if r is None:
+            return
+        results.append(r)
+    a, b = results
+    f1, f2 = st.columns(2)
+    f1.plotly_chart(gv.compare_range_figure(results, "isotropy", "Isotropy range, both models"), key="geo_cmp_iso")
+    f2.plotly_chart(gv.compare_range_figure(results, "symmetry", "Symmetry range, both models"), key="geo_cmp_sym")
+    f3, f4 = st.columns(2)
+    f3.plotly_chart(gv.compare_mantel_figure(results), key="geo_cmp_mantel")
+    f4.table([{"model": r.model, "clean class": r.class_name, "clean score": f"{r.report.clean_score:.4f}",
+               "ratio < 1": f"{r.report.lipschitz.share_below_1:.1%}",
+               "median ratio": f"{float(r.report.lipschitz.ratio.nanmedian()):.3g}"} for r in results],
+             hide_index=True, border="horizontal")
+    st.markdown(gv.compare_sentence(a, b))
+    st.caption("Measured here on one image; the paper compares standard networks only. Rerun with other test "
+               "images in the sidebar to see how much of the difference holds.")
+
+
+def main() -> None:
+    sel = app_frame()
+    st.title("Geometry lab")
+    st.markdown(INTRO)
+    with error_boundary():
+        image = require_image(sel)
+        model = models.load(sel.model, sel.device)
+        req = controls(sel, model)
+        res = run(req, image)
+        if res is None:
+            return
+        rep = res.report
+        st.markdown(f"**{md_escape(res.title)}** reads the clean image as **{md_escape(res.class_name)}** (score "
+                    f"{rep.clean_score:.4f}). {rep.T} points at each of {len(rep.radii)} radii, "
+                    f"{rep.norm.replace('linf', 'L-inf').replace('l2', 'L2')} distance, seed {rep.seed}: "
+                    f"{rep.seconds:.1f} s on {res.device}."
+                    + (" The paper only probed images its networks classified with more than 99% confidence; a less "
+                       "confident image, like this one, sits nearer a decision boundary." if rep.clean_score < 0.99
+                       else ""))
+        tabs = st.tabs(["Isotropy", "Symmetry", "Topology (Mantel)", "Local Lipschitz", "Naive vs robust"])
+        with tabs[0]:
+            isotropy_tab(res)
+        with tabs[1]:
+            symmetry_tab(res)
+        with tabs[2]:
+            topology_tab(res)
+        with tabs[3]:
+            lipschitz_tab(res)
+        with tabs[4]:
+            compare_tab(req, image, res)
+        st.markdown("**The same numbers from the command line**")
+        st.code(req.cli_command(sel.cli_image), language="bash")
+        st.download_button("Download the results (JSON)", json.dumps(res.to_dict(), indent=2),
+                           file_name="geometry.json", mime="application/json", key="geo_download")
+        st.caption("The paper (Aghdam et al., VISAPP 2017) used T = 100 points at radii of 1 to 20 pixels on 300 "
+                   "images per network with more than 99% confidence; this page probes the one image you chose.")
+
+
+main()

@@ -1,0 +1,138 @@
+"""How fast the Geometry lab answers (``advcore.geometry``).
+
+(a) isotropy (Eq. 4) with T = 100 points at 20 radii (1/255 to 20/255) on the Fashion-MNIST
+    ``fmnist-naive`` CNN, test image 0, with 1 torch thread and with torch's default threads
+    (target: under 3 s);
+(b) the Geometry page's defaults on ``efficientnet-lite0`` at 224 (the bundled cat): every probe
+    (isotropy, symmetry, Mantel with the page's permutations, Lipschitz) through
+    ``geometry.probe_image``, the same call the page makes, once cold (the min-max normalisers
+    fitted on the bundled photos, the model already loaded) and then warm (target: under 15 s);
+    the model's first load is timed separately;
+(c) for reference, every probe with the 28x28 page defaults (T = 100, 20 radii).
+
+Next to (b), a bare Lite0 forward pass of one batch of T images is timed: the page's defaults cost
+2 x (number of radii) such batches, so that ratio shows how much of (b) is the network itself.
+
+Run ``.venv/bin/python bench/geometry.py [--device cuda]``; writes ``bench/results/geometry.json``
+(``geometry-cuda.json`` on a GPU). Figures are medians, minimums are recorded too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from advcore import data, datasets, geometry, models  # noqa: E402
+from advcore.device import pick_device  # noqa: E402
+from bench.common import environment  # noqa: E402
+from ui import geometry_view  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RADII_20 = [k / 255 for k in range(1, 21)]
+
+
+def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return {"median_s": round(statistics.median(runs), 4), "min_s": round(min(runs), 4),
+            "runs_s": [round(r, 4) for r in runs]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    device = pick_device(args.device)
+    default_threads = torch.get_num_threads()
+    out: dict = {"environment": environment(device), "results": {}}
+    res = out["results"]
+
+    # (a) isotropy, T=100 x 20 radii, 28x28
+    fm = models.load("fmnist-naive", device)
+    x = datasets.to_float(datasets.load_subset(1)[0])
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        m = measure(lambda: geometry.analyse(fm, x, radii=RADII_20, T=100, probes=["isotropy"], seed=0),
+                    args.repeats)
+        res[f"isotropy_fmnist_T100_R20_threads{threads}"] = m
+        print(f"(a) isotropy T=100 x 20 radii, fmnist-naive, {threads} thread(s): {m['median_s']:.3f} s "
+              f"(min {m['min_s']:.3f})", flush=True)
+    torch.set_num_threads(default_threads)
+
+    # (b) page defaults on Lite0
+    t0 = time.perf_counter()
+    models.load("efficientnet-lite0", device)
+    res["lite0_first_load_s"] = round(time.perf_counter() - t0, 3)
+    cat = data.open_image(data.sample_path("cat"))
+    lite0 = models.load("efficientnet-lite0", device)
+    batch = torch.rand(geometry_view.LARGE_DEFAULTS["T"], 3, 224, 224, device=device)
+    with torch.no_grad():
+        fwd = measure(lambda: lite0(batch), args.repeats)
+    res["lite0_forward_batch_T"] = {**fwd, "batch": int(batch.shape[0])}
+    print(f"    Lite0 bare forward of a batch of {batch.shape[0]}: {fwd['median_s']:.2f} s", flush=True)
+    d = geometry_view.LARGE_DEFAULTS
+    from advcore.commands.geometry import parse_radii
+
+    radii = parse_radii(d["radii"])
+
+    def page_lite0() -> geometry.ImageGeometry:
+        return geometry.probe_image("efficientnet-lite0", cat, radii=radii, T=d["T"], seed=0,
+                                    permutations=geometry_view.PAGE_PERMUTATIONS, device=device)
+
+    geometry._NORMALISERS.clear()
+    t0 = time.perf_counter()
+    r = page_lite0()
+    cold = time.perf_counter() - t0
+    m = measure(page_lite0, args.repeats, warmup=0)
+    res["lite0_page_defaults"] = {"T": d["T"], "radii": d["radii"], "permutations": geometry_view.PAGE_PERMUTATIONS,
+                                  "forward_passes": 2 * d["T"] * len(radii) + 1,
+                                  "cold_s_incl_normaliser_fit": round(cold, 3), "warm": m,
+                                  "clean": r.class_name, "share_ratio_below_1": r.report.lipschitz.share_below_1}
+    print(f"(b) Lite0 page defaults (T={d['T']}, {len(radii)} radii, all probes): cold {cold:.2f} s, warm "
+          f"{m['median_s']:.2f} s (min {m['min_s']:.2f}); first model load {res['lite0_first_load_s']:.2f} s",
+          flush=True)
+
+    # (c) 28x28 page defaults
+    d = geometry_view.SMALL_DEFAULTS
+    radii = parse_radii(d["radii"])
+    im = datasets.load_subset(1)[0][0, 0].numpy()
+    from PIL import Image
+
+    pil = Image.fromarray(im, mode="L")
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        m = measure(lambda: geometry.probe_image("fmnist-naive", pil, radii=radii, T=d["T"], seed=0,
+                                                 permutations=geometry_view.PAGE_PERMUTATIONS, device=device),
+                    args.repeats)
+        res[f"fmnist_page_defaults_threads{threads}"] = m
+        print(f"(c) fmnist-naive page defaults (T=100, 20 radii, all probes), {threads} thread(s): "
+              f"{m['median_s']:.2f} s (min {m['min_s']:.2f})", flush=True)
+    torch.set_num_threads(default_threads)
+
+    out["environment"]["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / ("geometry.json" if device.type == "cpu" else f"geometry-{device.type}.json")
+    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
