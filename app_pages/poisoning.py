@@ -1,0 +1,172 @@
+"""Poisoning lab: label flip, poison frogs and adversarial poisoning against naive and robust frozen features.
+
+Widgets -> ``ui.poisoning_view.Request`` -> ``advcore.poisoning.run`` (kept per session, keyed by every
+parameter) -> the paper's Tables 1-3 next to the paper's own numbers, and one poison frog trial in full.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from advcore import poisoning
+from advcore.errors import AdvlabError, Cancelled
+from ui import poisoning_view as pv
+from ui.common import app_frame, error_boundary
+
+INTRO = (
+    "Poison the training set of a linear SVM that reads frozen features of a naive, an FGSM-trained or a "
+    "PGD-trained network, and compare how much each attack hurts: press Run under Table 2 first and look at how "
+    "close the poison frogs get to their targets in feature space."
+)
+KEEP = "session"
+
+
+def controls(device: str) -> dict:
+    """The shared settings; returns them as keyword arguments of :class:`ui.poisoning_view.Request`."""
+    c1, c2, c3 = st.columns([1.6, 1.2, 1.2])
+    kinds = c1.multiselect("Features", pv.PAGE_KINDS, default=list(pv.PAGE_KINDS), key="poison_kinds",
+                           format_func=poisoning.KIND_TITLES.get, persist_state=KEEP,
+                           help="Frozen extractors: the shipped Fashion-MNIST networks, trained naively, with FGSM or "
+                                "with PGD examples (eps 0.1). ImageNet features are on the command line "
+                                "(--features imagenet).")
+    eps_255 = c2.slider("eps (x/255, L-inf)", 0, 64, 7, key="poison_eps", persist_state=KEEP,
+                        help="How far each poison may move from its image, per pixel; the paper uses 7/255 on MNIST.")
+    method = c3.radio("Crafting", poisoning.METHODS, index=1, format_func=str.upper, horizontal=True,
+                      key="poison_method",
+                      persist_state=KEEP, help="One FGSM step, or PGD steps of 2.5 eps / steps (paper Sec. 2.2).")
+    d1, d2, d3, d4 = st.columns(4)
+    steps = d1.slider("PGD steps", 1, 50, poisoning.DEFAULT_STEPS, key="poison_steps", persist_state=KEEP,
+                      disabled=method == "fgsm")
+    trials = d2.number_input("Poison frog trials", 1, pv.MAX_PAGE_TRIALS, 20, step=1, key="poison_trials",
+                             persist_state=KEEP, help="The paper runs 100; each trial retrains the SVM.")
+    share = d3.slider("Random labels (LF)", 0.0, 0.5, 0.02, step=0.01, key="poison_share", persist_state=KEEP,
+                      format="%.2f", help="Share of training labels replaced by random ones; the paper uses 2%.")
+    seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="poison_seed", persist_state=KEEP)
+    if not kinds:
+        raise AdvlabError("Choose at least one kind of features.")
+    return {"kinds": tuple(k for k in pv.PAGE_KINDS if k in kinds), "eps_255": int(eps_255), "method": method,
+            "steps": int(steps), "trials": int(trials), "share": round(float(share), 4), "seed": int(seed),
+            "device": device}
+
+
+def requests(s: dict) -> dict[str, pv.Request]:
+    common = {"kinds": s["kinds"], "seed": s["seed"], "device": s["device"]}
+    craft = {"eps_255": s["eps_255"], "method": s["method"], "steps": s["steps"] if s["method"] == "pgd" else 1}
+    return {"ap": pv.Request("ap", **common, **craft),
+            "pf": pv.Request("pf", **common, **craft, trials=s["trials"]),
+            "lf": pv.Request("lf", **common, eps_255=0, share=s["share"])}
+
+
+def run_pending(pending: pv.Request) -> None:
+    """Run a requested table with a progress bar and a Cancel button, keep it, rerun the page."""
+    title = f"Table {pv.TABLES[pending.attack]} ({poisoning.ATTACK_TITLES[pending.attack]})"
+    st.button("Cancel", key="poison_cancel", icon=":material/stop:", on_click=pv.request_cancel)
+    bar = st.progress(0.0, text=f"{title}: loading the features")
+    try:
+        result = pending.run(pv.LiveProgress(bar, title))
+    except Cancelled:
+        left = st.session_state.get(pv.RUNNING) or {}
+        pv.finish()
+        pv.notice("warning", f"{title} cancelled at {left.get('stage', 'the start')}, step {left.get('step', 0)} of "
+                             f"{left.get('total', '?')}; nothing was kept.")
+    except AdvlabError as exc:
+        pv.finish()
+        pv.notice("error", str(exc))
+    else:
+        pv.finish()
+        pv.keep(pending, result)
+    st.rerun()
+
+
+def table(req: pv.Request, busy: bool, label: str, auto: bool = False) -> dict | None:
+    """A table's measurements (or its Run button), the verdict, the caption and its command line."""
+    result = pv.cached(req)
+    if result is None and auto and not busy:
+        bar = st.progress(0.0, text="computing")
+        result = req.run(pv.LiveProgress(bar, label))
+        pv.finish()
+        bar.empty()
+        pv.keep(req, result)
+    if result is None:
+        st.button(f"Run {label}", key=f"poison_run_{req.attack}", type="primary", icon=":material/play_arrow:",
+                  disabled=busy, on_click=pv.request_run, args=(req,))
+    else:
+        st.table(pv.rows(result), hide_index=True, border="horizontal")
+        st.markdown(f"**What our measurements say:** {result['verdict']}")
+        st.caption(pv.caption(result) + f" Computed in {result['seconds']:.1f} s.")
+    st.code(req.cli_command(), language="bash")
+    return result
+
+
+def frog_section(result: dict) -> None:
+    """Base, poison, perturbation and target of one trial, and the feature space before and after."""
+    kinds = [r["kind"] for r in result["rows"]]
+    c1, c2 = st.columns([1, 2])
+    kind = c1.radio("Features of the trial", kinds, format_func=poisoning.KIND_TITLES.get, key="poison_ex_kind",
+                    horizontal=True)
+    row = next(r for r in result["rows"] if r["kind"] == kind)
+    trials = row["trial_results"]
+    classes = load_classes(row)
+    index = c2.selectbox("Trial", range(len(trials)), key=f"poison_ex_trial_{kind}_{len(trials)}",
+                         format_func=lambda i: f"#{i + 1}: target a '{classes[trials[i]['target_label']]}', "
+                                               f"{'success' if trials[i]['success'] else 'failure'}")
+    ex = pv.example(result, kind, int(index))
+    trial = trials[int(index)]
+    pert, factor = pv.perturbation(ex)
+    i1, i2, i3, i4 = st.columns(4)
+    i1.image(pv.image(ex.base), caption=f"base: a training '{classes[trial['base_label']]}'", width=160)
+    i2.image(pv.image(ex.poison), caption=f"poison (still labelled '{classes[trial['base_label']]}')", width=160)
+    i3.image(pert, caption=f"perturbation x{factor:.0f} (grey = 0)", width=160)
+    i4.image(pv.image(ex.target), caption=f"target: a test '{classes[trial['target_label']]}'", width=160)
+    proj = ex.projection
+    st.plotly_chart(pv.projection_figure(proj), key="poison_pca")
+    before = pv.side(proj["clean"]["value_at_target"], proj["classes"])
+    after = pv.side(proj["poisoned"]["value_at_target"], proj["classes"])
+    moved = "crosses" if before != after else "does not cross"
+    st.caption(f"The target {moved} the boundary: the clean SVM calls it '{before}', the SVM retrained with the "
+               f"poison calls it '{after}'. The poison's feature distance to the target fell from "
+               f"{ex.history[0]:.3f} (the base's) to {ex.history[-1]:.3f}. The plane "
+               "is spanned by the two principal directions of the clean training features and passes through the "
+               "target, so the target's side of each line is exactly its side of that SVM's boundary; the other "
+               "points are projections and only roughly on their true side.")
+
+
+def load_classes(row: dict) -> list[str]:
+    return poisoning.load_task(row["task"], 28 if row["kind"] != "imagenet" else 224).classes
+
+
+def main() -> None:
+    sel = app_frame()
+    st.title("Poisoning lab")
+    st.markdown(INTRO)
+    with error_boundary():
+        settings = controls(sel.device)
+        reqs = requests(settings)
+        for kind, message in pv.take_notices():
+            getattr(st, kind)(message)
+        pending = pv.take_request()
+        if pending is not None:
+            run_pending(pending)
+        busy = pending is not None
+
+        st.subheader("Table 3: label flip (LF)")
+        table(reqs["lf"], busy, "Table 3 (label flip)", auto=True)
+        st.subheader("Table 2: poison frogs (PF)")
+        st.caption("Digits 0 against 1, as in the paper: each trial perturbs one training image of one class so that "
+                   "its features collide with a test image of the other class, then retrains the SVM.")
+        pf = table(reqs["pf"], busy, "Table 2 (poison frogs)")
+        st.subheader("Table 1: adversarial poisoning (AP)")
+        n_ap = len(poisoning.load_task("digits").y_train)
+        st.caption("Every training image moves within eps so that the SVM rotates towards a proxy that gets "
+                   f"everything wrong. This moves {n_ap:,} images through each network: tens of seconds on a CPU.")
+        table(reqs["ap"], busy, "Table 1 (adversarial poisoning)")
+        if pf is not None:
+            st.subheader("One poison frog trial")
+            frog_section(pf)
+        st.caption("ImageNet features (the paper's own sanity check, Sec. 4.1) are on the command line, being slow on "
+                   "a CPU: `python -m advcore poison pf --features imagenet --trials 5` runs the poison frogs on "
+                   "EfficientNet-Lite0's penultimate layer, on a toy task of random crops of two bundled photos (the "
+                   "cat against the cup of coffee).")
+
+
+main()

@@ -1,0 +1,48 @@
+"""The Poisoning lab in real Chromium: the label flip table appears by itself, a poison frog run from the
+button draws its table, the trial's four images and the feature-space chart."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+from browser_util import MAIN, assert_no_error, full_page_screenshot, wait_for_text, wait_idle
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+
+def test_poisoning_page_runs_poison_frogs(page: Page, app_url: str) -> None:
+    page.goto(app_url.rstrip("/") + "/poisoning")
+    wait_for_text(page, "Accuracy under LF (measured)")
+    wait_idle(page)
+    assert page.locator("h1").first.inner_text().strip() == "Poisoning lab"
+    main = page.locator(MAIN)
+    assert "Paper, Table 3, MNIST" in main.inner_text()
+
+    trials = page.get_by_role("spinbutton", name="Poison frog trials")
+    trials.fill("5")
+    trials.press("Enter")
+    wait_idle(page, expect_rerun=True)
+    button = page.get_by_role("button", name=re.compile(r"Run Table 2 \(poison frogs\)"))
+    button.scroll_into_view_if_needed()
+    button.click()
+    wait_for_text(page, "One poison frog trial")
+    wait_idle(page)
+    text = main.inner_text()
+    assert "Success rate (measured)" in text and "Paper, Table 2, CIFAR" in text
+    assert re.search(r"\d of 5", text) and "--trials 5" in text, text[-2000:]
+    assert "the boundary" in text
+    page.get_by_text("One poison frog trial").scroll_into_view_if_needed()
+    chart = main.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    assert "SVM boundary, poisoned" in chart.inner_text()
+    page.wait_for_function(
+        """sel => [...document.querySelectorAll(sel + ' img')]
+                  .filter(i => i.complete && i.naturalWidth > 0).length >= 4""",
+        arg=MAIN, timeout=30_000)
+    assert_no_error(page)
+    full_page_screenshot(page, "poisoning_page.png")
