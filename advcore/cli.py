@@ -551,6 +551,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--example-labels", choices=training.EXAMPLE_LABELS, default="true",
                    help="craft training examples away from the true labels (default) or from the model's "
                         "predictions ('predicted': Kurakin et al.'s cure for label leaking)")
+    g.add_argument("--input", choices=training.INPUT_TRANSFORMS, dest="input_transform",
+                   help="standard recipe: train on halftone images, or on intensity + halftone images (hybrid)")
+    g.add_argument("--halftone", default="floyd-steinberg", metavar="METHOD",
+                   help="halftone of --input (advcore.defenses; default: floyd-steinberg)")
     g.add_argument("--batch-size", type=_positive("batch size", 65536), default=128, help="default: 128")
     g.add_argument("--lr", type=_finite("learning rate", positive=True), default=1e-3, help="Adam (default: 0.001)")
     g.add_argument("--pgd-steps", type=_positive("PGD steps", 100), default=7,
@@ -643,14 +647,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.matrix_from and strengths != "auto":
         raise AdvlabError("--matrix-from only applies with --strengths auto.")
     prefix = {"fashion-mnist": "fmnist", "digits": "digits"}[args.dataset]
-    name = args.name or f"{prefix}-{'naive' if recipe == 'standard' else recipe}"
+    name = args.name or f"{prefix}-{args.input_transform or ('naive' if recipe == 'standard' else recipe)}"
     if not _NAME.fullmatch(name):
         raise AdvlabError(f"--name must be letters, digits, '.', '_' or '-' (at most 64), got {name!r}.")
     cfg = training.TrainConfig(recipe=recipe, strengths=() if strengths == "auto" else tuple(strengths),
                                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                reduced=args.reduced, example_attack=args.examples, example_labels=args.example_labels,
                                pgd_steps=args.pgd_steps,
-                               dataset=args.dataset, limit=args.limit, vote_images=args.vote_images)
+                               dataset=args.dataset, limit=args.limit, vote_images=args.vote_images,
+                               input_transform=args.input_transform, halftone=args.halftone)
     if strengths == "auto":
         training.check_config(training.TrainConfig(**{**cfg.__dict__, "strengths": (0.1,)}))
     else:

@@ -52,6 +52,8 @@ class ModelSpec:
     build: Callable[[], nn.Module] = field(repr=False, compare=False)
     classes: Callable[[], list[str]] = field(repr=False, compare=False)
     card: dict = field(default_factory=dict, compare=False)
+    # The model as used, around the [0, 1]-pixel network (e.g. a halftone-trained model halftones its input).
+    wrap: Callable[[nn.Module], nn.Module] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -105,6 +107,8 @@ def load(name: str, device: str | torch.device | None = "auto") -> nn.Module:
         model = _cache.get(key)
         if model is None:
             model = Normalized(spec.build(), spec.mean, spec.std)
+            if spec.wrap is not None:
+                model = spec.wrap(model)
             model.eval()
             model.requires_grad_(False)
             model = model.to(dev)

@@ -52,6 +52,8 @@ from advcore.models import Normalized
 RECIPES = ("standard", "fgsm", "pgd", "mat-mixed", "mat-parallel")
 EXAMPLE_ATTACKS = ("fgsm", "pgd")
 EXAMPLE_LABELS = ("true", "predicted")
+# train on halftones only, or on intensity + halftone images (advcore.defenses)
+INPUT_TRANSFORMS = ("halftone", "hybrid")
 DEFAULT_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 DEFAULT_EVAL_EPS = tuple(round(0.03 * i, 10) for i in range(11))  # 0, 0.03, ..., 0.3
 MAX_EPOCHS = 1000
@@ -89,6 +91,8 @@ class TrainConfig:
     limit: int | None = None
     vote_images: int = 2000  # validation images that fit parallel MAT's voting weights
     vote_rounds: int = 2
+    input_transform: str | None = None  # None, "halftone" or "hybrid" (standard recipe only)
+    halftone: str = "floyd-steinberg"  # the advcore.defenses method used by input_transform
 
     @property
     def attack(self) -> str:
@@ -133,6 +137,15 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise AdvlabError(f"PGD training steps must be between 1 and 100, got {cfg.pgd_steps!r}.")
     if not cfg.vote_images >= 10 or cfg.vote_rounds < 1:
         raise AdvlabError("Parallel MAT needs at least 10 validation images and one fitting round for its votes.")
+    if cfg.input_transform is not None:
+        from advcore import defenses
+
+        if cfg.input_transform not in INPUT_TRANSFORMS:
+            raise AdvlabError(f"Unknown input transform {cfg.input_transform!r}; choose one of "
+                              f"{', '.join(INPUT_TRANSFORMS)}.")
+        if cfg.recipe != "standard":
+            raise AdvlabError("Training on halftone images (--input halftone/hybrid) uses the standard recipe.")
+        defenses.check_method(cfg.halftone)
     cfg.strengths = check_strengths(cfg.strengths)
     n = len(cfg.strengths)
     if cfg.recipe == "standard" and n:
@@ -218,6 +231,7 @@ def train_network(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, strengt
                   attack: str = "fgsm", reduced: bool = False, epochs: int = 1, batch_size: int = 128,
                   lr: float = 1e-3, seed: int = 0, pgd_steps: int = 7, pgd_alpha_factor: float = 2.5,
                   example_labels: str = "true", stage: str = "train",
+                  transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
                   progress: ProgressFn | None = None) -> list[dict]:
     """Train ``model`` (taking [0,1] pixels) in place on ``uint8`` images; returns one dict per epoch.
 
@@ -227,6 +241,7 @@ def train_network(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, strengt
     The loss is the mean cross-entropy over all images of the step. Adam, shuffled with ``seed``.
     ``example_labels``: craft the examples away from the true labels (``"true"``) or from the
     model's own predictions (``"predicted"``, Kurakin et al.'s cure for label leaking).
+    ``transform(x, y) -> (x, y)`` replaces each clean batch first (halftone / hybrid training).
     """
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
@@ -243,6 +258,8 @@ def train_network(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, strengt
             idx = perm[b * batch_size:(b + 1) * batch_size]
             xb = datasets.to_float(x[idx]).to(device)
             yb = y[idx].to(device)
+            if transform is not None:
+                xb, yb = transform(xb, yb)
             if not strengths:
                 xs, ys = [xb], [yb]
             else:
@@ -610,8 +627,19 @@ def train(cfg: TrainConfig, task: datasets.Task | None = None, *, device: str | 
     else:
         model = seeded(cfg.seed, lambda: Normalized(zoo.build_network(member), mean, std)).to(dev)
         history = train_network(model, task.x_train, task.y_train, strengths=cfg.strengths, seed=cfg.seed,
-                                **common)
+                                transform=_input_transform(cfg), **common)
         net, arch = model.net, member
+        if cfg.input_transform is not None:  # the model as used: halftone at inference, BPDA for attacks
+            from advcore import defenses
+
+            model = defenses.Defended(model, defenses.Halftone(cfg.halftone))
+            extra["input_transform"] = {
+                "kind": cfg.input_transform, "halftone": cfg.halftone,
+                "training": ("every batch replaced by its halftone" if cfg.input_transform == "halftone" else
+                             "every batch of B intensity images plus its B halftones (2B images per step)"),
+                "inference": "halftone the input first (advcore.defenses.Defended); the card's curves attack the "
+                             "halftone + network pipeline with BPDA (identity gradient through the halftone)",
+            }
     seconds = time.perf_counter() - t0
     model.eval()
     model.requires_grad_(False)
@@ -635,6 +663,18 @@ def train(cfg: TrainConfig, task: datasets.Task | None = None, *, device: str | 
     if selection is not None:
         card["strength_selection"] = selection
     return TrainResult(model, net, card, seconds)
+
+
+def _input_transform(cfg: TrainConfig):
+    """The batch transform of halftone (x -> H(x)) or hybrid (x -> [x, H(x)]) training, or None."""
+    if cfg.input_transform is None:
+        return None
+    from advcore import defenses
+
+    ht = defenses.Halftone(cfg.halftone, seed=cfg.seed)
+    if cfg.input_transform == "halftone":
+        return lambda x, y: (ht(x), y)
+    return lambda x, y: (torch.cat([x, ht(x)]), torch.cat([y, y]))
 
 
 def _recipe_card(cfg: TrainConfig) -> dict:
@@ -757,4 +797,9 @@ def default_title(card: dict) -> str:
         "mat-mixed": f"mixed MAT (eps {eps})",
         "mat-parallel": f"parallel MAT (eps {eps})",
     }.get(recipe, recipe)
+    transform = card.get("input_transform")
+    if transform:
+        method = transform.get("halftone", "").replace("-", " ").title().replace(" ", "-")
+        text += (f" on {method} halftones" if transform.get("kind") == "halftone"
+                 else f" on intensity + {method} halftone images (hybrid)")
     return f"{data} CNN, {text}"

@@ -169,7 +169,25 @@ def spec_from_card(card: dict, directory: str | Path):
         build=lambda: load_network(card, directory),
         classes=lambda: list(classes),
         card=card,
+        wrap=input_transform(card),
     )
+
+
+def input_transform(card: dict):
+    """What a card's model does to its input before the network, as a wrapper (``None``: nothing).
+
+    Models trained on halftones (``input_transform`` in the card, the Defense lab's halftone and
+    hybrid models) halftone every input at inference, with BPDA gradients for attacks, exactly as
+    their card's curves were measured.
+    """
+    transform = card.get("input_transform")
+    if not transform:
+        return None
+    from advcore import defenses
+
+    method = str(transform.get("halftone", "floyd-steinberg"))
+    defenses.check_method(method)
+    return lambda net: defenses.Defended(net, defenses.Halftone(method))
 
 
 def register_card(path: str | Path) -> str:
@@ -190,7 +208,8 @@ def load_from_card(path: str | Path, device: str | torch.device = "cpu"):
 
     path = Path(path)
     spec = spec_from_card(read_card(path), path.parent)
-    model = Normalized(spec.build(), spec.mean, spec.std).eval()
+    model = Normalized(spec.build(), spec.mean, spec.std)
+    model = (spec.wrap(model) if spec.wrap is not None else model).eval()
     model.requires_grad_(False)
     return spec, model.to(pick_device(device))
 

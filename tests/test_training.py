@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from advcore import datasets, models, training, zoo
 from advcore.errors import AdvlabError, Cancelled
 
-SHIPPED = ["fmnist-naive", "fmnist-fgsm", "fmnist-pgd", "fmnist-mat-mixed", "fmnist-mat-parallel"]
+SHIPPED = ["fmnist-naive", "fmnist-fgsm", "fmnist-pgd", "fmnist-mat-mixed", "fmnist-mat-parallel", "fmnist-halftone",
+           "fmnist-hybrid"]
 FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                   "Ankle boot"]
 

@@ -84,11 +84,17 @@ def strengths_text(card: dict) -> str:
     return ", ".join(f"{s:g}" for s in card.get("strengths", [])) or "–"
 
 
+def _standard_label(card: dict) -> str:
+    transform = (card.get("input_transform") or {}).get("kind")
+    return {"halftone": "Trained on halftones", "hybrid": "Hybrid: images + halftones"}.get(transform,
+                                                                                          "Standard training")
+
+
 def short_label(card: dict) -> str:
     """``FGSM training (0.1)``: recipe and strengths, short enough for a legend."""
     eps = strengths_text(card)
     label = {
-        "standard": "Standard training",
+        "standard": _standard_label(card),
         "fgsm": f"FGSM training ({eps})",
         "pgd": f"PGD training ({eps})",
         "mat-mixed": f"Mixed MAT ({eps})",

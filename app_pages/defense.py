@@ -1,0 +1,213 @@
+"""Defense lab: halftoning as input recharacterisation, tested by an attacker who ignores it and one who knows it.
+
+Widgets -> ``advcore.defenses`` (image_panels, evaluate_defense, clean_effect, through ui.defense_view's
+per-session caches) -> views.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from advcore import data, defenses, models
+from advcore.errors import AdvlabError, Cancelled
+from ui import defense_view as dv
+from ui import plots
+from ui.common import app_frame, error_boundary, md_escape, require_image
+
+INTRO = (
+    "Halftoning turns an image into black and white dots before the model sees it; this page shows whether "
+    "that stops adversarial examples: start with PGD at eps 0.1, look at the four images, then switch on "
+    "\"Attacker knows the defense\" and see whether the halftone still helps."
+)
+INTRO_IMAGENET = (
+    "Halftoning turns an image into black and white dots before the model sees it; with an ImageNet model it "
+    "is applied at inference only: first look at what it does to the clean predictions of the bundled photos "
+    "at the bottom, then attack the sidebar's photo."
+)
+KEEP = "session"
+PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)
+
+
+def controls(sel, small: bool, rows: dict[str, str]) -> tuple[str, str, float, str, bool, str]:
+    c1, c2, c3 = st.columns([1.6, 1.0, 2.0])
+    method = c1.selectbox("Halftone", list(defenses.METHODS), format_func=dv.METHOD_TITLES.get,
+                          key="defense_method", persist_state=KEEP,
+                          help="Error diffusion spreads each pixel's rounding error to its neighbours; ordered "
+                               "dithering compares each pixel with a tiled threshold matrix.")
+    attack = c2.selectbox("Attack", list(dv.ATTACK_TITLES), index=2 if small else 0,
+                          format_func=dv.ATTACK_TITLES.get, persist_state=KEEP,
+                          key="defense_attack" if small else "defense_attack_imagenet",
+                          help="L-inf, untargeted; I-FGSM and PGD: 10 steps.")
+    if small:
+        low, high, default, step = PIXEL_EPS
+        eps = round(c3.slider("eps (pixel units)", low, high, default, step=step, format="%.2f",
+                              key="defense_eps_px", persist_state=KEEP,
+                              help="Largest change of any pixel, pixels in [0, 1]."), 4)
+        eps_text = f"{eps:g}"
+    else:
+        k = c3.slider("eps (x/255)", 0, 32, 4, key="defense_eps_255", persist_state=KEEP,
+                      help="Largest change of any pixel, in 8-bit levels.")
+        eps, eps_text = k / 255.0, f"{k}/255"
+    d1, d2 = st.columns([1.6, 3.0])
+    row_options = ["halftone-input"] + list(rows)
+    row = d1.selectbox("Defended model", row_options, format_func=lambda r: defenses.ROW_TITLES[r],
+                       key="defense_row", persist_state=KEEP,
+                       help="Which model classifies the halftones: the undefended model itself, or one trained "
+                            "on halftones (only) or on intensity and halftone images (hybrid).")
+    adaptive = d2.toggle("Attacker knows the defense (BPDA" + (", EOT" if method == "bayer-random" else "") + ")",
+                         key="defense_adaptive", persist_state=KEEP,
+                         help="Off: the adversarial image is made on the undefended model, as in the paper. On: it "
+                              "is made through the halftone, whose gradient is taken as the identity (BPDA); for "
+                              "the random halftone the gradient is averaged over 8 draws (EOT).")
+    return method, attack, eps, eps_text, adaptive, row
+
+
+def image_section(sel, image, base: str, method: str, attack: str, eps: float, eps_text: str, adaptive: bool,
+                  row: str) -> None:
+    spec = models.get_spec(base)
+    classes = spec.classes()
+    true_label = classes.index(sel.true_name) if sel.true_name in classes else None
+    req = dv.PanelRequest(model=base, device=sel.device, image_key=sel.image_key, true_label=true_label,
+                          method=method, row=row, attack=attack, eps=eps, eps_text=eps_text, adaptive=adaptive)
+    panels = dv.cached_panels(req)
+    if panels is None:
+        x = data.prepare(image, spec.input_size)
+        if attack == "fgsm" or dv.is_small(base):
+            panels = dv.run_panels(req, x)
+        else:
+            bar = st.progress(0.0, text=f"{dv.ATTACK_TITLES[attack]}: starting")
+
+            def on_step(info) -> None:
+                bar.progress(min(1.0, info.step / info.steps), text=f"{dv.ATTACK_TITLES[attack]}: step {info.step} "
+                                                                   f"of {info.steps}")
+
+            panels = dv.run_panels(req, x, on_step)
+            bar.empty()
+    cols = st.columns(4)
+    small = dv.is_small(base)
+    for col, name in zip(cols, defenses.Panels.PANELS, strict=True):
+        im = data.to_pil(panels.images[name])
+        col.image(plots.enlarge(im) if small else im, width="stretch", output_format="PNG",
+                  caption=dv.PANEL_TITLES[name])
+        col.markdown(dv.panel_caption(name, panels, classes, base))
+    if not small:
+        with st.expander("Zoom in: the central 64x64 pixels of each view, enlarged (the dots are the halftone)"):
+            for col, name in zip(st.columns(4), defenses.Panels.PANELS, strict=True):
+                x = panels.images[name]
+                h, w = x.shape[-2:]
+                crop = x[..., (h - 64) // 2:(h + 64) // 2, (w - 64) // 2:(w + 64) // 2]
+                col.image(plots.enlarge(data.to_pil(crop), 256), width="stretch", output_format="PNG",
+                          caption=dv.PANEL_TITLES[name])
+    st.caption(dv.panels_sentence(panels, req) + (" Labels: the true class of the test image." if true_label is
+               not None else " Right/wrong is measured against the undefended model's clean prediction."))
+
+
+def table_section(sel, base: str, method: str, small: bool) -> None:
+    why = dv.eval_images_available(base)
+    if why:
+        st.warning(why)
+        return
+    result = dv.latest_table(base, method)
+    suffix = "" if small else "_imagenet"  # the choices differ: keep each dataset's own
+    e1, e2, e3 = st.columns([2.2, 2.2, 1.2])
+    attacks = e1.multiselect("Attacks", list(dv.ATTACK_TITLES), default=list(dv.ATTACK_TITLES) if small else ["fgsm"],
+                             format_func=dv.ATTACK_TITLES.get, key="defense_table_attacks" + suffix,
+                             persist_state=KEEP)
+    eps_choices = dv.TABLE_EPS if small else (0.0, 2 / 255, 4 / 255, 8 / 255)
+    eps = e2.multiselect("eps", list(eps_choices), default=list(eps_choices), key="defense_table_eps" + suffix,
+                         format_func=lambda v: f"{v:g}" if small else f"{round(v * 255)}/255", persist_state=KEEP)
+    n_choices = dv.N_CHOICES if small else (3, 9)
+    n = e3.selectbox("Images", n_choices, index=1, key="defense_table_n" + suffix, persist_state=KEEP,
+                     help="Fashion-MNIST: the first N images of the shipped test subset (balanced over the "
+                          "classes). ImageNet: the bundled photos.")
+    req = dv.TableRequest(model=base, device=sel.device, method=method, attacks=tuple(attacks),
+                          eps=tuple(sorted(eps)), n=int(n))
+    error = None
+    try:
+        req.check()
+    except AdvlabError as exc:
+        error = str(exc)
+        st.error(error)
+    pending = dv.take_request()
+    b1, b2 = st.columns([1, 5])
+    b1.button("Measure", type="primary", key="defense_measure", icon=":material/play_arrow:",
+              disabled=error is not None or pending is not None, on_click=dv.request_table, args=(req,))
+    for kind, message in dv.take_notices():
+        getattr(st, kind)(message)
+    if pending is not None:
+        b2.button("Cancel", key="defense_cancel", icon=":material/stop:", on_click=dv.request_cancel)
+        bar = st.progress(0.0, text="Loading the models and images")
+        try:
+            out = dv.run_table(pending, dv.LiveBar(bar))
+        except Cancelled:
+            dv.finish()
+            dv.notice("warning", "The measurement was cancelled; nothing was kept. Press Measure to start again.")
+        except AdvlabError as exc:
+            dv.finish()
+            dv.notice("error", str(exc))
+        else:
+            dv.finish()
+            dv.keep_table(pending, out)
+        st.rerun()
+    if result is None:
+        st.info("Nothing measured yet for this model and halftone: press Measure (both columns are measured; "
+                + ("about half a minute for 100 Fashion-MNIST images on a 2-core CPU" if small else
+                   "FGSM on the 9 photos takes seconds, PGD about a minute on a 2-core CPU")
+                + "), or run the command line below.")
+    else:
+        source = ("measured in this session" if any(v is result for v in st.session_state.get(dv.TABLES, {}).values())
+                  else f"shipped measurement, assets/defense/{dv.shipped_path(base, method).name}"
+                       + (f", made by `{result['command']}`" if result.get("command") else ""))
+        st.markdown("**What the measurements say.** " + md_escape(defenses.lesson(result)))
+        ks = result["topk"]
+        k = ks[-1] if len(ks) > 1 and st.toggle("Top-5", key="defense_top5") else "top1"
+        st.dataframe(dv.table_rows(result, k), hide_index=True)
+        st.caption(dv.table_caption(result) + f" Source: {source}.")
+        figs = st.columns(len(result["attacks"]))
+        for col, a in zip(figs, result["attacks"], strict=True):
+            col.plotly_chart(dv.curves(result, a, k), key=f"defense_curve_{a}", width="stretch")
+        st.caption("Notice the gap between each solid line (attacker ignores the halftone) and the dashed line of the "
+                   "same colour (attacker knows it): robustness that disappears when the attacker knows the defense "
+                   "only existed because the attacker did not look.")
+        if small:
+            st.markdown(dv.paper_sentence())
+    st.markdown("**The same measurement from the command line**")
+    st.code(req.cli_command(), language="bash")
+
+
+def clean_effect_section(base: str, method: str, device: str) -> None:
+    rows = clean_effect(base, method, device)
+    st.dataframe([{"photo": r["title"], "clean top-1": f"{r['clean']} ({100 * r['clean_prob']:.1f}%)",
+                   "halftone top-1": f"{r['halftone']} ({100 * r['halftone_prob']:.1f}%)",
+                   "clean class after halftone": f"{100 * r['halftone_prob_of_clean_top1']:.1f}%",
+                   "same top-1": "yes" if r["same_top1"] else "no"} for r in rows], hide_index=True)
+    st.caption(dv.clean_effect_sentence(rows, method))
+
+
+@st.cache_data(show_spinner="Halftoning the bundled photos", max_entries=16)
+def clean_effect(base: str, method: str, device: str) -> list[dict]:
+    return defenses.clean_effect(base, method, device=device)
+
+
+def main() -> None:
+    sel = app_frame()
+    with error_boundary():
+        st.title("Defense lab")
+        small = dv.is_small(sel.model)
+        st.markdown(INTRO if small else INTRO_IMAGENET)
+        base, note = dv.base_model(sel.model)
+        if note:
+            st.info(note)
+        image = require_image(sel)
+        rows = dv.trained_rows(base)
+        method, attack, eps, eps_text, adaptive, row = controls(sel, small, rows)
+        st.subheader("One image: clean, halftone, adversarial, halftone of the adversarial")
+        image_section(sel, image, base, method, attack, eps, eps_text, adaptive, row)
+        st.subheader("Accuracy under attack: attacker ignores the defense vs knows it")
+        table_section(sel, base, method, small)
+        if not small:
+            st.subheader("Halftoning at inference only: the bundled photos")
+            clean_effect_section(base, method, sel.device)
+
+
+main()
