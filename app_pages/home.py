@@ -39,7 +39,32 @@ st.markdown(
     "join the chart."
 )
 st.page_link("app_pages/training.py", label="Open the Training lab", icon=":material/model_training:")
-st.caption(
-    "Coming: the Geometry lab (isotropy, Mantel test, local Lipschitz), the Defense lab (halftoning) "
-    "and the Poisoning lab."
+st.markdown(
+    "**Compare attacks**: run all five attacks on a whole set of photos at the same budget and compare them as "
+    "the adaptive-gradient paper does: success rate, cosine similarity, AMP, L2 and L-inf per attack, success rate "
+    "against eps, and a transferability matrix (adversarial images made on one EfficientNet-Lite, shown to the others)."
 )
+st.page_link("app_pages/compare.py", label="Open Compare attacks", icon=":material/leaderboard:")
+st.markdown(
+    "**Geometry lab**: does a network answer the same to all noise of the same size? Around the chosen image it "
+    "scores random points at fixed distances and draws the four probes of Aghdam et al.: isotropy and symmetry "
+    "(how much the class score varies among points at one radius, and among shuffles of one noise vector), the "
+    "Mantel test (does a layer keep the points' arrangement?) and the local Lipschitz ratio (does the layer pull "
+    "them towards the clean image?). A last tab puts a standard and an adversarially trained Fashion-MNIST model "
+    "side by side on exactly the same points."
+)
+st.page_link("app_pages/geometry.py", label="Open the Geometry lab", icon=":material/scatter_plot:")
+st.markdown(
+    "**Defense lab**: halftoning turns an image into black-and-white dots before the model sees it (Floyd-Steinberg, "
+    "Atkinson, Jarvis-Judice-Ninke or Stucki error diffusion, or Bayer ordered dithering). It compares an undefended "
+    "model, halftoned input on it, a halftone-trained and a hybrid model under FGSM, I-FGSM and PGD, twice: against "
+    "an attacker who ignores the halftone (as the paper did) and one who knows it (BPDA, plus EOT when the halftone "
+    "is random). The gap between the two is the lesson."
+)
+st.page_link("app_pages/defense.py", label="Open the Defense lab", icon=":material/shield:")
+st.markdown(
+    "**Poisoning lab**: do features made robust by adversarial training also resist data poisoning? A linear SVM is "
+    "trained on frozen naive, FGSM-trained or PGD-trained features; label flip, poison frogs and adversarial "
+    "poisoning attack its training set, and the measured tables appear next to the paper's."
+)
+st.page_link("app_pages/poisoning.py", label="Open the Poisoning lab", icon=":material/science:")

@@ -11,16 +11,20 @@ APP = str(ROOT / "app.py")
 TIMEOUT = 120  # first model import on a shared 2-core CPU
 
 
-def test_home_page_runs_and_describes_the_attack_lab() -> None:
+def test_home_page_runs_and_describes_every_lab() -> None:
+    from ui.common import available_labs
+
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
     assert not at.error
     assert at.title[0].value == "advlab"
     text = " ".join(m.value for m in at.markdown)
-    assert "Attack lab" in text
     assert "FGSM" in text and "AGR" in text
-    coming = " ".join(c.value for c in at.caption)
-    assert "Coming:" in coming and "Poisoning lab" in coming
+    labs = [lab for lab in available_labs() if lab.title != "Home"]
+    assert len(labs) == 6
+    for lab in labs:  # one paragraph per lab, starting with its name in bold
+        assert f"**{lab.title}**" in text, lab.title
+    assert not any("Coming" in c.value for c in at.caption)
 
 
 def test_shared_sidebar_defaults() -> None:

@@ -1,0 +1,509 @@
+"""Attack comparison and transferability: the evaluation of the AGR paper (Xiao et al.), on our models.
+
+:func:`compare` runs every attack (FGSM, I-FGSM, PGD, MI-FGSM, AGR, through :func:`advcore.attacks.run`)
+batched on a set of images at the same budget, on each source model, and measures per attack
+
+* ASR, the share of images whose prediction the attack changed (the paper's Figures 3 and 5, Tables 1-2);
+* cosine similarity between clean and adversarial images, mean and spread (Figures 4 and 6);
+* AMP, mean absolute perturbation per pixel (Sec. 4, Table 3), mean L2 and L-inf;
+* gradient steps to success (the first adversarial iterate) and gradient evaluations spent;
+* the transfer matrix (Tables 1-2): adversarial images made on each source evaluated on each target.
+
+Definitions, stated once:
+
+* **Labels.** Untargeted, away from each *source* model's own clean prediction (photos have no true label;
+  where a dataset gives one it is recorded, with the clean accuracy, but not used).
+* **Success on a target** = the target's prediction of the adversarial image differs from its prediction of
+  the clean image, both shown to it the same way. A target whose input size differs from the source's
+  sees the source-resolution clean and adversarial images resized by the same bilinear (antialiased)
+  interpolation; one of the same size sees the very pixels the attack produced. So the diagonal (target =
+  source) is exactly the white-box ASR.
+* Perturbation measures are over every image (fooled or not), in the source's [0, 1] pixel space; ASR is
+  measured on the float adversarial images, ``asr_8bit`` after rounding them to the 256 levels a PNG stores
+  (a budget below 1/255 may not survive that rounding).
+* Each eps of a sweep is a separate run of every attack (same seed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from advcore import attacks, data, datasets, metrics, models
+from advcore.device import describe, pick_device
+from advcore.errors import AdvlabError, Cancelled
+
+ALL_ATTACKS: tuple[str, ...] = tuple(attacks.ATTACKS)  # fgsm, ifgsm, pgd, mifgsm, agr
+MAX_IMAGES = 500  # 500 Lite2 inputs (3x260x260 floats) hold 400 MB
+MAX_MODELS = 8
+DEFAULT_BATCH = 16
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DEFAULT_DATASET_IMAGES = 100
+LABELS = "untargeted; each source model's own clean prediction is the label the attack moves away from"
+SUCCESS = ("a target is fooled when its prediction of the adversarial image differs from its prediction of the "
+           "clean image shown the same way (diagonal = white-box ASR)")
+RESIZE = ("bilinear interpolation with antialiasing of both the clean and the adversarial source-resolution "
+          "image when a target's input size differs; none otherwise")
+SCHEMA = "advlab.compare/1"
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image of the set: a display name, the decoded 8-bit image, and its true class where known."""
+
+    name: str
+    image: Image.Image
+    label: int | None = None
+
+
+def bundled_images() -> list[ImageItem]:
+    """The bundled sample photos (assets/samples), in their listed order."""
+    return [ImageItem(Path(s.file).stem, data.open_image(s.path, name=s.file)) for s in data.samples()]
+
+
+def dataset_images(dataset: str, n: int = DEFAULT_DATASET_IMAGES) -> list[ImageItem]:
+    """The first ``n`` images of a dataset's shipped test subset (Fashion-MNIST), with their true classes."""
+    if dataset != "fashion-mnist":
+        raise AdvlabError(f"No shipped test images for {dataset!r}; use the bundled photos or a folder.")
+    x, y = datasets.load_subset(n)
+    return [ImageItem(f"fashion-mnist:{i}", Image.fromarray(x[i, 0].numpy(), mode="L").convert("RGB"), int(y[i]))
+            for i in range(len(x))]
+
+
+def folder_images(folder: str | Path, limit: int | None = None) -> tuple[list[ImageItem], list[str]]:
+    """The images of a folder (not its subfolders), by file name; unreadable ones are skipped with a note.
+
+    Returns the images and one note per skipped file. An empty folder, or one with no readable image,
+    is an error.
+    """
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise AdvlabError(f"{folder} is not a folder (give a folder of images, 'samples' or 'fashion-mnist').")
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    candidates = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    notes = []
+    other = len(files) - len(candidates)
+    if other:
+        notes.append(f"{other} file(s) in {folder} without an image suffix ({', '.join(IMAGE_SUFFIXES)}) ignored")
+    items: list[ImageItem] = []
+    for p in candidates:
+        if limit is not None and len(items) >= limit:
+            break
+        try:
+            items.append(ImageItem(p.name, data.open_image(p, name=p.name)))
+        except AdvlabError as exc:
+            notes.append(f"skipped {exc}")
+    if not items:
+        why = "has no image files" if not candidates else "has no readable image"
+        raise AdvlabError(f"The folder {folder} {why} (PNG, JPEG, WebP or BMP).")
+    return items, notes
+
+
+def resolve_images(spec: str | None, dataset: str, limit: int | None = None) -> tuple[list[ImageItem], list[str], str]:
+    """``samples`` (bundled photos), ``fashion-mnist`` (shipped test subset) or a folder; ``None``: the
+    dataset's natural choice. Returns the images, notes on skipped files, and a description."""
+    if spec is None:
+        spec = "fashion-mnist" if dataset == "fashion-mnist" else "samples"
+    if spec == "samples":
+        items = bundled_images()[:limit]
+        return items, [], f"{len(items)} bundled sample photo(s)"
+    if spec == "fashion-mnist":
+        n = DEFAULT_DATASET_IMAGES if limit is None else limit
+        items = dataset_images("fashion-mnist", n)
+        return items, [], f"the first {len(items)} images of the shipped Fashion-MNIST test subset"
+    items, notes = folder_images(spec, limit)
+    return items, notes, f"{len(items)} image(s) from {spec}"
+
+
+def image_tensor(items: Sequence[ImageItem], input_size: tuple[int, int, int]) -> torch.Tensor:
+    """The images as one model sees them: ``(N, C, H, W)`` in [0, 1] (``data.prepare`` on each)."""
+    return torch.cat([data.prepare(it.image, input_size) for it in items])
+
+
+def show_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """An image batch at a target's input size: unchanged when the size matches, else resized (see RESIZE)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_models(sources: Sequence[str], targets: Sequence[str] | None = None) -> tuple[list[str], list[str], str]:
+    """Known, distinct, at most :data:`MAX_MODELS`, all of one dataset; returns sources, targets, dataset."""
+    sources = [str(s).strip() for s in sources]
+    targets = list(sources) if not targets else [str(t).strip() for t in targets]
+    for what, names in (("source", sources), ("target", targets)):
+        if not names or any(not n for n in names):
+            raise AdvlabError(f"Give at least one {what} model (see 'python -m advcore models').")
+        if len(set(names)) != len(names):
+            raise AdvlabError(f"A {what} model is listed twice: {', '.join(names)}.")
+        if len(names) > MAX_MODELS:
+            raise AdvlabError(f"At most {MAX_MODELS} {what} models, got {len(names)}.")
+    specs = {n: models.get_spec(n) for n in [*sources, *targets]}
+    kinds = sorted({s.dataset for s in specs.values()})
+    if len(kinds) > 1:
+        by = ", ".join(f"{n} ({s.dataset})" for n, s in specs.items())
+        raise AdvlabError(f"All models must share one dataset (the same classes): {by}.")
+    return sources, targets, kinds[0]
+
+
+def check_attacks(names: Sequence[str]) -> list[str]:
+    """Canonical attack names (aliases such as ``bim`` allowed), each once."""
+    out = [attacks.get_attack(n).name for n in names]
+    if not out:
+        raise AdvlabError(f"Choose at least one attack: {', '.join(ALL_ATTACKS)}.")
+    if len(set(out)) != len(out):
+        raise AdvlabError(f"An attack is listed twice: {', '.join(names)}.")
+    return out
+
+
+def check_eps(eps: Sequence[float], norm: str, steps: int) -> list[float]:
+    """Budgets in ascending order, each valid for ``norm`` (L-inf at most 1), none twice."""
+    values = sorted(float(e) for e in eps)
+    if not values:
+        raise AdvlabError("Give at least one eps.")
+    if len(set(values)) != len(values):
+        raise AdvlabError("An eps is listed twice.")
+    for e in values:
+        attacks.check_budget(eps=e, alpha=max(e, 1e-12), steps=steps, norm=norm)
+    return values
+
+
+# --------------------------------------------------------------------------- recording the first success
+
+
+class _FirstSuccess(nn.Module):
+    """A pass-through wrapper that notes, per image, the first iterate of an attack that is adversarial.
+
+    The attack loop (advcore.attacks.core.iterative_attack) differentiates the model at iterate ``t`` on
+    the images still active, then evaluates the final iterate once under ``no_grad``; ``on_step`` (called
+    from the attack's per-step callback) keeps the step count and the active set in step with it. The
+    wrapped model is only called, never changed.
+    """
+
+    def __init__(self, model: nn.Module, label: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.label = label
+        n = label.shape[0]
+        self.active = torch.ones(n, dtype=torch.bool, device=label.device)
+        self.step = 0
+        self.first = torch.full((n,), -1, dtype=torch.long, device=label.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        in_loop = torch.is_grad_enabled() and x.requires_grad
+        idx = self.active.nonzero().squeeze(1) if in_loop else torch.arange(len(self.label), device=x.device)
+        if idx.numel() == logits.shape[0]:
+            fooled = logits.detach().argmax(1) != self.label[idx]
+            new = idx[fooled & (self.first[idx] < 0)]
+            self.first[new] = self.step
+        return logits
+
+    def on_step(self, info: attacks.StepInfo) -> None:
+        self.step = info.step
+        self.active = info.active.clone()
+
+
+# --------------------------------------------------------------------------- the comparison
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the progress callback sees: gradient steps done of the planned total, and the current stage."""
+
+    done: int
+    total: int
+    stage: str
+
+
+ProgressFn = Callable[[Progress], bool | None]
+
+
+def _steps_of(attack: str, steps: int) -> int:
+    return steps if "steps" in attacks.accepted_params(attack) else 1
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def _std(values: np.ndarray) -> float | None:
+    return float(values.std()) if values.size else None  # population spread (ddof 0) of the images measured
+
+
+def attack_stats(per_image: dict[str, np.ndarray]) -> dict:
+    """Summary of one attack on one source from its per-image arrays (see :func:`compare`)."""
+    success = per_image["success"].astype(bool)
+    first = per_image["steps_to_success"]
+    return {
+        "n": int(success.size),
+        "successes": int(success.sum()),
+        "asr": float(success.mean()) if success.size else 0.0,
+        "asr_8bit": float(per_image["success_8bit"].mean()) if success.size else 0.0,
+        "cosine_similarity": _mean(per_image["cosine_similarity"]),
+        "cosine_similarity_std": _std(per_image["cosine_similarity"]),
+        "amp": _mean(per_image["amp"]),
+        "amp_std": _std(per_image["amp"]),
+        "l2": _mean(per_image["l2"]),
+        "linf": _mean(per_image["linf"]),
+        "linf_max": float(per_image["linf"].max()) if per_image["linf"].size else None,
+        "steps_to_success": _mean(first[success & (first >= 0)].astype(float)),
+        "grad_evals": _mean(per_image["grad_evals"].astype(float)),
+    }
+
+
+def compare(
+    images: Sequence[ImageItem],
+    sources: Sequence[str],
+    *,
+    targets: Sequence[str] | None = None,
+    attack_names: Sequence[str] = ALL_ATTACKS,
+    norm: str = "linf",
+    eps: float | Sequence[float] = 4 / 255,
+    steps: int = 10,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    batch_size: int = DEFAULT_BATCH,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """Run every attack on ``images`` for each source model and eps; return a JSON-safe dict.
+
+    ``progress(Progress)`` is called after every gradient step; returning True raises
+    :class:`~advcore.errors.Cancelled`. The same arguments give the same numbers (PGD's random start is
+    seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary.
+
+    Result: ``runs`` (one per eps, ascending) with, per source and attack, the statistics of
+    :func:`attack_stats`, the ``transfer`` rates on every target and per-image arrays; per eps a
+    ``transfer_matrix`` per attack (rows sources, columns targets); ``sweep`` (ASR against eps per source
+    and attack); ``clean`` (clean predictions per model); the definitions used.
+    """
+    t_start = time.perf_counter()
+    sources, targets, dataset = check_models(sources, targets)
+    attack_names = check_attacks(attack_names)
+    attacks.get_ball(norm)
+    attacks.check_steps(steps)
+    eps_list = check_eps([eps] if isinstance(eps, (int, float)) else eps, norm, steps)
+    if not images:
+        raise AdvlabError("No images to attack.")
+    if len(images) > MAX_IMAGES:
+        raise AdvlabError(f"At most {MAX_IMAGES} images per comparison, got {len(images)}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise AdvlabError(f"The batch size must be a positive whole number, got {batch_size!r}.")
+    seed = int(seed)
+    dev = pick_device(device)
+    specs = {n: models.get_spec(n) for n in dict.fromkeys([*sources, *targets])}
+    loaded = {n: models.load(n, dev) for n in specs}
+    n_img = len(images)
+    chunks = [(i, min(i + batch_size, n_img)) for i in range(0, n_img, batch_size)]
+    per_attack_steps = {a: _steps_of(a, steps) for a in attack_names}
+    total = len(eps_list) * len(sources) * n_img * sum(per_attack_steps.values())
+    done = 0
+
+    def report(stage: str) -> None:
+        if progress is not None and progress(Progress(min(done, total), total, stage)):
+            raise Cancelled(f"cancelled at {stage}")
+
+    # Clean inputs at each source's resolution, its clean predictions, and each target's clean view of them.
+    x_src = {s: image_tensor(images, specs[s].input_size) for s in sources}
+    clean: dict[str, dict] = {}
+    true = [it.label for it in images]
+    known = all(t is not None for t in true)
+    y_src: dict[str, torch.Tensor] = {}
+    tgt_clean: dict[tuple[str, str], torch.Tensor] = {}
+    with torch.no_grad():
+        for s in sources:
+            y_src[s] = torch.cat([loaded[s](x_src[s][a:b].to(dev)).argmax(1) for a, b in chunks])
+            for t in targets:
+                size = specs[t].input_size[1:]
+                tgt_clean[(s, t)] = y_src[s] if t == s else torch.cat(
+                    [loaded[t](show_to(x_src[s][a:b].to(dev), size)).argmax(1) for a, b in chunks])
+    for m in dict.fromkeys([*sources, *targets]):
+        s0 = m if m in sources else sources[0]
+        pred = tgt_clean[(s0, m)] if m in targets else y_src[m]
+        names_ = specs[m].classes()
+        entry = {"labels": pred.tolist(), "names": [names_[i] for i in pred.tolist()],
+                 "input_size": list(specs[m].input_size), "seen_from": s0}
+        if known:
+            entry["accuracy"] = float(np.mean([int(p) == int(t) for p, t in zip(pred.tolist(), true, strict=True)]))
+        clean[m] = entry
+    report("clean predictions")
+
+    runs = []
+    for e in eps_list:
+        by_source: dict[str, dict] = {}
+        for s in sources:
+            model = loaded[s]
+            x_all, y_all = x_src[s], y_src[s]
+            by_attack: dict[str, dict] = {}
+            for a in attack_names:
+                cols: dict[str, list] = {k: [] for k in ("success", "success_8bit", "cosine_similarity", "amp", "l2",
+                                                         "linf", "steps_to_success", "grad_evals", "adv_label")}
+                fooled = {t: [] for t in targets}
+                seconds = 0.0
+                for ci, (lo, hi) in enumerate(chunks):
+                    x = x_all[lo:hi].to(dev)
+                    y = y_all[lo:hi]
+                    rec = _FirstSuccess(model, y)
+                    start = done
+
+                    def on_step(info: attacks.StepInfo, rec=rec, start=start, a=a, s=s, e=e, k=hi - lo) -> bool:
+                        nonlocal done
+                        rec.on_step(info)
+                        done = start + info.step * k
+                        try:
+                            report(f"{attacks.get_attack(a).title} on {s}, eps {e:.4g}")
+                        except Cancelled:
+                            return True
+                        return False
+
+                    res = attacks.run(a, rec, x, y, eps=e, norm=norm, steps=steps, seed=seed + ci, callback=on_step)
+                    if res.cancelled:
+                        raise Cancelled(f"cancelled during {a} on {s}")
+                    seconds += res.seconds
+                    done = start + per_attack_steps[a] * (hi - lo)
+                    cols["success"].append(res.success.cpu())
+                    for k, fn in (("cosine_similarity", metrics.cosine_similarity), ("amp", metrics.amp),
+                                  ("l2", metrics.l2), ("linf", metrics.linf)):
+                        cols[k].append(fn(x, res.x_adv).double().cpu())
+                    cols["steps_to_success"].append(rec.first.cpu())
+                    cols["grad_evals"].append(res.grad_evals.cpu())
+                    cols["adv_label"].append(res.logits.argmax(1).cpu())
+                    with torch.no_grad():
+                        fooled_8bit = model(data.quantize_8bit(res.x_adv)).argmax(1) != y
+                        cols["success_8bit"].append(fooled_8bit.cpu())
+                        for t in targets:
+                            if t == s:  # the same model sees the same pixels: the white-box result itself
+                                fooled[t].append(res.success.cpu())
+                            else:
+                                pred = loaded[t](show_to(res.x_adv, specs[t].input_size[1:])).argmax(1)
+                                fooled[t].append((pred != tgt_clean[(s, t)][lo:hi]).cpu())
+                    report(f"{attacks.get_attack(a).title} on {s}, eps {e:.4g}")
+                per_image = {k: torch.cat(v).numpy() for k, v in cols.items()}
+                stats = attack_stats(per_image)
+                stats["seconds"] = seconds
+                stats["transfer"] = {t: float(torch.cat(fooled[t]).double().mean()) for t in targets}
+                stats["per_image"] = {k: v.tolist() for k, v in per_image.items()}
+                stats["per_image"]["transfer_success"] = {t: torch.cat(fooled[t]).tolist() for t in targets}
+                by_attack[a] = stats
+            by_source[s] = by_attack
+        matrix = {a: {"rows": list(sources), "columns": list(targets),
+                      "values": [[by_source[s][a]["transfer"][t] for t in targets] for s in sources]}
+                  for a in attack_names}
+        runs.append({"eps": e, "sources": by_source, "transfer_matrix": matrix})
+
+    sweep = {s: {a: {"eps": list(eps_list), "asr": [r["sources"][s][a]["asr"] for r in runs]}
+                 for a in attack_names} for s in sources}
+    return {
+        "schema": SCHEMA,
+        "dataset": dataset,
+        "sources": list(sources),
+        "targets": list(targets),
+        "attacks": list(attack_names),
+        "attack_titles": {a: attacks.get_attack(a).title for a in attack_names},
+        "norm": norm,
+        "eps": list(eps_list),
+        "steps": steps,
+        "seed": seed,
+        "batch_size": batch_size,
+        "images": [{"name": it.name, "true_label": it.label} for it in images],
+        "labels": LABELS,
+        "success": SUCCESS,
+        "transfer_resize": RESIZE,
+        "clean": clean,
+        "runs": runs,
+        "sweep": sweep,
+        "device": describe(dev),
+        "seconds": time.perf_counter() - t_start,
+    }
+
+
+# --------------------------------------------------------------------------- reading a result
+
+
+def run_at(result: dict, eps: float) -> dict:
+    """The run of ``result`` at ``eps`` (the closest measured eps)."""
+    return min(result["runs"], key=lambda r: abs(r["eps"] - eps))
+
+
+def table_rows(result: dict, eps: float | None = None) -> list[dict]:
+    """One row per source and attack at ``eps`` (default: the largest): the per-attack table."""
+    run = run_at(result, result["eps"][-1] if eps is None else eps)
+    rows = []
+    for s in result["sources"]:
+        for a in result["attacks"]:
+            st = run["sources"][s][a]
+            rows.append({"source": s, "attack": a, "title": result["attack_titles"][a], "eps": run["eps"],
+                         **{k: st[k] for k in ("n", "successes", "asr", "asr_8bit", "cosine_similarity",
+                                                "cosine_similarity_std",
+                                                "amp", "l2", "linf", "steps_to_success", "grad_evals", "seconds")}})
+    return rows
+
+
+def transfer_rows(result: dict) -> list[dict]:
+    """The transfer matrices in long form: one row per eps, attack, source and target."""
+    rows = []
+    for run in result["runs"]:
+        for a in result["attacks"]:
+            for s in result["sources"]:
+                for t in result["targets"]:
+                    rows.append({"eps": run["eps"], "attack": a, "source": s, "target": t,
+                                 "white_box": s == t, "success_rate": run["sources"][s][a]["transfer"][t]})
+    return rows
+
+
+def sweep_rows(result: dict) -> list[dict]:
+    """ASR against eps in long form: one row per source, attack and eps."""
+    return [{"norm": result["norm"], "source": s, "attack": a, "eps": e, "asr": v}
+            for s, by in result["sweep"].items() for a, cur in by.items()
+            for e, v in zip(cur["eps"], cur["asr"], strict=True)]
+
+
+def summary(result: dict, eps: float | None = None) -> list[str]:
+    """Sentences on what a run measured for AGR against I-FGSM and MI-FGSM (all numbers from ``result``)."""
+    run = run_at(result, result["eps"][-1] if eps is None else eps)
+    out = []
+    have = [a for a in ("agr", "ifgsm", "mifgsm") if a in result["attacks"]]
+    if "agr" not in have or len(have) < 2:
+        return out
+    n = len(result["images"])
+    norm = "L-inf" if result["norm"] == "linf" else "L2"
+    e = run["eps"]
+    e_text = f"{e * 255:.3g}/255" if result["norm"] == "linf" and result["dataset"] == "imagenet" else f"{e:g}"
+    for s in result["sources"]:
+        st = run["sources"][s]
+        others = [a for a in have if a != "agr"]
+
+        def pct(v: float | None) -> str:
+            return "–" if v is None else f"{100 * v:.1f}%"
+
+        asr = ", ".join(f"{result['attack_titles'][a]} {pct(st[a]['asr'])}" for a in others)
+        amp = ", ".join(f"{st[a]['amp']:.4g}" for a in others)
+        cos = ", ".join(f"{st[a]['cosine_similarity']:.7f}" for a in others)
+        better = [a for a in others if st["agr"]["asr"] > st[a]["asr"]]
+        worse = [a for a in others if st["agr"]["asr"] < st[a]["asr"]]
+        verdict = ("higher than" if len(better) == len(others) else "lower than" if len(worse) == len(others)
+                   else "between or equal to")
+        text = (f"On {s}, {n} image(s), {norm} eps {e_text}, {result['steps']} steps: AGR fooled "
+                f"{pct(st['agr']['asr'])} ({verdict} {asr}); AMP {st['agr']['amp']:.4g} against {amp}; mean cosine "
+                f"similarity {st['agr']['cosine_similarity']:.7f} against {cos}")
+        off = [t for t in result["targets"] if t != s]
+        if off:
+            mean_off = {a: float(np.mean([st[a]["transfer"][t] for t in off])) for a in have}
+            text += ("; transfer to the other model(s), mean success: AGR " + pct(mean_off["agr"]) + ", "
+                     + ", ".join(f"{result['attack_titles'][a]} {pct(mean_off[a])}" for a in others))
+        out.append(text + ".")
+    return out

@@ -1,0 +1,254 @@
+"""Compare attacks: every attack on a set of images at the same budget, and how their images transfer.
+
+Widgets -> ``advcore.compare.compare`` (through ui.compare_view's per-session cache) -> table, bar charts,
+transfer heat map, ASR-against-eps curves, downloads, the paper's figures quoted next to ours.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from advcore import compare, models
+from advcore.attacks import ATTACKS
+from advcore.errors import AdvlabError, Cancelled
+from ui import compare_view as cv
+from ui.common import app_frame, error_boundary, md_escape
+
+INTRO = (
+    "Run all five attacks on a set of images at the same budget and see which fools the model most often, "
+    "which changes the image least, and whether its images also fool the other models: press Run with the "
+    "defaults first, then read the transfer heat map."
+)
+KEEP = "session"
+NORM_TITLES = {"linf": "L-infinity", "l2": "L2"}
+
+
+def family_models(dataset: str) -> list[str]:
+    return [n for n in models.names() if models.get_spec(n).dataset == dataset]
+
+
+def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
+    """The widgets; returns the request, the uploaded files and an error message (or None)."""
+    try:
+        sidebar_dataset = models.get_spec(sel.model).dataset
+    except AdvlabError:
+        sidebar_dataset = "imagenet"
+    families = [d for d in cv.FAMILIES if family_models(d)]
+    default_family = families.index(sidebar_dataset) if sidebar_dataset in families else 0
+    dataset = st.radio("Models", families, index=default_family, format_func=cv.FAMILIES.get, horizontal=True,
+                       key=f"compare_family_{sidebar_dataset}",
+                       help="All models of one comparison share a dataset (the same classes). The default follows "
+                            "the sidebar's model.")
+    names = family_models(dataset)
+    default_source = [sel.model] if sel.model in names else names[:1]
+    c1, c2 = st.columns(2)
+    sources = c1.multiselect("Source models (the attacks see their gradients)", names, default=default_source,
+                             key=f"compare_sources_{dataset}", persist_state=KEEP)
+    preferred = [n for n in ("fmnist-naive", "fmnist-fgsm", "fmnist-pgd") if n in names] or names[:3]
+    targets = c2.multiselect("Target models (shown the adversarial images)", names,
+                             default=names if dataset == "imagenet" else preferred,
+                             key=f"compare_targets_{dataset}", persist_state=KEEP,
+                             help="The source models are always targets too: that is the white-box diagonal.")
+    targets = list(dict.fromkeys([*sources, *targets]))  # sources first, so the diagonal runs down the matrix
+
+    uploads: list = []
+    limit = None
+    if dataset == "imagenet":
+        i1, i2 = st.columns([1, 2])
+        choice = i1.radio("Images", [cv.SOURCE_SAMPLES, cv.SOURCE_UPLOADS], key="compare_images", horizontal=True,
+                          persist_state=KEEP)
+        images = "samples"
+        if choice == cv.SOURCE_UPLOADS:
+            images = "uploads"
+            uploads = i2.file_uploader("Upload photos", type=["png", "jpg", "jpeg", "webp", "bmp"],
+                                       accept_multiple_files=True, key="compare_uploads",
+                                       help=f"Up to {cv.MAX_UPLOADS} images, each up to 20 MB.") or []
+        else:
+            i2.caption(f"The {len(compare.bundled_images())} bundled photos (public domain or CC0, listed in "
+                       "assets/samples/samples.json), centre-cropped to each source model's input.")
+    else:
+        images = "fashion-mnist"
+        limit = st.select_slider("Test images", [10, 20, 50, 100, 200], 20, key="compare_limit", persist_state=KEEP,
+                                 help="The first N images of the shipped Fashion-MNIST test subset (balanced over "
+                                      "the 10 classes).")
+    d1, d2, d3, d4 = st.columns([1.1, 1.6, 1.0, 0.8])
+    norm = d1.radio("Norm", list(NORM_TITLES), format_func=NORM_TITLES.get, key="compare_norm", horizontal=True,
+                    persist_state=KEEP)
+    if norm == "linf" and dataset == "imagenet":
+        k = d2.slider("eps (x/255)", 1, 16, 4, key="compare_eps_linf", persist_state=KEEP)
+        eps = k / 255.0
+    elif norm == "linf":
+        eps = round(d2.slider("eps (pixel units)", 0.01, 0.3, 0.1, step=0.01, key="compare_eps_linf_px",
+                              persist_state=KEEP), 4)
+    else:
+        eps = round(d2.slider("eps (pixel L2)", 0.1, 10.0, 1.0, step=0.1, key="compare_eps_l2", persist_state=KEEP), 4)
+    steps = d3.slider("steps", 1, 50, 10, key="compare_steps", persist_state=KEEP,
+                      help="The same budget for every iterative attack; FGSM takes one step.")
+    seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="compare_seed", persist_state=KEEP,
+                           help="PGD's random start: the same seed gives the same numbers.")
+    chosen = st.multiselect("Attacks", list(ATTACKS), default=list(ATTACKS), format_func=lambda n: ATTACKS[n].title,
+                            key="compare_attacks", persist_state=KEEP)
+    attacks_ = tuple(a for a in ATTACKS if a in chosen)
+    upload_key = tuple(f"{getattr(f, 'file_id', '')}:{f.name}:{f.size}" for f in uploads)
+    req = cv.CompareRequest(dataset=dataset, sources=tuple(sources), targets=tuple(targets), attacks=attacks_,
+                            norm=norm, eps=(eps,), eps_text=cv.eps_text(eps, norm, dataset), steps=int(steps),
+                            seed=int(seed), images=images, limit=limit, upload_key=upload_key, device=sel.device)
+    error = None
+    try:
+        req.check()
+    except AdvlabError as exc:
+        error = str(exc)
+    return req, uploads, error
+
+
+def sweep_requests(req: cv.CompareRequest) -> tuple[cv.CompareRequest, cv.CompareRequest]:
+    """The L-inf and L2 sweeps of the same images, sources, attacks, steps and seed (no other targets)."""
+    from dataclasses import replace
+
+    small = req.dataset != "imagenet"
+    linf = cv.LINF_SWEEP_SMALL if small else cv.LINF_SWEEP_IMAGENET
+    l2 = cv.L2_SWEEP_SMALL if small else cv.L2_SWEEP_IMAGENET
+    out = []
+    for norm, grid in (("linf", linf), ("l2", l2)):
+        text = ",".join(cv.eps_text(e, norm, req.dataset) for e in grid)
+        out.append(replace(req, targets=req.sources, norm=norm, eps=tuple(grid), eps_text=text, kind=f"sweep-{norm}"))
+    return out[0], out[1]
+
+
+def run_pending(uploads: list) -> None:
+    """Run the queued request(s) with a progress bar and a Cancel button, then rerun to show the result."""
+    pending = cv.take_pending()
+    if pending is None:
+        return
+    st.button("Cancel", key="compare_cancel", icon=":material/stop:", on_click=cv.request_cancel)
+    bar = st.progress(0.0, text="Loading the models and images")
+    try:
+        cv.run(pending, bar, uploads)
+    except Cancelled:
+        cv.finish()
+        cv.notice("warning", "Cancelled; nothing was kept. Press Run to start again.")
+    except AdvlabError as exc:
+        cv.finish()
+        cv.notice("error", str(exc))
+    else:
+        cv.finish()
+    st.rerun()
+
+
+def results_section(req: cv.CompareRequest, result: dict, stale: bool) -> None:
+    """Table, bar charts, transfer heat map, words, downloads for one comparison."""
+    if stale:
+        st.info("These are the results of your last run; the settings above have changed since. Press Run to "
+                "compute the new ones.")
+    notes = result.get("notes") or []
+    if notes:
+        st.caption("Skipped: " + md_escape("; ".join(notes)))
+    e = result["eps"][-1]
+    norm = NORM_TITLES[result["norm"]]
+    st.subheader("Per-attack results")
+    rows = cv.table_rows(result)
+    st.table(rows, hide_index=True, border="horizontal")
+    st.caption(f"{len(result['images'])} image(s), {norm} eps {cv.eps_text(e, result['norm'], result['dataset'])}, "
+               f"{result['steps']} steps, seed {result['seed']}, on {result['device']}. Untargeted: each source "
+               "model's own clean prediction is the label the attack moves away from. Notice that AGR stops on the "
+               "first adversarial iterate, so it spends fewer gradient evaluations; cosine, AMP, L2 and L-inf are "
+               "over every image, fooled or not. Steps to success: gradient steps before the first adversarial "
+               "iterate, over the fooled images. ASR as 8-bit PNG: the same images rounded to the 256 levels a file "
+               "stores (a budget under 1/255 may vanish in that rounding).")
+    b1, b2 = st.columns(2)
+    b1.plotly_chart(cv.metric_bars(result, "asr", "Attack success rate", "ASR (%)", percent=True),
+                    key="compare_bar_asr")
+    b2.plotly_chart(cv.metric_bars(result, "cosine_similarity", "Cosine similarity, clean vs adversarial (± sd)",
+                                   "cosine", spread="cosine_similarity_std"), key="compare_bar_cos")
+    b3, b4 = st.columns(2)
+    b3.plotly_chart(cv.metric_bars(result, "amp", "AMP (mean absolute perturbation)", "AMP"), key="compare_bar_amp")
+    b4.plotly_chart(cv.metric_bars(result, "l2", "L2 size of the perturbation", "L2"), key="compare_bar_l2")
+    st.caption("Notice which attack reaches the highest success rate and which leaves the image closest to the "
+               "original (cosine nearest 1, smallest AMP and L2): the paper claims AGR does both.")
+
+    st.subheader("Transferability")
+    attack = st.selectbox("Attack shown in the heat map", result["attacks"], key="compare_heat_attack",
+                          index=result["attacks"].index("agr") if "agr" in result["attacks"] else 0,
+                          format_func=lambda a: result["attack_titles"][a])
+    st.plotly_chart(cv.transfer_heatmap(result, attack), key="compare_heatmap")
+    st.caption("Rows: the model the adversarial images were made on; columns: the model they are shown to. The "
+               "outlined, starred diagonal is the white-box success rate (the same number as the table); notice how "
+               "much lower the black-box cells are. " + result["success"].capitalize() + "; images are resized "
+               "for a target with another input size (" + result["transfer_resize"] + ").")
+
+    st.subheader("AGR against I-FGSM and MI-FGSM")
+    st.markdown("**What this run measured.** " + " ".join(cv.measured_sentences(result)))
+    st.markdown(cv.paper_quote(result["norm"]))
+
+    st.subheader("Downloads and the command line")
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Per-attack table (CSV)", cv.csv_bytes(compare.table_rows(result)), file_name="compare.csv",
+                       mime="text/csv", on_click="ignore", key="compare_dl_table")
+    d2.download_button("Transfer matrices (CSV)", cv.csv_bytes(compare.transfer_rows(result)),
+                       file_name="transfer.csv", mime="text/csv", on_click="ignore", key="compare_dl_transfer")
+    d3.download_button("Whole run (JSON)", cv.json_bytes(result), file_name="compare.json",
+                       mime="application/json", on_click="ignore", key="compare_dl_json")
+    st.code(req.cli_command(), language="bash")
+    if req.images == "uploads":
+        st.caption("Put your uploaded images in a folder named uploads/ next to the command.")
+
+
+def sweep_section(req: cv.CompareRequest, error: str | None) -> None:
+    """ASR against eps for L-inf and L2 (the paper's Figures 3 and 5), on demand."""
+    st.subheader("ASR against eps (the paper's Figures 3 and 5)")
+    linf, l2 = sweep_requests(req)
+    results = [cv.cached(linf), cv.cached(l2)]
+    cost = (len(linf.eps) + len(l2.eps)) * len(req.sources)
+    st.button("Run the eps sweep", key="compare_sweep", icon=":material/show_chart:", disabled=error is not None,
+              on_click=cv.request_run, args=(linf, l2),
+              help=f"Runs the chosen attacks {cost} times over ({len(linf.eps)} L-inf and {len(l2.eps)} L2 budgets "
+                   "per source model): expect several times the time of one comparison.")
+    if not any(results):
+        st.caption(f"Not run yet for these settings. L-inf budgets "
+                   f"{', '.join(cv.eps_text(e, 'linf', req.dataset) for e in linf.eps)}; L2 budgets "
+                   f"{', '.join(f'{e:g}' for e in l2.eps)}.")
+        return
+    source = req.sources[0] if len(req.sources) == 1 else st.selectbox("Sweep of", req.sources,
+                                                                       key="compare_sweep_source")
+    s1, s2 = st.columns(2)
+    for col, res, key in ((s1, results[0], "linf"), (s2, results[1], "l2")):
+        if res is not None:
+            col.plotly_chart(cv.sweep_figure(res, source), key=f"compare_sweep_{key}")
+    st.caption("Notice where each curve reaches 100% and whether AGR's curve lies above I-FGSM's and MI-FGSM's, as "
+               "the paper's Figures 3 and 5 show for its models.")
+    rows = [r for res in results if res is not None for r in compare.sweep_rows(res)]
+    st.download_button("ASR against eps (CSV)", cv.csv_bytes(rows), file_name="sweep.csv", mime="text/csv",
+                       on_click="ignore", key="compare_dl_sweep")
+    st.code("\n".join(r.cli_command() for r in (linf, l2)), language="bash")
+
+
+def main() -> None:
+    sel = app_frame()
+    st.title("Compare attacks")
+    st.markdown(INTRO)
+    with error_boundary():
+        req, uploads, error = controls(sel)
+        if error:
+            st.error(error)
+        for kind, message in cv.take_notices():
+            getattr(st, kind)(message)
+        pending = st.session_state.get(cv.PENDING)
+        st.button("Run", type="primary", key="compare_run", icon=":material/play_arrow:",
+                  disabled=error is not None or pending is not None, on_click=cv.request_run, args=(req,))
+        run_pending(uploads)
+        hit = cv.cached(req)
+        if hit is not None:
+            results_section(req, hit, stale=False)
+        else:
+            last = cv.last_table()
+            if last is not None:
+                results_section(last[0], last[1], stale=True)
+            else:
+                st.caption("Nothing computed yet for these settings: press Run. On a 2-core CPU the nine photos "
+                           "on EfficientNet-Lite0 take about a minute; Fashion-MNIST models take seconds.")
+                st.code(req.cli_command(), language="bash")
+        if error is None:
+            sweep_section(req, error)
+
+
+main()

@@ -1,0 +1,103 @@
+"""How long the Compare attacks page waits: 5 attacks x 10 steps on 12 photos with EfficientNet-Lite0.
+
+The 12 images are the 9 bundled photos plus mirror images of the first 3 (the repository ships 9 photos).
+Budget L-inf 4/255, 10 steps, seed 0, labels = Lite0's clean predictions, torch's default threads, one
+``advcore.compare.compare`` call as the page and ``python -m advcore compare`` make it (target: under
+2 minutes on the 2-core CPU). ``--transfer`` times a second call that also shows the adversarial images
+to Lite1 and Lite2 (the transfer matrix); ``--eps`` changes the budget (a list gives a sweep).
+
+Run ``.venv/bin/python bench/compare.py [--transfer] [--device cuda]``; writes ``bench/results/compare.json``
+(``compare-<device>.json`` for another device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/compare.py` as well as `python -m bench.compare`
+    sys.path.insert(0, str(ROOT))
+
+from PIL import ImageOps  # noqa: E402
+
+from advcore import compare, models  # noqa: E402
+from advcore.cli import parse_eps_list  # noqa: E402
+from advcore.device import pick_device  # noqa: E402
+from bench.common import environment  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+N_IMAGES = 12
+
+
+def images() -> list[compare.ImageItem]:
+    """The 9 bundled photos, then mirror images of the first ones, up to :data:`N_IMAGES`."""
+    photos = compare.bundled_images()
+    extra = [compare.ImageItem(f"{p.name} (mirrored)", ImageOps.mirror(p.image)) for p in photos]
+    return (photos + extra)[:N_IMAGES]
+
+
+def timed(items, targets, eps, device) -> tuple[dict, dict]:
+    updates = []
+    t0 = time.perf_counter()
+    result = compare.compare(items, ["efficientnet-lite0"], targets=targets, eps=eps, steps=10, seed=0,
+                             device=device, progress=lambda p: updates.append(time.perf_counter() - t0))
+    wall = time.perf_counter() - t0
+    gaps = [b - a for a, b in zip(updates, updates[1:], strict=False)]
+    return result, {"wall_s": round(wall, 2), "progress_updates": len(updates),
+                    "longest_gap_between_updates_s": round(max(gaps), 2) if gaps else None}
+
+
+def rows(result: dict) -> list[dict]:
+    """The per-attack table at every eps of the run."""
+    keep = ("eps", "attack", "asr", "asr_8bit", "cosine_similarity", "cosine_similarity_std", "amp", "l2", "linf",
+            "steps_to_success", "grad_evals", "seconds")
+    return [{k: r[k] for k in keep} for e in result["eps"] for r in compare.table_rows(result, e)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    ap.add_argument("--eps", default="4/255", help="L-inf budget(s): 4/255, or a list/range for a sweep")
+    ap.add_argument("--transfer", action="store_true", help="also time the run with Lite1 and Lite2 as targets")
+    args = ap.parse_args(argv)
+    device = pick_device(args.device)
+    eps = parse_eps_list(args.eps)
+    items = images()
+    t0 = time.perf_counter()
+    for m in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+        models.load(m, device)
+    load_s = time.perf_counter() - t0
+    env = environment(device)
+    out: dict = {"environment": env, "images": [it.name for it in items], "n_images": len(items),
+                 "attacks": list(compare.ALL_ATTACKS), "norm": "linf", "eps": eps, "steps": 10, "seed": 0,
+                 "model_load_s": round(load_s, 2), "target_s": 120}
+    result, timing = timed(items, ["efficientnet-lite0"], eps, device)
+    out["white_box"] = {**timing, "table": rows(result)}
+    print(f"Lite0, {len(items)} images, 5 attacks x 10 steps, eps {args.eps}: {timing['wall_s']:.1f} s "
+          f"(target 120 s), {timing['progress_updates']} progress updates, longest gap "
+          f"{timing['longest_gap_between_updates_s']} s", file=sys.stderr)
+    if args.transfer:
+        result, timing = timed(items, ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], eps, device)
+        out["with_transfer"] = {**timing, "table": rows(result),
+                                "transfer": {str(r["eps"]): r["transfer_matrix"] for r in result["runs"]}}
+        print(f"... with Lite1 and Lite2 as targets: {timing['wall_s']:.1f} s", file=sys.stderr)
+    env["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
+    for r in out["white_box"]["table"]:
+        print(f"eps {r['eps']:.4g}  {r['attack']:<7} ASR {100 * r['asr']:5.1f}% (8-bit {100 * r['asr_8bit']:5.1f}%)  "
+              f"cosine {r['cosine_similarity']:.7f}  AMP {r['amp']:.4g}  L2 {r['l2']:.3f}  "
+              f"steps to success {r['steps_to_success']:.2f}  "
+              f"grad evals {r['grad_evals']:.2f}  {r['seconds']:.1f} s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "compare.json" if device.type == "cpu" else f"compare-{device.type}.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS / name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
