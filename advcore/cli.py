@@ -84,7 +84,7 @@ def parse_steps(text: str) -> int:
     return parse_int(text, name="steps", low=1, high=MAX_STEPS)
 
 
-def _arg(fn: Callable[[str], object], name: str) -> Callable[[str], object]:
+def arg_type(fn: Callable[[str], object], name: str) -> Callable[[str], object]:
     """Adapt a parser raising AdvlabError to argparse (which then reports ``argument --x: message``)."""
 
     def convert(text: str) -> object:
@@ -151,7 +151,8 @@ def _one_line(message: object) -> str:
     return " ".join(str(message).split()) or "unknown error"
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
+    """One message for a person, on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -163,13 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = args.debug
         return int(args._run(args) or EXIT_OK)
     except _UsageError as exc:
-        _say(f"advcore: error: {_one_line(exc)}")
+        say(f"advcore: error: {_one_line(exc)}")
         return EXIT_USAGE
     except AdvlabError as exc:
-        _say(f"advcore: error: {_one_line(exc)}")
+        say(f"advcore: error: {_one_line(exc)}")
         return EXIT_USAGE
     except (KeyboardInterrupt, Cancelled):
-        _say("advcore: interrupted")
+        say("advcore: interrupted")
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        _say(f"advcore: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for details)")
+        say(f"advcore: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for details)")
         return EXIT_INTERNAL
 
 
@@ -218,7 +219,8 @@ def write_file(path: Path, payload: bytes) -> None:
         raise
 
 
-def _json_text(obj: object) -> str:
+def json_text(obj: object) -> str:
+    """``obj`` as indented JSON (tensors, numpy values and non-finite floats made JSON-safe)."""
     from advcore.experiment import json_safe
 
     return json.dumps(json_safe(obj), indent=2)
@@ -271,7 +273,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append({"name": spec.name, "title": spec.title, "dataset": spec.dataset,
                      "input_size": list(spec.input_size), "num_classes": spec.num_classes})
     if args.json:
-        print(_json_text(rows))
+        print(json_text(rows))
         return EXIT_OK
     table = [("NAME", "DATASET", "INPUT", "CLASSES", "TITLE")]
     table += [(r["name"], r["dataset"], "x".join(map(str, r["input_size"])), str(r["num_classes"]), r["title"])
@@ -290,7 +292,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     rows = [{"name": Path(s.file).stem, "file": s.file, "title": s.title, "source": s.source,
              "licence": s.licence} for s in data.samples()]
     if args.json:
-        print(_json_text(rows))
+        print(json_text(rows))
         return EXIT_OK
     width = max(len(r["name"]) for r in rows)
     for r in rows:
@@ -316,7 +318,7 @@ def _finite(name: str, *, positive: bool = False) -> Callable[[str], object]:
     def convert(text: str) -> float:
         return parse_eps(text, name=name, allow_zero=not positive)
 
-    return _arg(convert, name)
+    return arg_type(convert, name)
 
 
 def _default(attack: str, param: str) -> object:
@@ -337,13 +339,13 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--attack", default="pgd", metavar="NAME",
                    help=f"one of {', '.join(ATTACKS)} (default: pgd)")
     g.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (default: linf)")
-    g.add_argument("--eps", required=True, type=_arg(parse_eps, "eps"),
+    g.add_argument("--eps", required=True, type=arg_type(parse_eps, "eps"),
                    help="budget in [0,1] pixel units: 4/255, 0.0157, 1e-2 (L-inf at most 1)")
-    g.add_argument("--steps", type=_arg(parse_steps, "steps"),
+    g.add_argument("--steps", type=arg_type(parse_steps, "steps"),
                    help=f"iterations, 1-{MAX_STEPS} (default: 10; FGSM takes one step)")
     g.add_argument("--alpha", type=_finite("alpha", positive=True),
                    help="step size (default: the attack's own, e.g. 2.5*eps/steps for PGD)")
-    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**63 - 1), "seed"),
+    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**63 - 1), "seed"),
                    help="seed of PGD's random start")
     d = _default
     g.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
@@ -437,7 +439,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     if not args.quiet:
         for note in notes:
-            _say(f"advcore: note: {note}")
+            say(f"advcore: note: {note}")
 
     from tqdm import tqdm
 
@@ -464,15 +466,15 @@ def cmd_attack(args: argparse.Namespace) -> int:
         write_file(out, result.png)
         files.append(str(out))
     if json_out is not None:
-        write_file(json_out, (_json_text(metrics) + "\n").encode("utf-8"))
+        write_file(json_out, (json_text(metrics) + "\n").encode("utf-8"))
         files.append(str(json_out))
     if args.json == "-":
-        print(_json_text(metrics))
+        print(json_text(metrics))
     else:
         print(_summary(metrics, files))
     outcome = "success" if metrics["success"] else "failure"
     outcome_8bit = "success" if metrics["success_8bit"] else "failure"
-    _say(f"advcore: {attack.name} on {spec.name}: {outcome} (8-bit PNG: {outcome_8bit}), "
+    say(f"advcore: {attack.name} on {spec.name}: {outcome} (8-bit PNG: {outcome_8bit}), "
          f"{metrics['clean_name']} -> {metrics['adv_name']}, linf {metrics['linf']:.4g}, {metrics['seconds']:.2f} s")
     return EXIT_OK
 
@@ -523,8 +525,9 @@ def parse_strengths(text: str) -> list[float] | str:
     return parse_eps_list(text, name="strength", allow_zero=False)
 
 
-def _positive(name: str, high: int) -> Callable[[str], object]:
-    return _arg(lambda s: parse_int(s, name=name, low=1, high=high), name)
+def positive_int(name: str, high: int) -> Callable[[str], object]:
+    """An argparse type for a whole number in ``[1, high]``."""
+    return arg_type(lambda s: parse_int(s, name=name, low=1, high=high), name)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -533,15 +536,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--recipe", required=True, metavar="NAME",
                    help=f"one of {', '.join(training.RECIPES)}")
-    g.add_argument("--strengths", type=_arg(parse_strengths, "strengths"), metavar="EPS",
+    g.add_argument("--strengths", type=arg_type(parse_strengths, "strengths"), metavar="EPS",
                    help="L-inf strengths in (0,1]: one for fgsm/pgd (default 0.1), a list for MAT (default "
                         "0.05,0.1,0.15), or 'auto' (MAT: the paper's random walk over --grid)")
     g.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
                    help="default: fashion-mnist (needs the Debian package dataset-fashion-mnist)")
-    g.add_argument("--epochs", type=_positive("epochs", 1000), default=1, help="default: 1")
-    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--epochs", type=positive_int("epochs", 1000), default=1, help="default: 1")
+    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
                    default=0, help="seed of initialisation, shuffling and PGD starts (default: 0)")
-    g.add_argument("--limit", type=_positive("limit", 10**7), metavar="N",
+    g.add_argument("--limit", type=positive_int("limit", 10**7), metavar="N",
                    help="train on the first N training images only (quick runs)")
     g.add_argument("--reduced", action="store_true",
                    help="reduced size: split each batch into clean + one part per strength instead of adding "
@@ -555,34 +558,35 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="standard recipe: train on halftone images, or on intensity + halftone images (hybrid)")
     g.add_argument("--halftone", default="floyd-steinberg", metavar="METHOD",
                    help="halftone of --input (advcore.defenses; default: floyd-steinberg)")
-    g.add_argument("--batch-size", type=_positive("batch size", 65536), default=128, help="default: 128")
+    g.add_argument("--batch-size", type=positive_int("batch size", 65536), default=128, help="default: 128")
     g.add_argument("--lr", type=_finite("learning rate", positive=True), default=1e-3, help="Adam (default: 0.001)")
-    g.add_argument("--pgd-steps", type=_positive("PGD steps", 100), default=7,
+    g.add_argument("--pgd-steps", type=positive_int("PGD steps", 100), default=7,
                    help="PGD training steps (default: 7, step 2.5*eps/steps)")
-    g.add_argument("--vote-images", type=_positive("vote images", 10**6), default=2000,
+    g.add_argument("--vote-images", type=positive_int("vote images", 10**6), default=2000,
                    help="parallel MAT: validation images that fit the voting weights (default: 2000)")
     g = p.add_argument_group("random walk (--strengths auto)")
-    g.add_argument("--grid", type=_arg(lambda s: parse_eps_list(s, name="grid", allow_zero=False), "grid"),
+    g.add_argument("--grid", type=arg_type(lambda s: parse_eps_list(s, name="grid", allow_zero=False), "grid"),
                    default="0.05:0.3:0.05", help="allowed strengths (default: 0.05:0.3:0.05)")
     g.add_argument("--penalty", type=_finite("penalty"), default=0.005,
                    help="accuracy given up per extra strength, a in G = H - a*S (default: 0.005)")
-    g.add_argument("--walks", type=_positive("walks", 100000), default=200, help="number of walks t (default: 200)")
-    g.add_argument("--walk-length", type=_positive("walk length", 1000), help="steps per walk l (default: grid size)")
-    g.add_argument("--matrix-images", type=_positive("matrix images", 10**7), default=10000,
+    g.add_argument("--walks", type=positive_int("walks", 100000), default=200, help="number of walks t (default: 200)")
+    g.add_argument("--walk-length", type=positive_int("walk length", 1000),
+                   help="steps per walk l (default: grid size)")
+    g.add_argument("--matrix-images", type=positive_int("matrix images", 10**7), default=10000,
                    help="training images of each single-strength model of the accuracy matrix (default: 10000)")
     g.add_argument("--matrix-from", metavar="CARD",
                    help="reuse the accuracy matrix recorded in a model card instead of training it again")
     g = p.add_argument_group("evaluation and output")
-    g.add_argument("--eval-eps", type=_arg(parse_eps_list, "eval eps"), default="0:0.3:0.03",
+    g.add_argument("--eval-eps", type=arg_type(parse_eps_list, "eval eps"), default="0:0.3:0.03",
                    help="strengths of the card's accuracy curves (default: 0:0.3:0.03)")
-    g.add_argument("--eval-n", type=_arg(lambda s: parse_int(s, name="eval n", low=0, high=10**6), "eval n"),
+    g.add_argument("--eval-n", type=arg_type(lambda s: parse_int(s, name="eval n", low=0, high=10**6), "eval n"),
                    help="images of the FGSM curve (default: the whole evaluation set; 0: none)")
-    g.add_argument("--pgd-n", type=_arg(lambda s: parse_int(s, name="pgd n", low=0, high=10**6), "pgd n"),
+    g.add_argument("--pgd-n", type=arg_type(lambda s: parse_int(s, name="pgd n", low=0, high=10**6), "pgd n"),
                    default=1000, help="images of the PGD-10 curve (default: 1000; 0: none)")
     g.add_argument("--out-dir", required=True, metavar="DIR", help="where NAME.pt and NAME.json are written")
     g.add_argument("--name", help="model name (default: DATASET-RECIPE, e.g. fmnist-fgsm)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=_positive("threads", 256),
+    g.add_argument("--threads", type=positive_int("threads", 256),
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines (the final line stays)")
 
@@ -590,7 +594,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-class _Bars:
+class ProgressBars:
     """tqdm progress bars on stderr, one per stage, plus the stage messages (epoch summaries)."""
 
     def __init__(self, quiet: bool):
@@ -613,7 +617,7 @@ class _Bars:
             self.bar.set_postfix_str(f"loss {p.info['loss']:.3f}", refresh=False)
         if p.message:
             self.bar.clear()
-            _say(f"advcore: {p.message}")
+            say(f"advcore: {p.message}")
         return None
 
     def close(self) -> None:
@@ -622,7 +626,8 @@ class _Bars:
             self.bar = None
 
 
-def _set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU thread count, when given."""
     if threads is not None:
         import torch
 
@@ -667,9 +672,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         matrix = (prior or {}).get("strength_selection", {}).get("matrix")
         if matrix is None:
             raise AdvlabError(f"{args.matrix_from} holds no random-walk accuracy matrix.")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     task = datasets.load_task(args.dataset, limit=args.limit)
-    bars = _Bars(args.quiet)
+    bars = ProgressBars(args.quiet)
     t0 = time.perf_counter()
     try:
         selection = None
@@ -681,7 +686,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.strengths = tuple(selection["chosen"])
             walk = selection["walk"]
             if not args.quiet:
-                _say(f"advcore: random walk chose {', '.join(f'{s:g}' for s in cfg.strengths)} (estimated average "
+                say(f"advcore: random walk chose {', '.join(f'{s:g}' for s in cfg.strengths)} (estimated average "
                      f"accuracy {walk['H']:.3f}, path {' -> '.join(f'{s:g}' for s in walk['path'])})")
         result = training.train(cfg, task, device=args.device, progress=bars, selection=selection)
         report = training.evaluate(result.model, datasets.to_float(task.x_eval), task.y_eval, eps=args.eval_eps,
@@ -705,7 +710,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     lines.append(f"training         {card['training_seconds']:.1f} s")
     lines.append(f"wrote            {weights}, {card_path}")
     print("\n".join(lines))
-    _say(f"advcore: trained {name} ({recipe}) in {card['training_seconds']:.0f} s, clean accuracy "
+    say(f"advcore: trained {name} ({recipe}) in {card['training_seconds']:.0f} s, clean accuracy "
          f"{s['clean_accuracy']:.4f}")
     return EXIT_OK
 
@@ -716,21 +721,21 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="registered model name (e.g. fmnist-fgsm) or the card JSON written by 'train'")
     g.add_argument("--data", default="subset", choices=("subset", "test"),
                    help="Fashion-MNIST: the shipped 3,000-image test subset (default) or the installed test set")
-    g.add_argument("--n", type=_positive("n", 10**6), default=2000,
+    g.add_argument("--n", type=positive_int("n", 10**6), default=2000,
                    help="number of evaluation images (default: 2000, class-balanced)")
     g = p.add_argument_group("attack")
     g.add_argument("--attack", default="fgsm", metavar="NAME", help=f"one of {', '.join(ATTACKS)} (default: fgsm)")
-    g.add_argument("--eps", type=_arg(parse_eps_list, "eps"), default="0:0.3:0.03",
+    g.add_argument("--eps", type=arg_type(parse_eps_list, "eps"), default="0:0.3:0.03",
                    help="L-inf strengths: start:stop:step (stop included), a list 0,0.05,0.1, or one value "
                         "(default: 0:0.3:0.03)")
-    g.add_argument("--steps", type=_arg(parse_steps, "steps"), help="iterations (default: 10; FGSM takes one)")
-    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--steps", type=arg_type(parse_steps, "steps"), help="iterations (default: 10; FGSM takes one)")
+    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
                    default=0, help="seed of PGD's random start (default: 0)")
-    g.add_argument("--batch-size", type=_positive("batch size", 100000), default=500, help="default: 500")
+    g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=500, help="default: 500")
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': to stdout, instead of the table)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=_positive("threads", 256),
+    g.add_argument("--threads", type=positive_int("threads", 256),
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the final line stays)")
 
@@ -747,13 +752,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     name = spec.name
     attack = attacks.get_attack(args.attack)
     if args.steps is not None and "steps" not in attacks.accepted_params(attack.name) and not args.quiet:
-        _say(f"advcore: note: --steps does not apply to {attack.name}; ignored.")
+        say(f"advcore: note: --steps does not apply to {attack.name}; ignored.")
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
     x, y, what = datasets.eval_set(spec.dataset, args.n, source=args.data)
     device = pick_device(args.device)
-    _set_threads(args.threads)
+    set_threads(args.threads)
     model = zoo.load_from_card(args.model, device)[1] if card_file else models.load(name, device)
-    bars = _Bars(args.quiet)
+    bars = ProgressBars(args.quiet)
     try:
         curve = training.accuracy_curve(model, x, y, attack=attack.name, eps=args.eps, steps=args.steps,
                                         seed=args.seed, batch_size=args.batch_size, progress=bars)
@@ -764,9 +769,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     clean = [a for e, a in zip(curve["eps"], curve["accuracy"], strict=True) if e == 0]
     result["clean_accuracy"] = clean[0] if clean else None
     if json_out is not None:
-        write_file(json_out, (_json_text(result) + "\n").encode("utf-8"))
+        write_file(json_out, (json_text(result) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(_json_text(result))
+        print(json_text(result))
     else:
         steps = f", {curve['steps']} steps" if curve["steps"] > 1 else ""
         lines = [f"{name}: {attack.title} (L-inf{steps}) on {curve['n']} images of the {what}",
@@ -776,6 +781,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if json_out is not None:
             lines.append(f"wrote      {json_out}")
         print("\n".join(lines))
-    _say(f"advcore: eval {attack.name} on {name}: {len(curve['eps'])} strength(s), {curve['n']} images, "
+    say(f"advcore: eval {attack.name} on {name}: {len(curve['eps'])} strength(s), {curve['n']} images, "
          f"{curve['seconds']:.1f} s")
     return EXIT_OK

@@ -7,14 +7,14 @@ import sys
 
 from advcore.cli import (
     EXIT_OK,
-    _arg,
-    _json_text,
-    _say,
+    arg_type,
     command,
+    json_text,
     output_path,
     parse_eps_list,
     parse_int,
     parse_steps,
+    say,
     write_file,
 )
 
@@ -37,7 +37,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--images", metavar="DIR",
                    help="a folder of PNG/JPEG/WebP/BMP images, 'samples' (the bundled photos) or 'fashion-mnist' "
                         "(the shipped test subset); default: samples, or fashion-mnist for Fashion-MNIST models")
-    limit = _arg(lambda s: parse_int(s, name="limit", low=1, high=compare.MAX_IMAGES), "limit")
+    limit = arg_type(lambda s: parse_int(s, name="limit", low=1, high=compare.MAX_IMAGES), "limit")
     g.add_argument("--limit", type=limit, metavar="N",
                    help=f"use the first N images (fashion-mnist: default {compare.DEFAULT_DATASET_IMAGES})")
     g = p.add_argument_group("attacks")
@@ -47,15 +47,16 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eps", required=True, metavar="EPS",
                    help="budget in [0,1] pixel units: one value (4/255), a list (1/255,4/255) or a range "
                         "start:stop:step (1/255:8/255:1/255) for the ASR-against-eps sweep")
-    g.add_argument("--steps", type=_arg(parse_steps, "steps"), default=10, help="iterations (default: 10; FGSM: 1)")
-    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--steps", type=arg_type(parse_steps, "steps"), default=10, help="iterations (default: 10; FGSM: 1)")
+    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
                    default=0, help="seed of PGD's random start (default: 0)")
-    g.add_argument("--batch-size", type=_arg(lambda s: parse_int(s, name="batch size", low=1, high=4096), "batch size"),
+    g.add_argument("--batch-size",
+                   type=arg_type(lambda s: parse_int(s, name="batch size", low=1, high=4096), "batch size"),
                    default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="PATH", help="write the whole run as JSON ('-': to stdout, instead of the tables)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=_arg(lambda s: parse_int(s, name="threads", low=1, high=256), "threads"),
+    g.add_argument("--threads", type=arg_type(lambda s: parse_int(s, name="threads", low=1, high=256), "threads"),
                    help="CPU threads for torch (default: torch's choice)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes (the final line stays)")
 
@@ -126,7 +127,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     items, notes, what = compare.resolve_images(args.images, dataset, args.limit)
     if not args.quiet:
         for note in notes:
-            _say(f"advcore: note: {note}")
+            say(f"advcore: note: {note}")
     if args.threads is not None:
         import torch
 
@@ -145,14 +146,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result["images_source"] = what
     result["notes"] = notes
     if json_out is not None:
-        write_file(json_out, (_json_text(result) + "\n").encode("utf-8"))
+        write_file(json_out, (json_text(result) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(_json_text(result))
+        print(json_text(result))
     else:
         text = _tables(result)
         if json_out is not None:
             text += f"\n\nwrote {json_out}"
         print(text)
-    _say(f"advcore: compare: {len(attack_names)} attack(s) x {len(sources)} source(s) x {len(eps)} eps on {what}, "
+    say(f"advcore: compare: {len(attack_names)} attack(s) x {len(sources)} source(s) x {len(eps)} eps on {what}, "
          f"{result['seconds']:.1f} s")
     return EXIT_OK

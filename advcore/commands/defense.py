@@ -8,16 +8,16 @@ import sys
 
 from advcore.cli import (
     EXIT_OK,
-    _arg,
-    _json_text,
-    _positive,
-    _say,
-    _set_threads,
+    arg_type,
     command,
+    json_text,
     output_path,
     parse_eps_list,
     parse_int,
     parse_steps,
+    positive_int,
+    say,
+    set_threads,
     write_file,
 )
 from advcore.errors import AdvlabError
@@ -52,36 +52,37 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to evaluate")
     g.add_argument("--model", required=True,
                    help="the undefended (naively trained) model, e.g. fmnist-naive or efficientnet-lite0")
-    g.add_argument("--defense", type=_arg(_method, "defense"), default="floyd-steinberg", metavar="METHOD",
+    g.add_argument("--defense", type=arg_type(_method, "defense"), default="floyd-steinberg", metavar="METHOD",
                    help=f"halftone: one of {', '.join(defenses.METHODS)} (default: floyd-steinberg)")
-    g.add_argument("--bayer-size", type=_arg(lambda s: parse_int(s, name="bayer size", low=2, high=16),
+    g.add_argument("--bayer-size", type=arg_type(lambda s: parse_int(s, name="bayer size", low=2, high=16),
                                              "bayer size"), default=8,
                    help="n of the n x n Bayer matrix (2, 4, 8 or 16; default: 8)")
     g.add_argument("--halftone-model", metavar="NAME",
                    help="model trained on halftones (default: fmnist-halftone for Fashion-MNIST; 'none': no row)")
     g.add_argument("--hybrid-model", metavar="NAME",
                    help="model trained on intensity + halftone images (default: fmnist-hybrid; 'none': no row)")
-    g.add_argument("--n", type=_positive("n", 10**6),
+    g.add_argument("--n", type=positive_int("n", 10**6),
                    help="evaluation images (default: 500 of the shipped Fashion-MNIST test subset; ImageNet: "
                         "all 9 bundled photos)")
     g = p.add_argument_group("attacks")
-    g.add_argument("--attacks", type=_arg(_attack_list, "attacks"), default="fgsm,ifgsm,pgd",
+    g.add_argument("--attacks", type=arg_type(_attack_list, "attacks"), default="fgsm,ifgsm,pgd",
                    help="comma-separated, from fgsm, ifgsm, pgd (default: all three)")
-    g.add_argument("--eps", type=_arg(parse_eps_list, "eps"), default="0,0.05,0.1,0.2",
+    g.add_argument("--eps", type=arg_type(parse_eps_list, "eps"), default="0,0.05,0.1,0.2",
                    help="L-inf strengths: a list 0,0.05,0.1, a range 0:0.3:0.05, fractions 8/255 "
                         "(default: 0,0.05,0.1,0.2)")
-    g.add_argument("--steps", type=_arg(parse_steps, "steps"), default=10, help="I-FGSM and PGD steps (default: 10)")
+    g.add_argument("--steps", type=arg_type(parse_steps, "steps"), default=10,
+                   help="I-FGSM and PGD steps (default: 10)")
     g.add_argument("--adaptive", action="store_true",
                    help="add the column of the attacker who knows the defense (BPDA, + EOT for bayer-random)")
-    g.add_argument("--eot", type=_positive("EOT samples", 1000), default=8,
+    g.add_argument("--eot", type=positive_int("EOT samples", 1000), default=8,
                    help="draws of the random halftone averaged per gradient step (default: 8)")
-    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
                    default=0, help="seed of PGD's random start and of the random halftone (default: 0)")
-    g.add_argument("--batch-size", type=_positive("batch size", 100000), default=250, help="default: 250")
+    g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=250, help="default: 250")
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': to stdout, instead of the table)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=_positive("threads", 256),
+    g.add_argument("--threads", type=positive_int("threads", 256),
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the final line stays)")
 
@@ -157,7 +158,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
-    _set_threads(args.threads)
+    set_threads(args.threads)
     bar = _Bar(args.quiet)
     try:
         result = defenses.evaluate_defense(
@@ -170,15 +171,15 @@ def cmd_defend(args: argparse.Namespace) -> int:
     if sys.argv[1:2] == ["defend"]:
         result["command"] = "python -m advcore " + shlex.join(sys.argv[1:])
     if json_out is not None:
-        write_file(json_out, (_json_text(result) + "\n").encode("utf-8"))
+        write_file(json_out, (json_text(result) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(_json_text(result))
+        print(json_text(result))
     else:
         lines = [f"{spec.name}: {result['defense']['description']} on {result['n']} images of the {result['data']} "
                  f"(labels: {result['labels']})", table_text(result), "", result["lesson"]]
         if json_out is not None:
             lines.append(f"wrote {json_out}")
         print("\n".join(lines))
-    _say(f"advcore: defend {args.defense} on {spec.name}: {len(result['rows'])} rows, {len(result['attacks'])} "
+    say(f"advcore: defend {args.defense} on {spec.name}: {len(result['rows'])} rows, {len(result['attacks'])} "
          f"attack(s), {len(result['eps'])} eps, {result['n']} images, {result['seconds']:.1f} s")
     return EXIT_OK

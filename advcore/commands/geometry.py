@@ -12,15 +12,15 @@ import sys
 from advcore import geometry
 from advcore.cli import (
     EXIT_OK,
-    _arg,
-    _json_text,
-    _positive,
-    _say,
+    arg_type,
     command,
+    json_text,
     load_image,
     output_path,
     parse_eps_list,
     parse_int,
+    positive_int,
+    say,
     write_file,
 )
 from advcore.errors import AdvlabError
@@ -43,21 +43,21 @@ def _geometry_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image", required=True, metavar="PATH",
                    help="image file, '-' for stdin, a bundled sample name ('cat') or fashion-mnist:N")
     g = p.add_argument_group("probe")
-    g.add_argument("--T", dest="T", type=_arg(lambda s: parse_int(s, name="T", low=2, high=geometry.MAX_T), "T"),
+    g.add_argument("--T", dest="T", type=arg_type(lambda s: parse_int(s, name="T", low=2, high=geometry.MAX_T), "T"),
                    default=100, help="random points per radius (default: 100, as in the paper)")
-    g.add_argument("--radii", type=_arg(parse_radii, "radii"), default=DEFAULT_RADII,
+    g.add_argument("--radii", type=arg_type(parse_radii, "radii"), default=DEFAULT_RADII,
                    help=f"radii in [0,1] pixel units: start:stop:step, a list or one value (default: {DEFAULT_RADII}, "
                         "the paper's 1 to 20 pixels)")
     g.add_argument("--norm", choices=geometry.NORMS, default="linf",
                    help="distance of the points from the image: linf (v in [-r, r]^D, default) or l2")
     g.add_argument("--layer", default=None,
                    help="layer phi for mantel and lipschitz: a module path or 'penultimate' (default)")
-    g.add_argument("--seed", type=_arg(lambda s: parse_int(s, name="seed", low=0, high=2**62), "seed"), default=0,
+    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**62), "seed"), default=0,
                    help="seed of the random points (default: 0); the same seed gives every model the same points")
-    g.add_argument("--permutations", type=_arg(
+    g.add_argument("--permutations", type=arg_type(
         lambda s: parse_int(s, name="permutations", low=0, high=geometry.MAX_PERMUTATIONS), "permutations"),
         default=geometry.DEFAULT_PERMUTATIONS, help="Mantel test permutations (default: 999; 0: no p-value)")
-    g.add_argument("--fit-images", type=_positive("fit images", 3000), default=geometry.DEFAULT_FIT_IMAGES,
+    g.add_argument("--fit-images", type=positive_int("fit images", 3000), default=geometry.DEFAULT_FIT_IMAGES,
                    help="images the Lipschitz min-max normalisers are fitted on (default: 1000; ImageNet models "
                         "use the bundled photos)")
     g = p.add_argument_group("output")
@@ -65,7 +65,8 @@ def _geometry_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--points", action="store_true",
                    help="also put every score, distance matrix and Lipschitz pair in the JSON")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=_positive("threads", 256), help="CPU threads for torch (default: torch's choice)")
+    g.add_argument("--threads", type=positive_int("threads", 256),
+                   help="CPU threads for torch (default: torch's choice)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the final line stays)")
 
 
@@ -139,7 +140,7 @@ def cmd_geometry(args: argparse.Namespace) -> int:
     if "mantel" in probes and args.T < 3:
         raise AdvlabError("The Mantel test needs --T of at least 3.")
     if args.layer is not None and not ({"mantel", "lipschitz"} & set(probes)):
-        _say(f"advcore: note: --layer only applies to mantel and lipschitz; ignored for {args.probe}.")
+        say(f"advcore: note: --layer only applies to mantel and lipschitz; ignored for {args.probe}.")
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
     image = load_image(args.image)
     if args.threads is not None:
@@ -156,12 +157,12 @@ def cmd_geometry(args: argparse.Namespace) -> int:
     d = result.to_dict(points=args.points)
     d["image"] = args.image
     if json_out is not None:
-        write_file(json_out, (_json_text(d) + "\n").encode("utf-8"))
+        write_file(json_out, (json_text(d) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(_json_text(d))
+        print(json_text(d))
     else:
         text = summary(d)
         print(text + (f"\nwrote {json_out}" if json_out is not None else ""))
-    _say(f"advcore: geometry {args.probe} on {args.model}: {len(args.radii)} radii x {args.T} points, "
+    say(f"advcore: geometry {args.probe} on {args.model}: {len(args.radii)} radii x {args.T} points, "
          f"{result.report.seconds:.1f} s")
     return EXIT_OK

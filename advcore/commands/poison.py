@@ -10,15 +10,15 @@ import argparse
 from advcore import poisoning
 from advcore.cli import (
     EXIT_OK,
-    _arg,
-    _Bars,
-    _json_text,
-    _say,
-    _set_threads,
+    ProgressBars,
+    arg_type,
     command,
+    json_text,
     output_path,
     parse_eps,
     parse_int,
+    say,
+    set_threads,
     write_file,
 )
 from advcore.errors import AdvlabError
@@ -39,27 +39,27 @@ def _eps(text: str) -> float:
 
 
 def _positive_float(name: str):
-    return _arg(lambda s: parse_eps(s, name=name, allow_zero=False), name)
+    return arg_type(lambda s: parse_eps(s, name=name, allow_zero=False), name)
 
 
 def _int(name: str, low: int, high: int):
-    return _arg(lambda s: parse_int(s, name=name, low=low, high=high), name)
+    return arg_type(lambda s: parse_int(s, name=name, low=low, high=high), name)
 
 
 def _poison_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("attack", choices=tuple(poisoning.ATTACK_TITLES),
                    help="lf: label flip (Table 3), pf: poison frogs (Table 2), ap: adversarial poisoning (Table 1)")
     g = p.add_argument_group("setting")
-    g.add_argument("--features", default="naive,fgsm,pgd", type=_arg(poisoning.check_kinds, "features"),
+    g.add_argument("--features", default="naive,fgsm,pgd", type=arg_type(poisoning.check_kinds, "features"),
                    help="frozen extractors, comma-separated: naive, fgsm, pgd (the shipped Fashion-MNIST models, on "
                         "scikit-learn digits drawn as MNIST) and imagenet (EfficientNet-Lite0 on crops of two bundled "
                         "photos, the paper's sanity check; slow on a CPU) (default: naive,fgsm,pgd)")
     g.add_argument("--layer", help="feature layer (default: penultimate, the input of the last linear layer)")
     g.add_argument("--pair", default="01", help="pf: the two digits of the binary task (default: 01, as in the paper)")
     g = p.add_argument_group("attack")
-    g.add_argument("--eps", type=_arg(_eps, "eps"), default=poisoning.DEFAULT_EPS,
+    g.add_argument("--eps", type=arg_type(_eps, "eps"), default=poisoning.DEFAULT_EPS,
                    help="L-inf budget in [0,1] pixel units, e.g. 7/255 (default: 7/255, the paper's MNIST budget)")
-    g.add_argument("--share", type=_arg(_share, "share"),
+    g.add_argument("--share", type=arg_type(_share, "share"),
                    help="lf: share of training labels made random (default: 0.02, the paper's 2%%); ap: share of "
                         "training images moved (default: 1)")
     g.add_argument("--trials", type=_int("trials", 1, poisoning.MAX_TRIALS), default=20,
@@ -126,15 +126,15 @@ def cmd_poison(args: argparse.Namespace) -> int:
         raise AdvlabError("--share applies to lf and ap, not to pf.")
     poisoning.task_for("naive", args.attack, args.pair)  # checks --pair before any work
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
-    _set_threads(args.threads)
-    bars = _Bars(args.quiet)
+    set_threads(args.threads)
+    bars = ProgressBars(args.quiet)
     try:
         result = poisoning.run(args.attack, args.features, eps=args.eps, share=args.share, trials=args.trials,
                                method=args.method, steps=args.steps, C=args.C, seed=args.seed, repeats=args.repeats,
                                pair=args.pair, device=args.device, layer=args.layer, progress=bars)
     finally:
         bars.close()
-    text = _json_text(result)
+    text = json_text(result)
     if json_out is not None:
         write_file(json_out, (text + "\n").encode("utf-8"))
     if args.json == "-":
@@ -144,5 +144,5 @@ def cmd_poison(args: argparse.Namespace) -> int:
         if json_out is not None:
             lines.append(f"wrote {json_out}")
         print("\n".join(lines))
-    _say(f"advcore: poison {args.attack} on {', '.join(result['kinds'])}: {result['seconds']:.1f} s")
+    say(f"advcore: poison {args.attack} on {', '.join(result['kinds'])}: {result['seconds']:.1f} s")
     return EXIT_OK
