@@ -101,9 +101,12 @@ def test_attack_page_shows_a_successful_default_attack(page: Page, app_url: str)
     )
     # Plotly's bundle loads lazily: wait for the first chart to draw its SVG.
     main.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg').first.wait_for(timeout=30_000)
-    assert main.locator('[data-testid="stDataFrame"], [data-testid="stTable"]').count() >= 1
     download = main.locator('[data-testid="stDownloadButton"]', has_text="Download adversarial PNG")
+    download.first.wait_for(timeout=30_000)
     assert download.count() == 1
+    # Streamlit draws a table only once it is scrolled into view; the metrics table sits above the downloads.
+    download.scroll_into_view_if_needed()
+    main.locator('[data-testid="stTable"]').first.wait_for(timeout=30_000)
     with page.expect_download(timeout=30_000) as info:
         download.locator("button, a").first.click()
     check_downloaded_png(info.value.path(), clean)

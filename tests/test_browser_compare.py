@@ -28,10 +28,14 @@ def test_compare_page_runs_a_small_comparison(page: Page, app_url: str) -> None:
     text = main.inner_text()
     assert re.search(r"AGR fooled \d+\.\d%", text), text[:2000]
     assert "quoted, not measured here" in text
-    assert main.locator('[data-testid="stTable"]').count() >= 1
+    # Tables and charts are drawn once scrolled into view: wait for each instead of counting once.
+    table = main.locator('[data-testid="stTable"]').first
+    table.scroll_into_view_if_needed()
+    table.wait_for(timeout=30_000)
     heat = main.locator(".js-plotly-plot").filter(has_text="Transfer of AGR")
-    heat.first.wait_for()
-    assert main.locator(".js-plotly-plot").count() >= 5  # four bar charts and the heat map
+    heat.first.scroll_into_view_if_needed()
+    heat.first.wait_for(timeout=30_000)
+    main.locator(".js-plotly-plot").nth(4).wait_for(timeout=30_000)  # four bar charts and the heat map
     assert "python -m advcore compare" in text
     assert_no_error(page)
     full_page_screenshot(page, "compare_page.png")

@@ -34,7 +34,7 @@ def test_geometry_page_draws_figure1_on_the_default_model(page: Page, app_url: s
     page.get_by_role("tab", name="Topology (Mantel)").click()
     mantel = main.locator('[data-testid="stPlotlyChart"]', has_text="Figure 4")
     mantel.locator(".main-svg").first.wait_for(timeout=30_000)
-    assert main.locator('[data-testid="stPlotlyChart"]', has_text="Input space, r =").count() == 1
+    main.locator('[data-testid="stPlotlyChart"]', has_text="Input space, r =").first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="Naive vs robust").click()
     wait_for_text(page, "pick a Fashion-MNIST model in the sidebar")
     assert_no_error(page)
