@@ -10,7 +10,7 @@ import streamlit as st
 
 from advcore import compare, models
 from advcore.attacks import ATTACKS
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from ui import compare_view as cv
 from ui.common import app_frame, error_boundary, md_escape
 
@@ -117,21 +117,12 @@ def sweep_requests(req: cv.CompareRequest) -> tuple[cv.CompareRequest, cv.Compar
 
 def run_pending(uploads: list) -> None:
     """Run the queued request(s) with a progress bar and a Cancel button, then rerun to show the result."""
-    pending = cv.take_pending()
+    pending = cv.RUN.take_request()
     if pending is None:
         return
-    st.button("Cancel", key="compare_cancel", icon=":material/stop:", on_click=cv.request_cancel)
+    st.button("Cancel", key="compare_cancel", icon=":material/stop:", on_click=cv.RUN.request_cancel)
     bar = st.progress(0.0, text="Loading the models and images")
-    try:
-        cv.run(pending, bar, uploads)
-    except Cancelled:
-        cv.finish()
-        cv.notice("warning", "Cancelled; nothing was kept. Press Run to start again.")
-    except AdvlabError as exc:
-        cv.finish()
-        cv.notice("error", str(exc))
-    else:
-        cv.finish()
+    cv.RUN.execute(lambda: cv.run(pending, bar, uploads), cv.cancelled)
     st.rerun()
 
 
@@ -230,9 +221,8 @@ def main() -> None:
         req, uploads, error = controls(sel)
         if error:
             st.error(error)
-        for kind, message in cv.take_notices():
-            getattr(st, kind)(message)
-        pending = st.session_state.get(cv.PENDING)
+        cv.RUN.show_notices(cv.interrupted)
+        pending = cv.RUN.pending()
         st.button("Run", type="primary", key="compare_run", icon=":material/play_arrow:",
                   disabled=error is not None or pending is not None, on_click=cv.request_run, args=(req,))
         run_pending(uploads)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from advcore import data, defenses, models
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from ui import defense_view as dv
 from ui import plots
 from ui.common import app_frame, error_boundary, md_escape, require_image
@@ -128,25 +128,16 @@ def table_section(sel, base: str, method: str, small: bool) -> None:
     except AdvlabError as exc:
         error = str(exc)
         st.error(error)
-    pending = dv.take_request()
+    pending = dv.RUN.take_request()
     b1, b2 = st.columns([1, 5])
     b1.button("Measure", type="primary", key="defense_measure", icon=":material/play_arrow:",
-              disabled=error is not None or pending is not None, on_click=dv.request_table, args=(req,))
-    for kind, message in dv.take_notices():
-        getattr(st, kind)(message)
+              disabled=error is not None or pending is not None, on_click=dv.RUN.request, args=(req,))
+    dv.RUN.show_notices(dv.interrupted)
     if pending is not None:
-        b2.button("Cancel", key="defense_cancel", icon=":material/stop:", on_click=dv.request_cancel)
+        b2.button("Cancel", key="defense_cancel", icon=":material/stop:", on_click=dv.RUN.request_cancel)
         bar = st.progress(0.0, text="Loading the models and images")
-        try:
-            out = dv.run_table(pending, dv.LiveBar(bar))
-        except Cancelled:
-            dv.finish()
-            dv.notice("warning", "The measurement was cancelled; nothing was kept. Press Measure to start again.")
-        except AdvlabError as exc:
-            dv.finish()
-            dv.notice("error", str(exc))
-        else:
-            dv.finish()
+        out = dv.RUN.execute(lambda: dv.run_table(pending, dv.LiveBar(bar)), dv.cancelled)
+        if out is not None:
             dv.keep_table(pending, out)
         st.rerun()
     if result is None:

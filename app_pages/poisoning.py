@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from advcore import poisoning
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from ui import poisoning_view as pv
 from ui.common import app_frame, error_boundary
 
@@ -60,20 +60,11 @@ def requests(s: dict) -> dict[str, pv.Request]:
 def run_pending(pending: pv.Request) -> None:
     """Run a requested table with a progress bar and a Cancel button, keep it, rerun the page."""
     title = f"Table {pv.TABLES[pending.attack]} ({poisoning.ATTACK_TITLES[pending.attack]})"
-    st.button("Cancel", key="poison_cancel", icon=":material/stop:", on_click=pv.request_cancel)
+    st.button("Cancel", key="poison_cancel", icon=":material/stop:", on_click=pv.RUN.request_cancel)
     bar = st.progress(0.0, text=f"{title}: loading the features")
-    try:
-        result = pending.run(pv.LiveProgress(bar, title))
-    except Cancelled:
-        left = st.session_state.get(pv.RUNNING) or {}
-        pv.finish()
-        pv.notice("warning", f"{title} cancelled at {left.get('stage', 'the start')}, step {left.get('step', 0)} of "
-                             f"{left.get('total', '?')}; nothing was kept.")
-    except AdvlabError as exc:
-        pv.finish()
-        pv.notice("error", str(exc))
-    else:
-        pv.finish()
+    result = pv.RUN.execute(lambda: pending.run(pv.LiveProgress(bar, title)),
+                            lambda left: pv.cancelled(title, left))
+    if result is not None:
         pv.keep(pending, result)
     st.rerun()
 
@@ -84,12 +75,12 @@ def table(req: pv.Request, busy: bool, label: str, auto: bool = False) -> dict |
     if result is None and auto and not busy:
         bar = st.progress(0.0, text="computing")
         result = req.run(pv.LiveProgress(bar, label))
-        pv.finish()
+        pv.RUN.finish()
         bar.empty()
         pv.keep(req, result)
     if result is None:
         st.button(f"Run {label}", key=f"poison_run_{req.attack}", type="primary", icon=":material/play_arrow:",
-                  disabled=busy, on_click=pv.request_run, args=(req,))
+                  disabled=busy, on_click=pv.RUN.request, args=(req,))
     else:
         st.table(pv.rows(result), hide_index=True, border="horizontal")
         st.markdown(f"**What our measurements say:** {result['verdict']}")
@@ -142,9 +133,8 @@ def main() -> None:
     with error_boundary():
         settings = controls(sel.device)
         reqs = requests(settings)
-        for kind, message in pv.take_notices():
-            getattr(st, kind)(message)
-        pending = pv.take_request()
+        pv.RUN.show_notices(pv.interrupted)
+        pending = pv.RUN.take_request()
         if pending is not None:
             run_pending(pending)
         busy = pending is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from advcore import datasets, training
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from ui import plots, training_view
 from ui.common import app_frame
 from ui.training_view import DATASET_TITLES, RECIPE_TITLES, RunRequest
@@ -145,28 +145,20 @@ def train_section(device: str) -> None:
     except AdvlabError as exc:
         error = str(exc)
         st.error(error)
-    pending = training_view.take_request()
+    run = training_view.RUN
+    pending = run.take_request()
     b1, b2 = st.columns([1, 5])
     b1.button("Train", type="primary", key="train_start", icon=":material/play_arrow:",
-              disabled=error is not None or pending is not None,
-              on_click=training_view.request_training, args=(req,))
-    for kind, message in training_view.take_notices():
-        getattr(st, kind)(message)
+              disabled=error is not None or pending is not None, on_click=run.request, args=(req,))
+    run.show_notices(training_view.interrupted)
     if pending is not None:
-        b2.button("Cancel training", key="train_cancel", icon=":material/stop:", on_click=training_view.request_cancel)
+        b2.button("Cancel training", key="train_cancel", icon=":material/stop:", on_click=run.request_cancel)
         bar = st.progress(0.0, text=f"Loading the {DATASET_TITLES.get(pending.dataset, pending.dataset)} images")
         live = training_view.LiveProgress(bar, st.empty(), st.empty())
-        try:
-            card = training_view.train_and_evaluate(pending, live)
-        except Cancelled:
-            training_view.notice_cancelled()
-        except AdvlabError as exc:
-            training_view.finish()
-            training_view.notice("error", str(exc))
-        else:
-            training_view.finish()
-            training_view.notice("success", f"{card['name']} is trained and evaluated: it is on the charts and in "
-                                            "the table above (dashed), and described below.")
+        card = run.execute(lambda: training_view.train_and_evaluate(pending, live), training_view.cancelled)
+        if card is not None:
+            run.notice("success", f"{card['name']} is trained and evaluated: it is on the charts and in the table "
+                                  "above (dashed), and described below.")
         st.rerun()
     st.markdown("**The same run from the command line**")
     st.code(req.cli_command(), language="bash")

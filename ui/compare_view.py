@@ -26,6 +26,7 @@ from advcore import compare, data, models
 from advcore.errors import AdvlabError
 from advcore.experiment import json_safe
 from ui import plots
+from ui.runs import PageRun
 
 FAMILIES = {"imagenet": "ImageNet: EfficientNet-Lite0/1/2", "fashion-mnist": "Fashion-MNIST: the model zoo"}
 SOURCE_SAMPLES = "All bundled photos"
@@ -34,10 +35,8 @@ MAX_UPLOADS = 32
 CACHE_SIZE = 4
 RESULTS = "_advlab_compare_results"
 LAST = "_advlab_compare_last"
-PENDING = "_advlab_compare_pending"
-CANCEL = "_advlab_compare_cancel"
-RUNNING = "_advlab_compare_running"
-NOTICES = "_advlab_compare_notices"
+RUN = PageRun("_advlab_compare", request="pending")  # the Run (or sweep) button's request(s)
+CANCEL, RUNNING = RUN.cancel_key, RUN.running_key
 ATTACK_COLOURS = {"fgsm": "#9d755d", "ifgsm": "#4c78a8", "pgd": "#b279a2", "mifgsm": "#54a24b", "agr": "#e4572e"}
 # Sweep grids (the page's choices; the command line takes any list or range).
 # EfficientNet-Lite0 is fooled on all 9 bundled photos by every iterative attack already at 0.25/255 (measured),
@@ -173,38 +172,20 @@ def last_table() -> tuple[CompareRequest, dict] | None:
 
 def request_run(*reqs: CompareRequest) -> None:
     """A Run button's callback: queue the request(s), clear an old cancel."""
-    st.session_state[PENDING] = tuple(reqs)
-    st.session_state[CANCEL] = False
+    RUN.request(tuple(reqs))
 
 
-def request_cancel() -> None:
-    st.session_state[CANCEL] = True
+def cancelled(left: str | None) -> str:
+    """A run stopped on the Cancel flag."""
+    return "Cancelled; nothing was kept. Press Run to start again."
 
 
-def take_pending() -> tuple[CompareRequest, ...] | None:
-    return st.session_state.pop(PENDING, None)
-
-
-def notice(kind: str, message: str) -> None:
-    st.session_state.setdefault(NOTICES, []).append((kind, message))
-
-
-def take_notices() -> list[tuple[str, str]]:
-    """Messages for this page run, including one about a run that a rerun (Cancel, a changed widget) stopped."""
-    out = list(st.session_state.pop(NOTICES, []))
-    left = st.session_state.pop(RUNNING, None)
-    if left is not None:
-        if st.session_state.pop(CANCEL, False):
-            out.append(("warning", f"Cancelled during {left}; nothing was kept. Press Run to start again."))
-        else:
-            out.append(("warning", f"The run stopped during {left} because the page reran (a setting changed); "
-                                   "nothing was kept. Press Run to start again."))
-    return out
-
-
-def finish() -> None:
-    st.session_state.pop(RUNNING, None)
-    st.session_state.pop(CANCEL, None)
+def interrupted(left: str, was_cancelled: bool) -> str:
+    """Where a run that a rerun (Cancel, a changed widget) interrupted stopped (``left``: its stage)."""
+    if was_cancelled:
+        return f"Cancelled during {left}; nothing was kept. Press Run to start again."
+    return (f"The run stopped during {left} because the page reran (a setting changed); nothing was kept. "
+            "Press Run to start again.")
 
 
 SMALL_INPUT = 64  # models with inputs below this many pixels a side (Fashion-MNIST) run on one torch thread
@@ -253,10 +234,10 @@ def run(reqs: Sequence[CompareRequest], bar, uploads: Sequence | None = None) ->
         label = f"run {i + 1} of {len(reqs)}: " if len(reqs) > 1 else ""
 
         def progress(p: compare.Progress, label: str = label) -> bool:
-            st.session_state[RUNNING] = p.stage
+            RUN.update(p.stage)
             bar.progress(min(1.0, p.done / max(p.total, 1)),
                          text=f"{label}{p.stage}: {p.done:,} of {p.total:,} image-steps")
-            return bool(st.session_state.get(CANCEL))
+            return RUN.cancel_requested()
 
         with one_thread_if_small(req):
             result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks,

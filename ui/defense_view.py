@@ -19,6 +19,7 @@ import streamlit as st
 from advcore import datasets, defenses, models
 from advcore.errors import AdvlabError
 from ui import plots
+from ui.runs import PageRun
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "defense"
 SMALL_DATASETS = ("fashion-mnist", "digits")
@@ -41,10 +42,8 @@ CACHE_SIZE = 3
 
 PANELS_CACHE = "_advlab_defense_panels"
 TABLES = "_advlab_defense_tables"
-REQUEST = "_advlab_defense_request"
-CANCEL = "_advlab_defense_cancel"
-RUNNING = "_advlab_defense_running"
-NOTICES = "_advlab_defense_notices"
+RUN = PageRun("_advlab_defense")  # the Measure button's run
+REQUEST, CANCEL = RUN.request_key, RUN.cancel_key
 
 
 def is_small(model: str) -> bool:
@@ -318,37 +317,15 @@ def clean_effect_sentence(rows: list[dict], method: str) -> str:
 # --------------------------------------------------------------------------- running the table with cancel
 
 
-def request_table(req: TableRequest) -> None:
-    st.session_state[REQUEST] = req
-    st.session_state[CANCEL] = False
+def cancelled(left: dict | None) -> str:
+    """A measurement stopped on the Cancel flag."""
+    return "The measurement was cancelled; nothing was kept. Press Measure to start again."
 
 
-def request_cancel() -> None:
-    st.session_state[CANCEL] = True
-
-
-def take_request() -> TableRequest | None:
-    return st.session_state.pop(REQUEST, None)
-
-
-def notice(kind: str, message: str) -> None:
-    st.session_state.setdefault(NOTICES, []).append((kind, message))
-
-
-def take_notices() -> list[tuple[str, str]]:
-    out = list(st.session_state.pop(NOTICES, []))
-    left = st.session_state.pop(RUNNING, None)
-    if left is not None:
-        cancelled = st.session_state.pop(CANCEL, False)
-        out.append(("warning", f"The measurement {'was cancelled' if cancelled else 'stopped because the page reran'}"
-                               f" at step {left['done']} of {left['total']}; nothing was kept. Press Measure to "
-                               "start again."))
-    return out
-
-
-def finish() -> None:
-    st.session_state.pop(RUNNING, None)
-    st.session_state.pop(CANCEL, None)
+def interrupted(left: dict, was_cancelled: bool) -> str:
+    """Where a measurement that a rerun interrupted (a Cancel click, a changed widget) stopped."""
+    return (f"The measurement {'was cancelled' if was_cancelled else 'stopped because the page reran'} at step "
+            f"{left['done']} of {left['total']}; nothing was kept. Press Measure to start again.")
 
 
 class LiveBar:
@@ -358,9 +335,9 @@ class LiveBar:
         self.bar = bar
 
     def __call__(self, done: int, total: int, text: str) -> bool:
-        st.session_state[RUNNING] = {"done": done, "total": total}
+        RUN.update({"done": done, "total": total})
         self.bar.progress(min(1.0, done / max(total, 1)), text=f"{text} ({done} of {total})")
-        return bool(st.session_state.get(CANCEL))
+        return RUN.cancel_requested()
 
 
 def eval_images_available(model: str) -> str | None:

@@ -16,18 +16,17 @@ import streamlit as st
 from advcore import poisoning
 from advcore.training import Progress
 from ui import plots
+from ui.runs import PageRun
 
 PAGE_KINDS = ("naive", "fgsm", "pgd")  # imagenet features are on the command line (slow on a CPU)
 TABLES = {"ap": 1, "pf": 2, "lf": 3}
 MAX_PAGE_TRIALS = 200
 MAX_CACHED = 24
 
-REQUEST = "_advlab_poison_request"
-CANCEL = "_advlab_poison_cancel"
-RUNNING = "_advlab_poison_running"
+RUN = PageRun("_advlab_poison")  # a Run button's table
+REQUEST, CANCEL = RUN.request_key, RUN.cancel_key
 RESULTS = "_advlab_poison_results"
 EXAMPLES = "_advlab_poison_examples"
-NOTICES = "_advlab_poison_notices"
 
 CLASS_COLOURS = ("#4c78a8", "#54a24b")
 CLEAN_LINE, POISONED_LINE = "#7f7f7f", plots.WATCH
@@ -87,39 +86,18 @@ def keep(req: Request, result: dict) -> None:
         store.pop(next(iter(store)))
 
 
-def request_run(req: Request) -> None:
-    """A Run button's callback."""
-    st.session_state[REQUEST] = req
-    st.session_state[CANCEL] = False
+def cancelled(title: str, left: dict | None) -> str:
+    """Where the run of ``title`` stopped on the Cancel flag (``left``: its last RUNNING marker)."""
+    left = left or {}
+    return (f"{title} cancelled at {left.get('stage', 'the start')}, step {left.get('step', 0)} of "
+            f"{left.get('total', '?')}; nothing was kept.")
 
 
-def request_cancel() -> None:
-    """The Cancel button's callback (it runs at the start of the rerun its click causes)."""
-    st.session_state[CANCEL] = True
-
-
-def take_request() -> Request | None:
-    return st.session_state.pop(REQUEST, None)
-
-
-def notice(kind: str, message: str) -> None:
-    st.session_state.setdefault(NOTICES, []).append((kind, message))
-
-
-def take_notices() -> list[tuple[str, str]]:
-    """Messages for this page run, including about a run that a rerun (Cancel, a changed widget) stopped."""
-    out = list(st.session_state.pop(NOTICES, []))
-    left = st.session_state.pop(RUNNING, None)
-    if left is not None:
-        why = "cancelled" if st.session_state.pop(CANCEL, False) else "stopped because the page reran"
-        out.append(("warning", f"The {left['title']} run was {why} at {left['stage']}, step {left['step']} of "
-                               f"{left['total']}; nothing was kept. Press its button to start again."))
-    return out
-
-
-def finish() -> None:
-    st.session_state.pop(RUNNING, None)
-    st.session_state.pop(CANCEL, None)
+def interrupted(left: dict, was_cancelled: bool) -> str:
+    """Where a run that a rerun (Cancel, a changed widget) interrupted stopped."""
+    why = "cancelled" if was_cancelled else "stopped because the page reran"
+    return (f"The {left['title']} run was {why} at {left['stage']}, step {left['step']} of {left['total']}; "
+            "nothing was kept. Press its button to start again.")
 
 
 class LiveProgress:
@@ -129,9 +107,9 @@ class LiveProgress:
         self.bar, self.title = bar, title
 
     def __call__(self, p: Progress) -> bool:
-        st.session_state[RUNNING] = {"title": self.title, "stage": p.stage, "step": p.step, "total": p.total}
+        RUN.update({"title": self.title, "stage": p.stage, "step": p.step, "total": p.total})
         self.bar.progress(min(1.0, p.step / max(p.total, 1)), text=f"{p.stage}: step {p.step} of {p.total}")
-        return bool(st.session_state.get(CANCEL))
+        return RUN.cancel_requested()
 
 
 # --------------------------------------------------------------------------- the tables

@@ -20,6 +20,7 @@ import streamlit as st
 from advcore import datasets, training, zoo
 from advcore.errors import AdvlabError
 from ui import plots
+from ui.runs import PageRun
 
 MODELS_DIR: Path = zoo.MODELS_DIR
 EXPECTED = ("fmnist-naive", "fmnist-fgsm", "fmnist-pgd", "fmnist-mat-mixed", "fmnist-mat-parallel")
@@ -43,12 +44,10 @@ VOTE_IMAGES = 500  # parallel MAT's voting weights on the page (the command line
 MAX_RUNS = 3  # runs of a session kept for the charts
 OUT_DIR = "runs"
 
-REQUEST = "_advlab_train_request"
-CANCEL = "_advlab_train_cancel"
-RUNNING = "_advlab_train_running"
+RUN = PageRun("_advlab_train")  # the Train button's run
+REQUEST, CANCEL, RUNNING = RUN.request_key, RUN.cancel_key, RUN.running_key
 RUNS = "_advlab_train_runs"
 RUN_COUNT = "_advlab_train_run_count"
-NOTICES = "_advlab_train_notices"
 
 
 # --------------------------------------------------------------------------- the shipped cards
@@ -345,7 +344,7 @@ def stage_title(stage: str) -> str:
 class LiveProgress:
     """advcore's progress callback, drawn live: a progress bar, a status line and the loss curve.
 
-    Returns True (cancel) once the Cancel button has set :data:`CANCEL`. The loss chart is redrawn at
+    Returns True (cancel) once the Cancel button was pressed. The loss chart is redrawn at
     most every ``every`` seconds (and at the end of each epoch), not on every batch.
     """
 
@@ -358,7 +357,7 @@ class LiveProgress:
 
     def __call__(self, p: training.Progress) -> bool:
         stage = stage_title(p.stage)
-        st.session_state[RUNNING] = {"stage": stage, "step": p.step, "total": p.total}
+        RUN.update({"stage": stage, "step": p.step, "total": p.total})
         text = f"{stage}: step {p.step} of {p.total}"
         if "loss" in p.info:
             text += f", loss {p.info['loss']:.3f}"
@@ -372,7 +371,7 @@ class LiveProgress:
             self.status.caption("\n\n".join(self.messages[-4:]))
         if time.monotonic() - self._drawn_at >= self.every or p.message:
             self.draw()
-        return bool(st.session_state.get(CANCEL))
+        return RUN.cancel_requested()
 
     def draw(self) -> None:
         points = sum(len(v) for v in self.losses.values())
@@ -381,54 +380,21 @@ class LiveProgress:
             self._drawn_points, self._drawn_at = points, time.monotonic()
 
 
-def request_training(req: RunRequest) -> None:
-    """The Train button's callback: remember the request, clear an old cancel."""
-    st.session_state[REQUEST] = req
-    st.session_state[CANCEL] = False
+def _where(left: dict) -> str:
+    return f"{left.get('stage', 'the start')}, step {left.get('step', 0)} of {left.get('total', '?')}"
 
 
-def request_cancel() -> None:
-    """The Cancel button's callback (it runs at the start of the rerun its click causes)."""
-    st.session_state[CANCEL] = True
+def cancelled(left: dict | None) -> str:
+    """Where a run stopped on the Cancel flag (``left``: its last RUNNING marker)."""
+    return f"Training cancelled at {_where(left or {})}; nothing was kept. Press Train to start again."
 
 
-def take_request() -> RunRequest | None:
-    """The pending request, removed so that a rerun never starts it twice."""
-    return st.session_state.pop(REQUEST, None)
-
-
-def notice(kind: str, message: str) -> None:
-    """A message (``kind``: a Streamlit call such as ``warning``) for the next page run, after st.rerun."""
-    st.session_state.setdefault(NOTICES, []).append((kind, message))
-
-
-def notice_cancelled() -> None:
-    """Say where a run stopped on the Cancel flag (the callback returned True); nothing is left running."""
-    left = st.session_state.get(RUNNING) or {}
-    where = f"{left.get('stage', 'the start')}, step {left.get('step', 0)} of {left.get('total', '?')}"
-    finish()
-    notice("warning", f"Training cancelled at {where}; nothing was kept. Press Train to start again.")
-
-
-def take_notices() -> list[tuple[str, str]]:
-    """Messages left for this page run: from the last run (finished, refused, cancelled) or about a run that a
-    rerun interrupted (a Cancel click, or a setting changed while it ran). Each is shown once."""
-    out = list(st.session_state.pop(NOTICES, []))
-    left = st.session_state.pop(RUNNING, None)
-    if left is not None:  # the run ended without reaching its own end: a rerun stopped it
-        where = f"{left['stage']}, step {left['step']} of {left['total']}"
-        if st.session_state.pop(CANCEL, False):
-            out.append(("warning", f"Training cancelled at {where}; nothing was kept. Press Train to start again."))
-        else:
-            out.append(("warning", f"The training run stopped at {where} because the page reran (a setting "
-                                   "changed while it ran); nothing was kept. Press Train to start again."))
-    return out
-
-
-def finish() -> None:
-    """The run ended by itself (finished, cancelled from the callback or refused): nothing is left running."""
-    st.session_state.pop(RUNNING, None)
-    st.session_state.pop(CANCEL, None)
+def interrupted(left: dict, was_cancelled: bool) -> str:
+    """Where a run that a rerun interrupted (a Cancel click, or a setting changed while it ran) stopped."""
+    if was_cancelled:
+        return cancelled(left)
+    return (f"The training run stopped at {_where(left)} because the page reran (a setting changed while it ran); "
+            "nothing was kept. Press Train to start again.")
 
 
 def train_and_evaluate(req: RunRequest, live: LiveProgress) -> dict:
