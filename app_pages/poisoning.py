@@ -24,11 +24,11 @@ KEEP = "session"
 def controls(device: str) -> dict:
     """The shared settings; returns them as keyword arguments of :class:`ui.poisoning_view.Request`."""
     c1, c2, c3 = st.columns([1.6, 1.2, 1.2])
-    kinds = c1.multiselect("Features", pv.PAGE_KINDS, default=list(pv.PAGE_KINDS), key="poison_kinds",
+    kinds = c1.multiselect("Features", pv.PAGE_KINDS, default=list(pv.DEFAULT_KINDS), key="poison_kinds",
                            format_func=poisoning.KIND_TITLES.get, persist_state=KEEP,
                            help="Frozen extractors: the shipped Fashion-MNIST networks, trained naively, with FGSM or "
-                                "with PGD examples (eps 0.1). ImageNet features are on the command line "
-                                "(--features imagenet).")
+                                "with PGD examples (eps 0.1), and ImageNet features (EfficientNet-Lite0's penultimate "
+                                "layer on random crops of two bundled photos, the paper's sanity check; slower).")
     eps_255 = c2.slider("eps (x/255, L-inf)", 0, 64, 7, key="poison_eps", persist_state=KEEP,
                         help="How far each poison may move from its image, per pixel; the paper uses 7/255 on MNIST.")
     method = c3.radio("Crafting", poisoning.METHODS, index=1, format_func=str.upper, horizontal=True,
@@ -153,10 +153,10 @@ def main() -> None:
         if pf is not None:
             st.subheader("One poison frog trial")
             frog_section(pf)
-        st.caption("ImageNet features (the paper's own sanity check, Sec. 4.1) are on the command line, being slow on "
-                   "a CPU: `python -m advcore poison pf --features imagenet --trials 5` runs the poison frogs on "
-                   "EfficientNet-Lite0's penultimate layer, on a toy task of random crops of two bundled photos (the "
-                   "cat against the cup of coffee).")
+        st.caption("ImageNet features (the paper's own sanity check, Sec. 4.1): add them under Features. They are "
+                   "EfficientNet-Lite0's penultimate layer on a toy task of random crops of two bundled photos (the "
+                   "cat against the cup of coffee), slower on a CPU (poison frogs about a second per trial, "
+                   "adversarial poisoning about 20 s).")
 
 
 main()

@@ -109,3 +109,19 @@ def test_cancel_stops_a_run_and_keeps_nothing() -> None:
         [w.value for w in at.warning]
     assert req not in at.session_state[pv.RESULTS]
     assert any(b.label == "Run Table 2 (poison frogs)" for b in at.button)
+
+
+def test_imagenet_features_run_from_the_page() -> None:
+    """The paper's sanity check on ImageNet features (EfficientNet-Lite0) is one choice under Features."""
+    at = poisoning_page(poison_trials=2, poison_kinds=["imagenet"])
+    assert not at.error, [e.value for e in at.error]
+    next(b for b in at.button if b.label == "Run Table 2 (poison frogs)").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    pf = poisoning.run("pf", ["imagenet"], eps=7 / 255, trials=2, steps=poisoning.DEFAULT_STEPS, seed=0)
+    rows = at.table[1].value.to_dict("records")
+    assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES["imagenet"]]
+    assert rows[0]["Successful poison frogs (measured)"] == f"{pf['rows'][0]['successes']} of 2"
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert any(c.startswith("target: a test 'cat photo'") or c.startswith("target: a test 'coffee photo'")
+               for c in captions), captions
+    assert cli(at.code[1].value).features == ["imagenet"]

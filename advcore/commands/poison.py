@@ -91,7 +91,7 @@ def table_lines(result: dict) -> list[str]:
     else:
         lines = [f"{result['title']}, eps {result['eps']:.4g} ({result['eps_255']:.3g}/255, L-inf), "
                  + (f"{result['trials']} trials" if attack == "pf"
-                    else f"{result['share']:.3g} of the training images moved")]
+                    else f"{100 * result['share']:.3g}% of the training images moved")]
     if attack == "ap":
         lines.append("features    clean    poisoned   paper (MNIST)")
         for r in result["rows"]:
