@@ -12,7 +12,7 @@ TIMEOUT = 120  # first model import on a shared 2-core CPU
 
 
 def test_home_page_runs_and_describes_every_lab() -> None:
-    from ui.common import available_labs
+    from ui.common import LABS
 
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
@@ -20,7 +20,7 @@ def test_home_page_runs_and_describes_every_lab() -> None:
     assert at.title[0].value == "advlab"
     text = " ".join(m.value for m in at.markdown)
     assert "FGSM" in text and "AGR" in text
-    labs = [lab for lab in available_labs() if lab.title != "Home"]
+    labs = [lab for lab in LABS if lab.title != "Home"]
     assert len(labs) == 6
     for lab in labs:  # one paragraph per lab, starting with its name in bold
         assert f"**{lab.title}**" in text, lab.title
@@ -70,3 +70,11 @@ def test_error_boundary_shows_messages_and_never_a_traceback() -> None:
     assert errors[1].startswith("Something went wrong")
     assert "internal detail" not in " ".join(errors)
     assert at.markdown[-1].value == "after the boundaries"
+
+
+def test_every_lab_in_the_page_table_has_its_script() -> None:
+    from ui.common import LABS
+
+    assert [lab.title for lab in LABS][:2] == ["Home", "Attack lab"]
+    for lab in LABS:
+        assert (ROOT / lab.script).is_file(), lab.script

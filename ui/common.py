@@ -66,19 +66,11 @@ LABS = (
     Lab("app_pages/defense.py", "Defense lab", ":material/shield:", "defense"),
     Lab("app_pages/poisoning.py", "Poisoning lab", ":material/science:", "poisoning"),
 )
-_APP_DIR = Path(__file__).resolve().parent.parent
-
-
-def available_labs() -> list[Lab]:
-    """The labs whose page script is present, in navigation order."""
-    return [lab for lab in LABS if (_APP_DIR / lab.script).is_file()]
-
-
 def app_pages() -> list[StreamlitPage]:
     """The labs, in navigation order (paths relative to app.py); Home is the default page."""
     return [
         st.Page(lab.script, title=lab.title, icon=lab.icon, url_path=lab.url_path, default=lab.url_path is None)
-        for lab in available_labs()
+        for lab in LABS
     ]
 
 
