@@ -26,3 +26,10 @@ COMMON=(--dataset fashion-mnist --seed 0 --threads 1 --eval-eps 0:0.3:0.03 --pgd
 "$PY" -m advcore train --recipe mat-parallel --strengths auto --grid 0.05:0.3:0.05 --penalty 0.002 \
     --matrix-from "$OUT/fmnist-mat-mixed.json" --epochs 2 --name fmnist-mat-parallel "${COMMON[@]}"
 "$PY" -m advcore train --recipe pgd --strengths 0.1 --pgd-steps 7 --epochs 1 --name fmnist-pgd "${COMMON[@]}"
+# The Defense lab's models: the same network and settings as fmnist-naive, trained on Floyd-Steinberg
+# halftones only, or on every batch plus its halftones (the paper's hybrid); both halftone their input at
+# inference (their cards say so, and advcore.models.load wraps them).
+"$PY" -m advcore train --recipe standard --input halftone --halftone floyd-steinberg --epochs 2 --name fmnist-halftone \
+    "${COMMON[@]}"
+"$PY" -m advcore train --recipe standard --input hybrid --halftone floyd-steinberg --epochs 2 --name fmnist-hybrid \
+    "${COMMON[@]}"
