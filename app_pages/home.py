@@ -31,6 +31,12 @@ st.markdown(
 )
 st.page_link("app_pages/attack.py", label="Open the Attack lab", icon=":material/bolt:")
 st.markdown(
+    "**Compare attacks**: run all five attacks on a whole set of photos at the same budget and compare them as "
+    "the adaptive-gradient paper does: success rate, cosine similarity, AMP, L2 and L-inf per attack, success rate "
+    "against eps, and a transferability matrix (adversarial images made on one EfficientNet-Lite, shown to the others)."
+)
+st.page_link("app_pages/compare.py", label="Open Compare attacks", icon=":material/leaderboard:")
+st.markdown(
     "**Training lab**: does training on adversarial examples make a model robust, and at which attack strengths? "
     "It compares Fashion-MNIST models trained normally, with FGSM or PGD examples of one strength, and with "
     "multi-strength adversarial training (mixed and parallel MAT, strengths chosen by a random walk), as accuracy "
@@ -39,12 +45,6 @@ st.markdown(
     "join the chart."
 )
 st.page_link("app_pages/training.py", label="Open the Training lab", icon=":material/model_training:")
-st.markdown(
-    "**Compare attacks**: run all five attacks on a whole set of photos at the same budget and compare them as "
-    "the adaptive-gradient paper does: success rate, cosine similarity, AMP, L2 and L-inf per attack, success rate "
-    "against eps, and a transferability matrix (adversarial images made on one EfficientNet-Lite, shown to the others)."
-)
-st.page_link("app_pages/compare.py", label="Open Compare attacks", icon=":material/leaderboard:")
 st.markdown(
     "**Geometry lab**: does a network answer the same to all noise of the same size? Around the chosen image it "
     "scores random points at fixed distances and draws the four probes of Aghdam et al.: isotropy and symmetry "
