@@ -32,6 +32,10 @@ def test_poisoning_page_runs_poison_frogs(page: Page, app_url: str) -> None:
     button.click()
     wait_for_text(page, "One poison frog trial")
     wait_idle(page)
+    # Streamlit draws a table once it is scrolled into view: bring Table 2 up and wait for its cells.
+    page.get_by_text("Table 2: poison frogs").first.scroll_into_view_if_needed()
+    wait_for_text(page, "Success rate (measured)")
+    wait_for_text(page, re.compile(r"^\d of 5$"))
     text = main.inner_text()
     assert "Success rate (measured)" in text and "Paper, Table 2, CIFAR" in text
     assert re.search(r"\d of 5", text) and "--trials 5" in text, text[-2000:]
