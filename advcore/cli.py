@@ -345,7 +345,7 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
                    help=f"iterations, 1-{MAX_STEPS} (default: 10; FGSM takes one step)")
     g.add_argument("--alpha", type=_finite("alpha", positive=True),
                    help="step size (default: the attack's own, e.g. 2.5*eps/steps for PGD)")
-    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**63 - 1), "seed"),
+    g.add_argument("--seed", type=int_type("seed", 0, 2**63 - 1),
                    help="seed of PGD's random start")
     d = _default
     g.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
@@ -361,9 +361,8 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
                         f"{_yes(d('pgd', 'stop_on_success'))} for the others)")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="PNG", help="write the adversarial image (exactly the 8-bit PNG measured)")
-    g.add_argument("--json", metavar="PATH", help="write the metrics as JSON ('-': to stdout, instead of the summary)")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes (the final line stays)")
+    add_run_options(g, json_help="write the metrics as JSON ('-': to stdout, instead of the summary)",
+                    threads_help=None, quiet_help="no progress bar or notes (the final line stays)")
 
 
 def _yes(flag: object) -> str:
@@ -441,12 +440,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
         for note in notes:
             say(f"advcore: note: {note}")
 
-    from tqdm import tqdm
-
     models.load(spec.name, args.device)  # cached: loading now keeps it out of the progress bar's rate
     total = steps if "steps" in accepted else 1
-    with tqdm(total=total, desc=f"{attack.name} {spec.name}", unit="step", file=sys.stderr, leave=False,
-              disable=args.quiet or not sys.stderr.isatty()) as bar:
+    with stderr_bar(f"{attack.name} {spec.name}", args.quiet, total=total) as bar:
 
         def progress(info: attacks.StepInfo) -> None:
             bar.total = info.steps
@@ -525,9 +521,40 @@ def parse_strengths(text: str) -> list[float] | str:
     return parse_eps_list(text, name="strength", allow_zero=False)
 
 
+def int_type(name: str, low: int, high: int) -> Callable[[str], object]:
+    """An argparse type for a whole number in ``[low, high]``."""
+    return arg_type(lambda s: parse_int(s, name=name, low=low, high=high), name)
+
+
 def positive_int(name: str, high: int) -> Callable[[str], object]:
     """An argparse type for a whole number in ``[1, high]``."""
-    return arg_type(lambda s: parse_int(s, name=name, low=1, high=high), name)
+    return int_type(name, 1, high)
+
+
+SEED_MAX = 2**31 - 1
+DEVICES = ("auto", "cpu", "cuda")
+THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)"
+
+
+def add_run_options(g: argparse._ArgumentGroup, *, quiet_help: str, json_help: str | None = None,
+                    device_default: str = "auto", threads_help: str | None = THREADS_HELP) -> None:
+    """The output options computing commands share: ``--json PATH`` (when ``json_help`` is given),
+    ``--device``, ``--threads`` (unless ``threads_help`` is None) and ``-q``."""
+    if json_help is not None:
+        g.add_argument("--json", metavar="PATH", help=json_help)
+    device_help = "default: auto (CUDA if present)" if device_default == "auto" else f"default: {device_default}"
+    g.add_argument("--device", default=device_default, choices=DEVICES, help=device_help)
+    if threads_help is not None:
+        g.add_argument("--threads", type=positive_int("threads", 256), help=threads_help)
+    g.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+
+def stderr_bar(desc: str, quiet: bool, *, total: int = 1, unit: str = "step"):
+    """A tqdm progress bar on stderr, off with ``-q`` or when stderr is not a terminal; a context manager."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                disable=quiet or not sys.stderr.isatty())
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -542,7 +569,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
                    help="default: fashion-mnist (needs the Debian package dataset-fashion-mnist)")
     g.add_argument("--epochs", type=positive_int("epochs", 1000), default=1, help="default: 1")
-    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
                    default=0, help="seed of initialisation, shuffling and PGD starts (default: 0)")
     g.add_argument("--limit", type=positive_int("limit", 10**7), metavar="N",
                    help="train on the first N training images only (quick runs)")
@@ -579,16 +606,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("evaluation and output")
     g.add_argument("--eval-eps", type=arg_type(parse_eps_list, "eval eps"), default="0:0.3:0.03",
                    help="strengths of the card's accuracy curves (default: 0:0.3:0.03)")
-    g.add_argument("--eval-n", type=arg_type(lambda s: parse_int(s, name="eval n", low=0, high=10**6), "eval n"),
+    g.add_argument("--eval-n", type=int_type("eval n", 0, 10**6),
                    help="images of the FGSM curve (default: the whole evaluation set; 0: none)")
-    g.add_argument("--pgd-n", type=arg_type(lambda s: parse_int(s, name="pgd n", low=0, high=10**6), "pgd n"),
+    g.add_argument("--pgd-n", type=int_type("pgd n", 0, 10**6),
                    default=1000, help="images of the PGD-10 curve (default: 1000; 0: none)")
     g.add_argument("--out-dir", required=True, metavar="DIR", help="where NAME.pt and NAME.json are written")
     g.add_argument("--name", help="model name (default: DATASET-RECIPE, e.g. fmnist-fgsm)")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=positive_int("threads", 256),
-                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines (the final line stays)")
+    add_run_options(g, quiet_help="no progress bars or epoch lines (the final line stays)")
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -603,15 +627,12 @@ class ProgressBars:
         self.stage = None
 
     def __call__(self, p) -> None:
-        from tqdm import tqdm
-
         if self.quiet:
             return None
         if p.stage != self.stage or self.bar is None:
             self.close()
             self.stage = p.stage
-            self.bar = tqdm(total=p.total, desc=p.stage, unit="step", file=sys.stderr, leave=False,
-                            disable=not sys.stderr.isatty())
+            self.bar = stderr_bar(p.stage, False, total=p.total)
         self.bar.update(p.step - self.bar.n)
         if "loss" in p.info:
             self.bar.set_postfix_str(f"loss {p.info['loss']:.3f}", refresh=False)
@@ -729,15 +750,12 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="L-inf strengths: start:stop:step (stop included), a list 0,0.05,0.1, or one value "
                         "(default: 0:0.3:0.03)")
     g.add_argument("--steps", type=arg_type(parse_steps, "steps"), help="iterations (default: 10; FGSM takes one)")
-    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
                    default=0, help="seed of PGD's random start (default: 0)")
     g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=500, help="default: 500")
     g = p.add_argument_group("output")
-    g.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': to stdout, instead of the table)")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=positive_int("threads", 256),
-                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the final line stays)")
+    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+                    quiet_help="no progress bar (the final line stays)")
 
 
 @command("eval", "accuracy of a model under an attack at a range of strengths", _eval_args)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from advcore.cli import (
     EXIT_OK,
+    SEED_MAX,
+    add_run_options,
     arg_type,
     command,
+    int_type,
     json_text,
     output_path,
     parse_eps_list,
-    parse_int,
     parse_steps,
+    positive_int,
     say,
+    set_threads,
+    stderr_bar,
     write_file,
 )
 
@@ -37,7 +41,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--images", metavar="DIR",
                    help="a folder of PNG/JPEG/WebP/BMP images, 'samples' (the bundled photos) or 'fashion-mnist' "
                         "(the shipped test subset); default: samples, or fashion-mnist for Fashion-MNIST models")
-    limit = arg_type(lambda s: parse_int(s, name="limit", low=1, high=compare.MAX_IMAGES), "limit")
+    limit = positive_int("limit", compare.MAX_IMAGES)
     g.add_argument("--limit", type=limit, metavar="N",
                    help=f"use the first N images (fashion-mnist: default {compare.DEFAULT_DATASET_IMAGES})")
     g = p.add_argument_group("attacks")
@@ -48,17 +52,15 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                    help="budget in [0,1] pixel units: one value (4/255), a list (1/255,4/255) or a range "
                         "start:stop:step (1/255:8/255:1/255) for the ASR-against-eps sweep")
     g.add_argument("--steps", type=arg_type(parse_steps, "steps"), default=10, help="iterations (default: 10; FGSM: 1)")
-    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
                    default=0, help="seed of PGD's random start (default: 0)")
     g.add_argument("--batch-size",
-                   type=arg_type(lambda s: parse_int(s, name="batch size", low=1, high=4096), "batch size"),
+                   type=positive_int("batch size", 4096),
                    default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
     g = p.add_argument_group("output")
-    g.add_argument("--json", metavar="PATH", help="write the whole run as JSON ('-': to stdout, instead of the tables)")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=arg_type(lambda s: parse_int(s, name="threads", low=1, high=256), "threads"),
-                   help="CPU threads for torch (default: torch's choice)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes (the final line stays)")
+    add_run_options(g, json_help="write the whole run as JSON ('-': to stdout, instead of the tables)",
+                    threads_help="CPU threads for torch (default: torch's choice)",
+                    quiet_help="no progress bar or notes (the final line stays)")
 
 
 def _pct(v: float | None) -> str:
@@ -114,8 +116,6 @@ def _tables(result: dict) -> str:
          _compare_args)
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run :func:`advcore.compare.compare`; print the tables, write the JSON."""
-    from tqdm import tqdm
-
     from advcore import compare
 
     sources, targets, dataset = compare.check_models(args.models, args.targets)
@@ -128,12 +128,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.quiet:
         for note in notes:
             say(f"advcore: note: {note}")
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    with tqdm(total=1, desc="compare", unit="step", file=sys.stderr, leave=False,
-              disable=args.quiet or not sys.stderr.isatty()) as bar:
+    set_threads(args.threads)
+    with stderr_bar("compare", args.quiet) as bar:
 
         def progress(p: compare.Progress) -> None:
             bar.total = p.total

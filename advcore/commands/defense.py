@@ -8,8 +8,11 @@ import sys
 
 from advcore.cli import (
     EXIT_OK,
+    SEED_MAX,
+    add_run_options,
     arg_type,
     command,
+    int_type,
     json_text,
     output_path,
     parse_eps_list,
@@ -18,6 +21,7 @@ from advcore.cli import (
     positive_int,
     say,
     set_threads,
+    stderr_bar,
     write_file,
 )
 from advcore.errors import AdvlabError
@@ -76,37 +80,12 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
                    help="add the column of the attacker who knows the defense (BPDA, + EOT for bayer-random)")
     g.add_argument("--eot", type=positive_int("EOT samples", 1000), default=8,
                    help="draws of the random halftone averaged per gradient step (default: 8)")
-    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**31 - 1), "seed"),
+    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
                    default=0, help="seed of PGD's random start and of the random halftone (default: 0)")
     g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=250, help="default: 250")
     g = p.add_argument_group("output")
-    g.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': to stdout, instead of the table)")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=positive_int("threads", 256),
-                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the final line stays)")
-
-
-class _Bar:
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-
-    def __call__(self, done: int, total: int, text: str) -> None:
-        from tqdm import tqdm
-
-        if self.quiet:
-            return None
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc="defend", unit="batch", file=sys.stderr, leave=False,
-                            disable=not sys.stderr.isatty())
-        self.bar.update(done - self.bar.n)
-        self.bar.set_postfix_str(text[:60], refresh=False)
-        return None
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+                    quiet_help="no progress bar (the final line stays)")
 
 
 def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, str]:
@@ -159,14 +138,17 @@ def cmd_defend(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
     set_threads(args.threads)
-    bar = _Bar(args.quiet)
-    try:
+    with stderr_bar("defend", args.quiet, unit="batch") as bar:
+
+        def progress(done: int, total: int, text: str) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+            bar.set_postfix_str(text[:60], refresh=False)
+
         result = defenses.evaluate_defense(
             spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
             adaptive=args.adaptive, eot=args.eot, bayer_size=args.bayer_size, seed=args.seed,
-            batch_size=args.batch_size, trained=trained, device=device, progress=bar)
-    finally:
-        bar.close()
+            batch_size=args.batch_size, trained=trained, device=device, progress=progress)
     result["device"] = describe(device)
     if sys.argv[1:2] == ["defend"]:
         result["command"] = "python -m advcore " + shlex.join(sys.argv[1:])

@@ -7,11 +7,11 @@ figures can be reproduced exactly with the command line it shows.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from advcore import geometry
 from advcore.cli import (
     EXIT_OK,
+    add_run_options,
     arg_type,
     command,
     json_text,
@@ -21,6 +21,8 @@ from advcore.cli import (
     parse_int,
     positive_int,
     say,
+    set_threads,
+    stderr_bar,
     write_file,
 )
 from advcore.errors import AdvlabError
@@ -61,34 +63,11 @@ def _geometry_args(p: argparse.ArgumentParser) -> None:
                    help="images the Lipschitz min-max normalisers are fitted on (default: 1000; ImageNet models "
                         "use the bundled photos)")
     g = p.add_argument_group("output")
-    g.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': to stdout, instead of the table)")
     g.add_argument("--points", action="store_true",
                    help="also put every score, distance matrix and Lipschitz pair in the JSON")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA if present)")
-    g.add_argument("--threads", type=positive_int("threads", 256),
-                   help="CPU threads for torch (default: torch's choice)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the final line stays)")
-
-
-class _Bar:
-    """A tqdm bar on stderr fed with the fraction done."""
-
-    def __init__(self, quiet: bool):
-        self.bar = None
-        if not quiet:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=1000, desc="geometry", unit="‰", file=sys.stderr, leave=False,
-                            disable=not sys.stderr.isatty())
-
-    def __call__(self, fraction: float, stage: str) -> None:
-        if self.bar is not None:
-            self.bar.set_description_str(stage, refresh=False)
-            self.bar.update(int(fraction * 1000) - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+                    threads_help="CPU threads for torch (default: torch's choice)",
+                    quiet_help="no progress bar (the final line stays)")
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -143,17 +122,16 @@ def cmd_geometry(args: argparse.Namespace) -> int:
         say(f"advcore: note: --layer only applies to mantel and lipschitz; ignored for {args.probe}.")
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
     image = load_image(args.image)
-    if args.threads is not None:
-        import torch
+    set_threads(args.threads)
+    with stderr_bar("geometry", args.quiet, total=1000, unit="‰") as bar:
 
-        torch.set_num_threads(args.threads)
-    bar = _Bar(args.quiet)
-    try:
+        def progress(fraction: float, stage: str) -> None:
+            bar.set_description_str(stage, refresh=False)
+            bar.update(int(fraction * 1000) - bar.n)
+
         result = geometry.probe_image(args.model, image, probes=probes, radii=args.radii, T=args.T, layer=args.layer,
                                       norm=args.norm, seed=args.seed, permutations=args.permutations,
-                                      fit_images=args.fit_images, device=args.device, progress=bar)
-    finally:
-        bar.close()
+                                      fit_images=args.fit_images, device=args.device, progress=progress)
     d = result.to_dict(points=args.points)
     d["image"] = args.image
     if json_out is not None:

@@ -10,13 +10,15 @@ import argparse
 from advcore import poisoning
 from advcore.cli import (
     EXIT_OK,
+    SEED_MAX,
     ProgressBars,
+    add_run_options,
     arg_type,
     command,
+    int_type,
     json_text,
     output_path,
     parse_eps,
-    parse_int,
     say,
     set_threads,
     write_file,
@@ -42,10 +44,6 @@ def _positive_float(name: str):
     return arg_type(lambda s: parse_eps(s, name=name, allow_zero=False), name)
 
 
-def _int(name: str, low: int, high: int):
-    return arg_type(lambda s: parse_int(s, name=name, low=low, high=high), name)
-
-
 def _poison_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("attack", choices=tuple(poisoning.ATTACK_TITLES),
                    help="lf: label flip (Table 3), pf: poison frogs (Table 2), ap: adversarial poisoning (Table 1)")
@@ -62,23 +60,20 @@ def _poison_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--share", type=arg_type(_share, "share"),
                    help="lf: share of training labels made random (default: 0.02, the paper's 2%%); ap: share of "
                         "training images moved (default: 1)")
-    g.add_argument("--trials", type=_int("trials", 1, poisoning.MAX_TRIALS), default=20,
+    g.add_argument("--trials", type=int_type("trials", 1, poisoning.MAX_TRIALS), default=20,
                    help="pf: number of poison frog trials (default: 20; the paper runs 100)")
     g.add_argument("--method", choices=poisoning.METHODS, default="pgd",
                    help="pf, ap: craft with one FGSM step or PGD steps (default: pgd)")
-    g.add_argument("--steps", type=_int("steps", 1, poisoning.MAX_STEPS), default=poisoning.DEFAULT_STEPS,
+    g.add_argument("--steps", type=int_type("steps", 1, poisoning.MAX_STEPS), default=poisoning.DEFAULT_STEPS,
                    help=f"pf, ap: PGD steps, step 2.5*eps/steps (default: {poisoning.DEFAULT_STEPS})")
-    g.add_argument("--repeats", type=_int("repeats", 1, 100), default=3,
+    g.add_argument("--repeats", type=int_type("repeats", 1, 100), default=3,
                    help="lf: runs averaged, seeds seed..seed+repeats-1 (default: 3)")
     g.add_argument("--C", dest="C", type=_positive_float("C"), default=poisoning.DEFAULT_C,
                    help="the LinearSVC's C (default: 1)")
-    g.add_argument("--seed", type=_int("seed", 0, 2**31 - 1), default=0, help="default: 0")
+    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX), default=0, help="default: 0")
     g = p.add_argument_group("output")
-    g.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': to stdout, instead of the table)")
-    g.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="default: cpu")
-    g.add_argument("--threads", type=_int("threads", 1, 256),
-                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars (the final line stays)")
+    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+                    device_default="cpu", quiet_help="no progress bars (the final line stays)")
 
 
 def table_lines(result: dict) -> list[str]:
