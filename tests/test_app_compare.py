@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import shlex
-from pathlib import Path
 
 import pytest
+from app_util import charts, open_page
 from streamlit.testing.v1 import AppTest
 
 from advcore import compare
 from advcore.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 TIMEOUT = 120
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def compare_page(model: str = "fmnist-naive", **widgets: object) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.session_state["sidebar_model"] = model
-    for key, value in widgets.items():
-        at.session_state[key] = value
-    at.switch_page("app_pages/compare.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    return {json.loads(el.proto.spec)["layout"]["title"]["text"]: json.loads(el.proto.spec)
-            for el in at.get("plotly_chart")}
+    return open_page("app_pages/compare.py", timeout=TIMEOUT, sidebar_model=model, **widgets)
 
 
 def text(at: AppTest) -> str:

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 import pytest
+from app_util import APP, open_page
 from streamlit.testing.v1 import AppTest
 
 from advcore import defenses
 from advcore.cli import build_parser
 from ui import defense_view as dv
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 TIMEOUT = 120
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def defense_page(model: str = "fmnist-naive", **widgets: object) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.session_state["sidebar_model"] = model
-    for key, value in widgets.items():
-        at.session_state[key] = value
-    at.switch_page("app_pages/defense.py").run()
-    assert not at.exception, at.exception
+    at = open_page("app_pages/defense.py", timeout=TIMEOUT, sidebar_model=model, **widgets)
     assert not at.error, [e.value for e in at.error]
     return at
 

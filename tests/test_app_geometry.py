@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import shlex
-from pathlib import Path
 
 import pytest
+from app_util import APP, charts, open_page
 from streamlit.testing.v1 import AppTest
 
 from advcore import geometry
 from advcore.cli import build_parser, load_image
 from ui import geometry_view as gv
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 TIMEOUT = 180
 SMALL = {"sidebar_model": "fmnist-naive", "geo_T_small": 20, "geo_radii_small": "0.02,0.05,0.1"}
 RADII = [0.02, 0.05, 0.1]
@@ -26,17 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def geometry_page(**widgets: object) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    for key, value in widgets.items():
-        at.session_state[key] = value
-    at.switch_page("app_pages/geometry.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    return {json.loads(el.proto.spec)["layout"]["title"]["text"]: json.loads(el.proto.spec)
-            for el in at.get("plotly_chart")}
+    return open_page("app_pages/geometry.py", timeout=TIMEOUT, **widgets)
 
 
 def ys(trace: dict) -> list:

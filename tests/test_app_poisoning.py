@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import pytest
+from app_util import open_page
 from streamlit.testing.v1 import AppTest
 
 from advcore import poisoning
 from advcore.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 TIMEOUT = 180
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def poisoning_page(**widgets: object) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    for key, value in widgets.items():
-        at.session_state[key] = value
-    at.switch_page("app_pages/poisoning.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("app_pages/poisoning.py", timeout=TIMEOUT, **widgets)
 
 
 def pct(v: float, signed: bool = False) -> str:

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_util import APP, charts, open_page
 from streamlit.testing.v1 import AppTest
 
 from advcore import datasets, training, zoo
 from advcore.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 TIMEOUT = 180  # a training run on a shared 2-core CPU
 RUN_DATASET = "fashion-mnist" if datasets.fashion_mnist_available() else "digits"
 
@@ -24,27 +23,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def training_page(**widgets: object) -> AppTest:
     """The Training lab reached from the Home page; ``widgets`` preset by key."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    for key, value in widgets.items():
-        at.session_state[key] = value
-    at.switch_page("app_pages/training.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("app_pages/training.py", timeout=TIMEOUT, **widgets)
 
 
 def shipped_cards(directory: Path = zoo.MODELS_DIR) -> list[dict]:
     """The cards the page must show, read here independently of the page's code."""
     cards = [json.loads(p.read_text(encoding="utf-8")) for p in zoo.shipped_cards(directory)]
     return [c for c in cards if c.get("curves") and (directory / c["weights"]).is_file()]
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Every plotly chart on the page as {title: figure dict}."""
-    out = {}
-    for el in at.get("plotly_chart"):
-        fig = json.loads(el.proto.spec)
-        out[fig["layout"]["title"]["text"]] = fig
-    return out
 
 
 def table(at: AppTest) -> list[dict[str, str]]:
