@@ -350,6 +350,12 @@ class Row:
         return ROW_TITLES[self.key]
 
 
+def bare_network(model: nn.Module) -> nn.Module:
+    """The network behind a registry model: halftone-trained models load as ``Defended(net, halftone)``
+    (:func:`advcore.zoo.input_transform`); the table puts its own halftone (or none) in front."""
+    return model.model if isinstance(model, Defended) else model
+
+
 def build_rows(model_name: str, ht: Halftone, *, device: str | torch.device = "cpu", eot: int = 8,
                trained: dict[str, str] | None = None) -> list[Row]:
     """The rows of the table for base model ``model_name`` (the undefended, naively trained model).
@@ -360,9 +366,7 @@ def build_rows(model_name: str, ht: Halftone, *, device: str | torch.device = "c
     from advcore import models
 
     spec = models.get_spec(model_name)
-    base = models.load(model_name, device)
-    if isinstance(base, Defended):  # a halftone-trained model as the base: its bare network
-        base = base.model
+    base = bare_network(models.load(model_name, device))
     if trained is None:
         trained = {k: v for k, v in TRAINED_MODELS.get(spec.dataset, {}).items() if v in models.names()}
     attack_ht = Halftone(ht.method, ht.bayer_size, seed=ht.seed + 1)  # the attacker's own draws
@@ -381,9 +385,7 @@ def build_rows(model_name: str, ht: Halftone, *, device: str | torch.device = "c
             other = models.get_spec(name)
             if other.input_size != spec.input_size or other.classes() != spec.classes():
                 raise AdvlabError(f"{name} does not classify the same images as {model_name}.")
-            net = models.load(name, device)
-            if isinstance(net, Defended):  # the registry's model as used: take the bare network back
-                net = net.model
+            net = bare_network(models.load(name, device))
             rows.append(Row(key, name, net, *wrap(net)))
     return rows
 
