@@ -61,12 +61,9 @@ def check_layer(model: nn.Module, layer: str | None) -> str:
     return layer
 
 
-def activations(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
-    """The activation of ``layer`` for the batch ``x``, flattened to ``(N, D)``.
-
-    Gradients flow through it when ``x`` requires them (as for a poison frog's feature collision);
-    wrap the call in ``torch.no_grad()`` otherwise.
-    """
+def _capture(model: nn.Module, x: torch.Tensor, layer: str | None, *, stop: bool) -> tuple[torch.Tensor | None,
+                                                                                           torch.Tensor]:
+    """Run ``model(x)`` with a hook on ``layer``: ``(logits or None when stopped early, activation (N, D))``."""
     layer = check_layer(model, layer)
     if layer == PENULTIMATE:
         _, module = _last_linear(model)
@@ -76,16 +73,19 @@ def activations(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> 
 
     def keep_input(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         captured.append(inputs[0])
-        raise _Captured
+        if stop:
+            raise _Captured
 
     def keep_output(_m: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         captured.append(output)
-        raise _Captured
+        if stop:
+            raise _Captured
 
     handle = module.register_forward_pre_hook(keep_input) if layer == PENULTIMATE else (
         module.register_forward_hook(keep_output))
+    logits = None
     try:
-        model(x)
+        logits = model(x)
     except _Captured:
         pass
     finally:
@@ -95,7 +95,24 @@ def activations(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> 
     out = captured[0]
     if not isinstance(out, torch.Tensor):
         raise AdvlabError(f"Layer {layer!r} does not output a single tensor.")
-    return out.reshape(out.shape[0], -1)
+    return logits, out.reshape(out.shape[0], -1)
+
+
+def activations(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """The activation of ``layer`` for the batch ``x``, flattened to ``(N, D)``; the pass stops there.
+
+    Gradients flow through it when ``x`` requires them (as for a poison frog's feature collision);
+    wrap the call in ``torch.no_grad()`` otherwise.
+    """
+    return _capture(model, x, layer, stop=True)[1]
+
+
+def logits_and_activations(model: nn.Module, x: torch.Tensor,
+                           layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of ``x`` and the ``(N, D)`` activation of ``layer``, from one whole forward pass."""
+    logits, act = _capture(model, x, layer, stop=False)
+    assert logits is not None
+    return logits, act
 
 
 def batched_activations(model: nn.Module, x: torch.Tensor, layer: str | None = None, *,

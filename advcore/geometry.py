@@ -105,41 +105,13 @@ def symmetry_directions(dim: int, r: float, T: int, generator: torch.Generator, 
 # --------------------------------------------------------------------------- forward pass with a layer
 
 
-def _layer_module(model: nn.Module, layer: str) -> tuple[nn.Module, bool]:
-    """The module whose activation is phi, and whether phi is its input (penultimate) or its output."""
-    if layer == features.PENULTIMATE:
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        return linears[-1], True
-    return dict(model.named_modules())[layer], False
-
-
 def forward(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits of ``x`` and, when ``layer`` is given, the layer's activation (N, D), in one pass without gradients.
-
-    ``layer`` names a module as in :func:`advcore.features.activations` (``"penultimate"``: the input of
-    the last ``nn.Linear``); ``features.activations`` stops at the layer, this one runs to the logits too.
-    """
-    if layer is None:
-        with torch.no_grad():
+    """Logits of ``x`` and, when ``layer`` is given, the layer's activation (N, D), in one pass without gradients
+    (:func:`advcore.features.logits_and_activations`)."""
+    with torch.no_grad():
+        if layer is None:
             return model(x), None
-    module, use_input = _layer_module(model, features.check_layer(model, layer))
-    captured: list[torch.Tensor] = []
-
-    def pre(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        captured.append(inputs[0])
-
-    def post(_m: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        captured.append(output)
-
-    handle = module.register_forward_pre_hook(pre) if use_input else module.register_forward_hook(post)
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        handle.remove()
-    if not captured or not isinstance(captured[0], torch.Tensor):
-        raise AdvlabError(f"Layer {layer!r} was not reached by the forward pass or does not output one tensor.")
-    return logits, captured[0].reshape(x.shape[0], -1)
+        return features.logits_and_activations(model, x, layer)
 
 
 def class_scores(logits: torch.Tensor, k: int) -> torch.Tensor:

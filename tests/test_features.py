@@ -55,3 +55,11 @@ def test_shipped_fashion_mnist_model_layers() -> None:
     with torch.no_grad():
         assert features.activations(model, torch.rand(3, 1, 28, 28)).shape == (3, 128)
         assert features.activations(model, torch.rand(3, 1, 28, 28), "net.features.2").shape == (3, 32 * 14 * 14)
+
+
+def test_logits_and_activations_come_from_one_whole_pass() -> None:
+    net = _mlp()
+    x = torch.rand(4, 1, 3, 4)
+    logits, act = features.logits_and_activations(net, x, "penultimate")
+    assert torch.equal(logits, net(x)) and torch.equal(act, features.activations(net, x))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
