@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` adds it; AppTest and other runn
 
 import streamlit as st  # noqa: E402
 
-from ui.common import app_pages, run_with_sidebar  # noqa: E402
+from ui.frame import app_pages, run_with_sidebar  # noqa: E402
 
 st.set_page_config(page_title="advlab", page_icon=":material/science:", layout="wide")
 run_with_sidebar(st.navigation(app_pages()))

@@ -2,7 +2,7 @@
 
 import sys
 
-from advcore.cli import main
+from advcore.cli.framework import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,8 +20,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from advcore.errors import AdvlabError
+from advcore.paths import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SAMPLES_DIR = ASSETS / "samples"
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP")  # MPO: a camera JPEG with a second frame

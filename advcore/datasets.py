@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from advcore.errors import AdvlabError
+from advcore.paths import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SUBSET_PATH = ASSETS / "fashion-mnist" / "test-subset.npz"
 DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV_DIR = "ADVLAB_FASHION_MNIST_DIR"

@@ -1,6 +1,6 @@
 """Attack lab: attack one image and see the perturbation, the predictions and the metrics, live.
 
-Widgets -> ``advcore.experiment.attack_image`` (through ui.attack_view's per-session cache) -> views.
+Widgets -> ``advcore.labs.attack.attack_image`` (through ui.views.attack's per-session cache) -> views.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import json
 import streamlit as st
 from PIL import Image
 
-from advcore import data, experiment, models
+from advcore import data, models
 from advcore.attacks import ATTACKS, StepInfo
 from advcore.device import pick_device
-from ui import attack_view, plots
-from ui.common import app_frame, md_escape, require_image
+from advcore.labs import attack as attack_lab
+from advcore.records import json_safe
+from ui import plots
+from ui.frame import app_frame, md_escape, require_image
+from ui.views import attack as attack_view
 
 INTRO = (
     "Pick a photo and an attack, then move eps to see how small a change flips the model's prediction: "
@@ -136,7 +139,7 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     return req
 
 
-def compute(req: attack_view.AttackRequest, image) -> experiment.ImageAttack:
+def compute(req: attack_view.AttackRequest, image) -> attack_lab.ImageAttack:
     """Run the attack with a progress bar for iterative attacks."""
     if not req.spec.iterative:
         return attack_view.run(req, image)
@@ -155,7 +158,7 @@ def prediction_line(kind: str, name: str, prob: float) -> str:
     return f"{kind} prediction: {md_escape(name)} ({100.0 * prob:.1f}%)"
 
 
-def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel) -> None:
+def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> None:
     """Images, predictions, plots, metrics, downloads and the command line of one result."""
     m = res.metrics
     stop_on_success = bool(dict(req.extra).get("stop_on_success", False))
@@ -233,7 +236,7 @@ def views(req: attack_view.AttackRequest, res: experiment.ImageAttack, sel) -> N
     d1, d2 = h2.columns(2)
     d1.download_button("Download adversarial PNG", res.png, file_name="adversarial.png", mime="image/png",
                        on_click="ignore", key="attack_download_png")
-    d2.download_button("Download metrics JSON", json.dumps(experiment.json_safe(m), indent=2),
+    d2.download_button("Download metrics JSON", json.dumps(json_safe(m), indent=2),
                        file_name="metrics.json", mime="application/json", on_click="ignore",
                        key="attack_download_json")
 

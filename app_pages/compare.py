@@ -1,6 +1,6 @@
 """Compare attacks: every attack on a set of images at the same budget, and how their images transfer.
 
-Widgets -> ``advcore.compare.compare`` (through ui.compare_view's per-session cache) -> table, bar charts,
+Widgets -> ``advcore.labs.compare.compare`` (through ui.views.compare's per-session cache) -> table, bar charts,
 transfer heat map, ASR-against-eps curves, downloads, the paper's figures quoted next to ours.
 """
 
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore import compare, models
+from advcore import models
 from advcore.attacks import ATTACKS
 from advcore.errors import AdvlabError
-from ui import compare_view as cv
-from ui.common import app_frame, error_boundary, md_escape
+from advcore.labs import compare
+from ui.frame import app_frame, error_boundary, md_escape
+from ui.views import compare as cv
 
 INTRO = (
     "Run all five attacks on a set of images at the same budget and see which fools the model most often, "

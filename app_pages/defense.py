@@ -1,6 +1,6 @@
 """Defense lab: halftoning as input recharacterisation, tested by an attacker who ignores it and one who knows it.
 
-Widgets -> ``advcore.defenses`` (image_panels, evaluate_defense, clean_effect, through ui.defense_view's
+Widgets -> ``advcore.defenses`` (image_panels, evaluate_defense, clean_effect, through ui.views.defense's
 per-session caches) -> views.
 """
 
@@ -10,9 +10,9 @@ import streamlit as st
 
 from advcore import data, defenses, models
 from advcore.errors import AdvlabError
-from ui import defense_view as dv
 from ui import plots
-from ui.common import app_frame, error_boundary, md_escape, require_image
+from ui.frame import app_frame, error_boundary, md_escape, require_image
+from ui.views import defense as dv
 
 INTRO = (
     "Halftoning turns an image into black and white dots before the model sees it; this page shows whether "

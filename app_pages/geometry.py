@@ -2,7 +2,7 @@
 an image? (Aghdam, Heravi and Puig, VISAPP 2017: isotropy Eq. 4, symmetry Eq. 6, Mantel test Sec. 2.3,
 local Lipschitz Eq. 9.)
 
-Widgets -> ``ui.geometry_view`` (per-session cache keyed by every parameter) -> advcore.geometry ->
+Widgets -> ``ui.views.geometry`` (per-session cache keyed by every parameter) -> advcore.labs.geometry ->
 the paper's Figures 1, 3, 4 and 6 and a naive-versus-robust comparison on the same random points.
 """
 
@@ -12,11 +12,11 @@ import json
 
 import streamlit as st
 
-from advcore import features, geometry, models
-from advcore.commands.geometry import parse_radii
+from advcore import features, models
 from advcore.errors import AdvlabError, Cancelled
-from ui import geometry_view as gv
-from ui.common import app_frame, error_boundary, md_escape, require_image
+from advcore.labs import geometry
+from ui.frame import app_frame, error_boundary, md_escape, require_image
+from ui.views import geometry as gv
 
 INTRO = (
     "This page puts random noise of a fixed size around the selected image and measures how differently the "
@@ -56,7 +56,7 @@ def controls(sel, model) -> gv.GeometryRequest:
                              key="geo_permutations", persist_state=KEEP,
                              help="Permutations of the two-sided Mantel p-value (0: r only).")
     try:
-        radii = parse_radii(radii_text)
+        radii = geometry.parse_radii(radii_text)
         gv.check_radii_for(norm, radii)
         geometry.check_params(radii, int(T), norm, int(perms))
     except AdvlabError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import app_frame
+from ui.frame import app_frame
 
 app_frame()  # the shared sidebar's selection is not needed here
 st.title("advlab")

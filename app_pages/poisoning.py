@@ -1,6 +1,6 @@
 """Poisoning lab: label flip, poison frogs and adversarial poisoning against naive and robust frozen features.
 
-Widgets -> ``ui.poisoning_view.Request`` -> ``advcore.poisoning.run`` (kept per session, keyed by every
+Widgets -> ``ui.views.poisoning.Request`` -> ``advcore.labs.poisoning.run`` (kept per session, keyed by every
 parameter) -> the paper's Tables 1-3 next to the paper's own numbers, and one poison frog trial in full.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore import poisoning
 from advcore.errors import AdvlabError
-from ui import poisoning_view as pv
-from ui.common import app_frame, error_boundary
+from advcore.labs import poisoning
+from ui.frame import app_frame, error_boundary
+from ui.views import poisoning as pv
 
 INTRO = (
     "Poison the training set of a linear SVM that reads frozen features of a naive, an FGSM-trained or a "
@@ -22,7 +22,7 @@ KEEP = "session"
 
 
 def controls(device: str) -> dict:
-    """The shared settings; returns them as keyword arguments of :class:`ui.poisoning_view.Request`."""
+    """The shared settings; returns them as keyword arguments of :class:`ui.views.poisoning.Request`."""
     c1, c2, c3 = st.columns([1.6, 1.2, 1.2])
     kinds = c1.multiselect("Features", pv.PAGE_KINDS, default=list(pv.DEFAULT_KINDS), key="poison_kinds",
                            format_func=poisoning.KIND_TITLES.get, persist_state=KEEP,

@@ -1,19 +1,21 @@
 """Training lab: standard, adversarial and multi-strength adversarial training (MAT) compared.
 
 The shipped models' cards -> Figure 4, Table 1, the random walk and the voting weights (nothing is
-recomputed on page load); a short training run of a person's own through ``ui.training_view``
-(advcore.training.train and evaluate) joins the charts.
+recomputed on page load); a short training run of a person's own through ``ui.views.training``
+(advcore.labs.training.train and evaluate) joins the charts.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from advcore import datasets, training
+from advcore import datasets
 from advcore.errors import AdvlabError
-from ui import plots, training_view
-from ui.common import app_frame
-from ui.training_view import DATASET_TITLES, RECIPE_TITLES, RunRequest
+from advcore.labs import training
+from ui import plots
+from ui.frame import app_frame
+from ui.views import training as training_view
+from ui.views.training import DATASET_TITLES, RECIPE_TITLES, RunRequest
 
 INTRO = (
     "Each line below is one of our shipped Fashion-MNIST models, and shows how its accuracy falls as the attack "

@@ -2,7 +2,7 @@
 
 The 12 images are the 9 bundled photos plus mirror images of the first 3 (the repository ships 9 photos).
 Budget L-inf 4/255, 10 steps, seed 0, labels = Lite0's clean predictions, torch's default threads, one
-``advcore.compare.compare`` call as the page and ``python -m advcore compare`` make it (target: under
+``advcore.labs.compare.compare`` call as the page and ``python -m advcore compare`` make it (target: under
 2 minutes on the 2-core CPU). ``--transfer`` times a second call that also shows the adversarial images
 to Lite1 and Lite2 (the transfer matrix); ``--eps`` changes the budget (a list gives a sweep).
 
@@ -25,9 +25,10 @@ if str(ROOT) not in sys.path:  # `python bench/compare.py` as well as `python -m
 
 from PIL import ImageOps  # noqa: E402
 
-from advcore import compare, models  # noqa: E402
-from advcore.cli import parse_eps_list  # noqa: E402
+from advcore import models  # noqa: E402
+from advcore.cli.framework import parse_eps_list  # noqa: E402
 from advcore.device import pick_device  # noqa: E402
+from advcore.labs import compare  # noqa: E402
 from bench.common import environment  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

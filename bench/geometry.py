@@ -1,4 +1,4 @@
-"""How fast the Geometry lab answers (``advcore.geometry``).
+"""How fast the Geometry lab answers (``advcore.labs.geometry``).
 
 (a) isotropy (Eq. 4) with T = 100 points at 20 radii (1/255 to 20/255) on the Fashion-MNIST
     ``fmnist-naive`` CNN, test image 0, with 1 torch thread and with torch's default threads
@@ -33,10 +33,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from advcore import data, datasets, geometry, models  # noqa: E402
+from advcore import data, datasets, models  # noqa: E402
 from advcore.device import pick_device  # noqa: E402
+from advcore.labs import geometry  # noqa: E402
 from bench.common import environment  # noqa: E402
-from ui import geometry_view  # noqa: E402
+from ui.views import geometry as geometry_view  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RADII_20 = [k / 255 for k in range(1, 21)]
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     res["lite0_forward_batch_T"] = {**fwd, "batch": int(batch.shape[0])}
     print(f"    Lite0 bare forward of a batch of {batch.shape[0]}: {fwd['median_s']:.2f} s", flush=True)
     d = geometry_view.LARGE_DEFAULTS
-    from advcore.commands.geometry import parse_radii
+    from advcore.labs.geometry import parse_radii
 
     radii = parse_radii(d["radii"])
 

@@ -21,9 +21,9 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from advcore import poisoning  # noqa: E402
 from advcore.device import pick_device  # noqa: E402
-from advcore.experiment import json_safe  # noqa: E402
+from advcore.labs import poisoning  # noqa: E402
+from advcore.records import json_safe  # noqa: E402
 from bench.common import environment  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -5,10 +5,10 @@ On efficientnet-lite0 at 224x224, batch 1 (the bundled cat), torch's default thr
 (a) one bare forward + backward with respect to the input (median of ``--fb-repeats``);
 (b) PGD, 10 steps, against 10 bare forward+backward passes timed back to back with it (median
     ratio of 5 pairs): the attack loop's overhead (target: within 5%);
-(c) the page rerun after an eps change with FGSM: ``experiment.attack_image`` with the
+(c) the page rerun after an eps change with FGSM: ``attack_lab.attack_image`` with the
     model cached, for several eps (target: under 1 s), and, when the Attack page exists,
     a Streamlit ``AppTest`` rerun of ``app.py``'s Attack page after moving its eps slider;
-(d) PGD, 10 steps, through ``experiment.attack_image`` (target: under 3 s);
+(d) PGD, 10 steps, through ``attack_lab.attack_image`` (target: under 3 s);
 (e) each attack at 10 steps: seconds, gradient evaluations, seconds per evaluation;
 (f) (a) and (d) for efficientnet-lite1 (240) and -lite2 (260).
 
@@ -31,8 +31,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from advcore import attacks, data, experiment, models
+from advcore import attacks, data, models
 from advcore.device import pick_device
+from advcore.labs import attack as attack_lab
+from advcore.records import json_safe
 from bench.common import environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         y = forward(model, x).argmax(1)
         fb = measure(lambda: forward_backward(model, x, y), dev, args.fb_repeats, warmup=2)
         fw = measure(lambda: forward(model, x), dev, args.fb_repeats, warmup=1)
-        page = measure(lambda: experiment.attack_image(name, image, "pgd", eps=EPS, steps=STEPS, seed=0,
+        page = measure(lambda: attack_lab.attack_image(name, image, "pgd", eps=EPS, steps=STEPS, seed=0,
                                                        device=dev), dev, args.repeats)
         return {"model": name, "input": list(spec.input_size), "load_s": load_s, "forward_backward": fb,
                 "forward": fw, "pgd10_attack_image": page, "_model": model, "_x": x, "_y": y}
@@ -200,12 +202,12 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     # (c) FGSM page computation after an eps change (model cached: loaded above)
-    experiment.attack_image("efficientnet-lite0", image, "fgsm", eps=EPS, device=dev)  # warm-up
+    attack_lab.attack_image("efficientnet-lite0", image, "fgsm", eps=EPS, device=dev)  # warm-up
     by_eps = []
     for eps in FGSM_EPS:
-        m = measure(lambda eps=eps: experiment.attack_image("efficientnet-lite0", image, "fgsm", eps=eps, device=dev),
+        m = measure(lambda eps=eps: attack_lab.attack_image("efficientnet-lite0", image, "fgsm", eps=eps, device=dev),
                     dev, args.repeats, warmup=0)
-        res = experiment.attack_image("efficientnet-lite0", image, "fgsm", eps=eps, device=dev)
+        res = attack_lab.attack_image("efficientnet-lite0", image, "fgsm", eps=eps, device=dev)
         by_eps.append({"eps": eps, "eps_255": round(eps * 255, 3), **m, "attack_s": res.metrics["seconds"],
                        "success": res.metrics["success"]})
     med = statistics.median(e["median_s"] for e in by_eps)
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(doc)
     out = args.out or RESULTS / f"speed-{dev.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(experiment.json_safe(doc), indent=1) + "\n")
+    out.write_text(json.dumps(json_safe(doc), indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 

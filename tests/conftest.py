@@ -52,7 +52,7 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-# --------------------------------------------------------------------------- browser fixtures (tests/test_browser*.py)
+# --------------------------------------------------------------------------- browser fixtures (tests/browser/)
 
 
 def _require_browser() -> None:

@@ -1,0 +1,155 @@
+"""``python -m advcore compare``: every attack on a set of images, per source model, and the transfer matrix."""
+
+from __future__ import annotations
+
+import argparse
+
+from advcore.cli.framework import (
+    EXIT_OK,
+    SEED_MAX,
+    add_run_options,
+    arg_type,
+    command,
+    int_type,
+    json_text,
+    output_path,
+    parse_eps_list,
+    parse_steps,
+    positive_int,
+    say,
+    set_threads,
+    stderr_bar,
+    write_file,
+)
+
+L2_EPS_MAX = 1000.0  # an L2 radius in [0,1] pixel units; a 260x260x3 image has norm at most about 450
+
+
+def _names(text: str) -> list[str]:
+    return [p.strip() for p in str(text).split(",")]
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    from advcore.labs import compare
+
+    g = p.add_argument_group("what to attack")
+    g.add_argument("--models", required=True, type=_names, metavar="A,B,...",
+                   help="source models, comma-separated (e.g. efficientnet-lite0,efficientnet-lite1); all of one "
+                        "dataset")
+    g.add_argument("--targets", type=_names, metavar="A,B,...",
+                   help="models the adversarial images are shown to (default: the source models)")
+    g.add_argument("--images", metavar="DIR",
+                   help="a folder of PNG/JPEG/WebP/BMP images, 'samples' (the bundled photos) or 'fashion-mnist' "
+                        "(the shipped test subset); default: samples, or fashion-mnist for Fashion-MNIST models")
+    limit = positive_int("limit", compare.MAX_IMAGES)
+    g.add_argument("--limit", type=limit, metavar="N",
+                   help=f"use the first N images (fashion-mnist: default {compare.DEFAULT_DATASET_IMAGES})")
+    g = p.add_argument_group("attacks")
+    g.add_argument("--attacks", default="all", metavar="LIST",
+                   help=f"'all' or a comma-separated list of {', '.join(compare.ALL_ATTACKS)} (default: all)")
+    g.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (default: linf)")
+    g.add_argument("--eps", required=True, metavar="EPS",
+                   help="budget in [0,1] pixel units: one value (4/255), a list (1/255,4/255) or a range "
+                        "start:stop:step (1/255:8/255:1/255) for the ASR-against-eps sweep")
+    g.add_argument("--steps", type=arg_type(parse_steps, "steps"), default=10, help="iterations (default: 10; FGSM: 1)")
+    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
+                   default=0, help="seed of PGD's random start (default: 0)")
+    g.add_argument("--batch-size",
+                   type=positive_int("batch size", 4096),
+                   default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
+    g = p.add_argument_group("output")
+    add_run_options(g, json_help="write the whole run as JSON ('-': to stdout, instead of the tables)",
+                    threads_help="CPU threads for torch (default: torch's choice)",
+                    quiet_help="no progress bar or notes (the final line stays)")
+
+
+def _pct(v: float | None) -> str:
+    return "     –" if v is None else f"{100 * v:5.1f}%"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def _tables(result: dict) -> str:
+    """The per-attack table and the transfer matrix of each eps, or the ASR sweep for several eps."""
+    from advcore.labs import compare
+
+    lines = [f"{len(result['images'])} image(s), {result['norm']} ball, {result['steps']} steps, seed "
+             f"{result['seed']}, on {result['device']}; labels: each source's clean prediction"]
+    titles = result["attack_titles"]
+    width = max(len(titles[a]) for a in result["attacks"])
+    if len(result["eps"]) > 1:
+        for s in result["sources"]:
+            lines.append(f"\nASR against eps on {s}")
+            lines.append(" " * width + "  " + "  ".join(f"{e:>8.4g}" for e in result["eps"]))
+            for a in result["attacks"]:
+                lines.append(titles[a].ljust(width) + "  " + "  ".join(f"{_pct(v):>8}" for v in
+                                                                      result["sweep"][s][a]["asr"]))
+    run = compare.run_at(result, result["eps"][-1])
+    lines.append(f"\neps {run['eps']:.4g}")
+    head = (f"{'attack'.ljust(width)}  {'ASR':>6}  {'8-bit':>6}  {'cosine (sd)':>19}  {'AMP':>7}  {'L2':>7}  "
+            f"{'Linf':>7}  {'steps to success':>16}  {'grad evals':>10}")
+    for s in result["sources"]:
+        lines.append(f"\nsource {s}")
+        lines.append(head)
+        for a in result["attacks"]:
+            r = run["sources"][s][a]
+            cos = f"{_num(r['cosine_similarity'], '.7f')} ({_num(r['cosine_similarity_std'], '.1e')})"
+            lines.append(f"{titles[a].ljust(width)}  {_pct(r['asr']):>6}  {_pct(r['asr_8bit']):>6}  {cos:>19}  "
+                         f"{_num(r['amp'], '.4g'):>7}  {_num(r['l2'], '.4g'):>7}  {_num(r['linf'], '.4g'):>7}  "
+                         f"{_num(r['steps_to_success'], '.2f'):>16}  {_num(r['grad_evals'], '.2f'):>10}")
+    lines.append("\ntransfer: success rate on each target (rows: source / attack; * white box)")
+    tw = max(len(t) for t in result["targets"])
+    lines.append(" " * (width + 2 + max(len(s) for s in result["sources"]) + 2) + "  ".join(
+        t.rjust(max(tw, 7)) for t in result["targets"]))
+    sw = max(len(s) for s in result["sources"])
+    for s in result["sources"]:
+        for a in result["attacks"]:
+            cells = [(_pct(run["sources"][s][a]["transfer"][t]).strip() + ("*" if t == s else "")).rjust(max(tw, 7))
+                     for t in result["targets"]]
+            lines.append(f"{s.ljust(sw)}  {titles[a].ljust(width)}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+@command("compare", "every attack on a set of images per source model, with the transferability matrix",
+         _compare_args)
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Run :func:`advcore.labs.compare.compare`; print the tables, write the JSON."""
+    from advcore.labs import compare
+
+    sources, targets, dataset = compare.check_models(args.models, args.targets)
+    names = compare.ALL_ATTACKS if args.attacks.strip().lower() == "all" else _names(args.attacks)
+    attack_names = compare.check_attacks(names)
+    eps = parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else L2_EPS_MAX)
+    eps = compare.check_eps(eps, args.norm, args.steps)
+    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
+    items, notes, what = compare.resolve_images(args.images, dataset, args.limit)
+    if not args.quiet:
+        for note in notes:
+            say(f"advcore: note: {note}")
+    set_threads(args.threads)
+    with stderr_bar("compare", args.quiet) as bar:
+
+        def progress(p: compare.Progress) -> None:
+            bar.total = p.total
+            bar.set_description_str(p.stage[:60], refresh=False)
+            bar.update(p.done - bar.n)
+
+        result = compare.compare(items, sources, targets=targets, attack_names=attack_names, norm=args.norm, eps=eps,
+                                 steps=args.steps, seed=args.seed, device=args.device, batch_size=args.batch_size,
+                                 progress=progress)
+    result["images_source"] = what
+    result["notes"] = notes
+    if json_out is not None:
+        write_file(json_out, (json_text(result) + "\n").encode("utf-8"))
+    if args.json == "-":
+        print(json_text(result))
+    else:
+        text = _tables(result)
+        if json_out is not None:
+            text += f"\n\nwrote {json_out}"
+        print(text)
+    say(f"advcore: compare: {len(attack_names)} attack(s) x {len(sources)} source(s) x {len(eps)} eps on {what}, "
+         f"{result['seconds']:.1f} s")
+    return EXIT_OK

@@ -1,0 +1,311 @@
+"""The command-line framework: ``python -m advcore COMMAND ...``.
+
+Each subcommand lives in its own module of :mod:`advcore.cli` and registers itself
+with :func:`command` (a name, one-line help, the function declaring its arguments and
+its body); :func:`build_parser` imports every module of the package, so a new command
+is one new file.
+
+Conventions shared by every command:
+
+* Errors meant for a person (:class:`~advcore.errors.AdvlabError`, a bad flag)
+  print exactly one line ``advcore: error: <message>`` on stderr and exit 2;
+  Ctrl-C exits 130; an unexpected failure prints one line and exits 1
+  (``python -m advcore --debug ...`` shows its traceback).
+* Results go to stdout (a short human summary, or JSON); progress bars and a
+  final one-line summary go to stderr.
+* Output files: missing parent directories are created (like ``mkdir -p``), but
+  only after the arguments have been checked; a path whose nearest existing
+  parent is not a writable directory is refused before any work starts. Each file
+  is written to a temporary name beside it and renamed, so an interrupted run
+  never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from advcore.attacks import MAX_STEPS
+from advcore.errors import AdvlabError, Cancelled
+from advcore.units import MAX_EPS_VALUES, parse_eps, parse_eps_list, parse_int  # noqa: F401  (argparse types)
+
+PROG = "python -m advcore"
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def parse_steps(text: str) -> int:
+    """Number of attack iterations, 1 to :data:`MAX_STEPS`."""
+    return parse_int(text, name="steps", low=1, high=MAX_STEPS)
+
+
+def arg_type(fn: Callable[[str], object], name: str) -> Callable[[str], object]:
+    """Adapt a parser raising AdvlabError to argparse (which then reports ``argument --x: message``)."""
+
+    def convert(text: str) -> object:
+        try:
+            return fn(text)
+        except AdvlabError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+# --------------------------------------------------------------------------- command registry
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, one-line help, argument declarations and body."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None]):
+    """Register the decorated ``fn(args) -> exit code`` as subcommand ``name``."""
+
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = Command(name, help, configure, fn)
+        return fn
+
+    return register
+
+
+class _UsageError(Exception):
+    """A command-line mistake found by argparse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of argparse's usage block
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command module of :mod:`advcore.cli` registered."""
+    for module in sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])):
+        if module != "framework" and not module.startswith("_"):
+            importlib.import_module(f"advcore.cli.{module}")
+    parser = _Parser(prog=PROG, description="advlab: adversarial machine learning on images, from the command line.")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split()) or "unknown error"
+
+
+def say(message: str) -> None:
+    """One message for a person, on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    debug = False
+    try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
+        return int(args._run(args) or EXIT_OK)
+    except _UsageError as exc:
+        say(f"advcore: error: {_one_line(exc)}")
+        return EXIT_USAGE
+    except AdvlabError as exc:
+        say(f"advcore: error: {_one_line(exc)}")
+        return EXIT_USAGE
+    except (KeyboardInterrupt, Cancelled):
+        say("advcore: interrupted")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except BrokenPipeError:  # stdout closed early, e.g. piped into head
+        sys.stdout = open(os.devnull, "w")  # keeps the interpreter's final flush quiet
+        return EXIT_INTERNAL
+    except Exception as exc:
+        if debug:
+            raise
+        say(f"advcore: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for details)")
+        return EXIT_INTERNAL
+
+
+# --------------------------------------------------------------------------- files
+
+
+def output_path(text: str, *, flag: str, suffix: str | None = None) -> Path:
+    """Check an output path before any work starts; its missing parent directories are created on writing."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise AdvlabError(f"{flag} {text} is a directory; give a file name.")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise AdvlabError(f"{flag} must name a {suffix} file, got {text}.")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AdvlabError(f"{flag} {text}: {parent} is not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AdvlabError(f"{flag} {text}: the directory {parent} is not writable.")
+    return path
+
+
+def write_file(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a temporary file and a rename, creating parent directories."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AdvlabError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def json_text(obj: object) -> str:
+    """``obj`` as indented JSON (tensors, numpy values and non-finite floats made JSON-safe)."""
+    from advcore.records import json_safe
+
+    return json.dumps(json_safe(obj), indent=2)
+
+
+def load_image(text: str):
+    """``--image``: a file path, ``-`` for stdin, a bundled sample (``cat``) or ``fashion-mnist:N``.
+
+    ``fashion-mnist:N`` is image N of the shipped Fashion-MNIST test subset (the Attack lab's gallery).
+    """
+    from advcore import data
+
+    if text == "-":
+        return data.open_image(sys.stdin.buffer, name="standard input")
+    if text.startswith("fashion-mnist:"):
+        from PIL import Image
+
+        from advcore import datasets
+
+        index = text.split(":", 1)[1]
+        x, _ = datasets.load_subset()
+        if not index.isdigit() or int(index) >= len(x):
+            raise AdvlabError(f"{text}: the shipped Fashion-MNIST subset has images 0 to {len(x) - 1}.")
+        return Image.fromarray(x[int(index), 0].numpy(), mode="L").convert("RGB")
+    path = Path(text).expanduser()
+    if not path.exists():
+        try:
+            path = data.sample_path(text)
+        except AdvlabError:
+            known = ", ".join(Path(s.file).stem for s in data.samples())
+            raise AdvlabError(f"{text} does not exist and is not a bundled sample ({known}).") from None
+    return data.open_image(path, name=text)
+
+
+def parse_strengths(text: str) -> list[float] | str:
+    """``--strengths``: ``auto`` (the random walk chooses) or L-inf strengths in (0, 1]."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    return parse_eps_list(text, name="strength", allow_zero=False)
+
+
+def int_type(name: str, low: int, high: int) -> Callable[[str], object]:
+    """An argparse type for a whole number in ``[low, high]``."""
+    return arg_type(lambda s: parse_int(s, name=name, low=low, high=high), name)
+
+
+def positive_int(name: str, high: int) -> Callable[[str], object]:
+    """An argparse type for a whole number in ``[1, high]``."""
+    return int_type(name, 1, high)
+
+
+SEED_MAX = 2**31 - 1
+DEVICES = ("auto", "cpu", "cuda")
+THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a busy shared CPU)"
+
+
+def add_run_options(g: argparse._ArgumentGroup, *, quiet_help: str, json_help: str | None = None,
+                    device_default: str = "auto", threads_help: str | None = THREADS_HELP) -> None:
+    """The output options computing commands share: ``--json PATH`` (when ``json_help`` is given),
+    ``--device``, ``--threads`` (unless ``threads_help`` is None) and ``-q``."""
+    if json_help is not None:
+        g.add_argument("--json", metavar="PATH", help=json_help)
+    device_help = "default: auto (CUDA if present)" if device_default == "auto" else f"default: {device_default}"
+    g.add_argument("--device", default=device_default, choices=DEVICES, help=device_help)
+    if threads_help is not None:
+        g.add_argument("--threads", type=positive_int("threads", 256), help=threads_help)
+    g.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+
+def stderr_bar(desc: str, quiet: bool, *, total: int = 1, unit: str = "step"):
+    """A tqdm progress bar on stderr, off with ``-q`` or when stderr is not a terminal; a context manager."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                disable=quiet or not sys.stderr.isatty())
+
+
+class ProgressBars:
+    """tqdm progress bars on stderr, one per stage, plus the stage messages (epoch summaries)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return None
+        if p.stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = p.stage
+            self.bar = stderr_bar(p.stage, False, total=p.total)
+        self.bar.update(p.step - self.bar.n)
+        if "loss" in p.info:
+            self.bar.set_postfix_str(f"loss {p.info['loss']:.3f}", refresh=False)
+        if p.message:
+            self.bar.clear()
+            say(f"advcore: {p.message}")
+        return None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU thread count, when given."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+
+
+def finite_type(name: str, *, positive: bool = False) -> Callable[[str], object]:
+    """An argparse type for a finite number (a fraction such as 4/255 allowed), at least 0 or positive."""
+
+    def convert(text: str) -> float:
+        return parse_eps(text, name=name, allow_zero=not positive)
+
+    return arg_type(convert, name)

@@ -1,0 +1,138 @@
+"""``python -m advcore geometry isotropy|symmetry|mantel|lipschitz|all``: the Geometry lab's numbers.
+
+The same computation as the Geometry lab page (:func:`advcore.labs.geometry.probe_image`), so the page's
+figures can be reproduced exactly with the command line it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from advcore.cli.framework import (
+    EXIT_OK,
+    add_run_options,
+    arg_type,
+    command,
+    json_text,
+    load_image,
+    output_path,
+    parse_int,
+    positive_int,
+    say,
+    set_threads,
+    stderr_bar,
+    write_file,
+)
+from advcore.errors import AdvlabError
+from advcore.labs import geometry
+
+CHOICES = (*geometry.PROBES, "all")
+
+
+def _geometry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("probe", choices=CHOICES,
+                   help="isotropy (Eq. 4), symmetry (Eq. 6), mantel (topology, Sec. 2.3), lipschitz (Eq. 9) or all")
+    g = p.add_argument_group("what to probe")
+    g.add_argument("--model", required=True, help="registered model name (see the 'models' command)")
+    g.add_argument("--image", required=True, metavar="PATH",
+                   help="image file, '-' for stdin, a bundled sample name ('cat') or fashion-mnist:N")
+    g = p.add_argument_group("probe")
+    g.add_argument("--T", dest="T", type=arg_type(lambda s: parse_int(s, name="T", low=2, high=geometry.MAX_T), "T"),
+                   default=100, help="random points per radius (default: 100, as in the paper)")
+    g.add_argument("--radii", type=arg_type(geometry.parse_radii, "radii"), default=geometry.DEFAULT_RADII,
+                   help="radii in [0,1] pixel units: start:stop:step, a list or one value "
+                        f"(default: {geometry.DEFAULT_RADII}, the paper's 1 to 20 pixels)")
+    g.add_argument("--norm", choices=geometry.NORMS, default="linf",
+                   help="distance of the points from the image: linf (v in [-r, r]^D, default) or l2")
+    g.add_argument("--layer", default=None,
+                   help="layer phi for mantel and lipschitz: a module path or 'penultimate' (default)")
+    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**62), "seed"), default=0,
+                   help="seed of the random points (default: 0); the same seed gives every model the same points")
+    g.add_argument("--permutations", type=arg_type(
+        lambda s: parse_int(s, name="permutations", low=0, high=geometry.MAX_PERMUTATIONS), "permutations"),
+        default=geometry.DEFAULT_PERMUTATIONS, help="Mantel test permutations (default: 999; 0: no p-value)")
+    g.add_argument("--fit-images", type=positive_int("fit images", 3000), default=geometry.DEFAULT_FIT_IMAGES,
+                   help="images the Lipschitz min-max normalisers are fitted on (default: 1000; ImageNet models "
+                        "use the bundled photos)")
+    g = p.add_argument_group("output")
+    g.add_argument("--points", action="store_true",
+                   help="also put every score, distance matrix and Lipschitz pair in the JSON")
+    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+                    threads_help="CPU threads for torch (default: torch's choice)",
+                    quiet_help="no progress bar (the final line stays)")
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def summary(d: dict) -> str:
+    """The human table of a result dict (:meth:`advcore.labs.geometry.ImageGeometry.to_dict`)."""
+    lines = [f"{d['model']} on {d['device']}: class {d['clean_class']} {d['clean_name']} "
+             f"(score {d['clean_score']:.4f}); T={d['T']}, {d['norm']} radii, seed {d['seed']}, layer {d['layer']}"]
+    head = ["radius", "x255"]
+    cols: list[list[str]] = [[f"{r:.4g}" for r in d["radii"]], [f"{r * 255:.3g}" for r in d["radii"]]]
+    for kind in ("isotropy", "symmetry"):
+        if kind in d:
+            part = d[kind]
+            head += [f"{kind[:3]} range", f"{kind[:3]} mean", f"{kind[:3]} wrong"]
+            cols += [[_num(v, ".3e") for v in part["range"]], [_num(v, ".4f") for v in part["mean_score"]],
+                     [str(v) for v in part["misclassified"]]]
+    if "mantel" in d:
+        head += ["mantel r", "p"]
+        cols += [[_num(v, ".4f") for v in d["mantel"]["r"]], [_num(v, ".4f") for v in d["mantel"]["p_value"]]]
+    if len(head) > 2:
+        rows = [head] + [list(row) for row in zip(*cols, strict=True)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    if "lipschitz" in d:
+        lip = d["lipschitz"]
+        lin = lip["linear_fit"]
+        share = _num(lip["share_ratio_below_1"], ".4f")
+        lines.append(f"lipschitz: {lip['points']} points, share with ratio < 1: {share}"
+                     f", ratio median {_num(lip['ratio_median'], '.4g')} (min {_num(lip['ratio_min'], '.4g')}, max "
+                     f"{_num(lip['ratio_max'], '.4g')}); linear fit slope "
+                     f"{_num(lin[0] if lin else None, '.4g')}")
+        n = lip["normalisers"]
+        lines.append(f"normalisers fitted on {n['source'] or str(n['samples']) + ' images'}: h [{n['h']['min']:.4g}, "
+                     f"{n['h']['max']:.4g}], g [{n['g']['min']:.4g}, {n['g']['max']:.4g}]")
+    return "\n".join(lines)
+
+
+@command("geometry", "local geometry of a model around one image: isotropy, symmetry, Mantel test, local Lipschitz",
+         _geometry_args)
+def cmd_geometry(args: argparse.Namespace) -> int:
+    """Run :func:`advcore.labs.geometry.probe_image` and print or write its numbers."""
+    from advcore import models
+
+    models.get_spec(args.model)
+    probes = list(geometry.PROBES) if args.probe == "all" else [args.probe]
+    geometry.check_params(args.radii, args.T, args.norm, args.permutations)
+    if "mantel" in probes and args.T < 3:
+        raise AdvlabError("The Mantel test needs --T of at least 3.")
+    if args.layer is not None and not ({"mantel", "lipschitz"} & set(probes)):
+        say(f"advcore: note: --layer only applies to mantel and lipschitz; ignored for {args.probe}.")
+    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
+    image = load_image(args.image)
+    set_threads(args.threads)
+    with stderr_bar("geometry", args.quiet, total=1000, unit="‰") as bar:
+
+        def progress(fraction: float, stage: str) -> None:
+            bar.set_description_str(stage, refresh=False)
+            bar.update(int(fraction * 1000) - bar.n)
+
+        result = geometry.probe_image(args.model, image, probes=probes, radii=args.radii, T=args.T, layer=args.layer,
+                                      norm=args.norm, seed=args.seed, permutations=args.permutations,
+                                      fit_images=args.fit_images, device=args.device, progress=progress)
+    d = result.to_dict(points=args.points)
+    d["image"] = args.image
+    if json_out is not None:
+        write_file(json_out, (json_text(d) + "\n").encode("utf-8"))
+    if args.json == "-":
+        print(json_text(d))
+    else:
+        text = summary(d)
+        print(text + (f"\nwrote {json_out}" if json_out is not None else ""))
+    say(f"advcore: geometry {args.probe} on {args.model}: {len(args.radii)} radii x {args.T} points, "
+         f"{result.report.seconds:.1f} s")
+    return EXIT_OK

@@ -1,0 +1,52 @@
+"""``models`` and ``samples``: list the registered models and the bundled sample images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from advcore.cli.framework import EXIT_OK, command, json_text
+
+
+def _models_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the registry as JSON")
+
+
+@command("models", "list the registered models", _models_args)
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print every registered model: name, dataset, input size, title."""
+    from advcore import models
+
+    rows = []
+    for name in models.names():
+        spec = models.get_spec(name)
+        rows.append({"name": spec.name, "title": spec.title, "dataset": spec.dataset,
+                     "input_size": list(spec.input_size), "num_classes": spec.num_classes})
+    if args.json:
+        print(json_text(rows))
+        return EXIT_OK
+    table = [("NAME", "DATASET", "INPUT", "CLASSES", "TITLE")]
+    table += [(r["name"], r["dataset"], "x".join(map(str, r["input_size"])), str(r["num_classes"]), r["title"])
+              for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    return EXIT_OK
+
+
+@command("samples", "list the bundled sample images (usable as --image NAME)", _models_args)
+def cmd_samples(args: argparse.Namespace) -> int:
+    """Print the bundled sample photos with their sources and licences."""
+    from advcore import data
+
+    rows = [{"name": Path(s.file).stem, "file": s.file, "title": s.title, "source": s.source,
+             "licence": s.licence} for s in data.samples()]
+    if args.json:
+        print(json_text(rows))
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name'].ljust(width)}  {r['title']} ({r['licence']})")
+    return EXIT_OK
+
+

@@ -1,0 +1,143 @@
+"""``python -m advcore poison lf|pf|ap``: the poisoning lab's tables (Chan-Hon-Tong, Tables 1-3) from the shell.
+
+The numbers are those of :func:`advcore.labs.poisoning.run`, the function the Poisoning lab page calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from advcore.cli.framework import (
+    EXIT_OK,
+    SEED_MAX,
+    ProgressBars,
+    add_run_options,
+    arg_type,
+    command,
+    int_type,
+    json_text,
+    output_path,
+    parse_eps,
+    say,
+    set_threads,
+    write_file,
+)
+from advcore.errors import AdvlabError
+from advcore.labs import poisoning
+
+
+def _share(text: str) -> float:
+    value = parse_eps(text, name="share")
+    if value > 1:
+        raise AdvlabError(f"share must be between 0 and 1, got {text!r}.")
+    return value
+
+
+def _eps(text: str) -> float:
+    value = parse_eps(text, name="eps")
+    if value > 1:
+        raise AdvlabError(f"eps must be at most 1 (pixels are in [0, 1]), got {text!r}.")
+    return value
+
+
+def _positive_float(name: str):
+    return arg_type(lambda s: parse_eps(s, name=name, allow_zero=False), name)
+
+
+def _poison_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("attack", choices=tuple(poisoning.ATTACK_TITLES),
+                   help="lf: label flip (Table 3), pf: poison frogs (Table 2), ap: adversarial poisoning (Table 1)")
+    g = p.add_argument_group("setting")
+    g.add_argument("--features", default="naive,fgsm,pgd", type=arg_type(poisoning.check_kinds, "features"),
+                   help="frozen extractors, comma-separated: naive, fgsm, pgd (the shipped Fashion-MNIST models, on "
+                        "scikit-learn digits drawn as MNIST) and imagenet (EfficientNet-Lite0 on crops of two bundled "
+                        "photos, the paper's sanity check; slow on a CPU) (default: naive,fgsm,pgd)")
+    g.add_argument("--layer", help="feature layer (default: penultimate, the input of the last linear layer)")
+    g.add_argument("--pair", default="01", help="pf: the two digits of the binary task (default: 01, as in the paper)")
+    g = p.add_argument_group("attack")
+    g.add_argument("--eps", type=arg_type(_eps, "eps"), default=poisoning.DEFAULT_EPS,
+                   help="L-inf budget in [0,1] pixel units, e.g. 7/255 (default: 7/255, the paper's MNIST budget)")
+    g.add_argument("--share", type=arg_type(_share, "share"),
+                   help="lf: share of training labels made random (default: 0.02, the paper's 2%%); ap: share of "
+                        "training images moved (default: 1)")
+    g.add_argument("--trials", type=int_type("trials", 1, poisoning.MAX_TRIALS), default=20,
+                   help="pf: number of poison frog trials (default: 20; the paper runs 100)")
+    g.add_argument("--method", choices=poisoning.METHODS, default="pgd",
+                   help="pf, ap: craft with one FGSM step or PGD steps (default: pgd)")
+    g.add_argument("--steps", type=int_type("steps", 1, poisoning.MAX_STEPS), default=poisoning.DEFAULT_STEPS,
+                   help=f"pf, ap: PGD steps, step 2.5*eps/steps (default: {poisoning.DEFAULT_STEPS})")
+    g.add_argument("--repeats", type=int_type("repeats", 1, 100), default=3,
+                   help="lf: runs averaged, seeds seed..seed+repeats-1 (default: 3)")
+    g.add_argument("--C", dest="C", type=_positive_float("C"), default=poisoning.DEFAULT_C,
+                   help="the LinearSVC's C (default: 1)")
+    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX), default=0, help="default: 0")
+    g = p.add_argument_group("output")
+    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+                    device_default="cpu", quiet_help="no progress bars (the final line stays)")
+
+
+def table_lines(result: dict) -> list[str]:
+    """The human table of a :func:`advcore.labs.poisoning.run` result, with the paper's numbers beside it."""
+    attack = result["attack"]
+    paper = result["paper"]["values"]
+    if attack == "lf":
+        lines = [f"{result['title']}, {result['share']:.3g} of the training labels random, "
+                 f"{result['repeats']} run(s) averaged"]
+    else:
+        lines = [f"{result['title']}, eps {result['eps']:.4g} ({result['eps_255']:.3g}/255, L-inf), "
+                 + (f"{result['trials']} trials" if attack == "pf"
+                    else f"{100 * result['share']:.3g}% of the training images moved")]
+    if attack == "ap":
+        lines.append("features    clean    poisoned   paper (MNIST)")
+        for r in result["rows"]:
+            ref = paper.get(r["kind"], {}).get("MNIST")
+            lines.append(f"{r['kind']:<11} {r['clean_accuracy']:.3f}    {r['poisoned_accuracy']:.3f}      "
+                         + ("–" if ref is None else f"{ref:.2f}"))
+    elif attack == "pf":
+        lines.append("features    success        distance before -> after   margin clean -> poisoned   paper (CIFAR)")
+        for r in result["rows"]:
+            ref = paper.get(r["kind"]) if r["kind"] != "imagenet" else result["paper"]["imagenet"]
+            lines.append(f"{r['kind']:<11} {r['successes']:>3}/{r['trials']:<3} {r['success_rate']:.2f}   "
+                         f"{r['mean_distance_before']:.3f} -> {r['mean_distance_after']:.3f}            "
+                         f"{r['mean_margin_before']:.3f} -> {r['mean_margin_after']:.3f}             "
+                         + ("–" if ref is None else f"{ref:.2f}"))
+    else:
+        lines.append("features    clean    poisoned   gap      paper (MNIST)")
+        for r in result["rows"]:
+            ref = paper.get(r["kind"], {}).get("MNIST")
+            lines.append(f"{r['kind']:<11} {r['clean_accuracy']:.3f}    {r['poisoned_accuracy']:.3f}      "
+                         f"{r['gap']:+.3f}   " + ("–" if ref is None else f"{ref:+.2f}"))
+    lines.append(result["verdict"])
+    return lines
+
+
+@command("poison", "poisoning attacks (label flip, poison frogs, adversarial poisoning) on frozen features",
+         _poison_args)
+def cmd_poison(args: argparse.Namespace) -> int:
+    """Run :func:`advcore.labs.poisoning.run` and print or write its table."""
+    if args.attack != "pf" and args.pair != "01":
+        raise AdvlabError("--pair only applies to pf (poison frogs).")
+    if args.attack == "pf" and args.share is not None:
+        raise AdvlabError("--share applies to lf and ap, not to pf.")
+    poisoning.task_for("naive", args.attack, args.pair)  # checks --pair before any work
+    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
+    set_threads(args.threads)
+    bars = ProgressBars(args.quiet)
+    try:
+        result = poisoning.run(args.attack, args.features, eps=args.eps, share=args.share, trials=args.trials,
+                               method=args.method, steps=args.steps, C=args.C, seed=args.seed, repeats=args.repeats,
+                               pair=args.pair, device=args.device, layer=args.layer, progress=bars)
+    finally:
+        bars.close()
+    text = json_text(result)
+    if json_out is not None:
+        write_file(json_out, (text + "\n").encode("utf-8"))
+    if args.json == "-":
+        print(text)
+    else:
+        lines = table_lines(result)
+        if json_out is not None:
+            lines.append(f"wrote {json_out}")
+        print("\n".join(lines))
+    say(f"advcore: poison {args.attack} on {', '.join(result['kinds'])}: {result['seconds']:.1f} s")
+    return EXIT_OK

@@ -1,0 +1,111 @@
+"""The model registry: name -> loader, dataset, input size, normalisation, model card.
+
+Every model returned by :func:`load` takes a batch ``(N, C, H, W)`` of pixels in
+``[0, 1]`` and returns logits: normalisation lives inside the model, so attacks
+and metrics work in pixel space. Loaded models are in eval mode, their weights do
+not require gradients, and they are cached per process (one copy shared by every
+Streamlit session and thread; nothing in advcore ever mutates them).
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from advcore.device import pick_device
+from advcore.errors import AdvlabError
+
+
+class Normalized(nn.Module):
+    """Wrap a network so that it takes ``[0, 1]`` pixels: ``net((x - mean) / std)``."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a person and the code need to know about one model."""
+
+    name: str
+    title: str
+    dataset: str
+    input_size: tuple[int, int, int]  # (C, H, W)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    build: Callable[[], nn.Module] = field(repr=False, compare=False)
+    classes: Callable[[], list[str]] = field(repr=False, compare=False)
+    card: dict = field(default_factory=dict, compare=False)
+    # The model as used, around the [0, 1]-pixel network (e.g. a halftone-trained model halftones its input).
+    wrap: Callable[[nn.Module], nn.Module] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes())
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> None:
+    """Add a model to the registry (a later registration of a name replaces it)."""
+    _REGISTRY[spec.name] = spec
+
+
+def names() -> list[str]:
+    """Registered model names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model; an unknown name gets a helpful error."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise AdvlabError(
+            f"Unknown model {name!r}.{hint} Known models: {', '.join(names())}."
+        ) from None
+
+
+def class_names(name: str) -> list[str]:
+    """Class names of a model's dataset, index = class id."""
+    return get_spec(name).classes()
+
+
+_cache: dict[tuple[str, str], nn.Module] = {}
+_cache_lock = threading.Lock()
+
+
+def load(name: str, device: str | torch.device | None = "auto") -> nn.Module:
+    """Load a registered model once per (name, device); eval mode, frozen weights.
+
+    The returned module is shared: callers must not train it or change its
+    ``requires_grad`` flags. Attacks only take gradients with respect to inputs.
+    """
+    spec = get_spec(name)
+    dev = pick_device(device)
+    key = (name, str(dev))
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is None:
+            model = Normalized(spec.build(), spec.mean, spec.std)
+            if spec.wrap is not None:
+                model = spec.wrap(model)
+            model.eval()
+            model.requires_grad_(False)
+            model = model.to(dev)
+            _cache[key] = model
+    return model

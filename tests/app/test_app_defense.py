@@ -1,0 +1,124 @@
+"""AppTest of the Defense lab page, run through app.py's navigation."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+from app_util import APP, open_page
+from streamlit.testing.v1 import AppTest
+
+from advcore import defenses
+from advcore.cli.framework import build_parser
+from ui.views import defense as dv
+
+TIMEOUT = 120
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def defense_page(model: str = "fmnist-naive", **widgets: object) -> AppTest:
+    at = open_page("app_pages/defense.py", timeout=TIMEOUT, sidebar_model=model, **widgets)
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def test_four_views_with_predictions_and_the_adaptive_switch():
+    at = defense_page(defense_method="bayer", defense_attack="fgsm", defense_eps_px=0.2)
+    assert [t.value for t in at.title] == ["Defense lab"]
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert [c for c in captions if c in dv.PANEL_TITLES.values()] == list(dv.PANEL_TITLES.values())
+    body = texts(at)
+    assert "the paper's protocol" in body
+    # the predictions on the page are the ones advcore computes for the same request
+    from advcore import data, datasets
+
+    x, y = datasets.load_subset(1)
+    p = defenses.image_panels("fmnist-naive", datasets.to_float(x), int(y[0]), method="bayer", row="halftone-input",
+                              attack="fgsm", eps=0.2, trained={})
+    for name in defenses.Panels.PANELS:
+        pred = p.predictions[name]
+        assert f"{pred.name} ({100 * pred.prob:.1f}%)" in body, (name, body)
+    assert data is not None
+    at.toggle(key="defense_adaptive").set_value(True).run()
+    assert not at.exception
+    assert "knows the halftone (BPDA)" in texts(at)
+
+
+def test_measure_table_matches_advcore_and_shows_the_lesson():
+    at = defense_page(defense_method="bayer", defense_table_attacks=["fgsm"], defense_table_eps=[0.0, 0.1],
+                      defense_table_n=50)
+    at.button(key="defense_measure").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    ref = defenses.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.0, 0.1], n=50,
+                                    trained=dv.trained_rows("fmnist-naive"))
+    rows = at.dataframe[0].value.to_dict("records")
+    assert len(rows) == len(ref["rows"])
+    for line, row in zip(rows, ref["rows"], strict=True):
+        acc = ref["accuracy"][row["key"]]["fgsm"]
+        assert line["defense"] == row["title"]
+        assert line["eps 0.1: ignores / knows"] == (f"{100 * acc['ignores']['top1'][1]:.1f}% / "
+                                                   f"{100 * acc['knows']['top1'][1]:.1f}%")
+    assert ref["lesson"][:60] in texts(at).replace("\\", "")
+    assert len(at.get("plotly_chart")) == 1
+    line = at.code[-1].value.replace("\\\n", " ")
+    argv = shlex.split(line)
+    assert argv[:3] == ["python", "-m", "advcore"]
+    args = build_parser().parse_args(argv[3:])
+    assert (args.command, args.model, args.defense, args.attacks, args.eps, args.n, args.adaptive) == (
+        "defend", "fmnist-naive", "bayer", ["fgsm"], [0.0, 0.1], 50, True)
+
+
+def test_empty_attack_list_is_refused():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.session_state["sidebar_model"] = "fmnist-naive"
+    at.session_state["defense_table_attacks"] = []
+    at.switch_page("app_pages/defense.py").run()
+    assert not at.exception
+    assert any("at least one attack" in e.value for e in at.error)
+    assert at.button(key="defense_measure").disabled
+
+
+def test_cancel_flag_stops_a_measurement():
+    at = defense_page()
+    req = dv.TableRequest(model="fmnist-naive", device="auto", method="bayer", attacks=("fgsm",), eps=(0.1,), n=50)
+    at.session_state[dv.REQUEST] = req
+    at.session_state[dv.CANCEL] = True
+    at.run()
+    assert not at.exception
+    assert any("cancelled" in w.value for w in at.warning)
+    assert dv.TABLES not in at.session_state or req not in at.session_state[dv.TABLES]
+
+
+def test_imagenet_clean_effect_of_halftoning():
+    at = defense_page("efficientnet-lite0", defense_attack_imagenet="fgsm", defense_method="floyd-steinberg")
+    rows = defenses.clean_effect("efficientnet-lite0", "floyd-steinberg")
+    frames = [d.value for d in at.dataframe if "photo" in d.value.columns]
+    assert len(frames) == 1 and len(frames[0]) == len(rows) == 9
+    assert frames[0]["same top-1"].tolist() == ["yes" if r["same_top1"] else "no" for r in rows]
+    assert dv.clean_effect_sentence(rows, "floyd-steinberg") in texts(at)
+
+
+def test_shipped_measurement_is_shown_with_its_numbers():
+    result = dv.shipped("fmnist-naive", "floyd-steinberg")
+    if result is None:
+        pytest.skip("no shipped measurement in assets/defense")
+    at = defense_page(defense_method="floyd-steinberg", defense_attack="fgsm")
+    rows = at.dataframe[0].value.to_dict("records")
+    assert [r["defense"] for r in rows] == [r["title"] for r in result["rows"] for _ in result["attacks"]]
+    i = result["eps"].index(0.1)
+    for line in rows:
+        row = next(r for r in result["rows"] if r["title"] == line["defense"])
+        a = next(x for x in result["attacks"] if dv.ATTACK_TITLES[x] == line["attack"])
+        acc = result["accuracy"][row["key"]][a]
+        assert line["eps 0.1: ignores / knows"] == (f"{100 * acc['ignores']['top1'][i]:.1f}% / "
+                                                   f"{100 * acc['knows']['top1'][i]:.1f}%")
+        assert line["clean"] == f"{100 * result['clean'][row['key']]['top1']:.1f}%"
+    assert defenses.lesson(result)[:80] in texts(at).replace("\\", "")
+    assert len(at.get("plotly_chart")) == len(result["attacks"])
+    assert "shipped measurement" in texts(at)

@@ -1,0 +1,141 @@
+"""AppTest of the Geometry lab page through app.py's navigation: figures, numbers, cache, cancel, compare."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+from app_util import APP, charts, open_page
+from streamlit.testing.v1 import AppTest
+
+from advcore.cli.framework import build_parser, load_image
+from advcore.labs import geometry
+from ui.views import geometry as gv
+
+TIMEOUT = 180
+SMALL = {"sidebar_model": "fmnist-naive", "geo_T_small": 20, "geo_radii_small": "0.02,0.05,0.1"}
+RADII = [0.02, 0.05, 0.1]
+FIGURES = ["Isotropy: range of the score against the radius (Figure 1)",
+           "Symmetry: range over permutations of one perturbation (Figure 3)",
+           "Mantel r against the radius (Figure 4)", "Local Lipschitz (Figure 6)"]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def geometry_page(**widgets: object) -> AppTest:
+    return open_page("app_pages/geometry.py", timeout=TIMEOUT, **widgets)
+
+
+def ys(trace: dict) -> list:
+    """A trace's y values (plotly 7 may store arrays as base64 'bdata')."""
+    y = trace["y"]
+    if isinstance(y, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]).tolist()
+    return list(y)
+
+
+def test_fmnist_page_shows_the_figures_with_the_librarys_numbers() -> None:
+    at = geometry_page(**SMALL)
+    assert not at.error
+    assert at.title[0].value == "Geometry lab"
+    intro = at.markdown[0].value
+    assert intro.count(". ") == 0 and intro.endswith("."), "the page opens with one sentence"
+    figs = charts(at)
+    for title in FIGURES:
+        assert title in figs, list(figs)
+    assert any(t.startswith("Input space, r = ") for t in figs) and any(t.startswith("Layer penultimate") for t in figs)
+
+    ref = geometry.probe_image("fmnist-naive", load_image("fashion-mnist:0"), radii=RADII, T=20,
+                               permutations=gv.PAGE_PERMUTATIONS, seed=0)
+    fig1 = figs[FIGURES[0]]["data"][0]
+    assert ys(fig1) == pytest.approx(ref.report.isotropy.range, rel=1e-9)
+    symbols = fig1["marker"]["symbol"]
+    assert symbols == ["square" if w else "circle" for w in ref.report.isotropy.any_misclassified]
+    assert ys(figs[FIGURES[1]]["data"][0]) == pytest.approx(ref.report.symmetry.range, rel=1e-9)
+    assert ys(figs[FIGURES[2]]["data"][0]) == pytest.approx([t.r for t in ref.report.topology.tests], abs=1e-12)
+    lip = figs[FIGURES[3]]
+    assert [t["name"] for t in lip["data"]] == ["points", "linear fit", "quadratic fit", "ratio 1"]
+    assert len(ys(lip["data"][0])) == 60
+    captions = "\n".join(c.value for c in at.caption)
+    assert f"{ref.report.lipschitz.share_below_1:.1%} of the points lie below" in captions
+    assert "Mantel r is the Pearson correlation" in captions
+
+    # The command line shown on the page parses and asks for the same computation.
+    line = at.code[0].value
+    words = shlex.split(line)
+    assert words[:4] == ["python", "-m", "advcore", "geometry"]
+    args = build_parser().parse_args(words[3:])
+    assert (args.probe, args.model, args.image, args.T, args.radii, args.norm, args.layer, args.seed,
+            args.permutations) == ("all", "fmnist-naive", "fashion-mnist:0", 20, RADII, "linf", "penultimate", 0,
+                                   gv.PAGE_PERMUTATIONS)
+
+
+def test_a_view_choice_does_not_recompute(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = geometry.probe_image
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("radii"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(geometry, "probe_image", counting)
+    at = geometry_page(**SMALL)
+    assert len(calls) == 1
+    at.select_slider(key="geo_heat_radius").set_value("5.1/255").run()
+    assert not at.exception
+    assert "Input space, r = 5.1/255" in charts(at)
+    at.session_state["geo_seed"] = 1  # a parameter: computed again
+    at.run()
+    assert len(calls) == 2 and not at.exception
+
+
+def test_bad_radii_show_an_error_and_no_chart() -> None:
+    at = geometry_page(**{**SMALL, "geo_radii_small": "0.1,-2"})
+    assert at.error and "Radii" in at.error[0].value
+    assert not at.get("plotly_chart")
+    at = geometry_page(**{**SMALL, "geo_radii_small": "2,3"})  # L-inf beyond the pixel range
+    assert at.error and "L-inf radius above 1" in at.error[0].value
+
+
+def test_a_cancelled_run_waits_for_run_and_then_computes() -> None:
+    req = gv.GeometryRequest(model="fmnist-naive", image_key="fashion-mnist:0", T=20, radii=tuple(RADII),
+                             radii_text="0.02,0.05,0.1", norm="linf", layer="penultimate", seed=0,
+                             permutations=gv.PAGE_PERMUTATIONS, device="auto")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    for key, value in SMALL.items():
+        at.session_state[key] = value
+    at.session_state[gv.RUNNING] = (req, "fmnist-naive")
+    at.session_state[gv.CANCELLED] = (req, "fmnist-naive")  # what request_cancel leaves for the interrupted run
+    at.switch_page("app_pages/geometry.py").run()
+    assert not at.exception
+    assert at.warning and "cancelled" in at.warning[0].value
+    assert not at.get("plotly_chart")
+    at.button(key="geo_rerun_fmnist-naive").click().run()
+    assert not at.exception and FIGURES[0] in charts(at)
+
+
+def test_compare_runs_a_naive_and_a_robust_model_on_the_same_points() -> None:
+    at = geometry_page(**{**SMALL, "geo_robust": "fmnist-pgd", "geo_compare": True})
+    figs = charts(at)
+    for title in ("Isotropy range, both models", "Symmetry range, both models", "Mantel r, both models"):
+        assert [t["name"] for t in figs[title]["data"][:2]] == ["fmnist-naive", "fmnist-pgd"]
+    text = "\n".join(m.value for m in at.markdown)
+    assert "Both models scored exactly the same 20 random points at each of the 3 radii" in text
+    assert "fmnist-pgd's isotropy range" in text
+    rows = at.table[0].value.to_dict("records")
+    assert [r["model"] for r in rows] == ["fmnist-naive", "fmnist-pgd"]
+
+
+def test_imagenet_page_runs_and_says_which_comparison_exists() -> None:
+    at = geometry_page(geo_T_large=5, geo_radii_large="2/255,8/255")
+    assert not at.error
+    figs = charts(at)
+    for title in FIGURES:
+        assert title in figs
+    info = "\n".join(i.value for i in at.info)
+    assert "only for Fashion-MNIST" in info and "EfficientNet-Lite0/1/2" in info
+    assert "--model efficientnet-lite0" in at.code[0].value and "--T 5" in at.code[0].value

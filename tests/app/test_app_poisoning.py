@@ -1,0 +1,120 @@
+"""AppTest of the Poisoning lab page, reached through app.py's navigation: the tables show advcore's numbers
+next to the paper's, the poison frog trial is drawn, and the command lines give the same settings."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+from app_util import open_page
+from streamlit.testing.v1 import AppTest
+
+from advcore.cli.framework import build_parser
+from advcore.labs import poisoning
+
+TIMEOUT = 180
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def poisoning_page(**widgets: object) -> AppTest:
+    return open_page("app_pages/poisoning.py", timeout=TIMEOUT, **widgets)
+
+
+def pct(v: float, signed: bool = False) -> str:
+    return f"{100 * v:+.1f}%" if signed else f"{100 * v:.1f}%"
+
+
+def cli(line: str):
+    words = shlex.split(line)
+    assert words[:4] == ["python", "-m", "advcore", "poison"], words
+    return build_parser().parse_args(words[3:])
+
+
+def test_label_flip_table_and_poison_frog_trial() -> None:
+    at = poisoning_page(poison_trials=3, poison_kinds=["naive", "pgd"])
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Poisoning lab"
+    intro = at.markdown[0].value
+    assert ". " not in intro and intro.endswith("."), "the page opens with one sentence"
+
+    lf = poisoning.run("lf", ["naive", "pgd"], share=0.02, seed=0)
+    assert len(at.table) == 1
+    rows = at.table[0].value.to_dict("records")
+    assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES[k] for k in ("naive", "pgd")]
+    for row, ref in zip(rows, lf["rows"], strict=True):
+        assert row["Accuracy under LF (measured)"] == pct(ref["poisoned_accuracy"])
+        assert row["Gap (measured)"] == pct(ref["gap"], signed=True)
+    assert rows[0]["Paper, Table 3, MNIST"] == "-2.0%" and rows[1]["Paper, Table 3, CIFAR"] == "-11.0%"
+    said = "\n".join(m.value for m in at.markdown)
+    assert lf["verdict"] in said
+    args = cli(at.code[0].value)
+    assert (args.attack, args.features, args.share, args.seed) == ("lf", ["naive", "pgd"], 0.02, 0)
+
+    run = next(b for b in at.button if b.label == "Run Table 2 (poison frogs)")
+    run.click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.table) == 2
+    pf = poisoning.run("pf", ["naive", "pgd"], eps=7 / 255, trials=3, steps=poisoning.DEFAULT_STEPS, seed=0)
+    rows = at.table[1].value.to_dict("records")
+    for row, ref in zip(rows, pf["rows"], strict=True):
+        assert row["Successful poison frogs (measured)"] == f"{ref['successes']} of 3"
+        assert row["Feature distance to target, before -> after (measured)"] == (
+            f"{ref['mean_distance_before']:.3f} -> {ref['mean_distance_after']:.3f}")
+    assert [r["Paper, Table 2, CIFAR"] for r in rows] == ["85.0%", "16.0%"]
+    args = cli(at.code[1].value)
+    assert (args.attack, args.trials, args.eps, args.steps, args.method) == (
+        "pf", 3, pytest.approx(7 / 255), poisoning.DEFAULT_STEPS, "pgd")
+
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) == 1
+    names = [t.get("name") for t in charts[0]["data"]]
+    assert {"SVM boundary, clean", "SVM boundary, poisoned", "base", "poison", "target"} <= set(names)
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert [c.split(":")[0].split(" ")[0] for c in captions if not c.startswith("cat")][-4:] == [
+        "base", "poison", "perturbation", "target"]
+    assert any("the boundary" in c.value for c in at.caption)
+
+    # changing the trial shown does not recompute the table
+    before = at.table[1].value.to_dict("records")
+    next(s for s in at.selectbox if s.label == "Trial").set_value(1).run()
+    assert not at.exception and len(at.table) == 2 and at.table[1].value.to_dict("records") == before
+    assert "poison_run_pf" not in [b.key for b in at.button]  # still cached: no Run button
+
+
+def test_no_features_chosen_is_an_error() -> None:
+    at = poisoning_page(poison_kinds=[])
+    assert any("at least one kind of features" in e.value for e in at.error)
+    assert len(at.table) == 0
+
+
+def test_cancel_stops_a_run_and_keeps_nothing() -> None:
+    from ui.views import poisoning as pv
+
+    at = poisoning_page(poison_kinds=["naive"])
+    req = pv.Request("pf", ("naive",), 7, trials=4)
+    at.session_state[pv.REQUEST] = req
+    at.session_state[pv.CANCEL] = True  # as the Cancel button's callback leaves it: the first progress report stops
+    at.run()
+    assert not at.exception
+    assert any("cancelled at" in w.value and "nothing was kept" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    assert req not in at.session_state[pv.RESULTS]
+    assert any(b.label == "Run Table 2 (poison frogs)" for b in at.button)
+
+
+def test_imagenet_features_run_from_the_page() -> None:
+    """The paper's sanity check on ImageNet features (EfficientNet-Lite0) is one choice under Features."""
+    at = poisoning_page(poison_trials=2, poison_kinds=["imagenet"])
+    assert not at.error, [e.value for e in at.error]
+    next(b for b in at.button if b.label == "Run Table 2 (poison frogs)").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    pf = poisoning.run("pf", ["imagenet"], eps=7 / 255, trials=2, steps=poisoning.DEFAULT_STEPS, seed=0)
+    rows = at.table[1].value.to_dict("records")
+    assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES["imagenet"]]
+    assert rows[0]["Successful poison frogs (measured)"] == f"{pf['rows'][0]['successes']} of 2"
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert any(c.startswith("target: a test 'cat photo'") or c.startswith("target: a test 'coffee photo'")
+               for c in captions), captions
+    assert cli(at.code[1].value).features == ["imagenet"]

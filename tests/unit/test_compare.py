@@ -1,0 +1,272 @@
+"""advcore.labs.compare and ``python -m advcore compare``: the table's invariants, transfer, seeds, the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from advcore import attacks, cli, models
+from advcore.errors import AdvlabError, Cancelled
+from advcore.labs import compare
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SOURCES = ["fmnist-naive", "fmnist-pgd"]
+TARGETS = ["fmnist-naive", "fmnist-pgd", "fmnist-fgsm"]
+N = 24
+
+
+@pytest.fixture(scope="module")
+def items() -> list[compare.ImageItem]:
+    return compare.dataset_images("fashion-mnist", N)
+
+
+@pytest.fixture(scope="module")
+def result(items) -> dict:
+    return compare.compare(items, SOURCES, targets=TARGETS, eps=[0.05, 0.1], steps=5, seed=3, device="cpu",
+                           batch_size=N)
+
+
+def numbers(obj):
+    """``obj`` without its timings (the only fields that may differ between identical runs)."""
+    if isinstance(obj, dict):
+        return {k: numbers(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [numbers(v) for v in obj]
+    return obj
+
+
+def test_table_invariants(result) -> None:
+    assert result["attacks"] == list(compare.ALL_ATTACKS)
+    assert [r["eps"] for r in result["runs"]] == [0.05, 0.1]
+    for run in result["runs"]:
+        for s in SOURCES:
+            for a in compare.ALL_ATTACKS:
+                st = run["sources"][s][a]
+                assert 0.0 <= st["asr"] <= 1.0 and 0.0 <= st["asr_8bit"] <= 1.0
+                assert st["asr"] == pytest.approx(st["successes"] / N)
+                assert st["n"] == N and len(st["per_image"]["success"]) == N
+                assert 0.0 < st["cosine_similarity"] <= 1.0 and st["cosine_similarity_std"] >= 0
+                assert st["linf"] <= run["eps"] + 1e-6  # inside the ball
+                assert st["linf_max"] <= run["eps"] + 1e-6
+                assert 0 < st["amp"] <= st["linf"]
+                for t in TARGETS:
+                    assert 0.0 <= st["transfer"][t] <= 1.0
+                # the diagonal is the white-box ASR, exactly
+                assert st["transfer"][s] == st["asr"]
+                assert st["per_image"]["transfer_success"][s] == st["per_image"]["success"]
+            m = run["transfer_matrix"]
+            for a in compare.ALL_ATTACKS:
+                assert m[a]["rows"] == SOURCES and m[a]["columns"] == TARGETS
+                for i, s in enumerate(SOURCES):
+                    assert m[a]["values"][i][TARGETS.index(s)] == run["sources"][s][a]["asr"]
+    json.dumps(result, allow_nan=False)  # JSON-safe as it is
+
+
+def test_steps_to_success_agree_with_the_attack_loop(result) -> None:
+    steps = result["steps"]
+    for run in result["runs"]:
+        for s in SOURCES:
+            per = run["sources"][s]
+            fgsm = per["fgsm"]["per_image"]
+            assert all(f == 1 for f, ok in zip(fgsm["steps_to_success"], fgsm["success"], strict=True) if ok)
+            agr = per["agr"]["per_image"]  # stops on success: the evaluation that finds it costs one more
+            for ok, first, evals in zip(agr["success"], agr["steps_to_success"], agr["grad_evals"], strict=True):
+                if ok:
+                    assert evals == first + 1 or (first == steps and evals == steps), (first, evals)
+                else:
+                    assert evals == steps
+            for a in ("ifgsm", "pgd", "mifgsm"):
+                p = per[a]["per_image"]
+                assert all(g == steps for g in p["grad_evals"])
+                assert all(0 <= f <= steps for f, ok in zip(p["steps_to_success"], p["success"], strict=True) if ok)
+
+
+def test_transfer_matches_an_independent_evaluation(items, result) -> None:
+    """Re-run PGD with advcore.attacks directly and evaluate each target by hand: the same rates."""
+    run = result["runs"][1]
+    x = compare.image_tensor(items, (1, 28, 28))
+    src = models.load("fmnist-naive", "cpu")
+    with torch.no_grad():
+        y = src(x).argmax(1)
+    res = attacks.run("pgd", src, x, y, eps=0.1, norm="linf", steps=5, seed=3)
+    assert res.success.tolist() == run["sources"]["fmnist-naive"]["pgd"]["per_image"]["success"]
+    for t in TARGETS:
+        tm = models.load(t, "cpu")
+        with torch.no_grad():
+            fooled = tm(res.x_adv).argmax(1) != tm(x).argmax(1)
+        assert fooled.tolist() == run["sources"]["fmnist-naive"]["pgd"]["per_image"]["transfer_success"][t]
+
+
+def test_same_seed_same_numbers_and_the_seed_matters(items, result) -> None:
+    again = compare.compare(items, SOURCES, targets=TARGETS, eps=[0.05, 0.1], steps=5, seed=3, device="cpu",
+                            batch_size=N)
+    assert numbers(again) == numbers(result)
+    other = compare.compare(items, ["fmnist-naive"], attack_names=["pgd"], eps=0.1, steps=5, seed=4, device="cpu",
+                            batch_size=N)
+    same = result["runs"][1]["sources"]["fmnist-naive"]["pgd"]["per_image"]["cosine_similarity"]
+    assert other["runs"][0]["sources"]["fmnist-naive"]["pgd"]["per_image"]["cosine_similarity"] != same
+
+
+def test_a_stronger_budget_never_lowers_pgd_asr(items) -> None:
+    eps = [0.02, 0.05, 0.1, 0.2]
+    r = compare.compare(items, ["fmnist-naive", "fmnist-pgd"], attack_names=["pgd"], eps=eps, steps=10, seed=0,
+                        device="cpu")
+    for s in ("fmnist-naive", "fmnist-pgd"):
+        asr = r["sweep"][s]["pgd"]["asr"]
+        assert r["sweep"][s]["pgd"]["eps"] == eps
+        for lo, hi in zip(asr, asr[1:], strict=False):
+            assert hi >= lo - 1.5 / N, asr  # at most one image of noise
+        assert asr[-1] > asr[0], asr
+    assert r["sweep"]["fmnist-naive"]["pgd"]["asr"][-1] == 1.0  # eps 0.2 breaks the standard model
+
+
+def test_progress_reaches_the_total_and_cancel_stops(items) -> None:
+    seen = []
+    compare.compare(items[:6], ["fmnist-naive"], attack_names=["fgsm", "ifgsm"], eps=0.1, steps=3, device="cpu",
+                    progress=lambda p: seen.append((p.done, p.total)))
+    assert seen[-1] == (6 * (1 + 3), 6 * (1 + 3))
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+    calls = []
+
+    def cancel(p: compare.Progress) -> bool:
+        calls.append(p)
+        return len(calls) >= 3
+
+    with pytest.raises(Cancelled):
+        compare.compare(items[:6], ["fmnist-naive"], eps=0.1, steps=10, device="cpu", progress=cancel)
+    assert len(calls) == 3
+
+
+def test_show_to_resizes_only_when_the_size_differs() -> None:
+    x = torch.rand(2, 3, 28, 28)
+    assert compare.show_to(x, (28, 28)) is x
+    y = compare.show_to(x, (40, 40))
+    assert y.shape == (2, 3, 40, 40) and 0 <= float(y.min()) and float(y.max()) <= 1
+    flat = torch.full((1, 3, 30, 30), 0.25)
+    assert torch.allclose(compare.show_to(flat, (45, 45)), torch.full((1, 3, 45, 45), 0.25))
+
+
+def test_refusals(items, tmp_path: Path) -> None:
+    with pytest.raises(AdvlabError, match="one dataset"):
+        compare.compare(items, ["fmnist-naive"], targets=["efficientnet-lite0"], eps=0.1, device="cpu")
+    with pytest.raises(AdvlabError, match="Unknown model"):
+        compare.check_models(["nope"])
+    with pytest.raises(AdvlabError, match="No images"):
+        compare.compare([], ["fmnist-naive"], eps=0.1, device="cpu")
+    with pytest.raises(AdvlabError, match="twice"):
+        compare.check_attacks(["pgd", "PGD"])
+    with pytest.raises(AdvlabError, match="exceeds"):
+        compare.check_eps([2.0], "linf", 10)
+    with pytest.raises(AdvlabError, match="no image files"):
+        compare.folder_images(tmp_path)
+    with pytest.raises(AdvlabError, match="not a folder"):
+        compare.folder_images(tmp_path / "missing")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(AdvlabError, match="no readable image"):
+        compare.folder_images(tmp_path)
+    items[0].image.save(tmp_path / "good.png")
+    (tmp_path / "notes.txt").write_text("hello")
+    got, notes = compare.folder_images(tmp_path)
+    assert [g.name for g in got] == ["good.png"]
+    assert any("broken.png" in n for n in notes) and any("ignored" in n for n in notes)
+
+
+def test_summary_is_computed_from_the_result(result) -> None:
+    text = " ".join(compare.summary(result))
+    st = result["runs"][-1]["sources"]["fmnist-naive"]
+    assert f"AGR fooled {100 * st['agr']['asr']:.1f}%" in text
+    assert f"I-FGSM (BIM) {100 * st['ifgsm']['asr']:.1f}%" in text
+    assert f"AMP {st['agr']['amp']:.4g}" in text
+
+
+def test_tiny_lite_case_resizes_for_the_other_input_size() -> None:
+    """2 photos, 2 steps on EfficientNet-Lite0 (224) shown to Lite1 (240): the diagonal is white-box ASR."""
+    photos = compare.bundled_images()[:2]
+    r = compare.compare(photos, ["efficientnet-lite0"], targets=["efficientnet-lite0", "efficientnet-lite1"],
+                        attack_names=["fgsm", "agr"], eps=4 / 255, steps=2, device="cpu")
+    for a in ("fgsm", "agr"):
+        st = r["runs"][0]["sources"]["efficientnet-lite0"][a]
+        assert st["transfer"]["efficientnet-lite0"] == st["asr"]
+        assert 0 <= st["transfer"]["efficientnet-lite1"] <= 1
+        assert st["linf"] <= 4 / 255 + 1e-6
+    assert r["clean"]["efficientnet-lite1"]["input_size"] == [3, 240, 240]
+    assert "accuracy" not in r["clean"]["efficientnet-lite0"]  # photos have no true label
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_json_shape(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "out.json"
+    code, stdout, err = run_cli(["compare", "--models", "fmnist-naive,fmnist-pgd", "--targets",
+                                 "fmnist-naive,fmnist-pgd,fmnist-fgsm", "--images", "fashion-mnist", "--limit", "8",
+                                 "--attacks", "all", "--norm", "linf", "--eps", "0.05:0.1:0.05", "--steps", "3",
+                                 "--seed", "1", "--json", str(out)])
+    assert code == 0, err
+    assert "ASR against eps" in stdout and "transfer" in stdout
+    assert err.strip().splitlines()[-1].startswith("advcore: compare: 5 attack(s) x 2 source(s) x 2 eps")
+    r = json.loads(out.read_text())
+    assert r["schema"] == compare.SCHEMA and r["eps"] == [0.05, 0.1] and len(r["images"]) == 8
+    assert r["sources"] == ["fmnist-naive", "fmnist-pgd"] and r["targets"] == TARGETS
+    for run in r["runs"]:
+        for s in r["sources"]:
+            for a in compare.ALL_ATTACKS:
+                st = run["sources"][s][a]
+                for key in ("asr", "cosine_similarity", "amp", "l2", "linf"):
+                    assert isinstance(st[key], float) and math.isfinite(st[key]), key
+                assert set(st["transfer"]) == set(TARGETS)
+                assert st["transfer"][s] == st["asr"]
+    assert set(r["sweep"]["fmnist-pgd"]) == set(compare.ALL_ATTACKS)
+
+
+def test_cli_folder_skips_unreadable_images_with_a_note(tmp_path: Path, items) -> None:
+    items[0].image.save(tmp_path / "a.png")
+    items[1].image.save(tmp_path / "b.png")
+    (tmp_path / "c.jpg").write_bytes(b"\xff\xd8 truncated")
+    code, stdout, err = run_cli(["compare", "--models", "fmnist-naive", "--images", str(tmp_path), "--attacks",
+                                 "fgsm,agr", "--eps", "0.1", "--json", "-"])
+    assert code == 0, err
+    assert "advcore: note: skipped c.jpg" in err
+    r = json.loads(stdout)
+    assert [i["name"] for i in r["images"]] == ["a.png", "b.png"] and r["attacks"] == ["fgsm", "agr"]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--models", "nope", "--eps", "0.1"], "Unknown model 'nope'"),
+    (["--models", "fmnist-naive", "--targets", "efficientnet-lite0", "--eps", "0.1"], "one dataset"),
+    (["--models", "fmnist-naive", "--eps", "2"], "exceeds 1"),
+    (["--models", "fmnist-naive", "--eps", "x/255"], "must be a number"),
+    (["--models", "fmnist-naive", "--eps", "0.1", "--attacks", "pgd,cw"], "Unknown attack 'cw'"),
+    (["--models", "fmnist-naive", "--eps", "0.1", "--steps", "0"], "steps must be between"),
+    (["--models", "fmnist-naive", "--eps", "0.1", "--images", "/nonexistent/dir"], "is not a folder"),
+    (["--models", "fmnist-naive", "--eps", "0.1", "--limit", "0"], "limit must be between"),
+    (["--models", "fmnist-naive,fmnist-naive", "--eps", "0.1"], "listed twice"),
+    (["--eps", "0.1"], "--models"),
+])
+def test_cli_bad_input_exits_2_with_one_line(argv: list[str], fragment: str) -> None:
+    code, out, err = run_cli(["compare", *argv])
+    assert code == 2, err
+    assert out == "" and "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("advcore: error: "), err
+    assert fragment in lines[0], lines[0]
+
+
+def test_cli_empty_folder(tmp_path: Path) -> None:
+    code, out, err = run_cli(["compare", "--models", "fmnist-naive", "--eps", "0.1", "--images", str(tmp_path)])
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"advcore: error: The folder {tmp_path} has no image files (PNG, JPEG, WebP or BMP)."]

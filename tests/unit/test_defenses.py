@@ -1,0 +1,300 @@
+"""advcore.defenses: halftones (error diffusion, ordered dithering), BPDA, EOT, the evaluation, ``defend``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from advcore import cli, datasets, defenses, models
+from advcore.errors import AdvlabError
+from advcore.labs import training
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+DIFFUSION = ("floyd-steinberg", "floyd-steinberg-numpy", "jarvis-judice-ninke", "stucki")
+
+
+@pytest.fixture(scope="module")
+def fmnist() -> torch.Tensor:
+    x, _ = datasets.load_subset(20)
+    return datasets.to_float(x)
+
+
+def colour_image(seed: int = 0, size: int = 40) -> torch.Tensor:
+    """A smooth colour image: a gradient per channel plus low-amplitude noise."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, size)
+    x = torch.stack([ramp[None, :].expand(size, size), ramp[:, None].expand(size, size),
+                     0.5 + 0.3 * torch.sin(6 * ramp)[None, :] * ramp[:, None]])
+    return (x + 0.05 * torch.rand(3, size, size, generator=g)).clamp(0, 1)[None]
+
+
+def scalar_error_diffusion(img: np.ndarray, method: str) -> np.ndarray:
+    """Textbook raster-order error diffusion, one pixel at a time (the reference)."""
+    h, w = img.shape
+    buf = img.astype(np.float64).copy()
+    out = np.zeros_like(buf)
+    for i in range(h):
+        for j in range(w):
+            v = buf[i, j]
+            q = 1.0 if v >= 0.5 else 0.0
+            out[i, j] = q
+            for di, dj, wt in defenses.KERNELS[method]:
+                if 0 <= i + di < h and 0 <= j + dj < w:
+                    buf[i + di, j + dj] += wt * (v - q)
+    return out
+
+
+# --------------------------------------------------------------------------- halftones
+
+
+@pytest.mark.parametrize("method", list(defenses.METHODS))
+def test_halftone_is_binary_per_channel(method, fmnist):
+    for x in (fmnist, colour_image()):
+        h = defenses.halftone(x, method)
+        assert h.shape == x.shape and h.dtype == x.dtype
+        assert set(torch.unique(h).tolist()) <= {0.0, 1.0}
+        # a halftone of a halftone is itself (the defense is idempotent)
+        assert torch.equal(defenses.halftone(h, method), h)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_error_diffusion_keeps_the_mean_intensity(method, fmnist):
+    """Weights summing to 1: each image's (and each colour channel's) mean is kept up to the border."""
+    h = defenses.halftone(fmnist, method)
+    diff = (h.mean(dim=(1, 2, 3)) - fmnist.mean(dim=(1, 2, 3))).abs()
+    assert float(diff.max()) < 0.02, diff
+    c = colour_image()
+    diff_c = (defenses.halftone(c, method).mean(dim=(2, 3)) - c.mean(dim=(2, 3))).abs()
+    assert float(diff_c.max()) < 0.02, diff_c
+    # ... while simple thresholding does not
+    assert float(((fmnist >= 0.5).float().mean(dim=(1, 2, 3)) - fmnist.mean(dim=(1, 2, 3))).abs().max()) > 0.05
+
+
+def test_kernel_weights():
+    sums = {m: sum(w for _, _, w in k) for m, k in defenses.KERNELS.items()}
+    assert sums["floyd-steinberg"] == pytest.approx(1.0)
+    assert sums["jarvis-judice-ninke"] == pytest.approx(1.0)
+    assert sums["stucki"] == pytest.approx(1.0)
+    assert sums["atkinson"] == pytest.approx(0.75)  # Atkinson diffuses 3/4 of the error by design
+
+
+@pytest.mark.parametrize("method", list(defenses.KERNELS))
+def test_wavefront_error_diffusion_equals_the_scalar_reference(method):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 2, 13, 17, generator=g)
+    got = defenses.error_diffusion(x, method).numpy()
+    for n in range(2):
+        for c in range(2):
+            ref = scalar_error_diffusion(x[n, c].numpy(), method)
+            np.testing.assert_array_equal(got[n, c], ref)
+
+
+def test_pillow_floyd_steinberg_mostly_agrees_with_ours(fmnist):
+    a = defenses.halftone(fmnist, "floyd-steinberg")
+    b = defenses.halftone(fmnist, "floyd-steinberg-numpy")
+    assert float((a == b).float().mean()) > 0.85  # Pillow works on 8-bit integers
+
+
+def test_bayer_matrix():
+    assert defenses.bayer_matrix(2).tolist() == [[0, 2], [3, 1]]
+    for n in (4, 8, 16):
+        m = defenses.bayer_matrix(n)
+        assert sorted(m.flatten().tolist()) == list(range(n * n))
+    with pytest.raises(AdvlabError):
+        defenses.bayer_matrix(3)
+
+
+@pytest.mark.parametrize("level", [0.0, 0.1, 0.25, 0.3, 0.5, 0.77, 1.0])
+@pytest.mark.parametrize("n", [4, 8])
+def test_ordered_dithering_of_a_constant_image_gives_the_expected_density(level, n):
+    x = torch.full((2, 3, 32, 32), level)
+    expected = sum(1 for k in range(n * n) if (k + 0.5) / (n * n) < level) / (n * n)
+    for method in ("bayer", "bayer-random"):
+        h = defenses.Halftone(method, bayer_size=n)(x)
+        assert h.mean(dim=(2, 3)).tolist() == [[expected] * 3] * 2
+
+
+def test_random_bayer_draws_differ_and_reseed_repeats(fmnist):
+    ht = defenses.Halftone("bayer-random", seed=5)
+    a, b = ht(fmnist), ht(fmnist)
+    assert not torch.equal(a, b)
+    assert torch.equal(ht.reseed()(fmnist), a)
+    assert torch.equal(defenses.Halftone("bayer")(fmnist), defenses.ordered_dither(fmnist, 8))
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(AdvlabError, match="Unknown halftone"):
+        defenses.Halftone("sepia")
+    with pytest.raises(AdvlabError, match="batch"):
+        defenses.halftone(torch.rand(28, 28))
+
+
+# --------------------------------------------------------------------------- BPDA and EOT
+
+
+def test_bpda_gradient_equals_the_identity_surrogates(fmnist):
+    """d loss / d x through BPDA = the gradient of the straight-through surrogate h(x) + (x - stop_grad(x))."""
+    model = models.load("fmnist-naive", "cpu")
+    y = torch.arange(len(fmnist)) % 10
+    ht = defenses.Halftone("floyd-steinberg")
+    x1 = fmnist.clone().requires_grad_(True)
+    loss1 = torch.nn.functional.cross_entropy(defenses.Defended(model, ht)(x1), y)
+    (g1,) = torch.autograd.grad(loss1, x1)
+    x2 = fmnist.clone().requires_grad_(True)
+    surrogate = ht(x2) + (x2 - x2.detach())
+    loss2 = torch.nn.functional.cross_entropy(model(surrogate), y)
+    (g2,) = torch.autograd.grad(loss2, x2)
+    assert torch.equal(g1, g2) and float(g1.abs().sum()) > 0
+    # which is the model's own gradient evaluated at the halftone
+    h = ht(fmnist).requires_grad_(True)
+    (g3,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(h), y), h)
+    assert torch.equal(g1, g3)
+    # the true derivative of the halftone is zero: plain backpropagation sees no gradient at all
+    x4 = fmnist.clone().requires_grad_(True)
+    (g4,) = torch.autograd.grad(torch.nn.functional.cross_entropy(
+        defenses.Defended(model, ht, gradient="true")(x4), y), x4)
+    assert float(g4.abs().sum()) == 0.0
+
+
+def test_eot_averages_the_logits_of_k_draws(fmnist):
+    model = models.load("fmnist-naive", "cpu")
+    eot = defenses.EOT(defenses.Defended(model, defenses.Halftone("bayer-random", seed=1)), k=4)
+    got = eot(fmnist)
+    ht = defenses.Halftone("bayer-random", seed=1)
+    with torch.no_grad():
+        ref = torch.stack([model(ht(fmnist)) for _ in range(4)]).mean(0)
+    torch.testing.assert_close(got, ref)
+    with pytest.raises(AdvlabError):
+        defenses.EOT(model, k=0)
+
+
+# --------------------------------------------------------------------------- the evaluation
+
+
+@pytest.fixture(scope="module")
+def table() -> dict:
+    return defenses.evaluate_defense("fmnist-naive", "floyd-steinberg", attack_names=["fgsm", "pgd"],
+                                     eps=[0, 0.1], n=100, steps=10, adaptive=True, trained={}, seed=0)
+
+
+def test_adaptive_pgd_beats_the_transferred_one_on_the_halftone_defense(table):
+    acc = table["accuracy"]["halftone-input"]["pgd"]
+    assert acc["knows"]["top1"][1] < acc["ignores"]["top1"][1]
+    # eps 0 is the clean accuracy in both columns
+    assert acc["knows"]["top1"][0] == acc["ignores"]["top1"][0] == table["clean"]["halftone-input"]["top1"]
+    # no defense: both columns are the same white-box attack
+    none = table["accuracy"]["none"]["pgd"]
+    assert none["knows"] == none["ignores"]
+    assert none["ignores"]["top1"][1] < none["ignores"]["top1"][0]
+
+
+def test_adaptive_pgd_with_eot_beats_the_transferred_one_on_the_random_halftone():
+    r = defenses.evaluate_defense("fmnist-naive", "bayer-random", attack_names=["pgd"], eps=[0.1], n=100, steps=10,
+                                  eot=4, adaptive=True, trained={}, seed=0)
+    acc = r["accuracy"]["halftone-input"]["pgd"]
+    assert acc["knows"]["top1"][0] < acc["ignores"]["top1"][0] - 0.05  # measured 0.18 against 0.34
+    assert r["eot"] == 4 and "BPDA + EOT" in r["lesson"]
+
+
+def test_table_shape_and_lesson(table):
+    assert [r["key"] for r in table["rows"]] == ["none", "halftone-input"]
+    assert len(table["table"]) == 2 * 2 * 2 * 2  # rows x attacks x eps x columns
+    assert table["topk"] == ["top1"] and table["n"] == 100
+    json.dumps(table, allow_nan=False)
+    assert "PGD at eps 0.1" in table["lesson"] and "knows the defense" in table["lesson"]
+
+
+def test_progress_callback_cancels():
+    calls = []
+
+    def progress(done, total, text):
+        calls.append((done, total))
+        return True
+
+    with pytest.raises(defenses.Cancelled):
+        defenses.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.1], n=20, trained={},
+                                  progress=progress)
+    assert calls == [(1, calls[0][1])]
+
+
+def test_image_panels(fmnist):
+    p = defenses.image_panels("fmnist-naive", fmnist[:1], 6, method="bayer", row="halftone-input", attack="fgsm",
+                              eps=0.2, trained={})
+    assert set(p.images) == set(defenses.Panels.PANELS)
+    assert torch.equal(p.images["halftone_clean"], defenses.halftone(fmnist[:1], "bayer"))
+    assert float((p.images["adversarial"] - fmnist[:1]).abs().max()) <= 0.2 + 1e-6
+    assert p.label == 6
+
+
+def test_hybrid_transform_doubles_the_batch(fmnist):
+    cfg = training.TrainConfig(input_transform="hybrid", halftone="bayer")
+    t = training._input_transform(training.check_config(cfg))
+    y = torch.arange(len(fmnist))
+    xs, ys = t(fmnist, y)
+    assert torch.equal(xs[:20], fmnist) and torch.equal(xs[20:], defenses.halftone(fmnist, "bayer"))
+    assert torch.equal(ys, torch.cat([y, y]))
+    with pytest.raises(AdvlabError):
+        training.check_config(training.TrainConfig(recipe="fgsm", strengths=(0.1,), input_transform="halftone"))
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_defend_json(tmp_path):
+    path = tmp_path / "d.json"
+    code, out, err = run_cli(["defend", "--model", "fmnist-naive", "--defense", "bayer-random", "--attacks",
+                              "fgsm,ifgsm", "--eps", "0,0.1", "--n", "20", "--steps", "3", "--adaptive", "--eot", "2",
+                              "--halftone-model", "none", "--hybrid-model", "none", "--json", str(path), "-q"])
+    assert code == 0, err
+    r = json.loads(path.read_text())
+    assert r["model"] == "fmnist-naive" and r["defense"]["method"] == "bayer-random" and r["eot"] == 2
+    assert r["attacks"] == ["fgsm", "ifgsm"] and r["eps"] == [0.0, 0.1] and r["n"] == 20
+    assert set(r["columns"]) == {"ignores", "knows"}
+    for row in r["rows"]:
+        for a in r["attacks"]:
+            for c in r["columns"]:
+                assert len(r["accuracy"][row["key"]][a][c]["top1"]) == 2
+    assert "no defense" in out and r["lesson"][:40] in out
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--defense", "sepia"], "Unknown halftone"),
+    (["--attacks", "agr"], "Unknown attack"),
+    (["--eps", "0.1,abc"], "eps"),
+    (["--n", "0"], "n"),
+    (["--bayer-size", "3", "--defense", "bayer"], "bayer"),
+    (["--halftone-model", "nope"], "Unknown model"),
+])
+def test_cli_defend_bad_input_exits_2_with_one_line(argv, fragment):
+    code, out, err = run_cli(["defend", "--model", "fmnist-naive", *argv])
+    assert code == 2, err
+    assert out == "" and "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("advcore: error: ") and fragment in lines[0], err
+
+
+def test_halftone_trained_models_halftone_their_input_when_loaded() -> None:
+    """The registry gives the model as used (halftone, then network); the Defense lab takes the bare network."""
+    from advcore import models
+
+    for name in ("fmnist-halftone", "fmnist-hybrid"):
+        model = models.load(name, "cpu")
+        assert isinstance(model, defenses.Defended)
+        assert model.halftone.method == models.get_spec(name).card["input_transform"]["halftone"]
+        rows = {r.key: r for r in defenses.build_rows("fmnist-naive", defenses.Halftone("floyd-steinberg"))}
+        key = "halftone-trained" if name == "fmnist-halftone" else "hybrid"
+        assert rows[key].model is model.model

@@ -1,0 +1,300 @@
+"""advcore.labs.geometry against references: isotropic and scaling maps, a slow Mantel test, the identity's Lipschitz
+ratio; and the ``geometry`` command line (JSON shape, same numbers as the library, bad input)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from advcore.cli.framework import load_image, main
+from advcore.errors import AdvlabError, Cancelled
+from advcore.labs import geometry
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SHAPE = (1, 6, 6)
+DIM = 36
+
+
+class NormScore(nn.Module):
+    """Two logits ``[||y - c||_p, 0]``: the class-0 score depends on the distance from ``c`` only (isotropic at c)."""
+
+    def __init__(self, centre: torch.Tensor, norm: str):
+        super().__init__()
+        self.register_buffer("centre", centre.reshape(1, -1))
+        self.norm = norm
+        self.head = nn.Linear(1, 1)  # gives the model a penultimate layer; unused for the scores
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        d = y.reshape(y.shape[0], -1) - self.centre
+        dist = d.abs().amax(1) if self.norm == "linf" else d.norm(dim=1)
+        return torch.stack([dist, torch.zeros_like(dist)], dim=1)
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.factor * y
+
+
+def linear_model(seed: int = 0, scale: float = 1.0) -> nn.Module:
+    """Flatten -> Scale -> Linear: the penultimate activation is ``scale`` times the input itself."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Flatten(), Scale(scale), nn.Linear(DIM, 3))
+    return m.eval().requires_grad_(False)
+
+
+def image(seed: int = 0) -> torch.Tensor:
+    return torch.rand((1, *SHAPE), generator=torch.Generator().manual_seed(seed))
+
+
+RADII = [0.01, 0.05, 0.2, 0.5]
+
+
+@pytest.mark.parametrize("norm", geometry.NORMS)
+def test_an_isotropic_function_has_range_zero_at_every_radius(norm: str) -> None:
+    x = image()
+    rep = geometry.analyse(NormScore(x, norm), x, radii=RADII, T=50, probes=["isotropy", "symmetry"], norm=norm,
+                           label=0)
+    for probe in (rep.isotropy, rep.symmetry):
+        assert probe.radii == RADII
+        assert max(probe.range) < 1e-6, probe.range
+        # ... while the score itself does move with the radius: sigmoid(r) is the class-0 probability
+        expected = [1 / (1 + math.exp(-r)) for r in RADII]
+        assert np.allclose(probe.mean, expected, atol=1e-6)
+    # A linear model is not isotropic: its score varies along the sphere.
+    lin = geometry.analyse(linear_model(), x, radii=RADII, T=50, probes=["isotropy"], norm=norm)
+    assert min(lin.isotropy.range[1:]) > 1e-4
+
+
+@pytest.mark.parametrize("norm", geometry.NORMS)
+def test_directions_lie_on_the_sphere_and_symmetry_permutes_one_vector(norm: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    v = geometry.isotropy_directions(DIM, 0.3, 20, g, norm)
+    length = v.abs().amax(1) if norm == "linf" else v.norm(dim=1)
+    assert torch.allclose(length, torch.full((20,), 0.3), atol=1e-6)
+    assert v.abs().max() <= 0.3 + 1e-6
+    assert torch.unique(v, dim=0).shape[0] == 20  # T different directions
+    s = geometry.symmetry_directions(DIM, 0.3, 20, g, norm)
+    sorted_rows = s.sort(dim=1).values
+    assert torch.equal(sorted_rows, sorted_rows[:1].expand_as(sorted_rows))  # the same values in every row
+    assert torch.unique(s, dim=0).shape[0] == 20  # in different places
+
+
+def test_same_seed_same_points_for_every_model() -> None:
+    x = image()
+    a = geometry.analyse(linear_model(0), x, radii=RADII, T=10, probes=["mantel"], seed=5, permutations=0)
+    b = geometry.analyse(linear_model(1), x, radii=RADII, T=10, probes=["mantel"], seed=5, permutations=0)
+    c = geometry.analyse(linear_model(0), x, radii=RADII, T=10, probes=["mantel"], seed=6, permutations=0)
+    assert torch.equal(a.topology.d_input, b.topology.d_input)
+    assert not torch.equal(a.topology.d_input, c.topology.d_input)
+
+
+@pytest.mark.parametrize("layer", ["penultimate", "1"])
+def test_a_scaling_map_keeps_the_topology_mantel_r_is_one(layer: str) -> None:
+    x = image()
+    rep = geometry.analyse(linear_model(scale=2.5), x, radii=RADII, T=12, probes=["mantel"], layer=layer,
+                           permutations=199)
+    topo = rep.topology
+    assert topo.layer == layer
+    assert torch.allclose(topo.d_layer, 2.5 * topo.d_input, rtol=1e-5, atol=1e-9)
+    for t in topo.tests:
+        assert t.r == pytest.approx(1.0, abs=1e-9)
+        assert t.p_value == pytest.approx(1 / 200)  # no reordering of 12 points reaches r = 1 again
+    # An elementwise non-linear layer (ReLU of a random affine map) does not keep it.
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(DIM, 64), nn.ReLU(), nn.Linear(64, 3)).eval().requires_grad_(False)
+    rep = geometry.analyse(m, x, radii=[0.5], T=30, probes=["mantel"], layer="1", permutations=0)
+    assert rep.topology.tests[0].r < 0.99
+
+
+def slow_mantel(d1: np.ndarray, d2: np.ndarray, perms: np.ndarray) -> tuple[float, float]:
+    """The textbook Mantel test, one permutation at a time, with numpy."""
+    iu = np.triu_indices(d1.shape[0], k=1)
+    r = float(np.corrcoef(d1[iu], d2[iu])[0, 1])
+    hits = 0
+    for p in perms:
+        rp = np.corrcoef(d1[iu], d2[np.ix_(p, p)][iu])[0, 1]
+        hits += abs(rp) >= abs(r) - 1e-12
+    return r, (1 + hits) / (len(perms) + 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mantel_agrees_with_a_reference_computation(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 14
+    pts = rng.normal(size=(n, 5))
+    pts2 = pts + rng.normal(scale=[0.3, 1.0, 3.0][seed], size=(n, 5))  # from strongly to barely related
+    d1 = np.linalg.norm(pts[:, None] - pts[None], axis=2)
+    d2 = np.linalg.norm(pts2[:, None] - pts2[None], axis=2)
+    res = geometry.mantel(torch.from_numpy(d1), torch.from_numpy(d2), permutations=499,
+                          generator=torch.Generator().manual_seed(seed), chunk=64)
+    iu = np.triu_indices(n, k=1)
+    assert res.r == pytest.approx(stats.pearsonr(d1[iu], d2[iu]).statistic, abs=1e-12)
+    perms = geometry.mantel_permutations(n, 499, torch.Generator().manual_seed(seed)).numpy()
+    r_ref, p_ref = slow_mantel(d1, d2, perms)
+    assert res.r == pytest.approx(r_ref, abs=1e-12)
+    assert res.p_value == pytest.approx(p_ref, abs=1e-15)
+    assert res.n == n and res.permutations == 499
+    assert res.to_dict()["p_value"] == res.p_value
+    if seed == 0:
+        assert res.p_value < 0.01
+    assert geometry.mantel(torch.from_numpy(d1), torch.from_numpy(d2), permutations=0).p_value is None
+
+
+def test_mantel_rejects_bad_matrices() -> None:
+    with pytest.raises(AdvlabError):
+        geometry.mantel(torch.zeros(3, 4), torch.zeros(3, 4))
+    with pytest.raises(AdvlabError):
+        geometry.mantel(torch.zeros(2, 2), torch.zeros(2, 2))
+    res = geometry.mantel(torch.zeros(4, 4), torch.rand(4, 4), permutations=9)  # constant: r undefined
+    assert math.isnan(res.r) and res.to_dict()["r"] is None
+
+
+def test_the_identity_map_has_lipschitz_ratio_one() -> None:
+    model = linear_model()  # penultimate = the flattened input
+    fit = torch.rand((50, *SHAPE), generator=torch.Generator().manual_seed(9))
+    norms = geometry.fit_normalisers(model, fit)
+    assert (norms.h.lo, norms.h.hi) == (norms.g.lo, norms.g.hi) == (float(fit.min()), float(fit.max()))
+    rep = geometry.analyse(model, image(), radii=RADII, T=20, probes=["lipschitz"], normalisers=norms)
+    lip = rep.lipschitz
+    assert lip.dx.shape == (len(RADII) * 20,)
+    assert torch.allclose(lip.ratio, torch.ones_like(lip.ratio), atol=1e-6)
+    assert lip.linear[0] == pytest.approx(1.0, abs=1e-5) and lip.linear[1] == pytest.approx(0.0, abs=1e-6)
+    # dx is the normalised input distance: ||v||_2 / (max - min)
+    assert torch.allclose(lip.radius.unique(), torch.tensor(RADII, dtype=torch.float64))
+
+
+def test_lipschitz_of_a_contraction_and_its_fits() -> None:
+    model = linear_model(scale=0.5)  # halves every distance at the penultimate layer
+    fit = torch.rand((50, *SHAPE), generator=torch.Generator().manual_seed(9))
+    norms = geometry.fit_normalisers(model, fit)
+    assert norms.g.hi == pytest.approx(0.5 * norms.h.hi)
+    rep = geometry.analyse(model, image(), radii=RADII, T=10, probes=["lipschitz"], normalisers=norms)
+    # Normalised by their own ranges, a pure scaling cancels out: the ratio is still 1.
+    assert torch.allclose(rep.lipschitz.ratio, torch.ones(40, dtype=torch.float64), atol=1e-6)
+    # Fits recover a known quadratic exactly.
+    dx = torch.linspace(0.1, 2.0, 30, dtype=torch.float64)
+    lip = geometry.Lipschitz(dx.clone(), dx, 0.5 * dx ** 2 - dx + 2, norms)
+    assert np.allclose(lip.quadratic, [0.5, -1.0, 2.0])
+    assert lip.share_below_1 == pytest.approx(float(((0.5 * dx ** 2 - dx + 2) / dx < 1).double().mean()))
+    d = lip.to_dict(points=True)
+    json.dumps(d, allow_nan=False)
+    assert len(d["dx"]) == 30
+
+
+def test_report_to_dict_is_json_and_counts_misclassified_points() -> None:
+    x = image()
+    model = linear_model()
+    norms = geometry.fit_normalisers(model, torch.rand((20, *SHAPE)))
+    rep = geometry.analyse(model, x, radii=[0.01, 3.0], T=40, normalisers=norms, permutations=19)
+    d = rep.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert set(d) >= {"isotropy", "symmetry", "mantel", "lipschitz", "clean_class", "radii"}
+    with torch.no_grad():
+        k = int(model(x).argmax(1))
+    assert d["clean_class"] == k
+    # At radius 3 (far beyond the pixel range) a random linear model changes its mind somewhere.
+    assert d["isotropy"]["any_misclassified"] == [False, True]
+    assert 0 < d["isotropy"]["misclassified"][1] < 40
+    assert len(d["mantel"]["r"]) == 2 and len(d["isotropy"]["range"]) == 2
+    full = rep.to_dict(points=True)
+    assert np.array(full["mantel"]["d_input"]).shape == (2, 40, 40)
+    assert np.array(full["isotropy"]["scores"]).shape == (2, 40)
+
+
+def test_progress_reports_and_cancels() -> None:
+    seen: list[float] = []
+    geometry.analyse(linear_model(), image(), radii=RADII, T=10, probes=["isotropy", "symmetry"],
+                     progress=lambda f, stage: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    with pytest.raises(Cancelled):
+        geometry.analyse(linear_model(), image(), radii=RADII, T=10, probes=["isotropy"],
+                         progress=lambda f, stage: f > 0.3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(radii=[]), "at least one radius"),
+    (dict(radii=[0.1, -0.1]), "positive"),
+    (dict(radii=[0.1, 0.1]), "twice"),
+    (dict(radii=[float("nan")]), "positive finite"),
+    (dict(T=1), "T"),
+    (dict(norm="l1"), "norm"),
+    (dict(probes=["nope"]), "Unknown probe"),
+    (dict(probes=["lipschitz"]), "normalisers"),
+    (dict(layer="bogus", probes=["mantel"]), "no layer named"),
+])
+def test_bad_parameters_get_clear_errors(kwargs: dict, message: str) -> None:
+    args = dict(radii=RADII, T=5)
+    args.update(kwargs)
+    with pytest.raises(AdvlabError, match=message):
+        geometry.analyse(linear_model(), image(), **args)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_json_has_every_probe_and_matches_the_library(tmp_path, capsys) -> None:
+    out = tmp_path / "sub" / "geo.json"
+    rc = main(["geometry", "all", "--model", "fmnist-naive", "--image", "fashion-mnist:3", "--T", "8",
+               "--radii", "2/255,0.05", "--permutations", "49", "--seed", "4", "--fit-images", "200",
+               "--json", str(out), "-q"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "mantel r" in captured.out and "lipschitz" in captured.out
+    d = json.loads(out.read_text())
+    assert d["model"] == "fmnist-naive" and d["T"] == 8 and d["radii"] == [2 / 255, 0.05]
+    assert d["layer"] == "penultimate" and d["norm"] == "linf" and d["image"] == "fashion-mnist:3"
+    for key in ("range", "mean_score", "misclassified", "any_misclassified"):
+        assert len(d["isotropy"][key]) == 2 and len(d["symmetry"][key]) == 2
+    assert len(d["mantel"]["r"]) == 2 and len(d["mantel"]["p_value"]) == 2
+    assert d["lipschitz"]["points"] == 16 and 0 <= d["lipschitz"]["share_ratio_below_1"] <= 1
+    assert d["lipschitz"]["normalisers"]["samples"] == 200
+    lib = geometry.probe_image("fmnist-naive", load_image("fashion-mnist:3"), radii=[2 / 255, 0.05], T=8,
+                               permutations=49, seed=4, fit_images=200, device="cpu").to_dict()
+    for part in ("isotropy", "symmetry", "mantel"):
+        for key, value in lib[part].items():
+            assert d[part][key] == pytest.approx(value), (part, key)
+    assert d["lipschitz"]["ratio_median"] == pytest.approx(lib["lipschitz"]["ratio_median"])
+
+
+def test_cli_single_probe_to_stdout_with_points(capsys) -> None:
+    rc = main(["geometry", "isotropy", "--model", "fmnist-pgd", "--image", "fashion-mnist:0", "--T", "5",
+               "--radii", "0.01:0.03:0.01", "--norm", "l2", "--points", "--json", "-", "-q"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) >= {"isotropy"} and "mantel" not in d and "symmetry" not in d
+    assert np.array(d["isotropy"]["scores"]).shape == (3, 5)
+    assert d["clean_name"] and d["norm"] == "l2"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--radii", "0,0.1"],
+    ["--radii", "0.1:0.05:0.01"],
+    ["--radii", "abc"],
+    ["--T", "1"],
+    ["--T", "5000"],
+    ["--layer", "bogus"],
+    ["--norm", "l1"],
+    ["--permutations", "-1"],
+    ["--image", "no-such-image"],
+    ["--model", "no-such-model"],
+])
+def test_cli_bad_input_exits_2_with_one_line(argv: list[str], capsys) -> None:
+    base = {"--model": "fmnist-naive", "--image": "fashion-mnist:0", "--T": "5", "--radii": "0.01"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = value
+    args = ["geometry", "mantel"] + [w for kv in base.items() for w in kv] + ["-q"]
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("advcore: error:"), err

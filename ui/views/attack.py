@@ -1,0 +1,190 @@
+"""What the Attack lab page needs besides widgets: the request key, the per-session cache,
+the equivalent command line, the metrics table and the plain-language verdicts.
+
+The attack itself is ``advcore.labs.attack.attack_image``, the same function the command line calls.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from advcore import attacks, models
+from advcore.attacks import StepInfo
+from advcore.labs import attack as attack_lab
+from advcore.labs.attack import ImageAttack
+
+# Attacks that run on every rerun: at most this many gradient steps x pixels (50 steps at 224x224).
+AUTO_RUN_BUDGET = 50 * 224 * 224
+CUDA_BUDGET_FACTOR = 20  # a GPU answers about this much faster
+CACHE_SIZE = 2  # the current request and the one before: moving a slider back costs nothing
+_CACHE_KEY = "_advlab_attack_cache"
+
+
+@dataclass(frozen=True)
+class AttackRequest:
+    """Everything that determines an attack result; hashable, so it is its own cache key."""
+
+    model: str
+    device: str
+    image_key: str
+    attack: str
+    norm: str
+    eps: float
+    eps_text: str  # how the command line spells eps: "4/255" or "1.5"
+    steps: int
+    alpha: float | None = None  # None: the attack's default
+    alpha_text: str | None = None  # how the command line spells alpha ("0.5/255"); None: repr(alpha)
+    target: int | None = None
+    extra: tuple[tuple[str, object], ...] = ()  # attack-specific parameters, sorted by name
+
+    @property
+    def spec(self) -> attacks.AttackSpec:
+        return attacks.get_attack(self.attack)
+
+    @property
+    def gradient_steps(self) -> int:
+        return self.steps if self.spec.iterative else 1
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of ``attack_lab.attack_image`` after the image."""
+        return dict(eps=self.eps, norm=self.norm, steps=self.gradient_steps, alpha=self.alpha,
+                    target=self.target, device=self.device, **dict(self.extra))
+
+
+def job_size(req: AttackRequest) -> int:
+    """Gradient steps times pixels: what a rerun of this request costs."""
+    _, h, w = models.get_spec(req.model).input_size
+    return req.gradient_steps * h * w
+
+
+def runs_automatically(req: AttackRequest, on_cuda: bool) -> bool:
+    """Small jobs run on every rerun; larger ones wait for the Run attack button."""
+    budget = AUTO_RUN_BUDGET * (CUDA_BUDGET_FACTOR if on_cuda else 1)
+    return job_size(req) <= budget
+
+
+def cached(req: AttackRequest) -> ImageAttack | None:
+    """The result of an identical earlier request in this session, if still cached."""
+    cache: OrderedDict = st.session_state.setdefault(_CACHE_KEY, OrderedDict())
+    hit = cache.get(req)
+    if hit is not None:
+        cache.move_to_end(req)
+    return hit
+
+
+def run(req: AttackRequest, image, callback: Callable[[StepInfo], bool | None] | None = None) -> ImageAttack:
+    """Run the attack (advcore) and cache the result for this session."""
+    res = attack_lab.attack_image(req.model, image, req.attack, callback=callback, **req.kwargs())
+    cache: OrderedDict = st.session_state.setdefault(_CACHE_KEY, OrderedDict())
+    cache[req] = res
+    cache.move_to_end(req)
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+    return res
+
+
+def cli_command(req: AttackRequest, cli_image: str) -> str:
+    """The ``python -m advcore attack`` line that reproduces ``req``'s numbers (flags as advcore.cli parses them)."""
+    parts = ["python -m advcore attack", f"--model {req.model}", f"--image {shlex.quote(cli_image)}",
+             f"--attack {req.attack}", f"--norm {req.norm}", f"--eps {req.eps_text}"]
+    if req.spec.iterative:
+        parts.append(f"--steps {req.steps}")
+        if req.alpha is not None:
+            parts.append(f"--alpha {req.alpha_text or repr(req.alpha)}")
+    if req.target is not None:
+        parts.append(f"--target {req.target}")
+    extra = dict(req.extra)
+    if "random_start" in extra:
+        if extra["random_start"]:
+            parts.append(f"--seed {extra['seed']}")
+        else:
+            parts.append("--no-random-start")
+    for name in ("mu", "phi", "delta"):
+        if name in extra:
+            parts.append(f"--{name} {extra[name]!r}")
+    if "accumulator" in extra:
+        parts.append(f"--accumulator {extra['accumulator']}")
+    if extra.get("stop_on_success") is False:  # AGR's default is on; the others never stop early
+        parts.append("--no-stop-on-success")
+    if req.device == "cpu":
+        parts.append("--device cpu")
+    parts.append("--json metrics.json")
+    return " \\\n    ".join(parts)
+
+
+def history(result: attacks.AttackResult) -> tuple[list[float], list[float]]:
+    """Loss and watched-class probability of the first image per iterate (0 = the starting point).
+
+    advcore's history ends with a final evaluation of ``x_adv``. When the attack stopped on success,
+    ``x_adv`` is the iterate already recorded last in the loop, so that point is dropped here rather
+    than drawn twice (a flat last segment that looks like a step which changed nothing).
+    """
+    loss = result.loss_history[0].tolist()
+    prob = result.prob_history[0].tolist()
+    params = result.params or {}
+    if params.get("stop_on_success") and not result.cancelled and len(loss) >= 2:
+        evals, steps = int(result.grad_evals[0]), int(params.get("steps", 0))
+        # Stopped on the very last step: the same iterate evaluated twice (equal up to float noise).
+        repeated = bool(result.success[0]) and math.isclose(loss[-1], loss[-2], rel_tol=1e-6, abs_tol=1e-7) \
+            and math.isclose(prob[-1], prob[-2], rel_tol=1e-6, abs_tol=1e-7)
+        if evals < steps or repeated:
+            loss, prob = loss[:-1], prob[:-1]
+    return loss, prob
+
+
+def _num(v: float | None, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "inf" if v is not None and v > 0 else "n/a"
+    return format(v, fmt)
+
+
+def metric_rows(m: dict) -> list[dict[str, str]]:
+    """The metrics table as rows of {Metric, Value, Meaning}; values formatted for people."""
+    yes = {True: "yes", False: "no"}
+    psnr = m.get("psnr")
+    rows = [
+        ("Success", yes[bool(m["success"])], "the float image fools the model"),
+        ("Success after 8-bit rounding", yes[bool(m["success_8bit"])], "the downloaded PNG fools it too"),
+        ("L2", _num(m["l2"], ".4f"), "Euclidean size of the change"),
+        ("L-inf", f"{_num(m['linf'], '.5f')} ({_num(m['linf'] * 255, '.2f')}/255)", "largest change of any pixel"),
+        ("Cosine similarity", _num(m["cosine_similarity"], ".6f"), "clean vs adversarial, as vectors"),
+        ("AMP", f"{_num(m['amp'], '.6f')} ({_num(m['amp'] * 255, '.3f')}/255)", "mean absolute change per pixel"),
+        ("SSIM", _num(m["ssim"], ".4f"), "structural similarity, 1 = identical"),
+        ("PSNR", "inf (unchanged)" if psnr is None or not math.isfinite(psnr) else f"{psnr:.2f} dB",
+         "peak signal-to-noise ratio"),
+        ("Confidence drop", f"{_num(100 * m['confidence_drop'], '.1f')} points",
+         f"P({m['clean_name']}) before minus after"),
+        ("Gradient evaluations", str(int(m["grad_evals"])), "forward+backward passes"),
+        ("Seconds", _num(m["seconds"], ".3f"), f"attack time on {m.get('device', '?')}"),
+    ]
+    return [{"Metric": a, "Value": b, "Meaning": c} for a, b, c in rows]
+
+
+def rounding_sentence(res: ImageAttack) -> str:
+    """Whether the attack survives rounding to the 8 bits a PNG stores, in one sentence."""
+    m = res.metrics
+    png = res.adversarial_8bit
+    if m["success"] and m["success_8bit"]:
+        return ("The attack still succeeds after the image is rounded to 8 bits: "
+                "the PNG you download fools the model too.")
+    if m["success"]:
+        return (f"The attack does not survive rounding to 8 bits: the PNG you download is classified as "
+                f"{png.name} ({100 * png.prob:.1f}%). Try a slightly larger eps.")
+    if m["success_8bit"]:
+        return ("The float image does not fool the model, but its 8-bit rounding does "
+                f"({png.name}, {100 * png.prob:.1f}%): the attack sits right at the decision boundary.")
+    return ("The attack did not succeed at this budget, before or after rounding to 8 bits: "
+            "try a larger eps or more steps.")
+
+
+def alpha_text(alpha: float | None, norm: str) -> str:
+    """A step size for people: ``0.40/255`` for L-infinity, plain for L2."""
+    if alpha is None:
+        return "n/a"
+    return f"{alpha * 255:.3g}/255" if norm == "linf" else f"{alpha:.4g}"

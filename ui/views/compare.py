@@ -1,0 +1,389 @@
+"""What the Compare attacks page needs besides widgets: the request (its own cache key), the per-session
+result cache, the run with live progress and Cancel, the tables, figures, CSV/JSON downloads, the paper's
+figures quoted as the paper's, and the equivalent command line.
+
+The computation is ``advcore.labs.compare.compare``, the function ``python -m advcore compare`` calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from advcore import data, models
+from advcore.errors import AdvlabError
+from advcore.labs import compare
+from advcore.records import json_safe
+from ui import plots
+from ui.session import PageRun
+
+FAMILIES = {"imagenet": "ImageNet: EfficientNet-Lite0/1/2", "fashion-mnist": "Fashion-MNIST: the model zoo"}
+SOURCE_SAMPLES = "All bundled photos"
+SOURCE_UPLOADS = "My uploads"
+MAX_UPLOADS = 32
+CACHE_SIZE = 4
+RESULTS = "_advlab_compare_results"
+LAST = "_advlab_compare_last"
+RUN = PageRun("_advlab_compare", request="pending")  # the Run (or sweep) button's request(s)
+CANCEL, RUNNING = RUN.cancel_key, RUN.running_key
+ATTACK_COLOURS = {"fgsm": "#9d755d", "ifgsm": "#4c78a8", "pgd": "#b279a2", "mifgsm": "#54a24b", "agr": "#e4572e"}
+# Sweep grids (the page's choices; the command line takes any list or range).
+# EfficientNet-Lite0 is fooled on all 9 bundled photos by every iterative attack already at 0.25/255 (measured),
+# so the ImageNet grids start well below the Attack lab's default of 4/255.
+LINF_SWEEP_IMAGENET = (0.25 / 255, 0.5 / 255, 1 / 255, 2 / 255)
+L2_SWEEP_IMAGENET = (0.1, 0.25, 0.5, 1.0)
+LINF_SWEEP_SMALL = (0.05, 0.1, 0.15, 0.2, 0.3)
+L2_SWEEP_SMALL = (0.5, 1.0, 2.0, 3.0)
+
+# The paper's own figures (Xiao et al.; Inception-v3 and others on ImageNet val, "10 times iterations"):
+# quoted, never measured here. Table 1 (L-inf) and Table 2 (L2): Inc-v3 as the source.
+PAPER = {
+    "linf": {"table": "Table 1 (L-inf)", "white_box": {"ifgsm": 96.41, "mifgsm": 95.62, "agr": 99.65},
+             "transfer": {"ifgsm": 28.86, "mifgsm": 25.22, "agr": 28.99}, "target": "Inc-v4",
+             "amp": {"ifgsm": 0.041, "mifgsm": 0.086, "agr": 0.016}, "amp_budget": "L-inf = 10"},
+    "l2": {"table": "Table 2 (L2)", "white_box": {"ifgsm": 98.72, "mifgsm": 94.94, "agr": 99.86},
+           "transfer": {"ifgsm": 55.17, "mifgsm": 56.55, "agr": 59.23}, "target": "Inc-v4",
+           "amp": {"ifgsm": 0.015, "mifgsm": 0.019, "agr": 0.008}, "amp_budget": "L2 = 1500"},
+}
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """Everything that determines a comparison; hashable, so it is its own cache key."""
+
+    dataset: str
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    attacks: tuple[str, ...]
+    norm: str
+    eps: tuple[float, ...]
+    eps_text: str  # how the command line spells eps: "4/255", "0.1" or "1/255,2/255"
+    steps: int
+    seed: int
+    images: str  # "samples", "fashion-mnist" or "uploads"
+    limit: int | None  # fashion-mnist: the first N test images
+    upload_key: tuple[str, ...] = ()  # identifies the uploaded files' contents
+    device: str = "auto"
+    kind: str = "table"  # "table" (one budget, transfer matrix) or "sweep-linf" / "sweep-l2"
+
+    def check(self) -> None:
+        """Refuse what cannot run, with a sentence for a person (advcore checks the rest)."""
+        if not self.sources:
+            raise AdvlabError("Choose at least one source model.")
+        if not self.attacks:
+            raise AdvlabError("Choose at least one attack.")
+        if self.images == "uploads" and not self.upload_key:
+            raise AdvlabError("Upload at least one image, or choose the bundled photos.")
+        compare.check_models(self.sources, self.targets)
+        compare.check_attacks(self.attacks)
+        compare.check_eps(self.eps, self.norm, self.steps)
+
+    def cli_command(self) -> str:
+        """The ``python -m advcore compare`` line that computes the same numbers."""
+        images = {"samples": "samples", "fashion-mnist": "fashion-mnist", "uploads": "uploads/"}[self.images]
+        parts = ["python -m advcore compare", f"--models {','.join(self.sources)}"]
+        if self.targets != self.sources:
+            parts.append(f"--targets {','.join(self.targets)}")
+        parts.append(f"--images {images}")
+        if self.limit is not None:
+            parts.append(f"--limit {self.limit}")
+        attacks_ = "all" if tuple(self.attacks) == compare.ALL_ATTACKS else ",".join(self.attacks)
+        parts += [f"--attacks {attacks_}", f"--norm {self.norm}", f"--eps {shlex.quote(self.eps_text)}",
+                  f"--steps {self.steps}", f"--seed {self.seed}"]
+        if self.device == "cpu":
+            parts.append("--device cpu")
+        parts.append(f"--json {'compare' if self.kind == 'table' else self.kind}.json")
+        return " \\\n    ".join(parts)
+
+
+def eps_text(eps: float, norm: str, dataset: str) -> str:
+    """``4/255`` for ImageNet L-inf budgets (whole 8-bit levels), else the number."""
+    if norm == "linf" and dataset == "imagenet":
+        k = eps * 255
+        return f"{round(k)}/255" if abs(k - round(k)) < 1e-9 else f"{k:g}/255"
+    return f"{eps:g}"
+
+
+# --------------------------------------------------------------------------- images
+
+
+def upload_items(files: Sequence) -> tuple[list[compare.ImageItem], list[str]]:
+    """Decoded uploads; unreadable ones are skipped with a note (at most :data:`MAX_UPLOADS`)."""
+    items, notes = [], []
+    for f in list(files)[:MAX_UPLOADS]:
+        try:
+            items.append(compare.ImageItem(f.name, data.open_image(f.getvalue(), name=f.name)))
+        except AdvlabError as exc:
+            notes.append(str(exc))
+    if len(files) > MAX_UPLOADS:
+        notes.append(f"only the first {MAX_UPLOADS} uploads are used")
+    return items, notes
+
+
+def request_images(req: CompareRequest, uploads: Sequence | None = None) -> tuple[list[compare.ImageItem], list[str]]:
+    """The images a request names."""
+    if req.images == "uploads":
+        items, notes = upload_items(uploads or [])
+        if not items:
+            raise AdvlabError("None of the uploaded files is an image that can be read: " + "; ".join(notes))
+        return items, notes
+    items, notes, _ = compare.resolve_images(req.images, req.dataset, req.limit)
+    return items, notes
+
+
+# --------------------------------------------------------------------------- running, cache, cancel
+
+
+def cached(req: CompareRequest) -> dict | None:
+    cache: OrderedDict = st.session_state.setdefault(RESULTS, OrderedDict())
+    hit = cache.get(req)
+    if hit is not None:
+        cache.move_to_end(req)
+    return hit
+
+
+def store(req: CompareRequest, result: dict) -> None:
+    cache: OrderedDict = st.session_state.setdefault(RESULTS, OrderedDict())
+    cache[req] = result
+    cache.move_to_end(req)
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+    if req.kind == "table":
+        st.session_state[LAST] = req
+
+
+def last_table() -> tuple[CompareRequest, dict] | None:
+    """The latest comparison of this session (shown, marked as such, when the settings changed since)."""
+    req = st.session_state.get(LAST)
+    hit = cached(req) if req is not None else None
+    return (req, hit) if hit is not None else None
+
+
+def request_run(*reqs: CompareRequest) -> None:
+    """A Run button's callback: queue the request(s), clear an old cancel."""
+    RUN.request(tuple(reqs))
+
+
+def cancelled(left: str | None) -> str:
+    """A run stopped on the Cancel flag."""
+    return "Cancelled; nothing was kept. Press Run to start again."
+
+
+def interrupted(left: str, was_cancelled: bool) -> str:
+    """Where a run that a rerun (Cancel, a changed widget) interrupted stopped (``left``: its stage)."""
+    if was_cancelled:
+        return f"Cancelled during {left}; nothing was kept. Press Run to start again."
+    return (f"The run stopped during {left} because the page reran (a setting changed); nothing was kept. "
+            "Press Run to start again.")
+
+
+SMALL_INPUT = 64  # models with inputs below this many pixels a side (Fashion-MNIST) run on one torch thread
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextlib.contextmanager
+def one_thread_if_small(req: CompareRequest) -> Iterator[None]:
+    """One torch thread while a comparison of small-input models runs, restored when the last one ends.
+
+    Tiny CNNs' small operations run many times slower on two threads of a busy 2-core CPU (measured: 20
+    Fashion-MNIST images, 5 attacks x 10 steps, 1.7 s on one thread against 14.1 s on two at load 8).
+    torch's thread count is per process, so concurrent page runs share one counter.
+    """
+    global _threads_users, _threads_before
+    small = max(models.get_spec(m).input_size[1] for m in (*req.sources, *req.targets)) < SMALL_INPUT
+    if not small or torch.cuda.is_available() and req.device != "cpu":
+        yield
+        return
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
+
+
+def run(reqs: Sequence[CompareRequest], bar, uploads: Sequence | None = None) -> list[dict]:
+    """Run each request with advcore, drawing progress on ``bar``; Cancel (the session flag) stops it."""
+    out = []
+    for i, req in enumerate(reqs):
+        hit = cached(req)
+        if hit is not None:
+            out.append(hit)
+            continue
+        req.check()
+        items, notes = request_images(req, uploads)
+        label = f"run {i + 1} of {len(reqs)}: " if len(reqs) > 1 else ""
+
+        def progress(p: compare.Progress, label: str = label) -> bool:
+            RUN.update(p.stage)
+            bar.progress(min(1.0, p.done / max(p.total, 1)),
+                         text=f"{label}{p.stage}: {p.done:,} of {p.total:,} image-steps")
+            return RUN.cancel_requested()
+
+        with one_thread_if_small(req):
+            result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks,
+                                     norm=req.norm, eps=req.eps, steps=req.steps, seed=req.seed, device=req.device,
+                                     progress=progress)
+        result["notes"] = notes
+        result["image_names"] = [it.name for it in items]
+        store(req, result)
+        out.append(result)
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def table_rows(result: dict) -> list[dict[str, str]]:
+    """The per-attack table as a person reads it (one row per source and attack)."""
+    rows = []
+    for r in compare.table_rows(result):
+        rows.append({
+            "Source": r["source"], "Attack": r["title"], "ASR": _pct(r["asr"]), "ASR as 8-bit PNG": _pct(r["asr_8bit"]),
+            "Fooled": f"{r['successes']}/{r['n']}",
+            "Cosine (mean ± sd)": f"{_f(r['cosine_similarity'], '.7f')} ± {_f(r['cosine_similarity_std'], '.1e')}",
+            "AMP": _f(r["amp"], ".4g"), "L2": _f(r["l2"], ".4g"), "L-inf": _f(r["linf"], ".4g"),
+            "Steps to success": _f(r["steps_to_success"], ".2f"), "Gradient evaluations": _f(r["grad_evals"], ".2f"),
+            "Seconds": f"{r['seconds']:.2f}",
+        })
+    return rows
+
+
+def csv_bytes(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
+
+
+def json_bytes(result: dict) -> bytes:
+    return json.dumps(json_safe(result), indent=2).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- figures
+
+BAR_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=300, barmode="group",
+                  legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
+
+
+def metric_bars(result: dict, key: str, title: str, axis: str, percent: bool = False,
+                spread: str | None = None) -> go.Figure:
+    """One bar per attack and source model for the statistic ``key`` of the table (error bars: ``spread``)."""
+    run = compare.run_at(result, result["eps"][-1])
+    fig = go.Figure()
+    palette = [plots.OTHER, plots.WATCH, "#54a24b", "#b279a2", "#9d755d", "#72b7b2", "#f58518", "#7f7f7f"]
+    x = [result["attack_titles"][a].split(" (")[0] for a in result["attacks"]]
+    for i, s in enumerate(result["sources"]):
+        vals = [run["sources"][s][a][key] for a in result["attacks"]]
+        y = [None if v is None else (100 * v if percent else v) for v in vals]
+        err = None
+        if spread:
+            err = dict(type="data", array=[run["sources"][s][a][spread] or 0 for a in result["attacks"]], visible=True)
+        colour = ([ATTACK_COLOURS.get(a, plots.OTHER) for a in result["attacks"]] if len(result["sources"]) == 1
+                  else palette[i % len(palette)])  # one source: colour by attack, as in the sweep
+        fig.add_trace(go.Bar(x=x, y=y, name=s, marker_color=colour, error_y=err,
+                             hovertemplate="%{x}: %{y:.4g}<extra>" + s + "</extra>"))
+    fig.update_layout(**BAR_LAYOUT, title=title, showlegend=len(result["sources"]) > 1)
+    fig.update_yaxes(title=axis, **({"range": [0, 100]} if percent else {}))
+    if key == "cosine_similarity":  # all near 1: zoom in on the gap to 1, error bars included
+        lows = [v - (e or 0) for t in fig.data for v, e in zip(t.y, (t.error_y.array or [0] * len(t.y)), strict=True)
+                if v is not None]
+        if lows:
+            gap = max(1.0 - min(lows), 1e-9)
+            fig.update_yaxes(range=[max(0.0, 1.0 - 1.3 * gap), 1.0 + 0.05 * gap], tickformat=".7f")
+    return fig
+
+
+def transfer_heatmap(result: dict, attack: str) -> go.Figure:
+    """Success rate (%) of ``attack``'s adversarial images on each target (columns) per source (rows);
+    the white-box diagonal is outlined and starred."""
+    run = compare.run_at(result, result["eps"][-1])
+    m = run["transfer_matrix"][attack]
+    z = np.asarray(m["values"], dtype=float) * 100.0
+    text = [[f"{v:.0f}%" + ("*" if s == t else "") for v, t in zip(row, m["columns"], strict=True)]
+            for row, s in zip(z.tolist(), m["rows"], strict=True)]
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=m["columns"], y=m["rows"], zmin=0, zmax=100, text=text,
+                               texttemplate="%{text}", colorscale="Viridis", colorbar=dict(title="%", thickness=12),
+                               hovertemplate="made on %{y}, shown to %{x}: %{z:.1f}%<extra></extra>"))
+    for i, s in enumerate(m["rows"]):
+        if s in m["columns"]:
+            j = m["columns"].index(s)
+            fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                          line=dict(color=plots.WATCH, width=3))
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=120 + 60 * len(m["rows"]),
+                      title=f"Transfer of {result['attack_titles'][attack]} (success rate, * white box)")
+    fig.update_xaxes(title="shown to (target)", type="category")
+    fig.update_yaxes(title="made on (source)", type="category", autorange="reversed")
+    return fig
+
+
+def sweep_figure(result: dict, source: str) -> go.Figure:
+    """ASR against eps, one line per attack (the paper's Figures 3 and 5)."""
+    norm = "L-inf" if result["norm"] == "linf" else "L2"
+    imagenet_linf = result["norm"] == "linf" and result["dataset"] == "imagenet"
+    fig = go.Figure()
+    for a, cur in result["sweep"][source].items():
+        xs = [e * 255 for e in cur["eps"]] if imagenet_linf else cur["eps"]
+        fig.add_trace(go.Scatter(x=xs, y=[100 * v for v in cur["asr"]], name=result["attack_titles"][a].split(" (")[0],
+                                 mode="lines+markers", line=dict(color=ATTACK_COLOURS.get(a, plots.OTHER), width=2),
+                                 hovertemplate="eps %{x:.3g}: %{y:.1f}%<extra>" + a + "</extra>"))
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=340, showlegend=True,
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+                      title=f"ASR against eps, {norm}, on {source}")
+    fig.update_xaxes(title=f"eps ({'x/255' if imagenet_linf else 'pixel units, ' + norm})", rangemode="tozero")
+    fig.update_yaxes(title="attack success rate (%)", range=[0, 100])
+    return fig
+
+
+# --------------------------------------------------------------------------- words
+
+
+def paper_quote(norm: str) -> str:
+    """The paper's own numbers for AGR against I-FGSM and MI-FGSM, quoted with their table numbers."""
+    p = PAPER[norm]
+    wb = ", ".join(f"{n} {p['white_box'][k]:.2f}%" for k, n in (("ifgsm", "I-FGSM"), ("mifgsm", "MI-FGSM"),
+                                                                ("agr", "AGR")))
+    tr = ", ".join(f"{n} {p['transfer'][k]:.2f}%" for k, n in (("ifgsm", "I-FGSM"), ("mifgsm", "MI-FGSM"),
+                                                               ("agr", "AGR")))
+    amp = ", ".join(f"{n} {p['amp'][k]:.3f}" for k, n in (("ifgsm", "I-FGSM"), ("mifgsm", "MI-FGSM"),
+                                                          ("agr", "AGR")))
+    return (f"**The paper's own figures (quoted, not measured here).** Xiao et al., {p['table']}, Inception-v3 as "
+            f"the source on ImageNet: white-box ASR {wb}; on {p['target']} (black box) {tr}. Table 3, AMP on "
+            f"Inception-v3 at {p['amp_budget']}: {amp}. The paper's models, images and budget units differ from "
+            "this page's, so compare the ordering of the attacks, not the values.")
+
+
+def measured_sentences(result: dict) -> list[str]:
+    """What this run measured (every number from ``result``; see advcore.labs.compare.summary)."""
+    out = compare.summary(result)
+    if not out:
+        return ["This run did not include AGR together with I-FGSM or MI-FGSM, so it says nothing about the "
+                "paper's claim; choose those attacks to compare them."]
+    return out

@@ -1,0 +1,311 @@
+"""Geometry lab: the request, the per-session result cache, the figures and the sentences of the page.
+
+The maths is :func:`advcore.labs.geometry.probe_image`; here it is only called, cached by every parameter
+(so a view choice, such as the radius of the heat maps, never recomputes) and drawn with plotly.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.colors
+import plotly.graph_objects as go
+import streamlit as st
+
+from advcore import models
+from advcore.errors import AdvlabError, Cancelled
+from advcore.labs import geometry
+from ui import plots
+
+RESULTS = "_advlab_geometry_results"
+CANCELLED = "_advlab_geometry_cancelled"
+RUNNING = "_advlab_geometry_running"
+CACHE_SIZE = 6
+PAGE_PERMUTATIONS = 199
+
+# Page defaults per input size: a 28x28 model takes the paper's T = 100 and radii 1..20 pixels; an
+# ImageNet model (224 px and up: 0.04 s a forward pass on the 2-core CPU) fewer points and radii.
+SMALL_DEFAULTS = {"T": 100, "radii": "1/255:20/255:1/255"}
+LARGE_DEFAULTS = {"T": 20, "radii": "1/255,2/255,5/255,10/255,20/255"}
+T_CHOICES = [5, 10, 20, 30, 50, 100, 200]
+ROBUST = ("fmnist-pgd", "fmnist-fgsm", "fmnist-mat-mixed", "fmnist-mat-parallel")
+NAIVE = "fmnist-naive"
+
+LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=360)
+SCORE_COLOURS = plots.streamlit_safe(plotly.colors.sequential.Viridis)
+RADIUS_COLOURS = plots.streamlit_safe(plotly.colors.sequential.Turbo)  # cold = small radius, as in the paper
+PAIR_COLOURS = ("#7f7f7f", "#b279a2")
+
+
+def defaults(model: str) -> dict:
+    """T and the radii the page starts with for ``model`` (by input size)."""
+    return dict(SMALL_DEFAULTS if models.get_spec(model).input_size[1] < 64 else LARGE_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class GeometryRequest:
+    """Everything that determines a result: the cache key and the command line."""
+
+    model: str
+    image_key: str
+    T: int
+    radii: tuple[float, ...]
+    radii_text: str
+    norm: str
+    layer: str
+    seed: int
+    permutations: int
+    device: str
+
+    def cli_command(self, cli_image: str, model: str | None = None) -> str:
+        """The ``python -m advcore geometry all`` line that gives the same numbers."""
+        parts = ["python -m advcore geometry all", f"--model {model or self.model}",
+                 f"--image {shlex.quote(cli_image)}", f"--T {self.T}", f"--radii {shlex.quote(self.radii_text)}",
+                 f"--norm {self.norm}", f"--layer {shlex.quote(self.layer)}", f"--seed {self.seed}",
+                 f"--permutations {self.permutations}"]
+        if self.device == "cpu":
+            parts.append("--device cpu")
+        parts.append("--json geometry.json")
+        return " ".join(parts)
+
+
+def _cache() -> OrderedDict:
+    return st.session_state.setdefault(RESULTS, OrderedDict())
+
+
+def cached(req: GeometryRequest, model: str | None = None) -> geometry.ImageGeometry | None:
+    """The result of ``req`` (for ``model`` instead of ``req.model`` when given), if this session has it."""
+    key = (req, model or req.model)
+    res = _cache().get(key)
+    if res is not None:
+        _cache().move_to_end(key)
+    return res
+
+
+def compute(req: GeometryRequest, image, progress: Callable[[float, str], bool | None],
+            model: str | None = None) -> geometry.ImageGeometry:
+    """Run every probe for ``req`` (on ``model`` when given) and keep the result in the session cache."""
+    name = model or req.model
+    st.session_state[RUNNING] = (req, name)  # left behind when a rerun interrupts the run (see request_cancel)
+    try:
+        res = geometry.probe_image(name, image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
+                                   seed=req.seed, permutations=req.permutations, device=req.device,
+                                   progress=progress)
+    except Cancelled:
+        st.session_state.pop(RUNNING, None)
+        raise
+    st.session_state.pop(RUNNING, None)
+    cache = _cache()
+    cache[(req, name)] = res
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+    return res
+
+
+def request_cancel() -> None:
+    """The Cancel button's callback. The click reruns the page, which stops the computation at its next progress
+    report; the rerun then finds :data:`CANCELLED` naming the interrupted (request, model) and does not restart it."""
+    st.session_state[CANCELLED] = st.session_state.pop(RUNNING, True)
+
+
+def live_progress(bar, label: str) -> Callable[[float, str], bool | None]:
+    """A progress callback drawing on ``bar``; returns True (cancel) once Cancel was pressed."""
+
+    def report(fraction: float, stage: str) -> bool:
+        bar.progress(fraction, text=f"{label}: {stage} ({fraction:.0%})")
+        if st.session_state.get(CANCELLED):
+            raise Cancelled("cancelled")
+        return False
+
+    return report
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _x(radii: Sequence[float]) -> list[float]:
+    return [r * 255.0 for r in radii]
+
+
+RADIUS_AXIS = "radius r (in pixel levels, x/255)"
+
+
+def _positive(values: Sequence[float | None]) -> list[float | None]:
+    """Values for a log axis: zeros and missing values become gaps."""
+    return [v if v is not None and v > 0 else None for v in values]
+
+
+def range_figure(probe: geometry.ScoreProbe, title: str) -> go.Figure:
+    """The paper's Figures 1 and 3: range of the class score against the radius (log scale); colour = mean
+    score; squares where at least one point was misclassified."""
+    symbols = ["square" if w else "circle" for w in probe.any_misclassified]
+    wrong = probe.misclassified.sum(1).tolist()
+    fig = go.Figure(go.Scatter(
+        x=_x(probe.radii), y=_positive(probe.range), mode="lines+markers", line=dict(color="#bbbbbb", width=1),
+        marker=dict(size=11, symbol=symbols, color=probe.mean, colorscale=SCORE_COLOURS, cmin=0.0, cmax=1.0,
+                    line=dict(color="#333333", width=0.5), colorbar=dict(title="mean score", thickness=12)),
+        customdata=np.column_stack([probe.mean, wrong]),
+        hovertemplate="r = %{x:.3g}/255<br>range %{y:.3e}<br>mean score %{customdata[0]:.4f}"
+                      "<br>misclassified %{customdata[1]:.0f}<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=title, showlegend=False)
+    fig.update_xaxes(title=RADIUS_AXIS)
+    fig.update_yaxes(title="range(r) = max - min score", type="log", exponentformat="power")
+    return fig
+
+
+def mantel_figure(topo: geometry.Topology, title: str = "Mantel r against the radius (Figure 4)") -> go.Figure:
+    """Pearson r of the input-space and layer distance matrices per radius, with its p-value on hover."""
+    r = [t.r if math.isfinite(t.r) else None for t in topo.tests]
+    p = [t.p_value if t.p_value is not None else math.nan for t in topo.tests]
+    fig = go.Figure(go.Scatter(x=_x(topo.radii), y=r, mode="lines+markers", marker=dict(size=9, color=plots.OTHER),
+                               customdata=p, hovertemplate="r = %{x:.3g}/255<br>Mantel r %{y:.4f}"
+                                                           "<br>p %{customdata:.4f}<extra></extra>"))
+    fig.add_hline(y=0.0, line=dict(color="#999999", width=1, dash="dot"))
+    fig.update_layout(**LAYOUT, title=title, showlegend=False)
+    fig.update_xaxes(title=RADIUS_AXIS)
+    fig.update_yaxes(title="Mantel r", range=[-1.05, 1.05])
+    return fig
+
+
+def distance_heatmap(d: np.ndarray, title: str) -> go.Figure:
+    """One T x T distance matrix as a heat map."""
+    fig = go.Figure(go.Heatmap(z=d.astype(np.float32), colorscale=plots.HEAT_COLOURS,
+                               colorbar=dict(title="distance", thickness=12),
+                               hovertemplate="points %{y} and %{x}: %{z:.4g}<extra></extra>"))
+    fig.update_layout(**{**LAYOUT, "height": 340}, title=title)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", title="point")
+    fig.update_xaxes(constrain="domain", title="point")
+    return fig
+
+
+def lipschitz_figure(lip: geometry.Lipschitz, title: str = "Local Lipschitz (Figure 6)") -> go.Figure:
+    """||g(phi(x+v)) - g(phi(x))|| against ||h(x+v) - h(x)||, coloured by radius, with the linear (black) and
+    quadratic (blue) fits of the paper and the ratio-1 line."""
+    dx, dy, radius = lip.dx.numpy(), lip.dy.numpy(), lip.radius.numpy() * 255.0
+    fig = go.Figure(go.Scattergl(
+        x=dx, y=dy, mode="markers", name="points",
+        marker=dict(size=5, color=radius, colorscale=RADIUS_COLOURS, colorbar=dict(title="r x255", thickness=12),
+                    opacity=0.8),
+        customdata=radius, hovertemplate="input %{x:.4g}<br>layer %{y:.4g}<br>r = %{customdata:.3g}/255"
+                                         "<extra></extra>"))
+    xs = np.linspace(0.0, float(dx.max()) if dx.size else 1.0, 50)
+    if lip.linear is not None:
+        fig.add_trace(go.Scatter(x=xs, y=np.polyval(lip.linear, xs), mode="lines", name="linear fit",
+                                 line=dict(color="#000000", width=2)))
+    if lip.quadratic is not None:
+        fig.add_trace(go.Scatter(x=xs, y=np.polyval(lip.quadratic, xs), mode="lines", name="quadratic fit",
+                                 line=dict(color="#1f4fd1", width=2, dash="dash")))
+    top = float(max(dy.max(), 0.0)) if dy.size else 1.0
+    fig.add_trace(go.Scatter(x=[0.0, min(float(xs[-1]), top) if top > 0 else float(xs[-1])],
+                             y=[0.0, min(float(xs[-1]), top) if top > 0 else float(xs[-1])], mode="lines",
+                             name="ratio 1", line=dict(color="#e4572e", width=1, dash="dot")))
+    fig.update_layout(**LAYOUT, title=title, showlegend=True,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    fig.update_xaxes(title="||h(x+v) - h(x)||  (input)")
+    fig.update_yaxes(title="||g(phi(x+v)) - g(phi(x))||  (layer)")
+    return fig
+
+
+def compare_range_figure(results: Sequence[geometry.ImageGeometry], kind: str, title: str) -> go.Figure:
+    """Range against radius for several models on the same points, one line each (squares: misclassified)."""
+    fig = go.Figure()
+    for res, colour in zip(results, PAIR_COLOURS, strict=False):
+        probe = getattr(res.report, kind)
+        fig.add_trace(go.Scatter(
+            x=_x(probe.radii), y=_positive(probe.range), mode="lines+markers", name=res.model,
+            line=dict(color=colour), marker=dict(size=9, symbol=["square" if w else "circle"
+                                                                  for w in probe.any_misclassified]),
+            hovertemplate=f"{res.model}<br>r = %{{x:.3g}}/255<br>range %{{y:.3e}}<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=title, showlegend=True,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    fig.update_xaxes(title=RADIUS_AXIS)
+    fig.update_yaxes(title="range(r)", type="log", exponentformat="power")
+    return fig
+
+
+def compare_mantel_figure(results: Sequence[geometry.ImageGeometry]) -> go.Figure:
+    fig = go.Figure()
+    for res, colour in zip(results, PAIR_COLOURS, strict=False):
+        topo = res.report.topology
+        fig.add_trace(go.Scatter(x=_x(topo.radii), y=[t.r if math.isfinite(t.r) else None for t in topo.tests],
+                                 mode="lines+markers", name=res.model, line=dict(color=colour)))
+    fig.add_hline(y=0.0, line=dict(color="#999999", width=1, dash="dot"))
+    fig.update_layout(**LAYOUT, title="Mantel r, both models", showlegend=True,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    fig.update_xaxes(title=RADIUS_AXIS)
+    fig.update_yaxes(title="Mantel r", range=[-1.05, 1.05])
+    return fig
+
+
+# --------------------------------------------------------------------------- sentences
+
+
+def geo_mean(values: Sequence[float]) -> float:
+    """Geometric mean of the positive values (nan when there are none)."""
+    v = [x for x in values if x is not None and x > 0]
+    return math.exp(sum(math.log(x) for x in v) / len(v)) if v else math.nan
+
+
+def isotropy_sentence(res: geometry.ImageGeometry) -> str:
+    """What Figure 1 measured, in numbers."""
+    probe = res.report.isotropy
+    rng = probe.range
+    wrong = [r for r, w in zip(probe.radii, probe.any_misclassified, strict=True) if w]
+    first = (f"at least one point was misclassified from r = {wrong[0] * 255:.3g}/255 on (square markers)"
+             if wrong else "no point was misclassified at any radius")
+    zeros = sum(1 for v in rng if v <= 0)
+    zero_note = f" {zeros} radius(es) had a range of exactly 0 and are left off the log axis." if zeros else ""
+    return (f"The score of {res.class_name} varies by {rng[0]:.2e} among {res.report.T} points at "
+            f"r = {probe.radii[0] * 255:.3g}/255 and by {rng[-1]:.2e} at r = {probe.radii[-1] * 255:.3g}/255; {first}. "
+            f"A locally isotropic model would give a range of 0 at every radius.{zero_note}")
+
+
+def compare_sentence(a: geometry.ImageGeometry, b: geometry.ImageGeometry) -> str:
+    """One plain paragraph: what the comparison measured and what changed from model ``a`` to model ``b``."""
+    ra, rb = geo_mean(a.report.isotropy.range), geo_mean(b.report.isotropy.range)
+    sa, sb = geo_mean(a.report.symmetry.range), geo_mean(b.report.symmetry.range)
+    ma = float(np.nanmean([t.r for t in a.report.topology.tests]))
+    mb = float(np.nanmean([t.r for t in b.report.topology.tests]))
+    la, lb = a.report.lipschitz.share_below_1, b.report.lipschitz.share_below_1
+    qa = float(np.nanmedian(a.report.lipschitz.ratio.numpy()))
+    qb = float(np.nanmedian(b.report.lipschitz.ratio.numpy()))
+
+    def factor(x: float, y: float) -> str:
+        if not (math.isfinite(x) and math.isfinite(y)) or x <= 0 or y <= 0:
+            return "cannot be compared"
+        return f"is {x / y:.2g} times smaller" if y < x else f"is {y / x:.2g} times larger"
+
+    classes = (f"both read the clean image as {a.class_name}" if a.class_name == b.class_name else
+               f"{a.model} reads the clean image as {a.class_name} and {b.model} as {b.class_name}, so each score is "
+               f"that of its own class")
+    return (f"Both models scored exactly the same {a.report.T} random points at each of the "
+            f"{len(a.report.radii)} radii around this image (seed {a.report.seed}; {classes}). Averaged over the radii "
+            f"(geometric mean), {b.model}'s isotropy range {factor(ra, rb)} than {a.model}'s "
+            f"({rb:.2e} against {ra:.2e}) and its symmetry range {factor(sa, sb)} ({sb:.2e} against {sa:.2e}): "
+            f"a smaller range means a score that depends less on the direction of the noise. The mean Mantel r "
+            f"is {mb:.3f} against {ma:.3f} (1 would mean the layer keeps the points' arrangement), and "
+            f"{lb:.0%} against {la:.0%} of the points move closer to the clean image at the layer than in the "
+            f"input (median ratio {qb:.3g} against {qa:.3g}).")
+
+
+def robust_partners(model: str) -> tuple[str, list[str]] | None:
+    """The naive model and the robust ones that can be compared for ``model``'s dataset, or None."""
+    if models.get_spec(model).dataset != "fashion-mnist":
+        return None
+    names = set(models.names())
+    robust = [n for n in ROBUST if n in names]
+    if NAIVE not in names or not robust:
+        return None
+    return NAIVE, robust
+
+
+def check_radii_for(norm: str, radii: Sequence[float]) -> None:
+    """An L-inf radius above 1 moves every pixel by more than the whole pixel range: refused."""
+    if norm == "linf" and max(radii) > 1.0:
+        raise AdvlabError(f"An L-inf radius above 1 moves every pixel by more than the pixel range; got "
+                          f"{max(radii):g}.")

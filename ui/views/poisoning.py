@@ -1,0 +1,251 @@
+"""What the Poisoning lab page needs besides widgets: a run request with its command line, the per-session
+cache of results, live progress with cancel, the rows of the paper's three tables next to the paper's own
+numbers, and the figures of one poison frog trial.
+
+The numbers are :func:`advcore.labs.poisoning.run`'s, the function ``python -m advcore poison`` calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from advcore.labs import poisoning
+from advcore.labs.training import Progress
+from ui import plots
+from ui.session import PageRun
+
+PAGE_KINDS = ("naive", "fgsm", "pgd", "imagenet")
+DEFAULT_KINDS = ("naive", "fgsm", "pgd")  # ImageNet features on request: seconds more on a CPU
+TABLES = {"ap": 1, "pf": 2, "lf": 3}
+MAX_PAGE_TRIALS = 200
+MAX_CACHED = 24
+
+RUN = PageRun("_advlab_poison")  # a Run button's table
+REQUEST, CANCEL = RUN.request_key, RUN.cancel_key
+RESULTS = "_advlab_poison_results"
+EXAMPLES = "_advlab_poison_examples"
+
+CLASS_COLOURS = ("#4c78a8", "#54a24b")
+CLEAN_LINE, POISONED_LINE = "#7f7f7f", plots.WATCH
+
+
+@dataclass(frozen=True)
+class Request:
+    """One table's computation, as the page's widgets describe it; hashable (it is the cache key)."""
+
+    attack: str
+    kinds: tuple[str, ...]
+    eps_255: int
+    method: str = "pgd"
+    steps: int = poisoning.DEFAULT_STEPS
+    share: float | None = None
+    trials: int = 20
+    seed: int = 0
+    device: str = "cpu"
+
+    @property
+    def eps(self) -> float:
+        return self.eps_255 / 255
+
+    def run(self, progress) -> dict:
+        return poisoning.run(self.attack, list(self.kinds), eps=self.eps, share=self.share, trials=self.trials,
+                             method=self.method, steps=self.steps, seed=self.seed, device=self.device,
+                             progress=progress)
+
+    def cli_command(self) -> str:
+        """The ``python -m advcore poison`` line that prints the same numbers."""
+        parts = [f"python -m advcore poison {self.attack}", f"--features {','.join(self.kinds)}"]
+        if self.attack != "lf":
+            parts += [f"--eps {self.eps_255}/255", f"--method {self.method}"]
+            if self.method == "pgd":
+                parts.append(f"--steps {self.steps}")
+        if self.share is not None:
+            parts.append(f"--share {self.share:g}")
+        if self.attack == "pf":
+            parts.append(f"--trials {self.trials}")
+        parts += [f"--seed {self.seed}", f"--json poison-{self.attack}.json"]
+        if self.device != "cpu":
+            parts.append(f"--device {self.device}")
+        return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- results kept per session
+
+
+def cached(req: Request) -> dict | None:
+    return st.session_state.get(RESULTS, {}).get(req)
+
+
+def keep(req: Request, result: dict) -> None:
+    store = st.session_state.setdefault(RESULTS, {})
+    store[req] = result
+    while len(store) > MAX_CACHED:
+        store.pop(next(iter(store)))
+
+
+def cancelled(title: str, left: dict | None) -> str:
+    """Where the run of ``title`` stopped on the Cancel flag (``left``: its last RUNNING marker)."""
+    left = left or {}
+    return (f"{title} cancelled at {left.get('stage', 'the start')}, step {left.get('step', 0)} of "
+            f"{left.get('total', '?')}; nothing was kept.")
+
+
+def interrupted(left: dict, was_cancelled: bool) -> str:
+    """Where a run that a rerun (Cancel, a changed widget) interrupted stopped."""
+    why = "cancelled" if was_cancelled else "stopped because the page reran"
+    return (f"The {left['title']} run was {why} at {left['stage']}, step {left['step']} of {left['total']}; "
+            "nothing was kept. Press its button to start again.")
+
+
+class LiveProgress:
+    """advcore's progress callback drawn as a progress bar; returns True (cancel) once Cancel was pressed."""
+
+    def __init__(self, bar, title: str):
+        self.bar, self.title = bar, title
+
+    def __call__(self, p: Progress) -> bool:
+        RUN.update({"title": self.title, "stage": p.stage, "step": p.step, "total": p.total})
+        self.bar.progress(min(1.0, p.step / max(p.total, 1)), text=f"{p.stage}: step {p.step} of {p.total}")
+        return RUN.cancel_requested()
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def pct(v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    return f"{100 * v:+.1f}%" if signed else f"{100 * v:.1f}%"
+
+
+def rows(result: dict) -> list[dict[str, str]]:
+    """The table of a :func:`advcore.labs.poisoning.run` result, with the paper's numbers in their own columns."""
+    attack = result["attack"]
+    paper = result["paper"]["values"]
+    out = []
+    for r in result["rows"]:
+        kind = r["kind"]
+        row = {"Features": poisoning.KIND_TITLES[kind]}
+        if attack == "ap":
+            row.update({"Clean accuracy (measured)": pct(r["clean_accuracy"]),
+                        "Accuracy under AP (measured)": pct(r["poisoned_accuracy"]),
+                        "Change (measured)": pct(r["gap"], signed=True),
+                        "Paper, Table 1, MNIST": pct(paper.get(kind, {}).get("MNIST")),
+                        "Paper, Table 1, CIFAR": pct(paper.get(kind, {}).get("CIFAR"))})
+        elif attack == "pf":
+            row.update({"Successful poison frogs (measured)": f"{r['successes']} of {r['trials']}",
+                        "Success rate (measured)": pct(r["success_rate"]),
+                        "Feature distance to target, before -> after (measured)":
+                            f"{r['mean_distance_before']:.3f} -> {r['mean_distance_after']:.3f}",
+                        "Target's SVM margin, clean -> poisoned (measured)":
+                            f"{r['mean_margin_before']:.3f} -> {r['mean_margin_after']:.3f}",
+                        "Paper, Table 2, CIFAR": pct(paper.get(kind))})
+        else:
+            row.update({"Clean accuracy (measured)": pct(r["clean_accuracy"]),
+                        "Accuracy under LF (measured)": pct(r["poisoned_accuracy"]),
+                        "Gap (measured)": pct(r["gap"], signed=True),
+                        "Paper, Table 3, MNIST": pct(paper.get(kind, {}).get("MNIST"), signed=True),
+                        "Paper, Table 3, CIFAR": pct(paper.get(kind, {}).get("CIFAR"), signed=True)})
+        out.append(row)
+    return out
+
+
+def caption(result: dict) -> str:
+    """What was measured, on what, and what the paper's columns are."""
+    r0 = result["rows"][0]
+    attack = result["attack"]
+    if attack == "lf":
+        what = (f"{result['share']:.0%} of the {r0['train_images']:,} training labels ({r0['flipped']}) replaced by "
+                f"random labels, averaged over {result['repeats']} seeds")
+    elif attack == "pf":
+        what = (f"{result['trials']} trials, one poison each, eps {result['eps_255']:.3g}/255 (L-inf), "
+                f"{'one FGSM step' if result['method'] == 'fgsm' else str(result['steps']) + ' PGD steps'}; "
+                "success: the retrained SVM misclassifies the target (targets are test images the clean SVM gets "
+                "right); distances are between penultimate-layer features divided by their mean norm; the target's "
+                "margin is the SVM's decision value on its own side (a success makes it negative), averaged over the "
+                "trials")
+    else:
+        what = (f"{r0['train_images']:,} training images moved within eps {result['eps_255']:.3g}/255 (L-inf) "
+                f"along w_t - w_c with "
+                f"{'one FGSM step' if result['method'] == 'fgsm' else str(result['steps']) + ' PGD steps'}; "
+                "w_t is an SVM trained with every label shifted by one class")
+    return (f"Measured: {what}; task: {r0['task_description']}; linear SVM (LinearSVC, C {result['C']:g}) on the "
+            f"frozen extractors' penultimate layer. The paper's columns are the paper's own numbers "
+            f"({result['paper']['what']}), on its own VGG13 features, quoted for comparison, not measured here.")
+
+
+# --------------------------------------------------------------------------- one poison frog trial
+
+
+def example(result: dict, kind: str, index: int) -> poisoning.FrogExample:
+    """One trial of a PF result in full (cached per session; crafting is deterministic)."""
+    row = next(r for r in result["rows"] if r["kind"] == kind)
+    trial = row["trial_results"][index]
+    key = (kind, row["task"], result.get("device"), trial["target"], trial["base"], result["eps"], result["method"],
+           result["steps"], result["C"])
+    store = st.session_state.setdefault(EXAMPLES, {})
+    if key not in store:
+        fs = poisoning.feature_set(kind, row["task"], device=result.get("device", "cpu"))
+        store[key] = poisoning.frog_example(fs, trial["target"], trial["base"], eps=result["eps"],
+                                            method=result["method"], steps=result["steps"], C=result["C"])
+        while len(store) > MAX_CACHED:
+            store.pop(next(iter(store)))
+    return store[key]
+
+
+def image(arr: np.ndarray):
+    return plots.enlarge_array((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8), 224)
+
+
+def perturbation(ex: poisoning.FrogExample):
+    img, factor = plots.amplified_perturbation(ex.poison - ex.base, None)
+    return plots.enlarge_array(img, 224), factor
+
+
+def _boundary(normal: list[float], offset: float, xr: tuple[float, float], yr: tuple[float, float]):
+    n0, n1 = normal
+    if abs(n1) >= abs(n0) and abs(n1) > 0:
+        xs = np.linspace(*xr, 2)
+        return xs, -(n0 * xs + offset) / n1
+    if abs(n0) > 0:
+        ys = np.linspace(*yr, 2)
+        return -(n1 * ys + offset) / n0, ys
+    return np.array([]), np.array([])
+
+
+def projection_figure(proj: dict) -> go.Figure:
+    """Training features by class, base, poison and target in the PCA plane, with the SVM before and after."""
+    tr = np.asarray(proj["train"])
+    labels = np.asarray(proj["train_labels"])
+    pts = np.vstack([tr, [proj["base"], proj["poison"], proj["target"]]])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    pad = 0.08 * (hi - lo + 1e-9)
+    xr, yr = (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+    fig = go.Figure()
+    for c, name in enumerate(proj["classes"]):
+        m = labels == c
+        fig.add_trace(go.Scatter(x=tr[m, 0], y=tr[m, 1], mode="markers", name=f"training: {name}",
+                                 marker=dict(size=5, color=CLASS_COLOURS[c % 2], opacity=0.45)))
+    for key, colour, dash, name in (("clean", CLEAN_LINE, "dash", "SVM boundary, clean"),
+                                    ("poisoned", POISONED_LINE, "solid", "SVM boundary, poisoned")):
+        xs, ys = _boundary(proj[key]["normal"], proj[key]["offset"], xr, yr)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line=dict(color=colour, dash=dash, width=2)))
+    for key, symbol, colour, name in (("base", "circle-open", "#111111", "base"),
+                                      ("poison", "star", POISONED_LINE, "poison"),
+                                      ("target", "diamond", "#f2b701", "target")):
+        fig.add_trace(go.Scatter(x=[proj[key][0]], y=[proj[key][1]], mode="markers", name=name,
+                                 marker=dict(size=14, symbol=symbol, color=colour, line=dict(width=2, color="#111"))))
+    ev = proj["explained_variance"]
+    fig.update_layout(title=dict(text="Feature space (PCA) with the SVM before and after poisoning"), height=420,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.15),
+                      xaxis=dict(title=f"PC 1 ({100 * ev[0]:.0f}% of variance)", range=list(xr)),
+                      yaxis=dict(title=f"PC 2 ({100 * ev[1]:.0f}% of variance)", range=list(yr)))
+    return fig
+
+
+def side(value: float, classes: list[str]) -> str:
+    return classes[1] if value > 0 else classes[0]
