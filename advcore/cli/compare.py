@@ -7,6 +7,7 @@ import argparse
 from advcore.cli.framework import (
     EXIT_OK,
     SEED_MAX,
+    ProgressBars,
     add_run_options,
     arg_type,
     command,
@@ -18,7 +19,6 @@ from advcore.cli.framework import (
     positive_int,
     say,
     set_threads,
-    stderr_bar,
     write_file,
 )
 
@@ -129,13 +129,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for note in notes:
             say(f"advcore: note: {note}")
     set_threads(args.threads)
-    with stderr_bar("compare", args.quiet) as bar:
-
-        def progress(p: compare.Progress) -> None:
-            bar.total = p.total
-            bar.set_description_str(p.stage[:60], refresh=False)
-            bar.update(p.done - bar.n)
-
+    with ProgressBars(args.quiet, per_stage=False) as progress:
         result = compare.compare(items, sources, targets=targets, attack_names=attack_names, norm=args.norm, eps=eps,
                                  steps=args.steps, seed=args.seed, device=args.device, batch_size=args.batch_size,
                                  progress=progress)

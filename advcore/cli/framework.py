@@ -264,20 +264,27 @@ def stderr_bar(desc: str, quiet: bool, *, total: int = 1, unit: str = "step"):
 
 
 class ProgressBars:
-    """tqdm progress bars on stderr, one per stage, plus the stage messages (epoch summaries)."""
+    """The :class:`advcore.progress.Progress` callback of every command: tqdm bars on stderr and the stage messages.
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
+    ``per_stage``: a new bar for each stage (training's epochs, poisoning's tables); otherwise one bar whose
+    label follows the stage (a comparison's or a geometry probe's steps count over all stages).
+    """
+
+    def __init__(self, quiet: bool, *, per_stage: bool = True, unit: str = "step"):
+        self.quiet, self.per_stage, self.unit = quiet, per_stage, unit
         self.bar = None
         self.stage = None
 
     def __call__(self, p) -> None:
         if self.quiet:
             return None
-        if p.stage != self.stage or self.bar is None:
+        if self.bar is None or (self.per_stage and p.stage != self.stage):
             self.close()
-            self.stage = p.stage
-            self.bar = stderr_bar(p.stage, False, total=p.total)
+            self.bar = stderr_bar(p.stage[:60], False, total=p.total, unit=self.unit)
+        elif p.stage != self.stage:
+            self.bar.set_description_str(p.stage[:60], refresh=False)
+        self.stage = p.stage
+        self.bar.total = p.total
         self.bar.update(p.step - self.bar.n)
         if "loss" in p.info:
             self.bar.set_postfix_str(f"loss {p.info['loss']:.3f}", refresh=False)
@@ -290,6 +297,12 @@ class ProgressBars:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def __enter__(self) -> ProgressBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def set_threads(threads: int | None) -> None:

@@ -10,6 +10,7 @@ import argparse
 
 from advcore.cli.framework import (
     EXIT_OK,
+    ProgressBars,
     add_run_options,
     arg_type,
     command,
@@ -20,7 +21,6 @@ from advcore.cli.framework import (
     positive_int,
     say,
     set_threads,
-    stderr_bar,
     write_file,
 )
 from advcore.errors import AdvlabError
@@ -115,12 +115,7 @@ def cmd_geometry(args: argparse.Namespace) -> int:
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
     image = load_image(args.image)
     set_threads(args.threads)
-    with stderr_bar("geometry", args.quiet, total=1000, unit="‰") as bar:
-
-        def progress(fraction: float, stage: str) -> None:
-            bar.set_description_str(stage, refresh=False)
-            bar.update(int(fraction * 1000) - bar.n)
-
+    with ProgressBars(args.quiet, per_stage=False, unit="point") as progress:
         result = geometry.probe_image(args.model, image, probes=probes, radii=args.radii, T=args.T, layer=args.layer,
                                       norm=args.norm, seed=args.seed, permutations=args.permutations,
                                       fit_images=args.fit_images, device=args.device, progress=progress)

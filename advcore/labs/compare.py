@@ -27,7 +27,7 @@ Definitions, stated once:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,8 @@ from torch import nn
 from advcore import attacks, data, datasets, metrics, models
 from advcore.device import describe, pick_device
 from advcore.errors import AdvlabError, Cancelled
+from advcore.progress import ProgressFn
+from advcore.progress import report as report_progress
 
 ALL_ATTACKS: tuple[str, ...] = tuple(attacks.ATTACKS)  # fgsm, ifgsm, pgd, mifgsm, agr
 MAX_IMAGES = 500  # 500 Lite2 inputs (3x260x260 floats) hold 400 MB
@@ -221,18 +223,6 @@ class _FirstSuccess(nn.Module):
 # --------------------------------------------------------------------------- the comparison
 
 
-@dataclass(frozen=True)
-class Progress:
-    """What the progress callback sees: gradient steps done of the planned total, and the current stage."""
-
-    done: int
-    total: int
-    stage: str
-
-
-ProgressFn = Callable[[Progress], bool | None]
-
-
 def _steps_of(attack: str, steps: int) -> int:
     return steps if "steps" in attacks.accepted_params(attack) else 1
 
@@ -313,9 +303,8 @@ def compare(
     total = len(eps_list) * len(sources) * n_img * sum(per_attack_steps.values())
     done = 0
 
-    def report(stage: str) -> None:
-        if progress is not None and progress(Progress(min(done, total), total, stage)):
-            raise Cancelled(f"cancelled at {stage}")
+    def report(stage: str) -> None:  # the unit of work: one gradient step on one image
+        report_progress(progress, stage, min(done, total), total, what="comparison")
 
     # Clean inputs at each source's resolution, its clean predictions, and each target's clean view of them.
     x_src = {s: image_tensor(images, specs[s].input_size) for s in sources}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +32,9 @@ import torch
 from torch import nn
 
 from advcore import features
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
+from advcore.progress import ProgressFn
+from advcore.progress import report as report_progress
 from advcore.units import parse_eps_list
 
 NORMS = ("linf", "l2")
@@ -42,10 +44,6 @@ MAX_T = 1000
 MAX_PERMUTATIONS = 100_000
 DEFAULT_PERMUTATIONS = 999
 
-ProgressFn = Callable[[float, str], "bool | None"]
-"""``progress(fraction_done, stage)``; returning True (or raising :class:`Cancelled`) stops the work."""
-
-
 DEFAULT_RADII = "1/255:20/255:1/255"  # the paper's grid r = 1, ..., R = 20 pixels
 MAX_RADIUS = 1000.0  # L2 radii of large images exceed 1
 
@@ -53,11 +51,6 @@ MAX_RADIUS = 1000.0  # L2 radii of large images exceed 1
 def parse_radii(text: str) -> list[float]:
     """Radii as typed: a range ``1/255:20/255:1/255``, a list ``0.01,0.05`` or one value; every radius positive."""
     return parse_eps_list(text, name="radius", allow_zero=False, high=MAX_RADIUS)
-
-
-def _report(progress: ProgressFn | None, fraction: float, stage: str) -> None:
-    if progress is not None and progress(min(max(fraction, 0.0), 1.0), stage):
-        raise Cancelled("geometry probe cancelled")
 
 
 def _f(v: float) -> float | None:
@@ -461,7 +454,8 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
     R = len(radii)
     sweeps = (int(any(p in probes for p in ("isotropy", "mantel", "lipschitz"))) + int("symmetry" in probes)) * R
     done = 0
-    _report(progress, 0.0, "starting")
+    points = max(sweeps, 1) * T  # the unit of progress: one perturbed point through the model
+    report_progress(progress, "starting", 0, points, what="geometry probe")
 
     def run_points(v: torch.Tensor, with_layer: bool, stage: str) -> tuple[torch.Tensor, ...]:
         nonlocal done
@@ -473,8 +467,7 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
             wrong.append((out.argmax(1) != k).cpu())
             if phi is not None:
                 acts.append(phi.cpu())
-            done_frac = (done + min(start + batch_size, T) / T) / max(sweeps, 1)
-            _report(progress, done_frac, stage)
+            report_progress(progress, stage, done * T + min(start + batch_size, T), points, what="geometry probe")
         done += 1
         return torch.cat(scores), torch.cat(wrong), (torch.cat(acts) if acts else None)  # type: ignore[return-value]
 
@@ -513,7 +506,7 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
             sym_w.append(w)
         report.symmetry = ScoreProbe("symmetry", radii, torch.stack(sym_s), torch.stack(sym_w))
     report.seconds = time.perf_counter() - t0
-    _report(progress, 1.0, "done")
+    report_progress(progress, "done", points, points, what="geometry probe")
     return report
 
 

@@ -49,8 +49,8 @@ from torch import nn
 
 from advcore import data, datasets, features, models
 from advcore.device import pick_device
-from advcore.errors import AdvlabError, Cancelled
-from advcore.labs.training import Progress, ProgressFn
+from advcore.errors import AdvlabError
+from advcore.progress import ProgressFn, report
 
 # --------------------------------------------------------------------------- the setting
 
@@ -132,8 +132,7 @@ def check_c(C: float) -> float:
 
 
 def _report(progress: ProgressFn | None, stage: str, step: int, total: int, **info: object) -> None:
-    if progress is not None and progress(Progress(stage, step, total, dict(info))):
-        raise Cancelled("poisoning run cancelled")
+    report(progress, stage, step, total, info, what="poisoning run")
 
 
 # --------------------------------------------------------------------------- task data

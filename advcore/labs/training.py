@@ -36,7 +36,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,9 @@ from torch import nn
 
 from advcore import attacks, datasets
 from advcore.device import pick_device
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from advcore.models import Normalized, zoo
+from advcore.progress import ProgressFn, report
 
 RECIPES = ("standard", "fgsm", "pgd", "mat-mixed", "mat-parallel")
 EXAMPLE_ATTACKS = ("fgsm", "pgd")
@@ -163,28 +164,6 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-# --------------------------------------------------------------------------- progress
-
-
-@dataclass
-class Progress:
-    """What a progress callback sees: ``step`` of ``total`` in ``stage``; ``message`` closes an epoch or a stage."""
-
-    stage: str
-    step: int
-    total: int
-    info: dict = field(default_factory=dict)
-    message: str | None = None
-
-
-ProgressFn = Callable[[Progress], bool | None]
-
-
-def _report(progress: ProgressFn | None, *args, **kwargs) -> None:
-    if progress is not None and progress(Progress(*args, **kwargs)):
-        raise Cancelled("training cancelled")
-
-
 # --------------------------------------------------------------------------- models and examples
 
 
@@ -287,14 +266,14 @@ def train_network(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, strengt
             n_clean = len(ys[0])
             correct_clean += float((logits[:n_clean].argmax(1) == ys[0]).sum())
             seen_clean += n_clean
-            _report(progress, stage, step, epochs * batches,
+            report(progress, stage, step, epochs * batches,
                     {"epoch": epoch, "loss": loss_sum / seen, "train_acc": correct_clean / seen_clean})
         model.eval()
         record = {"epoch": epoch, "loss": round(loss_sum / seen, 5),
                   "train_clean_accuracy": round(correct_clean / seen_clean, 5),
                   "images_per_epoch": int(seen), "seconds": round(time.perf_counter() - t0, 2)}
         history.append(record)
-        _report(progress, stage, step, epochs * batches, dict(record),
+        report(progress, stage, step, epochs * batches, dict(record),
                 message=f"{stage}: epoch {epoch}/{epochs} loss {record['loss']:.4f}, "
                         f"clean training accuracy {record['train_clean_accuracy']:.2%}, {record['seconds']:.0f} s")
     model.eval()
@@ -353,7 +332,7 @@ def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
                 res = attacks.run(spec.name, model, xb, yb, eps=e, norm="linf", steps=steps, seed=seed + b, **params)
                 logits = res.logits
             correct += int((logits.argmax(1) == yb).sum())
-            _report(progress, stage, i * batches + b + 1, len(eps) * batches, {"eps": e})
+            report(progress, stage, i * batches + b + 1, len(eps) * batches, {"eps": e})
         acc.append(correct / n)
     accepted = attacks.accepted_params(spec.name)
     return {
@@ -511,7 +490,7 @@ def accuracy_matrix(task: datasets.Task, grid: Sequence[float] = DEFAULT_GRID, *
                                stage=f"matrix {i + 1}/{len(grid)} eval", progress=progress)
         rows.append(curve["accuracy"])
         seconds.append(round(time.perf_counter() - t1, 2))
-        _report(progress, "matrix", i + 1, len(grid), message=f"accuracy matrix: row eps {eps:g}: "
+        report(progress, "matrix", i + 1, len(grid), message=f"accuracy matrix: row eps {eps:g}: "
                 + " ".join(f"{a:.3f}" for a in curve["accuracy"]) + f" ({seconds[-1]:.0f} s)")
     return {"grid": list(grid), "attack_eps": [float(e) for e in attack_eps], "accuracy": rows,
             "evaluation": f"FGSM on {len(xv)} validation images", "training": {
@@ -564,7 +543,7 @@ def fit_vote_weights(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strengt
         weights = [round(float(w), 6) for w in pm.weights.detach()]
         history.append({"round": r, "nll_before": round(start, 5), "nll_after": round(after, 5),
                         "vote_accuracy": round(acc, 5), "weights": weights})
-        _report(progress, "vote", r, rounds, dict(history[-1]),
+        report(progress, "vote", r, rounds, dict(history[-1]),
                 message=f"voting weights, round {r}/{rounds}: " + ", ".join(f"{w:.3f}" for w in weights)
                 + f" (accuracy on clean + adversarial validation images {acc:.2%})")
     return history
@@ -732,7 +711,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Sequenc
         curve = accuracy_curve(model, x[:n], y[:n], attack=name, eps=eps, steps=steps, seed=seed, progress=progress)
         out["curves"][name] = curve
         msg = ", ".join(f"{e:g}: {a:.3f}" for e, a in zip(curve["eps"], curve["accuracy"], strict=True))
-        _report(progress, f"{name} eval", 1, 1, message=f"{name.upper()} accuracy on {n} images: {msg} "
+        report(progress, f"{name} eval", 1, 1, message=f"{name.upper()} accuracy on {n} images: {msg} "
                 f"(average {curve['average_accuracy']:.3f}, {curve['seconds']:.0f} s)")
     return out
 

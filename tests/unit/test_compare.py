@@ -14,6 +14,7 @@ import torch
 from advcore import attacks, cli, models
 from advcore.errors import AdvlabError, Cancelled
 from advcore.labs import compare
+from advcore.progress import Progress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -130,12 +131,12 @@ def test_a_stronger_budget_never_lowers_pgd_asr(items) -> None:
 def test_progress_reaches_the_total_and_cancel_stops(items) -> None:
     seen = []
     compare.compare(items[:6], ["fmnist-naive"], attack_names=["fgsm", "ifgsm"], eps=0.1, steps=3, device="cpu",
-                    progress=lambda p: seen.append((p.done, p.total)))
+                    progress=lambda p: seen.append((p.step, p.total)))
     assert seen[-1] == (6 * (1 + 3), 6 * (1 + 3))
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
     calls = []
 
-    def cancel(p: compare.Progress) -> bool:
+    def cancel(p: Progress) -> bool:
         calls.append(p)
         return len(calls) >= 3
 

@@ -215,11 +215,11 @@ def test_report_to_dict_is_json_and_counts_misclassified_points() -> None:
 def test_progress_reports_and_cancels() -> None:
     seen: list[float] = []
     geometry.analyse(linear_model(), image(), radii=RADII, T=10, probes=["isotropy", "symmetry"],
-                     progress=lambda f, stage: seen.append(f))
+                     progress=lambda p: seen.append(p.fraction))
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
     with pytest.raises(Cancelled):
         geometry.analyse(linear_model(), image(), radii=RADII, T=10, probes=["isotropy"],
-                         progress=lambda f, stage: f > 0.3)
+                         progress=lambda p: p.fraction > 0.3)
 
 
 @pytest.mark.parametrize("kwargs, message", [

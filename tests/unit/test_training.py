@@ -14,6 +14,7 @@ from advcore import datasets, models
 from advcore.errors import AdvlabError, Cancelled
 from advcore.labs import training
 from advcore.models import zoo
+from advcore.progress import Progress
 
 SHIPPED = ["fmnist-naive", "fmnist-fgsm", "fmnist-pgd", "fmnist-mat-mixed", "fmnist-mat-parallel", "fmnist-halftone",
            "fmnist-hybrid"]
@@ -299,7 +300,7 @@ def test_progress_can_cancel_training():
     task = datasets.load_task("digits", limit=256)
     seen = []
 
-    def stop_after_two(p: training.Progress) -> bool:
+    def stop_after_two(p: Progress) -> bool:
         seen.append(p.step)
         return len(seen) >= 2
 

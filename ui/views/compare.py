@@ -25,6 +25,7 @@ import torch
 from advcore import data, models
 from advcore.errors import AdvlabError
 from advcore.labs import compare
+from advcore.progress import Progress
 from advcore.records import json_safe
 from ui import plots
 from ui.session import PageRun
@@ -234,10 +235,10 @@ def run(reqs: Sequence[CompareRequest], bar, uploads: Sequence | None = None) ->
         items, notes = request_images(req, uploads)
         label = f"run {i + 1} of {len(reqs)}: " if len(reqs) > 1 else ""
 
-        def progress(p: compare.Progress, label: str = label) -> bool:
+        def progress(p: Progress, label: str = label) -> bool:
             RUN.update(p.stage)
-            bar.progress(min(1.0, p.done / max(p.total, 1)),
-                         text=f"{label}{p.stage}: {p.done:,} of {p.total:,} image-steps")
+            bar.progress(min(1.0, p.step / max(p.total, 1)),
+                         text=f"{label}{p.stage}: {p.step:,} of {p.total:,} image-steps")
             return RUN.cancel_requested()
 
         with one_thread_if_small(req):

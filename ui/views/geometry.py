@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import shlex
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ import streamlit as st
 from advcore import models
 from advcore.errors import AdvlabError, Cancelled
 from advcore.labs import geometry
+from advcore.progress import Progress, ProgressFn
 from ui import plots
 
 RESULTS = "_advlab_geometry_results"
@@ -87,7 +88,7 @@ def cached(req: GeometryRequest, model: str | None = None) -> geometry.ImageGeom
     return res
 
 
-def compute(req: GeometryRequest, image, progress: Callable[[float, str], bool | None],
+def compute(req: GeometryRequest, image, progress: ProgressFn,
             model: str | None = None) -> geometry.ImageGeometry:
     """Run every probe for ``req`` (on ``model`` when given) and keep the result in the session cache."""
     name = model or req.model
@@ -113,11 +114,11 @@ def request_cancel() -> None:
     st.session_state[CANCELLED] = st.session_state.pop(RUNNING, True)
 
 
-def live_progress(bar, label: str) -> Callable[[float, str], bool | None]:
+def live_progress(bar, label: str) -> ProgressFn:
     """A progress callback drawing on ``bar``; returns True (cancel) once Cancel was pressed."""
 
-    def report(fraction: float, stage: str) -> bool:
-        bar.progress(fraction, text=f"{label}: {stage} ({fraction:.0%})")
+    def report(p: Progress) -> bool:
+        bar.progress(p.fraction, text=f"{label}: {p.stage} ({p.fraction:.0%})")
         if st.session_state.get(CANCELLED):
             raise Cancelled("cancelled")
         return False

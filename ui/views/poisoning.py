@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from advcore.labs import poisoning
-from advcore.labs.training import Progress
+from advcore.progress import Progress
 from ui import plots
 from ui.session import PageRun
 

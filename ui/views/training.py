@@ -21,6 +21,7 @@ from advcore import datasets
 from advcore.errors import AdvlabError
 from advcore.labs import training
 from advcore.models import zoo
+from advcore.progress import Progress
 from ui import plots
 from ui.session import PageRun
 
@@ -357,7 +358,7 @@ class LiveProgress:
         self._drawn_at = -math.inf
         self._drawn_points = 0
 
-    def __call__(self, p: training.Progress) -> bool:
+    def __call__(self, p: Progress) -> bool:
         stage = stage_title(p.stage)
         RUN.update({"stage": stage, "step": p.step, "total": p.total})
         text = f"{stage}: step {p.step} of {p.total}"
