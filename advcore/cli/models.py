@@ -14,23 +14,23 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 
 @command("models", "list the registered models", _models_args)
 def cmd_models(args: argparse.Namespace) -> int:
-    """Print every registered model: name, dataset, input size, title."""
+    """Print every registered model: name, dataset, role, input size, classes, title."""
     from advcore import models
 
     rows = []
     for name in models.names():
         spec = models.get_spec(name)
-        rows.append({"name": spec.name, "title": spec.title, "dataset": spec.dataset,
+        rows.append({"name": spec.name, "title": spec.title, "dataset": spec.dataset, "role": spec.role,
                      "input_size": list(spec.input_size), "num_classes": spec.num_classes})
     if args.json:
         print(json_text(rows))
         return EXIT_OK
-    table = [("NAME", "DATASET", "INPUT", "CLASSES", "TITLE")]
-    table += [(r["name"], r["dataset"], "x".join(map(str, r["input_size"])), str(r["num_classes"]), r["title"])
-              for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    table = [("NAME", "DATASET", "ROLE", "INPUT", "CLASSES", "TITLE")]
+    table += [(r["name"], r["dataset"], r["role"], "x".join(map(str, r["input_size"])), str(r["num_classes"]),
+               r["title"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
     return EXIT_OK
 
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from advcore.models import imagenet, zoo
 from advcore.models.registry import (
+    ROLES,
     ModelSpec,
     Normalized,
+    Role,
     class_names,
     get_spec,
     load,
     names,
     register,
+    roles,
+    with_role,
 )
 
-__all__ = ["ModelSpec", "Normalized", "class_names", "get_spec", "imagenet_classes", "load", "names", "register"]
+__all__ = ["ROLES", "ModelSpec", "Normalized", "Role", "class_names", "get_spec", "imagenet_classes", "load", "names",
+           "register", "roles", "with_role"]
 
 imagenet_classes = imagenet.imagenet_classes
 imagenet.register_all()

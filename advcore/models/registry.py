@@ -35,6 +35,27 @@ class Normalized(nn.Module):
 
 
 @dataclass(frozen=True)
+class Role:
+    """What a model is for in the labs: how it was trained, and whether it is meant to resist attacks."""
+
+    name: str
+    title: str
+    robust: bool
+
+
+#: The roles of the zoo, in the order the labs list them. A card's recipe and input transform give its role.
+ROLES: dict[str, Role] = {r.name: r for r in (
+    Role("naive", "standard training (clean images only)", robust=False),
+    Role("fgsm", "adversarial training, FGSM examples", robust=True),
+    Role("pgd", "adversarial training, PGD examples", robust=True),
+    Role("mat-mixed", "mixed multi-strength adversarial training (MAT)", robust=True),
+    Role("mat-parallel", "parallel multi-strength adversarial training (MAT)", robust=True),
+    Role("halftone", "trained on halftones, halftones its input (Defense lab)", robust=False),
+    Role("hybrid", "trained on intensity + halftone images, halftones its input (Defense lab)", robust=False),
+)}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What a person and the code need to know about one model."""
 
@@ -49,6 +70,11 @@ class ModelSpec:
     card: dict = field(default_factory=dict, compare=False)
     # The model as used, around the [0, 1]-pixel network (e.g. a halftone-trained model halftones its input).
     wrap: Callable[[nn.Module], nn.Module] | None = field(default=None, repr=False, compare=False)
+    role: str = "naive"  # a key of ROLES
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise AdvlabError(f"Unknown model role {self.role!r}; known: {', '.join(ROLES)}.")
 
     @property
     def num_classes(self) -> int:
@@ -78,6 +104,17 @@ def get_spec(name: str) -> ModelSpec:
         raise AdvlabError(
             f"Unknown model {name!r}.{hint} Known models: {', '.join(names())}."
         ) from None
+
+
+def with_role(dataset: str, role: str) -> str | None:
+    """The first registered model of ``dataset`` with ``role`` (e.g. the naive Fashion-MNIST model), or None."""
+    return next((n for n, s in _REGISTRY.items() if s.dataset == dataset and s.role == role), None)
+
+
+def roles(dataset: str) -> dict[str, str]:
+    """Role -> model name for the registered models of ``dataset`` (the first of each role), in ROLES order."""
+    found = {role: with_role(dataset, role) for role in ROLES}
+    return {role: name for role, name in found.items() if name is not None}
 
 
 def class_names(name: str) -> list[str]:

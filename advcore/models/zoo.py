@@ -169,7 +169,17 @@ def spec_from_card(card: dict, directory: str | Path):
         classes=lambda: list(classes),
         card=card,
         wrap=input_transform(card),
+        role=role_of(card),
     )
+
+
+def role_of(card: dict) -> str:
+    """A card's role (:data:`advcore.models.registry.ROLES`): its input transform, else its recipe."""
+    transform = (card.get("input_transform") or {}).get("kind")
+    if transform in ("halftone", "hybrid"):
+        return transform
+    recipe = (card.get("recipe") or {}).get("name", "standard")
+    return "naive" if recipe == "standard" else str(recipe)
 
 
 def input_transform(card: dict):
@@ -214,12 +224,17 @@ def load_from_card(path: str | Path, device: str | torch.device = "cpu"):
 
 
 def shipped_cards(directory: str | Path = MODELS_DIR) -> list[Path]:
-    """Card files of the shipped models, in a stable order."""
-    order = ["naive", "fgsm", "pgd", "mat-mixed", "mat-parallel"]
+    """Card files of the shipped models, in the order of their roles."""
+    from advcore.models.registry import ROLES
+
+    order = list(ROLES)
 
     def key(p: Path) -> tuple[int, str]:
-        suffix = p.stem.split("-", 1)[-1]
-        return (order.index(suffix) if suffix in order else len(order), p.stem)
+        try:
+            role = role_of(json.loads(p.read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError):
+            role = ""
+        return (order.index(role) if role in order else len(order), p.stem)
 
     return sorted(Path(directory).glob("*.json"), key=key)
 

@@ -317,3 +317,10 @@ def test_python_m_advcore_end_to_end(tmp_path):
     assert m["linf"] <= 8 / 255 + 1e-6
     assert predict_png(png) == m["adv_8bit_label"]
     assert f"{m['clean_label']} {m['clean_name']}" in proc.stdout
+
+
+def test_models_json_gives_each_models_role():
+    code, out, err = run_cli(["models", "--json"])
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["fmnist-pgd"]["role"] == "pgd" and rows[MODEL]["role"] == "naive"

@@ -74,3 +74,22 @@ def test_normalized_wrapper_takes_unit_pixels():
     net = torch.nn.Identity()
     m = Normalized(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     torch.testing.assert_close(m(torch.ones(1, 3, 2, 2)), torch.full((1, 3, 2, 2), 2.0))
+
+
+def test_every_shipped_model_has_the_role_its_card_describes():
+    """Roles come from the cards (recipe, input transform), not from model names hard-coded in the pages."""
+    expected = {"fmnist-naive": "naive", "fmnist-fgsm": "fgsm", "fmnist-pgd": "pgd", "fmnist-mat-mixed": "mat-mixed",
+                "fmnist-mat-parallel": "mat-parallel", "fmnist-halftone": "halftone", "fmnist-hybrid": "hybrid"}
+    for name, role in expected.items():
+        assert models.get_spec(name).role == role
+    assert models.roles("fashion-mnist") == {role: name for name, role in expected.items()}
+    assert models.with_role("imagenet", "naive") == "efficientnet-lite0"
+    assert models.with_role("imagenet", "pgd") is None
+    assert [r for r in models.ROLES if models.ROLES[r].robust] == ["fgsm", "pgd", "mat-mixed", "mat-parallel"]
+
+
+def test_an_unknown_role_is_refused():
+    spec = models.get_spec("fmnist-naive")
+    with pytest.raises(AdvlabError, match="Unknown model role"):
+        models.ModelSpec(spec.name, spec.title, spec.dataset, spec.input_size, spec.mean, spec.std, spec.build,
+                         spec.classes, role="sturdy")
