@@ -175,11 +175,35 @@ def data_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(round(v, 4) for v in mean), tuple(round(max(v, 1e-3), 4) for v in std)
 
 
+# Layers whose weights start at fixed values (ones, zeros), so no random draw is needed.
+_DETERMINISTIC_INIT = (zoo.ParallelMAT, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def initialise(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-draw every weight of ``module`` from ``generator`` with PyTorch's default initialisation.
+
+    Linear and convolution layers get ``kaiming_uniform_(a=sqrt(5))`` weights and ``U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))`` biases, in ``modules()`` order: the same draws PyTorch makes in ``__init__`` from a
+    global RNG seeded the same way, so a seed gives the same network as before, but without touching
+    the process-wide RNG that other sessions' threads share. Norm layers start at fixed values; any other
+    layer holding weights is refused.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+                if m.bias is not None:
+                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+            elif any(True for _ in m.parameters(recurse=False)) and not isinstance(m, _DETERMINISTIC_INIT):
+                raise AdvlabError(f"Cannot initialise a {type(m).__name__} layer from a seed.")
+    return module
+
+
 def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
-    """``build()`` with torch's global RNG seeded, leaving the caller's RNG state untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
+    """``build()`` with its weights drawn from a generator seeded with ``seed`` (thread-safe: no global seed)."""
+    return initialise(build(), torch.Generator().manual_seed(int(seed)))
 
 
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, *,

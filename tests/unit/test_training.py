@@ -347,3 +347,57 @@ def test_predicted_label_examples_are_recorded_in_the_card():
     assert "predicted labels" in card["recipe"]["examples"]
     with pytest.raises(AdvlabError, match="true or the predicted labels"):
         training.check_config(training.TrainConfig(recipe="fgsm", strengths=(0.1,), example_labels="random"))
+
+
+def _global_seed_build(seed: int, build):
+    """The old way (a global seed inside fork_rng): the reference the generator-based init must equal."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+@pytest.mark.parametrize("arch", [zoo.cnn_architecture((1, 28, 28), 10),
+                                  zoo.parallel_architecture(zoo.cnn_architecture((1, 28, 28), 10), 2)])
+def test_seeded_initialisation_equals_pytorchs_own_draws(arch):
+    ours = training.seeded(7, lambda: zoo.build_network(arch)).state_dict()
+    ref = _global_seed_build(7, lambda: zoo.build_network(arch)).state_dict()
+    assert ours.keys() == ref.keys()
+    for k in ref:
+        assert torch.equal(ours[k], ref[k]), k
+    other = training.seeded(8, lambda: zoo.build_network(arch)).state_dict()
+    assert not torch.equal(other["features.0.weight" if "features.0.weight" in other else "nets.0.features.0.weight"],
+                           ours["features.0.weight" if "features.0.weight" in ours else "nets.0.features.0.weight"])
+
+
+def test_seeded_initialisation_is_the_same_whatever_other_threads_do():
+    """Two sessions initialising at once (the global-seed pattern gave ~25% different weights here)."""
+    import threading
+
+    arch = zoo.cnn_architecture((1, 28, 28), 10)
+    expected = training.seeded(3, lambda: zoo.build_network(arch)).state_dict()
+    results: list[bool] = []
+    stop = threading.Event()
+
+    def noise() -> None:  # another session drawing from the global RNG all the time
+        while not stop.is_set():
+            torch.manual_seed(int(torch.randint(0, 1000, (1,))))
+            torch.rand(100)
+
+    def build() -> None:
+        for _ in range(20):
+            got = training.seeded(3, lambda: zoo.build_network(arch)).state_dict()
+            results.append(all(torch.equal(got[k], expected[k]) for k in expected))
+
+    threads = [threading.Thread(target=noise)] + [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join()
+    stop.set()
+    threads[0].join()
+    assert len(results) == 40 and all(results)
+
+
+def test_an_unknown_layer_with_weights_is_not_initialised_silently():
+    with pytest.raises(AdvlabError, match="Cannot initialise"):
+        training.seeded(0, lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Embedding(3, 2)))
