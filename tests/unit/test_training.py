@@ -400,4 +400,5 @@ def test_seeded_initialisation_is_the_same_whatever_other_threads_do():
 
 def test_an_unknown_layer_with_weights_is_not_initialised_silently():
     with pytest.raises(AdvlabError, match="Cannot initialise"):
-        training.seeded(0, lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Embedding(3, 2)))
+        training.seeded(0, lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2),
+                                                       torch.nn.Embedding(3, 2)))
