@@ -1,15 +1,22 @@
-"""Activations of a named layer, read with forward hooks: the ``phi`` of the geometry probes and the
-feature extractor ``f`` of the poisoning attacks.
+"""Activations of a named layer: the ``phi`` of the geometry probes and the feature extractor ``f`` of the
+poisoning attacks.
 
 A layer is named by its module path in ``model.named_modules()`` (``"net.features.3"``), or by
 :data:`PENULTIMATE`, the input of the model's last ``nn.Linear`` (the representation the final
 classifier reads: 128 values for the Fashion-MNIST CNNs, 1280 for EfficientNet-Lite). The forward
 pass stops as soon as the layer has been seen, so early layers cost only what precedes them, and
 the activations keep their autograd graph, so they can be differentiated with respect to the input.
+
+The shared, cached model is never touched: no hook is registered on it. Each read runs a private copy
+of the module tree along the path to the layer (shallow copies that share the weights, a few
+microseconds) in which the layer is wrapped by a tap that records its input or output. So any number
+of sessions may read features, attack and evaluate the same model at once (the hooks used before
+fired in every thread's forward pass and handed one session another's activations).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -21,7 +28,39 @@ PENULTIMATE = "penultimate"
 
 
 class _Captured(Exception):
-    """Raised by the hook to end the forward pass once the layer's activation is captured."""
+    """Raised by the tap to end the forward pass once the layer's activation is captured."""
+
+
+class _Tap(nn.Module):
+    """Wraps a layer: records its input (``take_input``) or output in ``sink``; ends the pass if ``stop``."""
+
+    def __init__(self, inner: nn.Module, sink: list, *, take_input: bool, stop: bool):
+        super().__init__()
+        self.inner, self.sink, self.take_input, self.stop = inner, sink, take_input, stop
+
+    def forward(self, *args, **kwargs):
+        if self.take_input:
+            self.sink.append(args[0])
+            if self.stop:
+                raise _Captured
+            return self.inner(*args, **kwargs)
+        out = self.inner(*args, **kwargs)
+        self.sink.append(out)
+        if self.stop:
+            raise _Captured
+        return out
+
+
+def _replaced(root: nn.Module, path: str, new: nn.Module) -> nn.Module:
+    """A shallow copy of ``root`` in which the submodule at ``path`` is ``new``; ``root`` is left unchanged.
+
+    Only the modules on the path are copied (their other children, parameters and buffers are shared).
+    """
+    head, _, rest = path.partition(".")
+    clone = copy.copy(root)
+    clone._modules = root._modules.copy()
+    clone._modules[head] = new if not rest else _replaced(root._modules[head], rest, new)
+    return clone
 
 
 def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -63,33 +102,17 @@ def check_layer(model: nn.Module, layer: str | None) -> str:
 
 def _capture(model: nn.Module, x: torch.Tensor, layer: str | None, *, stop: bool) -> tuple[torch.Tensor | None,
                                                                                            torch.Tensor]:
-    """Run ``model(x)`` with a hook on ``layer``: ``(logits or None when stopped early, activation (N, D))``."""
+    """Run ``model(x)`` with a tap on ``layer``: ``(logits or None when stopped early, activation (N, D))``."""
     layer = check_layer(model, layer)
-    if layer == PENULTIMATE:
-        _, module = _last_linear(model)
-    else:
-        module = dict(model.named_modules())[layer]
+    path = _last_linear(model)[0] if layer == PENULTIMATE else layer
+    module = dict(model.named_modules())[path]
     captured: list[torch.Tensor] = []
-
-    def keep_input(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        captured.append(inputs[0])
-        if stop:
-            raise _Captured
-
-    def keep_output(_m: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        captured.append(output)
-        if stop:
-            raise _Captured
-
-    handle = module.register_forward_pre_hook(keep_input) if layer == PENULTIMATE else (
-        module.register_forward_hook(keep_output))
+    tapped = _replaced(model, path, _Tap(module, captured, take_input=layer == PENULTIMATE, stop=stop))
     logits = None
     try:
-        logits = model(x)
+        logits = tapped(x)
     except _Captured:
         pass
-    finally:
-        handle.remove()
     if not captured:
         raise AdvlabError(f"Layer {layer!r} was not reached by the forward pass.")
     out = captured[0]
