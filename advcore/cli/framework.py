@@ -13,11 +13,11 @@ Conventions shared by every command:
   (``python -m advcore --debug ...`` shows its traceback).
 * Results go to stdout (a short human summary, or JSON); progress bars and a
   final one-line summary go to stderr.
-* Output files: missing parent directories are created (like ``mkdir -p``), but
-  only after the arguments have been checked; a path whose nearest existing
-  parent is not a writable directory is refused before any work starts. Each file
-  is written to a temporary name beside it and renamed, so an interrupted run
-  never leaves half a file.
+* Output files (:mod:`advcore.files`): checked before any work starts (a directory
+  that takes no new files is refused, for root too); missing parent directories are
+  created (like ``mkdir -p``); each file is written to a temporary name beside it and
+  renamed, so an interrupted run never leaves half a file; ``/dev/null``, a FIFO or
+  a terminal is written into, never replaced by a file.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import NoReturn
 
 from advcore.attacks import MAX_STEPS
 from advcore.errors import AdvlabError, Cancelled
+from advcore.files import check_output, write_bytes
 from advcore.units import MAX_EPS_VALUES, parse_eps, parse_eps_list, parse_int  # noqa: F401  (argparse types)
 
 PROG = "python -m advcore"
@@ -153,35 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def output_path(text: str, *, flag: str, suffix: str | None = None) -> Path:
-    """Check an output path before any work starts; its missing parent directories are created on writing."""
-    path = Path(text).expanduser()
-    if path.is_dir():
-        raise AdvlabError(f"{flag} {text} is a directory; give a file name.")
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise AdvlabError(f"{flag} must name a {suffix} file, got {text}.")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise AdvlabError(f"{flag} {text}: {parent} is not a directory.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise AdvlabError(f"{flag} {text}: the directory {parent} is not writable.")
-    return path
+    """Check an output path before any work starts (:func:`advcore.files.check_output`)."""
+    return check_output(text, what=flag, suffix=suffix)
 
 
 def write_file(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file and a rename, creating parent directories."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise AdvlabError(f"Cannot write {path}: {exc.strerror or exc}.") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``payload`` to ``path``: atomically for a file, directly into ``/dev/null`` or a FIFO."""
+    write_bytes(path, payload)
 
 
 def json_text(obj: object) -> str:

@@ -765,16 +765,18 @@ def summary(card: dict) -> dict:
 def save(result: TrainResult, out_dir: str | Path, name: str, *, title: str | None = None,
          extra: dict | None = None) -> tuple[Path, Path]:
     """Write ``NAME.pt`` (``torch.save(net.state_dict())``, float32) and ``NAME.json`` (the card) to ``out_dir``."""
+    import io
     import json
 
+    from advcore.files import check_output, write_bytes
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / f"{name}.pt"
-    card_path = out_dir / f"{name}.json"
+    weights = check_output(out_dir / f"{name}.pt", what="weights")
+    card_path = check_output(out_dir / f"{name}.json", what="model card")
     state = {k: v.detach().float().cpu().contiguous() for k, v in result.net.state_dict().items()}
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(weights)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(weights, buffer.getvalue())
     card = {"name": name, "title": title or default_title(result.card), **result.card, "weights": weights.name,
             "weights_bytes": weights.stat().st_size,
             "environment": {"torch": torch.__version__, "python": platform.python_version(),
@@ -782,9 +784,7 @@ def save(result: TrainResult, out_dir: str | Path, name: str, *, title: str | No
             "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **(extra or {})}
     from advcore.records import json_safe
 
-    tmp = card_path.with_name(f".{card_path.name}.tmp")
-    tmp.write_text(json.dumps(json_safe(card), indent=1) + "\n", encoding="utf-8")
-    tmp.replace(card_path)
+    write_bytes(card_path, (json.dumps(json_safe(card), indent=1) + "\n").encode("utf-8"))
     return weights, card_path
 
 

@@ -1,0 +1,87 @@
+"""Writing result files safely: checked before any work starts, never half written, never replacing what is not a
+file of ours.
+
+* :func:`check_output` runs before the work. It refuses a directory, a missing parent that cannot be created, a
+  directory that does not take new files (found by creating and removing a probe file, which is right for root
+  too: ``os.access`` tells root that ``/proc`` is writable), and an existing regular file that cannot be replaced.
+* :func:`write_bytes` writes a regular file (or a new one) through a temporary file beside it and a rename, so an
+  interrupted run leaves the old file or none. A symlink is followed and its target replaced (the link stays). A
+  target that exists but is not a regular file (``/dev/null``, a FIFO, a terminal, ``/proc/self/fd/1``) is written
+  into directly, never replaced by a file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from advcore.errors import AdvlabError
+
+
+def _special(path: Path) -> bool:
+    """Whether ``path`` exists (after following links) and is not a regular file or a directory."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _target(path: Path) -> Path:
+    """Where the bytes go: a symlink's final target, else the path itself."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def check_output(path: str | Path, *, what: str = "output", suffix: str | None = None) -> Path:
+    """``path`` as a :class:`Path` if a file can be written there; a plain :class:`AdvlabError` otherwise."""
+    text = str(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise AdvlabError(f"{what} {text} is a directory; give a file name.")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise AdvlabError(f"{what} must name a {suffix} file, got {text}.")
+    if _special(path):
+        if not os.access(path, os.W_OK):
+            raise AdvlabError(f"{what} {text} is not writable.")
+        return path
+    target = _target(path)
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AdvlabError(f"{what} {text}: {parent} is not a directory.")
+    try:  # the only check that is right for root too
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise AdvlabError(f"{what} {text}: the directory {parent} does not take new files "
+                          f"({exc.strerror or exc}).") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise AdvlabError(f"{what} {text} exists and is not writable.")
+    return path
+
+
+def write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` (see the module docstring), creating missing parent directories."""
+    path = Path(path)
+    if _special(path):
+        try:
+            with open(path, "wb") as f:
+                f.write(payload)
+        except OSError as exc:
+            raise AdvlabError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+        return
+    target = _target(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(payload)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AdvlabError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

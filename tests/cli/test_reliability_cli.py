@@ -1,0 +1,100 @@
+"""Output files a person names on the command line: special files are written into, never replaced, and a
+directory that takes no files is refused before any work starts (for root too)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from advcore.cli import framework as cli
+from advcore.errors import AdvlabError
+from advcore.files import check_output, write_bytes
+from advcore.labs import attack as attack_lab
+from advcore.labs import training
+
+QUICK_ATTACK = ["attack", "--model", "fmnist-naive", "--image", "fashion-mnist:0", "--attack", "fgsm", "--eps", "0.1",
+                "-q"]
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_json_to_dev_null_leaves_dev_null_a_device():
+    before = os.stat("/dev/null")
+    code, _, err = run_cli([*QUICK_ATTACK, "--json", "/dev/null"])
+    assert code == 0, err
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+def test_json_into_a_fifo_is_written_through_the_fifo(tmp_path: Path):
+    fifo = tmp_path / "metrics.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, _, err = run_cli([*QUICK_ATTACK, "--json", str(fifo)])
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert json.loads(received[0])["model"] == "fmnist-naive"
+
+
+def test_a_symlink_keeps_pointing_at_its_replaced_target(tmp_path: Path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    code, _, err = run_cli([*QUICK_ATTACK, "--json", str(link)])
+    assert code == 0, err
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert json.loads(target.read_text())["attack"] == "fgsm"
+
+
+def test_a_symlink_to_a_device_is_written_into(tmp_path: Path):
+    link = tmp_path / "out.json"
+    link.symlink_to("/dev/null")
+    write_bytes(link, b"{}")
+    assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
+def test_a_directory_that_takes_no_files_is_refused_before_any_work(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the attack ran although its output could not be written")
+
+    monkeypatch.setattr(attack_lab, "attack_image", never)
+    code, out, err = run_cli([*QUICK_ATTACK, "--json", "/proc/advlab-x.json"])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "does not take new files" in err
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
+def test_train_into_proc_is_refused_before_training(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("training started although its files could not be written")
+
+    monkeypatch.setattr(training, "train", never)
+    code, out, err = run_cli(["train", "--recipe", "standard", "--dataset", "digits", "--out-dir", "/proc/advlab-x",
+                              "-q"])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("advcore: error: --out-dir")
+
+
+def test_check_output_refuses_a_directory_and_a_wrong_suffix(tmp_path: Path):
+    with pytest.raises(AdvlabError, match="is a directory"):
+        check_output(tmp_path, what="--json")
+    with pytest.raises(AdvlabError, match="must name a .png file"):
+        check_output(tmp_path / "x.jpg", what="--out", suffix=".png")
+    assert check_output(tmp_path / "new" / "deeper" / "x.json", what="--json") == tmp_path / "new" / "deeper" / "x.json"
