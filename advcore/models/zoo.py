@@ -15,6 +15,8 @@ imports this module at its end.
 from __future__ import annotations
 
 import json
+import math
+import re
 import warnings
 from pathlib import Path
 
@@ -124,20 +126,97 @@ def count_parameters(net: nn.Module) -> int:
 # --------------------------------------------------------------------------- cards and checkpoints
 
 
-def read_card(path: str | Path) -> dict:
-    """Read and check a model card JSON; the checkpoint it names must sit beside it."""
-    path = Path(path)
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdvlabError(f"Cannot read the model card {path}: {exc}.") from None
+MAX_CARD_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 512 << 20
+MAX_CLASSES = 10_000
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _whole(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not low <= value <= high:
+        raise AdvlabError(f"{what} must be a whole number from {low} to {high}, got {value!r}.")
+    return int(value)
+
+
+def check_architecture(arch: object, input_size: tuple[int, int, int], num_classes: int, where: str) -> None:
+    """Refuse an architecture entry that is not one of :data:`ARCHITECTURES` with sane sizes matching the card."""
+    if not isinstance(arch, dict):
+        raise AdvlabError(f"{where}: 'architecture' must be an object.")
+    kind = arch.get("kind")
+    if kind == "parallel-mat":
+        _whole(arch.get("members"), f"{where}: architecture 'members'", 1, 16)
+        check_architecture(arch.get("member"), input_size, num_classes, where)
+        return
+    if kind != "small-cnn":
+        raise AdvlabError(f"{where}: unknown architecture {kind!r}; known: {', '.join(ARCHITECTURES)}.")
+    c, h, _ = input_size
+    if _whole(arch.get("in_channels", 1), f"{where}: 'in_channels'", 1, 3) != c:
+        raise AdvlabError(f"{where}: the architecture takes {arch.get('in_channels', 1)} channels, the input {c}.")
+    if _whole(arch.get("num_classes", 10), f"{where}: 'num_classes'", 2, MAX_CLASSES) != num_classes:
+        raise AdvlabError(f"{where}: the network outputs {arch.get('num_classes', 10)} classes but the card names "
+                          f"{num_classes} class names.")
+    if _whole(arch.get("image_size", 28), f"{where}: 'image_size'", 4, 512) != h:
+        raise AdvlabError(f"{where}: the architecture's image size {arch.get('image_size', 28)} is not the "
+                          f"input's {h}.")
+    width = arch.get("width", [32, 64])
+    if not isinstance(width, (list, tuple)) or len(width) != 2:
+        raise AdvlabError(f"{where}: 'width' must be two channel counts.")
+    for w in width:
+        _whole(w, f"{where}: a 'width' entry", 1, 1024)
+    _whole(arch.get("hidden", 128), f"{where}: 'hidden'", 1, 8192)
+
+
+def check_card(card: object, path: Path) -> dict:
+    """The card if it is an advlab model card a network can be built from; a one-line AdvlabError otherwise."""
+    if not isinstance(card, dict):
+        raise AdvlabError(f"{path} is not an advlab model card (it holds a JSON {type(card).__name__}, not an object).")
     missing = [k for k in ("name", "dataset", "input_size", "mean", "std", "classes", "architecture", "weights")
                if k not in card]
-    if not isinstance(card, dict) or missing:
+    if missing:
         raise AdvlabError(f"{path} is not an advlab model card (missing {', '.join(missing)}).")
-    if not (path.parent / card["weights"]).is_file():
-        raise AdvlabError(f"The checkpoint {card['weights']} named by {path} is missing.")
+    if not isinstance(card["name"], str) or not _NAME.fullmatch(card["name"]):
+        raise AdvlabError(f"{path}: 'name' must be letters, digits, '.', '_' or '-' (at most 64).")
+    if not isinstance(card["dataset"], str) or not card["dataset"].strip():
+        raise AdvlabError(f"{path}: 'dataset' must be a name.")
+    size = card["input_size"]
+    if not isinstance(size, list) or len(size) != 3:
+        raise AdvlabError(f"{path}: 'input_size' must be [channels, height, width].")
+    c = _whole(size[0], f"{path}: the input's channels", 1, 3)
+    h, w = (_whole(v, f"{path}: the input's height and width", 4, 512) for v in size[1:])
+    for key in ("mean", "std"):
+        values = card[key]
+        if not isinstance(values, list) or len(values) != c or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise AdvlabError(f"{path}: '{key}' must list {c} finite numbers, one per channel.")
+    if any(v <= 0 for v in card["std"]):
+        raise AdvlabError(f"{path}: every 'std' must be positive.")
+    classes = card["classes"]
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES or not all(
+            isinstance(n, str) and n.strip() for n in classes) or len(set(classes)) != len(classes):
+        raise AdvlabError(f"{path}: 'classes' must list 2 to {MAX_CLASSES} distinct class names.")
+    check_architecture(card["architecture"], (c, h, w), len(classes), str(path))
+    weights = card["weights"]
+    if not isinstance(weights, str) or Path(weights).name != weights or weights in ("", ".", ".."):
+        raise AdvlabError(f"{path}: 'weights' must be a file name in the card's own folder, got {weights!r}.")
+    file = path.parent / weights
+    if file.is_symlink() or not file.is_file():
+        raise AdvlabError(f"The checkpoint {weights} named by {path} is missing (it must be a file beside the card).")
+    if file.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise AdvlabError(f"The checkpoint {file} is larger than {MAX_WEIGHTS_BYTES >> 20} MB.")
     return card
+
+
+def read_card(path: str | Path) -> dict:
+    """Read and check a model card JSON (:func:`check_card`); the checkpoint it names must sit beside it."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_CARD_BYTES:
+            raise AdvlabError(f"The model card {path} is larger than {MAX_CARD_BYTES >> 10} KB.")
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise AdvlabError(f"Cannot read the model card {path}: {exc}.") from None
+    return check_card(card, path)
 
 
 def load_network(card: dict, directory: str | Path) -> nn.Module:

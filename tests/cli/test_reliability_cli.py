@@ -98,3 +98,52 @@ def test_check_output_refuses_a_directory_and_a_wrong_suffix(tmp_path: Path):
     with pytest.raises(AdvlabError, match="must name a .png file"):
         check_output(tmp_path / "x.jpg", what="--out", suffix=".png")
     assert check_output(tmp_path / "new" / "deeper" / "x.json", what="--json") == tmp_path / "new" / "deeper" / "x.json"
+
+
+# --------------------------------------------------------------------------- model cards a person hands in
+
+
+def _card_dir(tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the shipped fmnist-naive card and checkpoint in ``tmp_path``."""
+    from advcore.paths import MODELS_DIR
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    card = json.loads((MODELS_DIR / "fmnist-naive.json").read_text())
+    (tmp_path / card["weights"]).write_bytes((MODELS_DIR / card["weights"]).read_bytes())
+    return tmp_path, card
+
+
+BAD_CARDS = {
+    "weights outside the folder": (lambda c: {**c, "weights": "../fmnist-naive.pt"}, "file name in the card's own"),
+    "absolute weights path": (lambda c: {**c, "weights": "/etc/passwd"}, "file name in the card's own"),
+    "a list, not an object": (lambda c: [c], "not an object"),
+    "a number": (lambda c: 7, "not an object"),
+    "absurd hidden size": (lambda c: {**c, "architecture": {**c["architecture"], "hidden": 1e9}}, "'hidden'"),
+    "classes not matching the output": (lambda c: {**c, "classes": c["classes"][:5]}, "outputs 10 classes"),
+    "duplicate class names": (lambda c: {**c, "classes": ["a"] * 10}, "distinct class names"),
+    "huge input": (lambda c: {**c, "input_size": [1, 100000, 100000]}, "height and width"),
+    "nan mean": (lambda c: {**c, "mean": [float("nan")]}, "finite numbers"),
+    "zero std": (lambda c: {**c, "std": [0]}, "positive"),
+    "unknown architecture": (lambda c: {**c, "architecture": {"kind": "resnet"}}, "unknown architecture"),
+    "missing key": (lambda c: {k: v for k, v in c.items() if k != "classes"}, "missing classes"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CARDS))
+def test_a_bad_model_card_exits_2_with_one_line(tmp_path: Path, case: str):
+    folder, card = _card_dir(tmp_path / "cards")
+    edit, message = BAD_CARDS[case]
+    path = folder / "mine.json"
+    path.write_text(json.dumps(edit(card)))
+    code, out, err = run_cli(["eval", "--model", str(path), "--n", "10", "--eps", "0", "-q"])
+    assert code == 2 and out == "", err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_good_copied_card_still_evaluates(tmp_path: Path):
+    folder, card = _card_dir(tmp_path)
+    path = folder / "mine.json"
+    path.write_text(json.dumps(card))
+    code, out, err = run_cli(["eval", "--model", str(path), "--n", "20", "--eps", "0", "--json", "-", "-q"])
+    assert code == 0, err
+    assert json.loads(out)["accuracy"][0] > 0.5
