@@ -62,8 +62,13 @@ def _f(v: float) -> float | None:
 # --------------------------------------------------------------------------- checks
 
 
-def check_params(radii: Sequence[float], T: int, norm: str = "linf", permutations: int = 0) -> list[float]:
-    """The radii as floats after checking every parameter; an :class:`AdvlabError` says what is wrong."""
+def check_params(radii: Sequence[float], T: int, norm: str = "linf", permutations: int = 0,
+                 dim: int | None = None) -> list[float]:
+    """The radii as floats after checking every parameter; an :class:`AdvlabError` says what is wrong.
+
+    A radius must stay within the pixel range: at most 1 under L-inf, and under L2 at most ``sqrt(dim)``,
+    the diameter of the pixel cube ``[0, 1]^dim`` (when the input size ``dim`` is known).
+    """
     if norm not in NORMS:
         raise AdvlabError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}.")
     radii = [float(r) for r in radii]
@@ -74,6 +79,11 @@ def check_params(radii: Sequence[float], T: int, norm: str = "linf", permutation
     for r in radii:
         if not math.isfinite(r) or r <= 0:
             raise AdvlabError(f"Every radius must be a positive finite number, got {r!r}.")
+        if norm == "linf" and r > 1:
+            raise AdvlabError(f"An L-inf radius of {r:g} exceeds the pixel range [0, 1]; use e.g. 8/255.")
+        if norm == "l2" and dim is not None and r > math.sqrt(dim):
+            raise AdvlabError(f"An L2 radius of {r:g} exceeds {math.sqrt(dim):.4g}, the largest distance between two "
+                              f"images of {dim} pixel values in [0, 1].")
     if len(set(radii)) != len(radii):
         raise AdvlabError("A radius is listed twice.")
     if not isinstance(T, int) or not 2 <= T <= MAX_T:
@@ -428,9 +438,9 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
     unknown = [p for p in probes if p not in PROBES]
     if unknown or not probes:
         raise AdvlabError(f"Unknown probe {unknown[0] if unknown else ''!r}; choose from {', '.join(PROBES)}.")
-    radii = check_params(radii, T, norm, permutations)
     if x.dim() != 4 or x.shape[0] != 1:
         raise AdvlabError("Give one image as a (1, C, H, W) tensor.")
+    radii = check_params(radii, T, norm, permutations, dim=x[0].numel())
     need_layer = "mantel" in probes or "lipschitz" in probes
     if "mantel" in probes and T < 3:
         raise AdvlabError("The Mantel test needs T of at least 3.")
@@ -556,7 +566,7 @@ def probe_image(model_name: str, image, *, probes: Sequence[str] = PROBES, radii
     from advcore.device import describe
 
     spec = models.get_spec(model_name)
-    check_params(radii, T, norm, permutations)
+    check_params(radii, T, norm, permutations, dim=math.prod(spec.input_size))
     model = models.load(model_name, device)
     layer = features.check_layer(model, layer)
     x = data.prepare(image, spec.input_size)

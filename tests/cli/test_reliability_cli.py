@@ -147,3 +147,11 @@ def test_a_good_copied_card_still_evaluates(tmp_path: Path):
     code, out, err = run_cli(["eval", "--model", str(path), "--n", "20", "--eps", "0", "--json", "-", "-q"])
     assert code == 0, err
     assert json.loads(out)["accuracy"][0] > 0.5
+
+
+@pytest.mark.parametrize("norm, radii, message", [("linf", "2", "exceeds the pixel range"),
+                                                  ("l2", "30", "largest distance between two images")])
+def test_geometry_radii_beyond_the_pixel_range_exit_2(norm: str, radii: str, message: str):
+    code, out, err = run_cli(["geometry", "isotropy", "--model", "fmnist-naive", "--image", "fashion-mnist:0",
+                              "--norm", norm, "--radii", radii, "--T", "5", "-q"])
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
