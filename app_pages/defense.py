@@ -148,7 +148,7 @@ def table_section(sel, base: str, method: str, small: bool) -> None:
                 + "), or run the command line below.")
     else:
         source = ("measured in this session" if any(v is result for v in st.session_state.get(dv.TABLES, {}).values())
-                  else f"shipped measurement, assets/defense/{dv.shipped_path(base, method).name}"
+                  else f"shipped measurement, assets/defense/{lab.saved_path(base, method).name}"
                        + (f", made by `{result['command']}`" if result.get("command") else ""))
         st.markdown("**What the measurements say.** " + md_escape(lab.lesson(result)))
         ks = result["topk"]

@@ -3,8 +3,8 @@ ignoring the defense (the paper's protocol) or knowing it (BPDA, + EOT for a ran
 
 The computation behind the Defense page (``app_pages/defense.py``) and ``python -m advcore defend``:
 :func:`evaluate_defense` (the table), :func:`image_panels` (one image, four views),
-:func:`clean_effect` (the defense at inference only on the bundled photos), and :func:`lesson` (the
-table in plain words).
+:func:`clean_effect` (the defense at inference only on the bundled photos), :func:`lesson` (the
+table in plain words) and the measurements shipped in ``assets/defense`` (:func:`saved_table`).
 
 The rows are the halftoning paper's (``shared/papers/halftoning-defense-abstract.txt``): no
 defense, the halftone in front of the naive model, and the models trained on halftones or on
@@ -16,9 +16,11 @@ halftone's).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -37,6 +39,7 @@ from advcore.defenses import (
 )
 from advcore.device import pick_device
 from advcore.errors import AdvlabError, Cancelled
+from advcore.paths import ASSETS
 from advcore.predictions import Prediction, top_k
 from advcore.records import json_safe
 from advcore.units import eps_fraction_text, percent
@@ -60,6 +63,8 @@ TRAINED_MODELS = {"fashion-mnist": {"halftone-trained": "fmnist-halftone", "hybr
 EVAL_ATTACKS = ("fgsm", "ifgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
 ProgressCallback = Callable[[int, int, str], bool | None]
+#: The measurements shipped with the app (``python -m advcore defend --json``), one per model and halftone.
+SAVED_DIR = ASSETS / "defense"
 
 
 def make_defense(method: str | Defense = "floyd-steinberg", *, bayer_size: int = 8, seed: int = 0) -> Defense:
@@ -445,3 +450,70 @@ def clean_effect(model_name: str, method: str | Defense = "floyd-steinberg", *, 
                     "halftone_prob_of_clean_top1": float(probs[i, b.labels[0]])})
     return out
 
+
+# --------------------------------------------------------------------------- the shipped measurements
+
+_SAVED_KEYS = ("model", "defense", "eps", "attacks", "topk", "rows", "columns", "clean", "accuracy")
+
+
+def saved_path(model_name: str, method: str) -> Path:
+    """Where the shipped measurement of ``model_name`` behind halftone ``method`` lives (it may not exist)."""
+    return SAVED_DIR / f"{model_name}-{method}.json"
+
+
+def load_saved(path: str | Path) -> dict:
+    """A table written by ``python -m advcore defend --json``, checked: every row, attack, column and top-k has
+    one accuracy in [0, 1] per eps. Raises :class:`AdvlabError` saying what is wrong."""
+    path = Path(path)
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdvlabError(f"Cannot read the defense table {path.name}: {exc}.") from exc
+    except ValueError as exc:
+        raise AdvlabError(f"The defense table {path.name} is not valid JSON ({exc}).") from exc
+    if not isinstance(result, dict):
+        raise AdvlabError(f"The defense table {path.name} is not a JSON object.")
+    missing = [k for k in _SAVED_KEYS if k not in result]
+    if missing:
+        raise AdvlabError(f"The defense table {path.name} lacks {', '.join(missing)}.")
+    if not isinstance(result["defense"], dict) or "method" not in result["defense"]:
+        raise AdvlabError(f"The defense table {path.name} does not say which defense it measured.")
+    n_eps = len(result["eps"])
+    try:
+        for row in result["rows"]:
+            key = row["key"]
+            for k in result["topk"]:
+                if not 0 <= result["clean"][key][k] <= 1:
+                    raise ValueError(f"clean {k} of {key}")
+                for a in result["attacks"]:
+                    for c in result["columns"]:
+                        values = result["accuracy"][key][a][c][k]
+                        if len(values) != n_eps or not all(0 <= v <= 1 for v in values):
+                            raise ValueError(f"{key} / {a} / {c} / {k}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AdvlabError(f"The defense table {path.name} has no valid accuracy for {exc}.") from exc
+    return result
+
+
+def saved_table(model_name: str, method: str) -> dict | None:
+    """The shipped measurement of ``model_name`` behind halftone ``method``, or None (none, or not valid)."""
+    path = saved_path(model_name, method)
+    if not path.is_file():
+        return None
+    try:
+        result = load_saved(path)
+    except AdvlabError:
+        return None
+    return result if result["model"] == model_name and result["defense"]["method"] == method else None
+
+
+def saved_tables() -> dict[tuple[str, str], dict]:
+    """Every valid shipped measurement: (model, method) -> table."""
+    out = {}
+    for path in sorted(SAVED_DIR.glob("*.json")):
+        try:
+            result = load_saved(path)
+        except AdvlabError:
+            continue
+        out[(result["model"], result["defense"]["method"])] = result
+    return out

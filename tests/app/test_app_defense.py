@@ -105,7 +105,7 @@ def test_imagenet_clean_effect_of_halftoning():
 
 
 def test_shipped_measurement_is_shown_with_its_numbers():
-    result = dv.shipped("fmnist-naive", "floyd-steinberg")
+    result = lab.saved_table("fmnist-naive", "floyd-steinberg")
     if result is None:
         pytest.skip("no shipped measurement in assets/defense")
     at = defense_page(defense_method="floyd-steinberg", defense_attack="fgsm")

@@ -1,11 +1,12 @@
 """advcore.labs.defense: the Defense lab's table (attacker ignoring or knowing the defense), the four views of one
-image, and ``python -m advcore defend``. The defenses themselves: test_defenses.py."""
+image, the shipped measurements, and ``python -m advcore defend``. The defenses themselves: test_defenses.py."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -148,6 +149,39 @@ def test_halftone_trained_models_halftone_their_input_when_loaded() -> None:
         rows = {r.key: r for r in lab.build_rows("fmnist-naive", defenses.Halftone("floyd-steinberg"))}
         key = "halftone-trained" if name == "fmnist-halftone" else "hybrid"
         assert rows[key].model is model.model
+
+
+# --------------------------------------------------------------------------- the shipped measurements
+
+
+def test_the_shipped_tables_load_and_match_their_file_names():
+    tables = lab.saved_tables()
+    assert tables, "assets/defense holds no valid table"
+    for (model, method), result in tables.items():
+        assert lab.saved_path(model, method).is_file()
+        assert lab.saved_table(model, method) == result
+        assert lab.lesson(result)
+    assert lab.saved_table("fmnist-naive", "stucki-nonexistent") is None
+
+
+def test_a_damaged_table_is_refused_with_a_plain_message(tmp_path):
+    src = next(iter(sorted(lab.SAVED_DIR.glob("*.json"))))
+    good = json.loads(src.read_text(encoding="utf-8"))
+    path = tmp_path / "t.json"
+    shutil.copy(src, path)
+    assert lab.load_saved(path) == good
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(AdvlabError, match="not valid JSON"):
+        lab.load_saved(path)
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "accuracy"}), encoding="utf-8")
+    with pytest.raises(AdvlabError, match="lacks accuracy"):
+        lab.load_saved(path)
+    bad = json.loads(json.dumps(good))
+    key, a = good["rows"][-1]["key"], good["attacks"][0]
+    bad["accuracy"][key][a]["ignores"]["top1"] = bad["accuracy"][key][a]["ignores"]["top1"][:-1]
+    path.write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(AdvlabError, match="no valid accuracy"):
+        lab.load_saved(path)
 
 
 # --------------------------------------------------------------------------- any Defense

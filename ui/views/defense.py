@@ -2,17 +2,15 @@
 the shipped measurements, the table rows, the curves, the sentences and the equivalent command lines.
 
 The maths is ``advcore.defenses`` (halftones, BPDA, EOT) and the lab ``advcore.labs.defense``
-(``evaluate_defense``, ``image_panels``, ``clean_effect``), the functions
+(``evaluate_defense``, ``image_panels``, ``clean_effect``, the shipped tables), the functions
 ``python -m advcore defend`` calls.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -20,12 +18,10 @@ import streamlit as st
 from advcore import datasets, models
 from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
-from advcore.paths import ASSETS
 from advcore.units import eps_fraction_text
 from ui import plots
 from ui.session import PageRun
 
-RESULTS_DIR = ASSETS / "defense"
 SMALL_DATASETS = ("fashion-mnist", "digits")
 ATTACK_TITLES = {"fgsm": "FGSM", "ifgsm": "I-FGSM", "pgd": "PGD"}
 METHOD_TITLES = {
@@ -182,22 +178,6 @@ class TableRequest:
         return " \\\n    ".join(parts)
 
 
-def shipped_path(model: str, method: str) -> Path:
-    return RESULTS_DIR / f"{model}-{method}.json"
-
-
-def shipped(model: str, method: str) -> dict | None:
-    """A measurement shipped in assets/defense (written by ``python -m advcore defend --json``), or None."""
-    path = shipped_path(model, method)
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return result if result.get("model") == model and result.get("defense", {}).get("method") == method else None
-
-
 def session_table(req: TableRequest) -> dict | None:
     return st.session_state.get(TABLES, {}).get(req)
 
@@ -205,7 +185,7 @@ def session_table(req: TableRequest) -> dict | None:
 def latest_table(model: str, method: str) -> dict | None:
     """This session's last measurement of (model, method), else the shipped one."""
     mine = [v for k, v in st.session_state.get(TABLES, {}).items() if k.model == model and k.method == method]
-    return mine[-1] if mine else shipped(model, method)
+    return mine[-1] if mine else lab.saved_table(model, method)
 
 
 def keep_table(req: TableRequest, result: dict) -> None:
