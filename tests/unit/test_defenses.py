@@ -1,7 +1,9 @@
-"""advcore.defenses: halftones (error diffusion, ordered dithering), BPDA, EOT. The Defense lab (evaluation,
-panels, ``defend``) is tested in test_defense.py."""
+"""advcore.defenses: the Defense contract over every registered defense, halftones (error diffusion, ordered
+dithering), BPDA, EOT. The Defense lab (evaluation, panels, ``defend``) is tested in test_defense.py."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -169,3 +171,97 @@ def test_eot_averages_the_logits_of_k_draws(fmnist):
     with pytest.raises(AdvlabError):
         defenses.EOT(model, samples=0)
 
+
+# --------------------------------------------------------------------------- the contract, for every registered defense
+
+PRESETS = defenses.presets()  # key -> (defense name, parameters)
+BAD = object()  # a value of no parameter's type
+
+
+def test_the_package_registers_its_defenses():
+    assert "halftone" in defenses.DEFENSES
+    assert set(defenses.METHODS) <= set(PRESETS)
+    for name, cls in defenses.DEFENSES.items():
+        assert cls.name == name and cls.title and issubclass(cls, defenses.Defense)
+    with pytest.raises(AdvlabError, match="Unknown defense"):
+        defenses.get_defense("sepia")
+    with pytest.raises(AdvlabError, match="no parameter"):
+        defenses.get_defense("halftone", strength=3)
+
+
+@pytest.mark.parametrize("name", list(defenses.DEFENSES))
+def test_check_params_refuses_a_bad_value_of_every_declared_parameter(name):
+    cls = defenses.DEFENSES[name]
+    for f in dataclasses.fields(cls):
+        for bad in (BAD, -1, "not a value"):
+            with pytest.raises(AdvlabError):
+                defenses.get_defense(name, **{f.name: bad})
+    # a defense's own record builds it again
+    d = defenses.get_defense(name)
+    assert defenses.get_defense(name, **d.params()) == d
+
+
+def tiny_model(channels: int, size: int) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(channels * size * size, 5))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return net.eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_forward_keeps_shape_dtype_and_range(key, fmnist):
+    name, params = PRESETS[key]
+    d = defenses.get_defense(name, **params)
+    for x in (fmnist[:4], colour_image(size=24)):
+        out = d(x)
+        assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+        assert not out.requires_grad
+    with pytest.raises(AdvlabError, match="batch"):
+        d(torch.rand(8, 8))
+
+
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_bpda_gradient_is_the_model_gradient_at_the_defended_input(key):
+    """With the identity estimate, d loss(model(D(x))) / dx = d loss(model(z)) / dz at z = D(x)."""
+    name, params = PRESETS[key]
+    d = defenses.get_defense(name, **params)
+    x = colour_image(size=12)[:, :2].repeat(3, 1, 1, 1)
+    model = tiny_model(2, 12)
+    y = torch.tensor([0, 1, 2])
+    xg = x.clone().requires_grad_(True)
+    d.reseed(3)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(defenses.Defended(model, d)(xg), y), xg)
+    z = d.reseed(3)(x).requires_grad_(True)
+    (ref,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(z), y), z)
+    if type(d).estimate_gradient is defenses.Defense.estimate_gradient:
+        assert torch.equal(g, ref) and float(g.abs().sum()) > 0
+    else:
+        assert g.shape == x.shape and torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("key", [k for k, (n, p) in PRESETS.items() if defenses.get_defense(n, **p).randomized])
+def test_a_randomised_defense_is_reproducible_from_its_seed_and_leaves_the_global_rng_alone(key, fmnist):
+    name, params = PRESETS[key]
+    state = torch.random.get_rng_state()
+    a = defenses.get_defense(name, **params, seed=11)
+    first = a(fmnist)
+    assert torch.equal(defenses.get_defense(name, **params, seed=11)(fmnist), first)
+    assert torch.equal(a.reseed(11)(fmnist), first)
+    assert not torch.equal(defenses.get_defense(name, **params, seed=12)(fmnist), first)
+    assert not torch.equal(a(fmnist), first)  # the next call draws again
+    assert torch.equal(torch.random.get_rng_state(), state)
+    # the attacker's copy draws on its own
+    b = a.reseed(11).spawn(12)
+    assert b.seed == 12 and torch.equal(b(fmnist), defenses.get_defense(name, **params, seed=12)(fmnist))
+
+
+def test_there_is_a_randomised_preset():
+    assert any(defenses.get_defense(n, **p).randomized for n, p in PRESETS.values())
+
+
+def test_defended_refuses_a_plain_function():
+    with pytest.raises(AdvlabError, match="Defense"):
+        defenses.Defended(tiny_model(1, 4), lambda x: x)  # type: ignore[arg-type]
