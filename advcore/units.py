@@ -93,3 +93,12 @@ def percent(value: float | None, digits: int = 1, *, signed: bool = False) -> st
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{100 * value:{'+' if signed else ''}.{digits}f}%"
+
+
+def eps_fraction_text(eps: float) -> str:
+    """A budget as short as it reads: ``4/255`` for a whole number of 8-bit levels that is not a short
+    decimal (``0.0156862...``), else the decimal itself (``0.1``, ``0``). ``parse_eps`` reads both back."""
+    k = round(eps * 255)
+    if eps and abs(eps * 255 - k) < 1e-6 and len(f"{eps:g}") > 6:
+        return f"{k}/255"
+    return f"{eps:g}"

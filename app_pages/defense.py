@@ -1,6 +1,6 @@
 """Defense lab: halftoning as input recharacterisation, tested by an attacker who ignores it and one who knows it.
 
-Widgets -> ``advcore.defenses`` (image_panels, evaluate_defense, clean_effect, through ui.views.defense's
+Widgets -> ``advcore.labs.defense`` (image_panels, evaluate_defense, clean_effect, through ui.views.defense's
 per-session caches) -> views.
 """
 
@@ -10,6 +10,7 @@ import streamlit as st
 
 from advcore import data, defenses, models
 from advcore.errors import AdvlabError
+from advcore.labs import defense as lab
 from ui import plots
 from ui.frame import app_frame, error_boundary, md_escape, require_image
 from ui.views import defense as dv
@@ -50,7 +51,7 @@ def controls(sel, small: bool, rows: dict[str, str]) -> tuple[str, str, float, s
         eps, eps_text = k / 255.0, f"{k}/255"
     d1, d2 = st.columns([1.6, 3.0])
     row_options = ["halftone-input"] + list(rows)
-    row = d1.selectbox("Defended model", row_options, format_func=lambda r: defenses.ROW_TITLES[r],
+    row = d1.selectbox("Defended model", row_options, format_func=lambda r: lab.ROW_TITLES[r],
                        key="defense_row", persist_state=KEEP,
                        help="Which model classifies the halftones: the undefended model itself, or one trained "
                             "on halftones (only) or on intensity and halftone images (hybrid).")
@@ -85,14 +86,14 @@ def image_section(sel, image, base: str, method: str, attack: str, eps: float, e
             bar.empty()
     cols = st.columns(4)
     small = dv.is_small(base)
-    for col, name in zip(cols, defenses.Panels.PANELS, strict=True):
+    for col, name in zip(cols, lab.Panels.PANELS, strict=True):
         im = data.to_pil(panels.images[name])
         col.image(plots.enlarge(im) if small else im, width="stretch", output_format="PNG",
                   caption=dv.PANEL_TITLES[name])
         col.markdown(dv.panel_caption(name, panels, classes, base))
     if not small:
         with st.expander("Zoom in: the central 64x64 pixels of each view, enlarged (the dots are the halftone)"):
-            for col, name in zip(st.columns(4), defenses.Panels.PANELS, strict=True):
+            for col, name in zip(st.columns(4), lab.Panels.PANELS, strict=True):
                 x = panels.images[name]
                 h, w = x.shape[-2:]
                 crop = x[..., (h - 64) // 2:(h + 64) // 2, (w - 64) // 2:(w + 64) // 2]
@@ -147,9 +148,9 @@ def table_section(sel, base: str, method: str, small: bool) -> None:
                 + "), or run the command line below.")
     else:
         source = ("measured in this session" if any(v is result for v in st.session_state.get(dv.TABLES, {}).values())
-                  else f"shipped measurement, assets/defense/{dv.shipped_path(base, method).name}"
+                  else f"shipped measurement, assets/defense/{lab.saved_path(base, method).name}"
                        + (f", made by `{result['command']}`" if result.get("command") else ""))
-        st.markdown("**What the measurements say.** " + md_escape(defenses.lesson(result)))
+        st.markdown("**What the measurements say.** " + md_escape(lab.lesson(result)))
         ks = result["topk"]
         k = ks[-1] if len(ks) > 1 and st.toggle("Top-5", key="defense_top5") else "top1"
         st.dataframe(dv.table_rows(result, k), hide_index=True)
@@ -177,7 +178,7 @@ def clean_effect_section(base: str, method: str, device: str) -> None:
 
 @st.cache_data(show_spinner="Halftoning the bundled photos", max_entries=16)
 def clean_effect(base: str, method: str, device: str) -> list[dict]:
-    return defenses.clean_effect(base, method, device=device)
+    return lab.clean_effect(base, method, device=device)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Halftoning throughput on the CPU, per method (advcore.defenses).
+"""Defense throughput on the CPU, per preset of every registered defense (advcore.defenses: one per halftone method).
 
 (a) 1,000 Fashion-MNIST test images (1x28x28) in one call;
 (b) one 224x224 colour image (the bundled cat, as EfficientNet-Lite0 sees it), each channel on its own.
@@ -44,12 +44,12 @@ def main() -> dict:
     x_small = datasets.to_float(x_small)
     cat = data.prepare(data.open_image(data.sample_path("cat.jpg")), (3, 224, 224))
     out = {"environment": environment(torch.device("cpu")), "methods": {}}
-    for method in defenses.METHODS:
-        ht = defenses.Halftone(method)
+    for method, (name, params) in defenses.presets().items():
+        ht = defenses.get_defense(name, **params)
         a = timed(lambda ht=ht: ht(x_small), 7)
         b = timed(lambda ht=ht: ht(cat), 21)
         out["methods"][method] = {
-            "description": defenses.METHODS[method],
+            "description": ht.describe().get("description", ht.title),
             "fmnist_1000": {**a, "images_per_s": round(1000 / a["median_s"])},
             "colour_224": {**b, "ms": round(1000 * b["median_s"], 3)},
         }

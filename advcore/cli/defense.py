@@ -28,16 +28,17 @@ from advcore.errors import AdvlabError
 
 
 def _attack_list(text: str) -> list[str]:
-    from advcore import attacks, defenses
+    from advcore import attacks
+    from advcore.labs import defense as lab
 
     names = [t.strip().lower() for t in str(text).split(",") if t.strip()]
     if not names:
         raise AdvlabError("--attacks needs at least one of fgsm, ifgsm, pgd.")
     out = []
     for n in names:
-        if n not in defenses.EVAL_ATTACKS:
+        if n not in lab.EVAL_ATTACKS:
             raise AdvlabError(f"Unknown attack {n!r} for the defense table; choose from "
-                              f"{', '.join(defenses.EVAL_ATTACKS)}.")
+                              f"{', '.join(lab.EVAL_ATTACKS)}.")
         out.append(attacks.get_attack(n).name)
     if len(set(out)) != len(out):
         raise AdvlabError(f"--attacks lists an attack twice: {text!r}.")
@@ -89,9 +90,10 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
 
 
 def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, str]:
-    from advcore import defenses, models
+    from advcore import models
+    from advcore.labs import defense as lab
 
-    defaults = defenses.TRAINED_MODELS.get(dataset, {})
+    defaults = lab.TRAINED_MODELS.get(dataset, {})
     out = {}
     for key, given in (("halftone-trained", args.halftone_model), ("hybrid", args.hybrid_model)):
         name = defaults.get(key) if given is None else given
@@ -108,7 +110,7 @@ def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, st
 
 def table_text(r: dict) -> str:
     """The result as a plain-text table: one line per row, attack and eps; one column per attacker."""
-    from advcore import defenses
+    from advcore.units import eps_fraction_text
 
     cols = list(r["columns"])
     ks = r["topk"]
@@ -119,19 +121,20 @@ def table_text(r: dict) -> str:
         for a in r["attacks"]:
             for i, e in enumerate(r["eps"]):
                 vals = "  ".join(f"{r['accuracy'][row['key']][a][c][k][i]:>14.4f}" for c in cols for k in ks)
-                lines.append(f"{row['title']:<30} {a:<6} {defenses.eps_text(e):>7}  {vals}")
+                lines.append(f"{row['title']:<30} {a:<6} {eps_fraction_text(e):>7}  {vals}")
     return "\n".join(lines)
 
 
 @command("defend", "accuracy under attack with halftoning as a defense, attacker ignoring or knowing it",
          _defend_args)
 def cmd_defend(args: argparse.Namespace) -> int:
-    """The Defense lab's table with :func:`advcore.defenses.evaluate_defense`."""
+    """The Defense lab's table with :func:`advcore.labs.defense.evaluate_defense`."""
     from advcore import defenses, models
     from advcore.device import describe, pick_device
+    from advcore.labs import defense as lab
 
     spec = models.get_spec(args.model)
-    if args.defense.startswith("bayer") and args.bayer_size not in defenses.BAYER_SIZES:
+    if args.bayer_size not in defenses.BAYER_SIZES:  # a Halftone checks every parameter it declares
         raise AdvlabError(f"--bayer-size must be one of {', '.join(map(str, defenses.BAYER_SIZES))}.")
     trained = _trained(args, spec.dataset, spec.input_size)
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
@@ -145,7 +148,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
             bar.set_postfix_str(text[:60], refresh=False)
 
-        result = defenses.evaluate_defense(
+        result = lab.evaluate_defense(
             spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
             adaptive=args.adaptive, eot=args.eot, bayer_size=args.bayer_size, seed=args.seed,
             batch_size=args.batch_size, trained=trained, device=device, progress=progress)

@@ -8,8 +8,8 @@ import pytest
 from app_util import APP, open_page
 from streamlit.testing.v1 import AppTest
 
-from advcore import defenses
 from advcore.cli.framework import build_parser
+from advcore.labs import defense as lab
 from ui.views import defense as dv
 
 TIMEOUT = 120
@@ -38,9 +38,9 @@ def test_four_views_with_predictions_and_the_adaptive_switch():
     from advcore import data, datasets
 
     x, y = datasets.load_subset(1)
-    p = defenses.image_panels("fmnist-naive", datasets.to_float(x), int(y[0]), method="bayer", row="halftone-input",
-                              attack="fgsm", eps=0.2, trained={})
-    for name in defenses.Panels.PANELS:
+    p = lab.image_panels("fmnist-naive", datasets.to_float(x), int(y[0]), method="bayer", row="halftone-input",
+                         attack="fgsm", eps=0.2, trained={})
+    for name in lab.Panels.PANELS:
         pred = p.predictions[name]
         assert f"{pred.name} ({100 * pred.prob:.1f}%)" in body, (name, body)
     assert data is not None
@@ -55,8 +55,8 @@ def test_measure_table_matches_advcore_and_shows_the_lesson():
     at.button(key="defense_measure").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    ref = defenses.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.0, 0.1], n=50,
-                                    trained=dv.trained_rows("fmnist-naive"))
+    ref = lab.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.0, 0.1], n=50,
+                               trained=dv.trained_rows("fmnist-naive"))
     rows = at.dataframe[0].value.to_dict("records")
     assert len(rows) == len(ref["rows"])
     for line, row in zip(rows, ref["rows"], strict=True):
@@ -97,7 +97,7 @@ def test_cancel_flag_stops_a_measurement():
 
 def test_imagenet_clean_effect_of_halftoning():
     at = defense_page("efficientnet-lite0", defense_attack_imagenet="fgsm", defense_method="floyd-steinberg")
-    rows = defenses.clean_effect("efficientnet-lite0", "floyd-steinberg")
+    rows = lab.clean_effect("efficientnet-lite0", "floyd-steinberg")
     frames = [d.value for d in at.dataframe if "photo" in d.value.columns]
     assert len(frames) == 1 and len(frames[0]) == len(rows) == 9
     assert frames[0]["same top-1"].tolist() == ["yes" if r["same_top1"] else "no" for r in rows]
@@ -105,7 +105,7 @@ def test_imagenet_clean_effect_of_halftoning():
 
 
 def test_shipped_measurement_is_shown_with_its_numbers():
-    result = dv.shipped("fmnist-naive", "floyd-steinberg")
+    result = lab.saved_table("fmnist-naive", "floyd-steinberg")
     if result is None:
         pytest.skip("no shipped measurement in assets/defense")
     at = defense_page(defense_method="floyd-steinberg", defense_attack="fgsm")
@@ -119,6 +119,6 @@ def test_shipped_measurement_is_shown_with_its_numbers():
         assert line["eps 0.1: ignores / knows"] == (f"{100 * acc['ignores']['top1'][i]:.1f}% / "
                                                    f"{100 * acc['knows']['top1'][i]:.1f}%")
         assert line["clean"] == f"{100 * result['clean'][row['key']]['top1']:.1f}%"
-    assert defenses.lesson(result)[:80] in texts(at).replace("\\", "")
+    assert lab.lesson(result)[:80] in texts(at).replace("\\", "")
     assert len(at.get("plotly_chart")) == len(result["attacks"])
     assert "shipped measurement" in texts(at)

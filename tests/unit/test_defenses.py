@@ -1,18 +1,16 @@
-"""advcore.defenses: halftones (error diffusion, ordered dithering), BPDA, EOT, the evaluation, ``defend``."""
+"""advcore.defenses: the Defense contract over every registered defense, halftones (error diffusion, ordered
+dithering), BPDA, EOT. The Defense lab (evaluation, panels, ``defend``) is tested in test_defense.py."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from advcore import cli, datasets, defenses, models
+from advcore import datasets, defenses, models
 from advcore.errors import AdvlabError
-from advcore.labs import training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -158,143 +156,112 @@ def test_bpda_gradient_equals_the_identity_surrogates(fmnist):
     # the true derivative of the halftone is zero: plain backpropagation sees no gradient at all
     x4 = fmnist.clone().requires_grad_(True)
     (g4,) = torch.autograd.grad(torch.nn.functional.cross_entropy(
-        defenses.Defended(model, ht, gradient="true")(x4), y), x4)
+        defenses.Defended(model, ht, bpda=False)(x4), y), x4)
     assert float(g4.abs().sum()) == 0.0
 
 
 def test_eot_averages_the_logits_of_k_draws(fmnist):
     model = models.load("fmnist-naive", "cpu")
-    eot = defenses.EOT(defenses.Defended(model, defenses.Halftone("bayer-random", seed=1)), k=4)
+    eot = defenses.EOT(defenses.Defended(model, defenses.Halftone("bayer-random", seed=1)), samples=4)
     got = eot(fmnist)
     ht = defenses.Halftone("bayer-random", seed=1)
     with torch.no_grad():
         ref = torch.stack([model(ht(fmnist)) for _ in range(4)]).mean(0)
     torch.testing.assert_close(got, ref)
     with pytest.raises(AdvlabError):
-        defenses.EOT(model, k=0)
+        defenses.EOT(model, samples=0)
 
 
-# --------------------------------------------------------------------------- the evaluation
+# --------------------------------------------------------------------------- the contract, for every registered defense
+
+PRESETS = defenses.presets()  # key -> (defense name, parameters)
+BAD = object()  # a value of no parameter's type
 
 
-@pytest.fixture(scope="module")
-def table() -> dict:
-    return defenses.evaluate_defense("fmnist-naive", "floyd-steinberg", attack_names=["fgsm", "pgd"],
-                                     eps=[0, 0.1], n=100, steps=10, adaptive=True, trained={}, seed=0)
+def test_the_package_registers_its_defenses():
+    assert "halftone" in defenses.DEFENSES
+    assert set(defenses.METHODS) <= set(PRESETS)
+    for name, cls in defenses.DEFENSES.items():
+        assert cls.name == name and cls.title and issubclass(cls, defenses.Defense)
+    with pytest.raises(AdvlabError, match="Unknown defense"):
+        defenses.get_defense("sepia")
+    with pytest.raises(AdvlabError, match="no parameter"):
+        defenses.get_defense("halftone", strength=3)
 
 
-def test_adaptive_pgd_beats_the_transferred_one_on_the_halftone_defense(table):
-    acc = table["accuracy"]["halftone-input"]["pgd"]
-    assert acc["knows"]["top1"][1] < acc["ignores"]["top1"][1]
-    # eps 0 is the clean accuracy in both columns
-    assert acc["knows"]["top1"][0] == acc["ignores"]["top1"][0] == table["clean"]["halftone-input"]["top1"]
-    # no defense: both columns are the same white-box attack
-    none = table["accuracy"]["none"]["pgd"]
-    assert none["knows"] == none["ignores"]
-    assert none["ignores"]["top1"][1] < none["ignores"]["top1"][0]
+@pytest.mark.parametrize("name", list(defenses.DEFENSES))
+def test_check_params_refuses_a_bad_value_of_every_declared_parameter(name):
+    cls = defenses.DEFENSES[name]
+    for f in dataclasses.fields(cls):
+        for bad in (BAD, -1, "not a value"):
+            with pytest.raises(AdvlabError):
+                defenses.get_defense(name, **{f.name: bad})
+    # a defense's own record builds it again
+    d = defenses.get_defense(name)
+    assert defenses.get_defense(name, **d.params()) == d
 
 
-def test_adaptive_pgd_with_eot_beats_the_transferred_one_on_the_random_halftone():
-    r = defenses.evaluate_defense("fmnist-naive", "bayer-random", attack_names=["pgd"], eps=[0.1], n=100, steps=10,
-                                  eot=4, adaptive=True, trained={}, seed=0)
-    acc = r["accuracy"]["halftone-input"]["pgd"]
-    assert acc["knows"]["top1"][0] < acc["ignores"]["top1"][0] - 0.05  # measured 0.18 against 0.34
-    assert r["eot"] == 4 and "BPDA + EOT" in r["lesson"]
+def tiny_model(channels: int, size: int) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(channels * size * size, 5))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return net.eval().requires_grad_(False)
 
 
-def test_table_shape_and_lesson(table):
-    assert [r["key"] for r in table["rows"]] == ["none", "halftone-input"]
-    assert len(table["table"]) == 2 * 2 * 2 * 2  # rows x attacks x eps x columns
-    assert table["topk"] == ["top1"] and table["n"] == 100
-    json.dumps(table, allow_nan=False)
-    assert "PGD at eps 0.1" in table["lesson"] and "knows the defense" in table["lesson"]
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_forward_keeps_shape_dtype_and_range(key, fmnist):
+    name, params = PRESETS[key]
+    d = defenses.get_defense(name, **params)
+    for x in (fmnist[:4], colour_image(size=24)):
+        out = d(x)
+        assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+        assert not out.requires_grad
+    with pytest.raises(AdvlabError, match="batch"):
+        d(torch.rand(8, 8))
 
 
-def test_progress_callback_cancels():
-    calls = []
-
-    def progress(done, total, text):
-        calls.append((done, total))
-        return True
-
-    with pytest.raises(defenses.Cancelled):
-        defenses.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.1], n=20, trained={},
-                                  progress=progress)
-    assert calls == [(1, calls[0][1])]
-
-
-def test_image_panels(fmnist):
-    p = defenses.image_panels("fmnist-naive", fmnist[:1], 6, method="bayer", row="halftone-input", attack="fgsm",
-                              eps=0.2, trained={})
-    assert set(p.images) == set(defenses.Panels.PANELS)
-    assert torch.equal(p.images["halftone_clean"], defenses.halftone(fmnist[:1], "bayer"))
-    assert float((p.images["adversarial"] - fmnist[:1]).abs().max()) <= 0.2 + 1e-6
-    assert p.label == 6
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_bpda_gradient_is_the_model_gradient_at_the_defended_input(key):
+    """With the identity estimate, d loss(model(D(x))) / dx = d loss(model(z)) / dz at z = D(x)."""
+    name, params = PRESETS[key]
+    d = defenses.get_defense(name, **params)
+    x = colour_image(size=12)[:, :2].repeat(3, 1, 1, 1)
+    model = tiny_model(2, 12)
+    y = torch.tensor([0, 1, 2])
+    xg = x.clone().requires_grad_(True)
+    d.reseed(3)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(defenses.Defended(model, d)(xg), y), xg)
+    z = d.reseed(3)(x).requires_grad_(True)
+    (ref,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(z), y), z)
+    if type(d).estimate_gradient is defenses.Defense.estimate_gradient:
+        assert torch.equal(g, ref) and float(g.abs().sum()) > 0
+    else:
+        assert g.shape == x.shape and torch.isfinite(g).all()
 
 
-def test_hybrid_transform_doubles_the_batch(fmnist):
-    cfg = training.TrainConfig(input_transform="hybrid", halftone="bayer")
-    t = training._input_transform(training.check_config(cfg))
-    y = torch.arange(len(fmnist))
-    xs, ys = t(fmnist, y)
-    assert torch.equal(xs[:20], fmnist) and torch.equal(xs[20:], defenses.halftone(fmnist, "bayer"))
-    assert torch.equal(ys, torch.cat([y, y]))
-    with pytest.raises(AdvlabError):
-        training.check_config(training.TrainConfig(recipe="fgsm", strengths=(0.1,), input_transform="halftone"))
+@pytest.mark.parametrize("key", [k for k, (n, p) in PRESETS.items() if defenses.get_defense(n, **p).randomized])
+def test_a_randomised_defense_is_reproducible_from_its_seed_and_leaves_the_global_rng_alone(key, fmnist):
+    name, params = PRESETS[key]
+    state = torch.random.get_rng_state()
+    a = defenses.get_defense(name, **params, seed=11)
+    first = a(fmnist)
+    assert torch.equal(defenses.get_defense(name, **params, seed=11)(fmnist), first)
+    assert torch.equal(a.reseed(11)(fmnist), first)
+    assert not torch.equal(defenses.get_defense(name, **params, seed=12)(fmnist), first)
+    assert not torch.equal(a(fmnist), first)  # the next call draws again
+    assert torch.equal(torch.random.get_rng_state(), state)
+    # the attacker's copy draws on its own
+    b = a.reseed(11).spawn(12)
+    assert b.seed == 12 and torch.equal(b(fmnist), defenses.get_defense(name, **params, seed=12)(fmnist))
 
 
-# --------------------------------------------------------------------------- the command line
+def test_there_is_a_randomised_preset():
+    assert any(defenses.get_defense(n, **p).randomized for n, p in PRESETS.values())
 
 
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_cli_defend_json(tmp_path):
-    path = tmp_path / "d.json"
-    code, out, err = run_cli(["defend", "--model", "fmnist-naive", "--defense", "bayer-random", "--attacks",
-                              "fgsm,ifgsm", "--eps", "0,0.1", "--n", "20", "--steps", "3", "--adaptive", "--eot", "2",
-                              "--halftone-model", "none", "--hybrid-model", "none", "--json", str(path), "-q"])
-    assert code == 0, err
-    r = json.loads(path.read_text())
-    assert r["model"] == "fmnist-naive" and r["defense"]["method"] == "bayer-random" and r["eot"] == 2
-    assert r["attacks"] == ["fgsm", "ifgsm"] and r["eps"] == [0.0, 0.1] and r["n"] == 20
-    assert set(r["columns"]) == {"ignores", "knows"}
-    for row in r["rows"]:
-        for a in r["attacks"]:
-            for c in r["columns"]:
-                assert len(r["accuracy"][row["key"]][a][c]["top1"]) == 2
-    assert "no defense" in out and r["lesson"][:40] in out
-    assert len(err.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("argv, fragment", [
-    (["--defense", "sepia"], "Unknown halftone"),
-    (["--attacks", "agr"], "Unknown attack"),
-    (["--eps", "0.1,abc"], "eps"),
-    (["--n", "0"], "n"),
-    (["--bayer-size", "3", "--defense", "bayer"], "bayer"),
-    (["--halftone-model", "nope"], "Unknown model"),
-])
-def test_cli_defend_bad_input_exits_2_with_one_line(argv, fragment):
-    code, out, err = run_cli(["defend", "--model", "fmnist-naive", *argv])
-    assert code == 2, err
-    assert out == "" and "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("advcore: error: ") and fragment in lines[0], err
-
-
-def test_halftone_trained_models_halftone_their_input_when_loaded() -> None:
-    """The registry gives the model as used (halftone, then network); the Defense lab takes the bare network."""
-    from advcore import models
-
-    for name in ("fmnist-halftone", "fmnist-hybrid"):
-        model = models.load(name, "cpu")
-        assert isinstance(model, defenses.Defended)
-        assert model.halftone.method == models.get_spec(name).card["input_transform"]["halftone"]
-        rows = {r.key: r for r in defenses.build_rows("fmnist-naive", defenses.Halftone("floyd-steinberg"))}
-        key = "halftone-trained" if name == "fmnist-halftone" else "hybrid"
-        assert rows[key].model is model.model
+def test_defended_refuses_a_plain_function():
+    with pytest.raises(AdvlabError, match="Defense"):
+        defenses.Defended(tiny_model(1, 4), lambda x: x)  # type: ignore[arg-type]

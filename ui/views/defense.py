@@ -1,28 +1,27 @@
 """What the Defense lab page needs besides widgets: requests (hashable cache keys), the per-session caches,
 the shipped measurements, the table rows, the curves, the sentences and the equivalent command lines.
 
-The maths is ``advcore.defenses`` (halftones, BPDA, EOT, ``evaluate_defense``, ``image_panels``,
-``clean_effect``), the functions ``python -m advcore defend`` calls.
+The maths is ``advcore.defenses`` (halftones, BPDA, EOT) and the lab ``advcore.labs.defense``
+(``evaluate_defense``, ``image_panels``, ``clean_effect``, the shipped tables), the functions
+``python -m advcore defend`` calls.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from advcore import datasets, defenses, models
+from advcore import datasets, models
 from advcore.errors import AdvlabError
-from advcore.paths import ASSETS
+from advcore.labs import defense as lab
+from advcore.units import eps_fraction_text
 from ui import plots
 from ui.session import PageRun
 
-RESULTS_DIR = ASSETS / "defense"
 SMALL_DATASETS = ("fashion-mnist", "digits")
 ATTACK_TITLES = {"fgsm": "FGSM", "ifgsm": "I-FGSM", "pgd": "PGD"}
 METHOD_TITLES = {
@@ -54,7 +53,7 @@ def is_small(model: str) -> bool:
 def base_model(model: str) -> tuple[str, str | None]:
     """The undefended model of the table, and a note when the sidebar's model is one of the defense's own."""
     spec = models.get_spec(model)
-    own = defenses.TRAINED_MODELS.get(spec.dataset, {})
+    own = lab.TRAINED_MODELS.get(spec.dataset, {})
     if model in own.values() and "fmnist-naive" in models.names():
         return "fmnist-naive", (f"{model} is one of the defense's own models, so the standard model fmnist-naive "
                                 "is the undefended model here; the defended rows include yours.")
@@ -63,8 +62,7 @@ def base_model(model: str) -> tuple[str, str | None]:
 
 def trained_rows(model: str) -> dict[str, str]:
     """Rows whose model is registered: halftone-trained / hybrid -> model name."""
-    spec = models.get_spec(model)
-    return {k: v for k, v in defenses.TRAINED_MODELS.get(spec.dataset, {}).items() if v in models.names()}
+    return lab.trained_models(model)
 
 
 # --------------------------------------------------------------------------- one image
@@ -87,15 +85,15 @@ class PanelRequest:
     eot: int = 8
 
 
-def cached_panels(req: PanelRequest) -> defenses.Panels | None:
+def cached_panels(req: PanelRequest) -> lab.Panels | None:
     return st.session_state.get(PANELS_CACHE, OrderedDict()).get(req)
 
 
-def run_panels(req: PanelRequest, x, callback=None) -> defenses.Panels:
-    """``advcore.defenses.image_panels`` for the request, kept in a small per-session cache."""
-    res = defenses.image_panels(req.model, x, req.true_label, method=req.method, row=req.row, attack=req.attack,
-                                eps=req.eps, adaptive=req.adaptive, steps=req.steps, seed=req.seed, eot=req.eot,
-                                device=req.device, callback=callback)
+def run_panels(req: PanelRequest, x, callback=None) -> lab.Panels:
+    """``advcore.labs.defense.image_panels`` for the request, kept in a small per-session cache."""
+    res = lab.image_panels(req.model, x, req.true_label, method=req.method, row=req.row, attack=req.attack,
+                           eps=req.eps, adaptive=req.adaptive, steps=req.steps, seed=req.seed, eot=req.eot,
+                           device=req.device, callback=callback)
     cache = st.session_state.setdefault(PANELS_CACHE, OrderedDict())
     cache[req] = res
     while len(cache) > CACHE_SIZE:
@@ -103,7 +101,7 @@ def run_panels(req: PanelRequest, x, callback=None) -> defenses.Panels:
     return res
 
 
-def panel_caption(name: str, panels: defenses.Panels, classes: list[str], model: str) -> str:
+def panel_caption(name: str, panels: lab.Panels, classes: list[str], model: str) -> str:
     p = panels.predictions[name]
     who = model if name in ("clean", "adversarial") else panels.row_model
     ok = "right" if p.label == panels.label else "wrong"
@@ -124,7 +122,7 @@ PANEL_TITLES = {
 }
 
 
-def panels_sentence(panels: defenses.Panels, req: PanelRequest) -> str:
+def panels_sentence(panels: lab.Panels, req: PanelRequest) -> str:
     """What the four predictions say, in plain words."""
     p = panels.predictions
     right = {k: p[k].label == panels.label for k in p}
@@ -168,7 +166,7 @@ class TableRequest:
 
     def cli_command(self) -> str:
         parts = ["python -m advcore defend", f"--model {shlex.quote(self.model)}", f"--defense {self.method}",
-                 "--attacks " + ",".join(self.attacks), "--eps " + ",".join(defenses.eps_text(e) for e in self.eps),
+                 "--attacks " + ",".join(self.attacks), "--eps " + ",".join(eps_fraction_text(e) for e in self.eps),
                  f"--n {self.n}", f"--steps {self.steps}", f"--seed {self.seed}"]
         if self.adaptive:
             parts.append("--adaptive")
@@ -180,22 +178,6 @@ class TableRequest:
         return " \\\n    ".join(parts)
 
 
-def shipped_path(model: str, method: str) -> Path:
-    return RESULTS_DIR / f"{model}-{method}.json"
-
-
-def shipped(model: str, method: str) -> dict | None:
-    """A measurement shipped in assets/defense (written by ``python -m advcore defend --json``), or None."""
-    path = shipped_path(model, method)
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return result if result.get("model") == model and result.get("defense", {}).get("method") == method else None
-
-
 def session_table(req: TableRequest) -> dict | None:
     return st.session_state.get(TABLES, {}).get(req)
 
@@ -203,7 +185,7 @@ def session_table(req: TableRequest) -> dict | None:
 def latest_table(model: str, method: str) -> dict | None:
     """This session's last measurement of (model, method), else the shipped one."""
     mine = [v for k, v in st.session_state.get(TABLES, {}).items() if k.model == model and k.method == method]
-    return mine[-1] if mine else shipped(model, method)
+    return mine[-1] if mine else lab.saved_table(model, method)
 
 
 def keep_table(req: TableRequest, result: dict) -> None:
@@ -221,16 +203,16 @@ def run_table(req: TableRequest, progress) -> dict:
         from advcore import data
 
         n = min(n, len(data.samples()))
-    return defenses.evaluate_defense(req.model, req.method, attack_names=req.attacks, eps=req.eps, n=n,
-                                     steps=req.steps, adaptive=req.adaptive, eot=req.eot, seed=req.seed,
-                                     trained=trained_rows(req.model), device=req.device, progress=progress)
+    return lab.evaluate_defense(req.model, req.method, attack_names=req.attacks, eps=req.eps, n=n,
+                                steps=req.steps, adaptive=req.adaptive, eot=req.eot, seed=req.seed,
+                                trained=trained_rows(req.model), device=req.device, progress=progress)
 
 
 def column_name(e: float, columns) -> str:
     """The table's column for eps ``e``: ``clean``, ``eps 0.1: ignores / knows`` (or ``eps 0.1`` alone)."""
     if e == 0:
         return "clean"
-    return f"eps {defenses.eps_text(e)}: ignores / knows" if "knows" in columns else f"eps {defenses.eps_text(e)}"
+    return f"eps {eps_fraction_text(e)}: ignores / knows" if "knows" in columns else f"eps {eps_fraction_text(e)}"
 
 
 def table_rows(result: dict, k: str = "top1") -> list[dict[str, str]]:
