@@ -9,6 +9,7 @@ import sys
 from advcore.cli.framework import (
     EXIT_OK,
     SEED_MAX,
+    ProgressBars,
     add_run_options,
     arg_type,
     command,
@@ -21,7 +22,6 @@ from advcore.cli.framework import (
     positive_int,
     say,
     set_threads,
-    stderr_bar,
     write_file,
 )
 from advcore.errors import AdvlabError
@@ -141,13 +141,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
     set_threads(args.threads)
-    with stderr_bar("defend", args.quiet, unit="batch") as bar:
-
-        def progress(done: int, total: int, text: str) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-            bar.set_postfix_str(text[:60], refresh=False)
-
+    with ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
         result = lab.evaluate_defense(
             spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
             adaptive=args.adaptive, eot=args.eot, bayer_size=args.bayer_size, seed=args.seed,

@@ -41,6 +41,7 @@ from advcore.device import pick_device
 from advcore.errors import AdvlabError, Cancelled
 from advcore.paths import ASSETS
 from advcore.predictions import Prediction, top_k
+from advcore.progress import ProgressFn, report
 from advcore.records import json_safe
 from advcore.units import eps_fraction_text, percent
 
@@ -62,7 +63,6 @@ COLUMN_TITLES = {
 TRAINED_MODELS = {"fashion-mnist": {"halftone-trained": "fmnist-halftone", "hybrid": "fmnist-hybrid"}}
 EVAL_ATTACKS = ("fgsm", "ifgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
-ProgressCallback = Callable[[int, int, str], bool | None]
 #: The measurements shipped with the app (``python -m advcore defend --json``), one per model and halftone.
 SAVED_DIR = ASSETS / "defense"
 
@@ -170,7 +170,7 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                      n: int | None = 500, steps: int = 10, adaptive: bool = True, eot: int = 8,
                      bayer_size: int = 8, seed: int = 0, batch_size: int = 250,
                      trained: dict[str, str] | None = None, device: str | torch.device = "cpu",
-                     progress: ProgressCallback | None = None) -> dict:
+                     progress: ProgressFn | None = None) -> dict:
     """Accuracy of every row under every attack and eps, with the attacker ignoring or knowing the defense.
 
     * ``ignores`` (the paper's protocol): the adversarial examples are crafted on the
@@ -183,7 +183,7 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     L-inf, untargeted; I-FGSM and PGD take ``steps`` steps (step eps/steps and
     2.5 eps/steps, PGD from a random start seeded by ``seed``). At eps 0 every entry is
     the clean accuracy. Top-5 is reported when the model has more than 10 classes.
-    ``progress(done, total, text)`` returning True cancels (:class:`Cancelled`).
+    ``progress`` (:mod:`advcore.progress`) counts batches; returning True cancels (:class:`Cancelled`).
     Returns a JSON-safe dict (see ``table``: one record per row, attack, eps and column).
     """
     t0 = time.perf_counter()
@@ -213,8 +213,7 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     def tick(text: str) -> None:
         nonlocal done
         done += 1
-        if progress is not None and progress(done, total, text):
-            raise Cancelled("defense evaluation cancelled")
+        report(progress, text, done, total, what="defense evaluation")
 
     def classify(row: Row, xb: torch.Tensor, b: int) -> torch.Tensor:
         defense.reseed(seed + 7919 * b)  # the same draws of the defense for every row and attack

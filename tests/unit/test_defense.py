@@ -64,8 +64,8 @@ def test_table_shape_and_lesson(table):
 def test_progress_callback_cancels():
     calls = []
 
-    def progress(done, total, text):
-        calls.append((done, total))
+    def progress(p):
+        calls.append((p.step, p.total))
         return True
 
     with pytest.raises(Cancelled):

@@ -18,6 +18,7 @@ import streamlit as st
 from advcore import datasets, models
 from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
+from advcore.progress import Progress
 from advcore.units import eps_fraction_text
 from ui import plots
 from ui.session import PageRun
@@ -317,9 +318,9 @@ class LiveBar:
     def __init__(self, bar):
         self.bar = bar
 
-    def __call__(self, done: int, total: int, text: str) -> bool:
-        RUN.update({"done": done, "total": total})
-        self.bar.progress(min(1.0, done / max(total, 1)), text=f"{text} ({done} of {total})")
+    def __call__(self, p: Progress) -> bool:
+        RUN.update({"done": p.step, "total": p.total})
+        self.bar.progress(p.fraction, text=f"{p.stage} ({p.step} of {p.total})")
         return RUN.cancel_requested()
 
 
