@@ -93,7 +93,7 @@ def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, st
     from advcore import models
     from advcore.labs import defense as lab
 
-    defaults = lab.TRAINED_MODELS.get(dataset, {})
+    defaults = lab.trained_models_for(dataset)
     out = {}
     for key, given in (("halftone-trained", args.halftone_model), ("hybrid", args.hybrid_model)):
         name = defaults.get(key) if given is None else given

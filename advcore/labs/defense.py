@@ -8,7 +8,7 @@ table in plain words) and the measurements shipped in ``assets/defense`` (:func:
 
 The rows are the halftoning paper's (``shared/papers/halftoning-defense-abstract.txt``): no
 defense, the halftone in front of the naive model, and the models trained on halftones or on
-both (:data:`TRAINED_MODELS`). The defense itself is any :class:`~advcore.defenses.Defense`: a
+both (by role: :data:`TRAINED_ROLES`). The defense itself is any :class:`~advcore.defenses.Defense`: a
 halftone method's name builds a :class:`~advcore.defenses.Halftone`, a registered defense's name
 or a Defense instance is used as it is (the trained rows and the lesson's wording stay the
 halftone's).
@@ -60,7 +60,10 @@ COLUMN_TITLES = {
     "knows": "attacker knows the defense",
 }
 #: The models trained for the defense, per dataset (shipped in assets/models).
-TRAINED_MODELS = {"fashion-mnist": {"halftone-trained": "fmnist-halftone", "hybrid": "fmnist-hybrid"}}
+#: The table's trained rows and the model role (:data:`advcore.models.ROLES`) each row takes.
+TRAINED_ROLES = {"halftone-trained": "halftone", "hybrid": "hybrid"}
+#: The paper's top-5 accuracy of its hybrid model under attack (abstract; examples made on the undefended model).
+PAPER_TOP5 = {"FGSM": 80.97, "I-FGSM": 78.77, "PGD": 81.56}
 EVAL_ATTACKS = ("fgsm", "ifgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
 #: The measurements shipped with the app (``python -m advcore defend --json``), one per model and halftone.
@@ -78,10 +81,15 @@ def make_defense(method: str | Defense = "floyd-steinberg", *, bayer_size: int =
     return Halftone(check_method(method), bayer_size, seed=seed)
 
 
+def trained_models_for(dataset: str) -> dict[str, str]:
+    """The registered models trained for the defense on ``dataset``, by role: row key -> model name."""
+    found = {row: models.with_role(dataset, role) for row, role in TRAINED_ROLES.items()}
+    return {row: name for row, name in found.items() if name is not None}
+
+
 def trained_models(model_name: str) -> dict[str, str]:
     """The registered models trained for the defense on ``model_name``'s dataset: row key -> model name."""
-    spec = models.get_spec(model_name)
-    return {k: v for k, v in TRAINED_MODELS.get(spec.dataset, {}).items() if v in models.names()}
+    return trained_models_for(models.get_spec(model_name).dataset)
 
 
 @dataclass
@@ -110,7 +118,7 @@ def build_rows(model_name: str, defense: Defense, *, device: str | torch.device 
     """The rows of the table for base model ``model_name`` (the undefended, naively trained model).
 
     ``trained`` maps ``halftone-trained`` / ``hybrid`` to registered model names (default:
-    :func:`trained_models`, the registered ones of :data:`TRAINED_MODELS`).
+    :func:`trained_models`, found by role).
     """
     spec = models.get_spec(model_name)
     base = bare_network(models.load(model_name, device))

@@ -36,7 +36,6 @@ METHOD_TITLES = {
 }
 ROW_COLOURS = {"none": "#7f7f7f", "halftone-input": "#f58518", "halftone-trained": "#4c78a8", "hybrid": "#54a24b"}
 # The paper's abstract (its own models and data, top-5): quoted, never measured here.
-PAPER_TOP5 = {"FGSM": 80.97, "I-FGSM": 78.77, "PGD": 81.56}
 TABLE_EPS = (0.0, 0.05, 0.1, 0.2)
 N_CHOICES = (50, 100, 200, 500)
 CACHE_SIZE = 3
@@ -54,10 +53,10 @@ def is_small(model: str) -> bool:
 def base_model(model: str) -> tuple[str, str | None]:
     """The undefended model of the table, and a note when the sidebar's model is one of the defense's own."""
     spec = models.get_spec(model)
-    own = lab.TRAINED_MODELS.get(spec.dataset, {})
-    if model in own.values() and "fmnist-naive" in models.names():
-        return "fmnist-naive", (f"{model} is one of the defense's own models, so the standard model fmnist-naive "
-                                "is the undefended model here; the defended rows include yours.")
+    naive = models.with_role(spec.dataset, "naive")
+    if spec.role in lab.TRAINED_ROLES.values() and naive is not None:
+        return naive, (f"{model} is one of the defense's own models, so the standard model {naive} "
+                       "is the undefended model here; the defended rows include yours.")
     return model, None
 
 
@@ -282,7 +281,7 @@ def training_note(result: dict) -> str:
 
 
 def paper_sentence() -> str:
-    nums = ", ".join(f"{k} {v:.2f}%" for k, v in PAPER_TOP5.items())
+    nums = ", ".join(f"{k} {v:.2f}%" for k, v in lab.PAPER_TOP5.items())
     return (f"The paper (abstract only; its own models and data) reports top-5 accuracy of its hybrid model under "
             f"attack of {nums}, with the adversarial examples made on the undefended model; it does not report an "
             "attacker who knows the halftone. Our numbers above are measured here, on Fashion-MNIST (top-1).")
