@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from advcore.cli.framework import (
-    EXIT_OK,
-    SEED_MAX,
-    ProgressBars,
-    add_run_options,
-    arg_type,
-    command,
-    int_type,
-    json_text,
-    output_path,
-    parse_eps_list,
-    parse_steps,
-    positive_int,
-    say,
-    set_threads,
-    write_file,
-)
+from advcore.cli import framework as fw
 
 L2_EPS_MAX = 1000.0  # an L2 radius in [0,1] pixel units; a 260x260x3 image has norm at most about 450
 
@@ -41,7 +25,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--images", metavar="DIR",
                    help="a folder of PNG/JPEG/WebP/BMP images, 'samples' (the bundled photos) or 'fashion-mnist' "
                         "(the shipped test subset); default: samples, or fashion-mnist for Fashion-MNIST models")
-    limit = positive_int("limit", compare.MAX_IMAGES)
+    limit = fw.positive_int("limit", compare.MAX_IMAGES)
     g.add_argument("--limit", type=limit, metavar="N",
                    help=f"use the first N images (fashion-mnist: default {compare.DEFAULT_DATASET_IMAGES})")
     g = p.add_argument_group("attacks")
@@ -51,14 +35,15 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eps", required=True, metavar="EPS",
                    help="budget in [0,1] pixel units: one value (4/255), a list (1/255,4/255) or a range "
                         "start:stop:step (1/255:8/255:1/255) for the ASR-against-eps sweep")
-    g.add_argument("--steps", type=arg_type(parse_steps, "steps"), default=10, help="iterations (default: 10; FGSM: 1)")
-    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
+    g.add_argument("--steps", type=fw.arg_type(fw.parse_steps, "steps"), default=10,
+                   help="iterations (default: 10; FGSM: 1)")
+    g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
                    default=0, help="seed of PGD's random start (default: 0)")
     g.add_argument("--batch-size",
-                   type=positive_int("batch size", 4096),
+                   type=fw.positive_int("batch size", 4096),
                    default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
     g = p.add_argument_group("output")
-    add_run_options(g, json_help="write the whole run as JSON ('-': to stdout, instead of the tables)",
+    fw.add_run_options(g, json_help="write the whole run as JSON ('-': to stdout, instead of the tables)",
                     threads_help="CPU threads for torch (default: torch's choice)",
                     quiet_help="no progress bar or notes (the final line stays)")
 
@@ -112,7 +97,7 @@ def _tables(result: dict) -> str:
     return "\n".join(lines)
 
 
-@command("compare", "every attack on a set of images per source model, with the transferability matrix",
+@fw.command("compare", "every attack on a set of images per source model, with the transferability matrix",
          _compare_args)
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run :func:`advcore.labs.compare.compare`; print the tables, write the JSON."""
@@ -121,29 +106,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sources, targets, dataset = compare.check_models(args.models, args.targets)
     names = compare.ALL_ATTACKS if args.attacks.strip().lower() == "all" else _names(args.attacks)
     attack_names = compare.check_attacks(names)
-    eps = parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else L2_EPS_MAX)
+    eps = fw.parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else L2_EPS_MAX)
     eps = compare.check_eps(eps, args.norm, args.steps)
-    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
+    json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
     items, notes, what = compare.resolve_images(args.images, dataset, args.limit)
     if not args.quiet:
         for note in notes:
-            say(f"advcore: note: {note}")
-    set_threads(args.threads)
-    with ProgressBars(args.quiet, per_stage=False) as progress:
+            fw.say(f"advcore: note: {note}")
+    fw.set_threads(args.threads)
+    with fw.ProgressBars(args.quiet, per_stage=False) as progress:
         result = compare.compare(items, sources, targets=targets, attack_names=attack_names, norm=args.norm, eps=eps,
                                  steps=args.steps, seed=args.seed, device=args.device, batch_size=args.batch_size,
                                  progress=progress)
     result["images_source"] = what
     result["notes"] = notes
     if json_out is not None:
-        write_file(json_out, (json_text(result) + "\n").encode("utf-8"))
+        fw.write_file(json_out, (fw.json_text(result) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(json_text(result))
+        print(fw.json_text(result))
     else:
         text = _tables(result)
         if json_out is not None:
             text += f"\n\nwrote {json_out}"
         print(text)
-    say(f"advcore: compare: {len(attack_names)} attack(s) x {len(sources)} source(s) x {len(eps)} eps on {what}, "
+    fw.say(f"advcore: compare: {len(attack_names)} attack(s) x {len(sources)} source(s) x {len(eps)} eps on {what}, "
          f"{result['seconds']:.1f} s")
-    return EXIT_OK
+    return fw.EXIT_OK

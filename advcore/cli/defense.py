@@ -6,24 +6,7 @@ import argparse
 import shlex
 import sys
 
-from advcore.cli.framework import (
-    EXIT_OK,
-    SEED_MAX,
-    ProgressBars,
-    add_run_options,
-    arg_type,
-    command,
-    int_type,
-    json_text,
-    output_path,
-    parse_eps_list,
-    parse_int,
-    parse_steps,
-    positive_int,
-    say,
-    set_threads,
-    write_file,
-)
+from advcore.cli import framework as fw
 from advcore.errors import AdvlabError
 
 
@@ -57,35 +40,35 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to evaluate")
     g.add_argument("--model", required=True,
                    help="the undefended (naively trained) model, e.g. fmnist-naive or efficientnet-lite0")
-    g.add_argument("--defense", type=arg_type(_method, "defense"), default="floyd-steinberg", metavar="METHOD",
+    g.add_argument("--defense", type=fw.arg_type(_method, "defense"), default="floyd-steinberg", metavar="METHOD",
                    help=f"halftone: one of {', '.join(defenses.METHODS)} (default: floyd-steinberg)")
-    g.add_argument("--bayer-size", type=arg_type(lambda s: parse_int(s, name="bayer size", low=2, high=16),
+    g.add_argument("--bayer-size", type=fw.arg_type(lambda s: fw.parse_int(s, name="bayer size", low=2, high=16),
                                              "bayer size"), default=8,
                    help="n of the n x n Bayer matrix (2, 4, 8 or 16; default: 8)")
     g.add_argument("--halftone-model", metavar="NAME",
                    help="model trained on halftones (default: fmnist-halftone for Fashion-MNIST; 'none': no row)")
     g.add_argument("--hybrid-model", metavar="NAME",
                    help="model trained on intensity + halftone images (default: fmnist-hybrid; 'none': no row)")
-    g.add_argument("--n", type=positive_int("n", 10**6),
+    g.add_argument("--n", type=fw.positive_int("n", 10**6),
                    help="evaluation images (default: 500 of the shipped Fashion-MNIST test subset; ImageNet: "
                         "all 9 bundled photos)")
     g = p.add_argument_group("attacks")
-    g.add_argument("--attacks", type=arg_type(_attack_list, "attacks"), default="fgsm,ifgsm,pgd",
+    g.add_argument("--attacks", type=fw.arg_type(_attack_list, "attacks"), default="fgsm,ifgsm,pgd",
                    help="comma-separated, from fgsm, ifgsm, pgd (default: all three)")
-    g.add_argument("--eps", type=arg_type(parse_eps_list, "eps"), default="0,0.05,0.1,0.2",
+    g.add_argument("--eps", type=fw.arg_type(fw.parse_eps_list, "eps"), default="0,0.05,0.1,0.2",
                    help="L-inf strengths: a list 0,0.05,0.1, a range 0:0.3:0.05, fractions 8/255 "
                         "(default: 0,0.05,0.1,0.2)")
-    g.add_argument("--steps", type=arg_type(parse_steps, "steps"), default=10,
+    g.add_argument("--steps", type=fw.arg_type(fw.parse_steps, "steps"), default=10,
                    help="I-FGSM and PGD steps (default: 10)")
     g.add_argument("--adaptive", action="store_true",
                    help="add the column of the attacker who knows the defense (BPDA, + EOT for bayer-random)")
-    g.add_argument("--eot", type=positive_int("EOT samples", 1000), default=8,
+    g.add_argument("--eot", type=fw.positive_int("EOT samples", 1000), default=8,
                    help="draws of the random halftone averaged per gradient step (default: 8)")
-    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
+    g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
                    default=0, help="seed of PGD's random start and of the random halftone (default: 0)")
-    g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=250, help="default: 250")
+    g.add_argument("--batch-size", type=fw.positive_int("batch size", 100000), default=250, help="default: 250")
     g = p.add_argument_group("output")
-    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+    fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     quiet_help="no progress bar (the final line stays)")
 
 
@@ -125,7 +108,7 @@ def table_text(r: dict) -> str:
     return "\n".join(lines)
 
 
-@command("defend", "accuracy under attack with halftoning as a defense, attacker ignoring or knowing it",
+@fw.command("defend", "accuracy under attack with halftoning as a defense, attacker ignoring or knowing it",
          _defend_args)
 def cmd_defend(args: argparse.Namespace) -> int:
     """The Defense lab's table with :func:`advcore.labs.defense.evaluate_defense`."""
@@ -137,11 +120,11 @@ def cmd_defend(args: argparse.Namespace) -> int:
     if args.bayer_size not in defenses.BAYER_SIZES:  # a Halftone checks every parameter it declares
         raise AdvlabError(f"--bayer-size must be one of {', '.join(map(str, defenses.BAYER_SIZES))}.")
     trained = _trained(args, spec.dataset, spec.input_size)
-    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
+    json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
-    set_threads(args.threads)
-    with ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
+    fw.set_threads(args.threads)
+    with fw.ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
         result = lab.evaluate_defense(
             spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
             adaptive=args.adaptive, eot=args.eot, bayer_size=args.bayer_size, seed=args.seed,
@@ -150,15 +133,15 @@ def cmd_defend(args: argparse.Namespace) -> int:
     if sys.argv[1:2] == ["defend"]:
         result["command"] = "python -m advcore " + shlex.join(sys.argv[1:])
     if json_out is not None:
-        write_file(json_out, (json_text(result) + "\n").encode("utf-8"))
+        fw.write_file(json_out, (fw.json_text(result) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(json_text(result))
+        print(fw.json_text(result))
     else:
         lines = [f"{spec.name}: {result['defense']['description']} on {result['n']} images of the {result['data']} "
                  f"(labels: {result['labels']})", table_text(result), "", result["lesson"]]
         if json_out is not None:
             lines.append(f"wrote {json_out}")
         print("\n".join(lines))
-    say(f"advcore: defend {args.defense} on {spec.name}: {len(result['rows'])} rows, {len(result['attacks'])} "
+    fw.say(f"advcore: defend {args.defense} on {spec.name}: {len(result['rows'])} rows, {len(result['attacks'])} "
          f"attack(s), {len(result['eps'])} eps, {result['n']} images, {result['seconds']:.1f} s")
-    return EXIT_OK
+    return fw.EXIT_OK

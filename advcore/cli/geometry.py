@@ -8,21 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from advcore.cli.framework import (
-    EXIT_OK,
-    ProgressBars,
-    add_run_options,
-    arg_type,
-    command,
-    json_text,
-    load_image,
-    output_path,
-    parse_int,
-    positive_int,
-    say,
-    set_threads,
-    write_file,
-)
+from advcore.cli import framework as fw
 from advcore.errors import AdvlabError
 from advcore.labs import geometry
 
@@ -37,27 +23,27 @@ def _geometry_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image", required=True, metavar="PATH",
                    help="image file, '-' for stdin, a bundled sample name ('cat') or fashion-mnist:N")
     g = p.add_argument_group("probe")
-    g.add_argument("--T", dest="T", type=arg_type(lambda s: parse_int(s, name="T", low=2, high=geometry.MAX_T), "T"),
+    g.add_argument("--T", dest="T", type=fw.int_type("T", 2, geometry.MAX_T),
                    default=100, help="random points per radius (default: 100, as in the paper)")
-    g.add_argument("--radii", type=arg_type(geometry.parse_radii, "radii"), default=geometry.DEFAULT_RADII,
+    g.add_argument("--radii", type=fw.arg_type(geometry.parse_radii, "radii"), default=geometry.DEFAULT_RADII,
                    help="radii in [0,1] pixel units: start:stop:step, a list or one value "
                         f"(default: {geometry.DEFAULT_RADII}, the paper's 1 to 20 pixels)")
     g.add_argument("--norm", choices=geometry.NORMS, default="linf",
                    help="distance of the points from the image: linf (v in [-r, r]^D, default) or l2")
     g.add_argument("--layer", default=None,
                    help="layer phi for mantel and lipschitz: a module path or 'penultimate' (default)")
-    g.add_argument("--seed", type=arg_type(lambda s: parse_int(s, name="seed", low=0, high=2**62), "seed"), default=0,
+    g.add_argument("--seed", type=fw.int_type("seed", 0, 2**62), default=0,
                    help="seed of the random points (default: 0); the same seed gives every model the same points")
-    g.add_argument("--permutations", type=arg_type(
-        lambda s: parse_int(s, name="permutations", low=0, high=geometry.MAX_PERMUTATIONS), "permutations"),
+    g.add_argument("--permutations", type=fw.arg_type(
+        lambda s: fw.parse_int(s, name="permutations", low=0, high=geometry.MAX_PERMUTATIONS), "permutations"),
         default=geometry.DEFAULT_PERMUTATIONS, help="Mantel test permutations (default: 999; 0: no p-value)")
-    g.add_argument("--fit-images", type=positive_int("fit images", 3000), default=geometry.DEFAULT_FIT_IMAGES,
+    g.add_argument("--fit-images", type=fw.positive_int("fit images", 3000), default=geometry.DEFAULT_FIT_IMAGES,
                    help="images the Lipschitz min-max normalisers are fitted on (default: 1000; ImageNet models "
                         "use the bundled photos)")
     g = p.add_argument_group("output")
     g.add_argument("--points", action="store_true",
                    help="also put every score, distance matrix and Lipschitz pair in the JSON")
-    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+    fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     threads_help="CPU threads for torch (default: torch's choice)",
                     quiet_help="no progress bar (the final line stays)")
 
@@ -99,7 +85,7 @@ def summary(d: dict) -> str:
     return "\n".join(lines)
 
 
-@command("geometry", "local geometry of a model around one image: isotropy, symmetry, Mantel test, local Lipschitz",
+@fw.command("geometry", "local geometry of a model around one image: isotropy, symmetry, Mantel test, local Lipschitz",
          _geometry_args)
 def cmd_geometry(args: argparse.Namespace) -> int:
     """Run :func:`advcore.labs.geometry.probe_image` and print or write its numbers."""
@@ -111,23 +97,23 @@ def cmd_geometry(args: argparse.Namespace) -> int:
     if "mantel" in probes and args.T < 3:
         raise AdvlabError("The Mantel test needs --T of at least 3.")
     if args.layer is not None and not ({"mantel", "lipschitz"} & set(probes)):
-        say(f"advcore: note: --layer only applies to mantel and lipschitz; ignored for {args.probe}.")
-    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
-    image = load_image(args.image)
-    set_threads(args.threads)
-    with ProgressBars(args.quiet, per_stage=False, unit="point") as progress:
+        fw.say(f"advcore: note: --layer only applies to mantel and lipschitz; ignored for {args.probe}.")
+    json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
+    image = fw.load_image(args.image)
+    fw.set_threads(args.threads)
+    with fw.ProgressBars(args.quiet, per_stage=False, unit="point") as progress:
         result = geometry.probe_image(args.model, image, probes=probes, radii=args.radii, T=args.T, layer=args.layer,
                                       norm=args.norm, seed=args.seed, permutations=args.permutations,
                                       fit_images=args.fit_images, device=args.device, progress=progress)
     d = result.to_dict(points=args.points)
     d["image"] = args.image
     if json_out is not None:
-        write_file(json_out, (json_text(d) + "\n").encode("utf-8"))
+        fw.write_file(json_out, (fw.json_text(d) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(json_text(d))
+        print(fw.json_text(d))
     else:
         text = summary(d)
         print(text + (f"\nwrote {json_out}" if json_out is not None else ""))
-    say(f"advcore: geometry {args.probe} on {args.model}: {len(args.radii)} radii x {args.T} points, "
+    fw.say(f"advcore: geometry {args.probe} on {args.model}: {len(args.radii)} radii x {args.T} points, "
          f"{result.report.seconds:.1f} s")
-    return EXIT_OK
+    return fw.EXIT_OK

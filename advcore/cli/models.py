@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advcore.cli.framework import EXIT_OK, command, json_text
+from advcore.cli import framework as fw
 
 
 def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the registry as JSON")
 
 
-@command("models", "list the registered models", _models_args)
+@fw.command("models", "list the registered models", _models_args)
 def cmd_models(args: argparse.Namespace) -> int:
     """Print every registered model: name, dataset, role, input size, classes, title."""
     from advcore import models
@@ -23,18 +23,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append({"name": spec.name, "title": spec.title, "dataset": spec.dataset, "role": spec.role,
                      "input_size": list(spec.input_size), "num_classes": spec.num_classes})
     if args.json:
-        print(json_text(rows))
-        return EXIT_OK
+        print(fw.json_text(rows))
+        return fw.EXIT_OK
     table = [("NAME", "DATASET", "ROLE", "INPUT", "CLASSES", "TITLE")]
     table += [(r["name"], r["dataset"], r["role"], "x".join(map(str, r["input_size"])), str(r["num_classes"]),
                r["title"]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
-    return EXIT_OK
+    return fw.EXIT_OK
 
 
-@command("samples", "list the bundled sample images (usable as --image NAME)", _models_args)
+@fw.command("samples", "list the bundled sample images (usable as --image NAME)", _models_args)
 def cmd_samples(args: argparse.Namespace) -> int:
     """Print the bundled sample photos with their sources and licences."""
     from advcore import data
@@ -42,11 +42,11 @@ def cmd_samples(args: argparse.Namespace) -> int:
     rows = [{"name": Path(s.file).stem, "file": s.file, "title": s.title, "source": s.source,
              "licence": s.licence} for s in data.samples()]
     if args.json:
-        print(json_text(rows))
-        return EXIT_OK
+        print(fw.json_text(rows))
+        return fw.EXIT_OK
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         print(f"{r['name'].ljust(width)}  {r['title']} ({r['licence']})")
-    return EXIT_OK
+    return fw.EXIT_OK
 
 

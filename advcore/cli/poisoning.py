@@ -7,72 +7,58 @@ from __future__ import annotations
 
 import argparse
 
-from advcore.cli.framework import (
-    EXIT_OK,
-    SEED_MAX,
-    ProgressBars,
-    add_run_options,
-    arg_type,
-    command,
-    int_type,
-    json_text,
-    output_path,
-    parse_eps,
-    say,
-    set_threads,
-    write_file,
-)
+from advcore.cli import framework as fw
 from advcore.errors import AdvlabError
 from advcore.labs import poisoning
 
 
 def _share(text: str) -> float:
-    value = parse_eps(text, name="share")
+    value = fw.parse_eps(text, name="share")
     if value > 1:
         raise AdvlabError(f"share must be between 0 and 1, got {text!r}.")
     return value
 
 
 def _eps(text: str) -> float:
-    value = parse_eps(text, name="eps")
+    value = fw.parse_eps(text, name="eps")
     if value > 1:
         raise AdvlabError(f"eps must be at most 1 (pixels are in [0, 1]), got {text!r}.")
     return value
 
 
 def _positive_float(name: str):
-    return arg_type(lambda s: parse_eps(s, name=name, allow_zero=False), name)
+    return fw.arg_type(lambda s: fw.parse_eps(s, name=name, allow_zero=False), name)
 
 
 def _poison_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("attack", choices=tuple(poisoning.ATTACK_TITLES),
                    help="lf: label flip (Table 3), pf: poison frogs (Table 2), ap: adversarial poisoning (Table 1)")
     g = p.add_argument_group("setting")
-    g.add_argument("--features", default="naive,fgsm,pgd", type=arg_type(poisoning.check_kinds, "features"),
+    g.add_argument("--features", default="naive,fgsm,pgd", type=fw.arg_type(poisoning.check_kinds, "features"),
                    help="frozen extractors, comma-separated: naive, fgsm, pgd (the shipped Fashion-MNIST models, on "
                         "scikit-learn digits drawn as MNIST) and imagenet (EfficientNet-Lite0 on crops of two bundled "
                         "photos, the paper's sanity check; slow on a CPU) (default: naive,fgsm,pgd)")
     g.add_argument("--layer", help="feature layer (default: penultimate, the input of the last linear layer)")
     g.add_argument("--pair", default="01", help="pf: the two digits of the binary task (default: 01, as in the paper)")
     g = p.add_argument_group("attack")
-    g.add_argument("--eps", type=arg_type(_eps, "eps"), default=poisoning.DEFAULT_EPS,
+    g.add_argument("--eps", type=fw.arg_type(_eps, "eps"), default=poisoning.DEFAULT_EPS,
                    help="L-inf budget in [0,1] pixel units, e.g. 7/255 (default: 7/255, the paper's MNIST budget)")
-    g.add_argument("--share", type=arg_type(_share, "share"),
+    g.add_argument("--share", type=fw.arg_type(_share, "share"),
                    help="lf: share of training labels made random (default: 0.02, the paper's 2%%); ap: share of "
                         "training images moved (default: 1)")
-    g.add_argument("--trials", type=int_type("trials", 1, poisoning.MAX_TRIALS), default=20,
+    g.add_argument("--trials", type=fw.int_type("trials", 1, poisoning.MAX_TRIALS), default=20,
                    help="pf: number of poison frog trials (default: 20; the paper runs 100)")
     g.add_argument("--method", choices=poisoning.METHODS, default="pgd",
                    help="pf, ap: craft with one FGSM step or PGD steps (default: pgd)")
-    g.add_argument("--steps", type=int_type("steps", 1, poisoning.MAX_STEPS), default=poisoning.DEFAULT_STEPS,
+    g.add_argument("--steps", type=fw.int_type("steps", 1, poisoning.MAX_STEPS), default=poisoning.DEFAULT_STEPS,
                    help=f"pf, ap: PGD steps, step 2.5*eps/steps (default: {poisoning.DEFAULT_STEPS})")
-    g.add_argument("--repeats", type=int_type("repeats", 1, 100), default=3,
+    g.add_argument("--repeats", type=fw.int_type("repeats", 1, 100), default=3,
                    help="lf: runs averaged, seeds seed..seed+repeats-1 (default: 3)")
     g.add_argument("--C", dest="C", type=_positive_float("C"), default=poisoning.DEFAULT_C,
                    help="the LinearSVC's C (default: 1)")
-    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX), default=0, help="default: 0")
+    g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX), default=0, help="default: 0")
     g = p.add_argument_group("output")
-    add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
+    fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     device_default="cpu", quiet_help="no progress bars (the final line stays)")
 
 
@@ -111,7 +97,7 @@ def table_lines(result: dict) -> list[str]:
     return lines
 
 
-@command("poison", "poisoning attacks (label flip, poison frogs, adversarial poisoning) on frozen features",
+@fw.command("poison", "poisoning attacks (label flip, poison frogs, adversarial poisoning) on frozen features",
          _poison_args)
 def cmd_poison(args: argparse.Namespace) -> int:
     """Run :func:`advcore.labs.poisoning.run` and print or write its table."""
@@ -120,18 +106,18 @@ def cmd_poison(args: argparse.Namespace) -> int:
     if args.attack == "pf" and args.share is not None:
         raise AdvlabError("--share applies to lf and ap, not to pf.")
     poisoning.task_for("naive", args.attack, args.pair)  # checks --pair before any work
-    json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
-    set_threads(args.threads)
-    bars = ProgressBars(args.quiet)
+    json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
+    fw.set_threads(args.threads)
+    bars = fw.ProgressBars(args.quiet)
     try:
         result = poisoning.run(args.attack, args.features, eps=args.eps, share=args.share, trials=args.trials,
                                method=args.method, steps=args.steps, C=args.C, seed=args.seed, repeats=args.repeats,
                                pair=args.pair, device=args.device, layer=args.layer, progress=bars)
     finally:
         bars.close()
-    text = json_text(result)
+    text = fw.json_text(result)
     if json_out is not None:
-        write_file(json_out, (text + "\n").encode("utf-8"))
+        fw.write_file(json_out, (text + "\n").encode("utf-8"))
     if args.json == "-":
         print(text)
     else:
@@ -139,5 +125,5 @@ def cmd_poison(args: argparse.Namespace) -> int:
         if json_out is not None:
             lines.append(f"wrote {json_out}")
         print("\n".join(lines))
-    say(f"advcore: poison {args.attack} on {', '.join(result['kinds'])}: {result['seconds']:.1f} s")
-    return EXIT_OK
+    fw.say(f"advcore: poison {args.attack} on {', '.join(result['kinds'])}: {result['seconds']:.1f} s")
+    return fw.EXIT_OK

@@ -9,21 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from advcore.cli.framework import (
-    EXIT_OK,
-    SEED_MAX,
-    ProgressBars,
-    add_run_options,
-    arg_type,
-    command,
-    finite_type,
-    int_type,
-    output_path,
-    parse_strengths,
-    positive_int,
-    say,
-    set_threads,
-)
+from advcore.cli import framework as fw
 from advcore.errors import AdvlabError
 from advcore.units import parse_eps_list
 
@@ -34,15 +20,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--recipe", required=True, metavar="NAME",
                    help=f"one of {', '.join(training.RECIPES)}")
-    g.add_argument("--strengths", type=arg_type(parse_strengths, "strengths"), metavar="EPS",
+    g.add_argument("--strengths", type=fw.arg_type(fw.parse_strengths, "strengths"), metavar="EPS",
                    help="L-inf strengths in (0,1]: one for fgsm/pgd (default 0.1), a list for MAT (default "
                         "0.05,0.1,0.15), or 'auto' (MAT: the paper's random walk over --grid)")
     g.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
                    help="default: fashion-mnist (needs the Debian package dataset-fashion-mnist)")
-    g.add_argument("--epochs", type=positive_int("epochs", 1000), default=1, help="default: 1")
-    g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
+    g.add_argument("--epochs", type=fw.positive_int("epochs", 1000), default=1, help="default: 1")
+    g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
                    default=0, help="seed of initialisation, shuffling and PGD starts (default: 0)")
-    g.add_argument("--limit", type=positive_int("limit", 10**7), metavar="N",
+    g.add_argument("--limit", type=fw.positive_int("limit", 10**7), metavar="N",
                    help="train on the first N training images only (quick runs)")
     g.add_argument("--reduced", action="store_true",
                    help="reduced size: split each batch into clean + one part per strength instead of adding "
@@ -56,40 +42,42 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="standard recipe: train on halftone images, or on intensity + halftone images (hybrid)")
     g.add_argument("--halftone", default="floyd-steinberg", metavar="METHOD",
                    help="halftone of --input (advcore.defenses; default: floyd-steinberg)")
-    g.add_argument("--batch-size", type=positive_int("batch size", 65536), default=128, help="default: 128")
-    g.add_argument("--lr", type=finite_type("learning rate", positive=True), default=1e-3, help="Adam (default: 0.001)")
-    g.add_argument("--pgd-steps", type=positive_int("PGD steps", 100), default=7,
+    g.add_argument("--batch-size", type=fw.positive_int("batch size", 65536), default=128, help="default: 128")
+    g.add_argument("--lr", type=fw.finite_type("learning rate", positive=True), default=1e-3,
+                   help="Adam (default: 0.001)")
+    g.add_argument("--pgd-steps", type=fw.positive_int("PGD steps", 100), default=7,
                    help="PGD training steps (default: 7, step 2.5*eps/steps)")
-    g.add_argument("--vote-images", type=positive_int("vote images", 10**6), default=2000,
+    g.add_argument("--vote-images", type=fw.positive_int("vote images", 10**6), default=2000,
                    help="parallel MAT: validation images that fit the voting weights (default: 2000)")
     g = p.add_argument_group("random walk (--strengths auto)")
-    g.add_argument("--grid", type=arg_type(lambda s: parse_eps_list(s, name="grid", allow_zero=False), "grid"),
+    g.add_argument("--grid", type=fw.arg_type(lambda s: parse_eps_list(s, name="grid", allow_zero=False), "grid"),
                    default="0.05:0.3:0.05", help="allowed strengths (default: 0.05:0.3:0.05)")
-    g.add_argument("--penalty", type=finite_type("penalty"), default=0.005,
+    g.add_argument("--penalty", type=fw.finite_type("penalty"), default=0.005,
                    help="accuracy given up per extra strength, a in G = H - a*S (default: 0.005)")
-    g.add_argument("--walks", type=positive_int("walks", 100000), default=200, help="number of walks t (default: 200)")
-    g.add_argument("--walk-length", type=positive_int("walk length", 1000),
+    g.add_argument("--walks", type=fw.positive_int("walks", 100000), default=200,
+                   help="number of walks t (default: 200)")
+    g.add_argument("--walk-length", type=fw.positive_int("walk length", 1000),
                    help="steps per walk l (default: grid size)")
-    g.add_argument("--matrix-images", type=positive_int("matrix images", 10**7), default=10000,
+    g.add_argument("--matrix-images", type=fw.positive_int("matrix images", 10**7), default=10000,
                    help="training images of each single-strength model of the accuracy matrix (default: 10000)")
     g.add_argument("--matrix-from", metavar="CARD",
                    help="reuse the accuracy matrix recorded in a model card instead of training it again")
     g = p.add_argument_group("evaluation and output")
-    g.add_argument("--eval-eps", type=arg_type(parse_eps_list, "eval eps"), default="0:0.3:0.03",
+    g.add_argument("--eval-eps", type=fw.arg_type(parse_eps_list, "eval eps"), default="0:0.3:0.03",
                    help="strengths of the card's accuracy curves (default: 0:0.3:0.03)")
-    g.add_argument("--eval-n", type=int_type("eval n", 0, 10**6),
+    g.add_argument("--eval-n", type=fw.int_type("eval n", 0, 10**6),
                    help="images of the FGSM curve (default: the whole evaluation set; 0: none)")
-    g.add_argument("--pgd-n", type=int_type("pgd n", 0, 10**6),
+    g.add_argument("--pgd-n", type=fw.int_type("pgd n", 0, 10**6),
                    default=1000, help="images of the PGD-10 curve (default: 1000; 0: none)")
     g.add_argument("--out-dir", required=True, metavar="DIR", help="where NAME.pt and NAME.json are written")
     g.add_argument("--name", help="model name (default: DATASET-RECIPE, e.g. fmnist-fgsm)")
-    add_run_options(g, quiet_help="no progress bars or epoch lines (the final line stays)")
+    fw.add_run_options(g, quiet_help="no progress bars or epoch lines (the final line stays)")
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-@command("train", "train a model (standard, adversarial, MAT) and write its checkpoint and model card", _train_args)
+@fw.command("train", "train a model (standard, adversarial, MAT) and write its checkpoint and model card", _train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     """Train with :func:`advcore.labs.training.train`, evaluate, write ``NAME.pt`` and ``NAME.json``."""
     import time
@@ -122,16 +110,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         training.check_config(training.TrainConfig(**{**cfg.__dict__, "strengths": (0.1,)}))
     else:
         training.check_config(cfg)
-    out_dir = output_path(str(Path(args.out_dir) / f"{name}.json"), flag="--out-dir").parent
+    out_dir = fw.output_path(str(Path(args.out_dir) / f"{name}.json"), flag="--out-dir").parent
     matrix = None
     if args.matrix_from:
         prior = zoo.read_card(args.matrix_from) if Path(args.matrix_from).is_file() else None
         matrix = (prior or {}).get("strength_selection", {}).get("matrix")
         if matrix is None:
             raise AdvlabError(f"{args.matrix_from} holds no random-walk accuracy matrix.")
-    set_threads(args.threads)
+    fw.set_threads(args.threads)
     task = datasets.load_task(args.dataset, limit=args.limit)
-    bars = ProgressBars(args.quiet)
+    bars = fw.ProgressBars(args.quiet)
     t0 = time.perf_counter()
     try:
         selection = None
@@ -143,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.strengths = tuple(selection["chosen"])
             walk = selection["walk"]
             if not args.quiet:
-                say(f"advcore: random walk chose {', '.join(f'{s:g}' for s in cfg.strengths)} (estimated average "
+                fw.say(f"advcore: random walk chose {', '.join(f'{s:g}' for s in cfg.strengths)} (estimated average "
                      f"accuracy {walk['H']:.3f}, path {' -> '.join(f'{s:g}' for s in walk['path'])})")
         result = training.train(cfg, task, device=args.device, progress=bars, selection=selection)
         report = training.evaluate(result.model, datasets.to_float(task.x_eval), task.y_eval, eps=args.eval_eps,
@@ -167,8 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     lines.append(f"training         {card['training_seconds']:.1f} s")
     lines.append(f"wrote            {weights}, {card_path}")
     print("\n".join(lines))
-    say(f"advcore: trained {name} ({recipe}) in {card['training_seconds']:.0f} s, clean accuracy "
+    fw.say(f"advcore: trained {name} ({recipe}) in {card['training_seconds']:.0f} s, clean accuracy "
          f"{s['clean_accuracy']:.4f}")
-    return EXIT_OK
+    return fw.EXIT_OK
 
 
