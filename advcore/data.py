@@ -28,6 +28,9 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP")  # MPO: a camera JPEG w
 MAX_FILE_BYTES = 20 * 1024 * 1024  # same cap as server.maxUploadSize in .streamlit/config.toml
 MAX_PIXELS = 40_000_000  # about 6300 x 6300; larger images are refused before decoding
 MIN_SIDE = 16
+# Larger images are reduced on decoding (JPEG: while decoding) to this short side; every model input is smaller,
+# so nothing a model sees is lost, and a 6000x6000 upload holds ~3 MB instead of ~100 MB once decoded.
+REDUCED_SHORT_SIDE = 1024
 MAX_ASPECT = 20  # a 40000x16 strip would be upscaled to ~160 MP by the centre crop of prepare()
 CROP_PAD_MIN_SIZE = 64  # prepare(): smaller model inputs are resized and cropped without padding
 
@@ -66,7 +69,9 @@ def open_image(source: str | Path | bytes | BinaryIO, *, name: str | None = None
 
     Accepts PNG, JPEG, WebP and BMP in any common mode (greyscale, palette, alpha,
     CMYK, 16-bit). Refuses non-images, truncated files, images over
-    ``MAX_PIXELS`` (decompression bombs) or under ``MIN_SIDE`` pixels a side.
+    ``MAX_PIXELS`` (decompression bombs) or under ``MIN_SIDE`` pixels a side. An image whose
+    short side exceeds :data:`REDUCED_SHORT_SIDE` is reduced by a whole factor (JPEG: by the
+    decoder's draft mode, before the pixels are decoded) so that it keeps at least that short side.
     """
     label = name or (str(source) if isinstance(source, (str, Path)) else "the upload")
     data = _read_bytes(source, label)
@@ -95,8 +100,14 @@ def open_image(source: str | Path | bytes | BinaryIO, *, name: str | None = None
         raise AdvlabError(f"{label} is {w}x{h} pixels; it needs at least {MIN_SIDE} pixels on each side.")
     if max(w, h) > MAX_ASPECT * min(w, h):
         raise AdvlabError(f"{label} is {w}x{h} pixels; its long side may be at most {MAX_ASPECT} times its short side.")
+    factor = min(w, h) // REDUCED_SHORT_SIDE
     try:
+        if factor >= 2 and im.format == "JPEG":
+            im.draft(im.mode, (-(-w // factor), -(-h // factor)))  # decode at 1/2, 1/4 or 1/8 scale
         im.load()
+        factor = min(im.size) // REDUCED_SHORT_SIDE
+        if factor >= 2:
+            im = im.reduce(factor)
     except Exception:
         raise AdvlabError(f"{label} is damaged or truncated and cannot be decoded.") from None
     try:
@@ -161,13 +172,17 @@ def to_tensor(im: Image.Image) -> torch.Tensor:
 def prepare(im: Image.Image, input_size: tuple[int, int, int]) -> torch.Tensor:
     """An image as a model expects it: ``(1, C, H, W)`` in ``[0, 1]``.
 
-    Inputs of at least :data:`CROP_PAD_MIN_SIZE` px (ImageNet) get EfficientNet's crop padding of 32;
-    small ones (Fashion-MNIST 28x28) get none, so an image of exactly the input size is used as it is.
+    An image of exactly the input size is used as it is (so an adversarial PNG downloaded from the app
+    or written by the CLI keeps every pixel when it is read back). Any other image is resized and
+    centre-cropped: inputs of at least :data:`CROP_PAD_MIN_SIZE` px (ImageNet) with EfficientNet's crop
+    padding of 32, small ones (Fashion-MNIST 28x28) with none.
     """
     c, h, w = input_size
     if h != w:
         raise ValueError("only square model inputs are supported")
-    x = to_tensor(resize_center_crop(im, h, pad=32 if h >= CROP_PAD_MIN_SIZE else 0))
+    if im.size != (w, h):
+        im = resize_center_crop(im, h, pad=32 if h >= CROP_PAD_MIN_SIZE else 0)
+    x = to_tensor(im)
     if c == 1:
         if torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2]):
             x = x[:, 0:1].contiguous()  # already grey: keep its exact pixel values (no weighted-sum rounding)

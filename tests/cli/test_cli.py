@@ -324,3 +324,19 @@ def test_models_json_gives_each_models_role():
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["fmnist-pgd"]["role"] == "pgd" and rows[MODEL]["role"] == "naive"
+
+
+def test_the_adversarial_png_read_back_is_the_adversarial_image(fgsm_run, tmp_path):
+    """attack --out adv.png, then attack --image adv.png --eps 0: the clean label is the PNG's adversarial label
+    (a 224x224 image goes in unchanged, so the resize and crop no longer wipe out the perturbation)."""
+    code, _, err, png, js = fgsm_run
+    assert code == 0, err
+    m = json.loads(js.read_text())
+    again = tmp_path / "again.json"
+    code, _, err = run_cli(["attack", "--model", MODEL, "--image", str(png), "--attack", "fgsm", "--eps", "0",
+                            "--device", "cpu", "--json", str(again)])
+    assert code == 0, err
+    m2 = json.loads(again.read_text())
+    assert m2["clean_label"] == m["adv_8bit_label"]
+    assert m2["clean_confidence"] == pytest.approx(
+        float(models.load(MODEL, "cpu")(data.to_tensor(Image.open(png))).softmax(1).max()), abs=1e-5)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFile, features
 
 from advcore import data
@@ -239,3 +240,24 @@ def test_bundled_samples_all_open():
         im = data.open_image(s.path)
         assert im.mode == "RGB" and min(im.size) >= data.MIN_SIDE
         assert Path(s.path).stat().st_size < data.MAX_FILE_BYTES
+
+
+def _encoded(size: tuple[int, int], fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (120, 30, 200)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_huge_upload_is_reduced_on_decoding(fmt: str):
+    """A 6000x4000 image (a few KB when flat) comes back with a short side of 1024-2047, not 24M pixels."""
+    im = data.open_image(_encoded((6000, 4000), fmt), name="big")
+    assert data.REDUCED_SHORT_SIDE <= min(im.size) < 2 * data.REDUCED_SHORT_SIDE
+    assert abs(im.size[0] / im.size[1] - 1.5) < 0.01
+
+
+def test_an_image_at_the_input_size_goes_in_unchanged():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    x = data.prepare(Image.fromarray(pixels), (3, 224, 224))
+    assert torch.equal(x, torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255)
