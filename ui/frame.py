@@ -219,10 +219,10 @@ def _suffix(name: str) -> str:
 def _caption_image(sel: Selection, licence: str | None = None) -> None:
     if sel.image is not None:
         w, h = sel.image.size
-        text = f"{sel.image_name}: {w}x{h} px"
+        text = f"{md_escape(sel.image_name)}: {w}x{h} px"
         st.sidebar.caption(f"{text}. {licence}" if licence else text)
     else:
-        st.sidebar.caption(f"{sel.image_name} cannot be used (see the message on the page).")
+        st.sidebar.caption(f"{md_escape(sel.image_name)} cannot be used (see the message on the page).")
 
 
 def run_with_sidebar(page: StreamlitPage) -> None:
