@@ -193,6 +193,8 @@ def test_fresh_server_opened_on_attack_shows_the_app_navigation(page: Page, fres
 
 def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: str) -> None:
     """Figure 4 draws one line per shipped model; a started run shows live progress and stops on Cancel."""
+    from playwright.sync_api import expect
+
     from advcore.models import zoo
 
     page.goto(app_url.rstrip("/") + "/training")
@@ -203,7 +205,9 @@ def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: st
     chart = main.locator('[data-testid="stPlotlyChart"]').first
     chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     cards = [c for c in (zoo.read_card(p) for p in zoo.shipped_cards()) if c.get("curves")]
-    assert chart.locator(".scatterlayer .trace").count() == len(cards)
+    # Plotly draws the traces after the chart's svg: wait for all of them rather than count once (a loaded
+    # machine once read 1 of 7).
+    expect(chart.locator(".scatterlayer .trace")).to_have_count(len(cards), timeout=30_000)
     assert "Standard training" in chart.inner_text()  # the legend
     page.get_by_text("Average accuracy over the strength range").scroll_into_view_if_needed()
     table = main.locator('[data-testid="stTable"]')  # drawn once scrolled into view
