@@ -1,6 +1,7 @@
 """Attack lab: attack one image and see the perturbation, the predictions and the metrics, live.
 
-Widgets -> ``advcore.labs.attack.attack_image`` (through ui.views.attack's per-session cache) -> views.
+Widgets -> ``advcore.labs.attack.attack_image`` (kept in ui.session.ATTACK_RESULTS, run by ATTACK_RUN with a
+Cancel button) -> views.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import streamlit as st
 from PIL import Image
 
 from advcore import data, models
-from advcore.attacks import ATTACKS, StepInfo
+from advcore.attacks import ATTACKS
 from advcore.device import pick_device
+from advcore.errors import Cancelled
 from advcore.labs import attack as attack_lab
 from advcore.records import json_safe
 from ui import plots
 from ui.frame import app_frame, md_escape, require_image
+from ui.session import ATTACK_RESULTS, ATTACK_RUN
 from ui.views import attack as attack_view
 
 INTRO = (
@@ -41,7 +44,7 @@ DEFAULT_TARGETS = {"imagenet": DEFAULT_TARGET, "fashion-mnist": 1}  # Fashion-MN
 PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)  # small datasets: L-inf eps in pixel units (min, max, default, step), as in
 # the paper's and the model cards' range 0..0.3 (0.3 = 76.5/255)
 KEEP = "session"  # attack settings survive a visit to another page
-RUN_REQUEST = "_advlab_attack_run_request"
+RUN = ATTACK_RUN  # the attack's run: Run attack, Cancel, what a stopped run says
 
 
 def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest:
@@ -139,19 +142,26 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     return req
 
 
-def compute(req: attack_view.AttackRequest, image) -> attack_lab.ImageAttack:
-    """Run the attack with a progress bar for iterative attacks."""
+def compute(req: attack_view.AttackRequest, image) -> attack_lab.ImageAttack | None:
+    """Run the attack and keep the result; iterative attacks draw their steps on a progress bar under a Cancel
+    button. None when the run was cancelled or refused (the notice left for the next page run says why)."""
     if not req.spec.iterative:
-        return attack_view.run(req, image)
+        return ATTACK_RESULTS.put(req, attack_view.run(req, image))
     title = req.spec.title
+    cancel = RUN.cancel_button(key="attack_cancel")
     bar = st.progress(0.0, text=f"{title}: starting")
+    RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step is said too
 
-    def on_step(info: StepInfo) -> None:
-        bar.progress(min(1.0, info.step / info.steps), text=f"{title}: step {info.step} of {info.steps}")
+    def work() -> attack_lab.ImageAttack:
+        res = attack_view.run(req, image, RUN.live_steps(bar, title))
+        if res.result.cancelled:  # advcore stopped at a step and returned that iterate: not a result
+            raise Cancelled("attack cancelled")
+        return res
 
-    res = attack_view.run(req, image, on_step)
+    res = RUN.execute(work, attack_view.cancelled, job=req)
     bar.empty()
-    return res
+    cancel.empty()
+    return None if res is None else ATTACK_RESULTS.put(req, res)
 
 
 def prediction_line(kind: str, name: str, prob: float) -> str:
@@ -313,20 +323,23 @@ def main() -> None:
     image = require_image(sel)
     req = controls(sel, spec.classes(), spec.dataset)
     on_cuda = pick_device(sel.device).type == "cuda"
+    RUN.show_notices(attack_view.interrupted)
 
-    res = attack_view.cached(req)
+    res = ATTACK_RESULTS.get(req)
     if res is None:
         auto = attack_view.runs_automatically(req, on_cuda)
-        # The click is remembered with its request, so it survives a rerun that Streamlit inserts.
-        requested = st.session_state.get(RUN_REQUEST) == req
-        if auto or requested or st.button("Run attack", type="primary", key="attack_run",
-                                          on_click=st.session_state.__setitem__, args=(RUN_REQUEST, req)):
-            st.session_state.pop(RUN_REQUEST, None)
+        # A click is remembered with its request, so it survives a rerun that Streamlit inserts; a cancelled
+        # small attack waits for the button instead of starting again by itself.
+        if RUN.should_run(req, auto=auto):
             res = compute(req, image)
+            if res is None:
+                st.rerun()  # the next page run says why, and offers the button
         else:
-            _, h, w = spec.input_size
-            st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "
-                    "so it does not rerun on every change: press Run attack.")
+            st.button("Run attack", type="primary", key="attack_run", on_click=RUN.request, args=(req,))
+            if not auto:
+                _, h, w = spec.input_size
+                st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "
+                        "so it does not rerun on every change: press Run attack.")
             st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
             cli_image_note(sel)
             return

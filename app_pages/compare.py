@@ -1,6 +1,6 @@
 """Compare attacks: every attack on a set of images at the same budget, and how their images transfer.
 
-Widgets -> ``advcore.labs.compare.compare`` (through ui.views.compare's per-session cache) -> table, bar charts,
+Widgets -> ``advcore.labs.compare.compare`` (kept in ui.session.COMPARE_RESULTS) -> table, bar charts,
 transfer heat map, ASR-against-eps curves, downloads, the paper's figures quoted next to ours.
 """
 
@@ -13,6 +13,7 @@ from advcore.attacks import ATTACKS
 from advcore.errors import AdvlabError
 from advcore.labs import compare
 from ui.frame import app_frame, error_boundary, md_escape
+from ui.session import COMPARE_RESULTS, COMPARE_RUN
 from ui.views import compare as cv
 
 INTRO = (
@@ -21,6 +22,7 @@ INTRO = (
     "defaults first, then read the transfer heat map."
 )
 KEEP = "session"
+RESULTS, RUN = COMPARE_RESULTS, COMPARE_RUN  # this session's comparisons and sweeps; the Run buttons' run
 NORM_TITLES = {"linf": "L-infinity", "l2": "L2"}
 
 
@@ -116,15 +118,38 @@ def sweep_requests(req: cv.CompareRequest) -> tuple[cv.CompareRequest, cv.Compar
     return out[0], out[1]
 
 
+def request_run(*reqs: cv.CompareRequest) -> None:
+    """A Run button's callback: queue the request(s), clear an old cancel."""
+    RUN.request(tuple(reqs))
+
+
+def run_all(reqs: tuple[cv.CompareRequest, ...], bar, uploads: list) -> list[dict]:
+    """Each request from the cache or from advcore, drawing progress on ``bar``; Cancel stops it."""
+    out = []
+    for i, req in enumerate(reqs):
+        hit = RESULTS.get(req)
+        if hit is None:
+            label = f"run {i + 1} of {len(reqs)}: " if len(reqs) > 1 else ""
+            live = RUN.live(bar, text=lambda p, label=label: cv.progress_text(p, label), marker=lambda p: p.stage)
+            hit = RESULTS.put(req, cv.compute(req, uploads, live))
+        out.append(hit)
+    return out
+
+
 def run_pending(uploads: list) -> None:
     """Run the queued request(s) with a progress bar and a Cancel button, then rerun to show the result."""
-    pending = cv.RUN.take_request()
+    pending = RUN.take_request()
     if pending is None:
         return
-    st.button("Cancel", key="compare_cancel", icon=":material/stop:", on_click=cv.RUN.request_cancel)
+    RUN.cancel_button(key="compare_cancel")
     bar = st.progress(0.0, text="Loading the models and images")
-    cv.RUN.execute(lambda: cv.run(pending, bar, uploads), cv.cancelled)
+    RUN.execute(lambda: run_all(pending, bar, uploads), cv.cancelled)
     st.rerun()
+
+
+def last_table() -> tuple[cv.CompareRequest, dict] | None:
+    """The latest comparison of this session (shown, marked as such, when the settings changed since)."""
+    return RESULTS.last(lambda r: r.kind == "table")
 
 
 def results_section(req: cv.CompareRequest, result: dict, stale: bool) -> None:
@@ -189,10 +214,10 @@ def sweep_section(req: cv.CompareRequest, error: str | None) -> None:
     """ASR against eps for L-inf and L2 (the paper's Figures 3 and 5), on demand."""
     st.subheader("ASR against eps (the paper's Figures 3 and 5)")
     linf, l2 = sweep_requests(req)
-    results = [cv.cached(linf), cv.cached(l2)]
+    results = [RESULTS.get(linf), RESULTS.get(l2)]
     cost = (len(linf.eps) + len(l2.eps)) * len(req.sources)
     st.button("Run the eps sweep", key="compare_sweep", icon=":material/show_chart:", disabled=error is not None,
-              on_click=cv.request_run, args=(linf, l2),
+              on_click=request_run, args=(linf, l2),
               help=f"Runs the chosen attacks {cost} times over ({len(linf.eps)} L-inf and {len(l2.eps)} L2 budgets "
                    "per source model): expect several times the time of one comparison.")
     if not any(results):
@@ -222,16 +247,16 @@ def main() -> None:
         req, uploads, error = controls(sel)
         if error:
             st.error(error)
-        cv.RUN.show_notices(cv.interrupted)
-        pending = cv.RUN.pending()
+        RUN.show_notices(cv.interrupted)
+        pending = RUN.pending()
         st.button("Run", type="primary", key="compare_run", icon=":material/play_arrow:",
-                  disabled=error is not None or pending is not None, on_click=cv.request_run, args=(req,))
+                  disabled=error is not None or pending is not None, on_click=request_run, args=(req,))
         run_pending(uploads)
-        hit = cv.cached(req)
+        hit = RESULTS.get(req)
         if hit is not None:
             results_section(req, hit, stale=False)
         else:
-            last = cv.last_table()
+            last = last_table()
             if last is not None:
                 results_section(last[0], last[1], stale=True)
             else:

@@ -2,8 +2,8 @@
 an image? (Aghdam, Heravi and Puig, VISAPP 2017: isotropy Eq. 4, symmetry Eq. 6, Mantel test Sec. 2.3,
 local Lipschitz Eq. 9.)
 
-Widgets -> ``ui.views.geometry`` (per-session cache keyed by every parameter) -> advcore.labs.geometry ->
-the paper's Figures 1, 3, 4 and 6 and a naive-versus-robust comparison on the same random points.
+Widgets -> ``ui.views.geometry`` -> advcore.labs.geometry (kept in ui.session.GEOMETRY_RESULTS, keyed by every
+parameter) -> the paper's Figures 1, 3, 4 and 6 and a naive-versus-robust comparison on the same random points.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import json
 import streamlit as st
 
 from advcore import features, models
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from advcore.labs import geometry
 from ui.frame import app_frame, error_boundary, md_escape, require_image
+from ui.session import GEOMETRY_RESULTS, GEOMETRY_RUN
 from ui.views import geometry as gv
 
 INTRO = (
@@ -25,6 +26,7 @@ INTRO = (
     "model on the last tab."
 )
 KEEP = "session"
+RESULTS, RUN = GEOMETRY_RESULTS, GEOMETRY_RUN  # keyed by (request, model); runs on load, Cancel remembered
 NORM_TITLES = {"linf": "L-inf (every pixel moves by at most r)", "l2": "L2 (Euclidean distance r)"}
 
 
@@ -69,30 +71,34 @@ def controls(sel, model) -> gv.GeometryRequest:
 
 def run(req: gv.GeometryRequest, image, model: str | None = None,
         label: str = "Probing") -> geometry.ImageGeometry | None:
-    """The cached result, or a computation with a progress bar and a Cancel button (None when cancelled)."""
+    """The cached result, or a computation started on load with a progress bar and a Cancel button; None when
+    cancelled or refused (a cancelled computation waits for its Run button instead of restarting)."""
     name = model or req.model
-    res = gv.cached(req, name)
+    job = (req, name)
+    res = RESULTS.get(job)
     if res is not None:
         return res
-    if st.session_state.get(gv.CANCELLED) == (req, name):
-        st.warning(f"The computation for {name} was cancelled. Change a setting, or press Run to start it again.")
-        st.button("Run", key=f"geo_rerun_{name}", icon=":material/play_arrow:",
-                  on_click=st.session_state.pop, args=(gv.CANCELLED, None))
+    if not RUN.should_run(job, auto=True):
+        st.warning(gv.cancelled_sentence(name))
+        run_button(job, name)
         return None
-    st.session_state.pop(gv.CANCELLED, None)
-    cancel = st.empty()
-    cancel.button("Cancel", key=f"geo_cancel_{name}", icon=":material/stop:", on_click=gv.request_cancel)
+    cancel = RUN.cancel_button(key=f"geo_cancel_{name}")
     bar = st.progress(0.0, text=f"{label} {name}")
-    try:
-        res = gv.compute(req, image, gv.live_progress(bar, f"{label} {name}"), model=name)
-    except Cancelled:
-        st.session_state[gv.CANCELLED] = (req, name)
-        st.warning("Cancelled.")
+    live = RUN.live(bar, text=lambda p: gv.progress_text(f"{label} {name}", p))
+    res = RUN.execute(lambda: gv.probe(req, image, live, model=name), lambda left: gv.cancelled_sentence(name),
+                      job=job)
+    bar.empty()
+    cancel.empty()
+    if res is None:
+        RUN.show_notices(gv.interrupted)  # cancelled, or refused with advcore's reason
+        if RUN.blocked(job):
+            run_button(job, name)
         return None
-    finally:
-        bar.empty()
-        cancel.empty()
-    return res
+    return RESULTS.put(job, res)
+
+
+def run_button(job: tuple[gv.GeometryRequest, str], name: str) -> None:
+    st.button("Run", key=f"geo_rerun_{name}", icon=":material/play_arrow:", on_click=RUN.request, args=(job,))
 
 
 def isotropy_tab(res: geometry.ImageGeometry) -> None:

@@ -11,6 +11,7 @@ import streamlit as st
 from advcore.errors import AdvlabError
 from advcore.labs import poisoning
 from ui.frame import app_frame, error_boundary
+from ui.session import POISON_EXAMPLES, POISON_RESULTS, POISON_RUN
 from ui.views import poisoning as pv
 
 INTRO = (
@@ -19,6 +20,7 @@ INTRO = (
     "close the poison frogs get to their targets in feature space."
 )
 KEEP = "session"
+RESULTS, EXAMPLES, RUN = POISON_RESULTS, POISON_EXAMPLES, POISON_RUN  # kept per session, keyed by every parameter
 
 
 def controls(device: str) -> dict:
@@ -57,30 +59,34 @@ def requests(s: dict) -> dict[str, pv.Request]:
             "lf": pv.Request("lf", **common, eps_255=0, share=s["share"])}
 
 
+def live(bar, title: str):
+    """advcore's progress drawn on ``bar``; True (cancel) once Cancel was pressed."""
+    return RUN.live(bar, text=pv.progress_text, marker=lambda p: pv.marker(title, p))
+
+
 def run_pending(pending: pv.Request) -> None:
     """Run a requested table with a progress bar and a Cancel button, keep it, rerun the page."""
     title = f"Table {pv.TABLES[pending.attack]} ({poisoning.ATTACK_TITLES[pending.attack]})"
-    st.button("Cancel", key="poison_cancel", icon=":material/stop:", on_click=pv.RUN.request_cancel)
+    RUN.cancel_button(key="poison_cancel")
     bar = st.progress(0.0, text=f"{title}: loading the features")
-    result = pv.RUN.execute(lambda: pending.run(pv.LiveProgress(bar, title)),
-                            lambda left: pv.cancelled(title, left))
+    result = RUN.execute(lambda: pending.run(live(bar, title)), lambda left: pv.cancelled(title, left))
     if result is not None:
-        pv.keep(pending, result)
+        RESULTS.put(pending, result)
     st.rerun()
 
 
 def table(req: pv.Request, busy: bool, label: str, auto: bool = False) -> dict | None:
     """A table's measurements (or its Run button), the verdict, the caption and its command line."""
-    result = pv.cached(req)
-    if result is None and auto and not busy:
+    result = RESULTS.get(req)
+    if result is None and auto and not busy:  # seconds: computed on load, without a Cancel button
         bar = st.progress(0.0, text="computing")
-        result = req.run(pv.LiveProgress(bar, label))
-        pv.RUN.finish()
+        result = req.run(live(bar, label))
+        RUN.finish()
         bar.empty()
-        pv.keep(req, result)
+        RESULTS.put(req, result)
     if result is None:
         st.button(f"Run {label}", key=f"poison_run_{req.attack}", type="primary", icon=":material/play_arrow:",
-                  disabled=busy, on_click=pv.RUN.request, args=(req,))
+                  disabled=busy, on_click=RUN.request, args=(req,))
     else:
         st.table(pv.rows(result), hide_index=True, border="horizontal")
         st.markdown(f"**What our measurements say:** {result['verdict']}")
@@ -101,7 +107,7 @@ def frog_section(result: dict) -> None:
     index = c2.selectbox("Trial", range(len(trials)), key=f"poison_ex_trial_{kind}_{len(trials)}",
                          format_func=lambda i: f"#{i + 1}: target a '{classes[trials[i]['target_label']]}', "
                                                f"{'success' if trials[i]['success'] else 'failure'}")
-    ex = pv.example(result, kind, int(index))
+    ex = EXAMPLES.get_or_put(pv.example_key(result, kind, int(index)), lambda: pv.example(result, kind, int(index)))
     trial = trials[int(index)]
     pert, factor = pv.perturbation(ex)
     i1, i2, i3, i4 = st.columns(4)
@@ -133,8 +139,8 @@ def main() -> None:
     with error_boundary():
         settings = controls(sel.device)
         reqs = requests(settings)
-        pv.RUN.show_notices(pv.interrupted)
-        pending = pv.RUN.take_request()
+        RUN.show_notices(pv.interrupted)
+        pending = RUN.take_request()
         if pending is not None:
             run_pending(pending)
         busy = pending is not None

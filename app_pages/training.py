@@ -14,6 +14,7 @@ from advcore.errors import AdvlabError
 from advcore.labs import training
 from ui import plots
 from ui.frame import app_frame
+from ui.session import TRAIN_RUN, TRAIN_RUN_COUNT, TRAIN_RUNS, next_number
 from ui.views import training as training_view
 from ui.views.training import DATASET_TITLES, RECIPE_TITLES, RunRequest
 
@@ -23,6 +24,7 @@ INTRO = (
     "small model of your own at the bottom of the page and watch its curve join the chart."
 )
 KEEP = "session"  # training settings survive a visit to another page
+RUNS, RUN = TRAIN_RUNS, TRAIN_RUN  # this session's runs (number -> card); the Train button's run
 
 
 def figure4(cards: list[dict]) -> None:
@@ -134,6 +136,23 @@ def controls(device: str) -> RunRequest:
                       device=device)
 
 
+def train(req: RunRequest, bar, status, chart) -> dict:
+    """Train and evaluate ``req`` with live progress on ``bar``, the latest messages in ``status`` and the loss
+    curve in ``chart``; keep its card in this session's runs."""
+    log = training_view.TrainingLog()
+
+    def draw(p=None) -> None:
+        if p is not None and p.message:
+            status.caption(log.recent_messages())
+        if log.chart_due(p):
+            chart.plotly_chart(plots.loss_curves(log.losses, log.chart_title()))
+
+    trained = training_view.train_and_evaluate(req, RUN.live(bar, text=log.record, marker=log.marker, then=draw))
+    draw()
+    card = training_view.run_card(req, trained, next_number(TRAIN_RUN_COUNT), log)
+    return RUNS.put(card["run"], card)
+
+
 def train_section(device: str) -> None:
     """Widgets, Train / Cancel, live progress, and the command line of the same run.
 
@@ -147,19 +166,17 @@ def train_section(device: str) -> None:
     except AdvlabError as exc:
         error = str(exc)
         st.error(error)
-    run = training_view.RUN
-    pending = run.take_request()
+    pending = RUN.take_request()
     b1, b2 = st.columns([1, 5])
     b1.button("Train", type="primary", key="train_start", icon=":material/play_arrow:",
-              disabled=error is not None or pending is not None, on_click=run.request, args=(req,))
-    run.show_notices(training_view.interrupted)
+              disabled=error is not None or pending is not None, on_click=RUN.request, args=(req,))
+    RUN.show_notices(training_view.interrupted)
     if pending is not None:
-        b2.button("Cancel training", key="train_cancel", icon=":material/stop:", on_click=run.request_cancel)
+        RUN.cancel_button(b2, key="train_cancel", label="Cancel training")
         bar = st.progress(0.0, text=f"Loading the {DATASET_TITLES.get(pending.dataset, pending.dataset)} images")
-        live = training_view.LiveProgress(bar, st.empty(), st.empty())
-        card = run.execute(lambda: training_view.train_and_evaluate(pending, live), training_view.cancelled)
+        card = RUN.execute(lambda: train(pending, bar, st.empty(), st.empty()), training_view.cancelled)
         if card is not None:
-            run.notice("success", f"{card['name']} is trained and evaluated: it is on the charts and in the table "
+            RUN.notice("success", f"{card['name']} is trained and evaluated: it is on the charts and in the table "
                                   "above (dashed), and described below.")
         st.rerun()
     st.markdown("**The same run from the command line**")
@@ -188,7 +205,7 @@ def runs_section(runs: list[dict], cards_dataset: str | None) -> None:
         l2.plotly_chart(plots.accuracy_vs_strength(training_view.series(other, "fgsm"), title),
                         key="train_run_other")
     voting_section([last], key="train_run_votes")
-    st.button("Forget my runs", key="train_forget", on_click=st.session_state.pop, args=(training_view.RUNS, None))
+    st.button("Forget my runs", key="train_forget", on_click=RUNS.clear)
 
 
 def main() -> None:
@@ -199,7 +216,7 @@ def main() -> None:
     dataset = cards[0]["dataset"] if cards else None
     cards = [c for c in cards if c["dataset"] == dataset]
 
-    runs = training_view.runs()
+    runs = RUNS.values()  # oldest first
     shown = cards + [r for r in runs if r["dataset"] == dataset]
     st.subheader("Accuracy against attack strength (the paper's Figure 4)")
     if not cards:

@@ -1,41 +1,127 @@
-"""A long run started by a button on a page, with a Cancel button, kept in ``st.session_state``.
+"""What a session keeps between page runs: one cache and one run controller for every page.
 
-The Run button's callback stores the request (:meth:`PageRun.request`); the next page run takes it
-(:meth:`PageRun.take_request`) and runs it (:meth:`PageRun.execute`), its progress callback recording where
-it is (:meth:`PageRun.update`) and stopping once Cancel's callback has set the flag
-(:meth:`PageRun.cancel_requested`). A Cancel click or a changed widget reruns the page, which interrupts the
-run: the marker it left tells the next page run what to say (:meth:`PageRun.take_notices`).
+Streamlit serves every session from one process, so nothing here lives on the process: each object below only
+names keys of ``st.session_state`` (one browser tab's dict), and every method reads and writes that dict.
+
+:class:`SessionCache` is a small LRU of results keyed by a hashable request (a frozen dataclass): moving a
+slider back, or coming back to an attack, costs nothing.
+
+:class:`PageRun` is a long run with a Cancel button. Two ways to start one:
+
+* on a button (``request`` is the button's callback; the next page run calls :meth:`PageRun.take_request`, or
+  :meth:`PageRun.should_run` with the page's own request);
+* on load (``should_run(job, auto=True)``): the page starts the job by itself unless this very job was
+  cancelled, which it then offers to start again with a Run button (``request``).
+
+:meth:`PageRun.execute` runs the work; the progress adapters :meth:`PageRun.live` (an
+``advcore.progress.Progress``) and :meth:`PageRun.live_steps` (an attack's ``StepInfo``) draw it on an
+``st.progress`` bar, record where the run is (for a rerun that interrupts it) and return True, which stops
+advcore, once Cancel's callback (:meth:`PageRun.request_cancel`) has set the flag. A Cancel click or a changed
+widget reruns the page, which interrupts the run: the markers it left tell the next page run what to say
+(:meth:`PageRun.take_notices`) and, for a job, that it was cancelled.
+
+The last section lists every cache and run of the app, with its size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
 from advcore.errors import AdvlabError, Cancelled
+from advcore.progress import Progress, ProgressFn
 
 T = TypeVar("T")
+V = TypeVar("V")
+
+
+class SessionCache(Generic[V]):
+    """At most ``size`` values of this session under the ``st.session_state`` key ``key``, least recently used
+    dropped first. Keys are requests: anything hashable, compared by value (frozen dataclasses, tuples)."""
+
+    def __init__(self, key: str, size: int):
+        if size < 1:
+            raise ValueError(f"a cache holds at least one value, not {size}")
+        self.key, self.size = key, size
+
+    def _store(self) -> OrderedDict:
+        return st.session_state.setdefault(self.key, OrderedDict())
+
+    def get(self, req: Hashable) -> V | None:
+        """The value kept for ``req`` (now the most recently used), or None."""
+        store = self._store()
+        if req not in store:
+            return None
+        store.move_to_end(req)
+        return store[req]
+
+    def put(self, req: Hashable, value: V) -> V:
+        """Keep ``value`` for ``req`` (the most recently used), dropping the least recently used beyond the size;
+        returns ``value``."""
+        store = self._store()
+        store[req] = value
+        store.move_to_end(req)
+        while len(store) > self.size:
+            store.popitem(last=False)
+        return value
+
+    def get_or_put(self, req: Hashable, make: Callable[[], V]) -> V:
+        """The value kept for ``req``, or ``make()`` kept for it."""
+        hit = self.get(req)
+        return hit if hit is not None else self.put(req, make())
+
+    def items(self) -> list[tuple[Any, V]]:
+        """(request, value) pairs, least recently used first."""
+        return list(st.session_state.get(self.key, {}).items())
+
+    def values(self) -> list[V]:
+        """The values, least recently used first."""
+        return [v for _, v in self.items()]
+
+    def last(self, where: Callable[[Any], bool] | None = None) -> tuple[Any, V] | None:
+        """The most recently used (request, value) whose request passes ``where`` (any when None), or None."""
+        return next(((k, v) for k, v in reversed(self.items()) if where is None or where(k)), None)
+
+    def clear(self) -> None:
+        """Forget every value (the key leaves the session state)."""
+        st.session_state.pop(self.key, None)
+
+    def __contains__(self, req: Hashable) -> bool:
+        return req in st.session_state.get(self.key, {})
+
+    def __len__(self) -> int:
+        return len(st.session_state.get(self.key, {}))
+
+
+def next_number(key: str) -> int:
+    """1, 2, 3, ... on successive calls in a session: the session-state counter ``key``."""
+    n = int(st.session_state.get(key, 0)) + 1
+    st.session_state[key] = n
+    return n
 
 
 class PageRun:
-    """The session-state keys ``{prefix}_request`` (or ``_{request}``), ``_cancel``, ``_running``, ``_notices``."""
+    """One page's long runs: the session-state keys ``{prefix}_request`` (or ``_{request}``), ``_cancel``,
+    ``_running`` (where the run is), ``_notices``, ``_job`` (what runs) and ``_cancelled`` (a cancelled job)."""
 
     def __init__(self, prefix: str, request: str = "request"):
         self.request_key = f"{prefix}_{request}"
         self.cancel_key = f"{prefix}_cancel"
         self.running_key = f"{prefix}_running"
         self.notices_key = f"{prefix}_notices"
+        self.job_key = f"{prefix}_job"
+        self.cancelled_key = f"{prefix}_cancelled"
+
+    # ------------------------------------------------------------------ starting
 
     def request(self, req: Any) -> None:
-        """The Run button's callback: remember the request, clear an old cancel."""
+        """A Run button's callback: remember the request, clear an old cancel (and a cancelled job's block)."""
         st.session_state[self.request_key] = req
         st.session_state[self.cancel_key] = False
-
-    def request_cancel(self) -> None:
-        """The Cancel button's callback (it runs at the start of the rerun its click causes)."""
-        st.session_state[self.cancel_key] = True
+        st.session_state.pop(self.cancelled_key, None)
 
     def pending(self) -> Any | None:
         """The pending request, left in place."""
@@ -45,46 +131,71 @@ class PageRun:
         """The pending request, removed so that a rerun never starts it twice."""
         return st.session_state.pop(self.request_key, None)
 
+    def blocked(self, job: Hashable) -> bool:
+        """Whether ``job`` is the job that Cancel stopped (an automatic run does not restart it)."""
+        return self.cancelled_key in st.session_state and st.session_state[self.cancelled_key] == job
+
+    def should_run(self, job: Hashable, auto: bool = False) -> bool:
+        """Whether to run ``job`` now: its Run button was pressed (the request is taken), or ``auto`` and it is
+        not the job Cancel stopped. An automatic start clears an old Cancel flag and block: a cancelled job
+        runs again on its own once another one has run."""
+        if self.request_key in st.session_state and st.session_state[self.request_key] == job:
+            self.take_request()
+            return True
+        if auto and not self.blocked(job):
+            st.session_state.pop(self.cancel_key, None)
+            st.session_state.pop(self.cancelled_key, None)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ cancelling
+
+    def request_cancel(self) -> None:
+        """The Cancel button's callback (it runs at the start of the rerun its click causes, after that rerun
+        interrupted the run): set the flag, and remember the interrupted job as cancelled."""
+        st.session_state[self.cancel_key] = True
+        if self.job_key in st.session_state:
+            st.session_state[self.cancelled_key] = st.session_state[self.job_key]
+
     def cancel_requested(self) -> bool:
         """Whether Cancel was pressed: a progress callback returns this (True stops advcore)."""
         return bool(st.session_state.get(self.cancel_key))
+
+    def cancel_button(self, where: Any = None, *, key: str, label: str = "Cancel") -> Any:
+        """A Cancel button in an ``st.empty()`` placeholder (in ``where``, a container, when given); returns the
+        placeholder, to be emptied when the run is over."""
+        slot = (where or st).empty()
+        slot.button(label, key=key, icon=":material/stop:", on_click=self.request_cancel)
+        return slot
+
+    # ------------------------------------------------------------------ running
 
     def update(self, marker: Any) -> None:
         """Record where the run is (the RUNNING marker), for a rerun that interrupts it."""
         st.session_state[self.running_key] = marker
 
     def finish(self) -> Any | None:
-        """The run ended by itself (finished, cancelled from its callback or refused): clear the marker and the
-        cancel flag; returns the last marker (None if the run never reported progress)."""
+        """The run ended by itself (finished, cancelled from its callback or refused): clear the markers and the
+        cancel flag; returns the last RUNNING marker (None if the run never reported progress)."""
         left = st.session_state.pop(self.running_key, None)
         st.session_state.pop(self.cancel_key, None)
+        st.session_state.pop(self.job_key, None)
         return left
 
-    def notice(self, kind: str, message: str) -> None:
-        """A message (``kind``: a Streamlit call such as ``warning``) for the next page run, after st.rerun."""
-        st.session_state.setdefault(self.notices_key, []).append((kind, message))
+    def execute(self, work: Callable[[], T], cancelled: Callable[[Any], str], job: Hashable | None = None) -> T | None:
+        """``work()``, then :meth:`finish`; on Cancelled leave the warning ``cancelled(last marker)`` (and block
+        ``job``), on an AdvlabError its message as an error, and return None.
 
-    def take_notices(self, interrupted: Callable[[Any, bool], str]) -> list[tuple[str, str]]:
-        """Messages left for this page run, each shown once, and a warning ``interrupted(marker, cancelled)``
-        about a run that a rerun interrupted (a Cancel click, or a widget changed while it ran)."""
-        out = list(st.session_state.pop(self.notices_key, []))
-        left = st.session_state.pop(self.running_key, None)
-        if left is not None:  # the run ended without reaching its own end: a rerun stopped it
-            out.append(("warning", interrupted(left, st.session_state.pop(self.cancel_key, False))))
-        return out
-
-    def show_notices(self, interrupted: Callable[[Any, bool], str]) -> None:
-        """Draw :meth:`take_notices`' messages."""
-        for kind, message in self.take_notices(interrupted):
-            getattr(st, kind)(message)
-
-    def execute(self, work: Callable[[], T], cancelled: Callable[[Any], str]) -> T | None:
-        """``work()``, then :meth:`finish`; on Cancelled leave the warning ``cancelled(last marker)``, on an
-        AdvlabError its message as an error, and return None."""
+        Streamlit's rerun (a Cancel click, a changed widget) is a BaseException: it passes through and leaves
+        the markers for the next page run."""
+        if job is not None:
+            st.session_state[self.job_key] = job
         try:
             out = work()
         except Cancelled:
             self.notice("warning", cancelled(self.finish()))
+            if job is not None:
+                st.session_state[self.cancelled_key] = job
             return None
         except AdvlabError as exc:
             self.finish()
@@ -92,3 +203,71 @@ class PageRun:
             return None
         self.finish()
         return out
+
+    def live(self, bar: Any, label: str = "", *, text: Callable[[Progress], str] | None = None,
+             marker: Callable[[Progress], Any] | None = None,
+             then: Callable[[Progress], None] | None = None) -> ProgressFn:
+        """advcore's progress callback: record ``marker(p)`` (default: label, stage, step, total), draw ``p`` on
+        ``bar`` (an ``st.progress``) with ``text(p)`` (default: ``label: stage, step s of n``), call ``then(p)``
+        (more drawing), and return True, which stops advcore, once Cancel was pressed."""
+
+        def report(p: Progress) -> bool:
+            self.update(marker(p) if marker else {"label": label, "stage": p.stage, "step": p.step, "total": p.total})
+            words = text(p) if text else f"{label + ': ' if label else ''}{p.stage}, step {p.step} of {p.total}"
+            bar.progress(p.fraction, text=words)
+            if then is not None:
+                then(p)
+            return self.cancel_requested()
+
+        return report
+
+    def live_steps(self, bar: Any, label: str) -> Callable[[Any], bool]:
+        """An attack's per-step callback (``advcore.attacks.StepInfo``: ``.step`` of ``.steps``) drawn on ``bar``
+        as ``label: step s of n``; the marker is ``{"step", "steps"}``; True (cancel) once Cancel was pressed."""
+
+        def on_step(info: Any) -> bool:
+            self.update({"label": label, "step": info.step, "steps": info.steps})
+            bar.progress(min(1.0, info.step / max(info.steps, 1)), text=f"{label}: step {info.step} of {info.steps}")
+            return self.cancel_requested()
+
+        return on_step
+
+    # ------------------------------------------------------------------ what to say
+
+    def notice(self, kind: str, message: str) -> None:
+        """A message (``kind``: a Streamlit call such as ``warning``) for the next page run, after st.rerun."""
+        st.session_state.setdefault(self.notices_key, []).append((kind, message))
+
+    def take_notices(self, interrupted: Callable[[Any, bool], str | None]) -> list[tuple[str, str]]:
+        """Messages left for this page run, each shown once, and a warning ``interrupted(marker, cancelled)``
+        about a run that a rerun interrupted (a Cancel click, or a widget changed while it ran); ``interrupted``
+        may return None to say nothing."""
+        out = list(st.session_state.pop(self.notices_key, []))
+        left = st.session_state.pop(self.running_key, None)
+        st.session_state.pop(self.job_key, None)
+        if left is not None:  # the run ended without reaching its own end: a rerun stopped it
+            said = interrupted(left, bool(st.session_state.pop(self.cancel_key, False)))
+            if said:
+                out.append(("warning", said))
+        return out
+
+    def show_notices(self, interrupted: Callable[[Any, bool], str | None]) -> None:
+        """Draw :meth:`take_notices`' messages."""
+        for kind, message in self.take_notices(interrupted):
+            getattr(st, kind)(message)
+
+
+# --------------------------------------------------------------------------- every page's caches and runs
+
+ATTACK_RESULTS: SessionCache = SessionCache("_advlab_attack_results", 8)  # PGD and back again costs nothing
+ATTACK_RUN = PageRun("_advlab_attack")
+COMPARE_RESULTS: SessionCache = SessionCache("_advlab_compare_results", 4)  # tables and eps sweeps
+COMPARE_RUN = PageRun("_advlab_compare", request="pending")  # the Run (or sweep) button's request(s)
+GEOMETRY_RESULTS: SessionCache = SessionCache("_advlab_geometry_results", 6)  # keyed by (request, model)
+GEOMETRY_RUN = PageRun("_advlab_geometry")  # runs on load: jobs are (request, model)
+POISON_RESULTS: SessionCache = SessionCache("_advlab_poison_results", 24)
+POISON_EXAMPLES: SessionCache = SessionCache("_advlab_poison_examples", 24)  # one poison frog trial in full
+POISON_RUN = PageRun("_advlab_poison")  # a Run button's table
+TRAIN_RUNS: SessionCache = SessionCache("_advlab_train_runs", 3)  # run number -> card, for the charts
+TRAIN_RUN_COUNT = "_advlab_train_run_count"  # next_number(): runs keep their number after "Forget my runs"
+TRAIN_RUN = PageRun("_advlab_train")  # the Train button's run

@@ -236,6 +236,32 @@ def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not at.button
 
 
+def test_a_cancelled_attack_says_where_it_stopped_and_waits_for_the_button() -> None:
+    """A Cancel click reruns the page mid-attack: the next page run says where it stopped, shows no result and
+    does not start the same small attack again by itself until Run attack is pressed."""
+    from ui.session import ATTACK_RESULTS, ATTACK_RUN
+
+    at = attack_page(attack_name="ifgsm", attack_steps=3)  # small: runs on load
+    assert metrics(at)["Gradient evaluations"] == "3"
+    req = next(iter(at.session_state[ATTACK_RESULTS.key]))
+    at.session_state[ATTACK_RESULTS.key] = type(at.session_state[ATTACK_RESULTS.key])()  # as if never computed
+    # What the Cancel button's callback leaves when its click interrupted the run at step 2.
+    at.session_state[ATTACK_RUN.running_key] = {"label": "I-FGSM (BIM)", "step": 2, "steps": 3}
+    at.session_state[ATTACK_RUN.cancel_key] = True
+    at.session_state[ATTACK_RUN.cancelled_key] = req
+    at.run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        "Cancelled at step 2 of 3; nothing was kept (a partial attack is not a result). Press Run attack to start "
+        "again."]
+    assert predictions(at) == {} and not at.table
+    at.run()  # a rerun does not restart it, and says it once
+    assert predictions(at) == {} and not at.warning
+    at.button(key="attack_run").click().run()
+    assert not at.exception and not at.warning
+    assert metrics(at)["Gradient evaluations"] == "3"
+    assert "attack_cancel" not in [b.key for b in at.button]  # the Cancel button is gone once the run is over
+
 def test_agr_stops_on_success_and_prints_its_flags() -> None:
     at = attack_page(attack_name="agr")
     acc = at.radio(key="attack_accumulator")

@@ -122,11 +122,11 @@ def test_uploads_unreadable_files_are_skipped_with_a_note() -> None:
 
 def test_a_run_stopped_by_cancel_is_reported_once() -> None:
     """A Cancel click reruns the page mid-run: the next run says where it stopped, once, and keeps nothing."""
-    from ui.views import compare as cv
+    from ui.session import COMPARE_RUN
 
     at = compare_page()
-    at.session_state[cv.RUNNING] = "PGD on fmnist-naive, eps 0.1"
-    at.session_state[cv.CANCEL] = True
+    at.session_state[COMPARE_RUN.running_key] = "PGD on fmnist-naive, eps 0.1"
+    at.session_state[COMPARE_RUN.cancel_key] = True
     at.run()
     assert [w.value for w in at.warning] == [
         "Cancelled during PGD on fmnist-naive, eps 0.1; nothing was kept. Press Run to start again."]

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from advcore.cli.framework import build_parser, load_image
 from advcore.labs import geometry
+from ui.session import GEOMETRY_RUN
 from ui.views import geometry as gv
 
 TIMEOUT = 180
@@ -108,12 +109,16 @@ def test_a_cancelled_run_waits_for_run_and_then_computes() -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     for key, value in SMALL.items():
         at.session_state[key] = value
-    at.session_state[gv.RUNNING] = (req, "fmnist-naive")
-    at.session_state[gv.CANCELLED] = (req, "fmnist-naive")  # what request_cancel leaves for the interrupted run
+    # What the Cancel button's callback leaves when its click interrupted the run of this job.
+    at.session_state[GEOMETRY_RUN.running_key] = {"label": "", "stage": "isotropy", "step": 4, "total": 120}
+    at.session_state[GEOMETRY_RUN.cancel_key] = True
+    at.session_state[GEOMETRY_RUN.cancelled_key] = (req, "fmnist-naive")
     at.switch_page("app_pages/geometry.py").run()
     assert not at.exception
     assert at.warning and "cancelled" in at.warning[0].value
     assert not at.get("plotly_chart")
+    at.run()  # a rerun (a view change) does not restart it either
+    assert at.warning and not at.get("plotly_chart")
     at.button(key="geo_rerun_fmnist-naive").click().run()
     assert not at.exception and FIGURES[0] in charts(at)
 

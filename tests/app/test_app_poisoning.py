@@ -90,17 +90,19 @@ def test_no_features_chosen_is_an_error() -> None:
 
 
 def test_cancel_stops_a_run_and_keeps_nothing() -> None:
+    from ui.session import POISON_RESULTS, POISON_RUN
     from ui.views import poisoning as pv
 
     at = poisoning_page(poison_kinds=["naive"])
     req = pv.Request("pf", ("naive",), 7, trials=4)
-    at.session_state[pv.REQUEST] = req
-    at.session_state[pv.CANCEL] = True  # as the Cancel button's callback leaves it: the first progress report stops
+    at.session_state[POISON_RUN.request_key] = req
+    # As the Cancel button's callback leaves it: the first progress report stops.
+    at.session_state[POISON_RUN.cancel_key] = True
     at.run()
     assert not at.exception
     assert any("cancelled at" in w.value and "nothing was kept" in w.value for w in at.warning), \
         [w.value for w in at.warning]
-    assert req not in at.session_state[pv.RESULTS]
+    assert req not in at.session_state[POISON_RESULTS.key]
     assert any(b.label == "Run Table 2 (poison frogs)" for b in at.button)
 
 

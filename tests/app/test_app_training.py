@@ -176,7 +176,7 @@ def test_a_short_training_run_joins_figure4_and_table1(tmp_path: Path) -> None:
     assert not at.exception, at.exception
     assert not at.error and not at.warning
     assert at.success[0].value.startswith("your run 1 is trained and evaluated")
-    run = at.session_state["_advlab_train_runs"][-1]
+    run = list(at.session_state["_advlab_train_runs"].values())[-1]
     assert run["name"] == "your run 1" and run["data"]["train_images"] == 500 and run["epochs"] == 1
     curve = run["curves"]["fgsm"]
     assert curve["n"] == 200 and curve["eps"] == list(training.DEFAULT_EVAL_EPS)
@@ -215,23 +215,24 @@ def test_a_short_training_run_joins_figure4_and_table1(tmp_path: Path) -> None:
 
 
 def test_cancel_stops_a_run_and_keeps_nothing() -> None:
+    from ui.session import TRAIN_RUN, TRAIN_RUNS
     from ui.views import training as training_view
 
     at = training_page(train_limit=500)
     req = training_view.RunRequest(dataset=RUN_DATASET, recipe="standard", strengths=(), epochs=1, limit=500, seed=0,
                                    eval_n=200)
     # The progress callback sees the flag the Cancel button sets, and advcore stops at once.
-    at.session_state[training_view.REQUEST] = req
-    at.session_state[training_view.CANCEL] = True
+    at.session_state[TRAIN_RUN.request_key] = req
+    at.session_state[TRAIN_RUN.cancel_key] = True
     at.run()
     assert not at.exception
     assert [w.value for w in at.warning] == ["Training cancelled at training, step 1 of 4; nothing was kept. "
                                              "Press Train to start again."]
-    assert training_view.RUNS not in at.session_state
+    assert TRAIN_RUNS.key not in at.session_state
 
     # A click on Cancel reruns the page, which interrupts the run: the next run says where it stopped.
-    at.session_state[training_view.RUNNING] = {"stage": "training", "step": 7, "total": 16}
-    at.session_state[training_view.CANCEL] = True
+    at.session_state[TRAIN_RUN.running_key] = {"stage": "training", "step": 7, "total": 16}
+    at.session_state[TRAIN_RUN.cancel_key] = True
     at.run()
     assert [w.value for w in at.warning] == ["Training cancelled at training, step 7 of 16; nothing was kept. "
                                              "Press Train to start again."]

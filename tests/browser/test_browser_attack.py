@@ -144,6 +144,33 @@ def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
     assert_no_error(page)
 
 
+def test_attack_page_cancels_a_long_run(page: Page, app_url: str) -> None:
+    """PGD with 200 steps waits for Run attack; Cancel stops it mid-run with a warning and no result."""
+    page.goto(app_url.rstrip("/") + "/attack")
+    wait_for_text(page, "Adversarial prediction:")
+    wait_idle(page)
+    select = page.get_by_role("combobox", name="Attack", exact=True)
+    select.wait_for(state="visible", timeout=30_000)
+    select.click()
+    page.get_by_role("option", name=re.compile(r"\bPGD\b")).first.click()
+    wait_idle(page, expect_rerun=True)
+    wait_for_text(page, "Adversarial prediction:")  # PGD-10 runs by itself
+    steps = page.get_by_role("slider", name="steps")
+    steps.focus()
+    steps.press("End")  # 200 steps: too long to rerun on every change
+    wait_idle(page, expect_rerun=True)
+    wait_for_text(page, "press Run attack")
+    page.get_by_role("button", name="Run attack").click()
+    wait_for_text(page, re.compile(r"PGD: step \d+ of 200"))
+    page.get_by_role("button", name="Cancel").click()
+    wait_for_text(page, re.compile(r"Cancelled at step \d+ of 200; nothing was kept"))
+    wait_idle(page)
+    text = page.locator(MAIN).inner_text()
+    assert "Adversarial prediction:" not in text, text[:2000]
+    assert page.get_by_role("button", name="Run attack").count() == 1
+    assert page.get_by_role("button", name="Cancel").count() == 0
+    assert_no_error(page)
+
 def test_fresh_server_opened_on_attack_shows_the_app_navigation(page: Page, fresh_app_url: str) -> None:
     """A new server's very first request is /attack (a tab reconnecting after a restart): the page must run
     through app.py's st.navigation (Home / Attack lab and the shared sidebar), not as a legacy page of its own."""
@@ -166,6 +193,8 @@ def test_fresh_server_opened_on_attack_shows_the_app_navigation(page: Page, fres
 
 def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: str) -> None:
     """Figure 4 draws one line per shipped model; a started run shows live progress and stops on Cancel."""
+    from playwright.sync_api import expect
+
     from advcore.models import zoo
 
     page.goto(app_url.rstrip("/") + "/training")
@@ -176,7 +205,9 @@ def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: st
     chart = main.locator('[data-testid="stPlotlyChart"]').first
     chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     cards = [c for c in (zoo.read_card(p) for p in zoo.shipped_cards()) if c.get("curves")]
-    assert chart.locator(".scatterlayer .trace").count() == len(cards)
+    # Plotly draws the traces after the chart's svg: wait for all of them rather than count once (a loaded
+    # machine once read 1 of 7).
+    expect(chart.locator(".scatterlayer .trace")).to_have_count(len(cards), timeout=30_000)
     assert "Standard training" in chart.inner_text()  # the legend
     page.get_by_text("Average accuracy over the strength range").scroll_into_view_if_needed()
     table = main.locator('[data-testid="stTable"]')  # drawn once scrolled into view

@@ -1,11 +1,15 @@
-"""ui.session.PageRun on a plain dict in place of st.session_state, and the pages' interrupted-run wording."""
+"""ui.session's cache and run controller on a plain dict in place of st.session_state, and the pages' words for a
+run that stopped."""
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
 from advcore.errors import AdvlabError, Cancelled
+from advcore.progress import Progress, report
 from ui import session as runs
+from ui.views import attack as attack_view
 from ui.views import compare as compare_view
 from ui.views import defense as defense_view
 from ui.views import poisoning as poisoning_view
@@ -70,3 +74,210 @@ def test_the_pages_wording() -> None:
     assert training_view.interrupted({"stage": "training", "step": 7, "total": 16}, False).startswith(
         "The training run stopped at training, step 7 of 16 because the page reran")
     assert compare_view.interrupted("PGD", False).startswith("The run stopped during PGD because the page reran")
+
+
+# --------------------------------------------------------------------------- SessionCache
+
+
+@dataclass(frozen=True)
+class Req:
+    """A request like the pages' (a frozen dataclass: compared by value)."""
+
+    model: str
+    method: str = "bayer"
+    eps: float = 0.1
+
+
+def test_cache_keeps_the_least_recently_used_last_and_drops_it_first(state: dict) -> None:
+    cache = runs.SessionCache("_c", 3)
+    for i in range(3):
+        assert cache.put(Req("m", eps=i), i) == i
+    assert cache.get(Req("m", eps=0)) == 0  # now the most recently used
+    cache.put(Req("m", eps=3), 3)  # over the size: the least recently used (eps 1) goes
+    assert [k.eps for k, _ in cache.items()] == [2, 0, 3] and cache.values() == [2, 0, 3]
+    assert len(cache) == 3 and Req("m", eps=1) not in cache and cache.get(Req("m", eps=1)) is None
+    assert cache.get(Req("m", eps=2)) == 2 and Req("m", eps=2) == list(state["_c"])[-1]  # equal requests hit
+    cache.put(Req("m", eps=0), "again")  # the same request replaces its value, no growth
+    assert len(cache) == 3 and cache.values() == [3, 2, "again"]
+    assert list(state) == ["_c"]  # one session-state key per cache
+    cache.clear()
+    assert len(cache) == 0 and cache.items() == [] and state == {}
+
+
+def test_cache_size_bound_and_get_or_put(state: dict) -> None:
+    cache = runs.SessionCache("_c", 1)
+    made = []
+
+    def make(v: int):
+        return lambda: made.append(v) or v
+
+    assert cache.get_or_put("a", make(1)) == 1 and cache.get_or_put("a", make(2)) == 1
+    assert cache.get_or_put("b", make(3)) == 3 and cache.items() == [("b", 3)] and made == [1, 3]
+    with pytest.raises(ValueError):
+        runs.SessionCache("_c", 0)
+
+
+def test_last_finds_the_latest_of_a_kind(state: dict) -> None:
+    """What the Compare page ("the last table") and the Defense page ("tables for this model/method") ask."""
+    tables = runs.SessionCache("_t", 3)
+    assert tables.last() is None
+    tables.put(Req("a", "bayer"), {"n": 1})
+    tables.put(Req("b", "bayer"), {"n": 2})
+    tables.put(Req("a", "atkinson"), {"n": 3})
+    assert tables.last() == (Req("a", "atkinson"), {"n": 3})
+    assert tables.last(lambda r: r.model == "a" and r.method == "bayer") == (Req("a", "bayer"), {"n": 1})
+    tables.get(Req("b", "bayer"))
+    assert tables.last()[0] == Req("b", "bayer")  # the latest used, whether computed or shown
+    assert tables.last(lambda r: r.model == "c") is None
+    mine = tables.get(Req("a", "bayer"))
+    assert any(v is mine for v in tables.values())  # "measured in this session" by identity
+
+
+def test_each_session_has_its_own_cache_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The objects are the process's; what they hold is each session's own (two tabs, two dicts)."""
+    one: dict = {}
+    two: dict = {}
+    cache, run = runs.SessionCache("_c", 2), runs.PageRun("_r")
+
+    def session(d: dict) -> None:
+        monkeypatch.setattr(runs, "st", SimpleNamespace(session_state=d))
+
+    session(one)
+    cache.put(Req("m"), "one's result")
+    run.request(Req("m"))
+    run.request_cancel()
+    assert runs.next_number("_n") == 1 and runs.next_number("_n") == 2
+    session(two)
+    assert cache.get(Req("m")) is None and len(cache) == 0 and cache.last() is None
+    assert run.pending() is None and not run.cancel_requested()
+    assert runs.next_number("_n") == 1
+    cache.put(Req("m"), "two's result")
+    session(one)
+    assert cache.get(Req("m")) == "one's result" and run.pending() == Req("m") and run.cancel_requested()
+    assert two["_c"] == {Req("m"): "two's result"}
+
+
+def test_every_page_has_its_own_keys() -> None:
+    caches = [v for v in vars(runs).values() if isinstance(v, runs.SessionCache)]
+    pages = [v for v in vars(runs).values() if isinstance(v, runs.PageRun)]
+    keys = [c.key for c in caches] + [k for p in pages for k in vars(p).values()] + [runs.TRAIN_RUN_COUNT]
+    assert len(keys) == len(set(keys)) and len(caches) >= 6 and len(pages) >= 5
+    assert runs.ATTACK_RESULTS.size >= 8  # switching back to PGD must not recompute for 45 s
+
+
+# --------------------------------------------------------------------------- PageRun: jobs started on load
+
+
+def test_a_job_started_on_load_is_not_restarted_once_cancelled(state: dict) -> None:
+    """Geometry's and the Attack lab's flow: run on load; Cancel blocks that job until its Run button."""
+    run = runs.PageRun("_g")
+    a, b = ("req", "model-a"), ("req", "model-b")
+    assert run.should_run(a, auto=True)
+    run.execute(lambda: None, str, job=a)  # finished: nothing left
+    assert state == {}
+
+    # A Cancel click reruns the page mid-run; its callback finds the job the rerun interrupted.
+    state[run.job_key] = a
+    run.update({"step": 3})
+    run.request_cancel()
+    assert run.blocked(a) and not run.blocked(b)
+    assert not run.should_run(a, auto=True) and not run.should_run(a, auto=True)  # every rerun: still blocked
+    assert not run.should_run(b)  # a job that waits for its button
+    run.request(a)  # its Run button
+    assert not run.blocked(a) and not run.cancel_requested()
+    assert run.should_run(a, auto=True) and run.pending() is None
+
+
+def test_an_automatic_start_clears_a_stale_cancel(state: dict) -> None:
+    run = runs.PageRun("_g")
+    state[run.job_key] = "a"
+    run.request_cancel()
+    assert run.should_run("b", auto=True)  # another job: runs, and the old flag must not stop it
+    assert not run.cancel_requested() and not run.blocked("a")  # a's block is lifted once another ran
+    assert run.should_run("a", auto=True)
+
+
+def test_a_job_cancelled_from_its_callback_is_blocked_and_said(state: dict) -> None:
+    run = runs.PageRun("_g")
+
+    def work():
+        run.update({"step": 2, "steps": 9})
+        raise Cancelled("stop")
+
+    assert run.execute(work, lambda left: f"cancelled at {left['step']}", job="a") is None
+    assert run.blocked("a") and not run.should_run("a", auto=True)
+    assert run.take_notices(lambda left, c: "never") == [("warning", "cancelled at 2")]
+    assert run.blocked("a")  # the notice is said once; the block stays until the button or another job
+
+
+def test_interrupted_may_say_nothing(state: dict) -> None:
+    run = runs.PageRun("_a")
+    state[run.job_key] = "a"
+    run.update({"step": 1, "steps": 5})  # a widget changed mid-run: no Cancel
+    assert run.take_notices(lambda left, cancelled: None if not cancelled else "cancelled") == []
+    assert state == {}
+
+
+# --------------------------------------------------------------------------- the progress adapters
+
+
+class Bar:
+    """A stand-in for ``st.progress``: records what it was asked to draw."""
+
+    def __init__(self) -> None:
+        self.drawn: list[tuple[float, str]] = []
+
+    def progress(self, value: float, text: str = "") -> None:
+        self.drawn.append((value, text))
+
+
+def test_live_draws_progress_and_returns_true_after_cancel(state: dict) -> None:
+    run, bar = runs.PageRun("_p"), Bar()
+    seen = []
+    live = run.live(bar, "Probing m", then=seen.append)
+    assert live(Progress("isotropy", 1, 4)) is False
+    assert bar.drawn == [(0.25, "Probing m: isotropy, step 1 of 4")]
+    assert state[run.running_key] == {"label": "Probing m", "stage": "isotropy", "step": 1, "total": 4}
+    assert [p.step for p in seen] == [1]
+    run.request_cancel()
+    assert live(Progress("isotropy", 2, 4)) is True
+    # advcore's report() turns that True into Cancelled, which execute() turns into a notice.
+    said = run.execute(lambda: report(live, "symmetry", 3, 4), lambda left: f"stopped at {left['stage']}")
+    assert said is None and run.take_notices(lambda left, c: "") == [("warning", "stopped at symmetry")]
+
+
+def test_live_takes_the_pages_words_and_markers(state: dict) -> None:
+    run, bar = runs.PageRun("_p"), Bar()
+    log = training_view.TrainingLog()
+    live = run.live(bar, text=log.record, marker=log.marker)
+    live(Progress("train", 3, 10, {"loss": 0.5}))
+    live(Progress("fgsm eval", 0, 0, {"eps": 0.1}))  # nothing to do: a full bar
+    assert bar.drawn == [(0.3, "training: step 3 of 10, loss 0.500"), (1.0, "FGSM evaluation: step 0 of 0 (eps 0.1)")]
+    assert state[run.running_key] == {"stage": "FGSM evaluation", "step": 0, "total": 0}
+    assert log.losses == {"training": [0.5]} and log.chart_due() and not log.chart_due()
+
+
+def test_live_steps_stops_the_attack_loop(state: dict) -> None:
+    """The Attack lab's adapter: advcore's per-step callback returns True once Cancel was pressed."""
+    import torch
+    from torch import nn
+
+    from advcore import attacks
+
+    run, bar = runs.PageRun("_a"), Bar()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    x = torch.rand(1, 3, 2, 2)
+    steps = run.live_steps(bar, "I-FGSM")
+
+    def cancel_after_two(info) -> bool:
+        if info.step == 2:
+            run.request_cancel()
+        return steps(info)
+
+    res = attacks.run("ifgsm", model, x, eps=8 / 255, steps=10, callback=cancel_after_two)
+    assert res.cancelled and int(res.grad_evals[0]) == 2
+    assert [t for _, t in bar.drawn] == ["I-FGSM: step 1 of 10", "I-FGSM: step 2 of 10"]
+    assert state[run.running_key] == {"label": "I-FGSM", "step": 2, "steps": 10}
+    assert attack_view.cancelled(state[run.running_key]).startswith("Cancelled at step 2 of 10; nothing was kept")
+    assert attack_view.interrupted({"step": 2, "steps": 10}, False) is None

@@ -1,5 +1,6 @@
-"""What the Attack lab page needs besides widgets: the request key, the per-session cache,
-the equivalent command line, the metrics table and the plain-language verdicts.
+"""What the Attack lab page needs besides widgets: the request key, the run and what a cancelled run says,
+the equivalent command line, the metrics table and the plain-language verdicts (no Streamlit: the page keeps
+the results in ``ui.session.ATTACK_RESULTS``).
 
 The attack itself is ``advcore.labs.attack.attack_image``, the same function the command line calls.
 """
@@ -8,11 +9,8 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import streamlit as st
 
 from advcore import attacks, models
 from advcore.attacks import StepInfo
@@ -22,8 +20,6 @@ from advcore.labs.attack import ImageAttack
 # Attacks that run on every rerun: at most this many gradient steps x pixels (50 steps at 224x224).
 AUTO_RUN_BUDGET = 50 * 224 * 224
 CUDA_BUDGET_FACTOR = 20  # a GPU answers about this much faster
-CACHE_SIZE = 2  # the current request and the one before: moving a slider back costs nothing
-_CACHE_KEY = "_advlab_attack_cache"
 
 
 @dataclass(frozen=True)
@@ -69,24 +65,22 @@ def runs_automatically(req: AttackRequest, on_cuda: bool) -> bool:
     return job_size(req) <= budget
 
 
-def cached(req: AttackRequest) -> ImageAttack | None:
-    """The result of an identical earlier request in this session, if still cached."""
-    cache: OrderedDict = st.session_state.setdefault(_CACHE_KEY, OrderedDict())
-    hit = cache.get(req)
-    if hit is not None:
-        cache.move_to_end(req)
-    return hit
-
-
 def run(req: AttackRequest, image, callback: Callable[[StepInfo], bool | None] | None = None) -> ImageAttack:
-    """Run the attack (advcore) and cache the result for this session."""
-    res = attack_lab.attack_image(req.model, image, req.attack, callback=callback, **req.kwargs())
-    cache: OrderedDict = st.session_state.setdefault(_CACHE_KEY, OrderedDict())
-    cache[req] = res
-    cache.move_to_end(req)
-    while len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
-    return res
+    """Run the attack (advcore); ``callback`` sees every step and returns True to cancel (the result then says
+    ``result.cancelled``: a partial attack, never to be shown as a result)."""
+    return attack_lab.attack_image(req.model, image, req.attack, callback=callback, **req.kwargs())
+
+
+def cancelled(left: dict | None) -> str:
+    """Where an attack stopped on the Cancel flag (``left``: its last step marker)."""
+    where = f"at step {left['step']} of {left['steps']}" if left else "before its first step"
+    return f"Cancelled {where}; nothing was kept (a partial attack is not a result). Press Run attack to start again."
+
+
+def interrupted(left: dict, was_cancelled: bool) -> str | None:
+    """A run that a rerun interrupted: a Cancel click is reported; a changed widget needs no words (the new
+    settings run, or wait for their button)."""
+    return cancelled(left) if was_cancelled else None
 
 
 def cli_command(req: AttackRequest, cli_image: str) -> str:

@@ -1,44 +1,34 @@
-"""What the Compare attacks page needs besides widgets: the request (its own cache key), the per-session
-result cache, the run with live progress and Cancel, the tables, figures, CSV/JSON downloads, the paper's
-figures quoted as the paper's, and the equivalent command line.
+"""What the Compare attacks page needs besides widgets: the request (its own cache key), the run and the words
+of its progress and of a stopped run, the tables, figures, CSV/JSON downloads, the paper's figures quoted as
+the paper's, and the equivalent command line (no Streamlit: the page keeps the results in
+``ui.session.COMPARE_RESULTS`` and runs them with ``ui.session.COMPARE_RUN``).
 
 The computation is ``advcore.labs.compare.compare``, the function ``python -m advcore compare`` calls.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import shlex
-import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import streamlit as st
-import torch
 
-from advcore import data, models
+from advcore import data
 from advcore.errors import AdvlabError
 from advcore.labs import compare
-from advcore.progress import Progress
+from advcore.progress import Progress, ProgressFn
 from advcore.records import json_safe
 from ui import plots
-from ui.session import PageRun
 
 FAMILIES = {"imagenet": "ImageNet: EfficientNet-Lite0/1/2", "fashion-mnist": "Fashion-MNIST: the model zoo"}
 SOURCE_SAMPLES = "All bundled photos"
 SOURCE_UPLOADS = "My uploads"
 MAX_UPLOADS = 32
-CACHE_SIZE = 4
-RESULTS = "_advlab_compare_results"
-LAST = "_advlab_compare_last"
-RUN = PageRun("_advlab_compare", request="pending")  # the Run (or sweep) button's request(s)
-CANCEL, RUNNING = RUN.cancel_key, RUN.running_key
 ATTACK_COLOURS = {"fgsm": "#9d755d", "ifgsm": "#4c78a8", "pgd": "#b279a2", "mifgsm": "#54a24b", "agr": "#e4572e"}
 # Sweep grids (the page's choices; the command line takes any list or range).
 # EfficientNet-Lite0 is fooled on all 9 bundled photos by every iterative attack already at 0.25/255 (measured),
@@ -144,37 +134,26 @@ def request_images(req: CompareRequest, uploads: Sequence | None = None) -> tupl
     return items, notes
 
 
-# --------------------------------------------------------------------------- running, cache, cancel
+# --------------------------------------------------------------------------- running, and what a stopped run says
 
 
-def cached(req: CompareRequest) -> dict | None:
-    cache: OrderedDict = st.session_state.setdefault(RESULTS, OrderedDict())
-    hit = cache.get(req)
-    if hit is not None:
-        cache.move_to_end(req)
-    return hit
+def compute(req: CompareRequest, uploads: Sequence | None = None, progress: ProgressFn | None = None) -> dict:
+    """``advcore.labs.compare.compare`` for one request, with the skipped uploads' notes and the image names.
+
+    It runs on the server's torch threads as they are: a thread count is the process's, shared by every
+    session, so a page never changes it (``python -m advcore compare --threads 1`` is the command line's)."""
+    req.check()
+    items, notes = request_images(req, uploads)
+    result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks, norm=req.norm,
+                             eps=req.eps, steps=req.steps, seed=req.seed, device=req.device, progress=progress)
+    result["notes"] = notes
+    result["image_names"] = [it.name for it in items]
+    return result
 
 
-def store(req: CompareRequest, result: dict) -> None:
-    cache: OrderedDict = st.session_state.setdefault(RESULTS, OrderedDict())
-    cache[req] = result
-    cache.move_to_end(req)
-    while len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
-    if req.kind == "table":
-        st.session_state[LAST] = req
-
-
-def last_table() -> tuple[CompareRequest, dict] | None:
-    """The latest comparison of this session (shown, marked as such, when the settings changed since)."""
-    req = st.session_state.get(LAST)
-    hit = cached(req) if req is not None else None
-    return (req, hit) if hit is not None else None
-
-
-def request_run(*reqs: CompareRequest) -> None:
-    """A Run button's callback: queue the request(s), clear an old cancel."""
-    RUN.request(tuple(reqs))
+def progress_text(p: Progress, label: str = "") -> str:
+    """The progress bar's words: ``run 1 of 2: PGD on fmnist-naive: 40 of 200 image-steps``."""
+    return f"{label}{p.stage}: {p.step:,} of {p.total:,} image-steps"
 
 
 def cancelled(left: str | None) -> str:
@@ -188,68 +167,6 @@ def interrupted(left: str, was_cancelled: bool) -> str:
         return f"Cancelled during {left}; nothing was kept. Press Run to start again."
     return (f"The run stopped during {left} because the page reran (a setting changed); nothing was kept. "
             "Press Run to start again.")
-
-
-SMALL_INPUT = 64  # models with inputs below this many pixels a side (Fashion-MNIST) run on one torch thread
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_before = 0
-
-
-@contextlib.contextmanager
-def one_thread_if_small(req: CompareRequest) -> Iterator[None]:
-    """One torch thread while a comparison of small-input models runs, restored when the last one ends.
-
-    Tiny CNNs' small operations run many times slower on two threads of a busy 2-core CPU (measured: 20
-    Fashion-MNIST images, 5 attacks x 10 steps, 1.7 s on one thread against 14.1 s on two at load 8).
-    torch's thread count is per process, so concurrent page runs share one counter.
-    """
-    global _threads_users, _threads_before
-    small = max(models.get_spec(m).input_size[1] for m in (*req.sources, *req.targets)) < SMALL_INPUT
-    if not small or torch.cuda.is_available() and req.device != "cpu":
-        yield
-        return
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_before)
-
-
-def run(reqs: Sequence[CompareRequest], bar, uploads: Sequence | None = None) -> list[dict]:
-    """Run each request with advcore, drawing progress on ``bar``; Cancel (the session flag) stops it."""
-    out = []
-    for i, req in enumerate(reqs):
-        hit = cached(req)
-        if hit is not None:
-            out.append(hit)
-            continue
-        req.check()
-        items, notes = request_images(req, uploads)
-        label = f"run {i + 1} of {len(reqs)}: " if len(reqs) > 1 else ""
-
-        def progress(p: Progress, label: str = label) -> bool:
-            RUN.update(p.stage)
-            bar.progress(min(1.0, p.step / max(p.total, 1)),
-                         text=f"{label}{p.stage}: {p.step:,} of {p.total:,} image-steps")
-            return RUN.cancel_requested()
-
-        with one_thread_if_small(req):
-            result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks,
-                                     norm=req.norm, eps=req.eps, steps=req.steps, seed=req.seed, device=req.device,
-                                     progress=progress)
-        result["notes"] = notes
-        result["image_names"] = [it.name for it in items]
-        store(req, result)
-        out.append(result)
-    return out
 
 
 # --------------------------------------------------------------------------- tables

@@ -1,32 +1,27 @@
-"""Geometry lab: the request, the per-session result cache, the figures and the sentences of the page.
+"""Geometry lab: the request, the probe, the figures and the sentences of the page (no Streamlit).
 
-The maths is :func:`advcore.labs.geometry.probe_image`; here it is only called, cached by every parameter
-(so a view choice, such as the radius of the heat maps, never recomputes) and drawn with plotly.
+The maths is :func:`advcore.labs.geometry.probe_image`; here it is only called and drawn with plotly. The page
+keeps its results in ``ui.session.GEOMETRY_RESULTS``, keyed by every parameter and the model (so a view choice,
+such as the radius of the heat maps, never recomputes).
 """
 
 from __future__ import annotations
 
 import math
 import shlex
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
-import streamlit as st
 
 from advcore import models
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from advcore.labs import geometry
 from advcore.progress import Progress, ProgressFn
 from ui import plots
 
-RESULTS = "_advlab_geometry_results"
-CANCELLED = "_advlab_geometry_cancelled"
-RUNNING = "_advlab_geometry_running"
-CACHE_SIZE = 6
 PAGE_PERMUTATIONS = 199
 
 # Page defaults per input size: a 28x28 model takes the paper's T = 100 and radii 1..20 pixels; an
@@ -75,55 +70,27 @@ class GeometryRequest:
         return " ".join(parts)
 
 
-def _cache() -> OrderedDict:
-    return st.session_state.setdefault(RESULTS, OrderedDict())
+def probe(req: GeometryRequest, image, progress: ProgressFn | None = None,
+          model: str | None = None) -> geometry.ImageGeometry:
+    """Every probe of ``req`` (on ``model`` instead of ``req.model`` when given): advcore's ``probe_image``."""
+    return geometry.probe_image(model or req.model, image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
+                                seed=req.seed, permutations=req.permutations, device=req.device, progress=progress)
 
 
-def cached(req: GeometryRequest, model: str | None = None) -> geometry.ImageGeometry | None:
-    """The result of ``req`` (for ``model`` instead of ``req.model`` when given), if this session has it."""
-    key = (req, model or req.model)
-    res = _cache().get(key)
-    if res is not None:
-        _cache().move_to_end(key)
-    return res
+def progress_text(label: str, p: Progress) -> str:
+    """The progress bar's words: ``Probing fmnist-naive: isotropy (40%)``."""
+    return f"{label}: {p.stage} ({p.fraction:.0%})"
 
 
-def compute(req: GeometryRequest, image, progress: ProgressFn,
-            model: str | None = None) -> geometry.ImageGeometry:
-    """Run every probe for ``req`` (on ``model`` when given) and keep the result in the session cache."""
-    name = model or req.model
-    st.session_state[RUNNING] = (req, name)  # left behind when a rerun interrupts the run (see request_cancel)
-    try:
-        res = geometry.probe_image(name, image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
-                                   seed=req.seed, permutations=req.permutations, device=req.device,
-                                   progress=progress)
-    except Cancelled:
-        st.session_state.pop(RUNNING, None)
-        raise
-    st.session_state.pop(RUNNING, None)
-    cache = _cache()
-    cache[(req, name)] = res
-    while len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
-    return res
+def cancelled_sentence(model: str) -> str:
+    """What the page says in place of a cancelled computation, above its Run button."""
+    return f"The computation for {model} was cancelled. Change a setting, or press Run to start it again."
 
 
-def request_cancel() -> None:
-    """The Cancel button's callback. The click reruns the page, which stops the computation at its next progress
-    report; the rerun then finds :data:`CANCELLED` naming the interrupted (request, model) and does not restart it."""
-    st.session_state[CANCELLED] = st.session_state.pop(RUNNING, True)
-
-
-def live_progress(bar, label: str) -> ProgressFn:
-    """A progress callback drawing on ``bar``; returns True (cancel) once Cancel was pressed."""
-
-    def report(p: Progress) -> bool:
-        bar.progress(p.fraction, text=f"{label}: {p.stage} ({p.fraction:.0%})")
-        if st.session_state.get(CANCELLED):
-            raise Cancelled("cancelled")
-        return False
-
-    return report
+def interrupted(left: dict, was_cancelled: bool) -> None:
+    """A probe that a rerun interrupted needs no words: the page starts the new settings at once, or names the
+    cancelled computation above its Run button."""
+    return None
 
 
 # --------------------------------------------------------------------------- figures

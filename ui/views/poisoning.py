@@ -1,6 +1,6 @@
-"""What the Poisoning lab page needs besides widgets: a run request with its command line, the per-session
-cache of results, live progress with cancel, the rows of the paper's three tables next to the paper's own
-numbers, and the figures of one poison frog trial.
+"""What the Poisoning lab page needs besides widgets: a run request with its command line, the words of its
+progress and of a stopped run, the rows of the paper's three tables next to the paper's own numbers, and the
+figures of one poison frog trial (no Streamlit: the page keeps the results in ``ui.session.POISON_RESULTS``).
 
 The numbers are :func:`advcore.labs.poisoning.run`'s, the function ``python -m advcore poison`` calls.
 """
@@ -11,23 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-import streamlit as st
 
 from advcore.labs import poisoning
 from advcore.progress import Progress
 from ui import plots
-from ui.session import PageRun
 
 PAGE_KINDS = ("naive", "fgsm", "pgd", "imagenet")
 DEFAULT_KINDS = ("naive", "fgsm", "pgd")  # ImageNet features on request: seconds more on a CPU
 TABLES = {"ap": 1, "pf": 2, "lf": 3}
 MAX_PAGE_TRIALS = 200
-MAX_CACHED = 24
-
-RUN = PageRun("_advlab_poison")  # a Run button's table
-REQUEST, CANCEL = RUN.request_key, RUN.cancel_key
-RESULTS = "_advlab_poison_results"
-EXAMPLES = "_advlab_poison_examples"
 
 CLASS_COLOURS = ("#4c78a8", "#54a24b")
 CLEAN_LINE, POISONED_LINE = "#7f7f7f", plots.WATCH
@@ -73,18 +65,17 @@ class Request:
         return " ".join(parts)
 
 
-# --------------------------------------------------------------------------- results kept per session
+# --------------------------------------------------------------------------- progress, and what a stopped run says
 
 
-def cached(req: Request) -> dict | None:
-    return st.session_state.get(RESULTS, {}).get(req)
+def progress_text(p: Progress) -> str:
+    """The progress bar's words: ``crafting: step 3 of 20``."""
+    return f"{p.stage}: step {p.step} of {p.total}"
 
 
-def keep(req: Request, result: dict) -> None:
-    store = st.session_state.setdefault(RESULTS, {})
-    store[req] = result
-    while len(store) > MAX_CACHED:
-        store.pop(next(iter(store)))
+def marker(title: str, p: Progress) -> dict:
+    """Where the run of ``title`` is, for a rerun that interrupts it (see :func:`interrupted`)."""
+    return {"title": title, "stage": p.stage, "step": p.step, "total": p.total}
 
 
 def cancelled(title: str, left: dict | None) -> str:
@@ -99,18 +90,6 @@ def interrupted(left: dict, was_cancelled: bool) -> str:
     why = "cancelled" if was_cancelled else "stopped because the page reran"
     return (f"The {left['title']} run was {why} at {left['stage']}, step {left['step']} of {left['total']}; "
             "nothing was kept. Press its button to start again.")
-
-
-class LiveProgress:
-    """advcore's progress callback drawn as a progress bar; returns True (cancel) once Cancel was pressed."""
-
-    def __init__(self, bar, title: str):
-        self.bar, self.title = bar, title
-
-    def __call__(self, p: Progress) -> bool:
-        RUN.update({"title": self.title, "stage": p.stage, "step": p.step, "total": p.total})
-        self.bar.progress(min(1.0, p.step / max(p.total, 1)), text=f"{p.stage}: step {p.step} of {p.total}")
-        return RUN.cancel_requested()
 
 
 # --------------------------------------------------------------------------- the tables
@@ -181,20 +160,21 @@ def caption(result: dict) -> str:
 # --------------------------------------------------------------------------- one poison frog trial
 
 
-def example(result: dict, kind: str, index: int) -> poisoning.FrogExample:
-    """One trial of a PF result in full (cached per session; crafting is deterministic)."""
+def example_key(result: dict, kind: str, index: int) -> tuple:
+    """Everything that determines :func:`example` (hashable: the page's cache key)."""
     row = next(r for r in result["rows"] if r["kind"] == kind)
     trial = row["trial_results"][index]
-    key = (kind, row["task"], result.get("device"), trial["target"], trial["base"], result["eps"], result["method"],
-           result["steps"], result["C"])
-    store = st.session_state.setdefault(EXAMPLES, {})
-    if key not in store:
-        fs = poisoning.feature_set(kind, row["task"], device=result.get("device", "cpu"))
-        store[key] = poisoning.frog_example(fs, trial["target"], trial["base"], eps=result["eps"],
-                                            method=result["method"], steps=result["steps"], C=result["C"])
-        while len(store) > MAX_CACHED:
-            store.pop(next(iter(store)))
-    return store[key]
+    return (kind, row["task"], result.get("device"), trial["target"], trial["base"], result["eps"], result["method"],
+            result["steps"], result["C"])
+
+
+def example(result: dict, kind: str, index: int) -> poisoning.FrogExample:
+    """One trial of a PF result in full (crafting is deterministic: the same trial as the table's)."""
+    row = next(r for r in result["rows"] if r["kind"] == kind)
+    trial = row["trial_results"][index]
+    fs = poisoning.feature_set(kind, row["task"], device=result.get("device", "cpu"))
+    return poisoning.frog_example(fs, trial["target"], trial["base"], eps=result["eps"], method=result["method"],
+                                  steps=result["steps"], C=result["C"])
 
 
 def image(arr: np.ndarray):

@@ -1,6 +1,7 @@
 """What the Training lab page needs besides widgets: the shipped model cards, the rows of Table 1, the
-findings paragraph (every number computed from the cards), a person's own short training run (request,
-live progress, cancel, results kept per session) and the equivalent command line.
+findings paragraph (every number computed from the cards), a person's own short training run (request, its
+log and the words of its progress, what a stopped run says, its card) and the equivalent command line (no
+Streamlit: the page runs it with ``ui.session.TRAIN_RUN`` and keeps the cards in ``ui.session.TRAIN_RUNS``).
 
 Training and evaluation are ``advcore.labs.training.train`` and ``advcore.labs.training.evaluate``, the functions
 ``python -m advcore train`` calls.
@@ -15,15 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import streamlit as st
 
 from advcore import datasets
 from advcore.errors import AdvlabError
 from advcore.labs import training
 from advcore.models import zoo
-from advcore.progress import Progress
-from ui import plots
-from ui.session import PageRun
+from advcore.progress import Progress, ProgressFn
 
 MODELS_DIR: Path = zoo.MODELS_DIR
 EXPECTED = ("fmnist-naive", "fmnist-fgsm", "fmnist-pgd", "fmnist-mat-mixed", "fmnist-mat-parallel")
@@ -44,13 +42,7 @@ IMAGE_CHOICES = (500, 1000, 2000, 5000, 10000, 20000)
 EVAL_CHOICES = (200, 500, 1000, 3000)
 MAX_EPOCHS = 3
 VOTE_IMAGES = 500  # parallel MAT's voting weights on the page (the command line defaults to 2,000)
-MAX_RUNS = 3  # runs of a session kept for the charts
 OUT_DIR = "runs"
-
-RUN = PageRun("_advlab_train")  # the Train button's run
-REQUEST, CANCEL, RUNNING = RUN.request_key, RUN.cancel_key, RUN.running_key
-RUNS = "_advlab_train_runs"
-RUN_COUNT = "_advlab_train_run_count"
 
 
 # --------------------------------------------------------------------------- the shipped cards
@@ -344,23 +336,25 @@ def stage_title(stage: str) -> str:
             "vote": "fitting the voting weights"}.get(stage, stage)
 
 
-class LiveProgress:
-    """advcore's progress callback, drawn live: a progress bar, a status line and the loss curve.
+class TrainingLog:
+    """What a run reports as it goes: the words of its progress bar, its losses per stage, its messages, and when
+    the loss chart is due for a redraw (at most every ``every`` seconds, and at the end of each epoch)."""
 
-    Returns True (cancel) once the Cancel button was pressed. The loss chart is redrawn at
-    most every ``every`` seconds (and at the end of each epoch), not on every batch.
-    """
-
-    def __init__(self, bar, status, chart, every: float = 0.75):
-        self.bar, self.status, self.chart, self.every = bar, status, chart, every
+    def __init__(self, every: float = 0.75):
+        self.every = every
         self.losses: dict[str, list[float]] = {}
         self.messages: list[str] = []
         self._drawn_at = -math.inf
         self._drawn_points = 0
 
-    def __call__(self, p: Progress) -> bool:
+    @staticmethod
+    def marker(p: Progress) -> dict:
+        """Where the run is, for a rerun that interrupts it (see :func:`interrupted`)."""
+        return {"stage": stage_title(p.stage), "step": p.step, "total": p.total}
+
+    def record(self, p: Progress) -> str:
+        """Keep ``p``'s loss and message; returns the progress bar's words."""
         stage = stage_title(p.stage)
-        RUN.update({"stage": stage, "step": p.step, "total": p.total})
         text = f"{stage}: step {p.step} of {p.total}"
         if "loss" in p.info:
             text += f", loss {p.info['loss']:.3f}"
@@ -368,19 +362,29 @@ class LiveProgress:
                 self.losses.setdefault(stage, []).append(float(p.info["loss"]))
         if "eps" in p.info:
             text += f" (eps {p.info['eps']:g})"
-        self.bar.progress(min(1.0, p.step / max(p.total, 1)), text=text)
         if p.message:
             self.messages.append(p.message)
-            self.status.caption("\n\n".join(self.messages[-4:]))
-        if time.monotonic() - self._drawn_at >= self.every or p.message:
-            self.draw()
-        return RUN.cancel_requested()
+        return text
 
-    def draw(self) -> None:
-        points = sum(len(v) for v in self.losses.values())
-        if points and points != self._drawn_points:  # each chart differs, so Streamlit never sees a duplicate
-            self.chart.plotly_chart(plots.loss_curves(self.losses, f"Training loss ({points} steps so far)"))
-            self._drawn_points, self._drawn_at = points, time.monotonic()
+    def recent_messages(self) -> str:
+        return "\n\n".join(self.messages[-4:])
+
+    def points(self) -> int:
+        return sum(len(v) for v in self.losses.values())
+
+    def chart_due(self, p: Progress | None = None) -> bool:
+        """Whether to redraw the loss chart now (``p`` None: the run is over); True marks it drawn. A chart is
+        only drawn with new points, so Streamlit never sees the same chart twice."""
+        points = self.points()
+        if not points or points == self._drawn_points:
+            return False
+        if p is not None and not p.message and time.monotonic() - self._drawn_at < self.every:
+            return False
+        self._drawn_points, self._drawn_at = points, time.monotonic()
+        return True
+
+    def chart_title(self) -> str:
+        return f"Training loss ({self.points()} steps so far)"
 
 
 def _where(left: dict) -> str:
@@ -400,32 +404,25 @@ def interrupted(left: dict, was_cancelled: bool) -> str:
             "nothing was kept. Press Train to start again.")
 
 
-def train_and_evaluate(req: RunRequest, live: LiveProgress) -> dict:
-    """Train ``req`` with advcore, evaluate it with FGSM on the evaluation images, keep it in the session.
-
-    Returns the run's card (as ``python -m advcore train`` would write it, without a checkpoint).
-    """
+def train_and_evaluate(req: RunRequest, progress: ProgressFn) -> tuple[dict, dict, str]:
+    """Train ``req`` with advcore and evaluate it with FGSM on the evaluation images: the training card, the
+    evaluation report and what the evaluation images are (see :func:`run_card`)."""
     req.check()
     task = datasets.load_task(req.dataset, limit=req.limit)
-    result = training.train(req.config(), task, device=req.device, progress=live)
+    result = training.train(req.config(), task, device=req.device, progress=progress)
     n = min(req.eval_n, len(task.x_eval))
     report = training.evaluate(result.model, datasets.to_float(task.x_eval), task.y_eval, eps=EVAL_EPS,
-                               fgsm_images=n, pgd_images=0, seed=req.seed, progress=live)
-    live.draw()
-    number = int(st.session_state.get(RUN_COUNT, 0)) + 1
-    st.session_state[RUN_COUNT] = number
-    card = {**result.card, **report, "evaluation": task.description["evaluation"], "name": f"your run {number}",
-            "title": training.default_title(result.card), "run": number - 1, "command": req.cli_command(),
-            "losses": live.losses, "messages": live.messages, "device": str(req.device)}
-    runs = st.session_state.setdefault(RUNS, [])
-    runs.append(card)
-    del runs[:-MAX_RUNS]
-    return card
+                               fgsm_images=n, pgd_images=0, seed=req.seed, progress=progress)
+    return result.card, report, task.description["evaluation"]
 
 
-def runs() -> list[dict]:
-    """This session's runs, oldest first (at most :data:`MAX_RUNS`)."""
-    return list(st.session_state.get(RUNS, []))
+def run_card(req: RunRequest, trained: tuple[dict, dict, str], number: int, log: TrainingLog) -> dict:
+    """The card of this session's run ``number`` (as ``python -m advcore train`` would write it, without a
+    checkpoint), from :func:`train_and_evaluate`'s answer and the run's log."""
+    card, report, evaluation = trained
+    return {**card, **report, "evaluation": evaluation, "name": f"your run {number}",
+            "title": training.default_title(card), "run": number - 1, "command": req.cli_command(),
+            "losses": log.losses, "messages": log.messages, "device": str(req.device)}
 
 
 def run_summary(card: dict) -> str:
