@@ -395,7 +395,8 @@ def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
     import numpy as np
     import torch
 
-    from advcore import cli, data, datasets, models
+    from advcore import data, datasets, models
+    from advcore.cli import framework as cli
 
     at = attack_page(sidebar_model="fmnist-naive", **{GALLERY_KEY: 3})
     classes = models.class_names("fmnist-naive")
