@@ -57,6 +57,17 @@ RESIZE = ("bilinear interpolation with antialiasing of both the clean and the ad
 SCHEMA = "advlab.compare/1"
 
 
+#: The AGR paper's Tables 1-3 (Xiao et al.; ImageNet, Inc-v3 source): ASR in % and AMP, quoted as the paper's.
+PAPER = {
+    "linf": {"table": "Table 1 (L-inf)", "white_box": {"ifgsm": 96.41, "mifgsm": 95.62, "agr": 99.65},
+             "transfer": {"ifgsm": 28.86, "mifgsm": 25.22, "agr": 28.99}, "target": "Inc-v4",
+             "amp": {"ifgsm": 0.041, "mifgsm": 0.086, "agr": 0.016}, "amp_budget": "L-inf = 10"},
+    "l2": {"table": "Table 2 (L2)", "white_box": {"ifgsm": 98.72, "mifgsm": 94.94, "agr": 99.86},
+           "transfer": {"ifgsm": 55.17, "mifgsm": 56.55, "agr": 59.23}, "target": "Inc-v4",
+           "amp": {"ifgsm": 0.015, "mifgsm": 0.019, "agr": 0.008}, "amp_budget": "L2 = 1500"},
+}
+
+
 # --------------------------------------------------------------------------- images
 
 

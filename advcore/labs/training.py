@@ -70,6 +70,10 @@ _RECIPE_TEXT = {
 }
 
 
+#: The MAT paper's Table 1 for MNIST (its models, FGSM, average accuracy in % over eps 0 to 0.3), quoted as the paper's.
+PAPER_MNIST = {"Original": 82.13, "Single-strength": 96.50, "Mixed MAT": 95.76, "Parallel MAT": 97.36}
+
+
 # --------------------------------------------------------------------------- configuration
 
 

@@ -40,16 +40,6 @@ L2_SWEEP_SMALL = (0.5, 1.0, 2.0, 3.0)
 
 # The paper's own figures (Xiao et al.; Inception-v3 and others on ImageNet val, "10 times iterations"):
 # quoted, never measured here. Table 1 (L-inf) and Table 2 (L2): Inc-v3 as the source.
-PAPER = {
-    "linf": {"table": "Table 1 (L-inf)", "white_box": {"ifgsm": 96.41, "mifgsm": 95.62, "agr": 99.65},
-             "transfer": {"ifgsm": 28.86, "mifgsm": 25.22, "agr": 28.99}, "target": "Inc-v4",
-             "amp": {"ifgsm": 0.041, "mifgsm": 0.086, "agr": 0.016}, "amp_budget": "L-inf = 10"},
-    "l2": {"table": "Table 2 (L2)", "white_box": {"ifgsm": 98.72, "mifgsm": 94.94, "agr": 99.86},
-           "transfer": {"ifgsm": 55.17, "mifgsm": 56.55, "agr": 59.23}, "target": "Inc-v4",
-           "amp": {"ifgsm": 0.015, "mifgsm": 0.019, "agr": 0.008}, "amp_budget": "L2 = 1500"},
-}
-
-
 @dataclass(frozen=True)
 class CompareRequest:
     """Everything that determines a comparison; hashable, so it is its own cache key."""
@@ -285,7 +275,7 @@ def sweep_figure(result: dict, source: str) -> go.Figure:
 
 def paper_quote(norm: str) -> str:
     """The paper's own numbers for AGR against I-FGSM and MI-FGSM, quoted with their table numbers."""
-    p = PAPER[norm]
+    p = compare.PAPER[norm]
     wb = ", ".join(f"{n} {p['white_box'][k]:.2f}%" for k, n in (("ifgsm", "I-FGSM"), ("mifgsm", "MI-FGSM"),
                                                                 ("agr", "AGR")))
     tr = ", ".join(f"{n} {p['transfer'][k]:.2f}%" for k, n in (("ifgsm", "I-FGSM"), ("mifgsm", "MI-FGSM"),
