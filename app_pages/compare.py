@@ -47,7 +47,8 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
     c1, c2 = st.columns(2)
     sources = c1.multiselect("Source models (the attacks see their gradients)", names, default=default_source,
                              key=f"compare_sources_{dataset}", persist_state=KEEP)
-    preferred = [n for n in ("fmnist-naive", "fmnist-fgsm", "fmnist-pgd") if n in names] or names[:3]
+    by_role = models.roles(dataset)
+    preferred = [by_role[r] for r in ("naive", "fgsm", "pgd") if r in by_role and by_role[r] in names] or names[:3]
     targets = c2.multiselect("Target models (shown the adversarial images)", names,
                              default=names if dataset == "imagenet" else preferred,
                              key=f"compare_targets_{dataset}", persist_state=KEEP,

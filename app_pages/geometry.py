@@ -158,10 +158,9 @@ def lipschitz_tab(res: geometry.ImageGeometry) -> None:
 def compare_tab(req: gv.GeometryRequest, image, res: geometry.ImageGeometry) -> None:
     partners = gv.robust_partners(req.model)
     if partners is None:
-        st.info("The model zoo holds adversarially trained models only for Fashion-MNIST (fmnist-fgsm, fmnist-pgd, "
-                "fmnist-mat-mixed, fmnist-mat-parallel against fmnist-naive). For ImageNet there are only the "
-                "standard EfficientNet-Lite0/1/2, so there is no naive-against-robust pair: pick a Fashion-MNIST "
-                "model in the sidebar to compare.")
+        st.info("This model's dataset has no adversarially trained model beside a standard one in the model zoo "
+                "(for ImageNet there are only the standard EfficientNet-Lite0/1/2), so there is no "
+                "naive-against-robust pair: pick a Fashion-MNIST model in the sidebar to compare.")
         return
     naive, robust = partners
     c1, c2 = st.columns([1, 2])

@@ -142,5 +142,5 @@ def test_imagenet_page_runs_and_says_which_comparison_exists() -> None:
     for title in FIGURES:
         assert title in figs
     info = "\n".join(i.value for i in at.info)
-    assert "only for Fashion-MNIST" in info and "EfficientNet-Lite0/1/2" in info
+    assert "no naive-against-robust pair" in info and "EfficientNet-Lite0/1/2" in info
     assert "--model efficientnet-lite0" in at.code[0].value and "--T 5" in at.code[0].value

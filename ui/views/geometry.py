@@ -29,8 +29,7 @@ PAGE_PERMUTATIONS = 199
 SMALL_DEFAULTS = {"T": 100, "radii": "1/255:20/255:1/255"}
 LARGE_DEFAULTS = {"T": 20, "radii": "1/255,2/255,5/255,10/255,20/255"}
 T_CHOICES = [5, 10, 20, 30, 50, 100, 200]
-ROBUST = ("fmnist-pgd", "fmnist-fgsm", "fmnist-mat-mixed", "fmnist-mat-parallel")
-NAIVE = "fmnist-naive"
+ROBUST_ROLES = ("pgd", "fgsm", "mat-mixed", "mat-parallel")  # the robust partners, PGD-trained first
 
 LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=360)
 SCORE_COLOURS = plots.streamlit_safe(plotly.colors.sequential.Viridis)
@@ -262,14 +261,13 @@ def compare_sentence(a: geometry.ImageGeometry, b: geometry.ImageGeometry) -> st
 
 
 def robust_partners(model: str) -> tuple[str, list[str]] | None:
-    """The naive model and the robust ones that can be compared for ``model``'s dataset, or None."""
-    if models.get_spec(model).dataset != "fashion-mnist":
+    """The naive model and the robust ones (by role) that can be compared for ``model``'s dataset, or None."""
+    dataset = models.get_spec(model).dataset
+    naive = models.with_role(dataset, "naive")
+    robust = [n for n in (models.with_role(dataset, r) for r in ROBUST_ROLES) if n is not None]
+    if naive is None or not robust:
         return None
-    names = set(models.names())
-    robust = [n for n in ROBUST if n in names]
-    if NAIVE not in names or not robust:
-        return None
-    return NAIVE, robust
+    return naive, robust
 
 
 def check_radii_for(norm: str, radii: Sequence[float]) -> None:
