@@ -131,7 +131,7 @@ def declared_params() -> dict[str, Param]:
     its type and range (they may differ in default and help, as AGR's stop_on_success does).
     """
     out: dict[str, Param] = {}
-    for p in (*LOOP_PARAMS, *(p for s in ATTACKS.values() for p in s.params)):
+    for p in (*(p for s in ATTACKS.values() for p in s.params), *LOOP_PARAMS):
         seen = out.setdefault(p.name, p)
         if (seen.kind, seen.low, seen.high, seen.low_open, seen.choices) != (p.kind, p.low, p.high, p.low_open,
                                                                              p.choices):
