@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from advcore.attacks import ATTACKS
 from advcore.cli.framework import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,6 +313,60 @@ def test_cli_line_round_trips_through_the_cli_parser(attack, norm, eps, eps_text
     assert args.stop_on_success == (False if extra.get("stop_on_success") is False else None)
 
 
+def other_value(p):
+    """A valid value of declared parameter ``p`` other than its default, read from the declaration."""
+    if p.kind == "bool":
+        return not p.default
+    if p.kind == "choice":
+        return [c for c in p.choices if c != p.default][0]
+    if p.widget_values:
+        return p.widget_values[-1]
+    return p.check(p.default + 7 if p.kind == "int" else 2.5 * p.default + 0.125)
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+@pytest.mark.parametrize("pick", ["defaults", "others"])
+def test_every_attacks_cli_line_round_trips(attack, pick) -> None:
+    """For every attack of the registry, every declared parameter of a request comes back from the CLI parser."""
+    from advcore.cli.attack import param_values
+    from ui.views.attack import AttackRequest, cli_command
+
+    spec = ATTACKS[attack]
+    values = {p.name: p.default if pick == "defaults" else other_value(p) for p in spec.params}
+    extra = {k: v if spec.enabled(spec.param(k), values) else None for k, v in values.items()}  # as the page sends
+    req = AttackRequest(model="fmnist-naive", device="auto", image_key="gallery:3", attack=attack, norm="linf",
+                        eps=0.1, eps_text="0.1", steps=12, extra=tuple(sorted(extra.items())))
+    args = build_parser().parse_args(shlex.split(cli_command(req, "fashion-mnist:3").replace("\\\n", " "))[3:])
+    got, notes = param_values(args, attack)
+    assert notes == [] and args.attack == attack and args.steps == (12 if spec.iterative else None)
+    used = {k: v for k, v in extra.items() if v is not None}
+    assert {k: got.get(k, spec.param(k).default) for k in used} == used
+    assert set(got) <= set(used)
+
+
+def test_the_page_draws_one_widget_per_declared_parameter() -> None:
+    """Widgets come from the declarations: kind, key, label and default; seed is disabled without random start."""
+    at = attack_page(sidebar_model="fmnist-naive")
+    kinds = {"bool": "checkbox", "choice": "radio", "int": "number_input", "float": "number_input"}
+    for name, spec in ATTACKS.items():
+        at.selectbox(key="attack_name").set_value(name).run()
+        assert not at.exception and not at.error
+        for p in spec.params:
+            kind = "select_slider" if p.widget_values else kinds[p.kind]
+            w = getattr(at, kind)(key=p.key)
+            assert w.label == p.title and w.value == p.default and not w.disabled, (name, p.name)
+            if p.kind in ("float", "int") and not p.widget_values:
+                low, high = p.widget_range or (p.low, p.high)
+                assert (w.min, w.max) == (low, high)
+        assert metrics(at)["Success"] in ("yes", "no")
+    at.selectbox(key="attack_name").set_value("pgd").run()
+    at.checkbox(key="attack_random_start").uncheck().run()
+    assert at.number_input(key="attack_seed").disabled
+    args = cli_args(at)
+    assert args.random_start is False and args.seed is None
+    assert "--seed" not in at.code[0].value
+
+
 def test_heatmap_colour_range_starts_at_zero_and_covers_the_budget() -> None:
     """Float noise around eps (4 +- 1e-6) must not become the whole colour range."""
     import numpy as np
@@ -370,6 +425,7 @@ def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
     import torch
 
     from advcore import cli, data, datasets, models
+    from advcore.cli.framework import load_image
 
     at = attack_page(sidebar_model="fmnist-naive", **{GALLERY_KEY: 3})
     classes = models.class_names("fmnist-naive")
@@ -411,7 +467,7 @@ def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["clean_name"] == preds["Clean"][0] and result["adv_name"] == preds["Adversarial"][0]
     # Both paths see exactly the subset's pixels (grey stays grey: no RGB weighting rounding).
-    assert torch.equal(data.prepare(cli.load_image("fashion-mnist:3"), (1, 28, 28)), x[3:4].float() / 255)
+    assert torch.equal(data.prepare(load_image("fashion-mnist:3"), (1, 28, 28)), x[3:4].float() / 255)
 
 
 def test_fashion_mnist_defaults_and_uploads() -> None:
