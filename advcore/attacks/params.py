@@ -125,20 +125,20 @@ class Param:
             if not math.isfinite(value):
                 raise AdvlabError(f"{who} must be a finite number, got {value!r}.")
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            raise AdvlabError(f"{who} must be {self.range_text()}, got {value:g}.")
+            raise AdvlabError(f"{who} must be {self.range_text()}, got {_num(value)}.")
         if self.high is not None and value > self.high:
-            raise AdvlabError(f"{who} must be {self.range_text()}, got {value:g}.")
+            raise AdvlabError(f"{who} must be {self.range_text()}, got {_num(value)}.")
         return value
 
     def range_text(self) -> str:
         """The valid range in words: "positive", "at least 0", "between 0 and 2147483647"."""
         if self.low is not None and self.high is not None:
-            return f"between {self.low:g} and {self.high:g}"
+            return f"between {_num(self.low)} and {_num(self.high)}"
         if self.low is not None:
-            return ("positive" if self.low == 0 else f"above {self.low:g}") if self.low_open \
-                else f"at least {self.low:g}"
+            return ("positive" if self.low == 0 else f"above {_num(self.low)}") if self.low_open \
+                else f"at least {_num(self.low)}"
         if self.high is not None:
-            return f"at most {self.high:g}"
+            return f"at most {_num(self.high)}"
         return "finite"
 
     def parse(self, text: str) -> object:
@@ -191,6 +191,11 @@ class Param:
         return f"{value:g}" if self.kind == "float" else str(value)
 
 
+def _num(v: float) -> str:
+    """A bound or a value in a message: whole numbers in full (2147483647), others short (1e-08)."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+
+
 def check_values(params: tuple[Param, ...], values: Mapping[str, object], owner: str = "") -> dict[str, object]:
     """Each declared parameter present in ``values``, checked; the others are left out."""
     return {p.name: p.check(values[p.name], owner) for p in params if p.name in values}
@@ -236,8 +241,9 @@ class AttackSpec:
             if arg.default != p.default or type(arg.default) is not type(p.default):
                 raise TypeError(f"Attack {self.name}: {p.name} defaults to {arg.default!r} in "
                                 f"{self.fn.__name__}() but {p.default!r} in its declaration.")
-            if p.enabled_by is not None and self.param(p.enabled_by).kind != "bool":
-                raise TypeError(f"Attack {self.name}: {p.name} is enabled by {p.enabled_by}, which is not a bool.")
+            if p.enabled_by is not None and (p.enabled_by not in names[:names.index(p.name)]
+                                             or self.param(p.enabled_by).kind != "bool"):
+                raise TypeError(f"Attack {self.name}: {p.name} must be enabled by a bool declared before it.")
 
     @property
     def short_title(self) -> str:
