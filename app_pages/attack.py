@@ -44,7 +44,8 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     """The attack widgets; returns the request."""
     c1, c2, c3 = st.columns([1.3, 1.0, 2.2])
     attack = c1.selectbox("Attack", list(ATTACKS), format_func=lambda n: ATTACKS[n].title, key="attack_name",
-                          persist_state=KEEP, help="The five gradient attacks of the AGR paper's comparison.")
+                          persist_state=KEEP,
+                          help="Gradient attacks on one loop: the AGR paper's five (FGSM to AGR) first.")
     norm = c2.radio("Norm", list(NORM_TITLES), format_func=NORM_TITLES.get, key="attack_norm", horizontal=True,
                     persist_state=KEEP, help="The ball the perturbation must stay in.")
     pixel_units = dataset != "imagenet"  # Fashion-MNIST models: eps up to 0.3, in pixel units like their cards

@@ -72,8 +72,9 @@ def test_default_fgsm_flips_the_cat() -> None:
     assert "default 4/255, then lower eps to 1/255" in at.markdown[0].value
     assert at.selectbox(key="attack_name").label == "Attack"
     assert at.selectbox(key="attack_name").value == "fgsm"
-    assert at.selectbox(key="attack_name").options == ["FGSM", "I-FGSM (BIM)", "PGD", "MI-FGSM",
-                                                       "AGR (adaptive gradient refinement)"]
+    assert at.selectbox(key="attack_name").options[:5] == ["FGSM", "I-FGSM (BIM)", "PGD", "MI-FGSM",
+                                                           "AGR (adaptive gradient refinement)"]
+    assert at.selectbox(key="attack_name").options == [s.title for s in ATTACKS.values()]  # the whole registry
     assert at.slider(key="attack_eps_linf").label == "eps (x/255)"
     assert at.slider(key="attack_eps_linf").value == 4
     assert at.slider(key="attack_steps").disabled  # FGSM takes one step
@@ -321,6 +322,9 @@ def other_value(p):
         return [c for c in p.choices if c != p.default][0]
     if p.widget_values:
         return p.widget_values[-1]
+    if p.high is not None:  # halfway to a bound
+        end = p.high if p.default < p.high else p.low
+        return p.check((p.default + end) // 2 if p.kind == "int" else (p.default + end) / 2)
     return p.check(p.default + 7 if p.kind == "int" else 2.5 * p.default + 0.125)
 
 

@@ -15,7 +15,8 @@ from torch import nn
 from advcore import attacks, data, models
 from advcore.errors import AdvlabError
 
-ALL = ["fgsm", "ifgsm", "pgd", "mifgsm", "agr"]
+PAPER = ["fgsm", "ifgsm", "pgd", "mifgsm", "agr"]  # the AGR paper's comparison, in its order
+ALL = list(attacks.ATTACKS)  # every registered attack gets the invariance tests below
 
 
 def small_cnn(seed: int = 0, dtype=torch.float64) -> nn.Module:
@@ -260,6 +261,12 @@ def test_bad_budgets_are_refused_with_a_message(digits_model, params, fragment):
         attacks.run("pgd", net, x, y, **params)
 
 
+def test_the_registry_lists_the_papers_attacks_first():
+    assert ALL[:5] == PAPER
+    assert [attacks.get_attack(a).name for a in ("BIM", "i-fgsm", "MI-FGSM", "adaptive")] == ["ifgsm", "ifgsm",
+                                                                                             "mifgsm", "agr"]
+
+
 def test_unknown_attack_and_missing_target():
     with pytest.raises(AdvlabError, match="Unknown attack"):
         attacks.get_attack("deepfool")
@@ -375,8 +382,17 @@ def good_values(p: attacks.Param) -> list:
         values.append(p.low)
     if p.high is not None:
         values.append(p.high)
-    values.append(3 * int(p.default) + 7 if p.kind == "int" else 2.5 * float(p.default) + 0.125)
+    values.append(inside(p))
     return [v if p.kind == "int" else float(v) for v in values if v is not None]
+
+
+def inside(p: attacks.Param) -> float | int:
+    """A valid value of a number ``p`` other than its default: halfway to a bound, or beyond an unbounded default."""
+    d = p.default
+    if p.high is not None:
+        end = p.high if d < p.high else (p.low if p.low is not None else d - 1)
+        return (d + end) // 2 if p.kind == "int" else (d + end) / 2
+    return 3 * d + 7 if p.kind == "int" else 2.5 * d + 0.125
 
 
 def bad_values(p: attacks.Param) -> list:
@@ -415,7 +431,7 @@ def test_declared_defaults_are_the_functions_defaults(spec):
         assert sig[p.name].default == p.default and type(sig[p.name].default) is type(p.default)
         assert attacks.param_default(spec.name, p.name) == p.default
         wrong = replace(p, widget_values=(), default=not p.default if p.kind == "bool" else (
-            [c for c in p.choices if c != p.default][0] if p.kind == "choice" else p.default + 1))
+            [c for c in p.choices if c != p.default][0] if p.kind == "choice" else inside(p)))
         with pytest.raises(TypeError, match="defaults to"):  # a spec that disagrees with its function is refused
             attacks.AttackSpec(spec.name, spec.title, spec.fn, spec.reference,
                                params=tuple(wrong if q is p else q for q in spec.params))
