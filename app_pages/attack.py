@@ -22,6 +22,7 @@ from ui import plots
 from ui.frame import app_frame, md_escape, require_image
 from ui.session import ATTACK_RESULTS, ATTACK_RUN
 from ui.views import attack as attack_view
+from ui.widgets import param_widgets
 
 INTRO = (
     "Pick a photo and an attack, then move eps to see how small a change flips the model's prediction: "
@@ -33,11 +34,6 @@ INTRO_SMALL = (
     "adversarially trained one and see whether the same image still flips."
 )
 NORM_TITLES = {"linf": "L-infinity", "l2": "L2"}
-ACCUMULATORS = {
-    "sign": "sign(g) — paper's Eq. 10 (default)",
-    "gradient": "raw gradient — textbook AdaGrad",
-}
-DELTAS = [1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2]
 AMPLIFICATIONS = ["auto", 1, 2, 5, 10, 20, 50, 100]
 DEFAULT_TARGET = 859  # ImageNet "toaster", the classic target of adversarial patches
 DEFAULT_TARGETS = {"imagenet": DEFAULT_TARGET, "fashion-mnist": 1}  # Fashion-MNIST: "Trouser"
@@ -51,7 +47,8 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     """The attack widgets; returns the request."""
     c1, c2, c3 = st.columns([1.3, 1.0, 2.2])
     attack = c1.selectbox("Attack", list(ATTACKS), format_func=lambda n: ATTACKS[n].title, key="attack_name",
-                          persist_state=KEEP, help="The five gradient attacks of the AGR paper's comparison.")
+                          persist_state=KEEP,
+                          help="Gradient attacks on one loop: the AGR paper's five (FGSM to AGR) first.")
     norm = c2.radio("Norm", list(NORM_TITLES), format_func=NORM_TITLES.get, key="attack_norm", horizontal=True,
                     persist_state=KEEP, help="The ball the perturbation must stay in.")
     pixel_units = dataset != "imagenet"  # Fashion-MNIST models: eps up to 0.3, in pixel units like their cards
@@ -94,35 +91,7 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     elif spec.iterative:
         d2.caption("alpha: auto")
 
-    extra: dict = {}
-    if attack == "pgd":
-        rs = d3.checkbox("Random start", True, key="attack_random_start", persist_state=KEEP,
-                         help="Start from a uniform random point of the ball (Madry et al.).")
-        seed = d3.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="attack_seed", disabled=not rs,
-                               persist_state=KEEP, help="Fixes the random start, so the numbers are reproducible.")
-        extra = {"random_start": rs, "seed": int(seed) if rs else None}
-    elif attack == "mifgsm":
-        extra = {"mu": float(d3.number_input("mu (momentum decay)", 0.0, 10.0, 1.0, step=0.1, key="attack_mu",
-                                             persist_state=KEEP))}
-    elif attack == "agr":
-        e1, e2 = d3.columns(2)
-        phi = e1.number_input("phi", 0.01, 100.0, 1.0, step=0.1, key="attack_phi", persist_state=KEEP,
-                              help="Divides every step: alpha * s / (phi * sqrt(G + delta)) (Eq. 11). "
-                                   "Larger phi, smaller steps.")
-        delta = e2.select_slider("delta", DELTAS, 1e-8, format_func=lambda v: f"{v:.0e}", key="attack_delta",
-                                 persist_state=KEEP,
-                                 help="Added to G under the square root so the division is safe. With sign(g) "
-                                      "it hardly matters; with the raw gradient, pixels whose gradient is below "
-                                      "about sqrt(delta) take much smaller steps.")
-        acc = d3.radio("Accumulator", list(ACCUMULATORS), format_func=ACCUMULATORS.get, key="attack_accumulator",
-                       persist_state=KEEP,
-                       help="What G sums step after step (Eq. 10). sign(g): G counts the steps, so the step "
-                            "shrinks as 1/sqrt(t) whatever the gradient's scale, and the first step is an FGSM step "
-                            "of size alpha. Raw gradient: G sums g^2, so input gradients near sqrt(delta) or "
-                            "smaller get tiny steps and the attack is much weaker.")
-        stop_on_success = d3.checkbox("Stop on success", True, key="attack_stop", persist_state=KEEP,
-                                      help="Algorithm 1: iterate until the label flips (or the steps run out).")
-        extra = {"phi": float(phi), "delta": float(delta), "accumulator": acc, "stop_on_success": stop_on_success}
+    extra = param_widgets(d3, spec.params, persist_state=KEEP)  # one widget per declared parameter
 
     t1, t2 = st.columns([1.3, 3.2])
     targeted = t1.checkbox("Targeted", False, key="attack_targeted", persist_state=KEEP,

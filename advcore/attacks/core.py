@@ -10,10 +10,12 @@ The loop (projected gradient ascent on the loss, Madry et al. 2018)::
         delta_t+1 = clip(x + delta_t+1, 0, 1) - x         # stay a valid image
 
 ``J`` is the cross-entropy to the true label (ascended) or, for a targeted attack,
-minus the cross-entropy to the target (so the loop always ascends). Balls are per
+minus the cross-entropy to the target (so the loop always ascends). ``loss=`` swaps
+in any per-sample loss of the model's output (a margin loss, or the distance of a
+layer's activations to a target's for feature-collision poisoning). Balls are per
 sample: L2 norms, normalisations and projections never mix samples of a batch.
 With ``stop_on_success`` a sample leaves the loop at the first iterate that is
-already adversarial (the paper's ``while f(x+v) = f(x)``, Algorithm 1 line 4) and
+already adversarial (the AGR paper's ``while f(x+v) = f(x)``, Algorithm 1) and
 costs no more gradient evaluations.
 """
 
@@ -33,12 +35,16 @@ from advcore.errors import AdvlabError
 
 NORMS = ("linf", "l2")
 MAX_STEPS = 1000
+FORMS = ("perturbation", "point")  # what the loop keeps between steps (see iterative_attack)
+
+Loss = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+"""``loss(output, label) -> (N,)``: the per-sample loss the loop ascends (descends when targeted)."""
 
 
 # --------------------------------------------------------------------------- balls
 
 
-def _per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+def per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:
     """Norm of each sample, shaped ``(N, 1, 1, 1)`` for broadcasting."""
     n = t.flatten(1).norm(p=p, dim=1)
     return n.view(-1, *([1] * (t.dim() - 1)))
@@ -94,15 +100,15 @@ class L2Ball(Ball):
     name = "l2"
 
     def normalize(self, g: torch.Tensor) -> torch.Tensor:
-        return g / _per_sample_norm(g, 2).clamp_min(1e-12)
+        return g / per_sample_norm(g, 2).clamp_min(1e-12)
 
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
-        n = _per_sample_norm(delta, 2)
+        n = per_sample_norm(delta, 2)
         return delta * torch.clamp(eps / n.clamp_min(1e-12), max=1.0)
 
     def random(self, shape, eps, generator, device):
         d = torch.randn(shape, generator=generator, device=device)
-        d = d / _per_sample_norm(d, 2).clamp_min(1e-12)
+        d = d / per_sample_norm(d, 2).clamp_min(1e-12)
         numel = math.prod(shape[1:])
         r = torch.rand((shape[0],) + (1,) * (len(shape) - 1), generator=generator, device=device)
         return d * r.pow(1.0 / numel) * eps  # uniform in the ball, not on the sphere
@@ -147,52 +153,6 @@ class SteepestAscent:
         return ball.normalize(grad)
 
 
-class Momentum:
-    """MI-FGSM (Dong et al. 2018, Eq. 6): ``m_t+1 = mu m_t + g_t / ||g_t||_1``; ``d_t = normalise(m_t+1)``."""
-
-    def __init__(self, mu: float):
-        self.mu = mu
-
-    def init_state(self, x):
-        return {"m": torch.zeros_like(x)}
-
-    def direction(self, grad, state, idx, ball):
-        g = grad / _per_sample_norm(grad, 1).clamp_min(1e-12)
-        m = self.mu * state["m"][idx] + g
-        state["m"][idx] = m
-        return ball.normalize(m)
-
-
-class AdaptiveGradient:
-    """AGR (Xiao et al., Algorithm 1, Eq. 8-11): AdaGrad-scaled steps.
-
-    ``G_t = sum_i s_i * s_i`` (Eq. 8, the diagonal), ``d_t = s_t / (phi * sqrt(G_t + delta))``
-    (Eq. 11), elementwise. With ``accumulator="sign"`` (default) ``s = sign(g)`` exactly as
-    the paper's Eq. 10-11 write it, so ``G_t = t`` wherever the gradient is non-zero and
-    the step decays as ``1 / sqrt(t)``. With ``accumulator="gradient"`` ``s`` is the raw
-    gradient (textbook AdaGrad); then ``delta`` is in gradient units and input gradients
-    of 1e-4 or less make the steps far smaller than a sign step (measured on the digits
-    model: 65% success at eps 0.2 against 100% for the sign form).
-    Each entry of ``d_t`` is at most ``1/phi`` in size; under L2 the direction is
-    divided by ``sqrt(numel)`` so a step's L2 size is at most ``alpha/phi``.
-    """
-
-    def __init__(self, phi: float = 1.0, delta: float = 1e-8, accumulator: str = "sign"):
-        if accumulator not in ("gradient", "sign"):
-            raise AdvlabError("AGR accumulator must be 'gradient' or 'sign'.")
-        self.phi, self.delta, self.accumulator = phi, delta, accumulator
-
-    def init_state(self, x):
-        return {"G": torch.zeros_like(x)}
-
-    def direction(self, grad, state, idx, ball):
-        s = grad if self.accumulator == "gradient" else grad.sign()
-        G = state["G"][idx] + s * s
-        state["G"][idx] = G
-        d = s / (self.phi * torch.sqrt(G + self.delta))
-        return d * ball.elementwise_scale(d[0].numel())
-
-
 # ------------------------------------------------------------------ the loop
 
 
@@ -202,7 +162,7 @@ class StepInfo:
 
     step: int  # 1-based index of the gradient step just taken
     steps: int
-    loss: torch.Tensor  # (N,) cross-entropy to the label at the iterate that was differentiated; nan if inactive
+    loss: torch.Tensor  # (N,) the loss (cross-entropy to the label) at the iterate differentiated; nan if inactive
     active: torch.Tensor  # (N,) bool, samples still iterating after this step
     x_adv: torch.Tensor  # (N, C, H, W) current iterate (do not modify)
 
@@ -215,11 +175,13 @@ class AttackResult:
     logits: torch.Tensor  # model output at x_adv
     success: torch.Tensor  # (N,) bool
     grad_evals: torch.Tensor  # (N,) gradient evaluations (forward+backward) spent on each sample
-    loss_history: torch.Tensor  # (N, steps+1): CE to the attack label at each iterate; nan after a sample stopped
-    prob_history: torch.Tensor  # (N, steps+1): probability of the attack label at each iterate
+    loss_history: torch.Tensor  # (N, steps+1): the loss (CE to the label) at each iterate; nan after a sample stopped
+    prob_history: torch.Tensor  # (N, steps+1): probability of the attack label at each iterate (nan: no classes)
     seconds: float
     cancelled: bool = False
     params: dict = field(default_factory=dict)
+    # (N,) index of the first iterate found adversarial (0: the starting point; the last: x_adv), -1 if none
+    steps_to_success: torch.Tensor | None = None
 
 
 def attack_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -236,10 +198,15 @@ def is_adversarial(logits: torch.Tensor, label: torch.Tensor, targeted: bool) ->
     return pred == label if targeted else pred != label
 
 
+def cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """The loop's default loss: per-sample cross-entropy of ``logits`` to class ``label``."""
+    return F.cross_entropy(logits, label, reduction="none")
+
+
 def iterative_attack(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
-    label: torch.Tensor,
+    label: torch.Tensor | None,
     rule: UpdateRule,
     *,
     eps: float,
@@ -251,6 +218,8 @@ def iterative_attack(
     stop_on_success: bool = False,
     generator: torch.Generator | None = None,
     callback: Callable[[StepInfo], bool | None] | None = None,
+    loss: Loss | None = None,
+    form: str = "perturbation",
 ) -> AttackResult:
     """Run ``steps`` projected ascent steps of ``rule`` on a batch ``x`` in ``[0, 1]``.
 
@@ -259,24 +228,50 @@ def iterative_attack(
     which then returns the current iterate with ``cancelled=True``.
     The model is used as it is (its mode and weights are never changed); gradients
     are taken with respect to the input only.
+
+    ``loss(output, label[active])`` replaces the cross-entropy: a ``(N,)`` loss of the
+    model's output that the loop ascends (targeted: descends); ``model`` may then be any
+    function of the batch, such as a layer's activations, and ``label`` any per-sample
+    tensor the loss reads (target features), or None. Success, probabilities, first
+    successes and ``stop_on_success`` need class labels (an integer ``label``); without
+    them success is all False, probabilities nan and first successes -1.
+
+    ``form`` is what the loop keeps between steps: ``"perturbation"`` (``delta``; the
+    iterate is ``x + delta``) or ``"point"`` (the iterate ``z`` itself, updated as
+    ``clip(x + Proj(z + alpha d - x))`` like Foolbox and torchattacks). The two are the
+    same steps and differ only in float rounding (a last bit here and there).
     """
     ball = get_ball(norm)
     check_budget(eps=eps, alpha=alpha, steps=steps, norm=norm)
     if x.dim() != 4:
         raise AdvlabError("Images must be a batch shaped (N, C, H, W).")
+    if form not in FORMS:
+        raise AdvlabError(f"Unknown form {form!r}; choose {' or '.join(FORMS)}.")
+    classes = label is not None and not torch.is_floating_point(label) and not torch.is_complex(label)
+    if loss is None and not classes:
+        raise AdvlabError("The cross-entropy loss needs class labels.")
+    if stop_on_success and not classes:
+        raise AdvlabError("Stopping on success needs class labels.")
+    loss_fn = cross_entropy if loss is None else loss
     t0 = time.perf_counter()
     x = x.detach()
-    label = label.to(x.device).long()
+    if label is not None:
+        label = label.to(x.device)
+        if classes:
+            label = label.long()
     n = x.shape[0]
     sign = -1.0 if targeted else 1.0
+    point = form == "point"
 
-    delta = torch.zeros_like(x)
+    # ``state``: the perturbation delta (iterate x + delta) or the point z itself (iterate z).
+    state = x.clone() if point else torch.zeros_like(x)
     if random_start and eps > 0:
-        delta = ball.random(x.shape, eps, generator, x.device)
-        delta = (x + delta).clamp(0, 1) - x
-    state = rule.init_state(x)
+        start = (x + ball.random(x.shape, eps, generator, x.device)).clamp(0, 1)
+        state = start if point else start - x
+    rule_state = rule.init_state(x)
     active = torch.ones(n, dtype=torch.bool, device=x.device)
     grad_evals = torch.zeros(n, dtype=torch.long, device=x.device)
+    first = torch.full((n,), -1, dtype=torch.long, device=x.device)
     nan = torch.full((n,), float("nan"), device=x.device, dtype=x.dtype)
     loss_hist: list[torch.Tensor] = []
     prob_hist: list[torch.Tensor] = []
@@ -286,46 +281,64 @@ def iterative_attack(
         idx = active.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
-        xi = (x[idx] + delta[idx]).requires_grad_(True)
+        xi = (state[idx] if point else x[idx] + state[idx]).requires_grad_(True)
         with torch.enable_grad():
-            logits = model(xi)
-            loss = F.cross_entropy(logits, label[idx], reduction="none")
-            (grad,) = torch.autograd.grad(sign * loss.sum(), xi)
-        loss_hist.append(nan.index_put((idx,), loss.detach()))
-        prob_hist.append(nan.index_put((idx,), logits.detach().softmax(1).gather(1, label[idx, None])[:, 0]))
+            out = model(xi)
+            li = loss_fn(out, None if label is None else label[idx])
+            if li.shape != (idx.numel(),):
+                raise ValueError(f"The loss must give one value per sample ({idx.numel()}), got {tuple(li.shape)}.")
+            (grad,) = torch.autograd.grad(sign * li.sum(), xi)
+        loss_hist.append(nan.index_put((idx,), li.detach().to(nan.dtype)))
+        if classes:
+            logits = out.detach()
+            prob_hist.append(nan.index_put((idx,), logits.softmax(1).gather(1, label[idx, None])[:, 0]))
+            adversarial = is_adversarial(logits, label[idx], targeted)
+            first[idx[adversarial & (first[idx] < 0)]] = step
+        else:
+            prob_hist.append(nan)
         grad_evals[idx] += 1  # computed for every active sample, even one found adversarial now
-        if stop_on_success:
-            done = is_adversarial(logits.detach(), label[idx], targeted)
-            if done.any():
-                active[idx[done]] = False
-                keep = ~done
-                idx, grad = idx[keep], grad[keep]
+        if stop_on_success and adversarial.any():
+            active[idx[adversarial]] = False
+            keep = ~adversarial
+            idx, grad = idx[keep], grad[keep]
         if idx.numel() > 0:
-            d = rule.direction(grad, state, idx, ball)
-            new = ball.project(delta[idx] + alpha * d, eps)
-            delta[idx] = (x[idx] + new).clamp(0, 1) - x[idx]
+            d = rule.direction(grad, rule_state, idx, ball)
+            if point:
+                state[idx] = (x[idx] + ball.project(state[idx] + alpha * d - x[idx], eps)).clamp(0, 1)
+            else:
+                new = ball.project(state[idx] + alpha * d, eps)
+                state[idx] = (x[idx] + new).clamp(0, 1) - x[idx]
         if callback is not None and callback(
-            StepInfo(step=step + 1, steps=steps, loss=loss_hist[-1], active=active.clone(), x_adv=x + delta)
+            StepInfo(step=step + 1, steps=steps, loss=loss_hist[-1], active=active.clone(),
+                     x_adv=state.clone() if point else x + state)
         ):
             cancelled = True
             break
 
-    x_adv = (x + delta).detach()
+    taken = len(loss_hist)
+    x_adv = (state if point else x + state).detach()
     with torch.no_grad():
-        logits = model(x_adv)
-    loss_hist.append(F.cross_entropy(logits, label, reduction="none"))
-    prob_hist.append(logits.softmax(1).gather(1, label[:, None])[:, 0])
+        out = model(x_adv)
+        loss_hist.append(loss_fn(out, label).to(nan.dtype))
+    if classes:
+        prob_hist.append(out.softmax(1).gather(1, label[:, None])[:, 0])
+        success = is_adversarial(out, label, targeted)
+        first[success & (first < 0)] = taken
+    else:
+        prob_hist.append(nan)
+        success = torch.zeros(n, dtype=torch.bool, device=x.device)
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
     return AttackResult(
         x_adv=x_adv,
-        logits=logits,
-        success=is_adversarial(logits, label, targeted),
+        logits=out,
+        success=success,
         grad_evals=grad_evals,
         loss_history=torch.stack(loss_hist, dim=1),
         prob_history=torch.stack(prob_hist, dim=1),
         seconds=time.perf_counter() - t0,
         cancelled=cancelled,
+        steps_to_success=first,
     )
 
 
@@ -350,3 +363,55 @@ def check_steps(steps: int) -> None:
         raise AdvlabError(f"steps must be a whole number, got {steps!r}.")
     if steps < 1 or steps > MAX_STEPS:
         raise AdvlabError(f"steps must be between 1 and {MAX_STEPS}, got {steps}.")
+
+
+# ------------------------------------------------------- from an attack's arguments to the loop
+
+
+def prepare_labels(model: nn.Module, x: torch.Tensor, y, target, targeted: bool) -> tuple[torch.Tensor, bool]:
+    """The label the loop uses, and whether the attack is targeted (a ``target`` makes it so)."""
+    if target is not None:
+        targeted = True
+    if targeted:
+        if target is None:
+            raise AdvlabError("A targeted attack needs a target class.")
+        t = torch.as_tensor(target, device=x.device).long().reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(x.shape[0])
+        if t.numel() != x.shape[0]:
+            raise AdvlabError("Give one target class, or one per image.")
+        return t.clone(), True
+    if y is not None:
+        y = torch.as_tensor(y, device=x.device).long().reshape(-1)
+        if y.numel() == 1:
+            y = y.expand(x.shape[0]).clone()
+    return attack_labels(model, x, y), False
+
+
+def default_alpha(alpha: float | None, eps: float, steps: int, factor: float) -> float:
+    """``factor * eps / steps`` unless a step size is given (the loop validates the whole budget)."""
+    check_steps(steps)
+    return factor * eps / steps if alpha is None else alpha
+
+
+def run_rule(model: nn.Module, x: torch.Tensor, y, target, targeted: bool, rule: UpdateRule, *, eps: float,
+             alpha: float, steps: int, norm: str, random_start: bool = False, stop_on_success: bool = False,
+             seed: int | None = None, callback: Callable[[StepInfo], bool | None] | None = None,
+             params: dict | None = None) -> AttackResult:
+    """An attack's body: resolve the labels, seed the random start, run the loop, record the parameters.
+
+    ``res.params`` holds the budget, the loop options and ``params`` (the attack's own, as declared).
+    """
+    label, targeted = prepare_labels(model, x, y, target, targeted)
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=x.device)
+        gen.manual_seed(int(seed))
+    res = iterative_attack(
+        model, x, label, rule, eps=eps, alpha=alpha, steps=steps, norm=norm, targeted=targeted,
+        random_start=random_start, stop_on_success=stop_on_success, generator=gen, callback=callback,
+    )
+    res.params = {"eps": eps, "alpha": alpha, "steps": steps, "norm": norm, "targeted": targeted,
+                  "random_start": random_start, "stop_on_success": stop_on_success, "seed": seed,
+                  **(params or {})}
+    return res

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 
-from advcore.attacks import ATTACKS, MAX_STEPS
+from advcore.attacks import ATTACKS, MAX_STEPS, Param, accepted_params, declared_params, param_default
 from advcore.cli.framework import (
     EXIT_OK,
     add_run_options,
     arg_type,
     command,
     finite_type,
-    int_type,
     json_text,
     load_image,
     output_path,
@@ -24,24 +23,52 @@ from advcore.cli.framework import (
 from advcore.errors import AdvlabError
 from advcore.units import format_eps, parse_eps
 
-# Attack-specific flags: argparse dest -> (flag as typed, attack parameter).
-_EXTRA_FLAGS = {
-    "mu": ("--mu", "mu"),
-    "phi": ("--phi", "phi"),
-    "delta": ("--delta", "delta"),
-    "accumulator": ("--accumulator", "accumulator"),
-    "random_start": ("--[no-]random-start", "random_start"),
-    "stop_on_success": ("--[no-]stop-on-success", "stop_on_success"),
-    "seed": ("--seed", "seed"),
-}
+
+def _flag_help(p: Param) -> str:
+    """A flag's help from its declaration, with each attack's default: "MI-FGSM: ... (default: 1)"."""
+    takers = [a for a in ATTACKS.values() if p.name in accepted_params(a.name)]
+    by_default: dict[str, list[str]] = {}
+    for a in takers:
+        by_default.setdefault(p.format(param_default(a.name, p.name)), []).append(a.short_title)
+    text = p.cli_help or p.help
+    if p.unit:
+        text += f", in {p.unit} units"
+    if len(by_default) == 1:
+        (default, titles), = by_default.items()
+        text = f"{', '.join(titles)}: {text} (default: {default})"
+    else:
+        text += " (default: " + "; ".join(f"{d} for {', '.join(t)}" for d, t in by_default.items()) + ")"
+    return text.replace("%", "%%")
 
 
+def add_param_flags(g: argparse._ArgumentGroup, *, skip: tuple[str, ...] = ()) -> None:
+    """One flag per attack parameter any attack declares (``--mu``, ``--[no-]random-start``), typed,
+    ranged and explained by its declaration; ``skip`` leaves out names the command defines itself."""
+    for p in declared_params().values():
+        if p.name in skip:
+            continue
+        if p.kind == "bool":
+            g.add_argument(p.flag, action=argparse.BooleanOptionalAction, default=None, help=_flag_help(p))
+        elif p.kind == "choice":
+            g.add_argument(p.flag, choices=p.choices, help=_flag_help(p))
+        else:
+            g.add_argument(p.flag, type=arg_type(p.parse, p.name), metavar=p.name.upper(), help=_flag_help(p))
 
-def _default(attack: str, param: str) -> object:
-    """The default of an attack's keyword parameter, read from its signature (so --help never drifts)."""
-    import inspect
 
-    return inspect.signature(ATTACKS[attack].fn).parameters[param].default
+def param_values(args: argparse.Namespace, attack: str, *,
+                 skip: tuple[str, ...] = ()) -> tuple[dict[str, object], list[str]]:
+    """The attack parameters given on the command line that ``attack`` takes, and a note for each other flag."""
+    accepted = accepted_params(attack)
+    values, notes = {}, []
+    for p in declared_params().values():
+        value = getattr(args, p.name, None)
+        if p.name in skip or value is None:
+            continue
+        if p.name in accepted:
+            values[p.name] = value
+        else:
+            notes.append(f"{p.flag_text} does not apply to {attack}; ignored.")
+    return values, notes
 
 
 def _attack_args(p: argparse.ArgumentParser) -> None:
@@ -61,29 +88,12 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
                    help=f"iterations, 1-{MAX_STEPS} (default: 10; FGSM takes one step)")
     g.add_argument("--alpha", type=finite_type("alpha", positive=True),
                    help="step size (default: the attack's own, e.g. 2.5*eps/steps for PGD)")
-    g.add_argument("--seed", type=int_type("seed", 0, 2**63 - 1),
-                   help="seed of PGD's random start")
-    d = _default
-    g.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"PGD: start from a random point of the ball (default: {_yes(d('pgd', 'random_start'))})")
-    g.add_argument("--mu", type=finite_type("mu"), help=f"MI-FGSM momentum decay (default: {d('mifgsm', 'mu')})")
-    g.add_argument("--phi", type=finite_type("phi", positive=True), help=f"AGR step scale (default: {d('agr', 'phi')})")
-    g.add_argument("--delta", type=finite_type("delta", positive=True),
-                   help=f"AGR stabiliser (default: {d('agr', 'delta')})")
-    g.add_argument("--accumulator", choices=("gradient", "sign"),
-                   help=f"AGR accumulator of Eq. 10 (default: {d('agr', 'accumulator')})")
-    g.add_argument("--stop-on-success", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"stop once the label flips (default: {_yes(d('agr', 'stop_on_success'))} for AGR, "
-                        f"{_yes(d('pgd', 'stop_on_success'))} for the others)")
+    g = p.add_argument_group("attack parameters (each attack's own, from its declaration)")
+    add_param_flags(g)
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="PNG", help="write the adversarial image (exactly the 8-bit PNG measured)")
     add_run_options(g, json_help="write the metrics as JSON ('-': to stdout, instead of the summary)",
                     threads_help=None, quiet_help="no progress bar or notes (the final line stays)")
-
-
-def _yes(flag: object) -> str:
-    return "yes" if flag else "no"
-
 
 
 def _summary(m: dict, files: list[str]) -> str:
@@ -132,15 +142,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
         notes.append(f"--steps does not apply to {attack.name}; ignored.")
     if args.alpha is not None and "alpha" not in accepted:
         notes.append(f"--alpha does not apply to {attack.name}; ignored.")
-    extra = {}
-    for dest, (flag, param) in _EXTRA_FLAGS.items():
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        if param in accepted:
-            extra[param] = value
-        else:
-            notes.append(f"{flag} does not apply to {attack.name}; ignored.")
+    extra, ignored = param_values(args, attack.name)
+    notes += ignored
     steps = 10 if args.steps is None else args.steps
     # Fail fast on the budget and the target, before loading the image or the model.
     attacks.check_budget(eps=args.eps, alpha=args.eps if args.alpha is None else args.alpha, steps=steps,

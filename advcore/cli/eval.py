@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from advcore.attacks import ATTACKS
+from advcore.cli.attack import add_param_flags, param_values
 from advcore.cli.framework import (
     EXIT_OK,
     SEED_MAX,
@@ -40,8 +41,10 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                         "(default: 0:0.3:0.03)")
     g.add_argument("--steps", type=arg_type(parse_steps, "steps"), help="iterations (default: 10; FGSM takes one)")
     g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
-                   default=0, help="seed of PGD's random start (default: 0)")
+                   default=0, help="seed of PGD's random start (default: 0; batch b uses seed + b)")
     g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=500, help="default: 500")
+    g = p.add_argument_group("attack parameters (each attack's own, from its declaration)")
+    add_param_flags(g, skip=("seed",))
     g = p.add_argument_group("output")
     add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     quiet_help="no progress bar (the final line stays)")
@@ -60,8 +63,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else models.get_spec(args.model)
     name = spec.name
     attack = attacks.get_attack(args.attack)
-    if args.steps is not None and "steps" not in attacks.accepted_params(attack.name) and not args.quiet:
-        say(f"advcore: note: --steps does not apply to {attack.name}; ignored.")
+    params, notes = param_values(args, attack.name, skip=("seed",))
+    if args.steps is not None and "steps" not in attacks.accepted_params(attack.name):
+        notes.insert(0, f"--steps does not apply to {attack.name}; ignored.")
+    if not args.quiet:
+        for note in notes:
+            say(f"advcore: note: {note}")
     json_out = None if args.json in (None, "-") else output_path(args.json, flag="--json")
     x, y, what = datasets.eval_set(spec.dataset, args.n, source=args.data)
     device = pick_device(args.device)
@@ -70,7 +77,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bars = ProgressBars(args.quiet)
     try:
         curve = training.accuracy_curve(model, x, y, attack=attack.name, eps=args.eps, steps=args.steps,
-                                        seed=args.seed, batch_size=args.batch_size, progress=bars)
+                                        seed=args.seed, batch_size=args.batch_size, progress=bars, **params)
     finally:
         bars.close()
     result = {"model": name, "title": spec.title, "dataset": spec.dataset, "data": what, "device": describe(device),

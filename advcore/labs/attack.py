@@ -62,10 +62,12 @@ def attack_image(
 
     The image is resized and centre-cropped to the model's input. Untargeted
     attacks move away from the model's own clean prediction; ``target`` (a class
-    index or name) makes the attack targeted.
+    index or name) makes the attack targeted. ``extra`` holds the attack's own
+    parameters (see its spec's ``params``); the metrics record every one of them.
     """
     spec = models.get_spec(model_name)
     attack_spec = attacks.get_attack(attack)
+    extra = {**extra, **attack_spec.check(extra)}  # the attack's declared parameters, checked before any work
     dev = pick_device(device)
     model = models.load(model_name, dev)
     classes = spec.classes()
@@ -116,8 +118,8 @@ def attack_image(
         "device": str(dev),
         **m,
     }
-    extra_keys = ("mu", "phi", "delta", "accumulator", "random_start", "seed")
-    report.update({k: v for k, v in res.params.items() if k in extra_keys})
+    # The attack's declared parameters, as it ran them (defaults included).
+    report.update({p.name: res.params.get(p.name, extra.get(p.name, p.default)) for p in attack_spec.params})
     return ImageAttack(
         model=model_name, attack=attack_spec.name, params=res.params, x=x, x_adv=x_adv, x_adv_8bit=x8,
         clean=clean, adversarial=adv, adversarial_8bit=adv8, result=res, metrics=report,

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from advcore import attacks, data, datasets, metrics, models
 from advcore.device import describe, pick_device
@@ -195,42 +194,6 @@ def check_eps(eps: Sequence[float], norm: str, steps: int) -> list[float]:
     return values
 
 
-# --------------------------------------------------------------------------- recording the first success
-
-
-class _FirstSuccess(nn.Module):
-    """A pass-through wrapper that notes, per image, the first iterate of an attack that is adversarial.
-
-    The attack loop (advcore.attacks.core.iterative_attack) differentiates the model at iterate ``t`` on
-    the images still active, then evaluates the final iterate once under ``no_grad``; ``on_step`` (called
-    from the attack's per-step callback) keeps the step count and the active set in step with it. The
-    wrapped model is only called, never changed.
-    """
-
-    def __init__(self, model: nn.Module, label: torch.Tensor):
-        super().__init__()
-        self.model = model
-        self.label = label
-        n = label.shape[0]
-        self.active = torch.ones(n, dtype=torch.bool, device=label.device)
-        self.step = 0
-        self.first = torch.full((n,), -1, dtype=torch.long, device=label.device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
-        in_loop = torch.is_grad_enabled() and x.requires_grad
-        idx = self.active.nonzero().squeeze(1) if in_loop else torch.arange(len(self.label), device=x.device)
-        if idx.numel() == logits.shape[0]:
-            fooled = logits.detach().argmax(1) != self.label[idx]
-            new = idx[fooled & (self.first[idx] < 0)]
-            self.first[new] = self.step
-        return logits
-
-    def on_step(self, info: attacks.StepInfo) -> None:
-        self.step = info.step
-        self.active = info.active.clone()
-
-
 # --------------------------------------------------------------------------- the comparison
 
 
@@ -357,12 +320,10 @@ def compare(
                 for ci, (lo, hi) in enumerate(chunks):
                     x = x_all[lo:hi].to(dev)
                     y = y_all[lo:hi]
-                    rec = _FirstSuccess(model, y)
                     start = done
 
-                    def on_step(info: attacks.StepInfo, rec=rec, start=start, a=a, s=s, e=e, k=hi - lo) -> bool:
+                    def on_step(info: attacks.StepInfo, start=start, a=a, s=s, e=e, k=hi - lo) -> bool:
                         nonlocal done
-                        rec.on_step(info)
                         done = start + info.step * k
                         try:
                             report(f"{attacks.get_attack(a).title} on {s}, eps {e:.4g}")
@@ -370,7 +331,7 @@ def compare(
                             return True
                         return False
 
-                    res = attacks.run(a, rec, x, y, eps=e, norm=norm, steps=steps, seed=seed + ci, callback=on_step)
+                    res = attacks.run(a, model, x, y, eps=e, norm=norm, steps=steps, seed=seed + ci, callback=on_step)
                     if res.cancelled:
                         raise Cancelled(f"cancelled during {a} on {s}")
                     seconds += res.seconds
@@ -379,7 +340,7 @@ def compare(
                     for k, fn in (("cosine_similarity", metrics.cosine_similarity), ("amp", metrics.amp),
                                   ("l2", metrics.l2), ("linf", metrics.linf)):
                         cols[k].append(fn(x, res.x_adv).double().cpu())
-                    cols["steps_to_success"].append(rec.first.cpu())
+                    cols["steps_to_success"].append(res.steps_to_success.cpu())  # the loop's first success
                     cols["grad_evals"].append(res.grad_evals.cpu())
                     cols["adv_label"].append(res.logits.argmax(1).cpu())
                     with torch.no_grad():

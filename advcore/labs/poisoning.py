@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advcore import data, datasets, features, models
+from advcore import attacks, data, datasets, features, models
 from advcore.device import pick_device
 from advcore.errors import AdvlabError
 from advcore.progress import ProgressFn, report
@@ -322,11 +322,6 @@ def accuracy(svm, f: np.ndarray, y: np.ndarray) -> float:
 # --------------------------------------------------------------------------- crafting in input space
 
 
-def _project(x: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:
-    """The closest point to ``z`` with ``||z - x||_inf <= eps`` and pixels in [0, 1]."""
-    return (x + (z - x).clamp(-eps, eps)).clamp(0.0, 1.0)
-
-
 def craft(model: nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], *, eps: float,
           method: str = "pgd", steps: int = DEFAULT_STEPS, alpha: float | None = None, layer: str | None = None,
           callback: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[list[float]]]:
@@ -335,27 +330,24 @@ def craft(model: nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor],
     FGSM-style: ``z = x - eps sign(grad)`` (one step). PGD-style: ``z_{t+1} = Proj(z_t - alpha sign(grad))``
     from ``z_0 = x``, ``alpha = 2.5 eps / steps`` by default (Madry et al.). Batched; returns the
     poisons and the objective of every iterate (``steps + 1`` rows of one value per sample).
+    The steps are the attacks' own loop (:func:`advcore.attacks.iterative_attack`): a targeted run
+    that descends ``objective`` of the layer's activations, keeping the point ``z`` between steps.
     """
     check_eps(eps)
     check_method(method)
     n_steps = 1 if method == "fgsm" else check_steps(steps)
     step = eps if method == "fgsm" else (2.5 * eps / n_steps if alpha is None else float(alpha))
     x = x.detach()
-    z = x.clone()
-    history = []
-    for t in range(n_steps + 1):
-        zr = z.clone().requires_grad_(True)
-        value = objective(features.activations(model, zr, layer))
-        history.append(value.detach().cpu().double().tolist())
-        if t == n_steps or eps == 0:
-            if eps == 0:
-                history.extend([history[-1]] * (n_steps - t))
-            break
-        (grad,) = torch.autograd.grad(value.sum(), zr)
-        z = _project(x, z - step * grad.sign(), eps).detach()
-        if callback is not None:
-            callback(t + 1, n_steps)
-    return z.detach(), history
+    if eps == 0:  # nothing can move: one evaluation stands for every iterate
+        with torch.no_grad():
+            value = objective(features.activations(model, x, layer)).cpu().double().tolist()
+        return x.clone(), [value] * (n_steps + 1)
+    res = attacks.iterative_attack(
+        lambda z: features.activations(model, z, layer), x, None, attacks.SteepestAscent(), eps=eps, alpha=step,
+        steps=n_steps, targeted=True, loss=lambda f, _: objective(f), form="point",
+        callback=None if callback is None else lambda info: callback(info.step, info.steps),
+    )
+    return res.x_adv, res.loss_history.t().cpu().double().tolist()
 
 
 # --------------------------------------------------------------------------- label flip

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from advcore.attacks import ATTACKS
 from advcore.cli.framework import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +72,9 @@ def test_default_fgsm_flips_the_cat() -> None:
     assert "default 4/255, then lower eps to 1/255" in at.markdown[0].value
     assert at.selectbox(key="attack_name").label == "Attack"
     assert at.selectbox(key="attack_name").value == "fgsm"
-    assert at.selectbox(key="attack_name").options == ["FGSM", "I-FGSM (BIM)", "PGD", "MI-FGSM",
-                                                       "AGR (adaptive gradient refinement)"]
+    assert at.selectbox(key="attack_name").options[:5] == ["FGSM", "I-FGSM (BIM)", "PGD", "MI-FGSM",
+                                                           "AGR (adaptive gradient refinement)"]
+    assert at.selectbox(key="attack_name").options == [s.title for s in ATTACKS.values()]  # the whole registry
     assert at.slider(key="attack_eps_linf").label == "eps (x/255)"
     assert at.slider(key="attack_eps_linf").value == 4
     assert at.slider(key="attack_steps").disabled  # FGSM takes one step
@@ -336,6 +338,63 @@ def test_cli_line_round_trips_through_the_cli_parser(attack, norm, eps, eps_text
     for name in ("mu", "phi", "delta", "accumulator"):
         assert getattr(args, name) == extra.get(name)
     assert args.stop_on_success == (False if extra.get("stop_on_success") is False else None)
+
+
+def other_value(p):
+    """A valid value of declared parameter ``p`` other than its default, read from the declaration."""
+    if p.kind == "bool":
+        return not p.default
+    if p.kind == "choice":
+        return [c for c in p.choices if c != p.default][0]
+    if p.widget_values:
+        return p.widget_values[-1]
+    if p.high is not None:  # halfway to a bound
+        end = p.high if p.default < p.high else p.low
+        return p.check((p.default + end) // 2 if p.kind == "int" else (p.default + end) / 2)
+    return p.check(p.default + 7 if p.kind == "int" else 2.5 * p.default + 0.125)
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+@pytest.mark.parametrize("pick", ["defaults", "others"])
+def test_every_attacks_cli_line_round_trips(attack, pick) -> None:
+    """For every attack of the registry, every declared parameter of a request comes back from the CLI parser."""
+    from advcore.cli.attack import param_values
+    from ui.views.attack import AttackRequest, cli_command
+
+    spec = ATTACKS[attack]
+    values = {p.name: p.default if pick == "defaults" else other_value(p) for p in spec.params}
+    extra = {k: v if spec.enabled(spec.param(k), values) else None for k, v in values.items()}  # as the page sends
+    req = AttackRequest(model="fmnist-naive", device="auto", image_key="gallery:3", attack=attack, norm="linf",
+                        eps=0.1, eps_text="0.1", steps=12, extra=tuple(sorted(extra.items())))
+    args = build_parser().parse_args(shlex.split(cli_command(req, "fashion-mnist:3").replace("\\\n", " "))[3:])
+    got, notes = param_values(args, attack)
+    assert notes == [] and args.attack == attack and args.steps == (12 if spec.iterative else None)
+    used = {k: v for k, v in extra.items() if v is not None}
+    assert {k: got.get(k, spec.param(k).default) for k in used} == used
+    assert set(got) <= set(used)
+
+
+def test_the_page_draws_one_widget_per_declared_parameter() -> None:
+    """Widgets come from the declarations: kind, key, label and default; seed is disabled without random start."""
+    at = attack_page(sidebar_model="fmnist-naive")
+    kinds = {"bool": "checkbox", "choice": "radio", "int": "number_input", "float": "number_input"}
+    for name, spec in ATTACKS.items():
+        at.selectbox(key="attack_name").set_value(name).run()
+        assert not at.exception and not at.error
+        for p in spec.params:
+            kind = "select_slider" if p.widget_values else kinds[p.kind]
+            w = getattr(at, kind)(key=p.key)
+            assert w.label == p.title and w.value == p.default and not w.disabled, (name, p.name)
+            if p.kind in ("float", "int") and not p.widget_values:
+                low, high = p.widget_range or (p.low, p.high)
+                assert (w.min, w.max) == (low, high)
+        assert metrics(at)["Success"] in ("yes", "no")
+    at.selectbox(key="attack_name").set_value("pgd").run()
+    at.checkbox(key="attack_random_start").uncheck().run()
+    assert at.number_input(key="attack_seed").disabled
+    args = cli_args(at)
+    assert args.random_start is False and args.seed is None
+    assert "--seed" not in at.code[0].value
 
 
 def test_heatmap_colour_range_starts_at_zero_and_covers_the_budget() -> None:

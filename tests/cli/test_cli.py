@@ -173,6 +173,32 @@ def test_attack_agr_flags_and_target_reach_advcore(tmp_path):
     assert "advcore: note: --mu does not apply to agr; ignored." in err.splitlines()
 
 
+def test_attack_and_eval_flags_come_from_the_declarations():
+    """One flag per declared attack parameter, its help and defaults from the declaration, in both commands."""
+    for command, skip in (("attack", ()), ("eval", ("seed",))):
+        code, out, err = run_cli([command, "--help"])
+        assert code == 0, err
+        for p in attacks.declared_params().values():
+            if p.name not in skip:
+                assert p.flag in out and (p.kind != "bool" or "--no-" + p.flag[2:] in out), (command, p.flag)
+    code, out, _ = run_cli(["attack", "--help"])
+    text = " ".join(out.split())
+    assert "MI-FGSM: momentum decay of Eq. 6 (default: 1)" in text
+    assert "(default: no for I-FGSM, PGD, MI-FGSM" in text and "yes for AGR)" in text
+
+
+def test_eval_takes_the_attack_parameters():
+    code, out, err = run_cli(["eval", "--model", "fmnist-naive", "--n", "10", "--eps", "0.1", "--attack", "mifgsm",
+                              "--steps", "2", "--mu", "0.5", "--phi", "2", "--device", "cpu", "--json", "-"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["attack"] == "mifgsm" and result["params"] == {"mu": 0.5}
+    assert "advcore: note: --phi does not apply to mifgsm; ignored." in err.splitlines()
+    code, out, err = run_cli(["eval", "--model", "fmnist-naive", "--attack", "mifgsm", "--mu", "-1"])
+    assert_one_line_error(code, out, err)
+    assert "mu must be at least 0" in err
+
+
 def test_image_from_stdin(monkeypatch):
     payload = data.sample_path("cat").read_bytes()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(payload)))
@@ -251,6 +277,10 @@ def _error_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "missing eps": (_base(), "--eps"),
         "no command": ([], "COMMAND"),
         "bad accumulator": (_base("--eps", "4/255", "--accumulator", "both"), "invalid choice"),
+        "negative mu": (_base("--eps", "4/255", "--mu", "-1"), "mu must be at least 0"),
+        "zero phi": (_base("--eps", "4/255", "--phi", "0"), "phi must be positive"),
+        "nan delta": (_base("--eps", "4/255", "--delta", "nan"), "delta must be a number"),
+        "seed too large": (_base("--eps", "4/255", "--seed", str(2**31)), "seed must be between 0 and 2147483647"),
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import threading
 
@@ -13,7 +15,8 @@ from torch import nn
 from advcore import attacks, data, models
 from advcore.errors import AdvlabError
 
-ALL = ["fgsm", "ifgsm", "pgd", "mifgsm", "agr"]
+PAPER = ["fgsm", "ifgsm", "pgd", "mifgsm", "agr"]  # the AGR paper's comparison, in its order
+ALL = list(attacks.ATTACKS)  # every registered attack gets the invariance tests below
 
 
 def small_cnn(seed: int = 0, dtype=torch.float64) -> nn.Module:
@@ -258,6 +261,12 @@ def test_bad_budgets_are_refused_with_a_message(digits_model, params, fragment):
         attacks.run("pgd", net, x, y, **params)
 
 
+def test_the_registry_lists_the_papers_attacks_first():
+    assert ALL[:5] == PAPER
+    assert [attacks.get_attack(a).name for a in ("BIM", "i-fgsm", "MI-FGSM", "adaptive")] == ["ifgsm", "ifgsm",
+                                                                                             "mifgsm", "agr"]
+
+
 def test_unknown_attack_and_missing_target():
     with pytest.raises(AdvlabError, match="Unknown attack"):
         attacks.get_attack("deepfool")
@@ -287,3 +296,231 @@ def test_two_threads_on_the_cached_model_match_sequential_runs():
         torch.testing.assert_close(out[i], sequential[i], atol=1e-6, rtol=0)
     assert not model.training
     assert all(not p.requires_grad and p.grad is None for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- the loop's loss= hook
+
+
+def test_a_custom_loss_equal_to_cross_entropy_gives_the_same_bits(digits_model):
+    net, x, y = digits_model
+    rule = attacks.SteepestAscent()
+    for targeted, label in ((False, y), (True, (y + 1) % 10)):
+        kw = dict(eps=0.1, alpha=0.02, steps=5, targeted=targeted, stop_on_success=True)
+        base = attacks.iterative_attack(net, x, label, rule, **kw)
+        hooked = attacks.iterative_attack(net, x, label, rule, loss=attacks.cross_entropy, **kw)
+        for field in ("x_adv", "logits", "success", "grad_evals", "loss_history", "prob_history", "steps_to_success"):
+            a, b = getattr(base, field), getattr(hooked, field)
+            if a.is_floating_point():
+                a, b = a.nan_to_num(-1.0), b.nan_to_num(-1.0)
+            assert torch.equal(a, b), field
+
+
+def test_the_loop_descends_a_loss_on_a_layer_without_class_labels(digits_model):
+    """Feature collision: move x so that the hidden layer's output approaches a target's (no classes)."""
+    net, x, _ = digits_model
+    hidden = net[:3]  # Flatten, Linear, ReLU: a feature extractor
+    with torch.no_grad():
+        target_f = hidden(x.flip(0))
+    res = attacks.iterative_attack(hidden, x, target_f, attacks.SteepestAscent(), eps=0.1, alpha=0.02, steps=8,
+                                   targeted=True, loss=lambda f, t: (f - t).norm(dim=1), form="point")
+    hist = res.loss_history
+    assert hist.shape == (len(x), 9) and (hist[:, -1] < hist[:, 0]).all()
+    torch.testing.assert_close(hist[:, 0], (hidden(x) - target_f).norm(dim=1))
+    assert (res.x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert not res.success.any() and (res.steps_to_success == -1).all() and res.prob_history.isnan().all()
+    with pytest.raises(AdvlabError, match="class labels"):
+        attacks.iterative_attack(hidden, x, target_f, attacks.SteepestAscent(), eps=0.1, alpha=0.02, steps=2,
+                                 loss=lambda f, t: (f - t).norm(dim=1), stop_on_success=True)
+    with pytest.raises(AdvlabError, match="class labels"):
+        attacks.iterative_attack(hidden, x, None, attacks.SteepestAscent(), eps=0.1, alpha=0.02, steps=2)
+
+
+def test_point_form_is_the_same_steps_up_to_rounding(digits_model):
+    net, x, y = digits_model
+    kw = dict(eps=0.1, alpha=0.03, steps=6, random_start=True)
+    a = attacks.iterative_attack(net, x, y, attacks.SteepestAscent(), generator=torch.Generator().manual_seed(0), **kw)
+    b = attacks.iterative_attack(net, x, y, attacks.SteepestAscent(), generator=torch.Generator().manual_seed(0),
+                                 form="point", **kw)
+    torch.testing.assert_close(a.x_adv, b.x_adv, atol=1e-6, rtol=0)
+    assert (b.x_adv - x).abs().max() <= 0.1 + 1e-6 and b.x_adv.min() >= 0 and b.x_adv.max() <= 1
+    with pytest.raises(AdvlabError, match="form"):
+        attacks.iterative_attack(net, x, y, attacks.SteepestAscent(), form="delta", **kw)
+
+
+def test_steps_to_success_is_the_first_adversarial_iterate(digits_model):
+    net, x, y = digits_model
+    iterates = [x]
+    res = attacks.ifgsm(net, x, y, eps=0.1, steps=6, callback=lambda s: iterates.append(s.x_adv.clone()) and None)
+    with torch.no_grad():
+        fooled = torch.stack([net(z).argmax(1) != y for z in iterates])  # (steps+1, N)
+    expected = torch.where(fooled.any(0), fooled.long().argmax(0), torch.full_like(y, -1))
+    assert torch.equal(res.steps_to_success, expected)
+    assert (res.steps_to_success[res.success] >= 0).all()
+    stopped = attacks.agr(net, x, y, eps=0.2, steps=20)  # stops on success: charged the evaluation that found it
+    ok = stopped.success
+    assert torch.equal(stopped.grad_evals[ok], stopped.steps_to_success[ok] + 1)
+
+
+# --------------------------------------------------------------------------- the registry: declared once
+
+SPECS = list(attacks.ATTACKS.values())
+PARAMS = [(s, p) for s in SPECS for p in s.params]
+
+
+def _ids(case) -> str:
+    return f"{case[0].name}-{case[1].name}"
+
+
+def good_values(p: attacks.Param) -> list:
+    """Valid values of ``p`` read from its declaration: default, range ends, a value inside, every choice."""
+    if p.kind == "bool":
+        return [True, False]
+    if p.kind == "choice":
+        return list(p.choices)
+    values = [p.default, *p.widget_values]
+    if p.low is not None and not p.low_open:
+        values.append(p.low)
+    if p.high is not None:
+        values.append(p.high)
+    values.append(inside(p))
+    return [v if p.kind == "int" else float(v) for v in values if v is not None]
+
+
+def inside(p: attacks.Param) -> float | int:
+    """A valid value of a number ``p`` other than its default: halfway to a bound, or beyond an unbounded default."""
+    d = p.default
+    if p.high is not None:
+        end = p.high if d < p.high else (p.low if p.low is not None else d - 1)
+        return (d + end) // 2 if p.kind == "int" else (d + end) / 2
+    return 3 * d + 7 if p.kind == "int" else 2.5 * d + 0.125
+
+
+def bad_values(p: attacks.Param) -> list:
+    """Values ``p`` must refuse: the wrong type, nan and inf, just outside its range, an unknown choice."""
+    if p.kind == "bool":
+        return [1, "yes"] + ([] if p.nullable else [None])
+    if p.kind == "choice":
+        return ["no such choice", 1, None]
+    bad: list = ["3", True] + ([] if p.nullable else [None])
+    bad += [1.5] if p.kind == "int" else [float("nan"), float("inf"), -float("inf")]
+    if p.low is not None:
+        bad.append(p.low if p.low_open else p.low - 1)
+    if p.high is not None:
+        bad.append(p.high + 1)
+    return bad
+
+
+@pytest.mark.parametrize("case", PARAMS, ids=_ids)
+def test_declared_params_validate(case):
+    spec, p = case
+    for v in good_values(p):
+        assert p.check(v) == v and type(p.check(v)) is type(v)
+    for v in bad_values(p):
+        with pytest.raises(AdvlabError, match=f"{spec.short_title}'s {p.name} must be"):
+            p.check(v, spec.short_title)
+    assert p.help and p.title and p.key.startswith("attack_")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_declared_defaults_are_the_functions_defaults(spec):
+    import inspect
+    from dataclasses import replace
+
+    sig = inspect.signature(spec.fn).parameters
+    for p in spec.params:
+        assert sig[p.name].default == p.default and type(sig[p.name].default) is type(p.default)
+        assert attacks.param_default(spec.name, p.name) == p.default
+        wrong = replace(p, widget_values=(), default=not p.default if p.kind == "bool" else (
+            [c for c in p.choices if c != p.default][0] if p.kind == "choice" else inside(p)))
+        with pytest.raises(TypeError, match="defaults to"):  # a spec that disagrees with its function is refused
+            attacks.AttackSpec(spec.name, spec.title, spec.fn, spec.reference,
+                               params=tuple(wrong if q is p else q for q in spec.params))
+    assert spec.defaults() == {p.name: p.default for p in spec.params}
+    assert {p.name for p in spec.params} <= attacks.accepted_params(spec.name)
+
+
+def _parse_attack(spec: attacks.AttackSpec, words: list[str]):
+    from advcore.cli.framework import build_parser
+
+    return build_parser().parse_args(["attack", "--model", "fmnist-naive", "--image", "x.png", "--eps", "0.1",
+                                      "--attack", spec.name, *words])
+
+
+@pytest.mark.parametrize("case", PARAMS, ids=_ids)
+def test_every_declared_param_has_a_flag_that_parses_back(case):
+    from advcore.cli.attack import param_values
+
+    spec, p = case
+    flags = attacks.declared_params()
+    assert flags[p.name].kind == p.kind
+    for v in good_values(p):
+        words = p.cli_words(v)
+        assert (words == []) == (p.kind == "bool" and v == p.default)  # only a bool at its default is implied
+        got, notes = param_values(_parse_attack(spec, words), spec.name)
+        assert notes == [] and got.get(p.name, p.default) == v and type(got.get(p.name, p.default)) is type(v)
+    for v in bad_values(p):  # what the command line cannot even spell, or refuses with one line
+        if isinstance(v, str) or v is None or isinstance(v, bool) != (p.kind == "bool"):
+            continue
+        with pytest.raises(AdvlabError):
+            p.cli_words(v)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_the_generated_flags_round_trip_and_other_attacks_flags_are_noted(spec):
+    from advcore.cli.attack import param_values
+
+    for pick in (0, -1):  # every parameter at its first and at its last good value
+        values = {p.name: good_values(p)[pick] for p in spec.params}
+        used = {k: v for k, v in values.items() if spec.enabled(spec.param(k), values)}
+        words = [w for p in spec.params if p.name in used for w in p.cli_words(values[p.name])]
+        got, notes = param_values(_parse_attack(spec, words), spec.name)
+        assert notes == []
+        assert {k: got.get(k, spec.param(k).default) for k in used} == used
+    accepted = attacks.accepted_params(spec.name)
+    others = [p for p in attacks.declared_params().values() if p.name not in accepted]
+    words = [w for p in others for w in p.cli_words(good_values(p)[-1] if p.kind != "bool" else not p.default)]
+    got, notes = param_values(_parse_attack(spec, words), spec.name)
+    assert got == {}
+    assert notes == [f"{p.flag_text} does not apply to {spec.name}; ignored." for p in others]
+
+
+def test_bad_flag_values_are_refused_by_the_parser_in_one_line():
+    from advcore.cli.framework import main
+
+    for spec, p in PARAMS:
+        if p.kind in ("float", "int"):
+            bad = "nan" if p.kind == "float" else "1.5"
+            words = [p.flag, bad]
+        elif p.kind == "choice":
+            words = [p.flag, "no-such-choice"]
+        else:
+            continue
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["attack", "--model", "fmnist-naive", "--image", "x.png", "--eps", "0.1",
+                         "--attack", spec.name, *words])
+        assert code == 2 and len(err.getvalue().splitlines()) == 1, err.getvalue()
+        assert err.getvalue().startswith("advcore: error: ") and p.flag in err.getvalue()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_each_declared_param_shows_up_in_the_json_record(spec):
+    import json
+
+    from PIL import Image
+
+    from advcore.labs import attack as attack_lab
+    from advcore.records import json_safe
+
+    image = Image.new("RGB", (28, 28), (120, 120, 120))
+    chosen = {p.name: good_values(p)[-1] for p in spec.params}
+    for given in ({}, chosen):  # defaults, then a value of every parameter
+        res = attack_lab.attack_image("fmnist-naive", image, spec.name, eps=0.1, steps=2, device="cpu", **given)
+        record = json.loads(json.dumps(json_safe(res.metrics)))
+        for p in spec.params:
+            assert record[p.name] == given.get(p.name, p.default), p.name
+    if spec.params:
+        p = spec.params[0]
+        with pytest.raises(AdvlabError, match=p.name):  # checked before any work
+            attack_lab.attack_image("fmnist-naive", image, spec.name, eps=0.1, steps=2, device="cpu",
+                                    **{p.name: bad_values(p)[0]})

@@ -93,23 +93,23 @@ def cli_command(req: AttackRequest, cli_image: str) -> str:
             parts.append(f"--alpha {req.alpha_text or repr(req.alpha)}")
     if req.target is not None:
         parts.append(f"--target {req.target}")
-    extra = dict(req.extra)
-    if "random_start" in extra:
-        if extra["random_start"]:
-            parts.append(f"--seed {extra['seed']}")
-        else:
-            parts.append("--no-random-start")
-    for name in ("mu", "phi", "delta"):
-        if name in extra:
-            parts.append(f"--{name} {extra[name]!r}")
-    if "accumulator" in extra:
-        parts.append(f"--accumulator {extra['accumulator']}")
-    if extra.get("stop_on_success") is False:  # AGR's default is on; the others never stop early
-        parts.append("--no-stop-on-success")
+    parts += param_flags(req.spec, dict(req.extra))
     if req.device == "cpu":
         parts.append("--device cpu")
     parts.append("--json metrics.json")
     return " \\\n    ".join(parts)
+
+
+def param_flags(spec: attacks.AttackSpec, values: dict) -> list[str]:
+    """The attack's own parameters as command-line flags, from their declarations (``--mu 0.5``,
+    ``--no-random-start``); a parameter whose switch is off (PGD's seed without random start) is left out."""
+    out = []
+    for p in spec.params:
+        if p.name in values and spec.enabled(p, values):
+            words = p.cli_words(values[p.name])
+            if words:
+                out.append(" ".join(shlex.quote(w) for w in words))
+    return out
 
 
 def history(result: attacks.AttackResult) -> tuple[list[float], list[float]]:
