@@ -1,7 +1,7 @@
 """Defense lab: halftoning as input recharacterisation, tested by an attacker who ignores it and one who knows it.
 
-Widgets -> ``advcore.labs.defense`` (image_panels, evaluate_defense, clean_effect, through ui.views.defense's
-per-session caches) -> views.
+Widgets -> ``advcore.labs.defense`` (image_panels, evaluate_defense, clean_effect; kept in ui.session's
+DEFENSE_PANELS and DEFENSE_TABLES, the table run with DEFENSE_RUN) -> views.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
 from ui import plots
 from ui.frame import app_frame, error_boundary, md_escape, require_image
+from ui.session import DEFENSE_PANELS, DEFENSE_RUN, DEFENSE_TABLES
 from ui.views import defense as dv
 
 INTRO = (
@@ -26,6 +27,7 @@ INTRO_IMAGENET = (
     "at the bottom, then attack the sidebar's photo."
 )
 KEEP = "session"
+PANELS, TABLES, RUN = DEFENSE_PANELS, DEFENSE_TABLES, DEFENSE_RUN  # this session's views and tables; Measure's run
 PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)
 
 
@@ -70,19 +72,16 @@ def image_section(sel, image, base: str, method: str, attack: str, eps: float, e
     true_label = classes.index(sel.true_name) if sel.true_name in classes else None
     req = dv.PanelRequest(model=base, device=sel.device, image_key=sel.image_key, true_label=true_label,
                           method=method, row=row, attack=attack, eps=eps, eps_text=eps_text, adaptive=adaptive)
-    panels = dv.cached_panels(req)
+    panels = PANELS.get(req)
     if panels is None:
         x = data.prepare(image, spec.input_size)
         if attack == "fgsm" or dv.is_small(base):
-            panels = dv.run_panels(req, x)
+            panels = PANELS.put(req, dv.run_panels(req, x))
         else:
-            bar = st.progress(0.0, text=f"{dv.ATTACK_TITLES[attack]}: starting")
-
-            def on_step(info) -> None:
-                bar.progress(min(1.0, info.step / info.steps), text=f"{dv.ATTACK_TITLES[attack]}: step {info.step} "
-                                                                   f"of {info.steps}")
-
-            panels = dv.run_panels(req, x, on_step)
+            title = dv.ATTACK_TITLES[attack]
+            bar = st.progress(0.0, text=f"{title}: starting")
+            panels = PANELS.put(req, dv.run_panels(req, x, RUN.live_steps(bar, title)))
+            RUN.finish()
             bar.empty()
     cols = st.columns(4)
     small = dv.is_small(base)
@@ -90,7 +89,7 @@ def image_section(sel, image, base: str, method: str, attack: str, eps: float, e
         im = data.to_pil(panels.images[name])
         col.image(plots.enlarge(im) if small else im, width="stretch", output_format="PNG",
                   caption=dv.PANEL_TITLES[name])
-        col.markdown(dv.panel_caption(name, panels, classes, base))
+        col.markdown(dv.panel_caption(name, panels, base, md_escape))
     if not small:
         with st.expander("Zoom in: the central 64x64 pixels of each view, enlarged (the dots are the halftone)"):
             for col, name in zip(st.columns(4), lab.Panels.PANELS, strict=True):
@@ -103,12 +102,20 @@ def image_section(sel, image, base: str, method: str, attack: str, eps: float, e
                not None else " Right/wrong is measured against the undefended model's clean prediction."))
 
 
-def table_section(sel, base: str, method: str, small: bool) -> None:
+def latest_table(model: str, method: str) -> dict | None:
+    """This session's last measurement of (model, method), else the shipped one."""
+    mine = TABLES.last(lambda r: r.model == model and r.method == method)
+    return mine[1] if mine else lab.saved_table(model, method)
+
+
+def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[str, str]]) -> None:
+    """The Measure button (its run, with Cancel) and the table, curves and words of the latest measurement;
+    ``notices``: what the last runs left to say, drawn under the button."""
     why = dv.eval_images_available(base)
     if why:
         st.warning(why)
         return
-    result = dv.latest_table(base, method)
+    result = latest_table(base, method)
     suffix = "" if small else "_imagenet"  # the choices differ: keep each dataset's own
     e1, e2, e3 = st.columns([2.2, 2.2, 1.2])
     attacks = e1.multiselect("Attacks", list(dv.ATTACK_TITLES), default=list(dv.ATTACK_TITLES) if small else ["fgsm"],
@@ -129,17 +136,19 @@ def table_section(sel, base: str, method: str, small: bool) -> None:
     except AdvlabError as exc:
         error = str(exc)
         st.error(error)
-    pending = dv.RUN.take_request()
+    pending = RUN.take_request()
     b1, b2 = st.columns([1, 5])
     b1.button("Measure", type="primary", key="defense_measure", icon=":material/play_arrow:",
-              disabled=error is not None or pending is not None, on_click=dv.RUN.request, args=(req,))
-    dv.RUN.show_notices(dv.interrupted)
+              disabled=error is not None or pending is not None, on_click=RUN.request, args=(req,))
+    for kind, message in notices:
+        getattr(st, kind)(message)
     if pending is not None:
-        b2.button("Cancel", key="defense_cancel", icon=":material/stop:", on_click=dv.RUN.request_cancel)
+        RUN.cancel_button(b2, key="defense_cancel")
         bar = st.progress(0.0, text="Loading the models and images")
-        out = dv.RUN.execute(lambda: dv.run_table(pending, dv.LiveBar(bar)), dv.cancelled)
+        live = RUN.live(bar, text=dv.progress_text, marker=dv.progress_marker)
+        out = RUN.execute(lambda: dv.run_table(pending, live), dv.cancelled)
         if out is not None:
-            dv.keep_table(pending, out)
+            TABLES.put(pending, out)
         st.rerun()
     if result is None:
         st.info("Nothing measured yet for this model and halftone: press Measure (both columns are measured; "
@@ -147,7 +156,7 @@ def table_section(sel, base: str, method: str, small: bool) -> None:
                    "FGSM on the 9 photos takes seconds, PGD about a minute on a 2-core CPU")
                 + "), or run the command line below.")
     else:
-        source = ("measured in this session" if any(v is result for v in st.session_state.get(dv.TABLES, {}).values())
+        source = ("measured in this session" if any(v is result for v in TABLES.values())
                   else f"shipped measurement, assets/defense/{lab.saved_path(base, method).name}"
                        + (f", made by `{result['command']}`" if result.get("command") else ""))
         st.markdown("**What the measurements say.** " + md_escape(lab.lesson(result)))
@@ -191,12 +200,14 @@ def main() -> None:
         if note:
             st.info(note)
         image = require_image(sel)
+        # taken before the image's attack, whose progress replaces the marker a stopped measurement left
+        notices = RUN.take_notices(dv.interrupted)
         rows = dv.trained_rows(base)
         method, attack, eps, eps_text, adaptive, row = controls(sel, small, rows)
         st.subheader("One image: clean, halftone, adversarial, halftone of the adversarial")
         image_section(sel, image, base, method, attack, eps, eps_text, adaptive, row)
         st.subheader("Accuracy under attack: attacker ignores the defense vs knows it")
-        table_section(sel, base, method, small)
+        table_section(sel, base, method, small, notices)
         if not small:
             st.subheader("Halftoning at inference only: the bundled photos")
             clean_effect_section(base, method, sel.device)

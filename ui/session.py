@@ -263,6 +263,9 @@ ATTACK_RESULTS: SessionCache = SessionCache("_advlab_attack_results", 8)  # PGD 
 ATTACK_RUN = PageRun("_advlab_attack")
 COMPARE_RESULTS: SessionCache = SessionCache("_advlab_compare_results", 4)  # tables and eps sweeps
 COMPARE_RUN = PageRun("_advlab_compare", request="pending")  # the Run (or sweep) button's request(s)
+DEFENSE_PANELS: SessionCache = SessionCache("_advlab_defense_panels", 3)  # the four views of one image
+DEFENSE_TABLES: SessionCache = SessionCache("_advlab_defense_tables", 3)  # measured tables, keyed by request
+DEFENSE_RUN = PageRun("_advlab_defense")  # the Measure button's run (and the image's attack's progress)
 GEOMETRY_RESULTS: SessionCache = SessionCache("_advlab_geometry_results", 6)  # keyed by (request, model)
 GEOMETRY_RUN = PageRun("_advlab_geometry")  # runs on load: jobs are (request, model)
 POISON_RESULTS: SessionCache = SessionCache("_advlab_poison_results", 24)

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from advcore.cli.framework import build_parser
 from advcore.labs import defense as lab
+from ui.session import DEFENSE_RUN, DEFENSE_TABLES
 from ui.views import defense as dv
 
 TIMEOUT = 120
@@ -87,12 +88,12 @@ def test_empty_attack_list_is_refused():
 def test_cancel_flag_stops_a_measurement():
     at = defense_page()
     req = dv.TableRequest(model="fmnist-naive", device="auto", method="bayer", attacks=("fgsm",), eps=(0.1,), n=50)
-    at.session_state[dv.REQUEST] = req
-    at.session_state[dv.CANCEL] = True
+    at.session_state[DEFENSE_RUN.request_key] = req
+    at.session_state[DEFENSE_RUN.cancel_key] = True
     at.run()
     assert not at.exception
     assert any("cancelled" in w.value for w in at.warning)
-    assert dv.TABLES not in at.session_state or req not in at.session_state[dv.TABLES]
+    assert DEFENSE_TABLES.key not in at.session_state or req not in at.session_state[DEFENSE_TABLES.key]
 
 
 def test_imagenet_clean_effect_of_halftoning():

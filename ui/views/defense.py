@@ -1,5 +1,7 @@
-"""What the Defense lab page needs besides widgets: requests (hashable cache keys), the per-session caches,
-the shipped measurements, the table rows, the curves, the sentences and the equivalent command lines.
+"""What the Defense lab page needs besides widgets: requests (hashable cache keys), the runs and the words of
+their progress and of a stopped measurement, the table rows, the curves, the sentences and the equivalent command
+lines (no Streamlit: the page keeps the results in ``ui.session.DEFENSE_PANELS`` and ``ui.session.DEFENSE_TABLES``
+and runs the table with ``ui.session.DEFENSE_RUN``).
 
 The maths is ``advcore.defenses`` (halftones, BPDA, EOT) and the lab ``advcore.labs.defense``
 (``evaluate_defense``, ``image_panels``, ``clean_effect``, the shipped tables), the functions
@@ -9,19 +11,16 @@ The maths is ``advcore.defenses`` (halftones, BPDA, EOT) and the lab ``advcore.l
 from __future__ import annotations
 
 import shlex
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
-import streamlit as st
 
 from advcore import datasets, models
 from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
-from advcore.progress import Progress
+from advcore.progress import Progress, ProgressFn
 from advcore.units import eps_fraction_text
 from ui import plots
-from ui.session import PageRun
 
 SMALL_DATASETS = ("fashion-mnist", "digits")
 ATTACK_TITLES = {"fgsm": "FGSM", "ifgsm": "I-FGSM", "pgd": "PGD"}
@@ -38,12 +37,6 @@ ROW_COLOURS = {"none": "#7f7f7f", "halftone-input": "#f58518", "halftone-trained
 # The paper's abstract (its own models and data, top-5): quoted, never measured here.
 TABLE_EPS = (0.0, 0.05, 0.1, 0.2)
 N_CHOICES = (50, 100, 200, 500)
-CACHE_SIZE = 3
-
-PANELS_CACHE = "_advlab_defense_panels"
-TABLES = "_advlab_defense_tables"
-RUN = PageRun("_advlab_defense")  # the Measure button's run
-REQUEST, CANCEL = RUN.request_key, RUN.cancel_key
 
 
 def is_small(model: str) -> bool:
@@ -85,33 +78,20 @@ class PanelRequest:
     eot: int = 8
 
 
-def cached_panels(req: PanelRequest) -> lab.Panels | None:
-    return st.session_state.get(PANELS_CACHE, OrderedDict()).get(req)
-
-
 def run_panels(req: PanelRequest, x, callback=None) -> lab.Panels:
-    """``advcore.labs.defense.image_panels`` for the request, kept in a small per-session cache."""
-    res = lab.image_panels(req.model, x, req.true_label, method=req.method, row=req.row, attack=req.attack,
-                           eps=req.eps, adaptive=req.adaptive, steps=req.steps, seed=req.seed, eot=req.eot,
-                           device=req.device, callback=callback)
-    cache = st.session_state.setdefault(PANELS_CACHE, OrderedDict())
-    cache[req] = res
-    while len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
-    return res
+    """``advcore.labs.defense.image_panels`` for the request; ``callback``: the attack's per-step callback."""
+    return lab.image_panels(req.model, x, req.true_label, method=req.method, row=req.row, attack=req.attack,
+                            eps=req.eps, adaptive=req.adaptive, steps=req.steps, seed=req.seed, eot=req.eot,
+                            device=req.device, callback=callback)
 
 
-def panel_caption(name: str, panels: lab.Panels, classes: list[str], model: str) -> str:
+def panel_caption(name: str, panels: lab.Panels, model: str, escape=str) -> str:
+    """A view's prediction, its model and whether it is right; ``escape`` quotes the class name (the page passes
+    its Markdown escape)."""
     p = panels.predictions[name]
     who = model if name in ("clean", "adversarial") else panels.row_model
     ok = "right" if p.label == panels.label else "wrong"
-    return f"{plots_name(p.name)} ({100 * p.prob:.1f}%), {who}: {ok}"
-
-
-def plots_name(name: str) -> str:
-    from ui.frame import md_escape
-
-    return md_escape(name)
+    return f"{escape(p.name)} ({100 * p.prob:.1f}%), {who}: {ok}"
 
 
 PANEL_TITLES = {
@@ -178,25 +158,8 @@ class TableRequest:
         return " \\\n    ".join(parts)
 
 
-def session_table(req: TableRequest) -> dict | None:
-    return st.session_state.get(TABLES, {}).get(req)
-
-
-def latest_table(model: str, method: str) -> dict | None:
-    """This session's last measurement of (model, method), else the shipped one."""
-    mine = [v for k, v in st.session_state.get(TABLES, {}).items() if k.model == model and k.method == method]
-    return mine[-1] if mine else lab.saved_table(model, method)
-
-
-def keep_table(req: TableRequest, result: dict) -> None:
-    tables = st.session_state.setdefault(TABLES, {})
-    tables.pop(req, None)
-    tables[req] = result
-    while len(tables) > CACHE_SIZE:
-        tables.pop(next(iter(tables)))
-
-
-def run_table(req: TableRequest, progress) -> dict:
+def run_table(req: TableRequest, progress: ProgressFn | None = None) -> dict:
+    """``advcore.labs.defense.evaluate_defense`` for the request (ImageNet: at most the bundled photos)."""
     req.check()
     n = req.n
     if not is_small(req.model):
@@ -305,22 +268,23 @@ def cancelled(left: dict | None) -> str:
     return "The measurement was cancelled; nothing was kept. Press Measure to start again."
 
 
-def interrupted(left: dict, was_cancelled: bool) -> str:
-    """Where a measurement that a rerun interrupted (a Cancel click, a changed widget) stopped."""
+def interrupted(left: dict, was_cancelled: bool) -> str | None:
+    """Where a measurement that a rerun interrupted (a Cancel click, a changed widget) stopped; nothing for the
+    image's attack (its marker has ``steps``: the page attacks the image again by itself)."""
+    if "done" not in left:
+        return None
     return (f"The measurement {'was cancelled' if was_cancelled else 'stopped because the page reran'} at step "
             f"{left['done']} of {left['total']}; nothing was kept. Press Measure to start again.")
 
 
-class LiveBar:
-    """``evaluate_defense``'s progress callback drawn as a progress bar; True (cancel) after a Cancel click."""
+def progress_text(p: Progress) -> str:
+    """A measurement's progress bar: ``stage (step of total)``."""
+    return f"{p.stage} ({p.step} of {p.total})"
 
-    def __init__(self, bar):
-        self.bar = bar
 
-    def __call__(self, p: Progress) -> bool:
-        RUN.update({"done": p.step, "total": p.total})
-        self.bar.progress(p.fraction, text=f"{p.stage} ({p.step} of {p.total})")
-        return RUN.cancel_requested()
+def progress_marker(p: Progress) -> dict:
+    """Where a measurement is, for :func:`interrupted`."""
+    return {"done": p.step, "total": p.total}
 
 
 def eval_images_available(model: str) -> str | None:
