@@ -56,7 +56,18 @@ from advcore.progress import ProgressFn, report
 
 KINDS = ("naive", "fgsm", "pgd", "imagenet")
 ROBUST_ORDER = ("naive", "fgsm", "pgd")  # the paper's three kinds of features, least to most robust
-EXTRACTORS = {"naive": "fmnist-naive", "fgsm": "fmnist-fgsm", "pgd": "fmnist-pgd", "imagenet": "efficientnet-lite0"}
+#: Feature kind -> (dataset, model role) of its extractor (:func:`extractor`).
+EXTRACTORS = {"naive": ("fashion-mnist", "naive"), "fgsm": ("fashion-mnist", "fgsm"), "pgd": ("fashion-mnist", "pgd"),
+              "imagenet": ("imagenet", "naive")}
+
+
+def extractor(kind: str) -> str:
+    """The registered model whose features the ``kind`` rows use, found by dataset and role."""
+    dataset, role = EXTRACTORS[kind]
+    name = models.with_role(dataset, role)
+    if name is None:
+        raise AdvlabError(f"No {role} {dataset} model is registered for the {kind} features.")
+    return name
 KIND_TITLES = {
     "naive": "naive (standard training)",
     "fgsm": "FGSM-trained",
@@ -269,7 +280,7 @@ def feature_set(kind: str, task: str, *, device: str | torch.device = "cpu", lay
     """The frozen ``kind`` extractor with its features of ``task``; cached per (kind, task, device, layer)."""
     check_kinds([kind])
     dev = pick_device(device)
-    name = EXTRACTORS[kind]
+    name = extractor(kind)
     key = (kind, task, str(dev), layer)
     if key in _FEATURE_CACHE:
         return _FEATURE_CACHE[key]
