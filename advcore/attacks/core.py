@@ -245,6 +245,7 @@ def iterative_attack(
     check_budget(eps=eps, alpha=alpha, steps=steps, norm=norm)
     if x.dim() != 4:
         raise AdvlabError("Images must be a batch shaped (N, C, H, W).")
+    check_size(eps=eps, alpha=alpha, norm=norm, numel=x[0].numel())
     if form not in FORMS:
         raise AdvlabError(f"Unknown form {form!r}; choose {' or '.join(FORMS)}.")
     classes = label is not None and not torch.is_floating_point(label) and not torch.is_complex(label)
@@ -355,6 +356,19 @@ def check_budget(*, eps: float, alpha: float, steps: int, norm: str) -> None:
     if alpha <= 0 and eps > 0:
         raise AdvlabError(f"The step size alpha must be positive, got {alpha:g}.")
     check_steps(steps)
+
+
+MAX_ALPHA = 1000.0  # larger steps overflow float32 on the way to the projection (and leave the pixel range anyway)
+
+
+def check_size(*, eps: float, alpha: float, norm: str, numel: int) -> None:
+    """Refuse a budget beyond the pixel range of images with ``numel`` values: an L2 eps above ``sqrt(numel)``
+    (the diameter of the pixel cube) or a step above :data:`MAX_ALPHA` would only overflow to NaN."""
+    if norm == "l2" and eps > math.sqrt(numel):
+        raise AdvlabError(f"An L2 eps of {eps:g} exceeds {math.sqrt(numel):.4g}, the largest distance between two "
+                          f"images of {numel} pixel values in [0, 1].")
+    if alpha > MAX_ALPHA:
+        raise AdvlabError(f"The step size alpha must be at most {MAX_ALPHA:g}, got {alpha:g}.")
 
 
 def check_steps(steps: int) -> None:

@@ -27,8 +27,9 @@ SEED = Param(
     cli_help="seed of the random start (only used with it)",
 )
 MU = Param(
-    "mu", "float", 1.0, low=0.0, label="mu (momentum decay)", widget_range=(0.0, 10.0), widget_step=0.1,
-    help="Decay of the momentum m = mu m + g / ||g||_1 (Eq. 6): 0 is I-FGSM; 1 weighs every past gradient alike.",
+    "mu", "float", 1.0, low=0.0, high=1.0, label="mu (momentum decay)", widget_range=(0.0, 1.0), widget_step=0.05,
+    help="Decay of the momentum m = mu m + g / ||g||_1 (Eq. 6): 0 is I-FGSM; 1 (the paper's) weighs every past "
+         "gradient alike. A decay factor, so at most 1: above it the momentum grows as mu^t and overflows.",
     cli_help="momentum decay of Eq. 6", reference="Dong et al. 2018, Eq. 6",
 )
 

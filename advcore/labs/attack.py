@@ -19,6 +19,7 @@ from PIL import Image
 from advcore import attacks, data, metrics, models
 from advcore.attacks import AttackResult, StepInfo
 from advcore.device import pick_device
+from advcore.errors import AdvlabError
 from advcore.predictions import Prediction, predict, resolve_class, top_k
 
 
@@ -74,6 +75,9 @@ def attack_image(
     x = data.prepare(image, spec.input_size).to(dev)
     clean = predict(model, x, classes)[0]
     target_id = None if target is None or target == "" else resolve_class(target, classes)
+    if target_id is not None and target_id == clean.label:
+        raise AdvlabError(f"The target class {classes[target_id]} is already the model's prediction for this image, "
+                          "so there is nothing to attack: pick another target class.")
     params = dict(eps=eps, norm=norm, steps=steps, alpha=alpha, **extra)
     if target_id is not None:
         params["target"] = target_id

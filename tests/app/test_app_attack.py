@@ -512,3 +512,13 @@ def test_fashion_mnist_defaults_and_uploads() -> None:
     assert set(predictions(at)) == {"Clean", "Adversarial"}
     assert "--image upload.png" in at.code[0].value
     assert not any(m.value.startswith("True class:") for m in at.markdown)
+
+
+def test_a_target_equal_to_the_clean_prediction_is_refused_on_the_page() -> None:
+    """Gallery image 4 is a trouser the model calls Trouser; the default target is Trouser: never a 'success'."""
+    at = attack_page(sidebar_model="fmnist-naive", **{GALLERY_KEY: 4, "attack_targeted": True,
+                                                       "attack_target_fashion-mnist": 1, "attack_name": "fgsm"})
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "already the model's prediction" in errors
+    assert not any("succeeds" in s.value for s in at.success)

@@ -196,7 +196,7 @@ def test_eval_takes_the_attack_parameters():
     assert "advcore: note: --phi does not apply to mifgsm; ignored." in err.splitlines()
     code, out, err = run_cli(["eval", "--model", "fmnist-naive", "--attack", "mifgsm", "--mu", "-1"])
     assert_one_line_error(code, out, err)
-    assert "mu must be at least 0" in err
+    assert "mu must be between 0 and 1" in err
 
 
 def test_image_from_stdin(monkeypatch):
@@ -277,7 +277,7 @@ def _error_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "missing eps": (_base(), "--eps"),
         "no command": ([], "COMMAND"),
         "bad accumulator": (_base("--eps", "4/255", "--accumulator", "both"), "invalid choice"),
-        "negative mu": (_base("--eps", "4/255", "--mu", "-1"), "mu must be at least 0"),
+        "negative mu": (_base("--eps", "4/255", "--mu", "-1"), "mu must be between 0 and 1"),
         "zero phi": (_base("--eps", "4/255", "--phi", "0"), "phi must be positive"),
         "nan delta": (_base("--eps", "4/255", "--delta", "nan"), "delta must be a number"),
         "seed too large": (_base("--eps", "4/255", "--seed", str(2**31)), "seed must be between 0 and 2147483647"),

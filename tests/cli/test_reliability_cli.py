@@ -155,3 +155,28 @@ def test_geometry_radii_beyond_the_pixel_range_exit_2(norm: str, radii: str, mes
     code, out, err = run_cli(["geometry", "isotropy", "--model", "fmnist-naive", "--image", "fashion-mnist:0",
                               "--norm", norm, "--radii", radii, "--T", "5", "-q"])
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+
+
+# --------------------------------------------------------------------------- budgets that would overflow
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--norm", "l2", "--eps", "1e20"], "largest distance between two images"),
+    (["--norm", "l2", "--eps", "1e39"], "largest distance between two images"),
+    (["--norm", "linf", "--eps", "1e39"], "exceeds the pixel range"),
+    (["--norm", "l2", "--eps", "1", "--alpha", "1e39"], "alpha must be at most"),
+    (["--eps", "0.1", "--attack", "mifgsm", "--mu", "1e308"], "mu"),
+])
+def test_budgets_that_would_overflow_exit_2(extra: list[str], message: str):
+    argv = ["attack", "--model", "fmnist-naive", "--image", "fashion-mnist:0", "--attack", "pgd", "-q", *extra]
+    code, out, err = run_cli(argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+
+
+def test_a_target_equal_to_the_clean_class_is_refused_not_called_a_success():
+    from advcore import datasets, models
+
+    clean = int(models.load("fmnist-naive", "cpu")(datasets.to_float(datasets.load_subset()[0][:1])).argmax(1))
+    code, out, err = run_cli(["attack", "--model", "fmnist-naive", "--image", "fashion-mnist:0", "--attack", "fgsm",
+                              "--eps", "0.1", "--target", str(clean), "-q"])
+    assert code == 2 and out == "" and "already the model's prediction" in err, err
