@@ -114,6 +114,8 @@ class PageRun:
         self.notices_key = f"{prefix}_notices"
         self.job_key = f"{prefix}_job"
         self.cancelled_key = f"{prefix}_cancelled"
+        self.shown_key = f"{prefix}_shown"  # the notices the last page run drew
+        self.repeat_key = f"{prefix}_repeat"  # a late Cancel click: draw them again
 
     # ------------------------------------------------------------------ starting
 
@@ -153,6 +155,12 @@ class PageRun:
     def request_cancel(self) -> None:
         """The Cancel button's callback (it runs at the start of the rerun its click causes, after that rerun
         interrupted the run): set the flag, and remember the interrupted job as cancelled."""
+        if st.session_state.get(self.shown_key) and not any(
+                k in st.session_state for k in (self.running_key, self.job_key, self.request_key)):
+            # A second (late) click, after the run was already stopped and its notice drawn: there is nothing to
+            # cancel, so set no flag (it would stop the next run at once) and keep the notice on screen.
+            st.session_state[self.repeat_key] = True
+            return
         st.session_state[self.cancel_key] = True
         if self.job_key in st.session_state:
             st.session_state[self.cancelled_key] = st.session_state[self.job_key]
@@ -243,12 +251,18 @@ class PageRun:
         about a run that a rerun interrupted (a Cancel click, or a widget changed while it ran); ``interrupted``
         may return None to say nothing."""
         out = list(st.session_state.pop(self.notices_key, []))
+        if st.session_state.pop(self.repeat_key, False):
+            out = list(st.session_state.get(self.shown_key, [])) + out
         left = st.session_state.pop(self.running_key, None)
         st.session_state.pop(self.job_key, None)
         if left is not None:  # the run ended without reaching its own end: a rerun stopped it
             said = interrupted(left, bool(st.session_state.pop(self.cancel_key, False)))
             if said:
                 out.append(("warning", said))
+        if out:
+            st.session_state[self.shown_key] = out
+        else:
+            st.session_state.pop(self.shown_key, None)
         return out
 
     def show_notices(self, interrupted: Callable[[Any, bool], str | None]) -> None:

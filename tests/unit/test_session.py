@@ -41,7 +41,21 @@ def test_interrupted_run_is_reported_once(state: dict) -> None:
     run.request_cancel()
     said = run.take_notices(lambda left, cancelled: f"{left['step']} {cancelled}")
     assert said == [("info", "earlier"), ("warning", "3 True")]
-    assert run.take_notices(lambda left, cancelled: "again") == [] and state == {}
+    assert run.take_notices(lambda left, cancelled: "again") == []
+    assert state == {}
+
+
+def test_a_second_cancel_click_keeps_the_cancelled_message(state: dict) -> None:
+    """The second click arrives after the run was stopped and its warning drawn: the warning is drawn again, and
+    no cancel flag is left behind to stop the next run at once."""
+    run = runs.PageRun("_t")
+    run.update({"step": 3})
+    run.request_cancel()
+    first = run.take_notices(lambda left, cancelled: f"Cancelled at step {left['step']}")
+    run.request_cancel()  # the late click
+    assert not run.cancel_requested()
+    assert run.take_notices(lambda left, cancelled: "unused") == first == [("warning", "Cancelled at step 3")]
+    assert run.take_notices(lambda left, cancelled: "unused") == []
 
 
 def test_execute_finishes_and_notices(state: dict) -> None:
