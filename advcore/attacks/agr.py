@@ -14,12 +14,12 @@ from advcore.attacks.params import STOP_ON_SUCCESS, AttackSpec, Param, check_val
 from advcore.errors import AdvlabError
 
 PHI = Param(
-    "phi", "float", 1.0, low=0.0, low_open=True, label="phi", widget_range=(0.01, 100.0), widget_step=0.1,
+    "phi", "float", 1.0, low=0.0, high=1e6, low_open=True, label="phi", widget_range=(0.01, 100.0), widget_step=0.1,
     help="Divides every step: alpha * s / (phi * sqrt(G + delta)) (Eq. 11). Larger phi, smaller steps.",
     cli_help="step scale of Eq. 11", reference="AGR paper, Eq. 11 and Algorithm 1 (phi = 1)",
 )
 DELTA = Param(
-    "delta", "float", 1e-8, low=0.0, low_open=True, label="delta",
+    "delta", "float", 1e-8, low=0.0, high=1.0, low_open=True, label="delta",
     widget_values=(1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2), widget_format=".0e",
     help="Added to G under the square root so the division is safe. With sign(g) it hardly matters; with the "
          "raw gradient, pixels whose gradient is below about sqrt(delta) take much smaller steps.",

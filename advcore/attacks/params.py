@@ -133,6 +133,8 @@ class Param:
     def range_text(self) -> str:
         """The valid range in words: "positive", "at least 0", "between 0 and 2147483647"."""
         if self.low is not None and self.high is not None:
+            if self.low_open:
+                return ("positive" if self.low == 0 else f"above {_num(self.low)}") + f" and at most {_num(self.high)}"
             return f"between {_num(self.low)} and {_num(self.high)}"
         if self.low is not None:
             return ("positive" if self.low == 0 else f"above {_num(self.low)}") if self.low_open \

@@ -6,6 +6,7 @@ import argparse
 import math
 
 from advcore.attacks import ATTACKS, MAX_STEPS, Param, accepted_params, declared_params, param_default
+from advcore.attacks.core import MAX_ALPHA
 from advcore.cli.framework import (
     EXIT_OK,
     add_run_options,
@@ -21,7 +22,9 @@ from advcore.cli.framework import (
     write_file,
 )
 from advcore.errors import AdvlabError
-from advcore.units import format_eps, parse_eps
+from advcore.units import format_eps
+
+MAX_EPS = 1000.0  # no image the models take is farther than this from another in L2 (checked per model later)
 
 
 def _flag_help(p: Param) -> str:
@@ -82,11 +85,12 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--attack", default="pgd", metavar="NAME",
                    help=f"one of {', '.join(ATTACKS)} (default: pgd)")
     g.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (default: linf)")
-    g.add_argument("--eps", required=True, type=arg_type(parse_eps, "eps"),
-                   help="budget in [0,1] pixel units: 4/255, 0.0157, 1e-2 (L-inf at most 1)")
+    g.add_argument("--eps", required=True, type=finite_type("eps", high=MAX_EPS),
+                   help="budget in [0,1] pixel units: 4/255, 0.0157, 1e-2 (L-inf at most 1; L2 at most sqrt of the "
+                        "number of pixel values)")
     g.add_argument("--steps", type=arg_type(parse_steps, "steps"),
                    help=f"iterations, 1-{MAX_STEPS} (default: 10; FGSM takes one step)")
-    g.add_argument("--alpha", type=finite_type("alpha", positive=True),
+    g.add_argument("--alpha", type=finite_type("alpha", positive=True, high=MAX_ALPHA),
                    help="step size (default: the attack's own, e.g. 2.5*eps/steps for PGD)")
     g = p.add_argument_group("attack parameters (each attack's own, from its declaration)")
     add_param_flags(g)

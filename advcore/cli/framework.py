@@ -294,10 +294,14 @@ def set_threads(threads: int | None) -> None:
 
 
 
-def finite_type(name: str, *, positive: bool = False) -> Callable[[str], object]:
-    """An argparse type for a finite number (a fraction such as 4/255 allowed), at least 0 or positive."""
+def finite_type(name: str, *, positive: bool = False, high: float | None = None) -> Callable[[str], object]:
+    """An argparse type for a finite number (a fraction such as 4/255 allowed), at least 0 or positive, and at
+    most ``high`` when given."""
 
     def convert(text: str) -> float:
-        return parse_eps(text, name=name, allow_zero=not positive)
+        value = parse_eps(text, name=name, allow_zero=not positive)
+        if high is not None and value > high:
+            raise AdvlabError(f"{name} must be at most {high:g}, got {text.strip()!r}.")
+        return value
 
     return arg_type(convert, name)

@@ -26,10 +26,6 @@ def _eps(text: str) -> float:
     return value
 
 
-def _positive_float(name: str):
-    return fw.arg_type(lambda s: fw.parse_eps(s, name=name, allow_zero=False), name)
-
-
 def _poison_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("attack", choices=tuple(poisoning.ATTACK_TITLES),
                    help="lf: label flip (Table 3), pf: poison frogs (Table 2), ap: adversarial poisoning (Table 1)")
@@ -54,7 +50,7 @@ def _poison_args(p: argparse.ArgumentParser) -> None:
                    help=f"pf, ap: PGD steps, step 2.5*eps/steps (default: {poisoning.DEFAULT_STEPS})")
     g.add_argument("--repeats", type=fw.int_type("repeats", 1, 100), default=3,
                    help="lf: runs averaged, seeds seed..seed+repeats-1 (default: 3)")
-    g.add_argument("--C", dest="C", type=_positive_float("C"), default=poisoning.DEFAULT_C,
+    g.add_argument("--C", dest="C", type=fw.finite_type("C", positive=True, high=1e6), default=poisoning.DEFAULT_C,
                    help="the LinearSVC's C (default: 1)")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX), default=0, help="default: 0")
     g = p.add_argument_group("output")

@@ -43,7 +43,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--halftone", default="floyd-steinberg", metavar="METHOD",
                    help="halftone of --input (advcore.defenses; default: floyd-steinberg)")
     g.add_argument("--batch-size", type=fw.positive_int("batch size", 65536), default=128, help="default: 128")
-    g.add_argument("--lr", type=fw.finite_type("learning rate", positive=True), default=1e-3,
+    g.add_argument("--lr", type=fw.finite_type("learning rate", positive=True, high=10.0), default=1e-3,
                    help="Adam (default: 0.001)")
     g.add_argument("--pgd-steps", type=fw.positive_int("PGD steps", 100), default=7,
                    help="PGD training steps (default: 7, step 2.5*eps/steps)")
@@ -52,7 +52,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("random walk (--strengths auto)")
     g.add_argument("--grid", type=fw.arg_type(lambda s: parse_eps_list(s, name="grid", allow_zero=False), "grid"),
                    default="0.05:0.3:0.05", help="allowed strengths (default: 0.05:0.3:0.05)")
-    g.add_argument("--penalty", type=fw.finite_type("penalty"), default=0.005,
+    g.add_argument("--penalty", type=fw.finite_type("penalty", high=1.0), default=0.005,
                    help="accuracy given up per extra strength, a in G = H - a*S (default: 0.005)")
     g.add_argument("--walks", type=fw.positive_int("walks", 100000), default=200,
                    help="number of walks t (default: 200)")
