@@ -82,17 +82,35 @@ def parse_eps_list(text: str, *, name: str = "eps", allow_zero: bool = True, hig
     return values
 
 
-
 def format_eps(eps: float, norm: str = "linf") -> str:
     """A budget for people: ``0.0157 (4/255)`` under L-infinity, plain under L2."""
     return f"{eps:.4g} ({eps * 255:.3g}/255)" if norm == "linf" else f"{eps:.4g}"
 
 
-def percent(value: float | None, digits: int = 1, *, signed: bool = False) -> str:
-    """A fraction in [0, 1] as a percentage (``0.125`` -> ``12.5%``); ``n/a`` for None or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{100 * value:{'+' if signed else ''}.{digits}f}%"
+DASH = "–"  # what a table shows for a value it does not have (an en dash)
+
+
+def percent(value: float | None, digits: int = 1, *, signed: bool = False, width: int = 0, missing: str = "n/a",
+            nan_missing: bool = True) -> str:
+    """A fraction in [0, 1] as a percentage (``0.125`` -> ``12.5%``); ``missing`` for None (and for NaN unless
+    ``nan_missing`` is false: then ``nan%``). ``width`` pads the number (not the ``%``) to that many characters,
+    and ``missing`` to one more, so that a column lines up."""
+    if value is None or (nan_missing and isinstance(value, float) and math.isnan(value)):
+        return missing.rjust(width + 1) if width else missing
+    return f"{100 * value:{'+' if signed else ''}{width or ''}.{digits}f}%"
+
+
+def percent_cell(value: float | None, digits: int = 1, *, signed: bool = False, width: int = 0) -> str:
+    """:func:`percent` as the tables show it: an en dash for None, ``nan%`` for NaN."""
+    return percent(value, digits, signed=signed, width=width, missing=DASH, nan_missing=False)
+
+
+def number(value: float | None, fmt: str, missing: str = DASH, *, finite: bool = False) -> str:
+    """``format(value, fmt)``, or ``missing`` for None. With ``finite``, NaN and -inf read as ``missing`` too and
+    +inf as ``inf`` (e.g. a metric of an unchanged image)."""
+    if value is None or (finite and isinstance(value, float) and not math.isfinite(value)):
+        return "inf" if value is not None and value > 0 else missing
+    return format(value, fmt)
 
 
 def eps_fraction_text(eps: float) -> str:

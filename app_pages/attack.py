@@ -145,7 +145,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
     delta = plots.to_numpy_image(res.x_adv) - x
     h, w = res.x.shape[-2:]
 
-    small = max(h, w) < plots.SMALL_INPUT  # Fashion-MNIST: 28x28, shown enlarged with sharp pixels (PNG, not JPEG)
+    small = models.is_small_input((h, w))  # Fashion-MNIST: 28x28, shown enlarged with sharp pixels (PNG, not JPEG)
     i1, i2, i3 = st.columns(3)
     amp_slot = i2.empty()  # the image goes above its amplification slider
     if small:

@@ -129,8 +129,9 @@ def history_figures(loss: Sequence[float], prob: Sequence[float], class_name: st
 
 # --------------------------------------------------------------------------- small images
 
-SMALL_INPUT = 64  # model inputs below this many pixels a side (Fashion-MNIST 28x28) are shown enlarged
-DISPLAY_SIZE = 448  # ... to at least this many pixels, so that a browser scaling them to a column stays sharp
+# Small model inputs (advcore.models.is_small_input: Fashion-MNIST 28x28) are shown enlarged to at least this many
+# pixels, so that a browser scaling them to a column stays sharp.
+DISPLAY_SIZE = 448
 
 
 def enlarge(im, size: int = DISPLAY_SIZE):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from advcore.cli import framework as fw
+from advcore.units import number as _num
+from advcore.units import percent_cell
 
 L2_EPS_MAX = 1000.0  # an L2 radius in [0,1] pixel units; a 260x260x3 image has norm at most about 450
 
@@ -49,11 +51,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
 
 
 def _pct(v: float | None) -> str:
-    return "     –" if v is None else f"{100 * v:5.1f}%"
-
-
-def _num(v: float | None, fmt: str) -> str:
-    return "–" if v is None else format(v, fmt)
+    return percent_cell(v, width=5)
 
 
 def _tables(result: dict) -> str:

@@ -11,6 +11,7 @@ import argparse
 from advcore.cli import framework as fw
 from advcore.errors import AdvlabError
 from advcore.labs import geometry
+from advcore.units import number
 
 CHOICES = (*geometry.PROBES, "all")
 
@@ -49,7 +50,7 @@ def _geometry_args(p: argparse.ArgumentParser) -> None:
 
 
 def _num(v: float | None, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
+    return number(v, fmt, "-")
 
 
 def summary(d: dict) -> str:

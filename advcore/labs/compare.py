@@ -41,6 +41,7 @@ from advcore.device import describe, pick_device
 from advcore.errors import AdvlabError, Cancelled
 from advcore.progress import ProgressFn
 from advcore.progress import report as report_progress
+from advcore.units import percent_cell
 
 ALL_ATTACKS: tuple[str, ...] = tuple(attacks.ATTACKS)  # fgsm, ifgsm, pgd, mifgsm, agr
 MAX_IMAGES = 500  # 500 Lite2 inputs (3x260x260 floats) hold 400 MB
@@ -448,10 +449,7 @@ def summary(result: dict, eps: float | None = None) -> list[str]:
         st = run["sources"][s]
         others = [a for a in have if a != "agr"]
 
-        def pct(v: float | None) -> str:
-            return "–" if v is None else f"{100 * v:.1f}%"
-
-        asr = ", ".join(f"{result['attack_titles'][a]} {pct(st[a]['asr'])}" for a in others)
+        asr = ", ".join(f"{result['attack_titles'][a]} {percent_cell(st[a]['asr'])}" for a in others)
         amp = ", ".join(f"{st[a]['amp']:.4g}" for a in others)
         cos = ", ".join(f"{st[a]['cosine_similarity']:.7f}" for a in others)
         better = [a for a in others if st["agr"]["asr"] > st[a]["asr"]]
@@ -459,12 +457,12 @@ def summary(result: dict, eps: float | None = None) -> list[str]:
         verdict = ("higher than" if len(better) == len(others) else "lower than" if len(worse) == len(others)
                    else "between or equal to")
         text = (f"On {s}, {n} image(s), {norm} eps {e_text}, {result['steps']} steps: AGR fooled "
-                f"{pct(st['agr']['asr'])} ({verdict} {asr}); AMP {st['agr']['amp']:.4g} against {amp}; mean cosine "
-                f"similarity {st['agr']['cosine_similarity']:.7f} against {cos}")
+                f"{percent_cell(st['agr']['asr'])} ({verdict} {asr}); AMP {st['agr']['amp']:.4g} against {amp}; "
+                f"mean cosine similarity {st['agr']['cosine_similarity']:.7f} against {cos}")
         off = [t for t in result["targets"] if t != s]
         if off:
             mean_off = {a: float(np.mean([st[a]["transfer"][t] for t in off])) for a in have}
-            text += ("; transfer to the other model(s), mean success: AGR " + pct(mean_off["agr"]) + ", "
-                     + ", ".join(f"{result['attack_titles'][a]} {pct(mean_off[a])}" for a in others))
+            text += ("; transfer to the other model(s), mean success: AGR " + percent_cell(mean_off["agr"]) + ", "
+                     + ", ".join(f"{result['attack_titles'][a]} {percent_cell(mean_off[a])}" for a in others))
         out.append(text + ".")
     return out

@@ -10,11 +10,13 @@ from __future__ import annotations
 from advcore.models import imagenet, zoo
 from advcore.models.registry import (
     ROLES,
+    SMALL_INPUT,
     ModelSpec,
     Normalized,
     Role,
     class_names,
     get_spec,
+    is_small_input,
     load,
     names,
     register,
@@ -22,8 +24,8 @@ from advcore.models.registry import (
     with_role,
 )
 
-__all__ = ["ROLES", "ModelSpec", "Normalized", "Role", "class_names", "get_spec", "imagenet_classes", "load", "names",
-           "register", "roles", "with_role"]
+__all__ = ["ROLES", "SMALL_INPUT", "ModelSpec", "Normalized", "Role", "class_names", "get_spec", "imagenet_classes",
+           "is_small_input", "load", "names", "register", "roles", "with_role"]
 
 imagenet_classes = imagenet.imagenet_classes
 imagenet.register_all()

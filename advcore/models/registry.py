@@ -80,6 +80,25 @@ class ModelSpec:
     def num_classes(self) -> int:
         return len(self.classes())
 
+    @property
+    def small(self) -> bool:
+        """Whether the input is below :data:`SMALL_INPUT` pixels a side (see :func:`is_small_input`)."""
+        return is_small_input(self)
+
+
+SMALL_INPUT = 64  # model inputs below this many pixels a side (Fashion-MNIST 28x28, digits 8x8) are "small"
+
+
+def is_small_input(spec_or_size: ModelSpec | tuple[int, ...] | int) -> bool:
+    """Whether a model's input is small (below :data:`SMALL_INPUT` pixels a side): pages show such images
+    enlarged with sharp pixels. Takes a :class:`ModelSpec`, a size ``(C, H, W)``
+    or ``(H, W)``, or one side."""
+    if isinstance(spec_or_size, ModelSpec):
+        spec_or_size = spec_or_size.input_size
+    if isinstance(spec_or_size, int):
+        return spec_or_size < SMALL_INPUT
+    return max(spec_or_size[-2:]) < SMALL_INPUT
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 

@@ -16,6 +16,7 @@ from advcore import attacks, models
 from advcore.attacks import StepInfo
 from advcore.labs import attack as attack_lab
 from advcore.labs.attack import ImageAttack
+from advcore.units import number
 
 # Attacks that run on every rerun: at most this many gradient steps x pixels (50 steps at 224x224).
 AUTO_RUN_BUDGET = 50 * 224 * 224
@@ -133,9 +134,7 @@ def history(result: attacks.AttackResult) -> tuple[list[float], list[float]]:
 
 
 def _num(v: float | None, fmt: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "inf" if v is not None and v > 0 else "n/a"
-    return format(v, fmt)
+    return number(v, fmt, "n/a", finite=True)
 
 
 def metric_rows(m: dict) -> list[dict[str, str]]:

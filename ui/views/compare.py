@@ -23,6 +23,8 @@ from advcore.errors import AdvlabError
 from advcore.labs import compare
 from advcore.progress import Progress, ProgressFn
 from advcore.records import json_safe
+from advcore.units import number as _f
+from advcore.units import percent_cell as _pct
 from ui import plots
 
 FAMILIES = {"imagenet": "ImageNet: EfficientNet-Lite0/1/2", "fashion-mnist": "Fashion-MNIST: the model zoo"}
@@ -160,14 +162,6 @@ def interrupted(left: str, was_cancelled: bool) -> str:
 
 
 # --------------------------------------------------------------------------- tables
-
-
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}%"
-
-
-def _f(v: float | None, fmt: str) -> str:
-    return "–" if v is None else format(v, fmt)
 
 
 def table_rows(result: dict) -> list[dict[str, str]]:

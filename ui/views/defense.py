@@ -22,7 +22,6 @@ from advcore.progress import Progress, ProgressFn
 from advcore.units import eps_fraction_text
 from ui import plots
 
-SMALL_DATASETS = ("fashion-mnist", "digits")
 ATTACK_TITLES = {"fgsm": "FGSM", "ifgsm": "I-FGSM", "pgd": "PGD"}
 METHOD_TITLES = {
     "floyd-steinberg": "Floyd-Steinberg (error diffusion)",
@@ -40,7 +39,7 @@ N_CHOICES = (50, 100, 200, 500)
 
 
 def is_small(model: str) -> bool:
-    return models.get_spec(model).dataset in SMALL_DATASETS
+    return models.get_spec(model).small
 
 
 def base_model(model: str) -> tuple[str, str | None]:

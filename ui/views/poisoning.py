@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from advcore.labs import poisoning
 from advcore.progress import Progress
+from advcore.units import percent_cell as pct
 from ui import plots
 
 PAGE_KINDS = ("naive", "fgsm", "pgd", "imagenet")
@@ -93,12 +94,6 @@ def interrupted(left: dict, was_cancelled: bool) -> str:
 
 
 # --------------------------------------------------------------------------- the tables
-
-
-def pct(v: float | None, signed: bool = False) -> str:
-    if v is None:
-        return "–"
-    return f"{100 * v:+.1f}%" if signed else f"{100 * v:.1f}%"
 
 
 def rows(result: dict) -> list[dict[str, str]]:

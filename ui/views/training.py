@@ -22,6 +22,7 @@ from advcore.errors import AdvlabError
 from advcore.labs import training
 from advcore.models import zoo
 from advcore.progress import Progress, ProgressFn
+from advcore.units import percent_cell
 
 MODELS_DIR: Path = zoo.MODELS_DIR
 EXPECTED_ROLES = ("naive", "fgsm", "pgd", "mat-mixed", "mat-parallel")  # the models the Training lab compares
@@ -112,7 +113,7 @@ def epochs(n: int) -> str:
 
 
 def pct(value: float | None) -> str:
-    return "–" if value is None else f"{100.0 * value:.2f}%"
+    return percent_cell(value, 2)
 
 
 def average(card: dict, attack: str) -> float | None:
