@@ -95,7 +95,8 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
 
     t1, t2 = st.columns([1.3, 3.2])
     targeted = t1.checkbox("Targeted", False, key="attack_targeted", persist_state=KEEP,
-                           help="Push the image towards a class of your choice instead of away from its own.")
+                           help="Push the image towards a class of your choice instead of away from the model's "
+                                "clean prediction.")
     target = None
     if targeted:
         default_target = DEFAULT_TARGETS.get(dataset, 0)
@@ -154,10 +155,13 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
     else:
         i1.image(data.to_pil(res.x), caption=f"Clean: the {w}x{h} centre crop the model sees", width="stretch")
     i1.markdown(prediction_line("Clean", res.clean.name, res.clean.prob))
-    if sel.true_name is not None:
-        i1.markdown(f"True class: {md_escape(sel.true_name)}")
-        if sel.true_name != res.clean.name:
-            i1.caption("The model already gets this test image wrong before any attack.")
+    label = sel.true_name  # the dataset's label of a test image (None: a photo or an upload)
+    if label is not None:
+        i1.markdown(f"Dataset label: {md_escape(label)}")
+        if label != res.clean.name:
+            i1.caption(f"The model already gets this test image wrong before any attack: it predicts "
+                       f"{md_escape(res.clean.name)}, the dataset label is {md_escape(label)}. The attack moves the "
+                       f"image away from the model's prediction ({md_escape(res.clean.name)}), not from the label.")
     i2.markdown(f"L-inf {255 * m['linf']:.2f}/255, L2 {m['l2']:.3f}")
     amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
                            help="auto: the largest change is shown as black or white.")
@@ -179,8 +183,8 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
     else:
         st.caption("Notice that the left and right images look the same to you, yet the model reads them differently; "
                    "the middle image is the difference, amplified so that it becomes visible.")
-    verdict = attack_view.rounding_sentence(res)
-    (st.success if m["success_8bit"] else st.warning)(verdict)
+    kind, verdict = attack_view.verdict(res, label)
+    {"success": st.success, "warning": st.warning, "info": st.info}[kind](md_escape(verdict))
 
     watch = m["target_name"] if m["targeted"] else m["clean_name"]
     b1, b2 = st.columns(2)
@@ -193,7 +197,8 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
         topk_note = f"the attack pulls it up to the top{absent}."
     else:
         topk_note = "the attack pushes it down and another class, often a look-alike, takes the top spot."
-    st.caption(f"Notice where the probability of '{md_escape(watch)}' (orange) goes: {topk_note}")
+    role = "the target" if m["targeted"] else "the model's clean prediction"
+    st.caption(f"Notice where the probability of {role} '{md_escape(watch)}' (orange) goes: {topk_note}")
 
     loss, prob = attack_view.history(res.result)
     l1, l2 = st.columns(2)
@@ -215,7 +220,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
     d1, d2 = h2.columns(2)
     d1.download_button("Download adversarial PNG", res.png, file_name="adversarial.png", mime="image/png",
                        on_click="ignore", key="attack_download_png")
-    d2.download_button("Download metrics JSON", json.dumps(json_safe(m), indent=2),
+    d2.download_button("Download metrics JSON", json.dumps(json_safe(attack_view.record(m, sel.true_name)), indent=2),
                        file_name="metrics.json", mime="application/json", on_click="ignore",
                        key="attack_download_json")
 
@@ -240,7 +245,8 @@ def history_caption(req: attack_view.AttackRequest, targeted: bool, stop_on_succ
     if targeted:
         trend = "Notice the loss falling and the target probability rising with each step"
     else:
-        trend = "Notice the loss rising and the true-class probability collapsing with each step"
+        trend = ("Notice the loss rising and the probability of the model's clean prediction collapsing "
+                 "with each step")
     extra = dict(req.extra)
     if extra.get("random_start"):
         start = "iteration 0 is PGD's random start, a random point of the eps-ball around the clean image"

@@ -105,9 +105,13 @@ def _finite(values: Sequence[float]) -> list[float | None]:
 
 def history_figures(loss: Sequence[float], prob: Sequence[float], class_name: str,
                     targeted: bool) -> tuple[go.Figure, go.Figure]:
-    """Loss and class probability per iteration (x = iteration, 0 = the starting point)."""
+    """Loss and class probability per iteration (x = iteration, 0 = the starting point).
+
+    ``class_name``: the target class, or (untargeted) the model's clean prediction, which the attack moves away
+    from; it is not the dataset label, which the model may already get wrong.
+    """
     steps = list(range(len(loss)))
-    what = "target" if targeted else "true"
+    what = "target class" if targeted else "clean prediction"
     # Whole iterations only: FGSM's two points must not get ticks at 0.2, 0.4, ...
     last = max(1, len(steps) - 1)
     dtick = next((d for d in (1, 2, 5, 10, 20, 25, 50, 100) if last / d <= 10), math.ceil(last / 10))
@@ -115,13 +119,13 @@ def history_figures(loss: Sequence[float], prob: Sequence[float], class_name: st
                  tickformat="d", range=[-0.3, last + 0.3])
     loss_fig = go.Figure(go.Scatter(x=steps, y=_finite(loss), mode="lines+markers", line_color=OTHER,
                                     hovertemplate="iteration %{x}: %{y:.3f}<extra></extra>"))
-    loss_fig.update_layout(**LAYOUT, title=f"Cross-entropy to the {what} class")
+    loss_fig.update_layout(**LAYOUT, title=f"Cross-entropy to the {what}")
     loss_fig.update_xaxes(**xaxis)
     loss_fig.update_yaxes(title="loss")
     prob_fig = go.Figure(go.Scatter(x=steps, y=[None if v is None else 100.0 * v for v in _finite(prob)],
                                     mode="lines+markers", line_color=WATCH,
                                     hovertemplate="iteration %{x}: %{y:.2f}%<extra></extra>"))
-    prob_fig.update_layout(**LAYOUT, title=f"Probability of the {what} class ({class_name})")
+    prob_fig.update_layout(**LAYOUT, title=f"Probability of the {what} ({class_name})")
     prob_fig.update_xaxes(**xaxis)
     prob_fig.update_yaxes(title="%", range=[0, 100])
     return loss_fig, prob_fig
@@ -164,6 +168,17 @@ RECIPE_COLOURS = {
     "mat-mixed": "#54a24b",
     "mat-parallel": "#4c78a8",
 }
+# One colour per model role (advcore.models.zoo.role_of): the halftone and hybrid models share the standard recipe
+# but are different models, so they get colours of their own.
+ROLE_COLOURS = {
+    "naive": RECIPE_COLOURS["standard"],
+    "fgsm": RECIPE_COLOURS["fgsm"],
+    "pgd": RECIPE_COLOURS["pgd"],
+    "mat-mixed": RECIPE_COLOURS["mat-mixed"],
+    "mat-parallel": RECIPE_COLOURS["mat-parallel"],
+    "halftone": "#e45756",
+    "hybrid": "#72b7b2",
+}
 RUN_COLOURS = ["#111111", "#8c564b", "#17becf"]
 FIG4_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=420, showlegend=True,
                    legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0))
@@ -172,13 +187,16 @@ FIG4_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=420, showlegend=T
 def accuracy_vs_strength(series: Sequence[dict], title: str) -> go.Figure:
     """The paper's Figure 4: accuracy (%) against the attack strength, one line per model.
 
-    ``series``: dicts with ``name``, ``eps``, ``accuracy`` (fractions), ``recipe`` and optionally
-    ``run`` (an index: a run started on the page, drawn dashed).
+    ``series``: dicts with ``name``, ``eps``, ``accuracy`` (fractions), ``recipe``, optionally ``role`` (its
+    colour, else the recipe's) and ``run`` (an index: a run started on the page, drawn dashed).
     """
     fig = go.Figure()
     for s in series:
         run = s.get("run")
-        colour = RUN_COLOURS[run % len(RUN_COLOURS)] if run is not None else RECIPE_COLOURS.get(s.get("recipe"), OTHER)
+        if run is not None:
+            colour = RUN_COLOURS[run % len(RUN_COLOURS)]
+        else:
+            colour = ROLE_COLOURS.get(s.get("role"), RECIPE_COLOURS.get(s.get("recipe"), OTHER))
         fig.add_trace(go.Scatter(
             x=list(s["eps"]), y=[100.0 * a for a in s["accuracy"]], name=s["name"], mode="lines+markers",
             line=dict(color=colour, dash="dash" if run is not None else "solid", width=2),

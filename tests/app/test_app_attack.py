@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import shlex
 from pathlib import Path
@@ -96,6 +97,12 @@ def test_default_fgsm_flips_the_cat() -> None:
     assert any("still succeeds after the image is rounded to 8 bits" in s.value for s in at.success)
 
     assert len(at.get("plotly_chart")) == 5  # top-5 x2, loss, probability, heat map
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    # A photo has no dataset label: the watched class is the model's own clean prediction, named as such.
+    assert f"Probability of the clean prediction ({clean})" in titles and "Cross-entropy to the clean prediction" \
+        in titles, titles
+    assert not any("true" in t.lower() for t in titles)
+    assert not any(m.value.startswith(("True class:", "Dataset label:")) for m in at.markdown)
     captions = [c for image in at.get("image") for c in image.captions]
     assert captions == ["Clean: the 224x224 centre crop the model sees",
                         captions[1], "Adversarial: the 8-bit PNG you download"]
@@ -475,7 +482,7 @@ def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
     preds = predictions(at)
     assert set(preds) == {"Clean", "Adversarial"}
     assert preds["Clean"][0] == classes[label]
-    assert f"True class: {classes[int(y[3])]}" in [m.value for m in at.markdown]
+    assert f"Dataset label: {classes[int(y[3])]}" in [m.value for m in at.markdown]
     m = metrics(at)
     assert m["L-inf"] == "0.10000 (25.50/255)" and m["Gradient evaluations"] == "1"
     captions = [c for image in at.get("image") for c in image.captions]
@@ -511,7 +518,7 @@ def test_fashion_mnist_defaults_and_uploads() -> None:
     assert not at.exception and not at.error
     assert set(predictions(at)) == {"Clean", "Adversarial"}
     assert "--image upload.png" in at.code[0].value
-    assert not any(m.value.startswith("True class:") for m in at.markdown)
+    assert not any(m.value.startswith(("True class:", "Dataset label:")) for m in at.markdown)
 
 
 def test_a_target_equal_to_the_clean_prediction_is_refused_on_the_page() -> None:
@@ -522,3 +529,53 @@ def test_a_target_equal_to_the_clean_prediction_is_refused_on_the_page() -> None
     errors = " ".join(e.value for e in at.error)
     assert "already the model's prediction" in errors
     assert not any("succeeds" in s.value for s in at.success)
+
+
+def test_an_attack_that_turns_a_wrong_answer_into_the_dataset_label_is_not_called_a_success() -> None:
+    """fmnist-pgd calls test image 0 (a Shirt) a Bag; FGSM at 0.1 turns the answer into Shirt, the correct label.
+    The page once said "True class: Shirt", plotted "Probability of the true class (Bag)" and called the correct
+    answer a success ("the attack still succeeds")."""
+    from advcore import models
+    from ui.frame import gallery_image
+    from ui.views import attack as attack_view
+
+    at = attack_page(sidebar_model="fmnist-pgd", **{GALLERY_KEY: 0})
+    assert not at.exception and not at.error
+    shown = [m.value for m in at.markdown]
+    preds = predictions(at)
+    assert preds["Clean"][0] == "Bag" and preds["Adversarial"][0] == "Shirt", preds
+    assert "Dataset label: Shirt" in shown
+    assert not any("True class" in v for v in shown)
+    assert "it predicts Bag, the dataset label is Shirt" in caption_text(at)
+    assert "away from the model's prediction (Bag), not from the label" in caption_text(at)
+
+    assert not at.success  # a correct answer is never a success
+    warnings = " ".join(w.value for w in at.warning)
+    assert ("The attack changed the model's answer from Bag to Shirt, which is the correct label: this is not a "
+            "successful attack on a correct answer.") in warnings, warnings
+    assert not any("succeeds" in e.value or "fools" in e.value for e in [*at.warning, *at.info])
+
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Probability of the clean prediction (Bag)" in titles, titles
+    assert "Cross-entropy to the clean prediction" in titles
+    assert not any("true" in t.lower() for t in titles)
+    assert "the probability of the model's clean prediction collapsing" in caption_text(at)
+    assert "Notice where the probability of the model's clean prediction 'Bag' (orange) goes" in caption_text(at)
+    page = " ".join(c.value for c in at.main.caption)  # the sidebar's "true class: Shirt" is the dataset label
+    assert "true-class" not in page and "true class" not in page
+    m = metrics(at)
+    assert m["Success"] == "yes"  # advcore's flag: the prediction moved off the clean one ...
+    meaning = dict(zip(at.table[0].value["Metric"], at.table[0].value["Meaning"], strict=True))
+    assert meaning["Success"] == "the float image changes the model's clean prediction"  # ... and says only that
+
+    # The downloaded record keeps advcore's names and adds the dataset label next to the clean prediction.
+    image, label = gallery_image("fashion-mnist", 0)
+    res = attack_view.run(attack_view.AttackRequest(model="fmnist-pgd", device="cpu", image_key="fashion-mnist:0",
+                                                    attack="fgsm", norm="linf", eps=0.1, eps_text="0.1", steps=10),
+                          image)
+    rec = attack_view.record(res.metrics, "Shirt")
+    classes = models.class_names("fmnist-pgd")
+    assert (rec["dataset_label"], rec["dataset_label_name"]) == (label, "Shirt") == (classes.index("Shirt"), "Shirt")
+    assert (rec["clean_name"], rec["adv_name"], rec["success"]) == ("Bag", "Shirt", True)
+    assert attack_view.record(res.metrics, None) == res.metrics
+    assert "dataset_label" not in res.metrics

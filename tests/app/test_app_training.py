@@ -116,6 +116,38 @@ def test_figure4_and_table1_show_the_cards_numbers() -> None:
         assert charts(at)["The random walk's path over the strength grid"]["data"][0]["y"] == walk["path"]
 
 
+def test_halftone_and_hybrid_models_are_named_and_coloured_as_what_they_are() -> None:
+    """Table 1 once called the halftone and hybrid models "Standard (clean images only)" and Figure 4 drew them in
+    the standard model's grey: a student could not tell the three models apart or see what they were trained on."""
+    cards = shipped_cards()
+    at = training_page()
+    assert not at.exception
+    training_of = {r["Model"]: r["Training"] for r in table(at)}
+    kinds = {}
+    for card in cards:
+        kind = (card.get("input_transform") or {}).get("kind")
+        kinds[card["name"]] = kind or ("naive" if card["recipe"]["name"] == "standard" else card["recipe"]["name"])
+        if kind == "halftone":
+            assert training_of[card["name"]] == "Standard on halftones (Floyd-Steinberg)"
+        elif kind == "hybrid":
+            assert training_of[card["name"]] == "Hybrid: images + halftones (Floyd-Steinberg)"
+        elif card["recipe"]["name"] == "standard":
+            assert training_of[card["name"]] == "Standard (clean images only)"
+        if kind:
+            assert card["input_transform"]["halftone"] == "floyd-steinberg"
+            assert "clean images only" not in training_of[card["name"]]
+    for title in ("FGSM", "PGD-10"):
+        traces = charts(at).get(title, {}).get("data", [])
+        colour_of = {t["name"]: t["line"]["color"] for t in traces}
+        assert len(set(colour_of.values())) == len(colour_of), colour_of  # one colour per model
+        names = {t["name"] for t in traces}
+        if any(kinds[c["name"]] == "halftone" for c in cards):
+            assert "Standard on halftones (Floyd-Steinberg)" in names, names
+        if any(kinds[c["name"]] == "hybrid" for c in cards):
+            assert "Hybrid: images + halftones (Floyd-Steinberg)" in names, names
+    assert {"halftone", "hybrid", "naive"} <= set(kinds.values()), "the shipped cards hold all three models"
+
+
 @pytest.fixture(scope="module")
 def mat_cards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real cards written by advcore on the tiny digits task: standard, mixed MAT with its random walk, parallel

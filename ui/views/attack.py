@@ -141,9 +141,14 @@ def metric_rows(m: dict) -> list[dict[str, str]]:
     """The metrics table as rows of {Metric, Value, Meaning}; values formatted for people."""
     yes = {True: "yes", False: "no"}
     psnr = m.get("psnr")
+    if m.get("targeted"):
+        did, too = "the float image is classified as the target", "the downloaded PNG is too"
+    else:
+        did = "the float image changes the model's clean prediction"
+        too = "the downloaded PNG changes it too"
     rows = [
-        ("Success", yes[bool(m["success"])], "the float image fools the model"),
-        ("Success after 8-bit rounding", yes[bool(m["success_8bit"])], "the downloaded PNG fools it too"),
+        ("Success", yes[bool(m["success"])], did),
+        ("Success after 8-bit rounding", yes[bool(m["success_8bit"])], too),
         ("L2", _num(m["l2"], ".4f"), "Euclidean size of the change"),
         ("L-inf", f"{_num(m['linf'], '.5f')} ({_num(m['linf'] * 255, '.2f')}/255)", "largest change of any pixel"),
         ("Cosine similarity", _num(m["cosine_similarity"], ".6f"), "clean vs adversarial, as vectors"),
@@ -174,6 +179,44 @@ def rounding_sentence(res: ImageAttack) -> str:
                 f"({png.name}, {100 * png.prob:.1f}%): the attack sits right at the decision boundary.")
     return ("The attack did not succeed at this budget, before or after rounding to 8 bits: "
             "try a larger eps or more steps.")
+
+
+def record(m: dict, dataset_label_name: str | None) -> dict:
+    """The metrics as downloaded: advcore's record, plus the dataset label of a test image when there is one
+    (``clean_label``/``clean_name`` are the model's clean prediction, which the attack moves away from)."""
+    if dataset_label_name is None:
+        return m
+    classes = models.class_names(m["model"])
+    label = classes.index(dataset_label_name) if dataset_label_name in classes else None
+    return {**m, "dataset_label": label, "dataset_label_name": dataset_label_name}
+
+
+def verdict(res: ImageAttack, dataset_label: str | None = None) -> tuple[str, str]:
+    """(kind, sentence): what the attack did, with ``kind`` "success", "warning" or "info" for the element.
+
+    Untargeted attacks move the image away from the model's clean prediction, not from the dataset label.
+    When the dataset label is known and the model was wrong before the attack, changing the prediction is no
+    success: the attack may even turn the wrong answer into the correct label, and the page says so.
+    """
+    m = res.metrics
+    if dataset_label is None or m["targeted"] or res.clean.name == dataset_label \
+            or not (m["success"] or m["success_8bit"]):
+        return ("success" if m["success_8bit"] else "warning"), rounding_sentence(res)
+    clean, adv, png = res.clean.name, res.adversarial.name, res.adversarial_8bit.name
+    wrong = f"The model was wrong before the attack (it said {clean}; the dataset label is {dataset_label})."
+    if adv == dataset_label:
+        text = (f"The attack changed the model's answer from {clean} to {adv}, which is the correct label: "
+                "this is not a successful attack on a correct answer. " + wrong)
+        if png != adv:
+            text += f" The 8-bit PNG you download is classified as {png} ({100 * res.adversarial_8bit.prob:.1f}%)."
+        return "warning", text
+    if png == dataset_label:
+        return "warning", (f"The attack changed the model's answer from {clean} to {adv}, and the 8-bit PNG you "
+                           f"download is classified as {png}, which is the correct label: this is not a successful "
+                           "attack on a correct answer. " + wrong)
+    return "info", (f"{wrong} The attack changed its answer to {adv}, another wrong answer: it moved the "
+                    "prediction, but there was no correct answer to attack. The 8-bit PNG you download is "
+                    f"classified as {png} ({100 * res.adversarial_8bit.prob:.1f}%).")
 
 
 def alpha_text(alpha: float | None, norm: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from advcore import datasets
+from advcore.defenses import METHODS
 from advcore.errors import AdvlabError
 from advcore.labs import training
 from advcore.models import zoo
@@ -78,10 +79,28 @@ def strengths_text(card: dict) -> str:
     return ", ".join(f"{s:g}" for s in card.get("strengths", [])) or "–"
 
 
+def halftone_title(card: dict) -> str:
+    """The halftone a card's model was trained on and halftones its input with: ``Floyd-Steinberg``."""
+    method = str((card.get("input_transform") or {}).get("halftone", "floyd-steinberg"))
+    return METHODS.get(method, method).split(" (")[0].removesuffix(" error diffusion")
+
+
+def training_title(card: dict) -> str:
+    """What a model was trained on, for Table 1: halftone and hybrid models are named as what they are, not as
+    standard training on clean images (their recipe is "standard", their input transform is not)."""
+    role = zoo.role_of(card)
+    if role == "halftone":
+        return f"Standard on halftones ({halftone_title(card)})"
+    if role == "hybrid":
+        return f"Hybrid: images + halftones ({halftone_title(card)})"
+    return RECIPE_TITLES.get(recipe(card), recipe(card))
+
+
 def _standard_label(card: dict) -> str:
-    transform = (card.get("input_transform") or {}).get("kind")
-    return {"halftone": "Trained on halftones", "hybrid": "Hybrid: images + halftones"}.get(transform,
-                                                                                          "Standard training")
+    role = zoo.role_of(card)
+    if role in ("halftone", "hybrid"):
+        return training_title(card)
+    return "Standard training"
 
 
 def short_label(card: dict) -> str:
@@ -104,7 +123,7 @@ def series(cards: list[dict], attack: str) -> list[dict]:
         curve = c.get("curves", {}).get(attack)
         if curve:
             out.append({"name": short_label(c), "eps": curve["eps"], "accuracy": curve["accuracy"],
-                        "recipe": recipe(c), "run": c.get("run")})
+                        "recipe": recipe(c), "role": zoo.role_of(c), "run": c.get("run")})
     return out
 
 
@@ -130,7 +149,7 @@ def table_rows(cards: list[dict]) -> list[dict[str, str]]:
         images = c.get("data", {}).get("train_images")
         rows.append({
             "Model": c["name"],
-            "Training": RECIPE_TITLES.get(recipe(c), recipe(c)),
+            "Training": training_title(c),
             "Strengths": strengths_text(c),
             "Epochs": str(c.get("epochs", "–")),
             "Training images": f"{images:,}" if isinstance(images, int) else "–",
@@ -150,8 +169,9 @@ def _neighbours(curve: dict, eps: float) -> str:
     return f"{lo:g} and {hi:g}"
 
 
-def _first(cards: list[dict], name: str) -> dict | None:
-    return next((c for c in cards if recipe(c) == name), None)
+def _first(cards: list[dict], role: str) -> dict | None:
+    """The first card of a role (``naive``: standard training on clean images, not the halftone models)."""
+    return next((c for c in cards if zoo.role_of(c) == role), None)
 
 
 def findings(cards: list[dict]) -> list[str]:
@@ -159,7 +179,7 @@ def findings(cards: list[dict]) -> list[str]:
     out = []
     with_fgsm = [c for c in cards if average(c, "fgsm") is not None]
     with_pgd = [c for c in cards if average(c, "pgd") is not None]
-    naive, single, mixed, parallel = (_first(cards, r) for r in ("standard", "fgsm", "mat-mixed", "mat-parallel"))
+    naive, single, mixed, parallel = (_first(cards, r) for r in ("naive", "fgsm", "mat-mixed", "mat-parallel"))
     if with_fgsm:
         best = max(with_fgsm, key=lambda c: average(c, "fgsm"))
         text = (f"Averaged over the attack strengths 0 to {max(best['curves']['fgsm']['eps']):g}, "
@@ -429,7 +449,7 @@ def run_summary(card: dict) -> str:
     """One sentence on a finished run, from its card."""
     fgsm = card["curves"]["fgsm"]
     where = "the shipped test subset" if card.get("dataset") == "fashion-mnist" else "held-out digits"
-    return (f"**{card['name']}**: {RECIPE_TITLES.get(recipe(card), recipe(card))}"
+    return (f"**{card['name']}**: {training_title(card)}"
             f"{' at ' + strengths_text(card) if card.get('strengths') else ''}, {epochs(card['epochs'])} on "
             f"{card['data']['train_images']:,} {DATASET_TITLES.get(card['dataset'], card['dataset'])} images in "
             f"{card['training_seconds']:.1f} s. Clean accuracy {pct(card['clean_accuracy'])} on "
