@@ -124,7 +124,7 @@ def request_run(*reqs: cv.CompareRequest) -> None:
     RUN.request(tuple(reqs))
 
 
-def run_all(reqs: tuple[cv.CompareRequest, ...], bar, uploads: list) -> list[dict]:
+def run_all(reqs: tuple[cv.CompareRequest, ...], bar, uploads: list) -> list[compare.CompareResult]:
     """Each request from the cache or from advcore, drawing progress on ``bar``; Cancel stops it."""
     out = []
     for i, req in enumerate(reqs):
@@ -148,26 +148,26 @@ def run_pending(uploads: list) -> None:
     st.rerun()
 
 
-def last_table() -> tuple[cv.CompareRequest, dict] | None:
+def last_table() -> tuple[cv.CompareRequest, compare.CompareResult] | None:
     """The latest comparison of this session (shown, marked as such, when the settings changed since)."""
     return RESULTS.last(lambda r: r.kind == "table")
 
 
-def results_section(req: cv.CompareRequest, result: dict, stale: bool) -> None:
+def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale: bool) -> None:
     """Table, bar charts, transfer heat map, words, downloads for one comparison."""
     if stale:
         st.info("These are the results of your last run; the settings above have changed since. Press Run to "
                 "compute the new ones.")
-    notes = result.get("notes") or []
+    notes = result.notes or []
     if notes:
         st.caption("Skipped: " + md_escape("; ".join(notes)))
-    e = result["eps"][-1]
-    norm = NORM_TITLES[result["norm"]]
+    e = result.eps[-1]
+    norm = NORM_TITLES[result.norm]
     st.subheader("Per-attack results")
     rows = cv.table_rows(result)
     st.table(rows, hide_index=True, border="horizontal")
-    st.caption(f"{len(result['images'])} image(s), {norm} eps {cv.eps_text(e, result['norm'], result['dataset'])}, "
-               f"{result['steps']} steps, seed {result['seed']}, on {result['device']}. Untargeted: each source "
+    st.caption(f"{len(result.images)} image(s), {norm} eps {cv.eps_text(e, result.norm, result.dataset)}, "
+               f"{result.steps} steps, seed {result.seed}, on {result.device}. Untargeted: each source "
                "model's own clean prediction is the label the attack moves away from. Notice that AGR stops on the "
                "first adversarial iterate, so it spends fewer gradient evaluations; cosine, AMP, L2 and L-inf are "
                "over every image, fooled or not. Steps to success: gradient steps before the first adversarial "
@@ -185,18 +185,18 @@ def results_section(req: cv.CompareRequest, result: dict, stale: bool) -> None:
                "original (cosine nearest 1, smallest AMP and L2): the paper claims AGR does both.")
 
     st.subheader("Transferability")
-    attack = st.selectbox("Attack shown in the heat map", result["attacks"], key="compare_heat_attack",
-                          index=result["attacks"].index("agr") if "agr" in result["attacks"] else 0,
-                          format_func=lambda a: result["attack_titles"][a])
+    attack = st.selectbox("Attack shown in the heat map", result.attacks, key="compare_heat_attack",
+                          index=result.attacks.index("agr") if "agr" in result.attacks else 0,
+                          format_func=lambda a: result.attack_titles[a])
     st.plotly_chart(cv.transfer_heatmap(result, attack), key="compare_heatmap")
     st.caption("Rows: the model the adversarial images were made on; columns: the model they are shown to. The "
                "outlined, starred diagonal is the white-box success rate (the same number as the table); notice how "
-               "much lower the black-box cells are. " + result["success"].capitalize() + "; images are resized "
-               "for a target with another input size (" + result["transfer_resize"] + ").")
+               "much lower the black-box cells are. " + result.success.capitalize() + "; images are resized "
+               "for a target with another input size (" + result.transfer_resize + ").")
 
     st.subheader("AGR against I-FGSM and MI-FGSM")
     st.markdown("**What this run measured.** " + " ".join(cv.measured_sentences(result)))
-    st.markdown(cv.paper_quote(result["norm"]))
+    st.markdown(cv.paper_quote(result.norm))
 
     st.subheader("Downloads and the command line")
     d1, d2, d3 = st.columns(3)

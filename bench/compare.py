@@ -42,7 +42,7 @@ def images() -> list[compare.ImageItem]:
     return (photos + extra)[:N_IMAGES]
 
 
-def timed(items, targets, eps, device) -> tuple[dict, dict]:
+def timed(items, targets, eps, device) -> tuple[compare.CompareResult, dict]:
     updates = []
     t0 = time.perf_counter()
     result = compare.compare(items, ["efficientnet-lite0"], targets=targets, eps=eps, steps=10, seed=0,
@@ -53,11 +53,11 @@ def timed(items, targets, eps, device) -> tuple[dict, dict]:
                     "longest_gap_between_updates_s": round(max(gaps), 2) if gaps else None}
 
 
-def rows(result: dict) -> list[dict]:
+def rows(result: compare.CompareResult) -> list[dict]:
     """The per-attack table at every eps of the run."""
     keep = ("eps", "attack", "asr", "asr_8bit", "cosine_similarity", "cosine_similarity_std", "amp", "l2", "linf",
             "steps_to_success", "grad_evals", "seconds")
-    return [{k: r[k] for k in keep} for e in result["eps"] for r in compare.table_rows(result, e)]
+    return [{k: r[k] for k in keep} for e in result.eps for r in compare.table_rows(result, e)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.transfer:
         result, timing = timed(items, ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], eps, device)
         out["with_transfer"] = {**timing, "table": rows(result),
-                                "transfer": {str(r["eps"]): r["transfer_matrix"] for r in result["runs"]}}
+                                "transfer": {str(r.eps): {a: m.to_dict() for a, m in r.transfer_matrix.items()}
+                                             for r in result.runs}}
         print(f"... with Lite1 and Lite2 as targets: {timing['wall_s']:.1f} s", file=sys.stderr)
     env["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
     for r in out["white_box"]["table"]:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import TYPE_CHECKING
 
 from advcore.cli import framework as fw
 from advcore.units import number as _num
 from advcore.units import percent_cell
+
+if TYPE_CHECKING:
+    from advcore.labs.compare import CompareResult
 
 L2_EPS_MAX = 1000.0  # an L2 radius in [0,1] pixel units; a 260x260x3 image has norm at most about 450
 
@@ -54,43 +59,43 @@ def _pct(v: float | None) -> str:
     return percent_cell(v, width=5)
 
 
-def _tables(result: dict) -> str:
+def _tables(result: CompareResult) -> str:
     """The per-attack table and the transfer matrix of each eps, or the ASR sweep for several eps."""
     from advcore.labs import compare
 
-    lines = [f"{len(result['images'])} image(s), {result['norm']} ball, {result['steps']} steps, seed "
-             f"{result['seed']}, on {result['device']}; labels: each source's clean prediction"]
-    titles = result["attack_titles"]
-    width = max(len(titles[a]) for a in result["attacks"])
-    if len(result["eps"]) > 1:
-        for s in result["sources"]:
+    lines = [f"{len(result.images)} image(s), {result.norm} ball, {result.steps} steps, seed "
+             f"{result.seed}, on {result.device}; labels: each source's clean prediction"]
+    titles = result.attack_titles
+    width = max(len(titles[a]) for a in result.attacks)
+    if len(result.eps) > 1:
+        for s in result.sources:
             lines.append(f"\nASR against eps on {s}")
-            lines.append(" " * width + "  " + "  ".join(f"{e:>8.4g}" for e in result["eps"]))
-            for a in result["attacks"]:
+            lines.append(" " * width + "  " + "  ".join(f"{e:>8.4g}" for e in result.eps))
+            for a in result.attacks:
                 lines.append(titles[a].ljust(width) + "  " + "  ".join(f"{_pct(v):>8}" for v in
-                                                                      result["sweep"][s][a]["asr"]))
-    run = compare.run_at(result, result["eps"][-1])
-    lines.append(f"\neps {run['eps']:.4g}")
+                                                                      result.sweep[s][a].asr))
+    run = compare.run_at(result, result.eps[-1])
+    lines.append(f"\neps {run.eps:.4g}")
     head = (f"{'attack'.ljust(width)}  {'ASR':>6}  {'8-bit':>6}  {'cosine (sd)':>19}  {'AMP':>7}  {'L2':>7}  "
             f"{'Linf':>7}  {'steps to success':>16}  {'grad evals':>10}")
-    for s in result["sources"]:
+    for s in result.sources:
         lines.append(f"\nsource {s}")
         lines.append(head)
-        for a in result["attacks"]:
-            r = run["sources"][s][a]
-            cos = f"{_num(r['cosine_similarity'], '.7f')} ({_num(r['cosine_similarity_std'], '.1e')})"
-            lines.append(f"{titles[a].ljust(width)}  {_pct(r['asr']):>6}  {_pct(r['asr_8bit']):>6}  {cos:>19}  "
-                         f"{_num(r['amp'], '.4g'):>7}  {_num(r['l2'], '.4g'):>7}  {_num(r['linf'], '.4g'):>7}  "
-                         f"{_num(r['steps_to_success'], '.2f'):>16}  {_num(r['grad_evals'], '.2f'):>10}")
+        for a in result.attacks:
+            r = run.sources[s][a]
+            cos = f"{_num(r.cosine_similarity, '.7f')} ({_num(r.cosine_similarity_std, '.1e')})"
+            lines.append(f"{titles[a].ljust(width)}  {_pct(r.asr):>6}  {_pct(r.asr_8bit):>6}  {cos:>19}  "
+                         f"{_num(r.amp, '.4g'):>7}  {_num(r.l2, '.4g'):>7}  {_num(r.linf, '.4g'):>7}  "
+                         f"{_num(r.steps_to_success, '.2f'):>16}  {_num(r.grad_evals, '.2f'):>10}")
     lines.append("\ntransfer: success rate on each target (rows: source / attack; * white box)")
-    tw = max(len(t) for t in result["targets"])
-    lines.append(" " * (width + 2 + max(len(s) for s in result["sources"]) + 2) + "  ".join(
-        t.rjust(max(tw, 7)) for t in result["targets"]))
-    sw = max(len(s) for s in result["sources"])
-    for s in result["sources"]:
-        for a in result["attacks"]:
-            cells = [(_pct(run["sources"][s][a]["transfer"][t]).strip() + ("*" if t == s else "")).rjust(max(tw, 7))
-                     for t in result["targets"]]
+    tw = max(len(t) for t in result.targets)
+    lines.append(" " * (width + 2 + max(len(s) for s in result.sources) + 2) + "  ".join(
+        t.rjust(max(tw, 7)) for t in result.targets))
+    sw = max(len(s) for s in result.sources)
+    for s in result.sources:
+        for a in result.attacks:
+            cells = [(_pct(run.sources[s][a].transfer[t]).strip() + ("*" if t == s else "")).rjust(max(tw, 7))
+                     for t in result.targets]
             lines.append(f"{s.ljust(sw)}  {titles[a].ljust(width)}  " + "  ".join(cells))
     return "\n".join(lines)
 
@@ -116,17 +121,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = compare.compare(items, sources, targets=targets, attack_names=attack_names, norm=args.norm, eps=eps,
                                  steps=args.steps, seed=args.seed, device=args.device, batch_size=args.batch_size,
                                  progress=progress)
-    result["images_source"] = what
-    result["notes"] = notes
+    result = dataclasses.replace(result, images_source=what, notes=list(notes))
     if json_out is not None:
-        fw.write_file(json_out, (fw.json_text(result) + "\n").encode("utf-8"))
+        fw.write_file(json_out, (fw.json_text(result.to_dict()) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(fw.json_text(result))
+        print(fw.json_text(result.to_dict()))
     else:
         text = _tables(result)
         if json_out is not None:
             text += f"\n\nwrote {json_out}"
         print(text)
     fw.say(f"advcore: compare: {len(attack_names)} attack(s) x {len(sources)} source(s) x {len(eps)} eps on {what}, "
-         f"{result['seconds']:.1f} s")
+         f"{result.seconds:.1f} s")
     return fw.EXIT_OK

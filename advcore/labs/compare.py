@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -195,6 +196,161 @@ def check_eps(eps: Sequence[float], norm: str, steps: int) -> list[float]:
     return values
 
 
+# --------------------------------------------------------------------------- the result
+
+
+@dataclass(frozen=True)
+class AttackStats:
+    """One attack on one source model at one eps: the summary statistics (see :func:`attack_stats`), the
+    seconds spent, the success rate on every target and the per-image arrays (lists, ``per_image`` also
+    holds ``transfer_success``: per target, per image)."""
+
+    n: int
+    successes: int
+    asr: float
+    asr_8bit: float
+    cosine_similarity: float | None
+    cosine_similarity_std: float | None
+    amp: float | None
+    amp_std: float | None
+    l2: float | None
+    linf: float | None
+    linf_max: float | None
+    steps_to_success: float | None
+    grad_evals: float | None
+    seconds: float = 0.0
+    transfer: dict[str, float] = field(default_factory=dict)
+    per_image: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in _STAT_KEYS}
+        out["seconds"] = self.seconds
+        out["transfer"] = dict(self.transfer)
+        out["per_image"] = {k: dict(v) if isinstance(v, dict) else list(v) for k, v in self.per_image.items()}
+        return out
+
+
+_STAT_KEYS = ("n", "successes", "asr", "asr_8bit", "cosine_similarity", "cosine_similarity_std", "amp", "amp_std",
+              "l2", "linf", "linf_max", "steps_to_success", "grad_evals")
+
+
+@dataclass(frozen=True)
+class TransferMatrix:
+    """One attack's success rate of the images made on each source (``rows``) on each target (``columns``)."""
+
+    rows: list[str]
+    columns: list[str]
+    values: list[list[float]]
+
+    def to_dict(self) -> dict:
+        return {"rows": list(self.rows), "columns": list(self.columns), "values": [list(v) for v in self.values]}
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    """Every attack on every source at one eps: ``sources[source][attack]`` and ``transfer_matrix[attack]``."""
+
+    eps: float
+    sources: dict[str, dict[str, AttackStats]]
+    transfer_matrix: dict[str, TransferMatrix]
+
+    def to_dict(self) -> dict:
+        return {"eps": self.eps,
+                "sources": {s: {a: st.to_dict() for a, st in by.items()} for s, by in self.sources.items()},
+                "transfer_matrix": {a: m.to_dict() for a, m in self.transfer_matrix.items()}}
+
+
+@dataclass(frozen=True)
+class SweepCurve:
+    """ASR against eps of one attack on one source."""
+
+    eps: list[float]
+    asr: list[float]
+
+    def to_dict(self) -> dict:
+        return {"eps": list(self.eps), "asr": list(self.asr)}
+
+
+@dataclass(frozen=True)
+class CleanPredictions:
+    """One model's clean predictions of the images (as it sees them from ``seen_from``); ``accuracy`` only
+    where every image has a true class."""
+
+    labels: list[int]
+    names: list[str]
+    input_size: list[int]
+    seen_from: str
+    accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        out = {"labels": list(self.labels), "names": list(self.names), "input_size": list(self.input_size),
+               "seen_from": self.seen_from}
+        if self.accuracy is not None:
+            out["accuracy"] = self.accuracy
+        return out
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a comparison: its name and its true class where known."""
+
+    name: str
+    true_label: int | None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "true_label": self.true_label}
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What :func:`compare` measured; :meth:`to_dict` is the JSON (schema :data:`SCHEMA`).
+
+    ``images_source``, ``notes`` and ``image_names`` are set by the caller that knows them (the command line:
+    the description of the image set and the skipped files; the page: the skipped uploads and the image names,
+    with :func:`dataclasses.replace`) and are left out of the JSON while None."""
+
+    schema: str
+    dataset: str
+    sources: list[str]
+    targets: list[str]
+    attacks: list[str]
+    attack_titles: dict[str, str]
+    norm: str
+    eps: list[float]
+    steps: int
+    seed: int
+    batch_size: int
+    images: list[ImageRecord]
+    labels: str
+    success: str
+    transfer_resize: str
+    clean: dict[str, CleanPredictions]
+    runs: list[CompareRun]
+    sweep: dict[str, dict[str, SweepCurve]]
+    device: str
+    seconds: float
+    images_source: str | None = None
+    notes: list[str] | None = None
+    image_names: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        out = {
+            "schema": self.schema, "dataset": self.dataset, "sources": list(self.sources),
+            "targets": list(self.targets), "attacks": list(self.attacks), "attack_titles": dict(self.attack_titles),
+            "norm": self.norm, "eps": list(self.eps), "steps": self.steps, "seed": self.seed,
+            "batch_size": self.batch_size, "images": [i.to_dict() for i in self.images], "labels": self.labels,
+            "success": self.success, "transfer_resize": self.transfer_resize,
+            "clean": {m: c.to_dict() for m, c in self.clean.items()}, "runs": [r.to_dict() for r in self.runs],
+            "sweep": {s: {a: c.to_dict() for a, c in by.items()} for s, by in self.sweep.items()},
+            "device": self.device, "seconds": self.seconds,
+        }
+        for k in ("images_source", "notes", "image_names"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = list(v) if isinstance(v, (list, tuple)) else v
+        return out
+
+
 # --------------------------------------------------------------------------- the comparison
 
 
@@ -244,17 +400,18 @@ def compare(
     device: str | torch.device = "auto",
     batch_size: int = DEFAULT_BATCH,
     progress: ProgressFn | None = None,
-) -> dict:
-    """Run every attack on ``images`` for each source model and eps; return a JSON-safe dict.
+) -> CompareResult:
+    """Run every attack on ``images`` for each source model and eps; return a :class:`CompareResult`
+    (``to_dict()``: its JSON).
 
     ``progress(Progress)`` is called after every gradient step; returning True raises
     :class:`~advcore.errors.Cancelled`. The same arguments give the same numbers (PGD's random start is
     seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary.
 
-    Result: ``runs`` (one per eps, ascending) with, per source and attack, the statistics of
-    :func:`attack_stats`, the ``transfer`` rates on every target and per-image arrays; per eps a
-    ``transfer_matrix`` per attack (rows sources, columns targets); ``sweep`` (ASR against eps per source
-    and attack); ``clean`` (clean predictions per model); the definitions used.
+    Result: ``runs`` (one :class:`CompareRun` per eps, ascending) with, per source and attack, an
+    :class:`AttackStats` (the statistics of :func:`attack_stats`, the ``transfer`` rates on every target and
+    per-image arrays); per eps a :class:`TransferMatrix` per attack (rows sources, columns targets); ``sweep``
+    (ASR against eps per source and attack); ``clean`` (clean predictions per model); the definitions used.
     """
     t_start = time.perf_counter()
     sources, targets, dataset = check_models(sources, targets)
@@ -283,7 +440,7 @@ def compare(
 
     # Clean inputs at each source's resolution, its clean predictions, and each target's clean view of them.
     x_src = {s: image_tensor(images, specs[s].input_size) for s in sources}
-    clean: dict[str, dict] = {}
+    clean: dict[str, CleanPredictions] = {}
     true = [it.label for it in images]
     known = all(t is not None for t in true)
     y_src: dict[str, torch.Tensor] = {}
@@ -299,20 +456,19 @@ def compare(
         s0 = m if m in sources else sources[0]
         pred = tgt_clean[(s0, m)] if m in targets else y_src[m]
         names_ = specs[m].classes()
-        entry = {"labels": pred.tolist(), "names": [names_[i] for i in pred.tolist()],
-                 "input_size": list(specs[m].input_size), "seen_from": s0}
-        if known:
-            entry["accuracy"] = float(np.mean([int(p) == int(t) for p, t in zip(pred.tolist(), true, strict=True)]))
-        clean[m] = entry
+        accuracy = (float(np.mean([int(p) == int(t) for p, t in zip(pred.tolist(), true, strict=True)]))
+                    if known else None)
+        clean[m] = CleanPredictions(labels=pred.tolist(), names=[names_[i] for i in pred.tolist()],
+                                    input_size=list(specs[m].input_size), seen_from=s0, accuracy=accuracy)
     report("clean predictions")
 
     runs = []
     for e in eps_list:
-        by_source: dict[str, dict] = {}
+        by_source: dict[str, dict[str, AttackStats]] = {}
         for s in sources:
             model = loaded[s]
             x_all, y_all = x_src[s], y_src[s]
-            by_attack: dict[str, dict] = {}
+            by_attack: dict[str, AttackStats] = {}
             for a in attack_names:
                 cols: dict[str, list] = {k: [] for k in ("success", "success_8bit", "cosine_similarity", "amp", "l2",
                                                          "linf", "steps_to_success", "grad_evals", "adv_label")}
@@ -355,114 +511,113 @@ def compare(
                                 fooled[t].append((pred != tgt_clean[(s, t)][lo:hi]).cpu())
                     report(f"{attacks.get_attack(a).title} on {s}, eps {e:.4g}")
                 per_image = {k: torch.cat(v).numpy() for k, v in cols.items()}
-                stats = attack_stats(per_image)
-                stats["seconds"] = seconds
-                stats["transfer"] = {t: float(torch.cat(fooled[t]).double().mean()) for t in targets}
-                stats["per_image"] = {k: v.tolist() for k, v in per_image.items()}
-                stats["per_image"]["transfer_success"] = {t: torch.cat(fooled[t]).tolist() for t in targets}
-                by_attack[a] = stats
+                lists: dict[str, Any] = {k: v.tolist() for k, v in per_image.items()}
+                lists["transfer_success"] = {t: torch.cat(fooled[t]).tolist() for t in targets}
+                by_attack[a] = AttackStats(
+                    **attack_stats(per_image), seconds=seconds,
+                    transfer={t: float(torch.cat(fooled[t]).double().mean()) for t in targets}, per_image=lists)
             by_source[s] = by_attack
-        matrix = {a: {"rows": list(sources), "columns": list(targets),
-                      "values": [[by_source[s][a]["transfer"][t] for t in targets] for s in sources]}
+        matrix = {a: TransferMatrix(rows=list(sources), columns=list(targets),
+                                    values=[[by_source[s][a].transfer[t] for t in targets] for s in sources])
                   for a in attack_names}
-        runs.append({"eps": e, "sources": by_source, "transfer_matrix": matrix})
+        runs.append(CompareRun(eps=e, sources=by_source, transfer_matrix=matrix))
 
-    sweep = {s: {a: {"eps": list(eps_list), "asr": [r["sources"][s][a]["asr"] for r in runs]}
+    sweep = {s: {a: SweepCurve(eps=list(eps_list), asr=[r.sources[s][a].asr for r in runs])
                  for a in attack_names} for s in sources}
-    return {
-        "schema": SCHEMA,
-        "dataset": dataset,
-        "sources": list(sources),
-        "targets": list(targets),
-        "attacks": list(attack_names),
-        "attack_titles": {a: attacks.get_attack(a).title for a in attack_names},
-        "norm": norm,
-        "eps": list(eps_list),
-        "steps": steps,
-        "seed": seed,
-        "batch_size": batch_size,
-        "images": [{"name": it.name, "true_label": it.label} for it in images],
-        "labels": LABELS,
-        "success": SUCCESS,
-        "transfer_resize": RESIZE,
-        "clean": clean,
-        "runs": runs,
-        "sweep": sweep,
-        "device": describe(dev),
-        "seconds": time.perf_counter() - t_start,
-    }
+    return CompareResult(
+        schema=SCHEMA,
+        dataset=dataset,
+        sources=list(sources),
+        targets=list(targets),
+        attacks=list(attack_names),
+        attack_titles={a: attacks.get_attack(a).title for a in attack_names},
+        norm=norm,
+        eps=list(eps_list),
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        images=[ImageRecord(it.name, it.label) for it in images],
+        labels=LABELS,
+        success=SUCCESS,
+        transfer_resize=RESIZE,
+        clean=clean,
+        runs=runs,
+        sweep=sweep,
+        device=describe(dev),
+        seconds=time.perf_counter() - t_start,
+    )
 
 
 # --------------------------------------------------------------------------- reading a result
 
 
-def run_at(result: dict, eps: float) -> dict:
+def run_at(result: CompareResult, eps: float) -> CompareRun:
     """The run of ``result`` at ``eps`` (the closest measured eps)."""
-    return min(result["runs"], key=lambda r: abs(r["eps"] - eps))
+    return min(result.runs, key=lambda r: abs(r.eps - eps))
 
 
-def table_rows(result: dict, eps: float | None = None) -> list[dict]:
-    """One row per source and attack at ``eps`` (default: the largest): the per-attack table."""
-    run = run_at(result, result["eps"][-1] if eps is None else eps)
+def table_rows(result: CompareResult, eps: float | None = None) -> list[dict]:
+    """One row per source and attack at ``eps`` (default: the largest): the per-attack table (a CSV's rows)."""
+    run = run_at(result, result.eps[-1] if eps is None else eps)
     rows = []
-    for s in result["sources"]:
-        for a in result["attacks"]:
-            st = run["sources"][s][a]
-            rows.append({"source": s, "attack": a, "title": result["attack_titles"][a], "eps": run["eps"],
-                         **{k: st[k] for k in ("n", "successes", "asr", "asr_8bit", "cosine_similarity",
+    for s in result.sources:
+        for a in result.attacks:
+            st = run.sources[s][a]
+            rows.append({"source": s, "attack": a, "title": result.attack_titles[a], "eps": run.eps,
+                         **{k: getattr(st, k) for k in ("n", "successes", "asr", "asr_8bit", "cosine_similarity",
                                                 "cosine_similarity_std",
                                                 "amp", "l2", "linf", "steps_to_success", "grad_evals", "seconds")}})
     return rows
 
 
-def transfer_rows(result: dict) -> list[dict]:
+def transfer_rows(result: CompareResult) -> list[dict]:
     """The transfer matrices in long form: one row per eps, attack, source and target."""
     rows = []
-    for run in result["runs"]:
-        for a in result["attacks"]:
-            for s in result["sources"]:
-                for t in result["targets"]:
-                    rows.append({"eps": run["eps"], "attack": a, "source": s, "target": t,
-                                 "white_box": s == t, "success_rate": run["sources"][s][a]["transfer"][t]})
+    for run in result.runs:
+        for a in result.attacks:
+            for s in result.sources:
+                for t in result.targets:
+                    rows.append({"eps": run.eps, "attack": a, "source": s, "target": t,
+                                 "white_box": s == t, "success_rate": run.sources[s][a].transfer[t]})
     return rows
 
 
-def sweep_rows(result: dict) -> list[dict]:
+def sweep_rows(result: CompareResult) -> list[dict]:
     """ASR against eps in long form: one row per source, attack and eps."""
-    return [{"norm": result["norm"], "source": s, "attack": a, "eps": e, "asr": v}
-            for s, by in result["sweep"].items() for a, cur in by.items()
-            for e, v in zip(cur["eps"], cur["asr"], strict=True)]
+    return [{"norm": result.norm, "source": s, "attack": a, "eps": e, "asr": v}
+            for s, by in result.sweep.items() for a, cur in by.items()
+            for e, v in zip(cur.eps, cur.asr, strict=True)]
 
 
-def summary(result: dict, eps: float | None = None) -> list[str]:
+def summary(result: CompareResult, eps: float | None = None) -> list[str]:
     """Sentences on what a run measured for AGR against I-FGSM and MI-FGSM (all numbers from ``result``)."""
-    run = run_at(result, result["eps"][-1] if eps is None else eps)
+    run = run_at(result, result.eps[-1] if eps is None else eps)
     out = []
-    have = [a for a in ("agr", "ifgsm", "mifgsm") if a in result["attacks"]]
+    have = [a for a in ("agr", "ifgsm", "mifgsm") if a in result.attacks]
     if "agr" not in have or len(have) < 2:
         return out
-    n = len(result["images"])
-    norm = "L-inf" if result["norm"] == "linf" else "L2"
-    e = run["eps"]
-    e_text = f"{e * 255:.3g}/255" if result["norm"] == "linf" and result["dataset"] == "imagenet" else f"{e:g}"
-    for s in result["sources"]:
-        st = run["sources"][s]
+    n = len(result.images)
+    norm = "L-inf" if result.norm == "linf" else "L2"
+    e = run.eps
+    e_text = f"{e * 255:.3g}/255" if result.norm == "linf" and result.dataset == "imagenet" else f"{e:g}"
+    for s in result.sources:
+        st = run.sources[s]
         others = [a for a in have if a != "agr"]
 
-        asr = ", ".join(f"{result['attack_titles'][a]} {percent_cell(st[a]['asr'])}" for a in others)
-        amp = ", ".join(f"{st[a]['amp']:.4g}" for a in others)
-        cos = ", ".join(f"{st[a]['cosine_similarity']:.7f}" for a in others)
-        better = [a for a in others if st["agr"]["asr"] > st[a]["asr"]]
-        worse = [a for a in others if st["agr"]["asr"] < st[a]["asr"]]
+        asr = ", ".join(f"{result.attack_titles[a]} {percent_cell(st[a].asr)}" for a in others)
+        amp = ", ".join(f"{st[a].amp:.4g}" for a in others)
+        cos = ", ".join(f"{st[a].cosine_similarity:.7f}" for a in others)
+        better = [a for a in others if st['agr'].asr > st[a].asr]
+        worse = [a for a in others if st['agr'].asr < st[a].asr]
         verdict = ("higher than" if len(better) == len(others) else "lower than" if len(worse) == len(others)
                    else "between or equal to")
-        text = (f"On {s}, {n} image(s), {norm} eps {e_text}, {result['steps']} steps: AGR fooled "
-                f"{percent_cell(st['agr']['asr'])} ({verdict} {asr}); AMP {st['agr']['amp']:.4g} against {amp}; "
-                f"mean cosine similarity {st['agr']['cosine_similarity']:.7f} against {cos}")
-        off = [t for t in result["targets"] if t != s]
+        text = (f"On {s}, {n} image(s), {norm} eps {e_text}, {result.steps} steps: AGR fooled "
+                f"{percent_cell(st['agr'].asr)} ({verdict} {asr}); AMP {st['agr'].amp:.4g} against {amp}; "
+                f"mean cosine similarity {st['agr'].cosine_similarity:.7f} against {cos}")
+        off = [t for t in result.targets if t != s]
         if off:
-            mean_off = {a: float(np.mean([st[a]["transfer"][t] for t in off])) for a in have}
+            mean_off = {a: float(np.mean([st[a].transfer[t] for t in off])) for a in have}
             text += ("; transfer to the other model(s), mean success: AGR " + percent_cell(mean_off["agr"]) + ", "
-                     + ", ".join(f"{result['attack_titles'][a]} {percent_cell(mean_off[a])}" for a in others))
+                     + ", ".join(f"{result.attack_titles[a]} {percent_cell(mean_off[a])}" for a in others))
         out.append(text + ".")
     return out

@@ -56,26 +56,26 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
     ref = real(compare.dataset_images("fashion-mnist", 10), sources, targets=targets, eps=0.1, steps=5, seed=0,
                device="cpu")
     rows = at.table[0].value.to_dict("records")
-    run = ref["runs"][0]["sources"]["fmnist-naive"]
-    assert [r["Attack"] for r in rows] == [ref["attack_titles"][a] for a in compare.ALL_ATTACKS]
+    run = ref.runs[0].sources["fmnist-naive"]
+    assert [r["Attack"] for r in rows] == [ref.attack_titles[a] for a in compare.ALL_ATTACKS]
     for row, a in zip(rows, compare.ALL_ATTACKS, strict=True):
-        assert row["ASR"] == f"{100 * run[a]['asr']:.1f}%"
-        assert row["AMP"] == f"{run[a]['amp']:.4g}"
-        assert row["Fooled"] == f"{run[a]['successes']}/10"
+        assert row["ASR"] == f"{100 * run[a].asr:.1f}%"
+        assert row["AMP"] == f"{run[a].amp:.4g}"
+        assert row["Fooled"] == f"{run[a].successes}/10"
 
     figs = charts(at)
     heat = next(f for t, f in figs.items() if t.startswith("Transfer of AGR"))
     z = heat["data"][0]["z"]
     assert heat["data"][0]["x"] == targets and heat["data"][0]["y"] == sources
-    assert z[0] == pytest.approx([100 * run["agr"]["transfer"][t] for t in targets])
-    assert z[0][0] == pytest.approx(100 * run["agr"]["asr"])  # the white-box diagonal
+    assert z[0] == pytest.approx([100 * run["agr"].transfer[t] for t in targets])
+    assert z[0][0] == pytest.approx(100 * run["agr"].asr)  # the white-box diagonal
     assert len(heat["layout"]["shapes"]) == 1  # the diagonal cell is outlined
     asr = figs["Attack success rate"]["data"][0]["y"]
-    assert asr == pytest.approx([100 * run[a]["asr"] for a in compare.ALL_ATTACKS])
+    assert asr == pytest.approx([100 * run[a].asr for a in compare.ALL_ATTACKS])
 
     said = text(at)
     assert "What this run measured." in said
-    assert f"AGR fooled {100 * run['agr']['asr']:.1f}%" in said
+    assert f"AGR fooled {100 * run['agr'].asr:.1f}%" in said
     assert "Table 1 (L-inf)" in said and "99.65%" in said and "Table 3" in said
     assert len(at.get("download_button")) >= 3
 
@@ -84,6 +84,10 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
     assert any(t.startswith("Transfer of PGD") for t in charts(at))
     at.button(key="compare_run").click().run()  # the same settings again: served from the cache
     assert len(calls) == 1
+    from ui.session import COMPARE_RESULTS
+
+    kept = list(at.session_state[COMPARE_RESULTS.key].values())
+    assert kept and all(isinstance(v, compare.CompareResult) for v in kept)  # the cache keeps the dataclass
 
 
 def test_uploads_without_files_are_refused() -> None:

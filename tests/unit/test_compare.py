@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -29,7 +30,7 @@ def items() -> list[compare.ImageItem]:
 
 
 @pytest.fixture(scope="module")
-def result(items) -> dict:
+def result(items) -> compare.CompareResult:
     return compare.compare(items, SOURCES, targets=TARGETS, eps=[0.05, 0.1], steps=5, seed=3, device="cpu",
                            batch_size=N)
 
@@ -44,75 +45,75 @@ def numbers(obj):
 
 
 def test_table_invariants(result) -> None:
-    assert result["attacks"] == list(compare.ALL_ATTACKS)
-    assert [r["eps"] for r in result["runs"]] == [0.05, 0.1]
-    for run in result["runs"]:
+    assert result.attacks == list(compare.ALL_ATTACKS)
+    assert [r.eps for r in result.runs] == [0.05, 0.1]
+    for run in result.runs:
         for s in SOURCES:
             for a in compare.ALL_ATTACKS:
-                st = run["sources"][s][a]
-                assert 0.0 <= st["asr"] <= 1.0 and 0.0 <= st["asr_8bit"] <= 1.0
-                assert st["asr"] == pytest.approx(st["successes"] / N)
-                assert st["n"] == N and len(st["per_image"]["success"]) == N
-                assert 0.0 < st["cosine_similarity"] <= 1.0 and st["cosine_similarity_std"] >= 0
-                assert st["linf"] <= run["eps"] + 1e-6  # inside the ball
-                assert st["linf_max"] <= run["eps"] + 1e-6
-                assert 0 < st["amp"] <= st["linf"]
+                st = run.sources[s][a]
+                assert 0.0 <= st.asr <= 1.0 and 0.0 <= st.asr_8bit <= 1.0
+                assert st.asr == pytest.approx(st.successes / N)
+                assert st.n == N and len(st.per_image["success"]) == N
+                assert 0.0 < st.cosine_similarity <= 1.0 and st.cosine_similarity_std >= 0
+                assert st.linf <= run.eps + 1e-6  # inside the ball
+                assert st.linf_max <= run.eps + 1e-6
+                assert 0 < st.amp <= st.linf
                 for t in TARGETS:
-                    assert 0.0 <= st["transfer"][t] <= 1.0
+                    assert 0.0 <= st.transfer[t] <= 1.0
                 # the diagonal is the white-box ASR, exactly
-                assert st["transfer"][s] == st["asr"]
-                assert st["per_image"]["transfer_success"][s] == st["per_image"]["success"]
-            m = run["transfer_matrix"]
+                assert st.transfer[s] == st.asr
+                assert st.per_image["transfer_success"][s] == st.per_image["success"]
+            m = run.transfer_matrix
             for a in compare.ALL_ATTACKS:
-                assert m[a]["rows"] == SOURCES and m[a]["columns"] == TARGETS
+                assert m[a].rows == SOURCES and m[a].columns == TARGETS
                 for i, s in enumerate(SOURCES):
-                    assert m[a]["values"][i][TARGETS.index(s)] == run["sources"][s][a]["asr"]
-    json.dumps(result, allow_nan=False)  # JSON-safe as it is
+                    assert m[a].values[i][TARGETS.index(s)] == run.sources[s][a].asr
+    json.dumps(result.to_dict(), allow_nan=False)  # JSON-safe as it is
 
 
 def test_steps_to_success_agree_with_the_attack_loop(result) -> None:
-    steps = result["steps"]
-    for run in result["runs"]:
+    steps = result.steps
+    for run in result.runs:
         for s in SOURCES:
-            per = run["sources"][s]
-            fgsm = per["fgsm"]["per_image"]
+            per = run.sources[s]
+            fgsm = per["fgsm"].per_image
             assert all(f == 1 for f, ok in zip(fgsm["steps_to_success"], fgsm["success"], strict=True) if ok)
-            agr = per["agr"]["per_image"]  # stops on success: the evaluation that finds it costs one more
+            agr = per["agr"].per_image  # stops on success: the evaluation that finds it costs one more
             for ok, first, evals in zip(agr["success"], agr["steps_to_success"], agr["grad_evals"], strict=True):
                 if ok:
                     assert evals == first + 1 or (first == steps and evals == steps), (first, evals)
                 else:
                     assert evals == steps
             for a in ("ifgsm", "pgd", "mifgsm"):
-                p = per[a]["per_image"]
+                p = per[a].per_image
                 assert all(g == steps for g in p["grad_evals"])
                 assert all(0 <= f <= steps for f, ok in zip(p["steps_to_success"], p["success"], strict=True) if ok)
 
 
 def test_transfer_matches_an_independent_evaluation(items, result) -> None:
     """Re-run PGD with advcore.attacks directly and evaluate each target by hand: the same rates."""
-    run = result["runs"][1]
+    run = result.runs[1]
     x = compare.image_tensor(items, (1, 28, 28))
     src = models.load("fmnist-naive", "cpu")
     with torch.no_grad():
         y = src(x).argmax(1)
     res = attacks.run("pgd", src, x, y, eps=0.1, norm="linf", steps=5, seed=3)
-    assert res.success.tolist() == run["sources"]["fmnist-naive"]["pgd"]["per_image"]["success"]
+    assert res.success.tolist() == run.sources["fmnist-naive"]["pgd"].per_image["success"]
     for t in TARGETS:
         tm = models.load(t, "cpu")
         with torch.no_grad():
             fooled = tm(res.x_adv).argmax(1) != tm(x).argmax(1)
-        assert fooled.tolist() == run["sources"]["fmnist-naive"]["pgd"]["per_image"]["transfer_success"][t]
+        assert fooled.tolist() == run.sources["fmnist-naive"]["pgd"].per_image["transfer_success"][t]
 
 
 def test_same_seed_same_numbers_and_the_seed_matters(items, result) -> None:
     again = compare.compare(items, SOURCES, targets=TARGETS, eps=[0.05, 0.1], steps=5, seed=3, device="cpu",
                             batch_size=N)
-    assert numbers(again) == numbers(result)
+    assert numbers(again.to_dict()) == numbers(result.to_dict())
     other = compare.compare(items, ["fmnist-naive"], attack_names=["pgd"], eps=0.1, steps=5, seed=4, device="cpu",
                             batch_size=N)
-    same = result["runs"][1]["sources"]["fmnist-naive"]["pgd"]["per_image"]["cosine_similarity"]
-    assert other["runs"][0]["sources"]["fmnist-naive"]["pgd"]["per_image"]["cosine_similarity"] != same
+    same = result.runs[1].sources["fmnist-naive"]["pgd"].per_image["cosine_similarity"]
+    assert other.runs[0].sources["fmnist-naive"]["pgd"].per_image["cosine_similarity"] != same
 
 
 def test_a_stronger_budget_never_lowers_pgd_asr(items) -> None:
@@ -120,12 +121,12 @@ def test_a_stronger_budget_never_lowers_pgd_asr(items) -> None:
     r = compare.compare(items, ["fmnist-naive", "fmnist-pgd"], attack_names=["pgd"], eps=eps, steps=10, seed=0,
                         device="cpu")
     for s in ("fmnist-naive", "fmnist-pgd"):
-        asr = r["sweep"][s]["pgd"]["asr"]
-        assert r["sweep"][s]["pgd"]["eps"] == eps
+        asr = r.sweep[s]["pgd"].asr
+        assert r.sweep[s]["pgd"].eps == eps
         for lo, hi in zip(asr, asr[1:], strict=False):
             assert hi >= lo - 1.5 / N, asr  # at most one image of noise
         assert asr[-1] > asr[0], asr
-    assert r["sweep"]["fmnist-naive"]["pgd"]["asr"][-1] == 1.0  # eps 0.2 breaks the standard model
+    assert r.sweep["fmnist-naive"]["pgd"].asr[-1] == 1.0  # eps 0.2 breaks the standard model
 
 
 def test_progress_reaches_the_total_and_cancel_stops(items) -> None:
@@ -181,10 +182,10 @@ def test_refusals(items, tmp_path: Path) -> None:
 
 def test_summary_is_computed_from_the_result(result) -> None:
     text = " ".join(compare.summary(result))
-    st = result["runs"][-1]["sources"]["fmnist-naive"]
-    assert f"AGR fooled {100 * st['agr']['asr']:.1f}%" in text
-    assert f"I-FGSM (BIM) {100 * st['ifgsm']['asr']:.1f}%" in text
-    assert f"AMP {st['agr']['amp']:.4g}" in text
+    st = result.runs[-1].sources["fmnist-naive"]
+    assert f"AGR fooled {100 * st['agr'].asr:.1f}%" in text
+    assert f"I-FGSM (BIM) {100 * st['ifgsm'].asr:.1f}%" in text
+    assert f"AMP {st['agr'].amp:.4g}" in text
 
 
 def test_tiny_lite_case_resizes_for_the_other_input_size() -> None:
@@ -193,12 +194,13 @@ def test_tiny_lite_case_resizes_for_the_other_input_size() -> None:
     r = compare.compare(photos, ["efficientnet-lite0"], targets=["efficientnet-lite0", "efficientnet-lite1"],
                         attack_names=["fgsm", "agr"], eps=4 / 255, steps=2, device="cpu")
     for a in ("fgsm", "agr"):
-        st = r["runs"][0]["sources"]["efficientnet-lite0"][a]
-        assert st["transfer"]["efficientnet-lite0"] == st["asr"]
-        assert 0 <= st["transfer"]["efficientnet-lite1"] <= 1
-        assert st["linf"] <= 4 / 255 + 1e-6
-    assert r["clean"]["efficientnet-lite1"]["input_size"] == [3, 240, 240]
-    assert "accuracy" not in r["clean"]["efficientnet-lite0"]  # photos have no true label
+        st = r.runs[0].sources["efficientnet-lite0"][a]
+        assert st.transfer["efficientnet-lite0"] == st.asr
+        assert 0 <= st.transfer["efficientnet-lite1"] <= 1
+        assert st.linf <= 4 / 255 + 1e-6
+    assert r.clean["efficientnet-lite1"].input_size == [3, 240, 240]
+    assert r.clean["efficientnet-lite0"].accuracy is None  # photos have no true label
+    assert "accuracy" not in r.to_dict()["clean"]["efficientnet-lite0"]
 
 
 # --------------------------------------------------------------------------- command line
@@ -232,6 +234,55 @@ def test_cli_json_shape(tmp_path: Path) -> None:
                 assert set(st["transfer"]) == set(TARGETS)
                 assert st["transfer"][s] == st["asr"]
     assert set(r["sweep"]["fmnist-pgd"]) == set(compare.ALL_ATTACKS)
+
+
+GOLDEN = Path(__file__).parent / "golden" / "compare_tiny.json"
+TINY = ["compare", "--models", "fmnist-naive,fmnist-fgsm", "--images", "fashion-mnist", "--limit", "3",
+        "--attacks", "fgsm,pgd", "--eps", "0.05,0.1", "--steps", "2", "--device", "cpu"]
+
+
+def same_json(got, want, where: str = "") -> None:
+    """``got`` equals ``want``: the same keys in the same order at every level, the same values (floats to 1e-6)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), (where, list(got), list(want))
+        for k in want:
+            same_json(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            same_json(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-9), where
+    else:
+        assert got == want and type(got) is type(want), (where, got, want)
+
+
+def test_to_dict_is_the_schema_1_json(tmp_path: Path) -> None:
+    """``CompareResult.to_dict()`` is the JSON of schema advlab.compare/1 exactly as the nested dict it replaced
+    gave it (tests/unit/golden/compare_tiny.json: that code's output for this tiny run, timings and device left
+    out), through the command line and called directly."""
+    want = json.loads(GOLDEN.read_text())
+    out = tmp_path / "tiny.json"
+    code, _, err = run_cli([*TINY, "--json", str(out)])
+    assert code == 0, err
+    got = numbers(json.loads(out.read_text()))
+    assert isinstance(got.pop("device"), str)
+    same_json(got, want)
+
+    items = compare.dataset_images("fashion-mnist", 3)
+    r = compare.compare(items, ["fmnist-naive", "fmnist-fgsm"], attack_names=["fgsm", "pgd"], eps=[0.05, 0.1],
+                        steps=2, device="cpu")
+    assert isinstance(r, compare.CompareResult)
+    d = numbers(r.to_dict())
+    del d["device"]
+    assert "images_source" not in d and "notes" not in d and "image_names" not in d  # None: left out
+    same_json(d, {k: v for k, v in want.items() if k not in ("images_source", "notes")})
+    st = r.runs[1].sources["fmnist-fgsm"]["pgd"]
+    assert st.asr == d["runs"][1]["sources"]["fmnist-fgsm"]["pgd"]["asr"]
+    assert r.runs[0].transfer_matrix["fgsm"].values == d["runs"][0]["transfer_matrix"]["fgsm"]["values"]
+    assert r.clean["fmnist-naive"].accuracy == d["clean"]["fmnist-naive"]["accuracy"]
+    page = dataclasses.replace(r, notes=["n"], image_names=["a", "b", "c"]).to_dict()
+    assert list(page)[-3:] == ["seconds", "notes", "image_names"]
 
 
 def test_cli_folder_skips_unreadable_images_with_a_note(tmp_path: Path, items) -> None:

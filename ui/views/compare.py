@@ -8,6 +8,7 @@ The computation is ``advcore.labs.compare.compare``, the function ``python -m ad
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shlex
@@ -129,7 +130,8 @@ def request_images(req: CompareRequest, uploads: Sequence | None = None) -> tupl
 # --------------------------------------------------------------------------- running, and what a stopped run says
 
 
-def compute(req: CompareRequest, uploads: Sequence | None = None, progress: ProgressFn | None = None) -> dict:
+def compute(req: CompareRequest, uploads: Sequence | None = None,
+            progress: ProgressFn | None = None) -> compare.CompareResult:
     """``advcore.labs.compare.compare`` for one request, with the skipped uploads' notes and the image names.
 
     It runs on the server's torch threads as they are: a thread count is the process's, shared by every
@@ -138,9 +140,7 @@ def compute(req: CompareRequest, uploads: Sequence | None = None, progress: Prog
     items, notes = request_images(req, uploads)
     result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks, norm=req.norm,
                              eps=req.eps, steps=req.steps, seed=req.seed, device=req.device, progress=progress)
-    result["notes"] = notes
-    result["image_names"] = [it.name for it in items]
-    return result
+    return dataclasses.replace(result, notes=list(notes), image_names=[it.name for it in items])
 
 
 def progress_text(p: Progress, label: str = "") -> str:
@@ -164,7 +164,7 @@ def interrupted(left: str, was_cancelled: bool) -> str:
 # --------------------------------------------------------------------------- tables
 
 
-def table_rows(result: dict) -> list[dict[str, str]]:
+def table_rows(result: compare.CompareResult) -> list[dict[str, str]]:
     """The per-attack table as a person reads it (one row per source and attack)."""
     rows = []
     for r in compare.table_rows(result):
@@ -185,8 +185,8 @@ def csv_bytes(rows: list[dict]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def json_bytes(result: dict) -> bytes:
-    return json.dumps(json_safe(result), indent=2).encode("utf-8")
+def json_bytes(result: compare.CompareResult) -> bytes:
+    return json.dumps(json_safe(result.to_dict()), indent=2).encode("utf-8")
 
 
 # --------------------------------------------------------------------------- figures
@@ -195,24 +195,25 @@ BAR_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=300, barmode="grou
                   legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
 
 
-def metric_bars(result: dict, key: str, title: str, axis: str, percent: bool = False,
+def metric_bars(result: compare.CompareResult, key: str, title: str, axis: str, percent: bool = False,
                 spread: str | None = None) -> go.Figure:
     """One bar per attack and source model for the statistic ``key`` of the table (error bars: ``spread``)."""
-    run = compare.run_at(result, result["eps"][-1])
+    run = compare.run_at(result, result.eps[-1])
     fig = go.Figure()
     palette = [plots.OTHER, plots.WATCH, "#54a24b", "#b279a2", "#9d755d", "#72b7b2", "#f58518", "#7f7f7f"]
-    x = [result["attack_titles"][a].split(" (")[0] for a in result["attacks"]]
-    for i, s in enumerate(result["sources"]):
-        vals = [run["sources"][s][a][key] for a in result["attacks"]]
+    x = [result.attack_titles[a].split(" (")[0] for a in result.attacks]
+    for i, s in enumerate(result.sources):
+        vals = [getattr(run.sources[s][a], key) for a in result.attacks]
         y = [None if v is None else (100 * v if percent else v) for v in vals]
         err = None
         if spread:
-            err = dict(type="data", array=[run["sources"][s][a][spread] or 0 for a in result["attacks"]], visible=True)
-        colour = ([ATTACK_COLOURS.get(a, plots.OTHER) for a in result["attacks"]] if len(result["sources"]) == 1
+            err = dict(type="data", array=[getattr(run.sources[s][a], spread) or 0 for a in result.attacks],
+                       visible=True)
+        colour = ([ATTACK_COLOURS.get(a, plots.OTHER) for a in result.attacks] if len(result.sources) == 1
                   else palette[i % len(palette)])  # one source: colour by attack, as in the sweep
         fig.add_trace(go.Bar(x=x, y=y, name=s, marker_color=colour, error_y=err,
                              hovertemplate="%{x}: %{y:.4g}<extra>" + s + "</extra>"))
-    fig.update_layout(**BAR_LAYOUT, title=title, showlegend=len(result["sources"]) > 1)
+    fig.update_layout(**BAR_LAYOUT, title=title, showlegend=len(result.sources) > 1)
     fig.update_yaxes(title=axis, **({"range": [0, 100]} if percent else {}))
     if key == "cosine_similarity":  # all near 1: zoom in on the gap to 1, error bars included
         lows = [v - (e or 0) for t in fig.data for v, e in zip(t.y, (t.error_y.array or [0] * len(t.y)), strict=True)
@@ -223,37 +224,37 @@ def metric_bars(result: dict, key: str, title: str, axis: str, percent: bool = F
     return fig
 
 
-def transfer_heatmap(result: dict, attack: str) -> go.Figure:
+def transfer_heatmap(result: compare.CompareResult, attack: str) -> go.Figure:
     """Success rate (%) of ``attack``'s adversarial images on each target (columns) per source (rows);
     the white-box diagonal is outlined and starred."""
-    run = compare.run_at(result, result["eps"][-1])
-    m = run["transfer_matrix"][attack]
-    z = np.asarray(m["values"], dtype=float) * 100.0
-    text = [[f"{v:.0f}%" + ("*" if s == t else "") for v, t in zip(row, m["columns"], strict=True)]
-            for row, s in zip(z.tolist(), m["rows"], strict=True)]
-    fig = go.Figure(go.Heatmap(z=z.tolist(), x=m["columns"], y=m["rows"], zmin=0, zmax=100, text=text,
+    run = compare.run_at(result, result.eps[-1])
+    m = run.transfer_matrix[attack]
+    z = np.asarray(m.values, dtype=float) * 100.0
+    text = [[f"{v:.0f}%" + ("*" if s == t else "") for v, t in zip(row, m.columns, strict=True)]
+            for row, s in zip(z.tolist(), m.rows, strict=True)]
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=m.columns, y=m.rows, zmin=0, zmax=100, text=text,
                                texttemplate="%{text}", colorscale="Viridis", colorbar=dict(title="%", thickness=12),
                                hovertemplate="made on %{y}, shown to %{x}: %{z:.1f}%<extra></extra>"))
-    for i, s in enumerate(m["rows"]):
-        if s in m["columns"]:
-            j = m["columns"].index(s)
+    for i, s in enumerate(m.rows):
+        if s in m.columns:
+            j = m.columns.index(s)
             fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
                           line=dict(color=plots.WATCH, width=3))
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=120 + 60 * len(m["rows"]),
-                      title=f"Transfer of {result['attack_titles'][attack]} (success rate, * white box)")
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=120 + 60 * len(m.rows),
+                      title=f"Transfer of {result.attack_titles[attack]} (success rate, * white box)")
     fig.update_xaxes(title="shown to (target)", type="category")
     fig.update_yaxes(title="made on (source)", type="category", autorange="reversed")
     return fig
 
 
-def sweep_figure(result: dict, source: str) -> go.Figure:
+def sweep_figure(result: compare.CompareResult, source: str) -> go.Figure:
     """ASR against eps, one line per attack (the paper's Figures 3 and 5)."""
-    norm = "L-inf" if result["norm"] == "linf" else "L2"
-    imagenet_linf = result["norm"] == "linf" and result["dataset"] == "imagenet"
+    norm = "L-inf" if result.norm == "linf" else "L2"
+    imagenet_linf = result.norm == "linf" and result.dataset == "imagenet"
     fig = go.Figure()
-    for a, cur in result["sweep"][source].items():
-        xs = [e * 255 for e in cur["eps"]] if imagenet_linf else cur["eps"]
-        fig.add_trace(go.Scatter(x=xs, y=[100 * v for v in cur["asr"]], name=result["attack_titles"][a].split(" (")[0],
+    for a, cur in result.sweep[source].items():
+        xs = [e * 255 for e in cur.eps] if imagenet_linf else cur.eps
+        fig.add_trace(go.Scatter(x=xs, y=[100 * v for v in cur.asr], name=result.attack_titles[a].split(" (")[0],
                                  mode="lines+markers", line=dict(color=ATTACK_COLOURS.get(a, plots.OTHER), width=2),
                                  hovertemplate="eps %{x:.3g}: %{y:.1f}%<extra>" + a + "</extra>"))
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=340, showlegend=True,
@@ -282,7 +283,7 @@ def paper_quote(norm: str) -> str:
             "this page's, so compare the ordering of the attacks, not the values.")
 
 
-def measured_sentences(result: dict) -> list[str]:
+def measured_sentences(result: compare.CompareResult) -> list[str]:
     """What this run measured (every number from ``result``; see advcore.labs.compare.summary)."""
     out = compare.summary(result)
     if not out:
