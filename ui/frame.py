@@ -204,7 +204,7 @@ def _gallery_sidebar(model: str, device: str, dataset: str) -> Selection:
     name = f"{dataset}-{index}.png"
     sb.image(plots.enlarge(image, 112), width=112, output_format="PNG")
     sb.caption(f"Test image #{index} of the shipped {title} test subset ({image.width}x{image.height} px, "
-               f"official test images, MIT licence); true class: {md_escape(classes[label])}.")
+               f"official test images, MIT licence); dataset label: {md_escape(classes[label])}.")
     return Selection(model=model, device=device, image_key=f"{dataset}:{index}", image_name=name,
                      cli_image=f"{dataset}:{index}",
                      is_upload=False, image=image, true_name=classes[label], image_png=buf.getvalue())

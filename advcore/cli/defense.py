@@ -109,7 +109,7 @@ def table_text(r: dict) -> str:
 
 
 @fw.command("defend", "accuracy under attack with halftoning as a defense, attacker ignoring or knowing it",
-         _defend_args)
+         _defend_args, aliases=("defense",))
 def cmd_defend(args: argparse.Namespace) -> int:
     """The Defense lab's table with :func:`advcore.labs.defense.evaluate_defense`."""
     from advcore import defenses, models
@@ -130,7 +130,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
             adaptive=args.adaptive, eot=args.eot, bayer_size=args.bayer_size, seed=args.seed,
             batch_size=args.batch_size, trained=trained, device=device, progress=progress)
     result["device"] = describe(device)
-    if sys.argv[1:2] == ["defend"]:
+    if sys.argv[1:2] in (["defend"], ["defense"]):
         result["command"] = "python -m advcore " + shlex.join(sys.argv[1:])
     if json_out is not None:
         fw.write_file(json_out, (fw.json_text(result) + "\n").encode("utf-8"))

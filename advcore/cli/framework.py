@@ -68,22 +68,24 @@ def arg_type(fn: Callable[[str], object], name: str) -> Callable[[str], object]:
 
 @dataclass(frozen=True)
 class Command:
-    """One subcommand: its name, one-line help, argument declarations and body."""
+    """One subcommand: its name (a verb), one-line help, argument declarations, body, and other names (the lab's)."""
 
     name: str
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    aliases: tuple[str, ...] = ()
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None]):
-    """Register the decorated ``fn(args) -> exit code`` as subcommand ``name``."""
+def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None], *,
+            aliases: tuple[str, ...] = ()):
+    """Register the decorated ``fn(args) -> exit code`` as subcommand ``name`` (also reachable as ``aliases``)."""
 
     def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        COMMANDS[name] = Command(name, help, configure, fn)
+        COMMANDS[name] = Command(name, help, configure, fn, tuple(aliases))
         return fn
 
     return register
@@ -107,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(cmd.name, aliases=list(cmd.aliases), help=cmd.help, description=cmd.help)
         cmd.configure(p)
         p.set_defaults(_run=cmd.run)
     return parser

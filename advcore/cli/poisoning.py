@@ -94,7 +94,7 @@ def table_lines(result: dict) -> list[str]:
 
 
 @fw.command("poison", "poisoning attacks (label flip, poison frogs, adversarial poisoning) on frozen features",
-         _poison_args)
+         _poison_args, aliases=("poisoning",))
 def cmd_poison(args: argparse.Namespace) -> int:
     """Run :func:`advcore.labs.poisoning.run` and print or write its table."""
     if args.attack != "pf" and args.pair != "01":

@@ -77,7 +77,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-@fw.command("train", "train a model (standard, adversarial, MAT) and write its checkpoint and model card", _train_args)
+@fw.command("train", "train a model (standard, adversarial, MAT) and write its checkpoint and model card", _train_args,
+            aliases=("training",))
 def cmd_train(args: argparse.Namespace) -> int:
     """Train with :func:`advcore.labs.training.train`, evaluate, write ``NAME.pt`` and ``NAME.json``."""
     import time
@@ -140,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         bars.close()
     result.card.update(report)
     result.card["evaluation"] = task.description["evaluation"]
-    command_line = "python -m advcore " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
+    command_line = "python -m advcore " + shlex.join(sys.argv[1:]) if sys.argv[1:2] in (["train"], ["training"]) \
+        else None
     weights, card_path = training.save(result, out_dir, name, extra={"command": command_line,
                                                                     "wall_seconds": round(time.perf_counter() - t0, 1)})
     card = json.loads(card_path.read_text(encoding="utf-8"))

@@ -470,7 +470,7 @@ def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
     gallery = at.selectbox(key=GALLERY_KEY)
     assert gallery.label == "Test image" and len(gallery.options) == 50
     assert gallery.options[:3] == [f"#{i}: {classes[int(y[i])]}" for i in range(3)]
-    assert f"true class: {classes[int(y[3])]}." in " ".join(c.value for c in at.sidebar.caption)
+    assert f"dataset label: {classes[int(y[3])]}." in " ".join(c.value for c in at.sidebar.caption)
     assert at.markdown[0].value.startswith("Pick a test image and an attack")
     eps = at.slider(key="attack_eps_linf_px")
     assert (eps.label, eps.value, eps.min, eps.max) == ("eps (pixel units)", 0.1, 0.0, 0.3)
@@ -561,7 +561,7 @@ def test_an_attack_that_turns_a_wrong_answer_into_the_dataset_label_is_not_calle
     assert not any("true" in t.lower() for t in titles)
     assert "the probability of the model's clean prediction collapsing" in caption_text(at)
     assert "Notice where the probability of the model's clean prediction 'Bag' (orange) goes" in caption_text(at)
-    page = " ".join(c.value for c in at.main.caption)  # the sidebar's "true class: Shirt" is the dataset label
+    page = " ".join(c.value for c in at.main.caption)  # the sidebar says "dataset label: Shirt"
     assert "true-class" not in page and "true class" not in page
     m = metrics(at)
     assert m["Success"] == "yes"  # advcore's flag: the prediction moved off the clean one ...

@@ -370,3 +370,14 @@ def test_the_adversarial_png_read_back_is_the_adversarial_image(fgsm_run, tmp_pa
     assert m2["clean_label"] == m["adv_8bit_label"]
     assert m2["clean_confidence"] == pytest.approx(
         float(models.load(MODEL, "cpu")(data.to_tensor(Image.open(png))).softmax(1).max()), abs=1e-5)
+
+
+def test_each_lab_command_is_also_reachable_by_the_labs_name():
+    """One name per lab: `defense`, `poisoning` and `training` are the same commands as defend, poison and train."""
+    from advcore.cli.framework import COMMANDS, build_parser
+
+    build_parser()
+    assert COMMANDS["defend"].aliases == ("defense",) and COMMANDS["poison"].aliases == ("poisoning",)
+    assert COMMANDS["train"].aliases == ("training",)
+    code, out, err = run_cli(["poisoning", "lf", "--C", "0"])
+    assert code == 2 and "argument --C" in err
