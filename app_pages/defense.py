@@ -102,7 +102,7 @@ def image_section(sel, image, base: str, method: str, attack: str, eps: float, e
                not None else " Right/wrong is measured against the undefended model's clean prediction."))
 
 
-def latest_table(model: str, method: str) -> dict | None:
+def latest_table(model: str, method: str) -> lab.DefenseTable | None:
     """This session's last measurement of (model, method), else the shipped one."""
     mine = TABLES.last(lambda r: r.model == model and r.method == method)
     return mine[1] if mine else lab.saved_table(model, method)
@@ -158,14 +158,14 @@ def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[
     else:
         source = ("measured in this session" if any(v is result for v in TABLES.values())
                   else f"shipped measurement, assets/defense/{lab.saved_path(base, method).name}"
-                       + (f", made by `{result['command']}`" if result.get("command") else ""))
+                       + (f", made by `{result.command}`" if result.command else ""))
         st.markdown("**What the measurements say.** " + md_escape(lab.lesson(result)))
-        ks = result["topk"]
+        ks = result.topk
         k = ks[-1] if len(ks) > 1 and st.toggle("Top-5", key="defense_top5") else "top1"
         st.dataframe(dv.table_rows(result, k), hide_index=True)
         st.caption(dv.table_caption(result) + f" Source: {source}.")
-        figs = st.columns(len(result["attacks"]))
-        for col, a in zip(figs, result["attacks"], strict=True):
+        figs = st.columns(len(result.attacks))
+        for col, a in zip(figs, result.attacks, strict=True):
             col.plotly_chart(dv.curves(result, a, k), key=f"defense_curve_{a}", width="stretch")
         st.caption("Notice the gap between each solid line (attacker ignores the halftone) and the dashed line of the "
                    "same colour (attacker knows it): robustness that disappears when the attacker knows the defense "

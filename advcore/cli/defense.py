@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 
@@ -91,20 +92,21 @@ def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, st
     return out
 
 
-def table_text(r: dict) -> str:
-    """The result as a plain-text table: one line per row, attack and eps; one column per attacker."""
+def table_text(r) -> str:
+    """The result (a :class:`~advcore.labs.defense.DefenseTable`) as a plain-text table: one line per row, attack
+    and eps; one column per attacker."""
     from advcore.units import eps_fraction_text
 
-    cols = list(r["columns"])
-    ks = r["topk"]
+    cols = list(r.columns)
+    ks = r.topk
     head = f"{'row':<30} {'attack':<6} {'eps':>7}  " + "  ".join(
         f"{c + ' ' + k:>14}" for c in cols for k in ks)
     lines = [head]
-    for row in r["rows"]:
-        for a in r["attacks"]:
-            for i, e in enumerate(r["eps"]):
-                vals = "  ".join(f"{r['accuracy'][row['key']][a][c][k][i]:>14.4f}" for c in cols for k in ks)
-                lines.append(f"{row['title']:<30} {a:<6} {eps_fraction_text(e):>7}  {vals}")
+    for row in r.rows:
+        for a in r.attacks:
+            for i, e in enumerate(r.eps):
+                vals = "  ".join(f"{r.values(row.key, a, c, k)[i]:>14.4f}" for c in cols for k in ks)
+                lines.append(f"{row.title:<30} {a:<6} {eps_fraction_text(e):>7}  {vals}")
     return "\n".join(lines)
 
 
@@ -129,19 +131,19 @@ def cmd_defend(args: argparse.Namespace) -> int:
             spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
             adaptive=args.adaptive, eot=args.eot, bayer_size=args.bayer_size, seed=args.seed,
             batch_size=args.batch_size, trained=trained, device=device, progress=progress)
-    result["device"] = describe(device)
+    result = dataclasses.replace(result, device=describe(device))
     if sys.argv[1:2] in (["defend"], ["defense"]):
-        result["command"] = "python -m advcore " + shlex.join(sys.argv[1:])
+        result = dataclasses.replace(result, command="python -m advcore " + shlex.join(sys.argv[1:]))
     if json_out is not None:
-        fw.write_file(json_out, (fw.json_text(result) + "\n").encode("utf-8"))
+        fw.write_file(json_out, (fw.json_text(result.to_dict()) + "\n").encode("utf-8"))
     if args.json == "-":
-        print(fw.json_text(result))
+        print(fw.json_text(result.to_dict()))
     else:
-        lines = [f"{spec.name}: {result['defense']['description']} on {result['n']} images of the {result['data']} "
-                 f"(labels: {result['labels']})", table_text(result), "", result["lesson"]]
+        lines = [f"{spec.name}: {result.defense['description']} on {result.n} images of the {result.data} "
+                 f"(labels: {result.labels})", table_text(result), "", result.lesson]
         if json_out is not None:
             lines.append(f"wrote {json_out}")
         print("\n".join(lines))
-    fw.say(f"advcore: defend {args.defense} on {spec.name}: {len(result['rows'])} rows, {len(result['attacks'])} "
-         f"attack(s), {len(result['eps'])} eps, {result['n']} images, {result['seconds']:.1f} s")
+    fw.say(f"advcore: defend {args.defense} on {spec.name}: {len(result.rows)} rows, {len(result.attacks)} "
+         f"attack(s), {len(result.eps)} eps, {result.n} images, {result.seconds:.1f} s")
     return fw.EXIT_OK

@@ -2,7 +2,7 @@
 ignoring the defense (the paper's protocol) or knowing it (BPDA, + EOT for a randomised defense).
 
 The computation behind the Defense page (``app_pages/defense.py``) and ``python -m advcore defend``:
-:func:`evaluate_defense` (the table), :func:`image_panels` (one image, four views),
+:func:`evaluate_defense` (the table, a :class:`DefenseTable`), :func:`image_panels` (one image, four views),
 :func:`clean_effect` (the defense at inference only on the bundled photos), :func:`lesson` (the
 table in plain words) and the measurements shipped in ``assets/defense`` (:func:`saved_table`).
 
@@ -16,11 +16,13 @@ halftone's).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -173,12 +175,146 @@ def _topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
     return int((logits.topk(k, dim=1).indices == y[:, None]).any(1).sum())
 
 
+# --------------------------------------------------------------------------- the table's record
+
+#: The keys of :meth:`DefenseTable.to_dict`, in order (``command`` only when set).
+TABLE_KEYS = ("model", "defense", "data", "labels", "n", "eps", "attacks", "attack_params", "adaptive", "bpda",
+              "eot", "topk", "rows", "columns", "clean", "accuracy", "table", "device", "lesson", "seconds")
+
+
+@dataclass(frozen=True)
+class AttackParams:
+    """How every attack of the table was run (L-inf, untargeted; the step sizes in words)."""
+
+    norm: str
+    targeted: bool
+    steps: int
+    ifgsm_alpha: str
+    pgd_alpha: str
+    seed: int
+
+    def to_dict(self) -> dict:
+        return {"norm": self.norm, "targeted": self.targeted, "steps": self.steps, "ifgsm_alpha": self.ifgsm_alpha,
+                "pgd_alpha": self.pgd_alpha, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AttackParams:
+        return cls(norm=d["norm"], targeted=d["targeted"], steps=d["steps"], ifgsm_alpha=d["ifgsm_alpha"],
+                   pgd_alpha=d["pgd_alpha"], seed=d["seed"])
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One line of the table as recorded: its key (:data:`ROWS`), title, model and whether its input is halftoned."""
+
+    key: str
+    title: str
+    model: str
+    halftone: bool
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "title": self.title, "model": self.model, "halftone": self.halftone}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TableRow:
+        return cls(key=d["key"], title=d["title"], model=d["model"], halftone=d["halftone"])
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a row's accuracy under one attack at one eps with one attacker (``column``); ``values``:
+    top-k -> accuracy (``top1``, and ``top5`` for a model of more than 10 classes)."""
+
+    row: str
+    model: str
+    attack: str
+    eps: float
+    column: str
+    values: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"row": self.row, "model": self.model, "attack": self.attack, "eps": self.eps, "column": self.column,
+                **self.values}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Cell:
+        fixed = ("row", "model", "attack", "eps", "column")
+        return cls(*(d[k] for k in fixed), values={k: v for k, v in d.items() if k not in fixed})
+
+
+@dataclass(frozen=True)
+class DefenseTable:
+    """What :func:`evaluate_defense` measured (the Defense lab's table); :meth:`to_dict` is its JSON
+    (``python -m advcore defend --json``, the files of ``assets/defense``), :meth:`from_dict` reads it back.
+
+    ``clean[row][k]``: the clean accuracy; ``accuracy[row][attack][column][k]``: one accuracy per eps;
+    ``table``: the same numbers as one :class:`Cell` per row, attack, eps and column. ``command`` is set by
+    the command line (:func:`dataclasses.replace`) and left out of the JSON while None."""
+
+    model: str
+    defense: dict[str, Any]  # Defense.describe()
+    data: str
+    labels: str
+    n: int
+    eps: list[float]
+    attacks: list[str]
+    attack_params: AttackParams
+    adaptive: bool
+    bpda: str | None
+    eot: int | None
+    topk: list[str]
+    rows: list[TableRow]
+    columns: dict[str, str]  # column key -> title
+    clean: dict[str, dict[str, float]]
+    accuracy: dict[str, dict[str, dict[str, dict[str, list[float]]]]]
+    table: list[Cell]
+    device: str
+    lesson: str
+    seconds: float
+    command: str | None = None
+
+    def values(self, row: str, attack: str, column: str, k: str = "top1") -> list[float]:
+        """The accuracies of ``row`` under ``attack`` against attacker ``column``, one per eps."""
+        return self.accuracy[row][attack][column][k]
+
+    def to_dict(self) -> dict:
+        out = {
+            "model": self.model, "defense": copy.deepcopy(self.defense), "data": self.data, "labels": self.labels,
+            "n": self.n, "eps": list(self.eps), "attacks": list(self.attacks),
+            "attack_params": self.attack_params.to_dict(), "adaptive": self.adaptive, "bpda": self.bpda,
+            "eot": self.eot, "topk": list(self.topk), "rows": [r.to_dict() for r in self.rows],
+            "columns": dict(self.columns), "clean": {r: dict(by) for r, by in self.clean.items()},
+            "accuracy": {r: {a: {c: {k: list(v) for k, v in by_k.items()} for c, by_k in by_c.items()}
+                             for a, by_c in by_a.items()} for r, by_a in self.accuracy.items()},
+            "table": [c.to_dict() for c in self.table], "device": self.device, "lesson": self.lesson,
+            "seconds": self.seconds,
+        }
+        if self.command is not None:
+            out["command"] = self.command
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DefenseTable:
+        """The table a :meth:`to_dict` gave; a missing key raises KeyError, a malformed part TypeError or
+        ValueError (:func:`load_saved` turns them into a plain message)."""
+        return cls(
+            model=d["model"], defense=copy.deepcopy(d["defense"]), data=d["data"], labels=d["labels"], n=d["n"],
+            eps=list(d["eps"]), attacks=list(d["attacks"]), attack_params=AttackParams.from_dict(d["attack_params"]),
+            adaptive=d["adaptive"], bpda=d["bpda"], eot=d["eot"], topk=list(d["topk"]),
+            rows=[TableRow.from_dict(r) for r in d["rows"]], columns=dict(d["columns"]),
+            clean={r: dict(by) for r, by in d["clean"].items()},
+            accuracy={r: {a: {c: {k: list(v) for k, v in by_k.items()} for c, by_k in by_c.items()}
+                          for a, by_c in by_a.items()} for r, by_a in d["accuracy"].items()},
+            table=[Cell.from_dict(c) for c in d["table"]], device=d["device"], lesson=d["lesson"],
+            seconds=d["seconds"], command=d.get("command"))
+
+
 def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg", *,
                      attack_names: Sequence[str] = EVAL_ATTACKS, eps: Sequence[float] = DEFAULT_EPS,
                      n: int | None = 500, steps: int = 10, adaptive: bool = True, eot: int = 8,
                      bayer_size: int = 8, seed: int = 0, batch_size: int = 250,
                      trained: dict[str, str] | None = None, device: str | torch.device = "cpu",
-                     progress: ProgressFn | None = None) -> dict:
+                     progress: ProgressFn | None = None) -> DefenseTable:
     """Accuracy of every row under every attack and eps, with the attacker ignoring or knowing the defense.
 
     * ``ignores`` (the paper's protocol): the adversarial examples are crafted on the
@@ -192,7 +328,8 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     2.5 eps/steps, PGD from a random start seeded by ``seed``). At eps 0 every entry is
     the clean accuracy. Top-5 is reported when the model has more than 10 classes.
     ``progress`` (:mod:`advcore.progress`) counts batches; returning True cancels (:class:`Cancelled`).
-    Returns a JSON-safe dict (see ``table``: one record per row, attack, eps and column).
+    Returns a :class:`DefenseTable` (``to_dict()``: its JSON; ``table``: one :class:`Cell` per row, attack, eps
+    and column).
     """
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -267,51 +404,48 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                 for c in columns:
                     for k in ks:
                         acc[r.key][a][c][f"top{k}"].append(round(counts[r.key][c][k] / len(x), 6))
-    table = [
-        {"row": r.key, "model": r.model_name, "attack": a, "eps": e, "column": c,
-         **{f"top{k}": acc[r.key][a][c][f"top{k}"][i] for k in ks}}
-        for r in rows for a in attack_names for i, e in enumerate(eps) for c in columns
-    ]
-    result = {
-        "model": model_name,
-        "defense": defense.describe(),
-        "data": what,
-        "labels": labels,
-        "n": len(x),
-        "eps": eps,
-        "attacks": attack_names,
-        "attack_params": {"norm": "linf", "targeted": False, "steps": steps,
-                          "ifgsm_alpha": "eps / steps", "pgd_alpha": "2.5 eps / steps, random start", "seed": seed},
-        "adaptive": adaptive,
-        "bpda": f"{defense.gradient_estimate} backward pass through the {defense.title}" if adaptive else None,
-        "eot": eot if adaptive and defense.randomized else None,
-        "topk": [f"top{k}" for k in ks],
-        "rows": [{"key": r.key, "title": r.title, "model": r.model_name, "halftone": r.key != "none"} for r in rows],
-        "columns": {c: COLUMN_TITLES[c] for c in columns},
-        "clean": {r.key: {f"top{k}": round(clean[r.key][k] / len(x), 6) for k in ks} for r in rows},
-        "accuracy": acc,
-        "table": table,
-        "device": str(dev),
-    }
-    result["lesson"] = lesson(result)
-    result["seconds"] = round(time.perf_counter() - t0, 2)
-    return json_safe(result)
+    table = [Cell(r.key, r.model_name, a, e, c, {f"top{k}": acc[r.key][a][c][f"top{k}"][i] for k in ks})
+             for r in rows for a in attack_names for i, e in enumerate(eps) for c in columns]
+    result = DefenseTable(
+        model=model_name,
+        defense=json_safe(defense.describe()),
+        data=what,
+        labels=labels,
+        n=len(x),
+        eps=eps,
+        attacks=attack_names,
+        attack_params=AttackParams(norm="linf", targeted=False, steps=steps, ifgsm_alpha="eps / steps",
+                                   pgd_alpha="2.5 eps / steps, random start", seed=seed),
+        adaptive=adaptive,
+        bpda=f"{defense.gradient_estimate} backward pass through the {defense.title}" if adaptive else None,
+        eot=eot if adaptive and defense.randomized else None,
+        topk=[f"top{k}" for k in ks],
+        rows=[TableRow(r.key, r.title, r.model_name, r.key != "none") for r in rows],
+        columns={c: COLUMN_TITLES[c] for c in columns},
+        clean={r.key: {f"top{k}": round(clean[r.key][k] / len(x), 6) for k in ks} for r in rows},
+        accuracy=acc,
+        table=table,
+        device=str(dev),
+        lesson="",
+        seconds=0.0,
+    )
+    return replace(result, lesson=lesson(result), seconds=round(time.perf_counter() - t0, 2))
 
 
-def lesson(result: dict) -> str:
+def lesson(result: DefenseTable) -> str:
     """The table in plain words: what the halftone buys against each attacker, and the gap between them.
 
     Headline: the strongest attack measured (PGD, else I-FGSM, else FGSM) at the eps where
     the best defended row gains most over no defense against the attacker who ignores the
     defense. Then the gap between the two columns over every defended row, attack and eps.
     """
-    eps = result["eps"]
+    eps = result.eps
     positive = [i for i, e in enumerate(eps) if e > 0]
     if not positive:
         return "Only clean images were measured (eps 0): choose a positive eps to see what the defense does."
-    a = next(x for x in ("pgd", "ifgsm", "fgsm") if x in result["attacks"])
-    acc = result["accuracy"]
-    defended = [r["key"] for r in result["rows"] if r["key"] != "none"]
+    a = next(x for x in ("pgd", "ifgsm", "fgsm") if x in result.attacks)
+    acc = result.accuracy
+    defended = [r.key for r in result.rows if r.key != "none"]
 
     def gain(i: int) -> float:
         return max(acc[k][a]["ignores"]["top1"][i] for k in defended) - acc["none"][a]["ignores"]["top1"][i]
@@ -321,7 +455,7 @@ def lesson(result: dict) -> str:
     best = max(defended, key=lambda k: acc[k][a]["ignores"]["top1"][i])
     ign = acc[best][a]["ignores"]["top1"][i]
     title = {"halftone-input": "naive model on halftone input"}.get(best, ROW_TITLES[best])
-    clean_best, clean_none = result["clean"][best]["top1"], result["clean"]["none"]["top1"]
+    clean_best, clean_none = result.clean[best]["top1"], result.clean["none"]["top1"]
     name = name_of(a)
     if clean_best < 0.5 * clean_none:
         return (f"The halftone alone already breaks the model: on clean images the {title} gets {percent(clean_best)} "
@@ -332,11 +466,11 @@ def lesson(result: dict) -> str:
             f"paper), the {title} keeps {percent(ign)} ({100 * (ign - none):+.1f} points).")
     if "knows" in acc[best][a]:
         kn = acc[best][a]["knows"]["top1"][i]
-        how = "BPDA" + (" + EOT" if result.get("eot") else "")
+        how = "BPDA" + (" + EOT" if result.eot else "")
         text += (f" When the attacker knows the defense ({how}: the halftone differentiated as the identity), "
                  f"the same model keeps {percent(kn)}, {100 * (kn - none):+.1f} points over no defense.")
         gaps = [(acc[k][x]["ignores"]["top1"][j] - acc[k][x]["knows"]["top1"][j], k, x, eps[j])
-                for k in defended for x in result["attacks"] for j in positive]
+                for k in defended for x in result.attacks for j in positive]
         top = max(gaps)
         mean = sum(g[0] for g in gaps) / len(gaps)
         where = (f"{ROW_TITLES[top[1]]}, {name_of(top[2])} at eps {eps_fraction_text(top[3])}")
@@ -468,7 +602,7 @@ def saved_path(model_name: str, method: str) -> Path:
     return SAVED_DIR / f"{model_name}-{method}.json"
 
 
-def load_saved(path: str | Path) -> dict:
+def load_saved(path: str | Path) -> DefenseTable:
     """A table written by ``python -m advcore defend --json``, checked: every row, attack, column and top-k has
     one accuracy in [0, 1] per eps. Raises :class:`AdvlabError` saying what is wrong."""
     path = Path(path)
@@ -499,10 +633,16 @@ def load_saved(path: str | Path) -> dict:
                             raise ValueError(f"{key} / {a} / {c} / {k}")
     except (KeyError, TypeError, ValueError) as exc:
         raise AdvlabError(f"The defense table {path.name} has no valid accuracy for {exc}.") from exc
-    return result
+    missing = [k for k in TABLE_KEYS if k not in result]
+    if missing:
+        raise AdvlabError(f"The defense table {path.name} lacks {', '.join(missing)}.")
+    try:
+        return DefenseTable.from_dict(result)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AdvlabError(f"The defense table {path.name} is malformed ({type(exc).__name__}: {exc}).") from exc
 
 
-def saved_table(model_name: str, method: str) -> dict | None:
+def saved_table(model_name: str, method: str) -> DefenseTable | None:
     """The shipped measurement of ``model_name`` behind halftone ``method``, or None (none, or not valid)."""
     path = saved_path(model_name, method)
     if not path.is_file():
@@ -511,10 +651,10 @@ def saved_table(model_name: str, method: str) -> dict | None:
         result = load_saved(path)
     except AdvlabError:
         return None
-    return result if result["model"] == model_name and result["defense"]["method"] == method else None
+    return result if result.model == model_name and result.defense["method"] == method else None
 
 
-def saved_tables() -> dict[tuple[str, str], dict]:
+def saved_tables() -> dict[tuple[str, str], DefenseTable]:
     """Every valid shipped measurement: (model, method) -> table."""
     out = {}
     for path in sorted(SAVED_DIR.glob("*.json")):
@@ -522,5 +662,5 @@ def saved_tables() -> dict[tuple[str, str], dict]:
             result = load_saved(path)
         except AdvlabError:
             continue
-        out[(result["model"], result["defense"]["method"])] = result
+        out[(result.model, result.defense["method"])] = result
     return out

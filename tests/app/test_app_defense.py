@@ -59,13 +59,13 @@ def test_measure_table_matches_advcore_and_shows_the_lesson():
     ref = lab.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.0, 0.1], n=50,
                                trained=dv.trained_rows("fmnist-naive"))
     rows = at.dataframe[0].value.to_dict("records")
-    assert len(rows) == len(ref["rows"])
-    for line, row in zip(rows, ref["rows"], strict=True):
-        acc = ref["accuracy"][row["key"]]["fgsm"]
-        assert line["defense"] == row["title"]
+    assert len(rows) == len(ref.rows)
+    for line, row in zip(rows, ref.rows, strict=True):
+        acc = ref.accuracy[row.key]["fgsm"]
+        assert line["defense"] == row.title
         assert line["eps 0.1: ignores / knows"] == (f"{100 * acc['ignores']['top1'][1]:.1f}% / "
                                                    f"{100 * acc['knows']['top1'][1]:.1f}%")
-    assert ref["lesson"][:60] in texts(at).replace("\\", "")
+    assert ref.lesson[:60] in texts(at).replace("\\", "")
     assert len(at.get("plotly_chart")) == 1
     line = at.code[-1].value.replace("\\\n", " ")
     argv = shlex.split(line)
@@ -111,15 +111,15 @@ def test_shipped_measurement_is_shown_with_its_numbers():
         pytest.skip("no shipped measurement in assets/defense")
     at = defense_page(defense_method="floyd-steinberg", defense_attack="fgsm")
     rows = at.dataframe[0].value.to_dict("records")
-    assert [r["defense"] for r in rows] == [r["title"] for r in result["rows"] for _ in result["attacks"]]
-    i = result["eps"].index(0.1)
+    assert [r["defense"] for r in rows] == [r.title for r in result.rows for _ in result.attacks]
+    i = result.eps.index(0.1)
     for line in rows:
-        row = next(r for r in result["rows"] if r["title"] == line["defense"])
-        a = next(x for x in result["attacks"] if dv.ATTACK_TITLES[x] == line["attack"])
-        acc = result["accuracy"][row["key"]][a]
+        row = next(r for r in result.rows if r.title == line["defense"])
+        a = next(x for x in result.attacks if dv.ATTACK_TITLES[x] == line["attack"])
+        acc = result.accuracy[row.key][a]
         assert line["eps 0.1: ignores / knows"] == (f"{100 * acc['ignores']['top1'][i]:.1f}% / "
                                                    f"{100 * acc['knows']['top1'][i]:.1f}%")
-        assert line["clean"] == f"{100 * result['clean'][row['key']]['top1']:.1f}%"
+        assert line["clean"] == f"{100 * result.clean[row.key]['top1']:.1f}%"
     assert lab.lesson(result)[:80] in texts(at).replace("\\", "")
-    assert len(at.get("plotly_chart")) == len(result["attacks"])
+    assert len(at.get("plotly_chart")) == len(result.attacks)
     assert "shipped measurement" in texts(at)

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,18 +30,18 @@ def fmnist() -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def table() -> dict:
+def table() -> lab.DefenseTable:
     return lab.evaluate_defense("fmnist-naive", "floyd-steinberg", attack_names=["fgsm", "pgd"],
                                 eps=[0, 0.1], n=100, steps=10, adaptive=True, trained={}, seed=0)
 
 
 def test_adaptive_pgd_beats_the_transferred_one_on_the_halftone_defense(table):
-    acc = table["accuracy"]["halftone-input"]["pgd"]
+    acc = table.accuracy["halftone-input"]["pgd"]
     assert acc["knows"]["top1"][1] < acc["ignores"]["top1"][1]
     # eps 0 is the clean accuracy in both columns
-    assert acc["knows"]["top1"][0] == acc["ignores"]["top1"][0] == table["clean"]["halftone-input"]["top1"]
+    assert acc["knows"]["top1"][0] == acc["ignores"]["top1"][0] == table.clean["halftone-input"]["top1"]
     # no defense: both columns are the same white-box attack
-    none = table["accuracy"]["none"]["pgd"]
+    none = table.accuracy["none"]["pgd"]
     assert none["knows"] == none["ignores"]
     assert none["ignores"]["top1"][1] < none["ignores"]["top1"][0]
 
@@ -48,17 +49,18 @@ def test_adaptive_pgd_beats_the_transferred_one_on_the_halftone_defense(table):
 def test_adaptive_pgd_with_eot_beats_the_transferred_one_on_the_random_halftone():
     r = lab.evaluate_defense("fmnist-naive", "bayer-random", attack_names=["pgd"], eps=[0.1], n=100, steps=10,
                              eot=4, adaptive=True, trained={}, seed=0)
-    acc = r["accuracy"]["halftone-input"]["pgd"]
+    acc = r.accuracy["halftone-input"]["pgd"]
     assert acc["knows"]["top1"][0] < acc["ignores"]["top1"][0] - 0.05  # measured 0.18 against 0.34
-    assert r["eot"] == 4 and "BPDA + EOT" in r["lesson"]
+    assert r.eot == 4 and "BPDA + EOT" in r.lesson
 
 
 def test_table_shape_and_lesson(table):
-    assert [r["key"] for r in table["rows"]] == ["none", "halftone-input"]
-    assert len(table["table"]) == 2 * 2 * 2 * 2  # rows x attacks x eps x columns
-    assert table["topk"] == ["top1"] and table["n"] == 100
-    json.dumps(table, allow_nan=False)
-    assert "PGD at eps 0.1" in table["lesson"] and "knows the defense" in table["lesson"]
+    assert isinstance(table, lab.DefenseTable)
+    assert [r.key for r in table.rows] == ["none", "halftone-input"]
+    assert len(table.table) == 2 * 2 * 2 * 2  # rows x attacks x eps x columns
+    assert table.topk == ["top1"] and table.n == 100
+    json.dumps(table.to_dict(), allow_nan=False)
+    assert "PGD at eps 0.1" in table.lesson and "knows the defense" in table.lesson
 
 
 def test_progress_callback_cancels():
@@ -159,6 +161,7 @@ def test_the_shipped_tables_load_and_match_their_file_names():
     assert tables, "assets/defense holds no valid table"
     for (model, method), result in tables.items():
         assert lab.saved_path(model, method).is_file()
+        assert isinstance(result, lab.DefenseTable)
         assert lab.saved_table(model, method) == result
         assert lab.lesson(result)
     assert lab.saved_table("fmnist-naive", "stucki-nonexistent") is None
@@ -169,7 +172,7 @@ def test_a_damaged_table_is_refused_with_a_plain_message(tmp_path):
     good = json.loads(src.read_text(encoding="utf-8"))
     path = tmp_path / "t.json"
     shutil.copy(src, path)
-    assert lab.load_saved(path) == good
+    assert lab.load_saved(path).to_dict() == good
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(AdvlabError, match="not valid JSON"):
         lab.load_saved(path)
@@ -182,6 +185,51 @@ def test_a_damaged_table_is_refused_with_a_plain_message(tmp_path):
     path.write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(AdvlabError, match="no valid accuracy"):
         lab.load_saved(path)
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def keys_in_order(got, want, where: str = "") -> None:
+    """The same keys in the same order at every level (``==`` on dicts ignores the order)."""
+    if isinstance(want, dict):
+        assert list(got) == list(want), (where, list(got), list(want))
+        for k in want:
+            keys_in_order(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            keys_in_order(g, w, f"{where}[{i}]")
+
+
+@pytest.mark.parametrize("golden, kwargs", [
+    ("defense_tiny.json", dict(method="bayer-random", attack_names=["fgsm", "pgd"], eot=2, adaptive=True)),
+    ("defense_tiny_ignores.json", dict(method="floyd-steinberg", attack_names=["fgsm"], adaptive=False, trained={})),
+])
+def test_to_dict_is_the_json_of_the_nested_dict_it_replaced(golden, kwargs):
+    """``DefenseTable.to_dict()`` is exactly what ``evaluate_defense`` returned as a nested dict before it returned
+    a dataclass (tests/unit/golden: that code's output for these tiny runs, ``device`` and ``seconds`` left out)."""
+    want = json.loads((GOLDEN / golden).read_text(encoding="utf-8"))
+    method = kwargs.pop("method")
+    r = lab.evaluate_defense("fmnist-naive", method, eps=[0, 0.1], n=20, steps=2, seed=0, device="cpu", **kwargs)
+    assert isinstance(r, lab.DefenseTable)
+    d = r.to_dict()
+    assert list(d)[-3:] == ["device", "lesson", "seconds"] and "command" not in d
+    assert isinstance(d.pop("device"), str) and isinstance(d.pop("seconds"), float)
+    assert d == want
+    keys_in_order(d, want)
+    assert lab.DefenseTable.from_dict(r.to_dict()) == r
+    assert r.table[0].to_dict() == want["table"][0] and r.rows[0].to_dict() == want["rows"][0]
+    assert r.attack_params.to_dict() == want["attack_params"]
+
+
+@pytest.mark.parametrize("path", sorted(lab.SAVED_DIR.glob("*.json")), ids=lambda p: p.name)
+def test_every_shipped_table_round_trips(path):
+    d = json.loads(path.read_text(encoding="utf-8"))
+    t = lab.DefenseTable.from_dict(d)
+    assert t.to_dict() == d
+    keys_in_order(t.to_dict(), d)
+    assert lab.load_saved(path) == t
+    assert t.command == d.get("command")
 
 
 # --------------------------------------------------------------------------- any Defense
@@ -211,11 +259,11 @@ def test_the_evaluation_takes_any_defense():
     q = Quantise()
     r = lab.evaluate_defense("fmnist-naive", q, attack_names=["fgsm"], eps=[0, 0.1], n=20, adaptive=True,
                              trained={})
-    assert r["defense"] == {"name": "quantise-test", "title": "4-level quantisation", "random": False}
-    assert r["bpda"] == "identity backward pass through the 4-level quantisation" and r["eot"] is None
-    assert [row["key"] for row in r["rows"]] == ["none", "halftone-input"]
+    assert r.defense == {"name": "quantise-test", "title": "4-level quantisation", "random": False}
+    assert r.bpda == "identity backward pass through the 4-level quantisation" and r.eot is None
+    assert [row.key for row in r.rows] == ["none", "halftone-input"]
     for c in ("ignores", "knows"):
-        assert len(r["accuracy"]["halftone-input"]["fgsm"][c]["top1"]) == 2
+        assert len(r.values("halftone-input", "fgsm", c)) == 2
     x, y = datasets.load_subset(1)
     p = lab.image_panels("fmnist-naive", datasets.to_float(x), int(y[0]), method=q, attack="fgsm", eps=0.1,
                          trained={})

@@ -157,7 +157,7 @@ class TableRequest:
         return " \\\n    ".join(parts)
 
 
-def run_table(req: TableRequest, progress: ProgressFn | None = None) -> dict:
+def run_table(req: TableRequest, progress: ProgressFn | None = None) -> lab.DefenseTable:
     """``advcore.labs.defense.evaluate_defense`` for the request (ImageNet: at most the bundled photos)."""
     req.check()
     n = req.n
@@ -177,34 +177,34 @@ def column_name(e: float, columns) -> str:
     return f"eps {eps_fraction_text(e)}: ignores / knows" if "knows" in columns else f"eps {eps_fraction_text(e)}"
 
 
-def table_rows(result: dict, k: str = "top1") -> list[dict[str, str]]:
+def table_rows(result: lab.DefenseTable, k: str = "top1") -> list[dict[str, str]]:
     """One line per row and attack; one column per eps holding both attackers' accuracies."""
     out = []
-    cols = list(result["columns"])
-    for row in result["rows"]:
-        for a in result["attacks"]:
-            line = {"defense": row["title"], "model": row["model"], "attack": ATTACK_TITLES.get(a, a)}
-            acc = result["accuracy"][row["key"]][a]
-            for i, e in enumerate(result["eps"]):
+    cols = list(result.columns)
+    for row in result.rows:
+        for a in result.attacks:
+            line = {"defense": row.title, "model": row.model, "attack": ATTACK_TITLES.get(a, a)}
+            acc = result.accuracy[row.key][a]
+            for i, e in enumerate(result.eps):
                 line[column_name(e, cols)] = " / ".join(f"{100 * acc[c][k][i]:.1f}%" for c in
                                                         (cols[:1] if e == 0 else cols))
             out.append(line)
     return out
 
 
-def curves(result: dict, attack: str, k: str = "top1") -> go.Figure:
+def curves(result: lab.DefenseTable, attack: str, k: str = "top1") -> go.Figure:
     """Accuracy against eps: one colour per row, solid = attacker ignores the defense, dashed = knows it."""
     fig = go.Figure()
-    for row in result["rows"]:
-        for c in result["columns"]:
-            if row["key"] == "none" and c == "knows":
+    for row in result.rows:
+        for c in result.columns:
+            if row.key == "none" and c == "knows":
                 continue
-            ys = result["accuracy"][row["key"]][attack][c][k]
-            name = row["title"] + ("" if row["key"] == "none" else
+            ys = result.values(row.key, attack, c, k)
+            name = row.title + ("" if row.key == "none" else
                                    (", attacker ignores it" if c == "ignores" else ", attacker knows it"))
             fig.add_trace(go.Scatter(
-                x=list(result["eps"]), y=[100 * v for v in ys], name=name, mode="lines+markers",
-                line=dict(color=ROW_COLOURS.get(row["key"], plots.OTHER), dash="solid" if c == "ignores" else "dash",
+                x=list(result.eps), y=[100 * v for v in ys], name=name, mode="lines+markers",
+                line=dict(color=ROW_COLOURS.get(row.key, plots.OTHER), dash="solid" if c == "ignores" else "dash",
                           width=2),
                 hovertemplate="eps %{x:.3g}: %{y:.1f}%<extra>" + name + "</extra>"))
     fig.update_layout(**plots.FIG4_LAYOUT, title=f"{ATTACK_TITLES.get(attack, attack)} ({k.replace('top', 'top-')})")
@@ -214,31 +214,32 @@ def curves(result: dict, attack: str, k: str = "top1") -> go.Figure:
     return fig
 
 
-def table_caption(result: dict) -> str:
-    eot = f", EOT over {result['eot']} draws" if result.get("eot") else ""
+def table_caption(result: lab.DefenseTable) -> str:
+    eot = f", EOT over {result.eot} draws" if result.eot else ""
     cols = ("Attacker ignores the defense: the adversarial examples are made on the undefended model and then "
             "halftoned, as in the paper. ")
-    if "knows" in result["columns"]:
+    if "knows" in result.columns:
         cols += (f"Attacker knows the defense: each defended model is attacked through its halftone with BPDA "
                  f"(identity gradient){eot}. ")
-    p = result["attack_params"]
-    return (cols + f"Untargeted L-inf attacks, I-FGSM and PGD {p['steps']} steps (PGD from a random start, seed "
-            f"{p['seed']}), on {result['n']} images of the {result['data']}; labels: {result['labels']}. "
-            f"{result['seconds']:.0f} s on {result['device']}." + training_note(result))
+    p = result.attack_params
+    return (cols + f"Untargeted L-inf attacks, I-FGSM and PGD {p.steps} steps (PGD from a random start, seed "
+            f"{p.seed}), on {result.n} images of the {result.data}; labels: {result.labels}. "
+            f"{result.seconds:.0f} s on {result.device}." + training_note(result))
 
 
-def training_note(result: dict) -> str:
+def training_note(result: lab.DefenseTable) -> str:
     """Which halftone the trained rows were trained on, when it is not the one measured."""
     notes = []
-    for row in result["rows"]:
-        if row["key"] not in ("halftone-trained", "hybrid") or row["model"] not in models.names():
+    method = result.defense.get("method")
+    for row in result.rows:
+        if row.key not in ("halftone-trained", "hybrid") or row.model not in models.names():
             continue
-        trained_on = (models.get_spec(row["model"]).card.get("input_transform") or {}).get("halftone")
-        if trained_on and trained_on != result["defense"]["method"]:
-            notes.append(f"{row['model']} was trained on {METHOD_TITLES.get(trained_on, trained_on)} halftones")
+        trained_on = (models.get_spec(row.model).card.get("input_transform") or {}).get("halftone")
+        if trained_on and trained_on != method:
+            notes.append(f"{row.model} was trained on {METHOD_TITLES.get(trained_on, trained_on)} halftones")
     if not notes:
         return ""
-    return (" " + "; ".join(notes) + f", so with {METHOD_TITLES.get(result['defense']['method'])} it sees images "
+    return (" " + "; ".join(notes) + f", so with {METHOD_TITLES.get(method)} it sees images "
             "unlike its training images.")
 
 
