@@ -75,7 +75,7 @@ def run_pending(pending: pv.Request) -> None:
     st.rerun()
 
 
-def table(req: pv.Request, busy: bool, label: str, auto: bool = False) -> dict | None:
+def table(req: pv.Request, busy: bool, label: str, auto: bool = False) -> poisoning.PoisoningTable | None:
     """A table's measurements (or its Run button), the verdict, the caption and its command line."""
     result = RESULTS.get(req)
     if result is None and auto and not busy:  # seconds: computed on load, without a Cancel button
@@ -89,32 +89,32 @@ def table(req: pv.Request, busy: bool, label: str, auto: bool = False) -> dict |
                   disabled=busy, on_click=RUN.request, args=(req,))
     else:
         st.table(pv.rows(result), hide_index=True, border="horizontal")
-        st.markdown(f"**What our measurements say:** {result['verdict']}")
-        st.caption(pv.caption(result) + f" Computed in {result['seconds']:.1f} s.")
+        st.markdown(f"**What our measurements say:** {result.verdict}")
+        st.caption(pv.caption(result) + f" Computed in {result.seconds:.1f} s.")
     st.code(req.cli_command(), language="bash")
     return result
 
 
-def frog_section(result: dict) -> None:
+def frog_section(result: poisoning.PoisoningTable) -> None:
     """Base, poison, perturbation and target of one trial, and the feature space before and after."""
-    kinds = [r["kind"] for r in result["rows"]]
+    kinds = [r.kind for r in result.rows]
     c1, c2 = st.columns([1, 2])
     kind = c1.radio("Features of the trial", kinds, format_func=poisoning.KIND_TITLES.get, key="poison_ex_kind",
                     horizontal=True)
-    row = next(r for r in result["rows"] if r["kind"] == kind)
-    trials = row["trial_results"]
+    row = result.row(kind)
+    trials = row.trial_results
     classes = load_classes(row)
     index = c2.selectbox("Trial", range(len(trials)), key=f"poison_ex_trial_{kind}_{len(trials)}",
-                         format_func=lambda i: f"#{i + 1}: target a '{classes[trials[i]['target_label']]}', "
-                                               f"{'success' if trials[i]['success'] else 'failure'}")
+                         format_func=lambda i: f"#{i + 1}: target a '{classes[trials[i].target_label]}', "
+                                               f"{'success' if trials[i].success else 'failure'}")
     ex = EXAMPLES.get_or_put(pv.example_key(result, kind, int(index)), lambda: pv.example(result, kind, int(index)))
     trial = trials[int(index)]
     pert, factor = pv.perturbation(ex)
     i1, i2, i3, i4 = st.columns(4)
-    i1.image(pv.image(ex.base), caption=f"base: a training '{classes[trial['base_label']]}'", width=160)
-    i2.image(pv.image(ex.poison), caption=f"poison (still labelled '{classes[trial['base_label']]}')", width=160)
+    i1.image(pv.image(ex.base), caption=f"base: a training '{classes[trial.base_label]}'", width=160)
+    i2.image(pv.image(ex.poison), caption=f"poison (still labelled '{classes[trial.base_label]}')", width=160)
     i3.image(pert, caption=f"perturbation x{factor:.0f} (grey = 0)", width=160)
-    i4.image(pv.image(ex.target), caption=f"target: a test '{classes[trial['target_label']]}'", width=160)
+    i4.image(pv.image(ex.target), caption=f"target: a test '{classes[trial.target_label]}'", width=160)
     proj = ex.projection
     st.plotly_chart(pv.projection_figure(proj), key="poison_pca")
     before = pv.side(proj["clean"]["value_at_target"], proj["classes"])
@@ -128,8 +128,8 @@ def frog_section(result: dict) -> None:
                "points are projections and only roughly on their true side.")
 
 
-def load_classes(row: dict) -> list[str]:
-    return poisoning.load_task(row["task"], 28 if row["kind"] != "imagenet" else 224).classes
+def load_classes(row: poisoning.PoisoningRow) -> list[str]:
+    return poisoning.load_task(row.task, 28 if row.kind != "imagenet" else 224).classes
 
 
 def main() -> None:

@@ -47,19 +47,19 @@ def main() -> int:
     t1 = time.perf_counter()
     pf = poisoning.poison_frog(fs, eps=poisoning.DEFAULT_EPS, trials=args.trials)
     pf_s = time.perf_counter() - t1
-    out["poison_frogs"] = {"kind": args.kind, "trials": args.trials, "eps": pf["eps"], "steps": pf["steps"],
+    out["poison_frogs"] = {"kind": args.kind, "trials": args.trials, "eps": pf.eps, "steps": pf.steps,
                            "feature_extraction_s": round(features_s, 2), "trials_s": round(pf_s, 2),
                            "total_s": round(features_s + pf_s, 2), "target_s": 60,
-                           "success_rate": pf["success_rate"], "mean_distance_before": pf["mean_distance_before"],
-                           "mean_distance_after": pf["mean_distance_after"],
-                           "mean_margin_before": pf["mean_margin_before"], "mean_margin_after": pf["mean_margin_after"]}
+                           "success_rate": pf.success_rate, "mean_distance_before": pf.mean_distance_before,
+                           "mean_distance_after": pf.mean_distance_after,
+                           "mean_margin_before": pf.mean_margin_before, "mean_margin_after": pf.mean_margin_after}
     print(f"{args.trials} PF trials on {args.kind} features: {features_s:.1f} s features + {pf_s:.1f} s trials "
           f"(load average {os.getloadavg()[0]:.2f})")
     if args.tables:
         tables = {}
         for attack in ("lf", "pf", "ap"):
             t2 = time.perf_counter()
-            res = poisoning.run(attack, ["naive", "fgsm", "pgd"], trials=args.trials)
+            res = poisoning.run(attack, ["naive", "fgsm", "pgd"], trials=args.trials).to_dict()
             res["rows"] = [{k: v for k, v in r.items() if k not in ("trial_results", "runs")} for r in res["rows"]]
             tables[attack] = {**res, "wall_s": round(time.perf_counter() - t2, 2)}
             print(f"{attack}: {tables[attack]['wall_s']} s; {res['verdict']}")

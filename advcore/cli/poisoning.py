@@ -58,38 +58,38 @@ def _poison_args(p: argparse.ArgumentParser) -> None:
                     device_default="cpu", quiet_help="no progress bars (the final line stays)")
 
 
-def table_lines(result: dict) -> list[str]:
+def table_lines(result: poisoning.PoisoningTable) -> list[str]:
     """The human table of a :func:`advcore.labs.poisoning.run` result, with the paper's numbers beside it."""
-    attack = result["attack"]
-    paper = result["paper"]["values"]
+    attack = result.attack
+    paper = result.paper.values
     if attack == "lf":
-        lines = [f"{result['title']}, {result['share']:.3g} of the training labels random, "
-                 f"{result['repeats']} run(s) averaged"]
+        lines = [f"{result.title}, {result.share:.3g} of the training labels random, "
+                 f"{result.repeats} run(s) averaged"]
     else:
-        lines = [f"{result['title']}, eps {result['eps']:.4g} ({result['eps_255']:.3g}/255, L-inf), "
-                 + (f"{result['trials']} trials" if attack == "pf"
-                    else f"{100 * result['share']:.3g}% of the training images moved")]
+        lines = [f"{result.title}, eps {result.eps:.4g} ({result.eps_255:.3g}/255, L-inf), "
+                 + (f"{result.trials} trials" if attack == "pf"
+                    else f"{100 * result.share:.3g}% of the training images moved")]
     if attack == "ap":
         lines.append("features    clean    poisoned   paper (MNIST)")
-        for r in result["rows"]:
-            ref = paper.get(r["kind"], {}).get("MNIST")
-            lines.append(f"{r['kind']:<11} {r['clean_accuracy']:.3f}    {r['poisoned_accuracy']:.3f}      "
+        for r in result.rows:
+            ref = paper.get(r.kind, {}).get("MNIST")
+            lines.append(f"{r.kind:<11} {r.clean_accuracy:.3f}    {r.poisoned_accuracy:.3f}      "
                          + ("–" if ref is None else f"{ref:.2f}"))
     elif attack == "pf":
         lines.append("features    success        distance before -> after   margin clean -> poisoned   paper (CIFAR)")
-        for r in result["rows"]:
-            ref = paper.get(r["kind"]) if r["kind"] != "imagenet" else result["paper"]["imagenet"]
-            lines.append(f"{r['kind']:<11} {r['successes']:>3}/{r['trials']:<3} {r['success_rate']:.2f}   "
-                         f"{r['mean_distance_before']:.3f} -> {r['mean_distance_after']:.3f}            "
-                         f"{r['mean_margin_before']:.3f} -> {r['mean_margin_after']:.3f}             "
+        for r in result.rows:
+            ref = paper.get(r.kind) if r.kind != "imagenet" else result.paper.imagenet
+            lines.append(f"{r.kind:<11} {r.successes:>3}/{r.trials:<3} {r.success_rate:.2f}   "
+                         f"{r.mean_distance_before:.3f} -> {r.mean_distance_after:.3f}            "
+                         f"{r.mean_margin_before:.3f} -> {r.mean_margin_after:.3f}             "
                          + ("–" if ref is None else f"{ref:.2f}"))
     else:
         lines.append("features    clean    poisoned   gap      paper (MNIST)")
-        for r in result["rows"]:
-            ref = paper.get(r["kind"], {}).get("MNIST")
-            lines.append(f"{r['kind']:<11} {r['clean_accuracy']:.3f}    {r['poisoned_accuracy']:.3f}      "
-                         f"{r['gap']:+.3f}   " + ("–" if ref is None else f"{ref:+.2f}"))
-    lines.append(result["verdict"])
+        for r in result.rows:
+            ref = paper.get(r.kind, {}).get("MNIST")
+            lines.append(f"{r.kind:<11} {r.clean_accuracy:.3f}    {r.poisoned_accuracy:.3f}      "
+                         f"{r.gap:+.3f}   " + ("–" if ref is None else f"{ref:+.2f}"))
+    lines.append(result.verdict)
     return lines
 
 
@@ -111,7 +111,7 @@ def cmd_poison(args: argparse.Namespace) -> int:
                                pair=args.pair, device=args.device, layer=args.layer, progress=bars)
     finally:
         bars.close()
-    text = fw.json_text(result)
+    text = fw.json_text(result.to_dict())
     if json_out is not None:
         fw.write_file(json_out, (text + "\n").encode("utf-8"))
     if args.json == "-":
@@ -121,5 +121,5 @@ def cmd_poison(args: argparse.Namespace) -> int:
         if json_out is not None:
             lines.append(f"wrote {json_out}")
         print("\n".join(lines))
-    fw.say(f"advcore: poison {args.attack} on {', '.join(result['kinds'])}: {result['seconds']:.1f} s")
+    fw.say(f"advcore: poison {args.attack} on {', '.join(result.kinds)}: {result.seconds:.1f} s")
     return fw.EXIT_OK

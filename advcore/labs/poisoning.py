@@ -39,7 +39,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -144,6 +144,198 @@ def check_c(C: float) -> float:
 
 def _report(progress: ProgressFn | None, stage: str, step: int, total: int, **info: object) -> None:
     report(progress, stage, step, total, info, what="poisoning run")
+
+
+
+# --------------------------------------------------------------------------- the results
+
+
+def _plain(value):
+    """A field's JSON value: nested results through their ``to_dict``, lists copied."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Record:
+    """``to_dict``: every field, in declaration order (the JSON's key order)."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class PoisoningRow(_Record):
+    """One kind of features' row of a table: the frozen extractor and task (:meth:`FeatureSet.describe`); the
+    attack's measurements are the subclass's fields."""
+
+    kind: str
+    extractor: str
+    layer: str
+    task: str
+    task_description: str
+    feature_dim: int
+    train_images: int
+    test_images: int
+    feature_scale: float
+
+
+@dataclass(frozen=True)
+class LabelFlipRun(_Record):
+    """One seed of label flip: labels drawn, labels that actually changed, accuracy of the retrained SVM."""
+
+    seed: int
+    flipped: int
+    changed: int
+    poisoned_accuracy: float
+
+
+@dataclass(frozen=True)
+class LabelFlipRow(PoisoningRow):
+    """:func:`label_flip` on one kind of features, averaged over ``runs``."""
+
+    attack: str
+    share: float
+    flipped: int
+    repeats: int
+    C: float
+    clean_accuracy: float
+    poisoned_accuracy: float
+    gap: float
+    runs: list[LabelFlipRun]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FrogTrial(_Record):
+    """One poison frog trial: target and base (indices, labels), the retrained SVM's prediction, the target's
+    margin and the poison's feature distance to the target before and after crafting."""
+
+    target: int
+    target_label: int
+    base: int
+    base_label: int
+    prediction: int
+    success: bool
+    margin_before: float
+    margin_after: float
+    distance_before: float
+    distance_after: float
+    base_target_distance: float
+    linf: float
+
+
+@dataclass(frozen=True)
+class PoisonFrogRow(PoisoningRow):
+    """:func:`poison_frog` on one kind of features: the share of ``trial_results`` that succeeded."""
+
+    attack: str
+    eps: float
+    method: str
+    steps: int
+    alpha: float
+    C: float
+    seed: int
+    clean_accuracy: float
+    trials: int
+    successes: int
+    success_rate: float
+    mean_distance_before: float
+    mean_distance_after: float
+    mean_margin_before: float
+    mean_margin_after: float
+    trial_results: list[FrogTrial]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AdversarialPoisoningRow(PoisoningRow):
+    """:func:`adversarial_poisoning` on one kind of features."""
+
+    attack: str
+    eps: float
+    share: float
+    moved: int
+    method: str
+    steps: int
+    alpha: float
+    C: float
+    seed: int
+    clean_accuracy: float
+    proxy_accuracy: float
+    poisoned_accuracy: float
+    gap: float
+    mean_feature_shift: float
+    objective_before: float
+    objective_after: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PaperNumbers:
+    """The paper's own table for an attack (:func:`paper_numbers`): ``values`` by kind of features."""
+
+    table: int
+    what: str
+    values: dict
+    eps: dict[str, float] | None = None  # AP: the paper's budgets
+    imagenet: float | None = None  # PF: the paper's success rate on ImageNet features
+
+    def to_dict(self) -> dict:
+        out: dict = {"table": self.table, "what": self.what}
+        if self.eps is not None:
+            out["eps"] = dict(self.eps)
+        out["values"] = self.values
+        if self.imagenet is not None:
+            out["imagenet"] = self.imagenet
+        return out
+
+
+@dataclass(frozen=True)
+class PoisoningTable:
+    """What :func:`run` measured: the settings, one row per kind of features, the paper's numbers and the
+    :func:`verdict`; :meth:`to_dict` is the JSON ``python -m advcore poison --json`` writes.
+
+    ``share`` and ``repeats`` (LF), ``trials`` and ``pair`` (PF), ``share`` (AP) are None, and left out of the
+    JSON, for the other attacks."""
+
+    attack: str
+    title: str
+    kinds: list[str]
+    device: str
+    eps: float
+    eps_255: float
+    norm: str
+    method: str
+    steps: int
+    C: float
+    seed: int
+    rows: list[LabelFlipRow] | list[PoisonFrogRow] | list[AdversarialPoisoningRow]
+    paper: PaperNumbers
+    seconds: float
+    share: float | None = None
+    repeats: int | None = None
+    trials: int | None = None
+    pair: str | None = None
+    verdict: str = ""
+
+    def row(self, kind: str):
+        """The row of ``kind``."""
+        return next(r for r in self.rows if r.kind == kind)
+
+    def to_dict(self) -> dict:
+        out = {"attack": self.attack, "title": self.title, "kinds": list(self.kinds), "device": self.device,
+               "eps": self.eps, "eps_255": self.eps_255, "norm": self.norm, "method": self.method,
+               "steps": self.steps, "C": self.C, "seed": self.seed, "rows": [r.to_dict() for r in self.rows],
+               "paper": self.paper.to_dict(), "seconds": self.seconds}
+        for k in ("share", "repeats", "trials", "pair"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        out["verdict"] = self.verdict
+        return out
 
 
 # --------------------------------------------------------------------------- task data
@@ -365,7 +557,7 @@ def craft(model: nn.Module, x: torch.Tensor, objective: Callable[[torch.Tensor],
 
 
 def label_flip(fs: FeatureSet, *, share: float = DEFAULT_SHARE, seed: int = 0, repeats: int = 3,
-               C: float = DEFAULT_C, progress: ProgressFn | None = None) -> dict:
+               C: float = DEFAULT_C, progress: ProgressFn | None = None) -> LabelFlipRow:
     """LF: ``round(share * N)`` training labels replaced by uniformly random labels (which may, by chance,
     equal the true ones); the SVM retrained; accuracy on the clean test set. Averaged over ``repeats``
     seeds (``seed``, ``seed + 1``, ...), as the paper averages over runs. The gap is poisoned minus clean."""
@@ -386,13 +578,12 @@ def label_flip(fs: FeatureSet, *, share: float = DEFAULT_SHARE, seed: int = 0, r
         idx = rng.choice(len(y), n_flip, replace=False)
         y_p[idx] = rng.integers(0, k, n_flip)
         svm = clean if n_flip == 0 else train_svm(fs.f_train, y_p, C=C)
-        runs.append({"seed": seed + r, "flipped": n_flip, "changed": int((y_p != y).sum()),
-                     "poisoned_accuracy": accuracy(svm, fs.f_test, fs.task.y_test)})
+        runs.append(LabelFlipRun(seed + r, n_flip, int((y_p != y).sum()), accuracy(svm, fs.f_test, fs.task.y_test)))
     _report(progress, f"{fs.kind}: label flip", repeats, repeats)
-    poisoned = float(np.mean([r["poisoned_accuracy"] for r in runs]))
-    return {**fs.describe(), "attack": "lf", "share": share, "flipped": n_flip, "repeats": repeats, "C": C,
-            "clean_accuracy": clean_acc, "poisoned_accuracy": poisoned, "gap": poisoned - clean_acc, "runs": runs,
-            "seconds": time.perf_counter() - t0}
+    poisoned = float(np.mean([r.poisoned_accuracy for r in runs]))
+    return LabelFlipRow(**fs.describe(), attack="lf", share=share, flipped=n_flip, repeats=repeats, C=C,
+                        clean_accuracy=clean_acc, poisoned_accuracy=poisoned, gap=poisoned - clean_acc, runs=runs,
+                        seconds=time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- poison frogs
@@ -446,7 +637,7 @@ def pick_trials(fs: FeatureSet, trials: int, seed: int, clean_svm) -> list[tuple
 
 def poison_frog(fs: FeatureSet, *, eps: float = DEFAULT_EPS, trials: int = 20, method: str = "pgd",
                 steps: int = DEFAULT_STEPS, alpha: float | None = None, C: float = DEFAULT_C, seed: int = 0,
-                batch_size: int = 64, progress: ProgressFn | None = None) -> dict:
+                batch_size: int = 64, progress: ProgressFn | None = None) -> PoisonFrogRow:
     """PF: ``trials`` poison frog attacks, each one poison image; the share that misclassify their target.
 
     Each trial crafts the poison from its base (:func:`feature_collision`; trials are crafted in batches of
@@ -487,25 +678,26 @@ def poison_frog(fs: FeatureSet, *, eps: float = DEFAULT_EPS, trials: int = 20, m
             pred = int(svm.predict(fs.f_test[t:t + 1])[0])
             y_t = int(fs.task.y_test[t])
             sign = 1.0 if y_t == 1 else -1.0  # binary: the decision value is positive for class 1
-            out.append({"target": t, "target_label": y_t, "base": b, "base_label": int(fs.task.y_train[b]),
-                        "prediction": pred, "success": pred != y_t,
-                        "margin_before": sign * float(clean.decision_function(fs.f_test[t:t + 1])[0]),
-                        "margin_after": sign * float(svm.decision_function(fs.f_test[t:t + 1])[0]),
-                        "distance_before": float(hist[0, i]), "distance_after": float(hist[-1, i]),
-                        "base_target_distance": float(np.linalg.norm(fs.f_train[b] - fs.f_test[t])),
-                        "linf": float((z_cpu[i] - fs.task.x_train[b]).abs().max())})
+            out.append(FrogTrial(target=t, target_label=y_t, base=b, base_label=int(fs.task.y_train[b]),
+                                 prediction=pred, success=pred != y_t,
+                                 margin_before=sign * float(clean.decision_function(fs.f_test[t:t + 1])[0]),
+                                 margin_after=sign * float(svm.decision_function(fs.f_test[t:t + 1])[0]),
+                                 distance_before=float(hist[0, i]), distance_after=float(hist[-1, i]),
+                                 base_target_distance=float(np.linalg.norm(fs.f_train[b] - fs.f_test[t])),
+                                 linf=float((z_cpu[i] - fs.task.x_train[b]).abs().max())))
             done += 1
             _report(progress, stage, done, total, trial=start + i + 1)
-    successes = sum(r["success"] for r in out)
-    return {**fs.describe(), "attack": "pf", "eps": eps, "method": method, "steps": steps,
-            "alpha": eps if method == "fgsm" else (2.5 * eps / steps if alpha is None else alpha), "C": C,
-            "seed": seed, "clean_accuracy": accuracy(clean, fs.f_test, fs.task.y_test), "trials": trials,
-            "successes": successes, "success_rate": successes / trials,
-            "mean_distance_before": float(np.mean([r["distance_before"] for r in out])),
-            "mean_distance_after": float(np.mean([r["distance_after"] for r in out])),
-            "mean_margin_before": float(np.mean([r["margin_before"] for r in out])),
-            "mean_margin_after": float(np.mean([r["margin_after"] for r in out])),
-            "trial_results": out, "seconds": time.perf_counter() - t0}
+    successes = sum(r.success for r in out)
+    return PoisonFrogRow(
+        **fs.describe(), attack="pf", eps=eps, method=method, steps=steps,
+        alpha=eps if method == "fgsm" else (2.5 * eps / steps if alpha is None else alpha), C=C, seed=seed,
+        clean_accuracy=accuracy(clean, fs.f_test, fs.task.y_test), trials=trials, successes=successes,
+        success_rate=successes / trials,
+        mean_distance_before=float(np.mean([r.distance_before for r in out])),
+        mean_distance_after=float(np.mean([r.distance_after for r in out])),
+        mean_margin_before=float(np.mean([r.margin_before for r in out])),
+        mean_margin_after=float(np.mean([r.margin_after for r in out])),
+        trial_results=out, seconds=time.perf_counter() - t0)
 
 
 @dataclass
@@ -600,7 +792,8 @@ def ap_directions(y: np.ndarray, w_c: np.ndarray, w_t: np.ndarray) -> np.ndarray
 
 def adversarial_poisoning(fs: FeatureSet, *, eps: float = DEFAULT_EPS, share: float = 1.0, method: str = "pgd",
                           steps: int = DEFAULT_STEPS, alpha: float | None = None, C: float = DEFAULT_C,
-                          seed: int = 0, batch_size: int = 256, progress: ProgressFn | None = None) -> dict:
+                          seed: int = 0, batch_size: int = 256,
+                          progress: ProgressFn | None = None) -> AdversarialPoisoningRow:
     """AP: clean SVM ``w_c``, proxy ``w_t`` (:func:`proxy_labels`); ``round(share * N)`` training images
     (random, seeded) move within eps to maximise ``d_i^T f(z)`` (:func:`ap_directions`); the SVM is
     retrained on the poisoned set with the true labels; accuracy on the clean test set."""
@@ -655,13 +848,13 @@ def adversarial_poisoning(fs: FeatureSet, *, eps: float = DEFAULT_EPS, share: fl
     clean_acc = accuracy(clean, fs.f_test, fs.task.y_test)
     poisoned_acc = accuracy(poisoned, fs.f_test, fs.task.y_test)
     shift = float(np.linalg.norm(new_f - fs.f_train[rows], axis=1).mean()) if n_move else 0.0
-    return {**fs.describe(), "attack": "ap", "eps": eps, "share": share, "moved": int(moved_mask.sum()),
-            "method": method, "steps": steps,
-            "alpha": eps if method == "fgsm" else (2.5 * eps / steps if alpha is None else alpha), "C": C,
-            "seed": seed, "clean_accuracy": clean_acc, "proxy_accuracy": accuracy(proxy, fs.f_test, fs.task.y_test),
-            "poisoned_accuracy": poisoned_acc, "gap": poisoned_acc - clean_acc,
-            "mean_feature_shift": shift, "objective_before": gain_before / max(n_move, 1),
-            "objective_after": gain_after / max(n_move, 1), "seconds": time.perf_counter() - t0}
+    return AdversarialPoisoningRow(
+        **fs.describe(), attack="ap", eps=eps, share=share, moved=int(moved_mask.sum()), method=method, steps=steps,
+        alpha=eps if method == "fgsm" else (2.5 * eps / steps if alpha is None else alpha), C=C, seed=seed,
+        clean_accuracy=clean_acc, proxy_accuracy=accuracy(proxy, fs.f_test, fs.task.y_test),
+        poisoned_accuracy=poisoned_acc, gap=poisoned_acc - clean_acc, mean_feature_shift=shift,
+        objective_before=gain_before / max(n_move, 1), objective_after=gain_after / max(n_move, 1),
+        seconds=time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- the paper's tables
@@ -670,11 +863,12 @@ def adversarial_poisoning(fs: FeatureSet, *, eps: float = DEFAULT_EPS, share: fl
 def run(attack: str, kinds: Sequence[str] | str, *, eps: float = DEFAULT_EPS, share: float | None = None,
         trials: int = 20, method: str = "pgd", steps: int = DEFAULT_STEPS, C: float = DEFAULT_C, seed: int = 0,
         repeats: int = 3, pair: str = "01", device: str | torch.device = "cpu", layer: str | None = None,
-        progress: ProgressFn | None = None) -> dict:
+        progress: ProgressFn | None = None) -> PoisoningTable:
     """One of the paper's tables for ``kinds``: ``lf`` (Table 3), ``pf`` (Table 2) or ``ap`` (Table 1).
 
     ``share``: LF, the share of random labels (default 2%); AP, the share of training images moved (default 1).
-    Returns a JSON-safe dict: the settings, one row per kind, the paper's numbers and :func:`verdict`.
+    Returns a :class:`PoisoningTable`: the settings, one row per kind, the paper's numbers and :func:`verdict`
+    (its ``to_dict()`` is the JSON).
     """
     if attack not in ATTACK_TITLES:
         raise AdvlabError(f"Unknown poisoning attack {attack!r}; choose lf, pf or ap.")
@@ -698,38 +892,38 @@ def run(attack: str, kinds: Sequence[str] | str, *, eps: float = DEFAULT_EPS, sh
             rows.append(adversarial_poisoning(fs, eps=eps, share=1.0 if share is None else share, method=method,
                                               steps=steps, C=C, seed=seed,
                                               batch_size=8 if kind == "imagenet" else 256, progress=progress))
-    result = {"attack": attack, "title": ATTACK_TITLES[attack], "kinds": kinds, "device": str(pick_device(device)),
-              "eps": eps, "eps_255": eps * 255,
-              "norm": "linf", "method": method, "steps": 1 if method == "fgsm" else steps, "C": C, "seed": seed,
-              "rows": rows, "paper": paper_numbers(attack), "seconds": time.perf_counter() - t0}
+    extra: dict = {}
     if attack == "lf":
-        result["share"] = DEFAULT_SHARE if share is None else share
-        result["repeats"] = repeats
+        extra = {"share": DEFAULT_SHARE if share is None else share, "repeats": repeats}
     elif attack == "pf":
-        result["trials"] = trials
-        result["pair"] = pair
+        extra = {"trials": trials, "pair": pair}
     else:
-        result["share"] = 1.0 if share is None else share
-    result["verdict"] = verdict(result)
-    return result
+        extra = {"share": 1.0 if share is None else share}
+    table = PoisoningTable(attack=attack, title=ATTACK_TITLES[attack], kinds=kinds, device=str(pick_device(device)),
+                           eps=eps, eps_255=eps * 255, norm="linf", method=method,
+                           steps=1 if method == "fgsm" else steps, C=C, seed=seed, rows=rows,
+                           paper=paper_numbers(attack), seconds=time.perf_counter() - t0, **extra)
+    return replace(table, verdict=verdict(table))
 
 
-def paper_numbers(attack: str) -> dict:
+def paper_numbers(attack: str) -> PaperNumbers:
     """The paper's own table for ``attack``, with where it comes from."""
     if attack == "ap":
-        return {"table": 1, "what": "accuracy under adversarial poisoning (VGG13 features)",
-                "eps": {"MNIST": 7 / 255, "CIFAR": 3 / 255}, "values": PAPER_TABLE1}
+        return PaperNumbers(1, "accuracy under adversarial poisoning (VGG13 features)", PAPER_TABLE1,
+                            eps={"MNIST": 7 / 255, "CIFAR": 3 / 255})
     if attack == "pf":
-        return {"table": 2, "what": "share of successful poison frog attacks over 100 trials, CIFAR-10 airplane "
-                                    "vs car, eps 7/255 (on MNIST the paper found PF ineffective even at 25/255 and "
-                                    "reports no number)", "values": PAPER_TABLE2,
-                "imagenet": PAPER_IMAGENET_PF}
-    return {"table": 3, "what": "accuracy gap (poisoned minus clean) under label flip, 2% random labels (VGG13)",
-            "values": PAPER_TABLE3}
+        return PaperNumbers(2, "share of successful poison frog attacks over 100 trials, CIFAR-10 airplane vs car, "
+                               "eps 7/255 (on MNIST the paper found PF ineffective even at 25/255 and reports no "
+                               "number)", PAPER_TABLE2, imagenet=PAPER_IMAGENET_PF)
+    return PaperNumbers(3, "accuracy gap (poisoned minus clean) under label flip, 2% random labels (VGG13)",
+                        PAPER_TABLE3)
 
 
-def verdict(result: dict) -> str:
-    """One sentence, computed from the measurements, on whether robust features helped against the attack."""
+def verdict(result: PoisoningTable | dict) -> str:
+    """One sentence, computed from the measurements, on whether robust features helped against the attack
+    (``result``: a :class:`PoisoningTable` or its ``to_dict()``)."""
+    if isinstance(result, PoisoningTable):
+        result = result.to_dict()
     rows = {r["kind"]: r for r in result["rows"]}
     attack = result["attack"]
     if "naive" not in rows or not any(k in rows for k in ("fgsm", "pgd")):

@@ -43,12 +43,12 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     assert len(at.table) == 1
     rows = at.table[0].value.to_dict("records")
     assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES[k] for k in ("naive", "pgd")]
-    for row, ref in zip(rows, lf["rows"], strict=True):
-        assert row["Accuracy under LF (measured)"] == pct(ref["poisoned_accuracy"])
-        assert row["Gap (measured)"] == pct(ref["gap"], signed=True)
+    for row, ref in zip(rows, lf.rows, strict=True):
+        assert row["Accuracy under LF (measured)"] == pct(ref.poisoned_accuracy)
+        assert row["Gap (measured)"] == pct(ref.gap, signed=True)
     assert rows[0]["Paper, Table 3, MNIST"] == "-2.0%" and rows[1]["Paper, Table 3, CIFAR"] == "-11.0%"
     said = "\n".join(m.value for m in at.markdown)
-    assert lf["verdict"] in said
+    assert lf.verdict in said
     args = cli(at.code[0].value)
     assert (args.attack, args.features, args.share, args.seed) == ("lf", ["naive", "pgd"], 0.02, 0)
 
@@ -58,10 +58,10 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     assert len(at.table) == 2
     pf = poisoning.run("pf", ["naive", "pgd"], eps=7 / 255, trials=3, steps=poisoning.DEFAULT_STEPS, seed=0)
     rows = at.table[1].value.to_dict("records")
-    for row, ref in zip(rows, pf["rows"], strict=True):
-        assert row["Successful poison frogs (measured)"] == f"{ref['successes']} of 3"
+    for row, ref in zip(rows, pf.rows, strict=True):
+        assert row["Successful poison frogs (measured)"] == f"{ref.successes} of 3"
         assert row["Feature distance to target, before -> after (measured)"] == (
-            f"{ref['mean_distance_before']:.3f} -> {ref['mean_distance_after']:.3f}")
+            f"{ref.mean_distance_before:.3f} -> {ref.mean_distance_after:.3f}")
     assert [r["Paper, Table 2, CIFAR"] for r in rows] == ["85.0%", "16.0%"]
     args = cli(at.code[1].value)
     assert (args.attack, args.trials, args.eps, args.steps, args.method) == (
@@ -115,7 +115,7 @@ def test_imagenet_features_run_from_the_page() -> None:
     pf = poisoning.run("pf", ["imagenet"], eps=7 / 255, trials=2, steps=poisoning.DEFAULT_STEPS, seed=0)
     rows = at.table[1].value.to_dict("records")
     assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES["imagenet"]]
-    assert rows[0]["Successful poison frogs (measured)"] == f"{pf['rows'][0]['successes']} of 2"
+    assert rows[0]["Successful poison frogs (measured)"] == f"{pf.rows[0].successes} of 2"
     captions = [c for image in at.get("image") for c in image.captions]
     assert any(c.startswith("target: a test 'cat photo'") or c.startswith("target: a test 'coffee photo'")
                for c in captions), captions

@@ -4,6 +4,7 @@ nothing, the AP directions and the PCA view are right; and ``python -m advcore p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,30 +97,30 @@ def test_ap_crafting_stays_within_eps_and_raises_its_objective(fs10: poisoning.F
 def test_eps_zero_leaves_the_clean_svm_unchanged(fs01: poisoning.FeatureSet, fs10: poisoning.FeatureSet) -> None:
     clean01 = poisoning.accuracy(poisoning.train_svm(fs01.f_train, fs01.task.y_train), fs01.f_test, fs01.task.y_test)
     pf = poisoning.poison_frog(fs01, eps=0.0, trials=4, steps=3)
-    assert pf["clean_accuracy"] == clean01
-    assert pf["successes"] == 0 and all(t["linf"] == 0 and t["prediction"] == t["target_label"]
-                                        and t["margin_after"] == t["margin_before"] > 0 for t in pf["trial_results"])
+    assert pf.clean_accuracy == clean01
+    assert pf.successes == 0 and all(t.linf == 0 and t.prediction == t.target_label
+                                        and t.margin_after == t.margin_before > 0 for t in pf.trial_results)
     small = poisoning.FeatureSet(**{**fs10.__dict__})  # AP on 1,297 images is slow: a 200-image training set
     small.task = poisoning.PoisonTask("digits", fs10.task.classes, fs10.task.x_train[:200], fs10.task.y_train[:200],
                                       fs10.task.x_test, fs10.task.y_test, "first 200")
     small.f_train = fs10.f_train[:200]
     for method in ("fgsm", "pgd"):
         ap = poisoning.adversarial_poisoning(small, eps=0.0, method=method, steps=2)
-        assert ap["moved"] == 0 and ap["poisoned_accuracy"] == ap["clean_accuracy"] and ap["gap"] == 0
+        assert ap.moved == 0 and ap.poisoned_accuracy == ap.clean_accuracy and ap.gap == 0
     lf = poisoning.label_flip(fs10, share=0.0, repeats=2)
-    assert lf["poisoned_accuracy"] == lf["clean_accuracy"] and lf["gap"] == 0
-    assert [r["changed"] for r in lf["runs"]] == [0, 0]
+    assert lf.poisoned_accuracy == lf.clean_accuracy and lf.gap == 0
+    assert [r.changed for r in lf.runs] == [0, 0]
 
 
 def test_label_flip_randomises_the_chosen_share(fs10: poisoning.FeatureSet) -> None:
     lf = poisoning.label_flip(fs10, share=0.2, repeats=2, seed=3)
     n = len(fs10.task.y_train)
-    assert lf["flipped"] == round(0.2 * n)
-    for r in lf["runs"]:  # a random label equals the true one one time in ten
-        assert 0.8 * 0.9 * lf["flipped"] < r["changed"] <= lf["flipped"]
-    assert lf["gap"] == pytest.approx(lf["poisoned_accuracy"] - lf["clean_accuracy"])
+    assert lf.flipped == round(0.2 * n)
+    for r in lf.runs:  # a random label equals the true one one time in ten
+        assert 0.8 * 0.9 * lf.flipped < r.changed <= lf.flipped
+    assert lf.gap == pytest.approx(lf.poisoned_accuracy - lf.clean_accuracy)
     again = poisoning.label_flip(fs10, share=0.2, repeats=2, seed=3)
-    assert again["runs"] == lf["runs"]  # seeded
+    assert again.runs == lf.runs  # seeded
 
 
 def test_ap_directions_rotate_towards_the_proxy() -> None:
@@ -138,21 +139,21 @@ def test_ap_directions_rotate_towards_the_proxy() -> None:
 
 def test_poison_frog_trials_and_example_agree(fs01: poisoning.FeatureSet) -> None:
     res = poisoning.poison_frog(fs01, eps=0.1, trials=3, steps=10, seed=1)
-    assert res["trials"] == 3 and res["success_rate"] == res["successes"] / 3
-    json.dumps(res)  # JSON-safe
-    for t in res["trial_results"]:
-        assert fs01.task.y_train[t["base"]] != fs01.task.y_test[t["target"]]
-        assert t["linf"] <= 0.1 + 1e-6 and t["distance_after"] < t["distance_before"]
-        assert t["margin_before"] > 0 and t["success"] == (t["margin_after"] < 0)
-    t = res["trial_results"][0]
-    ex = poisoning.frog_example(fs01, t["target"], t["base"], eps=0.1, steps=10)
-    assert ex.success == t["success"]
-    assert ex.history[0] == pytest.approx(t["distance_before"]) and ex.history[-1] == pytest.approx(
-        t["distance_after"], rel=1e-4)
+    assert res.trials == 3 and res.success_rate == res.successes / 3
+    json.dumps(res.to_dict())  # JSON-safe
+    for t in res.trial_results:
+        assert fs01.task.y_train[t.base] != fs01.task.y_test[t.target]
+        assert t.linf <= 0.1 + 1e-6 and t.distance_after < t.distance_before
+        assert t.margin_before > 0 and t.success == (t.margin_after < 0)
+    t = res.trial_results[0]
+    ex = poisoning.frog_example(fs01, t.target, t.base, eps=0.1, steps=10)
+    assert ex.success == t.success
+    assert ex.history[0] == pytest.approx(t.distance_before) and ex.history[-1] == pytest.approx(
+        t.distance_after, rel=1e-4)
     clean = poisoning.train_svm(fs01.f_train, fs01.task.y_train)
     proj = ex.projection
     assert proj["clean"]["value_at_target"] == pytest.approx(
-        float(clean.decision_function(fs01.f_test[t["target"]:t["target"] + 1])[0]))
+        float(clean.decision_function(fs01.f_test[t.target:t.target + 1])[0]))
     n, c = np.asarray(proj["clean"]["normal"]), proj["clean"]["offset"]
     assert float(n @ np.asarray(proj["target"]) + c) == pytest.approx(proj["clean"]["value_at_target"])
     assert ex.base.shape == ex.poison.shape == ex.target.shape == (28, 28, 1)
@@ -182,9 +183,9 @@ def test_cli_json_shape_matches_the_library(tmp_path, capsys) -> None:
     assert got["attack"] == "lf" and got["kinds"] == ["naive", "pgd"] and got["share"] == 0.1
     assert [r["kind"] for r in got["rows"]] == ["naive", "pgd"]
     ref = poisoning.run("lf", "naive,pgd", share=0.1, repeats=1, seed=2)
-    for r, e in zip(got["rows"], ref["rows"], strict=True):
-        assert r["poisoned_accuracy"] == e["poisoned_accuracy"] and r["clean_accuracy"] == e["clean_accuracy"]
-    assert got["paper"]["table"] == 3 and got["verdict"] == ref["verdict"]
+    for r, e in zip(got["rows"], ref.rows, strict=True):
+        assert r["poisoned_accuracy"] == e.poisoned_accuracy and r["clean_accuracy"] == e.clean_accuracy
+    assert got["paper"]["table"] == 3 and got["verdict"] == ref.verdict
     assert "label flip" in capsys.readouterr().out
 
     out = tmp_path / "pf.json"
@@ -211,3 +212,52 @@ def test_cli_bad_input_exits_2_with_one_line(argv, capsys) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("advcore: error:"), err
+
+
+# --------------------------------------------------------------------------- the JSON of a run
+
+GOLDEN = Path(__file__).parent / "golden" / "poisoning_tiny.json"
+
+
+def without_timings(obj):
+    """``obj`` without the fields that may differ between identical runs: timings and the device."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if k not in ("seconds", "device")}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj
+
+
+def same_json(got, want, where: str = "") -> None:
+    """``got`` equals ``want``: the same keys in the same order at every level, the same values and types."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), (where, list(got), list(want))
+        for k in want:
+            same_json(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            same_json(g, w, f"{where}[{i}]")
+    else:
+        assert got == want and type(got) is type(want), (where, got, want)
+
+
+def test_to_dict_is_the_json_of_the_nested_dicts() -> None:
+    """``PoisoningTable.to_dict()`` is exactly the JSON that ``run`` gave as nested dicts before it returned a
+    dataclass (tests/unit/golden/poisoning_tiny.json: that code's output for these tiny runs, timings and device
+    left out)."""
+    want = json.loads(GOLDEN.read_text())
+    runs = {"lf": poisoning.run("lf", "naive,pgd", share=0.1, repeats=2, seed=1),
+            "pf": poisoning.run("pf", "naive,fgsm", eps=25 / 255, trials=3, steps=2, seed=0),
+            "ap": poisoning.run("ap", "naive,pgd", eps=7 / 255, share=0.01, method="fgsm", seed=0)}
+    for attack, table in runs.items():
+        assert isinstance(table, poisoning.PoisoningTable) and table.attack == attack
+        d = table.to_dict()
+        assert isinstance(d.pop("device"), str) and all(isinstance(r.pop("seconds"), float) for r in d["rows"])
+        same_json(json.loads(json.dumps(without_timings(d))), want[attack], attack)
+        assert table.rows[0].clean_accuracy == d["rows"][0]["clean_accuracy"]
+        assert table.verdict == d["verdict"] == poisoning.verdict(d)
+    pf = runs["pf"]
+    assert pf.row("fgsm").trial_results[1].target == want["pf"]["rows"][1]["trial_results"][1]["target"]
+    assert pf.paper.imagenet == poisoning.PAPER_IMAGENET_PF and runs["lf"].trials is None
+    assert "trials" not in runs["lf"].to_dict() and "repeats" not in runs["ap"].to_dict()

@@ -44,7 +44,7 @@ class Request:
     def eps(self) -> float:
         return self.eps_255 / 255
 
-    def run(self, progress) -> dict:
+    def run(self, progress) -> poisoning.PoisoningTable:
         return poisoning.run(self.attack, list(self.kinds), eps=self.eps, share=self.share, trials=self.trials,
                              method=self.method, steps=self.steps, seed=self.seed, device=self.device,
                              progress=progress)
@@ -96,80 +96,80 @@ def interrupted(left: dict, was_cancelled: bool) -> str:
 # --------------------------------------------------------------------------- the tables
 
 
-def rows(result: dict) -> list[dict[str, str]]:
+def rows(result: poisoning.PoisoningTable) -> list[dict[str, str]]:
     """The table of a :func:`advcore.labs.poisoning.run` result, with the paper's numbers in their own columns."""
-    attack = result["attack"]
-    paper = result["paper"]["values"]
+    attack = result.attack
+    paper = result.paper.values
     out = []
-    for r in result["rows"]:
-        kind = r["kind"]
+    for r in result.rows:
+        kind = r.kind
         row = {"Features": poisoning.KIND_TITLES[kind]}
         if attack == "ap":
-            row.update({"Clean accuracy (measured)": pct(r["clean_accuracy"]),
-                        "Accuracy under AP (measured)": pct(r["poisoned_accuracy"]),
-                        "Change (measured)": pct(r["gap"], signed=True),
+            row.update({"Clean accuracy (measured)": pct(r.clean_accuracy),
+                        "Accuracy under AP (measured)": pct(r.poisoned_accuracy),
+                        "Change (measured)": pct(r.gap, signed=True),
                         "Paper, Table 1, MNIST": pct(paper.get(kind, {}).get("MNIST")),
                         "Paper, Table 1, CIFAR": pct(paper.get(kind, {}).get("CIFAR"))})
         elif attack == "pf":
-            row.update({"Successful poison frogs (measured)": f"{r['successes']} of {r['trials']}",
-                        "Success rate (measured)": pct(r["success_rate"]),
+            row.update({"Successful poison frogs (measured)": f"{r.successes} of {r.trials}",
+                        "Success rate (measured)": pct(r.success_rate),
                         "Feature distance to target, before -> after (measured)":
-                            f"{r['mean_distance_before']:.3f} -> {r['mean_distance_after']:.3f}",
+                            f"{r.mean_distance_before:.3f} -> {r.mean_distance_after:.3f}",
                         "Target's SVM margin, clean -> poisoned (measured)":
-                            f"{r['mean_margin_before']:.3f} -> {r['mean_margin_after']:.3f}",
+                            f"{r.mean_margin_before:.3f} -> {r.mean_margin_after:.3f}",
                         "Paper, Table 2, CIFAR": pct(paper.get(kind))})
         else:
-            row.update({"Clean accuracy (measured)": pct(r["clean_accuracy"]),
-                        "Accuracy under LF (measured)": pct(r["poisoned_accuracy"]),
-                        "Gap (measured)": pct(r["gap"], signed=True),
+            row.update({"Clean accuracy (measured)": pct(r.clean_accuracy),
+                        "Accuracy under LF (measured)": pct(r.poisoned_accuracy),
+                        "Gap (measured)": pct(r.gap, signed=True),
                         "Paper, Table 3, MNIST": pct(paper.get(kind, {}).get("MNIST"), signed=True),
                         "Paper, Table 3, CIFAR": pct(paper.get(kind, {}).get("CIFAR"), signed=True)})
         out.append(row)
     return out
 
 
-def caption(result: dict) -> str:
+def caption(result: poisoning.PoisoningTable) -> str:
     """What was measured, on what, and what the paper's columns are."""
-    r0 = result["rows"][0]
-    attack = result["attack"]
+    r0 = result.rows[0]
+    attack = result.attack
     if attack == "lf":
-        what = (f"{result['share']:.0%} of the {r0['train_images']:,} training labels ({r0['flipped']}) replaced by "
-                f"random labels, averaged over {result['repeats']} seeds")
+        what = (f"{result.share:.0%} of the {r0.train_images:,} training labels ({r0.flipped}) replaced by "
+                f"random labels, averaged over {result.repeats} seeds")
     elif attack == "pf":
-        what = (f"{result['trials']} trials, one poison each, eps {result['eps_255']:.3g}/255 (L-inf), "
-                f"{'one FGSM step' if result['method'] == 'fgsm' else str(result['steps']) + ' PGD steps'}; "
+        what = (f"{result.trials} trials, one poison each, eps {result.eps_255:.3g}/255 (L-inf), "
+                f"{'one FGSM step' if result.method == 'fgsm' else str(result.steps) + ' PGD steps'}; "
                 "success: the retrained SVM misclassifies the target (targets are test images the clean SVM gets "
                 "right); distances are between penultimate-layer features divided by their mean norm; the target's "
                 "margin is the SVM's decision value on its own side (a success makes it negative), averaged over the "
                 "trials")
     else:
-        what = (f"{r0['train_images']:,} training images moved within eps {result['eps_255']:.3g}/255 (L-inf) "
+        what = (f"{r0.train_images:,} training images moved within eps {result.eps_255:.3g}/255 (L-inf) "
                 f"along w_t - w_c with "
-                f"{'one FGSM step' if result['method'] == 'fgsm' else str(result['steps']) + ' PGD steps'}; "
+                f"{'one FGSM step' if result.method == 'fgsm' else str(result.steps) + ' PGD steps'}; "
                 "w_t is an SVM trained with every label shifted by one class")
-    return (f"Measured: {what}; task: {r0['task_description']}; linear SVM (LinearSVC, C {result['C']:g}) on the "
+    return (f"Measured: {what}; task: {r0.task_description}; linear SVM (LinearSVC, C {result.C:g}) on the "
             f"frozen extractors' penultimate layer. The paper's columns are the paper's own numbers "
-            f"({result['paper']['what']}), on its own VGG13 features, quoted for comparison, not measured here.")
+            f"({result.paper.what}), on its own VGG13 features, quoted for comparison, not measured here.")
 
 
 # --------------------------------------------------------------------------- one poison frog trial
 
 
-def example_key(result: dict, kind: str, index: int) -> tuple:
+def example_key(result: poisoning.PoisoningTable, kind: str, index: int) -> tuple:
     """Everything that determines :func:`example` (hashable: the page's cache key)."""
-    row = next(r for r in result["rows"] if r["kind"] == kind)
-    trial = row["trial_results"][index]
-    return (kind, row["task"], result.get("device"), trial["target"], trial["base"], result["eps"], result["method"],
-            result["steps"], result["C"])
+    row = result.row(kind)
+    trial = row.trial_results[index]
+    return (kind, row.task, result.device, trial.target, trial.base, result.eps, result.method, result.steps,
+            result.C)
 
 
-def example(result: dict, kind: str, index: int) -> poisoning.FrogExample:
+def example(result: poisoning.PoisoningTable, kind: str, index: int) -> poisoning.FrogExample:
     """One trial of a PF result in full (crafting is deterministic: the same trial as the table's)."""
-    row = next(r for r in result["rows"] if r["kind"] == kind)
-    trial = row["trial_results"][index]
-    fs = poisoning.feature_set(kind, row["task"], device=result.get("device", "cpu"))
-    return poisoning.frog_example(fs, trial["target"], trial["base"], eps=result["eps"], method=result["method"],
-                                  steps=result["steps"], C=result["C"])
+    row = result.row(kind)
+    trial = row.trial_results[index]
+    fs = poisoning.feature_set(kind, row.task, device=result.device)
+    return poisoning.frog_example(fs, trial.target, trial.base, eps=result.eps, method=result.method,
+                                  steps=result.steps, C=result.C)
 
 
 def image(arr: np.ndarray):
