@@ -238,6 +238,9 @@ def same_json(got, want, where: str = "") -> None:
         assert isinstance(got, list) and len(got) == len(want), where
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
             same_json(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):  # floats to 1e-9: another CPU's BLAS may round a last bit differently
+        assert isinstance(got, float) and (got == want or abs(got - want) <= 1e-9 * max(1.0, abs(want))), \
+            (where, got, want)
     else:
         assert got == want and type(got) is type(want), (where, got, want)
 
