@@ -170,17 +170,21 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
                f"{result.steps} steps, seed {result.seed}, on {result.device}. Untargeted: each source "
                "model's own clean prediction is the label the attack moves away from. Notice that AGR stops on the "
                "first adversarial iterate, so it spends fewer gradient evaluations; cosine, AMP, L2 and L-inf are "
-               "over every image, fooled or not. Steps to success: gradient steps before the first adversarial "
-               "iterate, over the fooled images. ASR as 8-bit PNG: the same images rounded to the 256 levels a file "
-               "stores (a budget under 1/255 may vanish in that rounding).")
+               "over every image, fooled or not, in pixel units (pixels in [0, 1])" + (
+                   "; /255: the same size in 8-bit levels" if cv.in_levels(result) else "") + ". Steps to success: "
+               "gradient steps before the first adversarial iterate, over the fooled images. ASR as 8-bit PNG: the "
+               "same images rounded to the 256 levels a file stores (a budget under 1/255 may vanish in that "
+               "rounding).")
     b1, b2 = st.columns(2)
     b1.plotly_chart(cv.metric_bars(result, "asr", "Attack success rate", "ASR (%)", percent=True),
                     key="compare_bar_asr")
     b2.plotly_chart(cv.metric_bars(result, "cosine_similarity", "Cosine similarity, clean vs adversarial (± sd)",
                                    "cosine", spread="cosine_similarity_std"), key="compare_bar_cos")
     b3, b4 = st.columns(2)
-    b3.plotly_chart(cv.metric_bars(result, "amp", "AMP (mean absolute perturbation)", "AMP"), key="compare_bar_amp")
-    b4.plotly_chart(cv.metric_bars(result, "l2", "L2 size of the perturbation", "L2"), key="compare_bar_l2")
+    b3.plotly_chart(cv.metric_bars(result, "amp", "AMP (mean absolute perturbation)", "AMP (pixel units)"),
+                    key="compare_bar_amp")
+    b4.plotly_chart(cv.metric_bars(result, "l2", "L2 size of the perturbation", "L2 (pixel L2)"),
+                    key="compare_bar_l2")
     st.caption("Notice which attack reaches the highest success rate and which leaves the image closest to the "
                "original (cosine nearest 1, smallest AMP and L2): the paper claims AGR does both.")
 

@@ -42,7 +42,7 @@ from advcore.device import describe, pick_device
 from advcore.errors import AdvlabError, Cancelled
 from advcore.progress import ProgressFn
 from advcore.progress import report as report_progress
-from advcore.units import percent_cell
+from advcore.units import format_eps, percent_cell
 
 ALL_ATTACKS: tuple[str, ...] = tuple(attacks.ATTACKS)  # fgsm, ifgsm, pgd, mifgsm, agr
 MAX_IMAGES = 500  # 500 Lite2 inputs (3x260x260 floats) hold 400 MB
@@ -465,6 +465,8 @@ def compare(
     runs = []
     for e in eps_list:
         by_source: dict[str, dict[str, AttackStats]] = {}
+        # ImageNet L-inf budgets are whole 8-bit levels: "0.01569 (4/255)"; Fashion-MNIST's are pixel units.
+        e_text = format_eps(e, "linf") if norm == "linf" and dataset == "imagenet" else f"{e:.4g}"
         for s in sources:
             model = loaded[s]
             x_all, y_all = x_src[s], y_src[s]
@@ -479,11 +481,11 @@ def compare(
                     y = y_all[lo:hi]
                     start = done
 
-                    def on_step(info: attacks.StepInfo, start=start, a=a, s=s, e=e, k=hi - lo) -> bool:
+                    def on_step(info: attacks.StepInfo, start=start, a=a, s=s, e_text=e_text, k=hi - lo) -> bool:
                         nonlocal done
                         done = start + info.step * k
                         try:
-                            report(f"{attacks.get_attack(a).title} on {s}, eps {e:.4g}")
+                            report(f"{attacks.get_attack(a).title} on {s}, eps {e_text}")
                         except Cancelled:
                             return True
                         return False
@@ -509,7 +511,7 @@ def compare(
                             else:
                                 pred = loaded[t](show_to(res.x_adv, specs[t].input_size[1:])).argmax(1)
                                 fooled[t].append((pred != tgt_clean[(s, t)][lo:hi]).cpu())
-                    report(f"{attacks.get_attack(a).title} on {s}, eps {e:.4g}")
+                    report(f"{attacks.get_attack(a).title} on {s}, eps {e_text}")
                 per_image = {k: torch.cat(v).numpy() for k, v in cols.items()}
                 lists: dict[str, Any] = {k: v.tolist() for k, v in per_image.items()}
                 lists["transfer_success"] = {t: torch.cat(fooled[t]).tolist() for t in targets}

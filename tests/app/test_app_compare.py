@@ -60,7 +60,10 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
     assert [r["Attack"] for r in rows] == [ref.attack_titles[a] for a in compare.ALL_ATTACKS]
     for row, a in zip(rows, compare.ALL_ATTACKS, strict=True):
         assert row["ASR"] == f"{100 * run[a].asr:.1f}%"
-        assert row["AMP"] == f"{run[a].amp:.4g}"
+        # Sizes say their units; under L-inf AMP and L-inf also read in 8-bit levels.
+        assert row["AMP (pixel units)"] == f"{run[a].amp:.4g} ({255 * run[a].amp:.2f}/255)"
+        assert row["L-inf (pixel units)"] == f"{run[a].linf:.4g} ({255 * run[a].linf:.2f}/255)"
+        assert row["L2 (pixel L2)"] == f"{run[a].l2:.4g}"
         assert row["Fooled"] == f"{run[a].successes}/10"
 
     figs = charts(at)
@@ -72,6 +75,19 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
     assert len(heat["layout"]["shapes"]) == 1  # the diagonal cell is outlined
     asr = figs["Attack success rate"]["data"][0]["y"]
     assert asr == pytest.approx([100 * run[a].asr for a in compare.ALL_ATTACKS])
+    amp = figs["AMP (mean absolute perturbation)"]
+    assert amp["layout"]["yaxis"]["title"]["text"] == "AMP (pixel units)"
+    assert amp["data"][0]["text"] == [f"{255 * run[a].amp:.2f}/255" for a in compare.ALL_ATTACKS]
+    assert figs["L2 size of the perturbation"]["layout"]["yaxis"]["title"]["text"] == "L2 (pixel L2)"
+    cos = figs["Cosine similarity, clean vs adversarial (± sd)"]
+    axis = cos["layout"]["yaxis"]
+    assert "~f" in axis["tickformat"] and int(axis["tickformat"][1:-2]) <= 9  # "0.996", not "0.9960000"
+    means = [run[a].cosine_similarity for a in compare.ALL_ATTACKS]
+    sds = [run[a].cosine_similarity_std or 0 for a in compare.ALL_ATTACKS]
+    assert cos["data"][0]["y"] == pytest.approx(means)
+    lo, hi = axis["range"]
+    assert lo <= min(m - d for m, d in zip(means, sds, strict=True))  # no error bar is clipped
+    assert hi >= max(max(m + d for m, d in zip(means, sds, strict=True)), 1.0)
 
     said = text(at)
     assert "What this run measured." in said
@@ -102,11 +118,16 @@ def test_no_source_model_is_refused() -> None:
     assert at.button(key="compare_run").disabled
 
 
-def test_uploads_unreadable_files_are_skipped_with_a_note() -> None:
+def test_uploads_unreadable_files_are_skipped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
     """One photo and one broken file on Lite0 alone, FGSM only: the photo is attacked, the broken one named."""
     import io
 
     from advcore import data
+    from ui.views import compare as cv
+
+    shown = []  # the progress bar's words
+    real_text = cv.progress_text
+    monkeypatch.setattr(cv, "progress_text", lambda p, label="": shown.append(real_text(p, label)) or shown[-1])
 
     buf = io.BytesIO()
     data.open_image(data.sample_path("cat")).resize((64, 48)).save(buf, format="PNG")
@@ -120,6 +141,9 @@ def test_uploads_unreadable_files_are_skipped_with_a_note() -> None:
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     rows = at.table[0].value.to_dict("records")
     assert [(r["Source"], r["Attack"], r["Fooled"][-2:]) for r in rows] == [("efficientnet-lite0", "FGSM", "/1")]
+    assert rows[0]["L-inf (pixel units)"].endswith("/255)")
+    # An ImageNet L-inf budget reads in 8-bit levels on the progress bar, not as 0.01569 alone.
+    assert any("FGSM on efficientnet-lite0, eps 0.01569 (4/255):" in t for t in shown), shown
     notes = " ".join(c.value for c in at.caption)
     assert "Skipped" in notes and "broken.jpg" in notes
 

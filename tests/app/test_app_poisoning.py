@@ -45,8 +45,11 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES[k] for k in ("naive", "pgd")]
     for row, ref in zip(rows, lf.rows, strict=True):
         assert row["Accuracy under LF (measured)"] == pct(ref.poisoned_accuracy)
-        assert row["Gap (measured)"] == pct(ref.gap, signed=True)
-    assert rows[0]["Paper, Table 3, MNIST"] == "-2.0%" and rows[1]["Paper, Table 3, CIFAR"] == "-11.0%"
+        assert row["Accuracy under LF (measured)"].endswith("%")  # an accuracy: per cent
+        assert row["Gap (measured)"] == f"{100 * ref.gap:+.1f} pp"  # a difference of accuracies: points
+    assert rows[0]["Paper, Table 3, MNIST"] == "-2.0 pp" and rows[1]["Paper, Table 3, CIFAR"] == "-11.0 pp"
+    assert not any(r[c].endswith("%") for r in rows for c in ("Gap (measured)", "Paper, Table 3, MNIST"))
+    assert any("pp: percentage points" in c.value for c in at.caption)
     said = "\n".join(m.value for m in at.markdown)
     assert lf.verdict in said
     args = cli(at.code[0].value)
@@ -120,3 +123,16 @@ def test_imagenet_features_run_from_the_page() -> None:
     assert any(c.startswith("target: a test 'cat photo'") or c.startswith("target: a test 'coffee photo'")
                for c in captions), captions
     assert cli(at.code[1].value).features == ["imagenet"]
+
+
+def test_adversarial_poisoning_change_reads_in_percentage_points() -> None:
+    """Table 1: accuracies in per cent, their change (a difference of two accuracies) in percentage points."""
+    at = poisoning_page(poison_kinds=["naive"])
+    at.button(key="poison_run_ap").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    ap = poisoning.run("ap", ["naive"], eps=7 / 255, seed=0)
+    table = next(t for t in at.table if "Change (measured)" in t.value.columns)
+    row = table.value.to_dict("records")[0]
+    assert row["Accuracy under AP (measured)"] == pct(ap.rows[0].poisoned_accuracy)
+    assert row["Change (measured)"] == f"{100 * ap.rows[0].gap:+.1f} pp"
+    assert row["Paper, Table 1, MNIST"] == "68.0%"  # the paper's accuracy under AP: per cent

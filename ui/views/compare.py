@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -164,15 +165,31 @@ def interrupted(left: str, was_cancelled: bool) -> str:
 # --------------------------------------------------------------------------- tables
 
 
+AMP_COLUMN, L2_COLUMN, LINF_COLUMN = "AMP (pixel units)", "L2 (pixel L2)", "L-inf (pixel units)"
+
+
+def in_levels(result: compare.CompareResult) -> bool:
+    """Whether sizes also read in 8-bit levels (x/255): under L-inf, as on the Attack lab."""
+    return result.norm == "linf"
+
+
+def _size(value: float | None, levels: bool) -> str:
+    """A perturbation size in pixel units, with its 8-bit levels where they apply: ``0.0047 (1.20/255)``."""
+    if value is None or not levels:
+        return _f(value, ".4g")
+    return f"{value:.4g} ({value * 255:.2f}/255)"
+
+
 def table_rows(result: compare.CompareResult) -> list[dict[str, str]]:
     """The per-attack table as a person reads it (one row per source and attack)."""
     rows = []
+    levels = in_levels(result)
     for r in compare.table_rows(result):
         rows.append({
             "Source": r["source"], "Attack": r["title"], "ASR": _pct(r["asr"]), "ASR as 8-bit PNG": _pct(r["asr_8bit"]),
             "Fooled": f"{r['successes']}/{r['n']}",
             "Cosine (mean ± sd)": f"{_f(r['cosine_similarity'], '.7f')} ± {_f(r['cosine_similarity_std'], '.1e')}",
-            "AMP": _f(r["amp"], ".4g"), "L2": _f(r["l2"], ".4g"), "L-inf": _f(r["linf"], ".4g"),
+            AMP_COLUMN: _size(r["amp"], levels), L2_COLUMN: _f(r["l2"], ".4g"), LINF_COLUMN: _size(r["linf"], levels),
             "Steps to success": _f(r["steps_to_success"], ".2f"), "Gradient evaluations": _f(r["grad_evals"], ".2f"),
             "Seconds": f"{r['seconds']:.2f}",
         })
@@ -211,17 +228,30 @@ def metric_bars(result: compare.CompareResult, key: str, title: str, axis: str, 
                        visible=True)
         colour = ([ATTACK_COLOURS.get(a, plots.OTHER) for a in result.attacks] if len(result.sources) == 1
                   else palette[i % len(palette)])  # one source: colour by attack, as in the sweep
-        fig.add_trace(go.Bar(x=x, y=y, name=s, marker_color=colour, error_y=err,
-                             hovertemplate="%{x}: %{y:.4g}<extra>" + s + "</extra>"))
+        levels = key in ("amp", "linf") and in_levels(result)  # also in 8-bit levels, on the bars
+        text = [None if v is None else f"{255 * v:.2f}/255" for v in y] if levels else None
+        fig.add_trace(go.Bar(x=x, y=y, name=s, marker_color=colour, error_y=err, text=text,
+                             textposition="outside" if levels else None,
+                             hovertemplate="%{x}: %{y:.4g}" + (" (%{text})" if levels else "") + "<extra>" + s
+                             + "</extra>"))
     fig.update_layout(**BAR_LAYOUT, title=title, showlegend=len(result.sources) > 1)
     fig.update_yaxes(title=axis, **({"range": [0, 100]} if percent else {}))
-    if key == "cosine_similarity":  # all near 1: zoom in on the gap to 1, error bars included
-        lows = [v - (e or 0) for t in fig.data for v, e in zip(t.y, (t.error_y.array or [0] * len(t.y)), strict=True)
+    if key == "cosine_similarity":  # all near 1: zoom in on 1 and on every mean ± sd
+        bars = [(v, e or 0) for t in fig.data for v, e in zip(t.y, (t.error_y.array or [0] * len(t.y)), strict=True)
                 if v is not None]
-        if lows:
-            gap = max(1.0 - min(lows), 1e-9)
-            fig.update_yaxes(range=[max(0.0, 1.0 - 1.3 * gap), 1.0 + 0.05 * gap], tickformat=".7f")
+        if bars:
+            fig.update_yaxes(**cosine_axis([v - e for v, e in bars], [v + e for v, e in bars]))
     return fig
+
+
+def cosine_axis(lows: Sequence[float], highs: Sequence[float]) -> dict:
+    """The cosine axis: a range holding 1 and every error bar (mean ± sd), ticks with as many decimals as the
+    range needs (``0.996``, not ``0.9960000``)."""
+    lo, hi = min(lows), max(max(highs), 1.0)
+    pad = max(0.05 * (hi - lo), 1e-9)
+    lo, hi = lo - pad, hi + pad
+    decimals = min(9, max(1, math.ceil(-math.log10((hi - lo) / 10))))
+    return {"range": [lo, hi], "tickformat": f".{decimals}~f"}
 
 
 def transfer_heatmap(result: compare.CompareResult, attack: str) -> go.Figure:

@@ -96,6 +96,12 @@ def interrupted(left: dict, was_cancelled: bool) -> str:
 # --------------------------------------------------------------------------- the tables
 
 
+def points(value: float | None) -> str:
+    """A difference of two accuracies in percentage points: ``-2.0 pp`` (an accuracy itself stays ``12.5%``)."""
+    text = pct(value, signed=True)
+    return text[:-1] + " pp" if text.endswith("%") else text
+
+
 def rows(result: poisoning.PoisoningTable) -> list[dict[str, str]]:
     """The table of a :func:`advcore.labs.poisoning.run` result, with the paper's numbers in their own columns."""
     attack = result.attack
@@ -107,7 +113,7 @@ def rows(result: poisoning.PoisoningTable) -> list[dict[str, str]]:
         if attack == "ap":
             row.update({"Clean accuracy (measured)": pct(r.clean_accuracy),
                         "Accuracy under AP (measured)": pct(r.poisoned_accuracy),
-                        "Change (measured)": pct(r.gap, signed=True),
+                        "Change (measured)": points(r.gap),
                         "Paper, Table 1, MNIST": pct(paper.get(kind, {}).get("MNIST")),
                         "Paper, Table 1, CIFAR": pct(paper.get(kind, {}).get("CIFAR"))})
         elif attack == "pf":
@@ -121,9 +127,9 @@ def rows(result: poisoning.PoisoningTable) -> list[dict[str, str]]:
         else:
             row.update({"Clean accuracy (measured)": pct(r.clean_accuracy),
                         "Accuracy under LF (measured)": pct(r.poisoned_accuracy),
-                        "Gap (measured)": pct(r.gap, signed=True),
-                        "Paper, Table 3, MNIST": pct(paper.get(kind, {}).get("MNIST"), signed=True),
-                        "Paper, Table 3, CIFAR": pct(paper.get(kind, {}).get("CIFAR"), signed=True)})
+                        "Gap (measured)": points(r.gap),
+                        "Paper, Table 3, MNIST": points(paper.get(kind, {}).get("MNIST")),
+                        "Paper, Table 3, CIFAR": points(paper.get(kind, {}).get("CIFAR"))})
         out.append(row)
     return out
 
@@ -149,7 +155,8 @@ def caption(result: poisoning.PoisoningTable) -> str:
                 "w_t is an SVM trained with every label shifted by one class")
     return (f"Measured: {what}; task: {r0.task_description}; linear SVM (LinearSVC, C {result.C:g}) on the "
             f"frozen extractors' penultimate layer. The paper's columns are the paper's own numbers "
-            f"({result.paper.what}), on its own VGG13 features, quoted for comparison, not measured here.")
+            f"({result.paper.what}), on its own VGG13 features, quoted for comparison, not measured here."
+            + (" pp: percentage points, a difference of two accuracies." if attack != "pf" else ""))
 
 
 # --------------------------------------------------------------------------- one poison frog trial
