@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from json_util import same_json
 
 from advcore import attacks, cli, models
 from advcore.errors import AdvlabError, Cancelled
@@ -241,22 +242,6 @@ TINY = ["compare", "--models", "fmnist-naive,fmnist-fgsm", "--images", "fashion-
         "--attacks", "fgsm,pgd", "--eps", "0.05,0.1", "--steps", "2", "--device", "cpu"]
 
 
-def same_json(got, want, where: str = "") -> None:
-    """``got`` equals ``want``: the same keys in the same order at every level, the same values (floats to 1e-6)."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and list(got) == list(want), (where, list(got), list(want))
-        for k in want:
-            same_json(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            same_json(g, w, f"{where}[{i}]")
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, rel=1e-6, abs=1e-9), where
-    else:
-        assert got == want and type(got) is type(want), (where, got, want)
-
-
 def test_to_dict_is_the_schema_1_json(tmp_path: Path) -> None:
     """``CompareResult.to_dict()`` is the JSON of schema advlab.compare/1 exactly as the nested dict it replaced
     gave it (tests/unit/golden/compare_tiny.json: that code's output for this tiny run, timings and device left
@@ -267,7 +252,7 @@ def test_to_dict_is_the_schema_1_json(tmp_path: Path) -> None:
     assert code == 0, err
     got = numbers(json.loads(out.read_text()))
     assert isinstance(got.pop("device"), str)
-    same_json(got, want)
+    same_json(got, want, rel=1e-6, abs=1e-9)  # floats to 1e-6: timings aside, the run is deterministic
 
     items = compare.dataset_images("fashion-mnist", 3)
     r = compare.compare(items, ["fmnist-naive", "fmnist-fgsm"], attack_names=["fgsm", "pgd"], eps=[0.05, 0.1],
@@ -276,7 +261,7 @@ def test_to_dict_is_the_schema_1_json(tmp_path: Path) -> None:
     d = numbers(r.to_dict())
     del d["device"]
     assert "images_source" not in d and "notes" not in d and "image_names" not in d  # None: left out
-    same_json(d, {k: v for k, v in want.items() if k not in ("images_source", "notes")})
+    same_json(d, {k: v for k, v in want.items() if k not in ("images_source", "notes")}, rel=1e-6, abs=1e-9)
     st = r.runs[1].sources["fmnist-fgsm"]["pgd"]
     assert st.asr == d["runs"][1]["sources"]["fmnist-fgsm"]["pgd"]["asr"]
     assert r.runs[0].transfer_matrix["fgsm"].values == d["runs"][0]["transfer_matrix"]["fgsm"]["values"]

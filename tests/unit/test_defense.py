@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from json_util import same_json
 
 from advcore import cli, datasets, defenses
 from advcore.errors import AdvlabError, Cancelled
@@ -190,17 +191,6 @@ def test_a_damaged_table_is_refused_with_a_plain_message(tmp_path):
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def keys_in_order(got, want, where: str = "") -> None:
-    """The same keys in the same order at every level (``==`` on dicts ignores the order)."""
-    if isinstance(want, dict):
-        assert list(got) == list(want), (where, list(got), list(want))
-        for k in want:
-            keys_in_order(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, list):
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            keys_in_order(g, w, f"{where}[{i}]")
-
-
 @pytest.mark.parametrize("golden, kwargs", [
     ("defense_tiny.json", dict(method="bayer-random", attack_names=["fgsm", "pgd"], eot=2, adaptive=True)),
     ("defense_tiny_ignores.json", dict(method="floyd-steinberg", attack_names=["fgsm"], adaptive=False, trained={})),
@@ -215,8 +205,7 @@ def test_to_dict_is_the_json_of_the_nested_dict_it_replaced(golden, kwargs):
     d = r.to_dict()
     assert list(d)[-3:] == ["device", "lesson", "seconds"] and "command" not in d
     assert isinstance(d.pop("device"), str) and isinstance(d.pop("seconds"), float)
-    assert d == want
-    keys_in_order(d, want)
+    same_json(d, want)  # exact: keys in order, values and types
     assert lab.DefenseTable.from_dict(r.to_dict()) == r
     assert r.table[0].to_dict() == want["table"][0] and r.rows[0].to_dict() == want["rows"][0]
     assert r.attack_params.to_dict() == want["attack_params"]
@@ -226,8 +215,7 @@ def test_to_dict_is_the_json_of_the_nested_dict_it_replaced(golden, kwargs):
 def test_every_shipped_table_round_trips(path):
     d = json.loads(path.read_text(encoding="utf-8"))
     t = lab.DefenseTable.from_dict(d)
-    assert t.to_dict() == d
-    keys_in_order(t.to_dict(), d)
+    same_json(t.to_dict(), d)  # exact: keys in order, values and types
     assert lab.load_saved(path) == t
     assert t.command == d.get("command")
 
