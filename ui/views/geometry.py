@@ -39,7 +39,7 @@ PAIR_COLOURS = ("#7f7f7f", "#b279a2")
 
 def defaults(model: str) -> dict:
     """T and the radii the page starts with for ``model`` (by input size)."""
-    return dict(SMALL_DEFAULTS if models.get_spec(model).input_size[1] < 64 else LARGE_DEFAULTS)
+    return dict(SMALL_DEFAULTS if models.get_spec(model).small else LARGE_DEFAULTS)
 
 
 @dataclass(frozen=True)
