@@ -169,6 +169,15 @@ def wait_for_text(page: Page, text: str | re.Pattern[str], timeout_ms: int = LOA
         pytest.fail(f"the app shows an exception instead of {text!r}:\n{page.inner_text('body')[:2000]}\n{tail(LOG)}")
 
 
+def open_lab(page: Page, app_url: str, path: str, *ready: str | re.Pattern[str]) -> None:
+    """Open the page at ``path`` (``"attack"``; ``""``: Home), wait until each text of ``ready`` is shown and the
+    script run is over."""
+    page.goto(app_url.rstrip("/") + (f"/{path}" if path else ""))
+    for text in ready:
+        wait_for_text(page, text)
+    wait_idle(page)
+
+
 def assert_no_error(page: Page) -> None:
     """No Streamlit exception box, no traceback text, no uncaught JavaScript error."""
     text = page.inner_text("body")

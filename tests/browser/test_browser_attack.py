@@ -19,6 +19,7 @@ from browser_util import (
     MAIN,
     assert_no_error,
     full_page_screenshot,
+    open_lab,
     wait_for_text,
     wait_idle,
 )
@@ -68,9 +69,7 @@ def open_attack_page(page: Page, app_url: str) -> None:
 
 
 def test_home_page_loads(page: Page, app_url: str) -> None:
-    page.goto(app_url)
-    wait_for_text(page, re.compile("advlab", re.IGNORECASE))
-    wait_idle(page)
+    open_lab(page, app_url, "", re.compile("advlab", re.IGNORECASE))
     text = page.locator(MAIN).inner_text()
     assert re.search(r"advlab", text, re.IGNORECASE), text
     assert re.search(r"attack lab", text, re.IGNORECASE), text
@@ -118,9 +117,7 @@ def test_attack_page_shows_a_successful_default_attack(page: Page, app_url: str)
 def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    page.goto(app_url.rstrip("/") + "/attack")
-    wait_for_text(page, "Adversarial prediction:")
-    wait_idle(page)
+    open_lab(page, app_url, "attack", "Adversarial prediction:")
     before = predictions(page)
     assert set(before) == {"Clean", "Adversarial"}
 
@@ -146,9 +143,7 @@ def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
 
 def test_attack_page_cancels_a_long_run(page: Page, app_url: str) -> None:
     """PGD with 200 steps waits for Run attack; Cancel stops it mid-run with a warning and no result."""
-    page.goto(app_url.rstrip("/") + "/attack")
-    wait_for_text(page, "Adversarial prediction:")
-    wait_idle(page)
+    open_lab(page, app_url, "attack", "Adversarial prediction:")
     select = page.get_by_role("combobox", name="Attack", exact=True)
     select.wait_for(state="visible", timeout=30_000)
     select.click()
@@ -174,9 +169,7 @@ def test_attack_page_cancels_a_long_run(page: Page, app_url: str) -> None:
 def test_fresh_server_opened_on_attack_shows_the_app_navigation(page: Page, fresh_app_url: str) -> None:
     """A new server's very first request is /attack (a tab reconnecting after a restart): the page must run
     through app.py's st.navigation (Home / Attack lab and the shared sidebar), not as a legacy page of its own."""
-    page.goto(fresh_app_url.rstrip("/") + "/attack")
-    wait_for_text(page, "Adversarial prediction:")
-    wait_idle(page)
+    open_lab(page, fresh_app_url, "attack", "Adversarial prediction:")
     # Each link's text is its Material icon's ligature name, then its label: "bolt\n\nAttack lab".
     nav = [t.strip().splitlines()[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
     from ui.frame import LABS
@@ -197,9 +190,7 @@ def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: st
 
     from advcore.models import zoo
 
-    page.goto(app_url.rstrip("/") + "/training")
-    wait_for_text(page, "Average accuracy over the strength range")
-    wait_idle(page)
+    open_lab(page, app_url, "training", "Average accuracy over the strength range")
     assert page.locator("h1").first.inner_text().strip() == "Training lab"
     main = page.locator(MAIN)
     chart = main.locator('[data-testid="stPlotlyChart"]').first

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
-from browser_util import MAIN, assert_no_error, full_page_screenshot, wait_for_text, wait_idle
+from browser_util import MAIN, assert_no_error, full_page_screenshot, open_lab, wait_for_text, wait_idle
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -15,9 +15,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_compare_page_runs_a_small_comparison(page: Page, app_url: str) -> None:
-    page.goto(f"{app_url}/compare")
-    wait_for_text(page, "Compare attacks")
-    wait_idle(page)
+    open_lab(page, app_url, "compare", "Compare attacks")
     page.get_by_text("Fashion-MNIST: the model zoo").click()
     page.locator(".st-key-compare_limit").get_by_text("20").first.wait_for()  # only Fashion-MNIST has it
     wait_idle(page)

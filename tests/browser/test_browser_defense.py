@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
-from browser_util import MAIN, assert_no_error, full_page_screenshot, wait_for_text, wait_idle
+from browser_util import MAIN, assert_no_error, full_page_screenshot, open_lab, wait_for_text, wait_idle
 
 from ui.views import defense as dv
 
@@ -17,10 +17,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_defense_page_shows_views_and_the_adaptive_attacker(page: Page, app_url: str) -> None:
-    page.goto(app_url.rstrip("/") + "/defense")
-    wait_for_text(page, "Halftone(adversarial)")
-    wait_for_text(page, "at inference only, the model keeps")
-    wait_idle(page)
+    open_lab(page, app_url, "defense", "Halftone(adversarial)", "at inference only, the model keeps")
     assert page.locator("h1").first.inner_text().strip() == "Defense lab"
     text = page.inner_text(MAIN)
     for title in dv.PANEL_TITLES.values():

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
-from browser_util import MAIN, assert_no_error, full_page_screenshot, wait_for_text, wait_idle
+from browser_util import MAIN, assert_no_error, full_page_screenshot, open_lab, wait_for_text
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.browser
 
 def test_geometry_page_draws_figure1_on_the_default_model(page: Page, app_url: str) -> None:
     """Opened directly, the page probes the default model (EfficientNet-Lite0) and the cat with its defaults."""
-    page.goto(app_url.rstrip("/") + "/geometry")
-    wait_for_text(page, "reads the clean image as")
-    wait_idle(page)
+    open_lab(page, app_url, "geometry", "reads the clean image as")
     assert page.locator("h1").first.inner_text().strip() == "Geometry lab"
     main = page.locator(MAIN)
     chart = main.locator('[data-testid="stPlotlyChart"]').first

@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
-from browser_util import MAIN, assert_no_error, full_page_screenshot, wait_for_text, wait_idle
+from browser_util import MAIN, assert_no_error, full_page_screenshot, open_lab, wait_for_text, wait_idle
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_poisoning_page_runs_poison_frogs(page: Page, app_url: str) -> None:
-    page.goto(app_url.rstrip("/") + "/poisoning")
-    wait_for_text(page, "Accuracy under LF (measured)")
-    wait_idle(page)
+    open_lab(page, app_url, "poisoning", "Accuracy under LF (measured)")
     assert page.locator("h1").first.inner_text().strip() == "Poisoning lab"
     main = page.locator(MAIN)
     assert "Paper, Table 3, MNIST" in main.inner_text()
