@@ -13,6 +13,9 @@ from advcore.errors import AdvlabError
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 MAX_EPS_VALUES = 1001
+# The largest L2 budget or radius anyone may type, in [0, 1] pixel units: the largest input the models take
+# (260x260x3) spans at most about 450, and each lab checks its own model's sqrt(D) once it knows it.
+MAX_L2 = 1000.0
 
 
 def parse_eps(text: str | float, *, name: str = "eps", allow_zero: bool = True) -> float:

@@ -22,9 +22,7 @@ from advcore.cli.framework import (
     write_file,
 )
 from advcore.errors import AdvlabError
-from advcore.units import format_eps
-
-MAX_EPS = 1000.0  # no image the models take is farther than this from another in L2 (checked per model later)
+from advcore.units import MAX_L2, format_eps
 
 
 def _flag_help(p: Param) -> str:
@@ -85,7 +83,7 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--attack", default="pgd", metavar="NAME",
                    help=f"one of {', '.join(ATTACKS)} (default: pgd)")
     g.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (default: linf)")
-    g.add_argument("--eps", required=True, type=finite_type("eps", high=MAX_EPS),
+    g.add_argument("--eps", required=True, type=finite_type("eps", high=MAX_L2),
                    help="budget in [0,1] pixel units: 4/255, 0.0157, 1e-2 (L-inf at most 1; L2 at most sqrt of the "
                         "number of pixel values)")
     g.add_argument("--steps", type=arg_type(parse_steps, "steps"),

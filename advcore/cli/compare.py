@@ -7,13 +7,11 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from advcore.cli import framework as fw
+from advcore.units import MAX_L2, percent_cell
 from advcore.units import number as _num
-from advcore.units import percent_cell
 
 if TYPE_CHECKING:
     from advcore.labs.compare import CompareResult
-
-L2_EPS_MAX = 1000.0  # an L2 radius in [0,1] pixel units; a 260x260x3 image has norm at most about 450
 
 
 def _names(text: str) -> list[str]:
@@ -109,7 +107,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sources, targets, dataset = compare.check_models(args.models, args.targets)
     names = compare.ALL_ATTACKS if args.attacks.strip().lower() == "all" else _names(args.attacks)
     attack_names = compare.check_attacks(names)
-    eps = fw.parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else L2_EPS_MAX)
+    eps = fw.parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else MAX_L2)
     eps = compare.check_eps(eps, args.norm, args.steps)
     json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
     items, notes, what = compare.resolve_images(args.images, dataset, args.limit)

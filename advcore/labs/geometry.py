@@ -35,7 +35,7 @@ from advcore import features
 from advcore.errors import AdvlabError
 from advcore.progress import ProgressFn
 from advcore.progress import report as report_progress
-from advcore.units import parse_eps_list
+from advcore.units import MAX_L2, parse_eps_list
 
 NORMS = ("linf", "l2")
 PROBES = ("isotropy", "symmetry", "mantel", "lipschitz")
@@ -45,12 +45,11 @@ MAX_PERMUTATIONS = 100_000
 DEFAULT_PERMUTATIONS = 999
 
 DEFAULT_RADII = "1/255:20/255:1/255"  # the paper's grid r = 1, ..., R = 20 pixels
-MAX_RADIUS = 1000.0  # L2 radii of large images exceed 1
 
 
 def parse_radii(text: str) -> list[float]:
     """Radii as typed: a range ``1/255:20/255:1/255``, a list ``0.01,0.05`` or one value; every radius positive."""
-    return parse_eps_list(text, name="radius", allow_zero=False, high=MAX_RADIUS)
+    return parse_eps_list(text, name="radius", allow_zero=False, high=MAX_L2)
 
 
 def _f(v: float) -> float | None:
