@@ -44,6 +44,14 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                    help="iterations (default: 10; FGSM: 1)")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
                    default=0, help="seed of PGD's random start (default: 0)")
+    g.add_argument("--stop-on-success", default="all", choices=compare.STOP_POLICIES,
+                   help="one stop policy for every iterative attack: 'all' stops each image at its first adversarial "
+                        "iterate (AGR's Algorithm 1), 'none' runs every step (default: all, so the comparison is fair)")
+    g.add_argument("--agr-alpha", default="eps", choices=compare.AGR_ALPHAS,
+                   help="AGR's base step: 'eps' as Eq. 11, or 'eps/steps', I-FGSM's step (default: eps)")
+    g.add_argument("--resolution", type=fw.int_type("resolution", compare.MIN_RESOLUTION, compare.MAX_RESOLUTION),
+                   metavar="PX", help="ImageNet models only: attack and evaluate every model at PX x PX, so no "
+                                      "target needs a resize (e.g. 224; default: each model's own input size)")
     g.add_argument("--batch-size",
                    type=fw.positive_int("batch size", 4096),
                    default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
@@ -62,7 +70,9 @@ def _tables(result: CompareResult) -> str:
     from advcore.labs import compare
 
     lines = [f"{len(result.images)} image(s), {result.norm} ball, {result.steps} steps, seed "
-             f"{result.seed}, on {result.device}; labels: each source's clean prediction"]
+             f"{result.seed}, on {result.device}; labels: each source's clean prediction",
+             f"stop policy --stop-on-success {result.stop_on_success}: {compare.policy_words(result)}"
+             + (f"; every model at {result.resolution}x{result.resolution}" if result.resolution else "")]
     titles = result.attack_titles
     width = max(len(titles[a]) for a in result.attacks)
     if len(result.eps) > 1:
@@ -75,7 +85,7 @@ def _tables(result: CompareResult) -> str:
     run = compare.run_at(result, result.eps[-1])
     lines.append(f"\neps {run.eps:.4g}")
     head = (f"{'attack'.ljust(width)}  {'ASR':>6}  {'8-bit':>6}  {'cosine (sd)':>19}  {'AMP':>7}  {'L2':>7}  "
-            f"{'Linf':>7}  {'steps to success':>16}  {'grad evals':>10}")
+            f"{'Linf':>7}  {'p(clean)':>8}  {'steps to success':>16}  {'grad evals':>10}")
     for s in result.sources:
         lines.append(f"\nsource {s}")
         lines.append(head)
@@ -84,17 +94,29 @@ def _tables(result: CompareResult) -> str:
             cos = f"{_num(r.cosine_similarity, '.7f')} ({_num(r.cosine_similarity_std, '.1e')})"
             lines.append(f"{titles[a].ljust(width)}  {_pct(r.asr):>6}  {_pct(r.asr_8bit):>6}  {cos:>19}  "
                          f"{_num(r.amp, '.4g'):>7}  {_num(r.l2, '.4g'):>7}  {_num(r.linf, '.4g'):>7}  "
+                         f"{_num(r.p_clean, '.3f'):>8}  "
                          f"{_num(r.steps_to_success, '.2f'):>16}  {_num(r.grad_evals, '.2f'):>10}")
-    lines.append("\ntransfer: success rate on each target (rows: source / attack; * white box)")
+    lines.append("(AMP, L2, Linf in [0, 1] pixel units; p(clean): mean probability left on the clean label, 0-1)")
+    lines += [f"- {t}" for t in compare.ranking_finding(result)]
     tw = max(len(t) for t in result.targets)
-    lines.append(" " * (width + 2 + max(len(s) for s in result.sources) + 2) + "  ".join(
-        t.rjust(max(tw, 7)) for t in result.targets))
     sw = max(len(s) for s in result.sources)
+    lines.append("\nclean agreement: share of images each target's clean prediction equals the source's")
     for s in result.sources:
-        for a in result.attacks:
-            cells = [(_pct(run.sources[s][a].transfer[t]).strip() + ("*" if t == s else "")).rjust(max(tw, 7))
-                     for t in result.targets]
-            lines.append(f"{s.ljust(sw)}  {titles[a].ljust(width)}  " + "  ".join(cells))
+        lines.append(f"{s.ljust(sw)}  " + "  ".join(f"{t} {_pct(result.agreement[s][t]).strip()}"
+                                                     for t in result.targets))
+    tables = [("transfer", "transfer"), ("transfer_8bit", "transfer after rounding to 8 bits")]
+    if result.correct is not None:
+        n_ok = ", ".join(f"{len(v)} on {s}" for s, v in result.correct.items())
+        tables.append(("transfer_correct", f"transfer on the images every model classifies correctly ({n_ok})"))
+    for key, what in tables:
+        lines.append(f"\n{what}: success rate on each target (rows: source / attack; * white box)")
+        lines.append(" " * (width + 2 + sw + 2) + "  ".join(t.rjust(max(tw, 7)) for t in result.targets))
+        for s in result.sources:
+            for a in result.attacks:
+                cells = [(_pct(getattr(run.sources[s][a], key)[t]).strip() + ("*" if t == s else "")).rjust(
+                    max(tw, 7)) for t in result.targets]
+                lines.append(f"{s.ljust(sw)}  {titles[a].ljust(width)}  " + "  ".join(cells))
+    lines += [f"- {titles[a]}: {compare.transfer_finding(result, a)}" for a in result.attacks]
     return "\n".join(lines)
 
 
@@ -105,6 +127,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from advcore.labs import compare
 
     sources, targets, dataset = compare.check_models(args.models, args.targets)
+    compare.check_options(args.stop_on_success, args.agr_alpha, args.resolution, dataset)
     names = compare.ALL_ATTACKS if args.attacks.strip().lower() == "all" else _names(args.attacks)
     attack_names = compare.check_attacks(names)
     eps = fw.parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else MAX_L2)
@@ -118,7 +141,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with fw.ProgressBars(args.quiet, per_stage=False) as progress:
         result = compare.compare(items, sources, targets=targets, attack_names=attack_names, norm=args.norm, eps=eps,
                                  steps=args.steps, seed=args.seed, device=args.device, batch_size=args.batch_size,
-                                 progress=progress)
+                                 progress=progress, stop_on_success=args.stop_on_success,
+                                 agr_alpha=args.agr_alpha, resolution=args.resolution)
     result = dataclasses.replace(result, images_source=what, notes=list(notes))
     if json_out is not None:
         fw.write_file(json_out, (fw.json_text(result.to_dict()) + "\n").encode("utf-8"))

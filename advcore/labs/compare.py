@@ -22,6 +22,21 @@ Definitions, stated once:
   measured on the float adversarial images, ``asr_8bit`` after rounding them to the 256 levels a PNG stores
   (a budget below 1/255 may not survive that rounding).
 * Each eps of a sweep is a separate run of every attack (same seed).
+* **One stop policy** (``stop_on_success``): ``"all"`` (default) stops every iterative attack (I-FGSM, PGD,
+  MI-FGSM, AGR) on each image at its first adversarial iterate, as AGR's Algorithm 1 does; ``"none"`` runs
+  every step for all of them. Mixing the two (AGR stopping, the others not) would credit AGR's smaller
+  perturbation to its stopping rule, not to its AdaGrad step.
+* **AGR's base step** (``agr_alpha``): ``"eps"`` as Eq. 11 writes it (the first step is then an FGSM step of
+  size eps), or ``"eps/steps"``, the step I-FGSM and MI-FGSM take.
+* **Probability left on the clean label** (``p_clean``): the source's softmax probability of its clean
+  prediction at the adversarial image, the margin an attack leaves (0-1, mean over every image).
+* **Transfer on correctly classified images**: where every image has a true class, ``transfer_correct`` is the
+  success rate on the images that the source and every target classify correctly (clean), so a flip is a flip
+  away from the right class; ``agreement`` is the share of images on which each target's clean prediction
+  equals the source's; ``transfer_8bit`` is the transfer of the adversarial images rounded to 8 bits.
+* **Common resolution** (``resolution``, ImageNet models only): every model is attacked and evaluated at one
+  square input size (the EfficientNet-Lite networks pool globally, so any size runs), so no target needs a
+  resize.
 """
 
 from __future__ import annotations
@@ -55,7 +70,15 @@ SUCCESS = ("a target is fooled when its prediction of the adversarial image diff
            "clean image shown the same way (diagonal = white-box ASR)")
 RESIZE = ("bilinear interpolation with antialiasing of both the clean and the adversarial source-resolution "
           "image when a target's input size differs; none otherwise")
-SCHEMA = "advlab.compare/1"
+SCHEMA = "advlab.compare/2"
+STOP_POLICIES = ("all", "none")
+STOP_TEXT = {"all": "every iterative attack stops on each image at its first adversarial iterate",
+             "none": "every iterative attack runs all its steps on every image"}
+AGR_ALPHAS = ("eps", "eps/steps")
+AGR_ALPHA_TEXT = {"eps": "AGR's base step alpha = eps (Eq. 11)",
+                  "eps/steps": "AGR's base step alpha = eps/steps (I-FGSM's step)"}
+RESOLUTIONS = (224, 240, 260)  # the EfficientNet-Lite0/1/2 input sizes
+MIN_RESOLUTION, MAX_RESOLUTION = 32, 600
 
 
 #: The AGR paper's Tables 1-3 (Xiao et al.; ImageNet, Inc-v3 source): ASR in % and AMP, quoted as the paper's.
@@ -67,6 +90,13 @@ PAPER = {
            "transfer": {"ifgsm": 55.17, "mifgsm": 56.55, "agr": 59.23}, "target": "Inc-v4",
            "amp": {"ifgsm": 0.015, "mifgsm": 0.019, "agr": 0.008}, "amp_budget": "L2 = 1500"},
 }
+#: Beside Table 3: a mean |v| per pixel can never exceed the L-inf budget, and 10/255 = 0.0392 in [0, 1]
+#: pixel units, yet I-FGSM's 0.041 and MI-FGSM's 0.086 exceed it (the paper does not say its units or
+#: scaling), so only the ordering of its AMP values can be compared with ours.
+PAPER_AMP_NOTE = ("Table 3's AMP values for I-FGSM (0.041) and MI-FGSM (0.086) exceed its own L-inf budget of "
+                  "10/255 = 0.0392 as a mean |v| per pixel in [0, 1] units, which is impossible for a mean of "
+                  "values each at most 10/255; the paper does not state its units or scaling, so only the "
+                  "ordering of its AMP values (AGR smallest) can be compared with the AMP measured here.")
 
 
 # --------------------------------------------------------------------------- images
@@ -184,6 +214,23 @@ def check_attacks(names: Sequence[str]) -> list[str]:
     return out
 
 
+def check_options(stop_on_success: str, agr_alpha: str, resolution: int | None, dataset: str) -> None:
+    """The stop policy, AGR's base step and the common resolution (ImageNet models only) are ones we know."""
+    if stop_on_success not in STOP_POLICIES:
+        raise AdvlabError(f"Unknown stop policy {stop_on_success!r}; choose {' or '.join(STOP_POLICIES)}.")
+    if agr_alpha not in AGR_ALPHAS:
+        raise AdvlabError(f"Unknown AGR base step {agr_alpha!r}; choose {' or '.join(AGR_ALPHAS)}.")
+    if resolution is None:
+        return
+    if dataset != "imagenet":
+        raise AdvlabError("A common resolution is for the ImageNet models only (the Fashion-MNIST models all take "
+                          "28x28).")
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or not (
+            MIN_RESOLUTION <= resolution <= MAX_RESOLUTION):
+        raise AdvlabError(f"The common resolution must be a whole number of pixels from {MIN_RESOLUTION} to "
+                          f"{MAX_RESOLUTION}, got {resolution!r}.")
+
+
 def check_eps(eps: Sequence[float], norm: str, steps: int) -> list[float]:
     """Budgets in ascending order, each valid for ``norm`` (L-inf at most 1), none twice."""
     values = sorted(float(e) for e in eps)
@@ -218,32 +265,43 @@ class AttackStats:
     linf_max: float | None
     steps_to_success: float | None
     grad_evals: float | None
+    p_clean: float | None = None
     seconds: float = 0.0
     transfer: dict[str, float] = field(default_factory=dict)
     per_image: dict[str, Any] = field(default_factory=dict)
+    transfer_8bit: dict[str, float] = field(default_factory=dict)
+    transfer_correct: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in _STAT_KEYS}
         out["seconds"] = self.seconds
         out["transfer"] = dict(self.transfer)
+        out["transfer_8bit"] = dict(self.transfer_8bit)
+        out["transfer_correct"] = dict(self.transfer_correct)
         out["per_image"] = {k: dict(v) if isinstance(v, dict) else list(v) for k, v in self.per_image.items()}
         return out
 
 
 _STAT_KEYS = ("n", "successes", "asr", "asr_8bit", "cosine_similarity", "cosine_similarity_std", "amp", "amp_std",
-              "l2", "linf", "linf_max", "steps_to_success", "grad_evals")
+              "l2", "linf", "linf_max", "steps_to_success", "grad_evals", "p_clean")
 
 
 @dataclass(frozen=True)
 class TransferMatrix:
-    """One attack's success rate of the images made on each source (``rows``) on each target (``columns``)."""
+    """One attack's success rate of the images made on each source (``rows``) on each target (``columns``):
+    on the float images (``values``), after 8-bit rounding (``values_8bit``) and on the images every model
+    classifies correctly (``values_correct``; None without true classes or with no such image)."""
 
     rows: list[str]
     columns: list[str]
     values: list[list[float]]
+    values_8bit: list[list[float]] = field(default_factory=list)
+    values_correct: list[list[float | None]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"rows": list(self.rows), "columns": list(self.columns), "values": [list(v) for v in self.values]}
+        return {"rows": list(self.rows), "columns": list(self.columns), "values": [list(v) for v in self.values],
+                "values_8bit": [list(v) for v in self.values_8bit],
+                "values_correct": [list(v) for v in self.values_correct]}
 
 
 @dataclass(frozen=True)
@@ -329,6 +387,11 @@ class CompareResult:
     sweep: dict[str, dict[str, SweepCurve]]
     device: str
     seconds: float
+    stop_on_success: str = "all"
+    agr_alpha: str = "eps"
+    resolution: int | None = None
+    agreement: dict[str, dict[str, float]] = field(default_factory=dict)
+    correct: dict[str, list[int]] | None = None
     images_source: str | None = None
     notes: list[str] | None = None
     image_names: list[str] | None = None
@@ -343,6 +406,10 @@ class CompareResult:
             "clean": {m: c.to_dict() for m, c in self.clean.items()}, "runs": [r.to_dict() for r in self.runs],
             "sweep": {s: {a: c.to_dict() for a, c in by.items()} for s, by in self.sweep.items()},
             "device": self.device, "seconds": self.seconds,
+            "stop_on_success": self.stop_on_success, "stop_policy": STOP_TEXT[self.stop_on_success],
+            "agr_alpha": self.agr_alpha, "resolution": self.resolution,
+            "agreement": {s: dict(v) for s, v in self.agreement.items()},
+            "correct": None if self.correct is None else {s: list(v) for s, v in self.correct.items()},
         }
         for k in ("images_source", "notes", "image_names"):
             v = getattr(self, k)
@@ -384,6 +451,7 @@ def attack_stats(per_image: dict[str, np.ndarray]) -> dict:
         "linf_max": float(per_image["linf"].max()) if per_image["linf"].size else None,
         "steps_to_success": _mean(first[success & (first >= 0)].astype(float)),
         "grad_evals": _mean(per_image["grad_evals"].astype(float)),
+        "p_clean": _mean(per_image["p_clean"]),
     }
 
 
@@ -400,12 +468,18 @@ def compare(
     device: str | torch.device = "auto",
     batch_size: int = DEFAULT_BATCH,
     progress: ProgressFn | None = None,
+    stop_on_success: str = "all",
+    agr_alpha: str = "eps",
+    resolution: int | None = None,
 ) -> CompareResult:
     """Run every attack on ``images`` for each source model and eps; return a :class:`CompareResult`
     (``to_dict()``: its JSON).
 
     ``progress(Progress)`` is called after every gradient step; returning True raises
-    :class:`~advcore.errors.Cancelled`. The same arguments give the same numbers (PGD's random start is
+    :class:`~advcore.errors.Cancelled`. ``stop_on_success`` (``"all"``/``"none"``) is the one stop policy of
+    every iterative attack, ``agr_alpha`` (``"eps"``/``"eps/steps"``) AGR's base step and ``resolution`` one
+    input size for every ImageNet model (None: each model's own); see the module's definitions.
+    The same arguments give the same numbers (PGD's random start is
     seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary.
 
     Result: ``runs`` (one :class:`CompareRun` per eps, ascending) with, per source and attack, an
@@ -415,6 +489,7 @@ def compare(
     """
     t_start = time.perf_counter()
     sources, targets, dataset = check_models(sources, targets)
+    check_options(stop_on_success, agr_alpha, resolution, dataset)
     attack_names = check_attacks(attack_names)
     attacks.get_ball(norm)
     attacks.check_steps(steps)
@@ -429,6 +504,8 @@ def compare(
     dev = pick_device(device)
     specs = {n: models.get_spec(n) for n in dict.fromkeys([*sources, *targets])}
     loaded = {n: models.load(n, dev) for n in specs}
+    size_of = {n: (sp.input_size[0], resolution, resolution) if resolution else tuple(sp.input_size)
+               for n, sp in specs.items()}
     n_img = len(images)
     chunks = [(i, min(i + batch_size, n_img)) for i in range(0, n_img, batch_size)]
     per_attack_steps = {a: _steps_of(a, steps) for a in attack_names}
@@ -439,7 +516,7 @@ def compare(
         report_progress(progress, stage, min(done, total), total, what="comparison")
 
     # Clean inputs at each source's resolution, its clean predictions, and each target's clean view of them.
-    x_src = {s: image_tensor(images, specs[s].input_size) for s in sources}
+    x_src = {s: image_tensor(images, size_of[s]) for s in sources}
     clean: dict[str, CleanPredictions] = {}
     true = [it.label for it in images]
     known = all(t is not None for t in true)
@@ -449,7 +526,7 @@ def compare(
         for s in sources:
             y_src[s] = torch.cat([loaded[s](x_src[s][a:b].to(dev)).argmax(1) for a, b in chunks])
             for t in targets:
-                size = specs[t].input_size[1:]
+                size = size_of[t][1:]
                 tgt_clean[(s, t)] = y_src[s] if t == s else torch.cat(
                     [loaded[t](show_to(x_src[s][a:b].to(dev), size)).argmax(1) for a, b in chunks])
     for m in dict.fromkeys([*sources, *targets]):
@@ -459,7 +536,16 @@ def compare(
         accuracy = (float(np.mean([int(p) == int(t) for p, t in zip(pred.tolist(), true, strict=True)]))
                     if known else None)
         clean[m] = CleanPredictions(labels=pred.tolist(), names=[names_[i] for i in pred.tolist()],
-                                    input_size=list(specs[m].input_size), seen_from=s0, accuracy=accuracy)
+                                    input_size=list(size_of[m]), seen_from=s0, accuracy=accuracy)
+    agreement = {s: {t: float((tgt_clean[(s, t)] == y_src[s]).double().mean()) for t in targets} for s in sources}
+    correct_mask: dict[str, torch.Tensor] = {}
+    if known:  # the images the source and every target classify correctly, as each sees them
+        y_true = torch.tensor(true, dtype=torch.long, device=y_src[sources[0]].device)
+        for s in sources:
+            ok = y_src[s] == y_true
+            for t in targets:
+                ok = ok & (tgt_clean[(s, t)] == y_true)
+            correct_mask[s] = ok.cpu()
     report("clean predictions")
 
     runs = []
@@ -473,8 +559,13 @@ def compare(
             by_attack: dict[str, AttackStats] = {}
             for a in attack_names:
                 cols: dict[str, list] = {k: [] for k in ("success", "success_8bit", "cosine_similarity", "amp", "l2",
-                                                         "linf", "steps_to_success", "grad_evals", "adv_label")}
-                fooled = {t: [] for t in targets}
+                                                         "linf", "steps_to_success", "grad_evals", "adv_label",
+                                                         "p_clean")}
+                fooled: dict[str, list] = {t: [] for t in targets}
+                fooled_q: dict[str, list] = {t: [] for t in targets}
+                own = {"stop_on_success": stop_on_success == "all"}
+                if a == "agr" and agr_alpha == "eps/steps":
+                    own["alpha"] = e / steps
                 seconds = 0.0
                 for ci, (lo, hi) in enumerate(chunks):
                     x = x_all[lo:hi].to(dev)
@@ -490,7 +581,8 @@ def compare(
                             return True
                         return False
 
-                    res = attacks.run(a, model, x, y, eps=e, norm=norm, steps=steps, seed=seed + ci, callback=on_step)
+                    res = attacks.run(a, model, x, y, eps=e, norm=norm, steps=steps, seed=seed + ci, callback=on_step,
+                                      **own)
                     if res.cancelled:
                         raise Cancelled(f"cancelled during {a} on {s}")
                     seconds += res.seconds
@@ -502,26 +594,40 @@ def compare(
                     cols["steps_to_success"].append(res.steps_to_success.cpu())  # the loop's first success
                     cols["grad_evals"].append(res.grad_evals.cpu())
                     cols["adv_label"].append(res.logits.argmax(1).cpu())
+                    cols["p_clean"].append(res.logits.double().softmax(1).gather(1, y.to(dev)[:, None])[:, 0].cpu())
                     with torch.no_grad():
-                        fooled_8bit = model(data.quantize_8bit(res.x_adv)).argmax(1) != y
+                        x_q = data.quantize_8bit(res.x_adv)
+                        fooled_8bit = model(x_q).argmax(1) != y
                         cols["success_8bit"].append(fooled_8bit.cpu())
                         for t in targets:
                             if t == s:  # the same model sees the same pixels: the white-box result itself
                                 fooled[t].append(res.success.cpu())
+                                fooled_q[t].append(fooled_8bit.cpu())
                             else:
-                                pred = loaded[t](show_to(res.x_adv, specs[t].input_size[1:])).argmax(1)
+                                size = size_of[t][1:]
+                                pred = loaded[t](show_to(res.x_adv, size)).argmax(1)
                                 fooled[t].append((pred != tgt_clean[(s, t)][lo:hi]).cpu())
+                                pred_q = loaded[t](show_to(x_q, size)).argmax(1)
+                                fooled_q[t].append((pred_q != tgt_clean[(s, t)][lo:hi]).cpu())
                     report(f"{attacks.get_attack(a).title} on {s}, eps {e_text}")
                 per_image = {k: torch.cat(v).numpy() for k, v in cols.items()}
                 lists: dict[str, Any] = {k: v.tolist() for k, v in per_image.items()}
                 lists["transfer_success"] = {t: torch.cat(fooled[t]).tolist() for t in targets}
+                lists["transfer_success_8bit"] = {t: torch.cat(fooled_q[t]).tolist() for t in targets}
+                ok = correct_mask.get(s)
                 by_attack[a] = AttackStats(
                     **attack_stats(per_image), seconds=seconds,
-                    transfer={t: float(torch.cat(fooled[t]).double().mean()) for t in targets}, per_image=lists)
+                    transfer={t: float(torch.cat(fooled[t]).double().mean()) for t in targets}, per_image=lists,
+                    transfer_8bit={t: float(torch.cat(fooled_q[t]).double().mean()) for t in targets},
+                    transfer_correct={t: (float(torch.cat(fooled[t])[ok].double().mean())
+                                          if ok is not None and bool(ok.any()) else None) for t in targets})
             by_source[s] = by_attack
-        matrix = {a: TransferMatrix(rows=list(sources), columns=list(targets),
-                                    values=[[by_source[s][a].transfer[t] for t in targets] for s in sources])
-                  for a in attack_names}
+        matrix = {a: TransferMatrix(
+            rows=list(sources), columns=list(targets),
+            values=[[by_source[s][a].transfer[t] for t in targets] for s in sources],
+            values_8bit=[[by_source[s][a].transfer_8bit[t] for t in targets] for s in sources],
+            values_correct=[[by_source[s][a].transfer_correct[t] for t in targets] for s in sources])
+            for a in attack_names}
         runs.append(CompareRun(eps=e, sources=by_source, transfer_matrix=matrix))
 
     sweep = {s: {a: SweepCurve(eps=list(eps_list), asr=[r.sources[s][a].asr for r in runs])
@@ -547,6 +653,11 @@ def compare(
         sweep=sweep,
         device=describe(dev),
         seconds=time.perf_counter() - t_start,
+        stop_on_success=stop_on_success,
+        agr_alpha=agr_alpha,
+        resolution=resolution,
+        agreement=agreement,
+        correct={s: m.nonzero().squeeze(1).tolist() for s, m in correct_mask.items()} if known else None,
     )
 
 
@@ -568,7 +679,8 @@ def table_rows(result: CompareResult, eps: float | None = None) -> list[dict]:
             rows.append({"source": s, "attack": a, "title": result.attack_titles[a], "eps": run.eps,
                          **{k: getattr(st, k) for k in ("n", "successes", "asr", "asr_8bit", "cosine_similarity",
                                                 "cosine_similarity_std",
-                                                "amp", "l2", "linf", "steps_to_success", "grad_evals", "seconds")}})
+                                                "amp", "p_clean", "l2", "linf", "steps_to_success", "grad_evals",
+                                                "seconds")}})
     return rows
 
 
@@ -579,8 +691,12 @@ def transfer_rows(result: CompareResult) -> list[dict]:
         for a in result.attacks:
             for s in result.sources:
                 for t in result.targets:
+                    st = run.sources[s][a]
                     rows.append({"eps": run.eps, "attack": a, "source": s, "target": t,
-                                 "white_box": s == t, "success_rate": run.sources[s][a].transfer[t]})
+                                 "white_box": s == t, "success_rate": st.transfer[t],
+                                 "success_rate_8bit": st.transfer_8bit[t],
+                                 "success_rate_correct": st.transfer_correct[t],
+                                 "clean_agreement": result.agreement[s][t]})
     return rows
 
 
@@ -591,6 +707,17 @@ def sweep_rows(result: CompareResult) -> list[dict]:
             for e, v in zip(cur.eps, cur.asr, strict=True)]
 
 
+def _eps_words(result: CompareResult, e: float) -> str:
+    norm = "L-inf" if result.norm == "linf" else "L2"
+    return f"{norm} eps " + (f"{e * 255:.3g}/255" if result.norm == "linf" and result.dataset == "imagenet"
+                             else f"{e:g}")
+
+
+def policy_words(result: CompareResult) -> str:
+    """The stop policy and AGR's base step of a run, in words."""
+    return f"{STOP_TEXT[result.stop_on_success]}; {AGR_ALPHA_TEXT[result.agr_alpha]}"
+
+
 def summary(result: CompareResult, eps: float | None = None) -> list[str]:
     """Sentences on what a run measured for AGR against I-FGSM and MI-FGSM (all numbers from ``result``)."""
     run = run_at(result, result.eps[-1] if eps is None else eps)
@@ -599,22 +726,21 @@ def summary(result: CompareResult, eps: float | None = None) -> list[str]:
     if "agr" not in have or len(have) < 2:
         return out
     n = len(result.images)
-    norm = "L-inf" if result.norm == "linf" else "L2"
-    e = run.eps
-    e_text = f"{e * 255:.3g}/255" if result.norm == "linf" and result.dataset == "imagenet" else f"{e:g}"
     for s in result.sources:
         st = run.sources[s]
         others = [a for a in have if a != "agr"]
 
         asr = ", ".join(f"{result.attack_titles[a]} {percent_cell(st[a].asr)}" for a in others)
         amp = ", ".join(f"{st[a].amp:.4g}" for a in others)
+        p_left = ", ".join(f"{st[a].p_clean:.3f}" for a in others)
         cos = ", ".join(f"{st[a].cosine_similarity:.7f}" for a in others)
         better = [a for a in others if st['agr'].asr > st[a].asr]
         worse = [a for a in others if st['agr'].asr < st[a].asr]
         verdict = ("higher than" if len(better) == len(others) else "lower than" if len(worse) == len(others)
                    else "between or equal to")
-        text = (f"On {s}, {n} image(s), {norm} eps {e_text}, {result.steps} steps: AGR fooled "
-                f"{percent_cell(st['agr'].asr)} ({verdict} {asr}); AMP {st['agr'].amp:.4g} against {amp}; "
+        text = (f"On {s}, {n} image(s), {_eps_words(result, run.eps)}, {result.steps} steps ({policy_words(result)}): "
+                f"AGR fooled {percent_cell(st['agr'].asr)} ({verdict} {asr}); AMP {st['agr'].amp:.4g} against {amp} "
+                f"(pixel units); probability left on the clean label {st['agr'].p_clean:.3f} against {p_left}; "
                 f"mean cosine similarity {st['agr'].cosine_similarity:.7f} against {cos}")
         off = [t for t in result.targets if t != s]
         if off:
@@ -623,3 +749,76 @@ def summary(result: CompareResult, eps: float | None = None) -> list[str]:
                      + ", ".join(f"{result.attack_titles[a]} {percent_cell(mean_off[a])}" for a in others))
         out.append(text + ".")
     return out
+
+
+def _tied(values: dict[str, float], best: float, tol: float = 1e-12) -> list[str]:
+    return [a for a, v in values.items() if abs(v - best) <= tol]
+
+
+def ranking_finding(result: CompareResult, eps: float | None = None) -> list[str]:
+    """Per source: which attack fooled most, which changed the image least (AMP), which left the least
+    probability on the clean label, and whether that matches the paper's claim that AGR does both."""
+    run = run_at(result, result.eps[-1] if eps is None else eps)
+    out = []
+    t = result.attack_titles
+    for s in result.sources:
+        st = run.sources[s]
+        asr = {a: st[a].asr for a in result.attacks}
+        amp = {a: st[a].amp for a in result.attacks if st[a].amp is not None}
+        top = _tied(asr, max(asr.values()))
+        low = _tied(amp, min(amp.values()), tol=1e-9) if amp else []
+        text = (f"On {s}: highest ASR {percent_cell(max(asr.values()))} by {', '.join(t[a] for a in top)}"
+                + (f"; smallest AMP {min(amp.values()):.4g} (pixel units) by {', '.join(t[a] for a in low)}"
+                   if amp else ""))
+        if all(v == 1.0 for v in asr.values()):
+            text += "; every attack fooled every image, so ASR does not separate them at this budget"
+        if "agr" in result.attacks:
+            both = "agr" in top and "agr" in low
+            text += (" — AGR is both, as the paper claims" if both else
+                     " — AGR is not both, against the paper's claim that it fools most with the smallest change")
+        out.append(text + ".")
+    return out
+
+
+def transfer_finding(result: CompareResult, attack: str, eps: float | None = None) -> str:
+    """White-box against black-box cells of one attack's transfer matrix, in words computed from it."""
+    run = run_at(result, result.eps[-1] if eps is None else eps)
+    m = run.transfer_matrix[attack]
+    wb = {s: row[m.columns.index(s)] for s, row in zip(m.rows, m.values, strict=True) if s in m.columns}
+    cells = [(s, t, v) for s, row in zip(m.rows, m.values, strict=True)
+             for t, v in zip(m.columns, row, strict=True) if s != t]
+    if not cells:
+        return "Only white-box cells: add a target model other than the sources to measure transfer."
+    black = float(np.mean([v for _, _, v in cells]))
+    if not wb:
+        return f"Mean black-box success {percent_cell(black)} (no source is among the targets)."
+    white = float(np.mean(list(wb.values())))
+    rel = "lower than" if black < white else "higher than" if black > white else "equal to"
+    text = (f"Mean black-box success {percent_cell(black)}, {rel} the mean white-box {percent_cell(white)} "
+            f"({len(cells)} black-box cell(s))")
+    above = [(s, tt, v) for s, tt, v in cells if s in wb and v > wb[s]]
+    if above:
+        text += ("; above its own row's white-box rate: " + ", ".join(
+            f"{s} -> {tt} {percent_cell(v)} against {percent_cell(wb[s])}" for s, tt, v in above))
+    return text + "."
+
+
+def sweep_finding(result: CompareResult, source: str) -> str:
+    """Where each ASR-against-eps curve first reaches 100%, and how AGR's curve lies against I-FGSM's and
+    MI-FGSM's, computed from the sweep."""
+    curves = result.sweep[source]
+    parts = []
+    for a, cur in curves.items():
+        full = [e for e, v in zip(cur.eps, cur.asr, strict=True) if v >= 1.0]
+        where = f"100% from {_eps_words(result, full[0])}" if full else f"at most {percent_cell(max(cur.asr))}"
+        parts.append(f"{result.attack_titles[a]} {where}")
+    text = f"On {source}: " + "; ".join(parts)
+    if "agr" in curves:
+        for o in ("ifgsm", "mifgsm"):
+            if o in curves:
+                pairs = list(zip(curves["agr"].asr, curves[o].asr, strict=True))
+                hi = sum(x > y for x, y in pairs)
+                lo = sum(x < y for x, y in pairs)
+                text += (f". AGR above {result.attack_titles[o]} at {hi}, below at {lo}, equal at "
+                         f"{len(pairs) - hi - lo} of {len(pairs)} budget(s)")
+    return text + "."
