@@ -93,10 +93,27 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
     chosen = st.multiselect("Attacks", list(ATTACKS), default=list(ATTACKS), format_func=lambda n: ATTACKS[n].title,
                             key="compare_attacks", persist_state=KEEP)
     attacks_ = tuple(a for a in ATTACKS if a in chosen)
+    o1, o2, o3 = st.columns([1.2, 1.2, 1.0])
+    stop = o1.radio("Stop on success", compare.STOP_POLICIES, format_func=cv.STOP_LABELS.get, horizontal=True,
+                    key="compare_stop", persist_state=KEEP,
+                    help="One rule for every iterative attack (I-FGSM, PGD, MI-FGSM, AGR): stop each image at its "
+                         "first adversarial iterate, or run every step. One rule for all keeps the comparison fair.")
+    agr_alpha = o2.radio("AGR's base step alpha", compare.AGR_ALPHAS, format_func=cv.AGR_ALPHA_LABELS.get,
+                         horizontal=True, key="compare_agr_alpha", persist_state=KEEP,
+                         help="eps as the paper's Eq. 11 (the first AGR step is then an FGSM step), or eps/steps, "
+                              "the step I-FGSM and MI-FGSM take.")
+    resolution = None
+    if dataset == "imagenet":
+        res = o3.selectbox("Input size", [None, *compare.RESOLUTIONS], format_func=cv.resolution_label,
+                           key="compare_resolution", persist_state=KEEP,
+                           help="Each model's own input size (a target of another size sees resized images), or "
+                                "one common size for every model so that no image is resized between them.")
+        resolution = None if res is None else int(res)
     upload_key = tuple(f"{getattr(f, 'file_id', '')}:{f.name}:{f.size}" for f in uploads)
     req = cv.CompareRequest(dataset=dataset, sources=tuple(sources), targets=tuple(targets), attacks=attacks_,
                             norm=norm, eps=(eps,), eps_text=cv.eps_text(eps, norm, dataset), steps=int(steps),
-                            seed=int(seed), images=images, limit=limit, upload_key=upload_key, device=sel.device)
+                            seed=int(seed), images=images, limit=limit, upload_key=upload_key, device=sel.device,
+                            stop_on_success=stop, agr_alpha=agr_alpha, resolution=resolution)
     error = None
     try:
         req.check()
@@ -161,20 +178,10 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
     notes = result.notes or []
     if notes:
         st.caption("Skipped: " + md_escape("; ".join(notes)))
-    e = result.eps[-1]
-    norm = NORM_TITLES[result.norm]
     st.subheader("Per-attack results")
     rows = cv.table_rows(result)
     st.table(rows, hide_index=True, border="horizontal")
-    st.caption(f"{len(result.images)} image(s), {norm} eps {cv.eps_text(e, result.norm, result.dataset)}, "
-               f"{result.steps} steps, seed {result.seed}, on {result.device}. Untargeted: each source "
-               "model's own clean prediction is the label the attack moves away from. Notice that AGR stops on the "
-               "first adversarial iterate, so it spends fewer gradient evaluations; cosine, AMP, L2 and L-inf are "
-               "over every image, fooled or not, in pixel units (pixels in [0, 1])" + (
-                   "; /255: the same size in 8-bit levels" if cv.in_levels(result) else "") + ". Steps to success: "
-               "gradient steps before the first adversarial iterate, over the fooled images. ASR as 8-bit PNG: the "
-               "same images rounded to the 256 levels a file stores (a budget under 1/255 may vanish in that "
-               "rounding).")
+    st.caption(cv.table_caption(result))
     b1, b2 = st.columns(2)
     b1.plotly_chart(cv.metric_bars(result, "asr", "Attack success rate", "ASR (%)", percent=True),
                     key="compare_bar_asr")
@@ -185,18 +192,24 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
                     key="compare_bar_amp")
     b4.plotly_chart(cv.metric_bars(result, "l2", "L2 size of the perturbation", "L2 (pixel L2)"),
                     key="compare_bar_l2")
-    st.caption("Notice which attack reaches the highest success rate and which leaves the image closest to the "
-               "original (cosine nearest 1, smallest AMP and L2): the paper claims AGR does both.")
+    st.markdown(" ".join(compare.ranking_finding(result)))
 
     st.subheader("Transferability")
     attack = st.selectbox("Attack shown in the heat map", result.attacks, key="compare_heat_attack",
                           index=result.attacks.index("agr") if "agr" in result.attacks else 0,
                           format_func=lambda a: result.attack_titles[a])
-    st.plotly_chart(cv.transfer_heatmap(result, attack), key="compare_heatmap")
+    views = cv.transfer_views(result)
+    which = st.radio("Transfer measured on", views, format_func=cv.TRANSFER_VIEWS.get, horizontal=True,
+                     key="compare_heat_which")
+    st.plotly_chart(cv.transfer_heatmap(result, attack, which), key="compare_heatmap")
+    st.markdown(compare.transfer_finding(result, attack))
+    resize = ("every model sees the same " + f"{result.resolution}x{result.resolution} pixels" if result.resolution
+              else "images are resized for a target with another input size (" + result.transfer_resize + ")")
     st.caption("Rows: the model the adversarial images were made on; columns: the model they are shown to. The "
-               "outlined, starred diagonal is the white-box success rate (the same number as the table); notice how "
-               "much lower the black-box cells are. " + result.success.capitalize() + "; images are resized "
-               "for a target with another input size (" + result.transfer_resize + ").")
+               "outlined, starred diagonal is the white-box success rate (the same number as the table). "
+               + result.success.capitalize() + "; " + resize + ".")
+    st.table(cv.agreement_rows(result), hide_index=True, border="horizontal")
+    st.caption(cv.accuracy_caption(result))
 
     st.subheader("AGR against I-FGSM and MI-FGSM")
     st.markdown("**What this run measured.** " + " ".join(cv.measured_sentences(result)))
@@ -236,8 +249,9 @@ def sweep_section(req: cv.CompareRequest, error: str | None) -> None:
     for col, res, key in ((s1, results[0], "linf"), (s2, results[1], "l2")):
         if res is not None:
             col.plotly_chart(cv.sweep_figure(res, source), key=f"compare_sweep_{key}")
-    st.caption("Notice where each curve reaches 100% and whether AGR's curve lies above I-FGSM's and MI-FGSM's, as "
-               "the paper's Figures 3 and 5 show for its models.")
+    st.markdown(" ".join(f"{NORM_TITLES[res.norm]}: {compare.sweep_finding(res, source)}" for res in results
+                         if res is not None)
+                + " The paper's Figures 3 and 5 show AGR's curve above I-FGSM's and MI-FGSM's for its models.")
     rows = [r for res in results if res is not None for r in compare.sweep_rows(res)]
     st.download_button("ASR against eps (CSV)", cv.csv_bytes(rows), file_name="sweep.csv", mime="text/csv",
                        on_click="ignore", key="compare_dl_sweep")

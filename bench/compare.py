@@ -6,8 +6,14 @@ Budget L-inf 4/255, 10 steps, seed 0, labels = Lite0's clean predictions, torch'
 2 minutes on the 2-core CPU). ``--transfer`` times a second call that also shows the adversarial images
 to Lite1 and Lite2 (the transfer matrix); ``--eps`` changes the budget (a list gives a sweep).
 
-Run ``.venv/bin/python bench/compare.py [--transfer] [--device cuda]``; writes ``bench/results/compare.json``
-(``compare-<device>.json`` for another device).
+``--policies`` measures the fairness study of issue 15 instead (about 5 minutes on 2 cores): the 9 bundled
+photos on Lite0 at L-inf 4/255 and 0.1/255, 10 steps, under each stop policy (``all``/``none``) and AGR base
+step (``eps``/``eps/steps``), and the Fashion-MNIST zoo (naive, fgsm, pgd; the first 100 test images, L-inf
+0.1, 10 steps, stop policy ``all``) with transfer on the images every model classifies correctly, after 8-bit
+rounding and each target's clean agreement. It writes the ``policies`` entry of the results file.
+
+Run ``.venv/bin/python bench/compare.py [--transfer] [--policies] [--device cuda]``; writes
+``bench/results/compare.json`` (``compare-<device>.json`` for another device).
 """
 
 from __future__ import annotations
@@ -60,13 +66,53 @@ def rows(result: compare.CompareResult) -> list[dict]:
     return [{k: r[k] for k in keep} for e in result.eps for r in compare.table_rows(result, e)]
 
 
+def policy_rows(result: compare.CompareResult) -> list[dict]:
+    keep = ("eps", "source", "attack", "asr", "asr_8bit", "amp", "p_clean", "linf", "steps_to_success", "grad_evals")
+    return [{k: r[k] for k in keep} for e in result.eps for r in compare.table_rows(result, e)]
+
+
+def policies(device) -> dict:
+    """The stop-policy x AGR-base-step grid on the photos, and the Fashion-MNIST transfer subsets."""
+    photos = compare.bundled_images()
+    out: dict = {"imagenet": [], "fashion_mnist": None}
+    for stop in compare.STOP_POLICIES:
+        for alpha in compare.AGR_ALPHAS:
+            r = compare.compare(photos, ["efficientnet-lite0"], attack_names=["ifgsm", "mifgsm", "agr"],
+                                eps=[0.1 / 255, 4 / 255], steps=10, device=device, stop_on_success=stop,
+                                agr_alpha=alpha)
+            out["imagenet"].append({"stop_on_success": stop, "agr_alpha": alpha, "n_images": len(photos),
+                                    "table": policy_rows(r)})
+            print(f"Lite0 photos, stop {stop}, AGR alpha {alpha}: {r.seconds:.0f} s", file=sys.stderr)
+    zoo = ["fmnist-naive", "fmnist-fgsm", "fmnist-pgd"]
+    r = compare.compare(compare.dataset_images("fashion-mnist", 100), zoo, eps=0.1, steps=10, device=device)
+    out["fashion_mnist"] = {
+        "models": zoo, "n_images": 100, "eps": 0.1, "steps": 10, "stop_on_success": "all", "agr_alpha": "eps",
+        "table": policy_rows(r), "agreement": r.agreement,
+        "n_correct_for_every_model": {s: len(v) for s, v in (r.correct or {}).items()},
+        "clean_accuracy": {m: c.accuracy for m, c in r.clean.items()},
+        "transfer": {a: m.to_dict() for a, m in r.runs[0].transfer_matrix.items()},
+        "transfer_finding": {a: compare.transfer_finding(r, a) for a in r.attacks},
+    }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--eps", default="4/255", help="L-inf budget(s): 4/255, or a list/range for a sweep")
     ap.add_argument("--transfer", action="store_true", help="also time the run with Lite1 and Lite2 as targets")
+    ap.add_argument("--policies", action="store_true", help="measure the stop policies and AGR base steps instead")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
+    if args.policies:
+        name = "compare.json" if device.type == "cpu" else f"compare-{device.type}.json"
+        path = RESULTS / name
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        old["policies"] = {"environment": environment(device), **policies(device)}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(old, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote the policies entry of {path}", file=sys.stderr)
+        return 0
     eps = parse_eps_list(args.eps)
     items = images()
     t0 = time.perf_counter()

@@ -35,6 +35,12 @@ def test_page_opens_without_computing_and_shows_the_command() -> None:
     assert (args.models, args.images, args.attacks, args.norm, args.eps, args.steps, args.seed) == (
         ["efficientnet-lite0"], "samples", "all", "linf", "4/255", 10, 0)
     assert args.targets == ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+    assert (args.stop_on_success, args.agr_alpha, args.resolution) == ("all", "eps", None)
+    at.radio(key="compare_stop").set_value("none").run()
+    at.radio(key="compare_agr_alpha").set_value("eps/steps").run()
+    at.selectbox(key="compare_resolution").set_value(224).run()
+    args = build_parser().parse_args(shlex.split(at.code[0].value.replace("\\\n", " "))[3:])
+    assert (args.stop_on_success, args.agr_alpha, args.resolution) == ("none", "eps/steps", 224)
 
 
 def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +71,7 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
         assert row["L-inf (pixel units)"] == f"{run[a].linf:.4g} ({255 * run[a].linf:.2f}/255)"
         assert row["L2 (pixel L2)"] == f"{run[a].l2:.4g}"
         assert row["Fooled"] == f"{run[a].successes}/10"
+        assert row["p(clean label) left (0-1)"] == f"{run[a].p_clean:.3f}"
 
     figs = charts(at)
     heat = next(f for t, f in figs.items() if t.startswith("Transfer of AGR"))
@@ -90,6 +97,18 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
     assert hi >= max(max(m + d for m, d in zip(means, sds, strict=True)), 1.0)
 
     said = text(at)
+    assert compare.transfer_finding(ref, "agr") in said  # the heat map's words, computed from the matrix
+    assert " ".join(compare.ranking_finding(ref)) in said
+    assert compare.PAPER_AMP_NOTE in said
+    assert any(compare.STOP_TEXT["all"] in c.value for c in at.caption)
+    agree = at.table[1].value.to_dict("records")[0]
+    assert agree["fmnist-fgsm agrees"] == f"{100 * ref.agreement['fmnist-naive']['fmnist-fgsm']:.1f}%"
+    assert agree["Correct for every model"] == f"{len(ref.correct['fmnist-naive'])}/10"
+    at.radio(key="compare_heat_which").set_value("values_correct").run()  # a view: no new computation
+    heat = next(f for t, f in charts(at).items() if t.startswith("Transfer of AGR"))
+    want = [100 * v for v in ref.runs[0].transfer_matrix["agr"].values_correct[0]]
+    assert heat["data"][0]["z"][0] == pytest.approx(want)
+    assert len(calls) == 1
     assert "What this run measured." in said
     assert f"AGR fooled {100 * run['agr'].asr:.1f}%" in said
     assert "Table 1 (L-inf)" in said and "99.65%" in said and "Table 3" in said
