@@ -26,6 +26,8 @@ def test_compare_page_runs_a_small_comparison(page: Page, app_url: str) -> None:
     text = main.inner_text()
     assert re.search(r"AGR fooled \d+\.\d%", text), text[:2000]
     assert "quoted, not measured here" in text
+    assert "Mean black-box success" in text and "Stop policy: every iterative attack stops" in text
+    assert "p(clean label) left" in text and "Clean agreement" in text
     # Tables and charts are drawn once scrolled into view: wait for each instead of counting once.
     table = main.locator('[data-testid="stTable"]').first
     table.scroll_into_view_if_needed()
