@@ -272,8 +272,13 @@ def main() -> None:
                   disabled=error is not None or pending is not None, on_click=request_run, args=(req,))
         run_pending(uploads)
         hit = RESULTS.get(req)
+        saved = compare.saved_result(req.settings()) if hit is None and req.kind == "table" else None
         if hit is not None:
             results_section(req, hit, stale=False)
+        elif saved is not None:
+            st.info(f"Shipped measurement (assets/compare/{saved[1]}, computed with the command below on "
+                    f"{saved[0].device} in {saved[0].seconds:.0f} s): press Run to recompute it here.")
+            results_section(req, saved[0], stale=False)
         else:
             last = last_table()
             if last is not None:

@@ -41,6 +41,7 @@ Definitions, stated once:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -822,3 +823,54 @@ def sweep_finding(result: CompareResult, source: str) -> str:
                 text += (f". AGR above {result.attack_titles[o]} at {hi}, below at {lo}, equal at "
                          f"{len(pairs) - hi - lo} of {len(pairs)} budget(s)")
     return text + "."
+
+
+# --------------------------------------------------------------------------- reading a saved run back
+
+
+def _stats_from(d: dict) -> AttackStats:
+    own = {k: d.get(k) for k in _STAT_KEYS}
+    return AttackStats(**own, seconds=float(d.get("seconds", 0.0)), transfer=dict(d["transfer"]),
+                       per_image=dict(d.get("per_image", {})), transfer_8bit=dict(d.get("transfer_8bit", {})),
+                       transfer_correct=dict(d.get("transfer_correct", {})))
+
+
+def from_dict(d: dict) -> CompareResult:
+    """A :class:`CompareResult` from its JSON (:meth:`CompareResult.to_dict`, schema :data:`SCHEMA`)."""
+    if d.get("schema") != SCHEMA:
+        raise AdvlabError(f"Not a comparison of schema {SCHEMA}: {d.get('schema')!r}.")
+    runs = [CompareRun(eps=r["eps"], sources={s: {a: _stats_from(st) for a, st in by.items()}
+                                              for s, by in r["sources"].items()},
+                       transfer_matrix={a: TransferMatrix(**m) for a, m in r["transfer_matrix"].items()})
+            for r in d["runs"]]
+    clean = {m: CleanPredictions(**c) for m, c in d["clean"].items()}
+    return CompareResult(
+        schema=d["schema"], dataset=d["dataset"], sources=list(d["sources"]), targets=list(d["targets"]),
+        attacks=list(d["attacks"]), attack_titles=dict(d["attack_titles"]), norm=d["norm"], eps=list(d["eps"]),
+        steps=d["steps"], seed=d["seed"], batch_size=d["batch_size"],
+        images=[ImageRecord(i["name"], i["true_label"]) for i in d["images"]], labels=d["labels"],
+        success=d["success"], transfer_resize=d["transfer_resize"], clean=clean, runs=runs,
+        sweep={s: {a: SweepCurve(**c) for a, c in by.items()} for s, by in d["sweep"].items()},
+        device=d["device"], seconds=d["seconds"], stop_on_success=d["stop_on_success"], agr_alpha=d["agr_alpha"],
+        resolution=d["resolution"], agreement={s: dict(v) for s, v in d["agreement"].items()},
+        correct=None if d["correct"] is None else {s: list(v) for s, v in d["correct"].items()},
+        images_source=d.get("images_source"), notes=d.get("notes"), image_names=d.get("image_names"))
+
+
+#: The page's heavy default, shipped (``python -m advcore compare`` with these settings ``--json``): EfficientNet-
+#: Lite0 on the 9 bundled photos shown to Lite0/1/2, L-inf 4/255, 10 steps, seed 0, stop policy all, alpha = eps.
+SAVED_DIR = Path(__file__).resolve().parents[2] / "assets" / "compare"
+SAVED = {"default-imagenet.json": {"sources": ["efficientnet-lite0"],
+                                   "targets": ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
+                                   "attacks": list(ALL_ATTACKS), "norm": "linf", "eps": [4 / 255], "steps": 10,
+                                   "seed": 0, "stop_on_success": "all", "agr_alpha": "eps", "resolution": None,
+                                   "images": "samples"}}
+
+
+def saved_result(settings: dict) -> tuple[CompareResult, str] | None:
+    """The shipped run with exactly these ``settings`` (the keys of :data:`SAVED`'s entries) and its file name,
+    or None."""
+    for name, want in SAVED.items():
+        if all(settings.get(k) == v for k, v in want.items()) and (SAVED_DIR / name).is_file():
+            return from_dict(json.loads((SAVED_DIR / name).read_text(encoding="utf-8"))), name
+    return None

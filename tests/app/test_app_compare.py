@@ -29,8 +29,17 @@ def test_page_opens_without_computing_and_shows_the_command() -> None:
     assert at.title[0].value == "Compare attacks"
     intro = at.markdown[0].value
     assert intro.endswith(".") and intro.count(". ") == 0, "the page opens with one sentence"
-    assert not at.error and not at.table
-    words = shlex.split(at.code[0].value.replace("\\\n", " "))
+    assert not at.error
+    # The heavy ImageNet default is shipped (assets/compare): shown at once, its numbers the file's.
+    saved, name = compare.saved_result({"sources": ["efficientnet-lite0"], "targets": [
+        "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], "attacks": list(compare.ALL_ATTACKS),
+        "norm": "linf", "eps": [4 / 255], "steps": 10, "seed": 0, "stop_on_success": "all", "agr_alpha": "eps",
+        "resolution": None, "images": "samples"})
+    assert any(name in i.value for i in at.info)
+    rows = at.table[0].value.to_dict("records")
+    run = saved.runs[0].sources["efficientnet-lite0"]
+    assert [r["ASR"] for r in rows] == [f"{100 * run[a].asr:.1f}%" for a in compare.ALL_ATTACKS]
+    words = shlex.split(at.code[-1].value.replace("\\\n", " "))
     args = build_parser().parse_args(words[3:])
     assert (args.models, args.images, args.attacks, args.norm, args.eps, args.steps, args.seed) == (
         ["efficientnet-lite0"], "samples", "all", "linf", "4/255", 10, 0)
@@ -39,6 +48,7 @@ def test_page_opens_without_computing_and_shows_the_command() -> None:
     at.radio(key="compare_stop").set_value("none").run()
     at.radio(key="compare_agr_alpha").set_value("eps/steps").run()
     at.selectbox(key="compare_resolution").set_value(224).run()
+    assert not at.table  # other settings: nothing shipped, nothing computed
     args = build_parser().parse_args(shlex.split(at.code[0].value.replace("\\\n", " "))[3:])
     assert (args.stop_on_success, args.agr_alpha, args.resolution) == ("none", "eps/steps", 224)
 

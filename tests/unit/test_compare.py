@@ -411,3 +411,16 @@ def test_cli_empty_folder(tmp_path: Path) -> None:
     code, out, err = run_cli(["compare", "--models", "fmnist-naive", "--eps", "0.1", "--images", str(tmp_path)])
     assert code == 2 and out == ""
     assert err.splitlines() == [f"advcore: error: The folder {tmp_path} has no image files (PNG, JPEG, WebP or BMP)."]
+
+
+def test_from_dict_reads_a_run_back_and_the_shipped_default_is_what_it_says(result) -> None:
+    d = result.to_dict()
+    assert compare.from_dict(json.loads(json.dumps(d))).to_dict() == d
+    for name, want in compare.SAVED.items():
+        saved = json.loads((compare.SAVED_DIR / name).read_text())
+        got = {k: saved[k] for k in want if k != "images"}
+        assert got == {k: v for k, v in want.items() if k != "images"}
+        assert saved["images_source"] == f"{len(compare.bundled_images())} bundled sample photo(s)"
+        assert [i["name"] for i in saved["images"]] == [it.name for it in compare.bundled_images()]
+    with pytest.raises(AdvlabError, match="schema"):
+        compare.from_dict({**d, "schema": "advlab.compare/1"})

@@ -81,6 +81,13 @@ class CompareRequest:
         compare.check_attacks(self.attacks)
         compare.check_eps(self.eps, self.norm, self.steps)
 
+    def settings(self) -> dict:
+        """The settings a shipped run is matched on (``advcore.labs.compare.saved_result``)."""
+        return {"sources": list(self.sources), "targets": list(self.targets), "attacks": list(self.attacks),
+                "norm": self.norm, "eps": list(self.eps), "steps": self.steps, "seed": self.seed,
+                "stop_on_success": self.stop_on_success, "agr_alpha": self.agr_alpha,
+                "resolution": self.resolution, "images": self.images, "kind": self.kind}
+
     def cli_command(self) -> str:
         """The ``python -m advcore compare`` line that computes the same numbers."""
         images = {"samples": "samples", "fashion-mnist": "fashion-mnist", "uploads": "uploads/"}[self.images]
