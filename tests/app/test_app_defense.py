@@ -52,25 +52,24 @@ def test_four_views_with_predictions_and_the_adaptive_switch():
 
 def test_measure_table_matches_advcore_and_shows_the_lesson():
     at = defense_page(defense_method="bayer", defense_table_attacks=["fgsm"], defense_table_eps=[0.0, 0.1],
-                      defense_table_n=50, defense_table_strong=4, defense_table_restarts=2)
+                      defense_table_n=50, defense_table_strong=0, defense_table_restarts=2)
     at.button(key="defense_measure").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     ref = lab.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.0, 0.1], n=50,
-                               strong_steps=4, restarts=2, trained=dv.trained_rows("fmnist-naive"))
+                               strong_steps=0, restarts=2, trained=dv.trained_rows("fmnist-naive"))
     assert [r.key for r in ref.rows][-1] == "adversarial"  # the reference row, found by role
     frame = at.dataframe[0]
     rows = frame.value.to_dict("records")
-    assert len(rows) == 3 * len(ref.rows)  # FGSM, the strong attacker, the worst case
+    assert len(rows) == 2 * len(ref.rows)  # FGSM and the worst case (no strong attacker at 0 steps)
     flagged = {(f.row, f.attack, f.attacker) for f in ref.flags}
     for i, row in enumerate(ref.rows):
-        fgsm, strong, worst = rows[3 * i:3 * i + 3]
+        fgsm, worst = rows[2 * i:2 * i + 2]
         acc = ref.accuracy[row.key]["fgsm"]
         assert fgsm["defense"] == row.title and fgsm["attacker"] == "FGSM"
         assert fgsm["eps 0.1: ignores / bare / knows"] == " / ".join(
             f"{100 * acc[c]['top1'][1]:.1f}%" + (" ⚠" if (row.key, "fgsm", c) in flagged else "")
             for c in ("ignores", "bare", "knows"))
-        assert strong["eps 0.1: ignores / bare / knows"].split()[0] == f"{100 * ref.strong[row.key]['top1'][1]:.1f}%"
         assert worst["attacker"] == dv.WORST_TITLE
         assert worst["eps 0.1: ignores / bare / knows"].split()[0] == f"{100 * ref.robust[row.key]['top1'][1]:.1f}%"
     assert ref.lesson[:60] in texts(at).replace("\\", "")
@@ -80,7 +79,7 @@ def test_measure_table_matches_advcore_and_shows_the_lesson():
     assert argv[:3] == ["python", "-m", "advcore"]
     args = build_parser().parse_args(argv[3:])
     assert (args.command, args.model, args.defense, args.attacks, args.eps, args.n, args.adaptive, args.strong_steps,
-            args.restarts) == ("defend", "fmnist-naive", "bayer", ["fgsm"], [0.0, 0.1], 50, True, 4, 2)
+            args.restarts) == ("defend", "fmnist-naive", "bayer", ["fgsm"], [0.0, 0.1], 50, True, 0, 2)
 
 
 def test_empty_attack_list_is_refused():

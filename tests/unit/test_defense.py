@@ -208,7 +208,8 @@ GOLDEN = Path(__file__).parent / "golden"
 
 @pytest.mark.parametrize("golden, kwargs", [
     ("defense_tiny.json", dict(method="bayer-random", attack_names=["fgsm", "pgd"], eot=2, adaptive=True,
-                               strong_steps=3, restarts=2)),
+                               strong_steps=3, restarts=2,
+                               trained={"adversarial": "fmnist-pgd"})),
     ("defense_tiny_ignores.json", dict(method="floyd-steinberg", attack_names=["fgsm"], adaptive=False, trained={})),
 ])
 def test_to_dict_is_the_recorded_json(golden, kwargs):
