@@ -161,7 +161,7 @@ def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[
             TABLES.put(pending, out)
         st.rerun()
     if result is None:
-        st.info("Nothing measured yet for this model and halftone: press Measure (both columns are measured; "
+        st.info("Nothing measured yet for this model and halftone: press Measure (every attacker is measured; "
                 + ("about half a minute for 100 Fashion-MNIST images on a 2-core CPU" if small else
                    "FGSM on the 9 photos with the strong attacker at 10 steps took 73 s on the 2-core "
                    "CPU (one thread); 0 strong steps leaves seconds")
@@ -219,7 +219,7 @@ def main() -> None:
         method, attack, eps, eps_text, adaptive, row = controls(sel, small, rows)
         st.subheader("One image: clean, halftone, adversarial, halftone of the adversarial")
         image_section(sel, image, base, method, attack, eps, eps_text, adaptive, row)
-        st.subheader("Accuracy under attack: attacker ignores the defense vs knows it")
+        st.subheader("Accuracy under attack: each attacker, and the worst case over all of them")
         table_section(sel, base, method, small, notices)
         if not small:
             st.subheader("Distribution shift: halftoning at inference only, the bundled photos (top-1 and top-5)")
