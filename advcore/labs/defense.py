@@ -1,5 +1,7 @@
-"""The Defense lab: accuracy under attack of a model behind an input-transform defense, with the attacker
-ignoring the defense (the paper's protocol) or knowing it (BPDA, + EOT for a randomised defense).
+"""The Defense lab: accuracy under attack of a model behind an input-transform defense, against an attacker
+who ignores the defense (the paper's protocol), one who attacks the bare network, one who knows it (BPDA, with
+and without EOT for a randomised defense) and a strong BPDA-PGD with restarts; robust accuracy is the per-example
+worst case over all of them (Athalye, Carlini and Wagner 2018, Sec. 4), beside an adversarially trained reference.
 
 The computation behind the Defense page (``app_pages/defense.py``) and ``python -m advcore defend``:
 :func:`evaluate_defense` (the table, a :class:`DefenseTable`), :func:`image_panels` (one image, four views),
