@@ -37,6 +37,8 @@ def _method(text: str) -> str:
 
 def _defend_args(p: argparse.ArgumentParser) -> None:
     from advcore import defenses
+    from advcore.attacks import MAX_STEPS
+    from advcore.labs import defense as lab
 
     g = p.add_argument_group("what to evaluate")
     g.add_argument("--model", required=True,
@@ -50,6 +52,9 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
                    help="model trained on halftones (default: fmnist-halftone for Fashion-MNIST; 'none': no row)")
     g.add_argument("--hybrid-model", metavar="NAME",
                    help="model trained on intensity + halftone images (default: fmnist-hybrid; 'none': no row)")
+    g.add_argument("--reference-model", metavar="NAME",
+                   help="adversarially trained model shown without the defense as the reference (default: "
+                        "fmnist-pgd for Fashion-MNIST, by role; 'none': no row)")
     g.add_argument("--n", type=fw.positive_int("n", 10**6),
                    help="evaluation images (default: 500 of the shipped Fashion-MNIST test subset; ImageNet: "
                         "all 9 bundled photos)")
@@ -63,6 +68,14 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
                    help="I-FGSM and PGD steps (default: 10)")
     g.add_argument("--adaptive", action="store_true",
                    help="add the column of the attacker who knows the defense (BPDA, + EOT for bayer-random)")
+    g.add_argument("--strong-steps", type=fw.int_type("strong steps", 0, MAX_STEPS),
+                   default=lab.STRONG_STEPS,
+                   help="steps of the strong adaptive attacker, BPDA(+EOT)-PGD, counted in the per-example worst "
+                        "case (0: not run; default: 50)")
+    g.add_argument("--restarts", type=fw.int_type("restarts", 1, lab.MAX_RESTARTS),
+                   default=lab.RESTARTS,
+                   help="random starts of the strong attacker; an image counts as correct only if it survives "
+                        "all of them (default: 1)")
     g.add_argument("--eot", type=fw.positive_int("EOT samples", 1000), default=8,
                    help="draws of the random halftone averaged per gradient step (default: 8)")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
@@ -79,7 +92,8 @@ def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, st
 
     defaults = lab.trained_models_for(dataset)
     out = {}
-    for key, given in (("halftone-trained", args.halftone_model), ("hybrid", args.hybrid_model)):
+    for key, given in (("halftone-trained", args.halftone_model), ("hybrid", args.hybrid_model),
+                       ("adversarial", args.reference_model)):
         name = defaults.get(key) if given is None else given
         if given is None and name not in models.names():
             continue
@@ -94,19 +108,28 @@ def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, st
 
 def table_text(r) -> str:
     """The result (a :class:`~advcore.labs.defense.DefenseTable`) as a plain-text table: one line per row, attack
-    and eps; one column per attacker."""
+    and eps; one column per attacker, then the strong attacker and the per-example worst case (the same for every
+    attack of a row); ``!`` marks an adaptive attacker who did worse than a non-adaptive one."""
     from advcore.units import eps_fraction_text
 
     cols = list(r.columns)
     ks = r.topk
+    extra = (["strong"] if r.strong else []) + ["worst"]
     head = f"{'row':<30} {'attack':<6} {'eps':>7}  " + "  ".join(
-        f"{c + ' ' + k:>14}" for c in cols for k in ks)
+        f"{c + ' ' + k:>15}" for c in cols + extra for k in ks)
+    flagged = {(f.row, f.attack, f.eps, f.attacker) for f in r.flags}
     lines = [head]
     for row in r.rows:
         for a in r.attacks:
             for i, e in enumerate(r.eps):
-                vals = "  ".join(f"{r.values(row.key, a, c, k)[i]:>14.4f}" for c in cols for k in ks)
-                lines.append(f"{row.title:<30} {a:<6} {eps_fraction_text(e):>7}  {vals}")
+                vals = []
+                for c in cols + extra:
+                    for k in ks:
+                        v = (r.strong[row.key][k][i] if c == "strong" else r.robust[row.key][k][i] if c == "worst"
+                             else r.values(row.key, a, c, k)[i])
+                        mark = "!" if k == "top1" and (row.key, "pgd" if c == "strong" else a, e, c) in flagged else " "
+                        vals.append(f"{v:>14.4f}{mark}")
+                lines.append(f"{row.title[:30]:<30} {a:<6} {eps_fraction_text(e):>7}  " + "  ".join(vals))
     return "\n".join(lines)
 
 
@@ -129,7 +152,8 @@ def cmd_defend(args: argparse.Namespace) -> int:
     with fw.ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
         result = lab.evaluate_defense(
             spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
-            adaptive=args.adaptive, eot=args.eot, bayer_size=args.bayer_size, seed=args.seed,
+            adaptive=args.adaptive, eot=args.eot, strong_steps=args.strong_steps, restarts=args.restarts,
+            bayer_size=args.bayer_size, seed=args.seed,
             batch_size=args.batch_size, trained=trained, device=device, progress=progress)
     result = dataclasses.replace(result, device=describe(device))
     if sys.argv[1:2] in (["defend"], ["defense"]):

@@ -1,5 +1,7 @@
-"""The Defense lab: accuracy under attack of a model behind an input-transform defense, with the attacker
-ignoring the defense (the paper's protocol) or knowing it (BPDA, + EOT for a randomised defense).
+"""The Defense lab: accuracy under attack of a model behind an input-transform defense, against an attacker
+who ignores the defense (the paper's protocol), one who attacks the bare network, one who knows it (BPDA, with
+and without EOT for a randomised defense) and a strong BPDA-PGD with restarts; robust accuracy is the per-example
+worst case over all of them (Athalye, Carlini and Wagner 2018, Sec. 4), beside an adversarially trained reference.
 
 The computation behind the Defense page (``app_pages/defense.py``) and ``python -m advcore defend``:
 :func:`evaluate_defense` (the table, a :class:`DefenseTable`), :func:`image_panels` (one image, four views),
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from advcore import attacks, data, datasets, models
+from advcore.attacks import MAX_STEPS
 from advcore.defenses import (
     DEFENSES,
     EOT,
@@ -49,25 +52,40 @@ from advcore.units import eps_fraction_text, percent
 
 # --------------------------------------------------------------------------- the evaluation (the lab's table)
 
-ROWS = ("none", "halftone-input", "halftone-trained", "hybrid")
+ROWS = ("none", "halftone-input", "halftone-trained", "hybrid", "adversarial")
 ROW_TITLES = {
     "none": "no defense",
     "halftone-input": "halftone input, naive model",
     "halftone-trained": "halftone-trained model",
     "hybrid": "hybrid model",
+    "adversarial": "adversarially trained (PGD), no halftone: reference",
 }
-COLUMNS = ("ignores", "knows")
+#: The attackers, in the table's order: two that do not differentiate through the defense, two that do (BPDA).
+#: ``bpda`` (BPDA with one draw of the defense per step) is measured only for a randomised defense, where
+#: ``knows`` adds EOT: the pair isolates EOT's effect.
+COLUMNS = ("ignores", "bare", "bpda", "knows")
+NON_ADAPTIVE = ("ignores", "bare")
+ADAPTIVE = ("bpda", "knows")
 COLUMN_TITLES = {
-    "ignores": "attacker ignores the defense",
-    "knows": "attacker knows the defense",
+    "ignores": "attacker ignores the defense (examples made on the undefended model)",
+    "bare": "white-box on the bare network (the row's own network attacked without its defense)",
+    "bpda": "attacker knows the defense: BPDA without EOT (one draw of the defense per step)",
+    "knows": "attacker knows the defense: BPDA (identity gradient through the defense)",
 }
+COLUMN_SHORT = {"ignores": "ignores", "bare": "bare", "bpda": "BPDA", "knows": "knows"}
 #: The models trained for the defense, per dataset (shipped in assets/models).
 #: The table's trained rows and the model role (:data:`advcore.models.ROLES`) each row takes.
 TRAINED_ROLES = {"halftone-trained": "halftone", "hybrid": "hybrid"}
+#: The reference row: the adversarially trained model, by role, with no input transform (Madry et al. 2018).
+REFERENCE_ROLES = {"adversarial": "pgd"}
 #: The paper's top-5 accuracy of its hybrid model under attack (abstract; examples made on the undefended model).
 PAPER_TOP5 = {"FGSM": 80.97, "I-FGSM": 78.77, "PGD": 81.56}
 EVAL_ATTACKS = ("fgsm", "ifgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
+#: The strong adaptive attacker: BPDA-PGD with this many steps and random restarts (0 steps: not run).
+STRONG_STEPS = 50
+RESTARTS = 1
+MAX_RESTARTS = 20
 #: The measurements shipped with the app (``python -m advcore defend --json``), one per model and halftone.
 SAVED_DIR = ASSETS / "defense"
 
@@ -84,25 +102,28 @@ def make_defense(method: str | Defense = "floyd-steinberg", *, bayer_size: int =
 
 
 def trained_models_for(dataset: str) -> dict[str, str]:
-    """The registered models trained for the defense on ``dataset``, by role: row key -> model name."""
-    found = {row: models.with_role(dataset, role) for row, role in TRAINED_ROLES.items()}
+    """The registered models of the table's extra rows on ``dataset``, by role: row key -> model name (the
+    halftone-trained and hybrid models, and the adversarially trained reference)."""
+    found = {row: models.with_role(dataset, role) for row, role in {**TRAINED_ROLES, **REFERENCE_ROLES}.items()}
     return {row: name for row, name in found.items() if name is not None}
 
 
 def trained_models(model_name: str) -> dict[str, str]:
-    """The registered models trained for the defense on ``model_name``'s dataset: row key -> model name."""
+    """The registered models of the extra rows on ``model_name``'s dataset: row key -> model name."""
     return trained_models_for(models.get_spec(model_name).dataset)
 
 
 @dataclass
 class Row:
-    """One line of the table: the model used, whether the input is halftoned, and what an adaptive attacker hits."""
+    """One line of the table: the model used, whether the input is halftoned, and what each attacker hits."""
 
     key: str
     model_name: str
     model: nn.Module  # the network on [0, 1] pixels, without the defense
     defended: nn.Module  # what classifies: ``model`` or ``Defended(model, defense)``
     attacked: nn.Module  # what the adaptive attacker differentiates: BPDA, + EOT for a random defense
+    plain: nn.Module  # BPDA without EOT (the same as ``attacked`` for a deterministic defense)
+    halftone: bool = True  # whether ``defended`` puts the defense in front of ``model``
 
     @property
     def title(self) -> str:
@@ -119,8 +140,8 @@ def build_rows(model_name: str, defense: Defense, *, device: str | torch.device 
                trained: dict[str, str] | None = None) -> list[Row]:
     """The rows of the table for base model ``model_name`` (the undefended, naively trained model).
 
-    ``trained`` maps ``halftone-trained`` / ``hybrid`` to registered model names (default:
-    :func:`trained_models`, found by role).
+    ``trained`` maps ``halftone-trained`` / ``hybrid`` / ``adversarial`` to registered model names (default:
+    :func:`trained_models`, found by role); the ``adversarial`` row classifies without the defense.
     """
     spec = models.get_spec(model_name)
     base = bare_network(models.load(model_name, device))
@@ -128,22 +149,21 @@ def build_rows(model_name: str, defense: Defense, *, device: str | torch.device 
         trained = trained_models(model_name)
     attacker_copy = defense.spawn(defense.seed + 1)  # the attacker's own draws
 
-    def wrap(net: nn.Module) -> tuple[nn.Module, nn.Module]:
-        attacked: nn.Module = Defended(net, attacker_copy)
-        if defense.randomized:
-            attacked = EOT(attacked, eot)
-        return Defended(net, defense), attacked
+    def wrap(key: str, name: str, net: nn.Module) -> Row:
+        plain: nn.Module = Defended(net, attacker_copy)
+        attacked = EOT(plain, eot) if defense.randomized else plain
+        return Row(key, name, net, Defended(net, defense), attacked, plain)
 
-    rows = [Row("none", model_name, base, base, base)]
-    rows.append(Row("halftone-input", model_name, base, *wrap(base)))
-    for key in ("halftone-trained", "hybrid"):
+    rows = [Row("none", model_name, base, base, base, base, halftone=False), wrap("halftone-input", model_name, base)]
+    for key in (*TRAINED_ROLES, *REFERENCE_ROLES):
         name = trained.get(key)
         if name:
             other = models.get_spec(name)
             if other.input_size != spec.input_size or other.classes() != spec.classes():
                 raise AdvlabError(f"{name} does not classify the same images as {model_name}.")
             net = bare_network(models.load(name, device))
-            rows.append(Row(key, name, net, *wrap(net)))
+            rows.append(wrap(key, name, net) if key in TRAINED_ROLES else
+                        Row(key, name, net, net, net, net, halftone=False))
     return rows
 
 
@@ -170,21 +190,18 @@ def evaluation_images(model_name: str, n: int | None = None, *,
     return x, y, "bundled photos (assets/samples)", "the undefended model's clean top-1 prediction"
 
 
-def _topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
-    k = min(k, logits.shape[1])
-    return int((logits.topk(k, dim=1).indices == y[:, None]).any(1).sum())
-
-
 # --------------------------------------------------------------------------- the table's record
 
 #: The keys of :meth:`DefenseTable.to_dict`, in order (``command`` only when set).
 TABLE_KEYS = ("model", "defense", "data", "labels", "n", "eps", "attacks", "attack_params", "adaptive", "bpda",
-              "eot", "topk", "rows", "columns", "clean", "accuracy", "table", "device", "lesson", "seconds")
+              "eot", "topk", "rows", "columns", "clean", "accuracy", "strong", "robust", "flags", "table", "device",
+              "lesson", "seconds")
 
 
 @dataclass(frozen=True)
 class AttackParams:
-    """How every attack of the table was run (L-inf, untargeted; the step sizes in words)."""
+    """How every attack of the table was run (L-inf, untargeted; the step sizes in words); ``strong_steps`` and
+    ``restarts``: the strong BPDA-PGD attacker (0 steps: not run)."""
 
     norm: str
     targeted: bool
@@ -192,15 +209,18 @@ class AttackParams:
     ifgsm_alpha: str
     pgd_alpha: str
     seed: int
+    strong_steps: int = 0
+    restarts: int = 1
 
     def to_dict(self) -> dict:
         return {"norm": self.norm, "targeted": self.targeted, "steps": self.steps, "ifgsm_alpha": self.ifgsm_alpha,
-                "pgd_alpha": self.pgd_alpha, "seed": self.seed}
+                "pgd_alpha": self.pgd_alpha, "seed": self.seed, "strong_steps": self.strong_steps,
+                "restarts": self.restarts}
 
     @classmethod
     def from_dict(cls, d: dict) -> AttackParams:
         return cls(norm=d["norm"], targeted=d["targeted"], steps=d["steps"], ifgsm_alpha=d["ifgsm_alpha"],
-                   pgd_alpha=d["pgd_alpha"], seed=d["seed"])
+                   pgd_alpha=d["pgd_alpha"], seed=d["seed"], strong_steps=d["strong_steps"], restarts=d["restarts"])
 
 
 @dataclass(frozen=True)
@@ -223,7 +243,8 @@ class TableRow:
 @dataclass(frozen=True)
 class Cell:
     """One measurement: a row's accuracy under one attack at one eps with one attacker (``column``); ``values``:
-    top-k -> accuracy (``top1``, and ``top5`` for a model of more than 10 classes)."""
+    top-k -> accuracy (``top1``, and ``top5`` for a model of more than 10 classes). The strong attacker's cells
+    have attack ``pgd`` and column ``strong``; the worst case's attack ``all`` and column ``worst-case``."""
 
     row: str
     model: str
@@ -243,13 +264,42 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A cell where an attacker who knows the defense (``attacker``: ``bpda``, ``knows`` or ``strong``) left a
+    higher top-1 accuracy than one who does not (``baseline``: ``ignores`` or ``bare``) on the same row and eps:
+    the adaptive attack under-performed, so that column overstates robustness (the worst case does not)."""
+
+    row: str
+    eps: float
+    attack: str  # the adaptive attacker's attack ("pgd" for the strong one)
+    attacker: str
+    accuracy: float
+    baseline_attack: str
+    baseline: str
+    baseline_accuracy: float
+
+    def to_dict(self) -> dict:
+        return {"row": self.row, "eps": self.eps, "attack": self.attack, "attacker": self.attacker,
+                "accuracy": self.accuracy, "baseline_attack": self.baseline_attack, "baseline": self.baseline,
+                "baseline_accuracy": self.baseline_accuracy}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Flag:
+        return cls(**{k: d[k] for k in ("row", "eps", "attack", "attacker", "accuracy", "baseline_attack",
+                                        "baseline", "baseline_accuracy")})
+
+
+@dataclass(frozen=True)
 class DefenseTable:
     """What :func:`evaluate_defense` measured (the Defense lab's table); :meth:`to_dict` is its JSON
     (``python -m advcore defend --json``, the files of ``assets/defense``), :meth:`from_dict` reads it back.
 
     ``clean[row][k]``: the clean accuracy; ``accuracy[row][attack][column][k]``: one accuracy per eps;
-    ``table``: the same numbers as one :class:`Cell` per row, attack, eps and column. ``command`` is set by
-    the command line (:func:`dataclasses.replace`) and left out of the JSON while None."""
+    ``strong[row][k]``: the strong BPDA-PGD attacker's (empty when not run); ``robust[row][k]``: the per-example
+    worst case over every attacker and attack at each eps; ``flags``: the cells where an adaptive attacker did
+    worse than a non-adaptive one; ``table``: the same numbers as one :class:`Cell` per row, attack, eps and
+    column. ``command`` is set by the command line (:func:`dataclasses.replace`) and left out of the JSON while
+    None."""
 
     model: str
     defense: dict[str, Any]  # Defense.describe()
@@ -267,6 +317,9 @@ class DefenseTable:
     columns: dict[str, str]  # column key -> title
     clean: dict[str, dict[str, float]]
     accuracy: dict[str, dict[str, dict[str, dict[str, list[float]]]]]
+    strong: dict[str, dict[str, list[float]]]
+    robust: dict[str, dict[str, list[float]]]
+    flags: list[Flag]
     table: list[Cell]
     device: str
     lesson: str
@@ -286,6 +339,9 @@ class DefenseTable:
             "columns": dict(self.columns), "clean": {r: dict(by) for r, by in self.clean.items()},
             "accuracy": {r: {a: {c: {k: list(v) for k, v in by_k.items()} for c, by_k in by_c.items()}
                              for a, by_c in by_a.items()} for r, by_a in self.accuracy.items()},
+            "strong": {r: {k: list(v) for k, v in by.items()} for r, by in self.strong.items()},
+            "robust": {r: {k: list(v) for k, v in by.items()} for r, by in self.robust.items()},
+            "flags": [f.to_dict() for f in self.flags],
             "table": [c.to_dict() for c in self.table], "device": self.device, "lesson": self.lesson,
             "seconds": self.seconds,
         }
@@ -305,31 +361,89 @@ class DefenseTable:
             clean={r: dict(by) for r, by in d["clean"].items()},
             accuracy={r: {a: {c: {k: list(v) for k, v in by_k.items()} for c, by_k in by_c.items()}
                           for a, by_c in by_a.items()} for r, by_a in d["accuracy"].items()},
+            strong={r: {k: list(v) for k, v in by.items()} for r, by in d["strong"].items()},
+            robust={r: {k: list(v) for k, v in by.items()} for r, by in d["robust"].items()},
+            flags=[Flag.from_dict(f) for f in d["flags"]],
             table=[Cell.from_dict(c) for c in d["table"]], device=d["device"], lesson=d["lesson"],
             seconds=d["seconds"], command=d.get("command"))
+
+
+def column_keys(adaptive: bool, randomized: bool) -> tuple[str, ...]:
+    """The attackers measured: the two non-adaptive ones, and BPDA (+ BPDA without EOT for a random defense)."""
+    if not adaptive:
+        return ("ignores",)
+    return ("ignores", "bare", "bpda", "knows") if randomized else ("ignores", "bare", "knows")
+
+
+def column_titles(columns: Sequence[str], eot: int | None) -> dict[str, str]:
+    """Each attacker's title; ``knows`` says EOT's draws when there are some."""
+    out = {c: COLUMN_TITLES[c] for c in columns}
+    if "knows" in out and eot:
+        out["knows"] = f"attacker knows the defense: BPDA + EOT over {eot} draws of the random defense"
+    return out
+
+
+def adaptivity_flags(accuracy: dict, strong: dict, rows: Sequence[str], attack_names: Sequence[str],
+                     eps: Sequence[float]) -> list[Flag]:
+    """Every (row, eps) where an adaptive attacker left a higher top-1 accuracy than a non-adaptive one: per
+    attack for ``bpda`` / ``knows`` against ``ignores`` / ``bare``, and the strong attacker against every attack's
+    non-adaptive cells."""
+    flags = []
+    for r in rows:
+        for i, e in enumerate(eps):
+            if e == 0:
+                continue
+            for a in attack_names:
+                cols = accuracy[r][a]
+                for ca in (c for c in ADAPTIVE if c in cols):
+                    for cn in (c for c in NON_ADAPTIVE if c in cols):
+                        if cols[ca]["top1"][i] > cols[cn]["top1"][i]:
+                            flags.append(Flag(r, e, a, ca, cols[ca]["top1"][i], a, cn, cols[cn]["top1"][i]))
+            if strong.get(r):
+                s = strong[r]["top1"][i]
+                for a in attack_names:
+                    for cn in (c for c in NON_ADAPTIVE if c in accuracy[r][a]):
+                        if s > accuracy[r][a][cn]["top1"][i]:
+                            flags.append(Flag(r, e, "pgd", "strong", s, a, cn, accuracy[r][a][cn]["top1"][i]))
+    return flags
+
+
+def _topk_mask(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    k = min(k, logits.shape[1])
+    return (logits.topk(k, dim=1).indices == y[:, None]).any(1).cpu()
 
 
 def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg", *,
                      attack_names: Sequence[str] = EVAL_ATTACKS, eps: Sequence[float] = DEFAULT_EPS,
                      n: int | None = 500, steps: int = 10, adaptive: bool = True, eot: int = 8,
+                     strong_steps: int = STRONG_STEPS, restarts: int = RESTARTS,
                      bayer_size: int = 8, seed: int = 0, batch_size: int = 250,
                      trained: dict[str, str] | None = None, device: str | torch.device = "cpu",
                      progress: ProgressFn | None = None) -> DefenseTable:
-    """Accuracy of every row under every attack and eps, with the attacker ignoring or knowing the defense.
+    """Accuracy of every row under every attack and eps against every attacker, and the per-example worst case.
 
-    * ``ignores`` (the paper's protocol): the adversarial examples are crafted on the
-      undefended base model, then each row classifies them (halftoning them first).
-    * ``knows`` (``adaptive``): each row is attacked through its own pipeline, the defense
-      differentiated by BPDA, and for a randomised defense with EOT over ``eot`` draws.
+    Attackers (columns, :data:`COLUMN_TITLES`):
 
-    ``method``: a halftone method, a registered defense or a Defense (:func:`make_defense`).
+    * ``ignores`` (the paper's protocol): the adversarial examples are crafted on the undefended base model,
+      then each row classifies them (halftoning them first).
+    * ``bare`` (``adaptive``): crafted white-box on the row's own network without its defense, then halftoned.
+    * ``knows`` (``adaptive``): each row attacked through its own pipeline, the defense differentiated by
+      BPDA (Athalye et al. 2018), with EOT over ``eot`` draws for a randomised defense; ``bpda``: the same
+      without EOT (randomised defenses only), so EOT's effect is one column apart.
+    * strong (``adaptive`` and ``strong_steps`` > 0): BPDA(+EOT)-PGD with ``strong_steps`` steps from
+      ``restarts`` random starts; an example counts as correct only if it survives every restart.
 
-    L-inf, untargeted; I-FGSM and PGD take ``steps`` steps (step eps/steps and
-    2.5 eps/steps, PGD from a random start seeded by ``seed``). At eps 0 every entry is
-    the clean accuracy. Top-5 is reported when the model has more than 10 classes.
-    ``progress`` (:mod:`advcore.progress`) counts batches; returning True cancels (:class:`Cancelled`).
-    Returns a :class:`DefenseTable` (``to_dict()``: its JSON; ``table``: one :class:`Cell` per row, attack, eps
-    and column).
+    ``robust``: an example counts as correct at an eps only if every attacker with every attack left it
+    correct (the per-example minimum). ``flags``: :func:`adaptivity_flags`.
+
+    ``method``: a halftone method, a registered defense or a Defense (:func:`make_defense`). The
+    ``adversarial`` row (``trained``; by default the model of role ``pgd``) classifies without the defense:
+    its attackers are the transfer from the base model and white-box attacks on itself.
+
+    L-inf, untargeted; I-FGSM and PGD take ``steps`` steps (step eps/steps and 2.5 eps/steps, PGD from a
+    random start seeded by ``seed``). At eps 0 every entry is the clean accuracy. Top-5 is reported when the
+    model has more than 10 classes. ``progress`` (:mod:`advcore.progress`) counts attack runs; returning True
+    cancels (:class:`Cancelled`).
     """
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -344,15 +458,26 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
         attacks.check_budget(eps=e, alpha=max(e, 1e-12), steps=steps, norm="linf")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise AdvlabError("batch size must be a positive whole number.")
+    if isinstance(strong_steps, bool) or not isinstance(strong_steps, int) or not 0 <= strong_steps <= MAX_STEPS:
+        raise AdvlabError(f"The strong attacker's steps must be a whole number from 0 to {MAX_STEPS}.")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or not 1 <= restarts <= MAX_RESTARTS:
+        raise AdvlabError(f"Restarts must be a whole number from 1 to {MAX_RESTARTS}.")
     rows = build_rows(model_name, defense, device=dev, eot=eot, trained=trained)
     x, y, what, labels = evaluation_images(model_name, n, device=dev)
     num_classes = models.get_spec(model_name).num_classes
     ks = (1, 5) if num_classes > 10 else (1,)
-    columns = COLUMNS if adaptive else COLUMNS[:1]
+    columns = column_keys(adaptive, defense.randomized)
+    strong_on = adaptive and strong_steps > 0
+    base = rows[0].model
+
+    def sources(r: Row) -> dict[str, nn.Module]:
+        return {"ignores": base, "bare": r.model, "bpda": r.plain, "knows": r.attacked}
+
+    distinct = len({id(sources(r)[c]) for r in rows for c in columns})
+    distinct_strong = len({id(r.attacked) for r in rows}) if strong_on else 0
     batches = [slice(i, i + batch_size) for i in range(0, len(x), batch_size)]
-    attacked_rows = [r for r in rows if r.key != "none"]
-    per_eps = 1 + (len(attacked_rows) if adaptive else 0)
-    total = len(attack_names) * sum(0 if e == 0 else per_eps for e in eps) * len(batches) + len(batches)
+    positive = sum(e > 0 for e in eps)
+    total = (positive * (len(attack_names) * distinct + distinct_strong * restarts) + 1) * len(batches)
     done = 0
 
     def tick(text: str) -> None:
@@ -365,47 +490,86 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
         with torch.no_grad():
             return row.defended(xb)
 
-    # correct[row][k] for clean images
-    clean = {r.key: {k: 0 for k in ks} for r in rows}
+    def masks(row: Row, xb: torch.Tensor, yb: torch.Tensor, b: int) -> dict[int, torch.Tensor]:
+        logits = classify(row, xb, b)
+        return {k: _topk_mask(logits, yb, k) for k in ks}
+
+    m = len(eps)
+    shape = (m, len(x))
+    ok = {r.key: {a: {c: {k: torch.zeros(shape, dtype=torch.bool) for k in ks} for c in columns}
+                  for a in attack_names} for r in rows}
+    ok_strong = {r.key: {k: torch.zeros(shape, dtype=torch.bool) for k in ks} for r in rows} if strong_on else {}
+    clean: dict[str, dict[int, torch.Tensor]] = {r.key: {} for r in rows}
     for b, sl in enumerate(batches):
         for r in rows:
-            logits = classify(r, x[sl], b)
-            for k in ks:
-                clean[r.key][k] += _topk_correct(logits, y[sl], k)
+            for k, mk in masks(r, x[sl], y[sl], b).items():
+                clean[r.key].setdefault(k, torch.zeros(len(x), dtype=torch.bool))[sl] = mk
         tick("clean images")
-    acc: dict = {r.key: {a: {c: {f"top{k}": [] for k in ks} for c in columns} for a in attack_names} for r in rows}
-    for a in attack_names:
-        for e in eps:
-            counts = {r.key: {c: {k: 0 for k in ks} for c in columns} for r in rows}
-            if e == 0:
+    for i, e in enumerate(eps):
+        if e == 0:
+            for r in rows:
+                for k in ks:
+                    for a in attack_names:
+                        for c in columns:
+                            ok[r.key][a][c][k][i] = clean[r.key][k]
+                    if strong_on:
+                        ok_strong[r.key][k][i] = clean[r.key][k]
+            continue
+        for b, sl in enumerate(batches):
+            xb, yb = x[sl], y[sl]
+            for a in attack_names:
+                made: dict[int, torch.Tensor] = {}  # id(attacked network) -> its adversarial examples
                 for r in rows:
                     for c in columns:
-                        counts[r.key][c] = dict(clean[r.key])
-            else:
-                for b, sl in enumerate(batches):
-                    xb, yb = x[sl], y[sl]
-                    params = dict(eps=e, norm="linf", steps=steps, seed=seed + b)
-                    x_adv = attacks.run(a, rows[0].model, xb, yb, **params).x_adv.detach()
-                    tick(f"{a.upper()} eps {e:g}: examples on the undefended model")
-                    for r in rows:
-                        logits = classify(r, x_adv, b)
-                        for k in ks:
-                            counts[r.key]["ignores"][k] += _topk_correct(logits, yb, k)
-                            if adaptive and r.key == "none":
-                                counts[r.key]["knows"][k] += _topk_correct(logits, yb, k)
-                    if adaptive:
-                        for r in attacked_rows:
-                            xa = attacks.run(a, r.attacked, xb, yb, **params).x_adv.detach()
-                            logits = classify(r, xa, b)
-                            for k in ks:
-                                counts[r.key]["knows"][k] += _topk_correct(logits, yb, k)
-                            tick(f"{a.upper()} eps {e:g}: BPDA{' + EOT' if defense.randomized else ''} on {r.title}")
-            for r in rows:
-                for c in columns:
+                        src = sources(r)[c]
+                        if id(src) not in made:
+                            made[id(src)] = attacks.run(a, src, xb, yb, eps=e, norm="linf", steps=steps,
+                                                        seed=seed + b).x_adv.detach()
+                            tick(f"{name_of(a)} eps {e:g}: {COLUMN_SHORT[c]} on {r.title}")
+                        for k, mk in masks(r, made[id(src)], yb, b).items():
+                            ok[r.key][a][c][k][i, sl] = mk
+            if strong_on:
+                made = {}
+                for r in rows:
+                    alive = {k: torch.ones(len(yb), dtype=torch.bool) for k in ks}
+                    for j in range(restarts):
+                        key = (id(r.attacked), j)
+                        if key not in made:
+                            made[key] = attacks.run("pgd", r.attacked, xb, yb, eps=e, norm="linf", steps=strong_steps,
+                                                    random_start=True, seed=seed + 104729 * (j + 1) + b).x_adv.detach()
+                            tick(f"PGD-{strong_steps} eps {e:g}, start {j + 1} of {restarts}: BPDA on {r.title}")
+                        for k, mk in masks(r, made[key], yb, b).items():
+                            alive[k] &= mk
                     for k in ks:
-                        acc[r.key][a][c][f"top{k}"].append(round(counts[r.key][c][k] / len(x), 6))
+                        ok_strong[r.key][k][i, sl] = alive[k]
+
+    def frac(t: torch.Tensor) -> list[float]:
+        return [round(float(v), 6) for v in t.float().mean(-1).reshape(-1)]
+
+    acc = {r.key: {a: {c: {f"top{k}": frac(ok[r.key][a][c][k]) for k in ks} for c in columns}
+                   for a in attack_names} for r in rows}
+    strong = {r.key: {f"top{k}": frac(ok_strong[r.key][k]) for k in ks} for r in rows} if strong_on else {}
+    robust = {}
+    for r in rows:
+        robust[r.key] = {}
+        for k in ks:
+            worst = torch.ones(shape, dtype=torch.bool)
+            for a in attack_names:
+                for c in columns:
+                    worst &= ok[r.key][a][c][k]
+            if strong_on:
+                worst &= ok_strong[r.key][k]
+            robust[r.key][f"top{k}"] = frac(worst)
+    keys = [r.key for r in rows]
+    flags = adaptivity_flags(acc, strong, keys, attack_names, eps) if adaptive else []
     table = [Cell(r.key, r.model_name, a, e, c, {f"top{k}": acc[r.key][a][c][f"top{k}"][i] for k in ks})
              for r in rows for a in attack_names for i, e in enumerate(eps) for c in columns]
+    if strong_on:
+        table += [Cell(r.key, r.model_name, "pgd", e, "strong", {f"top{k}": strong[r.key][f"top{k}"][i] for k in ks})
+                  for r in rows for i, e in enumerate(eps)]
+    table += [Cell(r.key, r.model_name, "all", e, "worst-case", {f"top{k}": robust[r.key][f"top{k}"][i] for k in ks})
+              for r in rows for i, e in enumerate(eps)]
+    eot_used = eot if adaptive and defense.randomized else None
     result = DefenseTable(
         model=model_name,
         defense=json_safe(defense.describe()),
@@ -415,15 +579,19 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
         eps=eps,
         attacks=attack_names,
         attack_params=AttackParams(norm="linf", targeted=False, steps=steps, ifgsm_alpha="eps / steps",
-                                   pgd_alpha="2.5 eps / steps, random start", seed=seed),
+                                   pgd_alpha="2.5 eps / steps, random start", seed=seed,
+                                   strong_steps=strong_steps if strong_on else 0, restarts=restarts),
         adaptive=adaptive,
         bpda=f"{defense.gradient_estimate} backward pass through the {defense.title}" if adaptive else None,
-        eot=eot if adaptive and defense.randomized else None,
+        eot=eot_used,
         topk=[f"top{k}" for k in ks],
-        rows=[TableRow(r.key, r.title, r.model_name, r.key != "none") for r in rows],
-        columns={c: COLUMN_TITLES[c] for c in columns},
-        clean={r.key: {f"top{k}": round(clean[r.key][k] / len(x), 6) for k in ks} for r in rows},
+        rows=[TableRow(r.key, r.title, r.model_name, r.halftone) for r in rows],
+        columns=column_titles(columns, eot_used),
+        clean={r.key: {f"top{k}": round(float(clean[r.key][k].float().mean()), 6) for k in ks} for r in rows},
         accuracy=acc,
+        strong=strong,
+        robust=robust,
+        flags=flags,
         table=table,
         device=str(dev),
         lesson="",
@@ -433,11 +601,12 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
 
 
 def lesson(result: DefenseTable) -> str:
-    """The table in plain words: what the halftone buys against each attacker, and the gap between them.
+    """The table in plain words, every number read from it.
 
-    Headline: the strongest attack measured (PGD, else I-FGSM, else FGSM) at the eps where
-    the best defended row gains most over no defense against the attacker who ignores the
-    defense. Then the gap between the two columns over every defended row, attack and eps.
+    Headline: the strongest attack measured (PGD, else I-FGSM, else FGSM) at the eps where the best defended
+    row gains most over no defense against the attacker who ignores the defense (the paper's view). Then what
+    the per-example worst case over every attacker leaves of that gain, the adversarially trained reference,
+    the cells where an adaptive attacker did worse than a non-adaptive one, and EOT's effect alone.
     """
     eps = result.eps
     positive = [i for i, e in enumerate(eps) if e > 0]
@@ -445,53 +614,102 @@ def lesson(result: DefenseTable) -> str:
         return "Only clean images were measured (eps 0): choose a positive eps to see what the defense does."
     a = next(x for x in ("pgd", "ifgsm", "fgsm") if x in result.attacks)
     acc = result.accuracy
-    defended = [r.key for r in result.rows if r.key != "none"]
+    halftoned = [r.key for r in result.rows if r.halftone]
+    titles = {r.key: r.title for r in result.rows}
 
     def gain(i: int) -> float:
-        return max(acc[k][a]["ignores"]["top1"][i] for k in defended) - acc["none"][a]["ignores"]["top1"][i]
+        return max(acc[k][a]["ignores"]["top1"][i] for k in halftoned) - acc["none"][a]["ignores"]["top1"][i]
 
     i = max(positive, key=lambda j: (round(gain(j), 9), -eps[j]))
+    at = f"eps {eps_fraction_text(eps[i])}"
     none = acc["none"][a]["ignores"]["top1"][i]
-    best = max(defended, key=lambda k: acc[k][a]["ignores"]["top1"][i])
+    best = max(halftoned, key=lambda k: acc[k][a]["ignores"]["top1"][i])
     ign = acc[best][a]["ignores"]["top1"][i]
-    title = {"halftone-input": "naive model on halftone input"}.get(best, ROW_TITLES[best])
+    title = {"halftone-input": "naive model on halftone input"}.get(best, titles[best])
     clean_best, clean_none = result.clean[best]["top1"], result.clean["none"]["top1"]
     name = name_of(a)
     if clean_best < 0.5 * clean_none:
         return (f"The halftone alone already breaks the model: on clean images the {title} gets {percent(clean_best)} "
                 f"top-1 against {percent(clean_none)} without it, so its accuracy under attack means little. A model "
                 "has to be trained on halftones for this defense (the paper's halftone and hybrid models).")
-    text = (f"Under {name} at eps {eps_fraction_text(eps[i])}, the undefended model keeps {percent(none)} top-1 "
-            "accuracy. When the attacker ignores the defense (examples made on the undefended model, as in the "
-            f"paper), the {title} keeps {percent(ign)} ({100 * (ign - none):+.1f} points).")
-    if "knows" in acc[best][a]:
-        kn = acc[best][a]["knows"]["top1"][i]
-        how = "BPDA" + (" + EOT" if result.eot else "")
-        text += (f" When the attacker knows the defense ({how}: the halftone differentiated as the identity), "
-                 f"the same model keeps {percent(kn)}, {100 * (kn - none):+.1f} points over no defense.")
-        gaps = [(acc[k][x]["ignores"]["top1"][j] - acc[k][x]["knows"]["top1"][j], k, x, eps[j])
-                for k in defended for x in result.attacks for j in positive]
-        top = max(gaps)
-        mean = sum(g[0] for g in gaps) / len(gaps)
-        where = (f"{ROW_TITLES[top[1]]}, {name_of(top[2])} at eps {eps_fraction_text(top[3])}")
-        text += (f" Over all {len(gaps)} defended measurements, knowing the defense lowers accuracy by "
-                 f"{100 * mean:.1f} points on average and by at most {100 * top[0]:.1f} points ({where}).")
-        if mean >= 0.03:
-            text += (" Much of the robustness the paper's attacker sees comes from hiding the gradient, not from "
-                     "removing the adversarial direction.")
-        elif top[0] > 0.05:
-            text += (" The gap is small on average; where it is largest, part of the robustness the paper's "
-                     "attacker sees comes from hiding the gradient.")
-        else:
-            text += (" The gap is small everywhere: the halftone's benefit here does not come from hiding the "
-                     "gradient from this attacker.")
-        text += (" BPDA with the identity is the simplest attacker who knows the defense, so an accuracy measured "
-                 "against it is an upper bound, not a guarantee.")
+    text = (f"Under {name} at {at}, the undefended model keeps {percent(none)} top-1 accuracy. When the attacker "
+            "ignores the defense (examples made on the undefended model, as in the paper), the "
+            f"{title} keeps {percent(ign)} ({100 * (ign - none):+.1f} points).")
+    if not result.adaptive:
+        text += " Turn on the adaptive attackers (BPDA) to see whether this holds when the attacker knows the defense."
     else:
-        text += " Turn on the adaptive attacker (BPDA) to see whether this holds when the attacker knows the defense."
+        p = result.attack_params
+        who = ["ignoring the defense", "white-box on the bare network",
+               "BPDA" + (" with and without EOT" if result.eot else "") + f" ({p.steps} steps)"]
+        if p.strong_steps:
+            who.append(f"BPDA-PGD-{p.strong_steps} from {p.restarts} random start{'s' if p.restarts > 1 else ''}")
+        rob, rob_none = result.robust[best]["top1"][i], result.robust["none"]["top1"][i]
+        text += (f" Counting an image as correct only if it survives every attacker ({', '.join(who)}; all "
+                 f"{len(result.attacks)} attack{'s' if len(result.attacks) > 1 else ''}), the same model keeps "
+                 f"{percent(rob)} at {at}, {100 * (rob - rob_none):+.1f} points over the undefended model's worst "
+                 f"case ({percent(rob_none)}).")
+        over = [(acc[k][a]["ignores"]["top1"][j] - result.robust[k]["top1"][j], k, j) for k in halftoned
+                for j in positive]
+        top = max(over)
+        text += (f" The paper's protocol overstates robust accuracy by up to {100 * top[0]:.1f} points "
+                 f"({titles[top[1]]}, {name} at eps {eps_fraction_text(eps[top[2]])}).")
+        if "adversarial" in result.robust:
+            ref = next(r for r in result.rows if r.key == "adversarial")
+            text += (f" For reference, the adversarially trained {ref.model} with no halftone keeps "
+                     f"{percent(result.robust['adversarial']['top1'][i])} in the same worst case.")
+        text += " " + flags_sentence(result)
+        eot = eot_sentence(result)
+        if eot:
+            text += " " + eot
     if clean_best < clean_none - 0.005:
         text += f" The price on clean images: {percent(clean_best)} instead of {percent(clean_none)}."
     return text
+
+
+def attacker_name(result: DefenseTable, column: str, attack: str) -> str:
+    """An attacker in a few words: ``PGD knowing the defense``, ``BPDA-PGD-50``."""
+    if column == "strong":
+        return f"BPDA-PGD-{result.attack_params.strong_steps}"
+    how = {"ignores": "ignoring the defense", "bare": "white-box on the bare network", "bpda": "with BPDA, no EOT",
+           "knows": "knowing the defense" + (" (BPDA + EOT)" if result.eot else " (BPDA)")}[column]
+    return f"{name_of(attack)} {how}"
+
+
+def flags_sentence(result: DefenseTable) -> str:
+    """How many cells an adaptive attacker did worse than a non-adaptive one, and the largest such gap."""
+    if not result.adaptive:
+        return ""
+    if not result.flags:
+        return "No attacker who knows the defense did worse than one who ignores it, in any cell."
+    worst = max(result.flags, key=lambda f: f.accuracy - f.baseline_accuracy)
+    cells = {(f.row, f.attack, f.eps, f.attacker) for f in result.flags}
+    return (f"In {len(cells)} cell{'s' if len(cells) > 1 else ''} (flagged) an attacker who knows the defense "
+            f"did worse than one who does not; the largest gap: {ROW_TITLES.get(worst.row, worst.row)} at eps "
+            f"{eps_fraction_text(worst.eps)}, {attacker_name(result, worst.attacker, worst.attack)} "
+            f"{percent(worst.accuracy)} against {attacker_name(result, worst.baseline, worst.baseline_attack)} "
+            f"{percent(worst.baseline_accuracy)}. Such a column overstates robustness (the attack, not the "
+            "defense, fell short); the worst case counts every attacker per image.")
+
+
+def eot_sentence(result: DefenseTable) -> str:
+    """EOT's effect alone: the same attack and steps with BPDA, one draw per step against the mean of ``eot``."""
+    if not result.eot or not result.attacks:
+        return ""
+    positive = [i for i, e in enumerate(result.eps) if e > 0]
+    a = next(x for x in ("pgd", "ifgsm", "fgsm") if x in result.attacks)
+    pairs = [(result.accuracy[r.key][a]["bpda"]["top1"][i], result.accuracy[r.key][a]["knows"]["top1"][i], r, i)
+             for r in result.rows if r.halftone for i in positive]
+    if not pairs:
+        return ""
+    mean = sum(p[0] - p[1] for p in pairs) / len(pairs)
+    b, k, r, i = max(pairs, key=lambda p: p[0] - p[1])
+    text = (f"EOT's effect alone ({name_of(a)}, {result.attack_params.steps} steps, BPDA with one draw of the "
+            f"random halftone per step against the mean over {result.eot}): accuracy changes by {-100 * mean:+.1f} "
+            f"points on average over {len(pairs)} defended cells")
+    if b - k <= 0:
+        return text + "; EOT lowers it in none of them."
+    return text + (f"; the largest drop: the {r.title} at eps {eps_fraction_text(result.eps[i])}, "
+                   f"{percent(b)} -> {percent(k)}.")
 
 
 def name_of(attack: str) -> str:
@@ -539,9 +757,9 @@ def image_panels(model_name: str, x: torch.Tensor, y: int | None = None, *,
         raise AdvlabError("Choose a defended row: halftone-input, halftone-trained or hybrid.")
     defense = make_defense(method, bayer_size=bayer_size, seed=seed)
     rows = {r.key: r for r in build_rows(model_name, defense, device=dev, eot=eot, trained=trained)}
-    if row not in rows:
-        raise AdvlabError(f"No {ROW_TITLES.get(row, row)} is available for {model_name}; choose one of "
-                          f"{', '.join(k for k in rows if k != 'none')}.")
+    if row not in rows or not rows[row].halftone:
+        raise AdvlabError(f"No {ROW_TITLES.get(row, row)} behind the defense is available for {model_name}; "
+                          f"choose one of {', '.join(k for k in rows if rows[k].halftone)}.")
     attack = attacks.get_attack(attack).name
     base, r = rows["none"], rows[row]
     classes = models.get_spec(model_name).classes()

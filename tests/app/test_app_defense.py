@@ -52,27 +52,34 @@ def test_four_views_with_predictions_and_the_adaptive_switch():
 
 def test_measure_table_matches_advcore_and_shows_the_lesson():
     at = defense_page(defense_method="bayer", defense_table_attacks=["fgsm"], defense_table_eps=[0.0, 0.1],
-                      defense_table_n=50)
+                      defense_table_n=50, defense_table_strong=0, defense_table_restarts=2)
     at.button(key="defense_measure").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     ref = lab.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm"], eps=[0.0, 0.1], n=50,
-                               trained=dv.trained_rows("fmnist-naive"))
-    rows = at.dataframe[0].value.to_dict("records")
-    assert len(rows) == len(ref.rows)
-    for line, row in zip(rows, ref.rows, strict=True):
+                               strong_steps=0, restarts=2, trained=dv.trained_rows("fmnist-naive"))
+    assert [r.key for r in ref.rows][-1] == "adversarial"  # the reference row, found by role
+    frame = at.dataframe[0]
+    rows = frame.value.to_dict("records")
+    assert len(rows) == 2 * len(ref.rows)  # FGSM and the worst case (no strong attacker at 0 steps)
+    flagged = {(f.row, f.attack, f.attacker) for f in ref.flags}
+    for i, row in enumerate(ref.rows):
+        fgsm, worst = rows[2 * i:2 * i + 2]
         acc = ref.accuracy[row.key]["fgsm"]
-        assert line["defense"] == row.title
-        assert line["eps 0.1: ignores / knows"] == (f"{100 * acc['ignores']['top1'][1]:.1f}% / "
-                                                   f"{100 * acc['knows']['top1'][1]:.1f}%")
+        assert fgsm["defense"] == row.title and fgsm["attacker"] == "FGSM"
+        assert fgsm["eps 0.1: ignores / bare / knows"] == " / ".join(
+            f"{100 * acc[c]['top1'][1]:.1f}%" + (" ⚠" if (row.key, "fgsm", c) in flagged else "")
+            for c in ("ignores", "bare", "knows"))
+        assert worst["attacker"] == dv.WORST_TITLE
+        assert worst["eps 0.1: ignores / bare / knows"].split()[0] == f"{100 * ref.robust[row.key]['top1'][1]:.1f}%"
     assert ref.lesson[:60] in texts(at).replace("\\", "")
     assert len(at.get("plotly_chart")) == 1
     line = at.code[-1].value.replace("\\\n", " ")
     argv = shlex.split(line)
     assert argv[:3] == ["python", "-m", "advcore"]
     args = build_parser().parse_args(argv[3:])
-    assert (args.command, args.model, args.defense, args.attacks, args.eps, args.n, args.adaptive) == (
-        "defend", "fmnist-naive", "bayer", ["fgsm"], [0.0, 0.1], 50, True)
+    assert (args.command, args.model, args.defense, args.attacks, args.eps, args.n, args.adaptive, args.strong_steps,
+            args.restarts) == ("defend", "fmnist-naive", "bayer", ["fgsm"], [0.0, 0.1], 50, True, 0, 2)
 
 
 def test_empty_attack_list_is_refused():
@@ -111,15 +118,20 @@ def test_shipped_measurement_is_shown_with_its_numbers():
         pytest.skip("no shipped measurement in assets/defense")
     at = defense_page(defense_method="floyd-steinberg", defense_attack="fgsm")
     rows = at.dataframe[0].value.to_dict("records")
-    assert [r["defense"] for r in rows] == [r.title for r in result.rows for _ in result.attacks]
+    assert rows == dv.table_rows(result)
+    assert [r["defense"] for r in rows] == [r.title for r in result.rows for _ in range(len(result.attacks) + 2)]
     i = result.eps.index(0.1)
+    col = dv.column_name(0.1, list(result.columns))
     for line in rows:
         row = next(r for r in result.rows if r.title == line["defense"])
-        a = next(x for x in result.attacks if dv.ATTACK_TITLES[x] == line["attack"])
-        acc = result.accuracy[row.key][a]
-        assert line["eps 0.1: ignores / knows"] == (f"{100 * acc['ignores']['top1'][i]:.1f}% / "
-                                                   f"{100 * acc['knows']['top1'][i]:.1f}%")
+        a = next((x for x in result.attacks if dv.ATTACK_TITLES[x] == line["attacker"]), None)
+        if a is not None:
+            acc = result.accuracy[row.key][a]
+            assert [v.split()[0] for v in line[col].split(" / ")] == [
+                f"{100 * acc[c]['top1'][i]:.1f}%" for c in result.columns]
         assert line["clean"] == f"{100 * result.clean[row.key]['top1']:.1f}%"
     assert lab.lesson(result)[:80] in texts(at).replace("\\", "")
-    assert len(at.get("plotly_chart")) == len(result.attacks)
+    assert len(at.get("plotly_chart")) == 1
+    if result.flags:
+        assert any(dv.flags_caption(result)[:60] in w.value.replace("\\", "") for w in at.warning)
     assert "shipped measurement" in texts(at)

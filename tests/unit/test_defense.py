@@ -33,7 +33,7 @@ def fmnist() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def table() -> lab.DefenseTable:
     return lab.evaluate_defense("fmnist-naive", "floyd-steinberg", attack_names=["fgsm", "pgd"],
-                                eps=[0, 0.1], n=100, steps=10, adaptive=True, trained={}, seed=0)
+                                eps=[0, 0.1], n=100, steps=10, adaptive=True, trained={}, seed=0, strong_steps=5)
 
 
 def test_adaptive_pgd_beats_the_transferred_one_on_the_halftone_defense(table):
@@ -49,16 +49,23 @@ def test_adaptive_pgd_beats_the_transferred_one_on_the_halftone_defense(table):
 
 def test_adaptive_pgd_with_eot_beats_the_transferred_one_on_the_random_halftone():
     r = lab.evaluate_defense("fmnist-naive", "bayer-random", attack_names=["pgd"], eps=[0.1], n=100, steps=10,
-                             eot=4, adaptive=True, trained={}, seed=0)
+                             eot=4, adaptive=True, trained={}, seed=0, strong_steps=0)
     acc = r.accuracy["halftone-input"]["pgd"]
     assert acc["knows"]["top1"][0] < acc["ignores"]["top1"][0] - 0.05  # measured 0.18 against 0.34
-    assert r.eot == 4 and "BPDA + EOT" in r.lesson
+    assert r.eot == 4 and "EOT over 4 draws" in r.columns["knows"]
+    # EOT isolated: the same BPDA attack with one draw per step is a column of its own, and the lesson compares them
+    assert list(r.columns) == ["ignores", "bare", "bpda", "knows"]
+    b, k = acc["bpda"]["top1"][0], acc["knows"]["top1"][0]
+    assert f"{100 * b:.1f}% -> {100 * k:.1f}%" in r.lesson or "EOT lowers it in none" in r.lesson
+    assert "EOT's effect alone" in r.lesson and r.strong == {} and r.attack_params.strong_steps == 0
 
 
 def test_table_shape_and_lesson(table):
     assert isinstance(table, lab.DefenseTable)
     assert [r.key for r in table.rows] == ["none", "halftone-input"]
-    assert len(table.table) == 2 * 2 * 2 * 2  # rows x attacks x eps x columns
+    assert list(table.columns) == ["ignores", "bare", "knows"]  # no BPDA-without-EOT for a deterministic halftone
+    # rows x attacks x eps x columns, then the strong attacker's and the worst case's cells per row and eps
+    assert len(table.table) == 2 * 2 * 2 * 3 + 2 * 2 + 2 * 2
     assert table.topk == ["top1"] and table.n == 100
     json.dumps(table.to_dict(), allow_nan=False)
     assert "PGD at eps 0.1" in table.lesson and "knows the defense" in table.lesson
@@ -111,12 +118,17 @@ def test_cli_defend_json(tmp_path):
     path = tmp_path / "d.json"
     code, out, err = run_cli(["defend", "--model", "fmnist-naive", "--defense", "bayer-random", "--attacks",
                               "fgsm,ifgsm", "--eps", "0,0.1", "--n", "20", "--steps", "3", "--adaptive", "--eot", "2",
+                              "--strong-steps", "2", "--restarts", "2", "--reference-model", "none",
                               "--halftone-model", "none", "--hybrid-model", "none", "--json", str(path), "-q"])
     assert code == 0, err
     r = json.loads(path.read_text())
     assert r["model"] == "fmnist-naive" and r["defense"]["method"] == "bayer-random" and r["eot"] == 2
     assert r["attacks"] == ["fgsm", "ifgsm"] and r["eps"] == [0.0, 0.1] and r["n"] == 20
-    assert set(r["columns"]) == {"ignores", "knows"}
+    assert set(r["columns"]) == {"ignores", "bare", "bpda", "knows"}
+    assert r["attack_params"]["strong_steps"] == 2 and r["attack_params"]["restarts"] == 2
+    assert [row["key"] for row in r["rows"]] == ["none", "halftone-input"]
+    for row in r["rows"]:
+        assert len(r["strong"][row["key"]]["top1"]) == len(r["robust"][row["key"]]["top1"]) == 2
     for row in r["rows"]:
         for a in r["attacks"]:
             for c in r["columns"]:
@@ -132,6 +144,9 @@ def test_cli_defend_json(tmp_path):
     (["--n", "0"], "n"),
     (["--bayer-size", "3", "--defense", "bayer"], "bayer"),
     (["--halftone-model", "nope"], "Unknown model"),
+    (["--strong-steps", "-1"], "strong steps"),
+    (["--restarts", "0"], "restarts"),
+    (["--reference-model", "nope"], "Unknown model"),
 ])
 def test_cli_defend_bad_input_exits_2_with_one_line(argv, fragment):
     code, out, err = run_cli(["defend", "--model", "fmnist-naive", *argv])
@@ -192,12 +207,15 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 @pytest.mark.parametrize("golden, kwargs", [
-    ("defense_tiny.json", dict(method="bayer-random", attack_names=["fgsm", "pgd"], eot=2, adaptive=True)),
+    ("defense_tiny.json", dict(method="bayer-random", attack_names=["fgsm", "pgd"], eot=2, adaptive=True,
+                               strong_steps=3, restarts=2,
+                               trained={"adversarial": "fmnist-pgd"})),
     ("defense_tiny_ignores.json", dict(method="floyd-steinberg", attack_names=["fgsm"], adaptive=False, trained={})),
 ])
-def test_to_dict_is_the_json_of_the_nested_dict_it_replaced(golden, kwargs):
-    """``DefenseTable.to_dict()`` is exactly what ``evaluate_defense`` returned as a nested dict before it returned
-    a dataclass (tests/unit/golden: that code's output for these tiny runs, ``device`` and ``seconds`` left out)."""
+def test_to_dict_is_the_recorded_json(golden, kwargs):
+    """``DefenseTable.to_dict()`` of these tiny runs, exactly as recorded in tests/unit/golden (``device`` and
+    ``seconds`` left out; regenerated when the protocol gained the bare, BPDA-without-EOT, strong and worst-case
+    attackers, the reference row and the flags)."""
     want = json.loads((GOLDEN / golden).read_text(encoding="utf-8"))
     method = kwargs.pop("method")
     r = lab.evaluate_defense("fmnist-naive", method, eps=[0, 0.1], n=20, steps=2, seed=0, device="cpu", **kwargs)
@@ -246,7 +264,7 @@ class Quantise(defenses.Defense):
 def test_the_evaluation_takes_any_defense():
     q = Quantise()
     r = lab.evaluate_defense("fmnist-naive", q, attack_names=["fgsm"], eps=[0, 0.1], n=20, adaptive=True,
-                             trained={})
+                             trained={}, strong_steps=3)
     assert r.defense == {"name": "quantise-test", "title": "4-level quantisation", "random": False}
     assert r.bpda == "identity backward pass through the 4-level quantisation" and r.eot is None
     assert [row.key for row in r.rows] == ["none", "halftone-input"]
@@ -261,3 +279,94 @@ def test_the_evaluation_takes_any_defense():
 def test_cli_defend_refuses_a_bayer_size_that_no_halftone_takes():
     code, out, err = run_cli(["defend", "--model", "fmnist-naive", "--defense", "atkinson", "--bayer-size", "3"])
     assert code == 2 and out == "" and "--bayer-size must be one of" in err
+
+
+# --------------------------------------------------------------------------- the worst case, flags, the reference
+
+
+def test_the_worst_case_is_the_per_example_minimum_of_a_plain_reimplementation(fmnist):
+    """``robust`` against every attacker, recomputed here with the attacks and the defense called directly."""
+    from advcore import attacks, models
+
+    x, y, _ = datasets.eval_set("fashion-mnist", 30)
+    r = lab.evaluate_defense("fmnist-naive", "bayer", attack_names=["fgsm", "ifgsm"], eps=[0, 0.15], n=30,
+                             steps=3, strong_steps=4, restarts=2, trained={}, seed=5)
+    net = lab.bare_network(models.load("fmnist-naive"))
+    h = defenses.Halftone("bayer")
+    through = defenses.Defended(net, h)
+    ok = torch.ones(30, dtype=torch.bool)
+    for a in ("fgsm", "ifgsm"):
+        for src in (net, through):  # ignores (= bare for the naive model's own row), knows
+            xa = attacks.run(a, src, x, y, eps=0.15, norm="linf", steps=3, seed=5).x_adv
+            with torch.no_grad():
+                ok &= net(h(xa)).argmax(1) == y
+    strong = torch.ones(30, dtype=torch.bool)
+    for j in range(2):
+        xa = attacks.pgd(through, x, y, eps=0.15, steps=4, random_start=True, seed=5 + 104729 * (j + 1)).x_adv
+        with torch.no_grad():
+            strong &= net(h(xa)).argmax(1) == y
+    assert r.strong["halftone-input"]["top1"][1] == pytest.approx(float(strong.float().mean()), abs=1e-6)
+    assert r.robust["halftone-input"]["top1"][1] == pytest.approx(float((ok & strong).float().mean()), abs=1e-6)
+    with torch.no_grad():
+        clean = float((net(h(x)).argmax(1) == y).float().mean())
+    assert r.robust["halftone-input"]["top1"][0] == pytest.approx(clean, abs=1e-6)
+    # the worst case is at most every attacker's own accuracy
+    for row in r.rows:
+        for a in r.attacks:
+            for c in r.columns:
+                assert r.robust[row.key]["top1"][1] <= r.values(row.key, a, c)[1]
+
+
+def test_an_adaptive_attacker_weaker_than_a_non_adaptive_one_is_flagged():
+    acc = {"hybrid": {"ifgsm": {"ignores": {"top1": [0.9, 0.430]}, "bare": {"top1": [0.9, 0.50]},
+                                "knows": {"top1": [0.9, 0.494]}}}}
+    strong = {"hybrid": {"top1": [0.9, 0.44]}}
+    flags = lab.adaptivity_flags(acc, strong, ["hybrid"], ["ifgsm"], [0.0, 0.1])
+    assert flags == [lab.Flag("hybrid", 0.1, "ifgsm", "knows", 0.494, "ifgsm", "ignores", 0.43),
+                     lab.Flag("hybrid", 0.1, "pgd", "strong", 0.44, "ifgsm", "ignores", 0.43)]
+    assert lab.adaptivity_flags(acc, {}, ["hybrid"], ["ifgsm"], [0.0, 0.1])[1:] == []
+
+
+def test_the_adversarially_trained_reference_row_has_no_halftone():
+    from advcore import models
+
+    r = lab.evaluate_defense("fmnist-naive", "floyd-steinberg", attack_names=["fgsm"], eps=[0, 0.1], n=40,
+                             strong_steps=3, trained={"adversarial": models.with_role("fashion-mnist", "pgd")})
+    assert [row.key for row in r.rows] == ["none", "halftone-input", "adversarial"]
+    ref = r.rows[-1]
+    assert ref.model == "fmnist-pgd" and not ref.halftone
+    acc = r.accuracy["adversarial"]["fgsm"]
+    assert acc["bare"] == acc["knows"]  # both are white-box FGSM on the model itself
+    x, y, _ = datasets.eval_set("fashion-mnist", 40)
+    with torch.no_grad():
+        clean = float((models.load("fmnist-pgd")(x).argmax(1) == y).float().mean())
+    assert r.clean["adversarial"]["top1"] == pytest.approx(clean, abs=1e-6)
+    assert "adversarially trained fmnist-pgd" in r.lesson
+    with pytest.raises(AdvlabError, match="behind the defense"):
+        lab.image_panels("fmnist-naive", x[:1], row="adversarial", attack="fgsm", eps=0.1,
+                         trained={"adversarial": "fmnist-pgd"})
+
+
+# --------------------------------------------------------------------------- the page's views (pure)
+
+
+def test_the_views_mark_flags_show_the_worst_case_and_share_one_legend(table):
+    from dataclasses import replace
+
+    from ui.views import defense as dv
+
+    flag = lab.Flag("halftone-input", 0.1, "pgd", "knows", 0.5, "pgd", "ignores", 0.4)
+    lines = dv.table_rows(replace(table, flags=[flag]))
+    assert len(lines) == len(table.rows) * (len(table.attacks) + 2)
+    col = "eps 0.1: ignores / bare / knows"
+    marked = [ln for ln in lines if dv.FLAG in ln[col]]
+    assert [(ln["defense"], ln["attacker"]) for ln in marked] == [("halftone input, naive model", "PGD")]
+    assert marked[0][col].split(" / ")[2].endswith(dv.FLAG)
+    worst = [ln for ln in lines if ln["attacker"] == dv.WORST_TITLE]
+    assert [ln[col] for ln in worst] == [f"{100 * table.robust[r.key]['top1'][1]:.1f}%" for r in table.rows]
+    assert dv.table_height(len(lines)) == 35 * (len(lines) + 1) + 3
+    fig = dv.curves(table)
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == [r.title for r in table.rows]  # one legend entry per row for all the panels
+    assert [a.text for a in fig.layout.annotations] == ["FGSM", "PGD", "worst case"]
+    assert "⚠" in dv.flags_caption(replace(table, flags=[flag]))

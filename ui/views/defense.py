@@ -14,8 +14,10 @@ import shlex
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from advcore import datasets, models
+from advcore.attacks import MAX_STEPS
 from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
 from advcore.progress import Progress, ProgressFn
@@ -53,8 +55,13 @@ def base_model(model: str) -> tuple[str, str | None]:
 
 
 def trained_rows(model: str) -> dict[str, str]:
-    """Rows whose model is registered: halftone-trained / hybrid -> model name."""
+    """The table's extra rows whose model is registered: halftone-trained / hybrid / adversarial -> model name."""
     return lab.trained_models(model)
+
+
+def halftone_rows(model: str) -> dict[str, str]:
+    """The rows that classify through the halftone (for one image's views): halftone-trained / hybrid -> name."""
+    return {k: v for k, v in lab.trained_models(model).items() if k in lab.TRAINED_ROLES}
 
 
 # --------------------------------------------------------------------------- one image
@@ -136,12 +143,18 @@ class TableRequest:
     steps: int = 10
     seed: int = 0
     eot: int = 8
+    strong_steps: int = lab.STRONG_STEPS
+    restarts: int = lab.RESTARTS
 
     def check(self) -> None:
         if not self.attacks:
             raise AdvlabError("Choose at least one attack for the table.")
         if not self.eps:
             raise AdvlabError("Choose at least one eps for the table.")
+        if not 0 <= self.strong_steps <= MAX_STEPS:
+            raise AdvlabError(f"The strong attacker's steps must be between 0 and {MAX_STEPS}.")
+        if not 1 <= self.restarts <= lab.MAX_RESTARTS:
+            raise AdvlabError(f"Restarts must be between 1 and {lab.MAX_RESTARTS}.")
 
     def cli_command(self) -> str:
         parts = ["python -m advcore defend", f"--model {shlex.quote(self.model)}", f"--defense {self.method}",
@@ -149,6 +162,7 @@ class TableRequest:
                  f"--n {self.n}", f"--steps {self.steps}", f"--seed {self.seed}"]
         if self.adaptive:
             parts.append("--adaptive")
+            parts.append(f"--strong-steps {self.strong_steps} --restarts {self.restarts}")
             if self.method == "bayer-random":
                 parts.append(f"--eot {self.eot}")
         if self.device == "cpu":
@@ -167,60 +181,124 @@ def run_table(req: TableRequest, progress: ProgressFn | None = None) -> lab.Defe
         n = min(n, len(data.samples()))
     return lab.evaluate_defense(req.model, req.method, attack_names=req.attacks, eps=req.eps, n=n,
                                 steps=req.steps, adaptive=req.adaptive, eot=req.eot, seed=req.seed,
+                                strong_steps=req.strong_steps, restarts=req.restarts,
                                 trained=trained_rows(req.model), device=req.device, progress=progress)
 
 
+FLAG = "⚠"
+
+
 def column_name(e: float, columns) -> str:
-    """The table's column for eps ``e``: ``clean``, ``eps 0.1: ignores / knows`` (or ``eps 0.1`` alone)."""
+    """The table's column for eps ``e``: ``clean``, ``eps 0.1: ignores / bare / knows`` (or ``eps 0.1`` alone)."""
     if e == 0:
         return "clean"
-    return f"eps {eps_fraction_text(e)}: ignores / knows" if "knows" in columns else f"eps {eps_fraction_text(e)}"
+    if len(columns) == 1:
+        return f"eps {eps_fraction_text(e)}"
+    return f"eps {eps_fraction_text(e)}: " + " / ".join(lab.COLUMN_SHORT[c] for c in columns)
+
+
+def strong_title(result: lab.DefenseTable) -> str:
+    p = result.attack_params
+    return (f"BPDA{' + EOT' if result.eot else ''}-PGD-{p.strong_steps}, {p.restarts} random "
+            f"start{'s' if p.restarts > 1 else ''}")
+
+
+WORST_TITLE = "worst case: every attacker, per image"
 
 
 def table_rows(result: lab.DefenseTable, k: str = "top1") -> list[dict[str, str]]:
-    """One line per row and attack; one column per eps holding both attackers' accuracies."""
+    """One line per row and attack (one column per eps holding every attacker's accuracy, ``⚠`` on an adaptive
+    attacker who did worse than a non-adaptive one), then per row the strong attacker and the per-example worst
+    case over every attacker and attack."""
     out = []
     cols = list(result.columns)
+    flagged = {(f.row, f.attack, f.eps, f.attacker) for f in result.flags} if k == "top1" else set()
+
+    def cell(v: float, key: tuple) -> str:
+        return f"{100 * v:.1f}%" + (f" {FLAG}" if key in flagged else "")
+
     for row in result.rows:
         for a in result.attacks:
-            line = {"defense": row.title, "model": row.model, "attack": ATTACK_TITLES.get(a, a)}
+            line = {"defense": row.title, "model": row.model, "attacker": ATTACK_TITLES.get(a, a)}
             acc = result.accuracy[row.key][a]
             for i, e in enumerate(result.eps):
-                line[column_name(e, cols)] = " / ".join(f"{100 * acc[c][k][i]:.1f}%" for c in
+                line[column_name(e, cols)] = " / ".join(cell(acc[c][k][i], (row.key, a, e, c)) for c in
                                                         (cols[:1] if e == 0 else cols))
+            out.append(line)
+        extra = ([(strong_title(result), result.strong[row.key][k], "strong")] if result.strong else []) + \
+            [(WORST_TITLE, result.robust[row.key][k], None)]
+        for title, values, c in extra:
+            line = {"defense": row.title, "model": row.model, "attacker": title}
+            for i, e in enumerate(result.eps):
+                line[column_name(e, cols)] = cell(values[i], (row.key, "pgd", e, c))
             out.append(line)
     return out
 
 
-def curves(result: lab.DefenseTable, attack: str, k: str = "top1") -> go.Figure:
-    """Accuracy against eps: one colour per row, solid = attacker ignores the defense, dashed = knows it."""
-    fig = go.Figure()
+def table_height(n_lines: int) -> int:
+    """Pixels for a dataframe of ``n_lines`` lines without a scroll bar (Streamlit: 35 px a line + the header)."""
+    return 35 * (n_lines + 1) + 3
+
+
+def curves(result: lab.DefenseTable, k: str = "top1") -> go.Figure:
+    """Accuracy against eps, one panel per attack plus the worst case, one colour per row and one legend for all:
+    solid = attacker ignores the defense, dashed = knows it (BPDA, + EOT); the last panel: the per-example worst
+    case over every attacker."""
+    panels = [ATTACK_TITLES.get(a, a) for a in result.attacks] + (["worst case"] if result.adaptive else [])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, shared_yaxes=True,
+                        horizontal_spacing=0.04)
+    eps = list(result.eps)
     for row in result.rows:
-        for c in result.columns:
-            if row.key == "none" and c == "knows":
-                continue
-            ys = result.values(row.key, attack, c, k)
-            name = row.title + ("" if row.key == "none" else
-                                   (", attacker ignores it" if c == "ignores" else ", attacker knows it"))
+        colour = ROW_COLOURS.get(row.key, plots.OTHER)
+        shown = False
+        series = [(j + 1, result.values(row.key, a, c, k), c, ATTACK_TITLES.get(a, a))
+                  for j, a in enumerate(result.attacks) for c in ("ignores", "knows")
+                  if c in result.columns and not (c == "knows" and not row.halftone)]
+        if result.adaptive:
+            series.append((len(panels), result.robust[row.key][k], "worst", "worst case"))
+        for col, ys, c, where in series:
             fig.add_trace(go.Scatter(
-                x=list(result.eps), y=[100 * v for v in ys], name=name, mode="lines+markers",
-                line=dict(color=ROW_COLOURS.get(row.key, plots.OTHER), dash="solid" if c == "ignores" else "dash",
-                          width=2),
-                hovertemplate="eps %{x:.3g}: %{y:.1f}%<extra>" + name + "</extra>"))
-    fig.update_layout(**plots.FIG4_LAYOUT, title=f"{ATTACK_TITLES.get(attack, attack)} ({k.replace('top', 'top-')})")
-    fig.update_layout(height=460)
-    fig.update_xaxes(title="attack strength eps (L-inf, pixel units)", rangemode="tozero")
-    fig.update_yaxes(title="accuracy (%)", range=[0, 100])
+                x=eps, y=[100 * v for v in ys], name=row.title, legendgroup=row.key, showlegend=not shown,
+                mode="lines+markers", line=dict(color=colour, dash="dash" if c == "knows" else "solid", width=2),
+                hovertemplate=f"{where}, {COLUMN_WORDS[c]}: " + "eps %{x:.3g}: %{y:.1f}%<extra>" + row.title
+                + "</extra>"), row=1, col=col)
+            shown = True
+    fig.update_layout(**plots.FIG4_LAYOUT)
+    fig.update_layout(height=420, title=f"Accuracy ({k.replace('top', 'top-')}) against eps: solid = attacker "
+                                        "ignores the defense, dashed = knows it (BPDA)")
+    fig.update_xaxes(title="eps (L-inf, pixels in [0, 1])", rangemode="tozero")
+    fig.update_yaxes(range=[0, 100])
+    fig.update_yaxes(title="accuracy (%)", row=1, col=1)
     return fig
 
 
+COLUMN_WORDS = {"ignores": "attacker ignores the defense", "knows": "attacker knows it",
+                "worst": "every attacker, per image"}
+
+
+def flags_caption(result: lab.DefenseTable) -> str:
+    """The computed sentence beside the ⚠ marks (empty without adaptive attackers)."""
+    s = lab.flags_sentence(result)
+    return s.replace("(flagged)", f"(marked {FLAG})") if s else ""
+
+
 def table_caption(result: lab.DefenseTable) -> str:
-    eot = f", EOT over {result.eot} draws" if result.eot else ""
-    cols = ("Attacker ignores the defense: the adversarial examples are made on the undefended model and then "
-            "halftoned, as in the paper. ")
-    if "knows" in result.columns:
-        cols += (f"Attacker knows the defense: each defended model is attacked through its halftone with BPDA "
-                 f"(identity gradient){eot}. ")
+    cols = ("Attackers: ignores = the adversarial examples are made on the undefended model and then halftoned, "
+            "as in the paper. ")
+    if result.adaptive:
+        eot = f" + EOT over {result.eot} draws" if result.eot else ""
+        cols += ("bare = made white-box on the row's own network without the halftone, then halftoned. "
+                 + ("BPDA = through the halftone with the identity gradient, one draw per step (no EOT). "
+                    if "bpda" in result.columns else "")
+                 + f"knows = through the halftone with BPDA (identity gradient){eot}. ")
+        if result.strong:
+            cols += f"{strong_title(result)}: the strong adaptive attacker. "
+        cols += (f"{WORST_TITLE}: an image counts as correct only if no attacker with any attack fooled it "
+                 "(the robust accuracy). ")
+        ref = next((r for r in result.rows if r.key == "adversarial"), None)
+        if ref is not None:
+            cols += (f"The reference row is {ref.model}, trained with PGD adversarial examples, classifying without "
+                     "any halftone: its bare and knows columns are white-box attacks on itself. ")
     p = result.attack_params
     return (cols + f"Untargeted L-inf attacks, I-FGSM and PGD {p.steps} steps (PGD from a random start, seed "
             f"{p.seed}), on {result.n} images of the {result.data}; labels: {result.labels}. "
@@ -251,13 +329,18 @@ def paper_sentence() -> str:
 
 
 def clean_effect_sentence(rows: list[dict], method: str) -> str:
+    """The ImageNet section in words: a distribution-shift measurement (top-1 and top-5), not a defense."""
     n = len(rows)
     same = sum(r["same_top1"] for r in rows)
     top5 = sum(r["clean_top1_in_halftone_top5"] for r in rows)
+    before = sum(r["clean_prob"] for r in rows) / max(n, 1)
+    after = sum(r["halftone_prob_of_clean_top1"] for r in rows) / max(n, 1)
     return (f"Halftoned with {METHOD_TITLES.get(method, method)} at inference only, the model keeps its clean "
-            f"top-1 answer on {same} of {n} photos, and that answer stays in the top 5 on {top5} of {n}. "
-            "EfficientNet-Lite was trained on intensity images; a halftone is out of its distribution, which is why "
-            "the paper trains on halftones (there is no ImageNet halftone-trained model here).")
+            f"top-1 answer on {same} of {n} photos, and that answer stays in the top 5 on {top5} of {n}; its "
+            f"probability falls from {100 * before:.1f}% to {100 * after:.1f}% on average. This is a "
+            "distribution-shift demo, not a defense: EfficientNet-Lite was trained on intensity images and there "
+            "is no ImageNet model trained on halftones here (the paper trains one), so accuracy under attack "
+            "behind the halftone would measure the shift as much as the defense.")
 
 
 # --------------------------------------------------------------------------- running the table with cancel
