@@ -96,7 +96,7 @@ def test_ap_crafting_stays_within_eps_and_raises_its_objective(fs10: poisoning.F
 
 
 def test_eps_zero_leaves_the_clean_svm_unchanged(fs01: poisoning.FeatureSet, fs10: poisoning.FeatureSet) -> None:
-    clean01 = poisoning.accuracy(poisoning.train_svm(fs01.f_train, fs01.task.y_train), fs01.f_test, fs01.task.y_test)
+    clean01 = poisoning.accuracy(fs01.svm(fs01.f_train, fs01.task.y_train), fs01.f_test, fs01.task.y_test)
     pf = poisoning.poison_frog(fs01, eps=0.0, trials=4, steps=3)
     assert pf.clean_accuracy == clean01
     assert pf.successes == 0 and all(t.linf == 0 and t.prediction == t.target_label
@@ -151,7 +151,7 @@ def test_poison_frog_trials_and_example_agree(fs01: poisoning.FeatureSet) -> Non
     assert ex.success == t.success
     assert ex.history[0] == pytest.approx(t.distance_before) and ex.history[-1] == pytest.approx(
         t.distance_after, rel=1e-4)
-    clean = poisoning.train_svm(fs01.f_train, fs01.task.y_train)
+    clean = fs01.svm(fs01.f_train, fs01.task.y_train)
     proj = ex.projection
     assert proj["clean"]["value_at_target"] == pytest.approx(
         float(clean.decision_function(fs01.f_test[t.target:t.target + 1])[0]))
@@ -162,14 +162,22 @@ def test_poison_frog_trials_and_example_agree(fs01: poisoning.FeatureSet) -> Non
 
 def test_verdict_is_computed_from_the_rows() -> None:
     def rows(vals):
-        return [{"kind": k, "success_rate": v, "trials": 10, "mean_distance_before": 1.0,
-                 "mean_distance_after": 0.5} for k, v in vals]
+        return [{"kind": k, "success_rate": v, "successes": round(10 * v), "trials": 10, "mean_distance_before": 1.0,
+                 "mean_distance_after": 0.5, "mean_neighbour_distance": 0.25, "closer_than_neighbour": 3}
+                for k, v in vals]
 
-    helped = poisoning.verdict({"attack": "pf", "rows": rows([("naive", 0.8), ("pgd", 0.2)])})
-    assert helped.startswith("Here robust features helped") and "80%" in helped and "20%" in helped
-    worse = poisoning.verdict({"attack": "pf", "rows": rows([("naive", 0.1), ("pgd", 0.5)])})
+    helped = poisoning.verdict({"attack": "pf", "eps": 7 / 255, "rows": rows([("naive", 0.8), ("pgd", 0.2)])})
+    assert helped.startswith("Here robust features helped") and "8/10" in helped and "2/10" in helped
+    assert "nearest same-class training image 0.250; 3/10 poisons nearer" in helped
+    assert "On digits 8/10 poison frogs succeed with naive features at 7/255: more than the paper" in helped
+    faithful = poisoning.verdict({"attack": "pf", "eps": 7 / 255, "rows": rows([("naive", 0.0), ("pgd", 0.0)])})
+    assert "On digits 0/10 poison frogs succeed with naive features at 7/255: few, as the paper found" in faithful
+    split = poisoning.verdict({"attack": "pf", "eps": 7 / 255,
+                               "rows": rows([("split-naive", 0.6), ("split-pgd", 0.1)])})
+    assert split.startswith("Here robust features helped") and "On digits" not in split
+    worse = poisoning.verdict({"attack": "pf", "eps": 0.1, "rows": rows([("naive", 0.1), ("pgd", 0.5)])})
     assert worse.startswith("Here robust features did worse")
-    same = poisoning.verdict({"attack": "pf", "rows": rows([("naive", 0.0), ("fgsm", 0.0)])})
+    same = poisoning.verdict({"attack": "pf", "eps": 0.1, "rows": rows([("naive", 0.0), ("fgsm", 0.0)])})
     assert same.startswith("Here robust features made no difference")
 
 
