@@ -2,7 +2,8 @@
 (T-shirt/top, Trouser, Pullover, Dress, Coat), naive and PGD-trained (L-inf eps 0.1, 7 steps), so a binary task on
 two classes of the other half (Sandal against Sneaker) is one the extractors never saw, as in the paper's Figure 2.
 
-Run ``nice .venv/bin/python bench/poisoning_split.py``; writes ``assets/models/poisoning/fmnist04-{naive,pgd}.{pt,json}``
+Run ``nice .venv/bin/python bench/poisoning_split.py``; writes
+``assets/models/poisoning/fmnist04-{naive,pgd}.{pt,json}``
 (outside the zoo folder's top level, so the other labs do not list them). Wall time per model is in its card.
 """
 

@@ -13,6 +13,7 @@ from json_util import same_json
 
 from advcore import features
 from advcore.cli.framework import main
+from advcore.errors import AdvlabError
 from advcore.labs import poisoning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -257,3 +258,45 @@ def test_to_dict_is_the_json_of_the_nested_dicts() -> None:
     assert pf.row("fgsm").trial_results[1].target == want["pf"]["rows"][1]["trial_results"][1]["target"]
     assert pf.paper.imagenet == poisoning.PAPER_IMAGENET_PF and runs["lf"].trials is None
     assert "trials" not in runs["lf"].to_dict() and "repeats" not in runs["ap"].to_dict()
+
+
+# --------------------------------------------------------------------------- issue 16: converging frogs, paper's C
+
+
+def test_svm_is_the_papers_linearsvc_on_raw_features(fs01: poisoning.FeatureSet) -> None:
+    from sklearn.svm import LinearSVC
+
+    raw = LinearSVC(C=1.0, max_iter=20000, random_state=0).fit(fs01.f_train * fs01.scale, fs01.task.y_train)
+    ours = fs01.svm(fs01.f_train, fs01.task.y_train)
+    np.testing.assert_allclose(ours.decision_function(fs01.f_test), raw.decision_function(fs01.f_test * fs01.scale))
+    np.testing.assert_allclose(fs01.f_test @ ours.coef_[0] + ours.intercept_[0],
+                               raw.decision_function(fs01.f_test * fs01.scale), rtol=1e-9, atol=1e-9)
+
+
+def test_decaying_schedule_gets_closer_than_constant_pgd10(fs01: poisoning.FeatureSet) -> None:
+    y = fs01.task.y_train
+    base = fs01.task.x_train[np.flatnonzero(y == 0)[:4]]
+    target = fs01.task.x_test[np.flatnonzero(fs01.task.y_test == 1)[:4]]
+    eps = 7 / 255
+    z, hist = poisoning.feature_collision(fs01, base, target, eps=eps, steps=100, schedule="decay")
+    _, old = poisoning.feature_collision(fs01, base, target, eps=eps, steps=10, schedule="constant")
+    assert hist.shape == (101, 4) and np.all(np.diff(hist, axis=0) <= 0)  # best-so-far never rises
+    assert np.all(hist[-1] < old[-1])
+    assert float((z - base).abs().max()) <= eps + 1e-6 and float(z.min()) >= 0 and float(z.max()) <= 1
+    with torch.no_grad():  # the last row is the returned poison's true distance
+        d = features.activations(fs01.model, z) - features.activations(fs01.model, target)
+    np.testing.assert_allclose(hist[-1], d.norm(dim=1).double().numpy() / fs01.scale, rtol=1e-5)
+
+
+def test_nearest_bases_and_k_poisons(fs01: poisoning.FeatureSet) -> None:
+    res = poisoning.poison_frog(fs01, eps=7 / 255, trials=2, steps=5, poisons=3, base_choice="nearest", seed=3)
+    assert res.poisons == 3 and res.C == 1.0 and res.C_scaled == pytest.approx(fs01.scale ** 2)
+    for t in res.trial_results:
+        others = np.flatnonzero(fs01.task.y_train != fs01.task.y_test[t.target])
+        d = np.linalg.norm(fs01.f_train[others] - fs01.f_test[t.target], axis=1)
+        assert t.bases == [int(i) for i in others[np.argsort(d, kind="stable")[:3]]]
+        same = fs01.f_train[fs01.task.y_train == fs01.task.y_test[t.target]]
+        assert t.neighbour_distance == pytest.approx(np.linalg.norm(same - fs01.f_test[t.target], axis=1).min())
+    assert res.closer_than_neighbour == sum(t.distance_after < t.neighbour_distance for t in res.trial_results)
+    with pytest.raises(AdvlabError):
+        poisoning.poison_frog(fs01, trials=1, poisons=0)
