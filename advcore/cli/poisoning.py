@@ -33,7 +33,8 @@ def _poison_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--features", default="naive,fgsm,pgd", type=fw.arg_type(poisoning.check_kinds, "features"),
                    help="frozen extractors, comma-separated: naive, fgsm, pgd (the shipped Fashion-MNIST models, on "
                         "scikit-learn digits drawn as MNIST) and imagenet (EfficientNet-Lite0 on crops of two bundled "
-                        "photos, the paper's sanity check; slow on a CPU) (default: naive,fgsm,pgd)")
+                        "photos, the paper's sanity check; slow on a CPU), split-naive and split-pgd (CNNs trained on "
+                        "Fashion-MNIST classes 0-4 only, on Sandal against Sneaker) (default: naive,fgsm,pgd)")
     g.add_argument("--layer", help="feature layer (default: penultimate, the input of the last linear layer)")
     g.add_argument("--pair", default="01", help="pf: the two digits of the binary task (default: 01, as in the paper)")
     g = p.add_argument_group("attack")
@@ -46,12 +47,21 @@ def _poison_args(p: argparse.ArgumentParser) -> None:
                    help="pf: number of poison frog trials (default: 20; the paper runs 100)")
     g.add_argument("--method", choices=poisoning.METHODS, default="pgd",
                    help="pf, ap: craft with one FGSM step or PGD steps (default: pgd)")
-    g.add_argument("--steps", type=fw.int_type("steps", 1, poisoning.MAX_STEPS), default=poisoning.DEFAULT_STEPS,
-                   help=f"pf, ap: PGD steps, step 2.5*eps/steps (default: {poisoning.DEFAULT_STEPS})")
+    g.add_argument("--steps", type=fw.int_type("steps", 1, poisoning.MAX_STEPS),
+                   help=f"pf, ap: PGD steps (default: pf {poisoning.PF_STEPS}, ap {poisoning.DEFAULT_STEPS})")
+    g.add_argument("--schedule", choices=poisoning.SCHEDULES,
+                   help="pf, ap: step size, decay: eps/4 * (1 - t/steps) keeping the best iterate; constant: "
+                        "2.5*eps/steps (default: pf decay, ap constant)")
+    g.add_argument("--poisons", type=fw.int_type("poisons", 1, poisoning.MAX_POISONS), default=1,
+                   help="pf: poison images per target (default: 1)")
+    g.add_argument("--bases", dest="base_choice", choices=poisoning.BASE_CHOICES, default="random",
+                   help="pf: random bases, or the other class's training images nearest the target in feature "
+                        "space (best-base search) (default: random)")
     g.add_argument("--repeats", type=fw.int_type("repeats", 1, 100), default=3,
                    help="lf: runs averaged, seeds seed..seed+repeats-1 (default: 3)")
     g.add_argument("--C", dest="C", type=fw.finite_type("C", positive=True, high=1e6), default=poisoning.DEFAULT_C,
-                   help="the LinearSVC's C (default: 1)")
+                   help="the LinearSVC's C on the raw features, as the paper trains it (default: 1, LinearSVC's "
+                        "default; C on features divided by their mean norm s is C*s^2)")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX), default=0, help="default: 0")
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
@@ -76,12 +86,16 @@ def table_lines(result: poisoning.PoisoningTable) -> list[str]:
             lines.append(f"{r.kind:<11} {r.clean_accuracy:.3f}    {r.poisoned_accuracy:.3f}      "
                          + ("–" if ref is None else f"{ref:.2f}"))
     elif attack == "pf":
-        lines.append("features    success        distance before -> after   margin clean -> poisoned   paper (CIFAR)")
+        lines.append(f"{result.poisons} poison(s) per target, {result.base_choice} bases, "
+                     + (f"{result.steps} steps, {result.schedule} step size" if result.method == "pgd"
+                        else "one FGSM step") + f"; LinearSVC C {result.C:g} on raw features")
+        lines.append("features     success   distance before -> after (nearest same-class)  margin clean -> poisoned"
+                     "   C scaled   paper (CIFAR)")
         for r in result.rows:
-            ref = paper.get(r.kind) if r.kind != "imagenet" else result.paper.imagenet
-            lines.append(f"{r.kind:<11} {r.successes:>3}/{r.trials:<3} {r.success_rate:.2f}   "
-                         f"{r.mean_distance_before:.3f} -> {r.mean_distance_after:.3f}            "
-                         f"{r.mean_margin_before:.3f} -> {r.mean_margin_after:.3f}             "
+            ref = result.paper.imagenet if r.kind == "imagenet" else paper.get(poisoning.KIND_ROLE[r.kind])
+            lines.append(f"{r.kind:<12} {r.successes:>3}/{r.trials:<3}  {r.mean_distance_before:.3f} -> "
+                         f"{r.mean_distance_after:.3f} ({r.mean_neighbour_distance:.3f})               "
+                         f"{r.mean_margin_before:.3f} -> {r.mean_margin_after:.3f}              {r.C_scaled:<9.4g}  "
                          + ("–" if ref is None else f"{ref:.2f}"))
     else:
         lines.append("features    clean    poisoned   gap      paper (MNIST)")
@@ -101,6 +115,8 @@ def cmd_poison(args: argparse.Namespace) -> int:
         raise AdvlabError("--pair only applies to pf (poison frogs).")
     if args.attack == "pf" and args.share is not None:
         raise AdvlabError("--share applies to lf and ap, not to pf.")
+    if args.attack != "pf" and (args.poisons != 1 or args.base_choice != "random"):
+        raise AdvlabError("--poisons and --bases only apply to pf (poison frogs).")
     poisoning.task_for("naive", args.attack, args.pair)  # checks --pair before any work
     json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
     fw.set_threads(args.threads)
@@ -108,7 +124,8 @@ def cmd_poison(args: argparse.Namespace) -> int:
     try:
         result = poisoning.run(args.attack, args.features, eps=args.eps, share=args.share, trials=args.trials,
                                method=args.method, steps=args.steps, C=args.C, seed=args.seed, repeats=args.repeats,
-                               pair=args.pair, device=args.device, layer=args.layer, progress=bars)
+                               pair=args.pair, device=args.device, layer=args.layer, poisons=args.poisons,
+                               base_choice=args.base_choice, schedule=args.schedule, progress=bars)
     finally:
         bars.close()
     text = fw.json_text(result.to_dict())

@@ -60,16 +60,25 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     run.click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(at.table) == 2
-    pf = poisoning.run("pf", ["naive", "pgd"], eps=7 / 255, trials=3, steps=poisoning.DEFAULT_STEPS, seed=0)
+    pf = poisoning.run("pf", ["naive", "pgd"], eps=7 / 255, trials=3, seed=0)  # the page's 200 decaying steps
     rows = at.table[1].value.to_dict("records")
     for row, ref in zip(rows, pf.rows, strict=True):
         assert row["Successful poison frogs (measured)"] == f"{ref.successes} of 3"
         assert row["Feature distance to target, before -> after (measured)"] == (
             f"{ref.mean_distance_before:.3f} -> {ref.mean_distance_after:.3f}")
+        assert row["Target to its nearest same-class training image (measured)"].startswith(
+            f"{ref.mean_neighbour_distance:.3f} ({ref.closer_than_neighbour} of 3")
+        assert row["SVM C (raw features; on features / mean norm)"] == f"1; {ref.feature_scale ** 2:.4g}"
     assert [r["Paper, Table 2, CIFAR"] for r in rows] == ["85.0%", "16.0%"]
     args = cli(at.code[1].value)
-    assert (args.attack, args.trials, args.eps, args.steps, args.method) == (
-        "pf", 3, pytest.approx(7 / 255), poisoning.DEFAULT_STEPS, "pgd")
+    assert (args.attack, args.trials, args.eps, args.steps, args.method, args.schedule, args.poisons) == (
+        "pf", 3, pytest.approx(7 / 255), poisoning.PF_STEPS, "pgd", "decay", 1)
+
+    at.slider(key="poison_eps").set_value(8).run()  # a changed widget keeps the finished table, labelled
+    assert not at.exception
+    assert any(i.value.startswith("Previous result, computed with eps 7/255 (now 8/255)") for i in at.info), \
+        [i.value for i in at.info]
+    at.slider(key="poison_eps").set_value(7).run()
 
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(charts) == 1
@@ -112,11 +121,11 @@ def test_cancel_stops_a_run_and_keeps_nothing() -> None:
 
 def test_imagenet_features_run_from_the_page() -> None:
     """The paper's sanity check on ImageNet features (EfficientNet-Lite0) is one choice under Features."""
-    at = poisoning_page(poison_trials=2, poison_kinds=["imagenet"])
+    at = poisoning_page(poison_trials=2, poison_kinds=["imagenet"], poison_pf_steps=20)
     assert not at.error, [e.value for e in at.error]
     next(b for b in at.button if b.label == "Run Table 2 (poison frogs)").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    pf = poisoning.run("pf", ["imagenet"], eps=7 / 255, trials=2, steps=poisoning.DEFAULT_STEPS, seed=0)
+    pf = poisoning.run("pf", ["imagenet"], eps=7 / 255, trials=2, steps=20, seed=0)
     rows = at.table[1].value.to_dict("records")
     assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES["imagenet"]]
     assert rows[0]["Successful poison frogs (measured)"] == f"{pf.rows[0].successes} of 2"

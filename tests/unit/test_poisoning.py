@@ -13,6 +13,7 @@ from json_util import same_json
 
 from advcore import features
 from advcore.cli.framework import main
+from advcore.errors import AdvlabError
 from advcore.labs import poisoning
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -96,7 +97,7 @@ def test_ap_crafting_stays_within_eps_and_raises_its_objective(fs10: poisoning.F
 
 
 def test_eps_zero_leaves_the_clean_svm_unchanged(fs01: poisoning.FeatureSet, fs10: poisoning.FeatureSet) -> None:
-    clean01 = poisoning.accuracy(poisoning.train_svm(fs01.f_train, fs01.task.y_train), fs01.f_test, fs01.task.y_test)
+    clean01 = poisoning.accuracy(fs01.svm(fs01.f_train, fs01.task.y_train), fs01.f_test, fs01.task.y_test)
     pf = poisoning.poison_frog(fs01, eps=0.0, trials=4, steps=3)
     assert pf.clean_accuracy == clean01
     assert pf.successes == 0 and all(t.linf == 0 and t.prediction == t.target_label
@@ -151,7 +152,7 @@ def test_poison_frog_trials_and_example_agree(fs01: poisoning.FeatureSet) -> Non
     assert ex.success == t.success
     assert ex.history[0] == pytest.approx(t.distance_before) and ex.history[-1] == pytest.approx(
         t.distance_after, rel=1e-4)
-    clean = poisoning.train_svm(fs01.f_train, fs01.task.y_train)
+    clean = fs01.svm(fs01.f_train, fs01.task.y_train)
     proj = ex.projection
     assert proj["clean"]["value_at_target"] == pytest.approx(
         float(clean.decision_function(fs01.f_test[t.target:t.target + 1])[0]))
@@ -162,14 +163,22 @@ def test_poison_frog_trials_and_example_agree(fs01: poisoning.FeatureSet) -> Non
 
 def test_verdict_is_computed_from_the_rows() -> None:
     def rows(vals):
-        return [{"kind": k, "success_rate": v, "trials": 10, "mean_distance_before": 1.0,
-                 "mean_distance_after": 0.5} for k, v in vals]
+        return [{"kind": k, "success_rate": v, "successes": round(10 * v), "trials": 10, "mean_distance_before": 1.0,
+                 "mean_distance_after": 0.5, "mean_neighbour_distance": 0.25, "closer_than_neighbour": 3}
+                for k, v in vals]
 
-    helped = poisoning.verdict({"attack": "pf", "rows": rows([("naive", 0.8), ("pgd", 0.2)])})
-    assert helped.startswith("Here robust features helped") and "80%" in helped and "20%" in helped
-    worse = poisoning.verdict({"attack": "pf", "rows": rows([("naive", 0.1), ("pgd", 0.5)])})
+    helped = poisoning.verdict({"attack": "pf", "eps": 7 / 255, "rows": rows([("naive", 0.8), ("pgd", 0.2)])})
+    assert helped.startswith("Here robust features helped") and "8/10" in helped and "2/10" in helped
+    assert "nearest same-class training image 0.250; 3/10 poisons nearer" in helped
+    assert "On digits 8/10 poison frogs succeed with naive features at 7/255: more than the paper" in helped
+    faithful = poisoning.verdict({"attack": "pf", "eps": 7 / 255, "rows": rows([("naive", 0.0), ("pgd", 0.0)])})
+    assert "On digits 0/10 poison frogs succeed with naive features at 7/255: few, as the paper found" in faithful
+    split = poisoning.verdict({"attack": "pf", "eps": 7 / 255,
+                               "rows": rows([("split-naive", 0.6), ("split-pgd", 0.1)])})
+    assert split.startswith("Here robust features helped") and "On digits" not in split
+    worse = poisoning.verdict({"attack": "pf", "eps": 0.1, "rows": rows([("naive", 0.1), ("pgd", 0.5)])})
     assert worse.startswith("Here robust features did worse")
-    same = poisoning.verdict({"attack": "pf", "rows": rows([("naive", 0.0), ("fgsm", 0.0)])})
+    same = poisoning.verdict({"attack": "pf", "eps": 0.1, "rows": rows([("naive", 0.0), ("fgsm", 0.0)])})
     assert same.startswith("Here robust features made no difference")
 
 
@@ -249,3 +258,45 @@ def test_to_dict_is_the_json_of_the_nested_dicts() -> None:
     assert pf.row("fgsm").trial_results[1].target == want["pf"]["rows"][1]["trial_results"][1]["target"]
     assert pf.paper.imagenet == poisoning.PAPER_IMAGENET_PF and runs["lf"].trials is None
     assert "trials" not in runs["lf"].to_dict() and "repeats" not in runs["ap"].to_dict()
+
+
+# --------------------------------------------------------------------------- issue 16: converging frogs, paper's C
+
+
+def test_svm_is_the_papers_linearsvc_on_raw_features(fs01: poisoning.FeatureSet) -> None:
+    from sklearn.svm import LinearSVC
+
+    raw = LinearSVC(C=1.0, max_iter=20000, random_state=0).fit(fs01.f_train * fs01.scale, fs01.task.y_train)
+    ours = fs01.svm(fs01.f_train, fs01.task.y_train)
+    np.testing.assert_allclose(ours.decision_function(fs01.f_test), raw.decision_function(fs01.f_test * fs01.scale))
+    np.testing.assert_allclose(fs01.f_test @ ours.coef_[0] + ours.intercept_[0],
+                               raw.decision_function(fs01.f_test * fs01.scale), rtol=1e-9, atol=1e-9)
+
+
+def test_decaying_schedule_gets_closer_than_constant_pgd10(fs01: poisoning.FeatureSet) -> None:
+    y = fs01.task.y_train
+    base = fs01.task.x_train[np.flatnonzero(y == 0)[:4]]
+    target = fs01.task.x_test[np.flatnonzero(fs01.task.y_test == 1)[:4]]
+    eps = 7 / 255
+    z, hist = poisoning.feature_collision(fs01, base, target, eps=eps, steps=100, schedule="decay")
+    _, old = poisoning.feature_collision(fs01, base, target, eps=eps, steps=10, schedule="constant")
+    assert hist.shape == (101, 4) and np.all(np.diff(hist, axis=0) <= 0)  # best-so-far never rises
+    assert np.all(hist[-1] < old[-1])
+    assert float((z - base).abs().max()) <= eps + 1e-6 and float(z.min()) >= 0 and float(z.max()) <= 1
+    with torch.no_grad():  # the last row is the returned poison's true distance
+        d = features.activations(fs01.model, z) - features.activations(fs01.model, target)
+    np.testing.assert_allclose(hist[-1], d.norm(dim=1).double().numpy() / fs01.scale, rtol=1e-5)
+
+
+def test_nearest_bases_and_k_poisons(fs01: poisoning.FeatureSet) -> None:
+    res = poisoning.poison_frog(fs01, eps=7 / 255, trials=2, steps=5, poisons=3, base_choice="nearest", seed=3)
+    assert res.poisons == 3 and res.C == 1.0 and res.C_scaled == pytest.approx(fs01.scale ** 2)
+    for t in res.trial_results:
+        others = np.flatnonzero(fs01.task.y_train != fs01.task.y_test[t.target])
+        d = np.linalg.norm(fs01.f_train[others] - fs01.f_test[t.target], axis=1)
+        assert t.bases == [int(i) for i in others[np.argsort(d, kind="stable")[:3]]]
+        same = fs01.f_train[fs01.task.y_train == fs01.task.y_test[t.target]]
+        assert t.neighbour_distance == pytest.approx(np.linalg.norm(same - fs01.f_test[t.target], axis=1).min())
+    assert res.closer_than_neighbour == sum(t.distance_after < t.neighbour_distance for t in res.trial_results)
+    with pytest.raises(AdvlabError):
+        poisoning.poison_frog(fs01, trials=1, poisons=0)

@@ -17,7 +17,10 @@ from advcore.progress import Progress
 from advcore.units import percent_cell as pct
 from ui import plots
 
-PAGE_KINDS = ("naive", "fgsm", "pgd", "imagenet")
+PAGE_KINDS = ("naive", "fgsm", "pgd", "imagenet", "split-naive", "split-pgd")
+#: Short names for the feature picker's chips (the long titles were clipped); tables use KIND_TITLES.
+CHIP_NAMES = {"naive": "naive", "fgsm": "FGSM", "pgd": "PGD", "imagenet": "ImageNet", "split-naive": "split naive",
+              "split-pgd": "split PGD"}
 DEFAULT_KINDS = ("naive", "fgsm", "pgd")  # ImageNet features on request: seconds more on a CPU
 TABLES = {"ap": 1, "pf": 2, "lf": 3}
 MAX_PAGE_TRIALS = 200
@@ -39,6 +42,10 @@ class Request:
     trials: int = 20
     seed: int = 0
     device: str = "cpu"
+    poisons: int = 1
+    base_choice: str = "random"
+    schedule: str = "constant"
+    C: float = poisoning.DEFAULT_C
 
     @property
     def eps(self) -> float:
@@ -47,6 +54,7 @@ class Request:
     def run(self, progress) -> poisoning.PoisoningTable:
         return poisoning.run(self.attack, list(self.kinds), eps=self.eps, share=self.share, trials=self.trials,
                              method=self.method, steps=self.steps, seed=self.seed, device=self.device,
+                             poisons=self.poisons, base_choice=self.base_choice, schedule=self.schedule, C=self.C,
                              progress=progress)
 
     def cli_command(self) -> str:
@@ -55,11 +63,13 @@ class Request:
         if self.attack != "lf":
             parts += [f"--eps {self.eps_255}/255", f"--method {self.method}"]
             if self.method == "pgd":
-                parts.append(f"--steps {self.steps}")
+                parts += [f"--steps {self.steps}", f"--schedule {self.schedule}"]
         if self.share is not None:
             parts.append(f"--share {self.share:g}")
         if self.attack == "pf":
-            parts.append(f"--trials {self.trials}")
+            parts += [f"--trials {self.trials}", f"--poisons {self.poisons}", f"--bases {self.base_choice}"]
+        if self.C != poisoning.DEFAULT_C:
+            parts.append(f"--C {self.C:g}")
         parts += [f"--seed {self.seed}", f"--json poison-{self.attack}.json"]
         if self.device != "cpu":
             parts.append(f"--device {self.device}")
@@ -117,13 +127,19 @@ def rows(result: poisoning.PoisoningTable) -> list[dict[str, str]]:
                         "Paper, Table 1, MNIST": pct(paper.get(kind, {}).get("MNIST")),
                         "Paper, Table 1, CIFAR": pct(paper.get(kind, {}).get("CIFAR"))})
         elif attack == "pf":
+            ref = result.paper.imagenet if kind == "imagenet" else paper.get(poisoning.KIND_ROLE[kind])
             row.update({"Successful poison frogs (measured)": f"{r.successes} of {r.trials}",
                         "Success rate (measured)": pct(r.success_rate),
                         "Feature distance to target, before -> after (measured)":
                             f"{r.mean_distance_before:.3f} -> {r.mean_distance_after:.3f}",
+                        "Target to its nearest same-class training image (measured)":
+                            f"{r.mean_neighbour_distance:.3f} ({r.closer_than_neighbour} of {r.trials} poisons "
+                            "nearer)",
                         "Target's SVM margin, clean -> poisoned (measured)":
                             f"{r.mean_margin_before:.3f} -> {r.mean_margin_after:.3f}",
-                        "Paper, Table 2, CIFAR": pct(paper.get(kind))})
+                        "SVM C (raw features; on features / mean norm)": f"{r.C:g}; {r.C_scaled:.4g}",
+                        "Paper, Table 2, CIFAR" + (" (ImageNet: Sec. 4.1)" if kind == "imagenet" else ""):
+                            pct(ref)})
         else:
             row.update({"Clean accuracy (measured)": pct(r.clean_accuracy),
                         "Accuracy under LF (measured)": pct(r.poisoned_accuracy),
@@ -142,8 +158,11 @@ def caption(result: poisoning.PoisoningTable) -> str:
         what = (f"{result.share:.0%} of the {r0.train_images:,} training labels ({r0.flipped}) replaced by "
                 f"random labels, averaged over {result.repeats} seeds")
     elif attack == "pf":
-        what = (f"{result.trials} trials, one poison each, eps {result.eps_255:.3g}/255 (L-inf), "
-                f"{'one FGSM step' if result.method == 'fgsm' else str(result.steps) + ' PGD steps'}; "
+        steps = (f"{result.steps} signed steps of a decaying size, eps/4 (1 - t/{result.steps}), keeping the "
+                 "closest iterate" if result.schedule == "decay" else f"{result.steps} PGD steps of 2.5 eps/steps")
+        what = (f"{result.trials} trials, {result.poisons} poison{'s' if result.poisons > 1 else ''} per target "
+                f"from {'the nearest' if result.base_choice == 'nearest' else 'random'} bases of the other class, "
+                f"eps {result.eps_255:.3g}/255 (L-inf), {'one FGSM step' if result.method == 'fgsm' else steps}; "
                 "success: the retrained SVM misclassifies the target (targets are test images the clean SVM gets "
                 "right); distances are between penultimate-layer features divided by their mean norm; the target's "
                 "margin is the SVM's decision value on its own side (a success makes it negative), averaged over the "
@@ -153,7 +172,9 @@ def caption(result: poisoning.PoisoningTable) -> str:
                 f"along w_t - w_c with "
                 f"{'one FGSM step' if result.method == 'fgsm' else str(result.steps) + ' PGD steps'}; "
                 "w_t is an SVM trained with every label shifted by one class")
-    return (f"Measured: {what}; task: {r0.task_description}; linear SVM (LinearSVC, C {result.C:g}) on the "
+    scaled = ", ".join(f"{r.kind} {r.C * r.feature_scale ** 2:.4g}" for r in result.rows)
+    return (f"Measured: {what}; task: {r0.task_description}; linear SVM (LinearSVC, C {result.C:g} on the raw "
+            f"features as the paper trains it, which is C {scaled} on features divided by their mean norm) on the "
             f"frozen extractors' penultimate layer. The paper's columns are the paper's own numbers "
             f"({result.paper.what}), on its own VGG13 features, quoted for comparison, not measured here."
             + (" pp: percentage points, a difference of two accuracies." if attack != "pf" else ""))
@@ -166,8 +187,8 @@ def example_key(result: poisoning.PoisoningTable, kind: str, index: int) -> tupl
     """Everything that determines :func:`example` (hashable: the page's cache key)."""
     row = result.row(kind)
     trial = row.trial_results[index]
-    return (kind, row.task, result.device, trial.target, trial.base, result.eps, result.method, result.steps,
-            result.C)
+    return (kind, row.task, result.device, trial.target, tuple(trial.bases or [trial.base]), result.eps,
+            result.method, result.steps, result.C, result.schedule)
 
 
 def example(result: poisoning.PoisoningTable, kind: str, index: int) -> poisoning.FrogExample:
@@ -175,8 +196,9 @@ def example(result: poisoning.PoisoningTable, kind: str, index: int) -> poisonin
     row = result.row(kind)
     trial = row.trial_results[index]
     fs = poisoning.feature_set(kind, row.task, device=result.device)
-    return poisoning.frog_example(fs, trial.target, trial.base, eps=result.eps, method=result.method,
-                                  steps=result.steps, C=result.C)
+    return poisoning.frog_example(fs, trial.target, trial.bases or [trial.base], eps=result.eps,
+                                  method=result.method, steps=result.steps, C=result.C,
+                                  schedule=result.schedule or "constant")
 
 
 def image(arr: np.ndarray):
@@ -231,3 +253,16 @@ def projection_figure(proj: dict) -> go.Figure:
 
 def side(value: float, classes: list[str]) -> str:
     return classes[1] if value > 0 else classes[0]
+
+
+def previous_note(req: Request, prev: Request) -> str:
+    """What differs between the settings of the result shown as the previous one and the current widgets."""
+    diffs = []
+    for name in ("kinds", "eps_255", "method", "steps", "share", "trials", "seed", "poisons", "base_choice",
+                 "schedule", "C"):
+        a, b = getattr(prev, name), getattr(req, name)
+        if a != b:
+            shown = {"eps_255": lambda v: f"{v}/255", "kinds": lambda v: ",".join(v)}.get(name, str)
+            diffs.append(f"{name.replace('_255', '').replace('_', ' ')} {shown(a)} (now {shown(b)})")
+    return ("Previous result, computed with " + "; ".join(diffs) + ". Press Run for the current settings."
+            if diffs else "Previous result.")
