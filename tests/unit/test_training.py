@@ -436,3 +436,20 @@ def test_paper_protocol_static_sets_and_label_leaking(trained_digits):
     with pytest.raises(AdvlabError, match="protocol"):
         training.protocol_table({"m": model}, x, y, protocol="x")
     assert torch.equal(training.static_fgsm_sets(model, x, y, [0])[0], x)
+
+
+def test_protocol_findings_are_computed_from_the_cards():
+    from ui.views import training as view
+
+    def card(name, t, f, r, clean):
+        return {"name": name, "clean_accuracy": clean, "curves": {
+            "transfer_fgsm": {"eps": [0, 0.3], "accuracy": [clean, t], "average_accuracy": t, "source": "src"},
+            "fgsm": {"eps": [0, 0.3], "accuracy": [clean, f], "average_accuracy": f},
+            "rfgsm": {"eps": [0, 0.3], "accuracy": [clean, r], "average_accuracy": r}}}
+
+    text = " ".join(view.protocol_findings([card("a", 0.5, 0.2, 0.1, 0.9), card("b", 0.8, 0.95, 0.2, 0.9)]))
+    assert "crafted once on src" in text and text.index("b 80.00%") < text.index("a 50.00%")
+    assert "b: white-box FGSM 95.00% at eps 0.3 against clean 90.00%, R+FGSM (random step eps/2) 20.00%" in text
+    assert "a: white-box" not in text
+    assert view.protocol_findings([]) == []
+    assert "H(S)" in view.reconstructions()
