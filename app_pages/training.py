@@ -229,8 +229,14 @@ def main() -> None:
         st.subheader("What our measurements say")
         st.markdown(" ".join(training_view.findings(cards)))
         st.markdown(training_view.paper_comparison())
+        st.subheader("The paper's evaluation protocol and label leaking")
+        st.markdown(" ".join(training_view.protocol_findings(cards)) or
+                    "No card holds a paper-protocol curve yet: `python -m advcore table1 --update-cards`.")
+        st.caption("Precomputed by `python -m advcore table1 --protocol paper --update-cards` (all 3,000 images "
+                   "of the shipped subset); `--protocol white-box` gives the other protocol.")
         st.subheader("How the strengths were chosen: the random walk (Sec. 4.3)")
         random_walk_section(cards)
+        st.caption(training_view.reconstructions())
         if training_view.voting(cards):
             st.subheader("Parallel MAT's learned voting weights")
             voting_section(cards, key="train_votes")

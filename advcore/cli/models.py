@@ -20,17 +20,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in models.names():
         spec = models.get_spec(name)
+        curves = (spec.card or {}).get("curves", {})
         rows.append({"name": spec.name, "title": spec.title, "dataset": spec.dataset, "role": spec.role,
-                     "input_size": list(spec.input_size), "num_classes": spec.num_classes})
+                     "input_size": list(spec.input_size), "num_classes": spec.num_classes,
+                     "rfgsm_average": curves.get("rfgsm", {}).get("average_accuracy"),
+                     "transfer_fgsm_average": curves.get("transfer_fgsm", {}).get("average_accuracy")})
     if args.json:
         print(fw.json_text(rows))
         return fw.EXIT_OK
-    table = [("NAME", "DATASET", "ROLE", "INPUT", "CLASSES", "TITLE")]
+    def avg(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    table = [("NAME", "DATASET", "ROLE", "INPUT", "CLASSES", "R+FGSM", "TRANSFER-FGSM", "TITLE")]
     table += [(r["name"], r["dataset"], r["role"], "x".join(map(str, r["input_size"])), str(r["num_classes"]),
-               r["title"]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
+               avg(r["rfgsm_average"]), avg(r["transfer_fgsm_average"]), r["title"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(7)]
     for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:7], widths, strict=True)) + "  " + row[7])
+    print("R+FGSM, TRANSFER-FGSM: average accuracy over eps 0-0.3 (L-inf; white-box R+FGSM with a random step "
+          "eps/2; FGSM crafted on the naive model, the MAT paper's protocol), from the model cards.")
     return fw.EXIT_OK
 
 

@@ -49,6 +49,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="PGD training steps (default: 7, step 2.5*eps/steps)")
     g.add_argument("--vote-images", type=fw.positive_int("vote images", 10**6), default=2000,
                    help="parallel MAT: validation images that fit the voting weights (default: 2000)")
+    g.add_argument("--vote-attack", choices=training.SELECTION_ATTACKS,
+                   help="parallel MAT: attack crafting the vote-fitting images (default: the --examples attack)")
     g = p.add_argument_group("random walk (--strengths auto)")
     g.add_argument("--grid", type=fw.arg_type(lambda s: parse_eps_list(s, name="grid", allow_zero=False), "grid"),
                    default="0.05:0.3:0.05", help="allowed strengths (default: 0.05:0.3:0.05)")
@@ -60,6 +62,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="steps per walk l (default: grid size)")
     g.add_argument("--matrix-images", type=fw.positive_int("matrix images", 10**7), default=10000,
                    help="training images of each single-strength model of the accuracy matrix (default: 10000)")
+    g.add_argument("--matrix-attack", choices=training.SELECTION_ATTACKS, default="fgsm",
+                   help="attack measuring the accuracy matrix A (default: fgsm, as in the paper; pgd or rfgsm "
+                        "keep a label-leaking row from looking robust)")
     g.add_argument("--matrix-from", metavar="CARD",
                    help="reuse the accuracy matrix recorded in a model card instead of training it again")
     g = p.add_argument_group("evaluation and output")
@@ -69,6 +74,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="images of the FGSM curve (default: the whole evaluation set; 0: none)")
     g.add_argument("--pgd-n", type=fw.int_type("pgd n", 0, 10**6),
                    default=1000, help="images of the PGD-10 curve (default: 1000; 0: none)")
+    g.add_argument("--rfgsm-n", type=fw.int_type("rfgsm n", 0, 10**6),
+                   help="images of the white-box R+FGSM curve (default: as --eval-n; 0: none)")
+    g.add_argument("--protocol", choices=training.PROTOCOLS, default="white-box",
+                   help="white-box (default): attacks crafted on the model itself; paper: also the MAT paper's "
+                        "transfer-FGSM curve, static FGSM sets crafted on the dataset's naive model (Sec. 5.1)")
     g.add_argument("--out-dir", required=True, metavar="DIR", help="where NAME.pt and NAME.json are written")
     g.add_argument("--name", help="model name (default: DATASET-RECIPE, e.g. fmnist-fgsm)")
     fw.add_run_options(g, quiet_help="no progress bars or epoch lines (the final line stays)")
@@ -104,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = training.TrainConfig(recipe=recipe, strengths=() if strengths == "auto" else tuple(strengths),
                                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                reduced=args.reduced, example_attack=args.examples, example_labels=args.example_labels,
-                               pgd_steps=args.pgd_steps,
+                               pgd_steps=args.pgd_steps, vote_attack=args.vote_attack,
                                dataset=args.dataset, limit=args.limit, vote_images=args.vote_images,
                                input_transform=args.input_transform, halftone=args.halftone)
     if strengths == "auto":
@@ -118,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         matrix = (prior or {}).get("strength_selection", {}).get("matrix")
         if matrix is None:
             raise AdvlabError(f"{args.matrix_from} holds no random-walk accuracy matrix.")
+    source = _source_model(args.dataset, args.device) if args.protocol == "paper" else None
     fw.set_threads(args.threads)
     task = datasets.load_task(args.dataset, limit=args.limit)
     bars = fw.ProgressBars(args.quiet)
@@ -127,8 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if strengths == "auto":
             selection = training.select_strengths(
                 task, grid=args.grid, images=args.matrix_images, penalty=args.penalty, walks=args.walks,
-                walk_length=args.walk_length, seed=args.seed, attack=cfg.attack, matrix=matrix, device=args.device,
-                progress=bars)
+                walk_length=args.walk_length, seed=args.seed, attack=cfg.attack, matrix_attack=args.matrix_attack,
+                matrix=matrix, device=args.device, progress=bars)
             cfg.strengths = tuple(selection["chosen"])
             walk = selection["walk"]
             if not args.quiet:
@@ -136,7 +147,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                      f"accuracy {walk['H']:.3f}, path {' -> '.join(f'{s:g}' for s in walk['path'])})")
         result = training.train(cfg, task, device=args.device, progress=bars, selection=selection)
         report = training.evaluate(result.model, datasets.to_float(task.x_eval), task.y_eval, eps=args.eval_eps,
-                                   fgsm_images=args.eval_n, pgd_images=args.pgd_n, seed=args.seed, progress=bars)
+                                   fgsm_images=args.eval_n, pgd_images=args.pgd_n, seed=args.seed,
+                                   rfgsm_images=args.eval_n if args.rfgsm_n is None else args.rfgsm_n,
+                                   source=source, progress=bars)
     finally:
         bars.close()
     result.card.update(report)
@@ -149,11 +162,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     s = training.summary(card)
     lines = [f"{name}: {card['title']}",
              f"clean accuracy   {s['clean_accuracy']:.4f} on {card['evaluation_images']} evaluation images"]
-    for attack in ("fgsm", "pgd"):
+    for attack in ("fgsm", "pgd", "rfgsm", "transfer_fgsm"):
         if f"{attack}_average" in s:
             at = s.get(f"{attack}_at_0.1")
             at_text = f"at eps 0.1 {at:.4f}, " if at is not None else ""
-            lines.append(f"{attack.upper():<16} {at_text}average over the range {s[f'{attack}_average']:.4f}")
+            lines.append(f"{_CURVE_TITLES[attack]:<16} {at_text}average over the range {s[f'{attack}_average']:.4f}")
     lines.append(f"training         {card['training_seconds']:.1f} s")
     lines.append(f"wrote            {weights}, {card_path}")
     print("\n".join(lines))
@@ -162,3 +175,108 @@ def cmd_train(args: argparse.Namespace) -> int:
     return fw.EXIT_OK
 
 
+
+
+_CURVE_TITLES = {"fgsm": "FGSM", "pgd": "PGD-10", "rfgsm": "R+FGSM", "transfer_fgsm": "transfer FGSM"}
+
+
+def _source_model(dataset: str, device: str):
+    """The paper protocol's fixed source model: the dataset's naive model, found by role."""
+    from advcore import models
+
+    name = models.with_role(dataset, "naive")
+    if name is None:
+        raise AdvlabError(f"The paper's protocol crafts its FGSM sets on a naive {dataset} model; none is "
+                          "registered (assets/models).")
+    return name, models.load(name, device)
+
+
+def _table1_args(p: argparse.ArgumentParser) -> None:
+    from advcore.labs import training
+
+    p.add_argument("--protocol", choices=training.PROTOCOLS, default="paper",
+                   help="paper (default): static FGSM sets crafted once on the naive model, shown to every model "
+                        "(Sec. 5.1, Table 1); white-box: FGSM crafted on each model itself")
+    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
+                   help="the shipped models of this dataset (default: fashion-mnist)")
+    p.add_argument("--eps", type=fw.arg_type(parse_eps_list, "eps"), default="0:0.3:0.03",
+                   help="attack strengths (default: 0:0.3:0.03, the paper's range)")
+    p.add_argument("--n", type=fw.positive_int("n", 10**6), help="evaluation images (default: all of the set)")
+    p.add_argument("--update-cards", action="store_true",
+                   help="also store the paper protocol's transfer-FGSM curve and the white-box R+FGSM curve in "
+                        "the shipped model cards (assets/models/*.json; the weights are not touched)")
+    fw.add_run_options(p, quiet_help="no progress bars", json_help="write the table as JSON ('-': to stdout)")
+
+
+@fw.command("table1", "the MAT paper's Table 1 for the shipped models under its protocol or the white-box one",
+            _table1_args)
+def cmd_table1(args: argparse.Namespace) -> int:
+    """Average accuracy over eps under :func:`advcore.labs.training.protocol_table` for every shipped model."""
+    from advcore import datasets, models
+    from advcore.files import write_bytes
+    from advcore.labs import training
+    from advcore.models import zoo
+    from advcore.records import json_safe
+
+    if args.update_cards and args.protocol != "paper":
+        raise AdvlabError("--update-cards stores the paper protocol's curves; use it with --protocol paper.")
+    json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
+    found = models.roles(args.dataset)
+    if not found:
+        raise AdvlabError(f"No shipped {args.dataset} model is registered.")
+    source = _source_model(args.dataset, args.device) if args.protocol == "paper" else None
+    fw.set_threads(args.threads)
+    x, y, what = datasets.eval_set(args.dataset, args.n)
+    loaded = {name: models.load(name, args.device) for name in found.values()}
+    bars = fw.ProgressBars(args.quiet)
+    try:
+        table = training.protocol_table(loaded, x, y, protocol=args.protocol, source=source, eps=args.eps,
+                                        progress=bars)
+        rfgsm = {name: training.accuracy_curve(m, x, y, attack="rfgsm", eps=args.eps, progress=bars)
+                 for name, m in loaded.items()}
+        white = ({name: training.accuracy_curve(m, x, y, attack="fgsm", eps=args.eps, progress=bars)
+                  for name, m in loaded.items()} if args.protocol == "paper" else
+                 {name: dict(c) for name, c in table["models"].items()})
+    finally:
+        bars.close()
+    table["data"] = what
+    for name, m in loaded.items():
+        clean = training.accuracy(m, x, y)
+        curves = {"fgsm": white[name], "rfgsm": rfgsm[name]}  # the same images, white-box
+        table["models"][name]["clean_accuracy"] = round(clean, 6)
+        table["models"][name]["rfgsm_average"] = rfgsm[name]["average_accuracy"]
+        table["models"][name]["white_box_fgsm_average"] = white[name]["average_accuracy"]
+        table["models"][name]["label_leaking"] = training.label_leaking(curves, clean)
+    if args.update_cards:
+        for name in loaded:
+            path = zoo.MODELS_DIR / f"{name}.json"
+            card = zoo.read_card(path)
+            card.setdefault("curves", {})["transfer_fgsm"] = table["models"][name] | {"data": what}
+            for k in ("clean_accuracy", "rfgsm_average", "white_box_fgsm_average", "label_leaking"):
+                card["curves"]["transfer_fgsm"].pop(k, None)
+            card["curves"]["rfgsm"] = rfgsm[name]
+            card["paper_protocol_command"] = "python -m advcore " + shlex.join(sys.argv[1:])
+            write_bytes(path, (json.dumps(json_safe(card), indent=1) + "\n").encode("utf-8"))
+    if json_out is not None:
+        write_bytes(json_out, (fw.json_text(table) + "\n").encode("utf-8"))
+    if args.json == "-":
+        print(fw.json_text(table))
+        return fw.EXIT_OK
+    how = (f"FGSM crafted once on {table['source']} (static sets, the paper's Sec. 5.1)" if args.protocol == "paper"
+           else "FGSM crafted on each model itself (white-box)")
+    eps = table["eps"]
+    print(f"Average accuracy over eps {eps[0]:g} to {eps[-1]:g} ({len(eps)} strengths, L-inf), {how}, "
+          f"on {table['n']} images of the {what}")
+    print(f"{'model':<22} {'clean':>7} {'average':>8} {'R+FGSM avg':>11}  label leaking (white-box FGSM)")
+    rows = sorted(table["models"].items(), key=lambda kv: -kv[1]["average_accuracy"])
+    for name, r in rows:
+        leak = r["label_leaking"]
+        note = "–"
+        if leak is not None:
+            note = (f"FGSM {leak['fgsm']:.3f} at eps {leak['eps']:g} "
+                    f"{'>' if leak['above_clean'] else '<='} clean {leak['clean']:.3f}")
+            if leak["rfgsm"] is not None:
+                note += f"; R+FGSM there {leak['rfgsm']:.3f}"
+        print(f"{name:<22} {r['clean_accuracy']:>7.3f} {r['average_accuracy']:>8.3f} {r['rfgsm_average']:>11.3f}  "
+              f"{note}")
+    return fw.EXIT_OK

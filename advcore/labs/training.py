@@ -52,6 +52,11 @@ from advcore.progress import ProgressFn, report
 
 RECIPES = ("standard", "fgsm", "pgd", "mat-mixed", "mat-parallel")
 EXAMPLE_ATTACKS = ("fgsm", "pgd")
+# attacks that may fill the random walk's accuracy matrix and craft parallel MAT's vote-fitting images
+# (the paper uses FGSM for both; PGD and R+FGSM are advlab's options against label leaking)
+SELECTION_ATTACKS = ("fgsm", "pgd", "rfgsm")
+PROTOCOLS = ("white-box", "paper")
+RFGSM_ALPHA_FACTOR = 0.5  # Tramer et al. 2018: random step alpha = eps / 2, then FGSM of eps - alpha
 EXAMPLE_LABELS = ("true", "predicted")
 # train on halftones only, or on intensity + halftone images (advcore.defenses)
 INPUT_TRANSFORMS = ("halftone", "hybrid")
@@ -60,6 +65,7 @@ DEFAULT_EVAL_EPS = tuple(round(0.03 * i, 10) for i in range(11))  # 0, 0.03, ...
 MAX_EPOCHS = 1000
 EXAMPLES_MODE = "eval (the CNN has no BatchNorm/Dropout, so eval and train mode compute the same function)"
 
+_ATTACK_TITLES = {"fgsm": "FGSM", "pgd": "PGD-10", "rfgsm": "R+FGSM (random step eps/2)"}
 _RECIPE_TEXT = {
     "standard": "standard training on clean images",
     "fgsm": "single-strength adversarial training with FGSM examples, half clean and half adversarial",
@@ -69,6 +75,16 @@ _RECIPE_TEXT = {
                     "combined by learned voting weights",
 }
 
+
+#: What the paper leaves open and advlab had to reconstruct (Sec. 4.2-4.3 give no formula for these).
+RECONSTRUCTED = {
+    "H(S)": "the paper names H(A_M, l, t) without defining it; advlab takes the mean over attack strengths of "
+            "the best member's accuracy (estimate_accuracy)",
+    "transition matrix": "the paper says P is computed from A_M without a formula; advlab moves from strength i "
+                         "to k in proportion to sum_j max(A_M(k,j) - A_M(i,j), 0) (transition_matrix)",
+    "votes": "Eq. 4's voting weights a_k are input-independent constants; the paper does not say how they are "
+             "set, advlab fits softmax(logits) on held-out clean + adversarial images (fit_vote_weights)",
+}
 
 #: The MAT paper's Table 1 for MNIST (its models, FGSM, average accuracy in % over eps 0 to 0.3), quoted as the paper's.
 PAPER_MNIST = {"Original": 82.13, "Single-strength": 96.50, "Mixed MAT": 95.76, "Parallel MAT": 97.36}
@@ -96,6 +112,7 @@ class TrainConfig:
     limit: int | None = None
     vote_images: int = 2000  # validation images that fit parallel MAT's voting weights
     vote_rounds: int = 2
+    vote_attack: str | None = None  # attack of the vote-fitting images: fgsm, pgd or rfgsm (default: the examples')
     input_transform: str | None = None  # None, "halftone" or "hybrid" (standard recipe only)
     halftone: str = "floyd-steinberg"  # the advcore.defenses method used by input_transform
 
@@ -138,6 +155,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     if cfg.example_labels not in EXAMPLE_LABELS:
         raise AdvlabError(f"Training examples are crafted from the true or the predicted labels, got "
                           f"{cfg.example_labels!r}.")
+    if cfg.vote_attack is not None and cfg.vote_attack not in SELECTION_ATTACKS:
+        raise AdvlabError(f"Parallel MAT's votes are fitted on fgsm, pgd or rfgsm images, got {cfg.vote_attack!r}.")
     if not isinstance(cfg.pgd_steps, int) or not 1 <= cfg.pgd_steps <= 100:
         raise AdvlabError(f"PGD training steps must be between 1 and 100, got {cfg.pgd_steps!r}.")
     if not cfg.vote_images >= 10 or cfg.vote_rounds < 1:
@@ -227,11 +246,39 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
         elif attack == "pgd":
             res = attacks.pgd(model, x, y, eps=eps, steps=pgd_steps, alpha=pgd_alpha_factor * eps / pgd_steps,
                               random_start=True, seed=seed)
+        elif attack == "rfgsm":
+            gen = torch.Generator(device=x.device).manual_seed(int(seed or 0))
+            return rfgsm(model, x, y, eps, generator=gen)
         else:
-            raise AdvlabError(f"Training examples are crafted with fgsm or pgd, got {attack!r}.")
+            raise AdvlabError(f"Adversarial examples are crafted with fgsm or pgd (or rfgsm), got {attack!r}.")
     finally:
         model.train(was_training)
     return res.x_adv.detach()
+
+
+def rfgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, *, alpha: float | None = None,
+          generator: torch.Generator | None = None) -> torch.Tensor:
+    """R+FGSM (Tramer et al., "Ensemble Adversarial Training", ICLR 2018, Sec. 4.1): a random sign step of
+    ``alpha`` (default eps/2), then an FGSM step of ``eps - alpha`` from there; [0,1] pixels, L-inf, detached.
+
+    The random first step leaves the data point's neighbourhood where a label-leaking model's loss is
+    flat or misleading, so a model that only learned to recognise FGSM's one step is exposed.
+    ``y`` None: away from the model's predictions. Randomness comes from ``generator`` only.
+    """
+    if not (math.isfinite(eps) and 0 <= eps <= 1):
+        raise AdvlabError(f"R+FGSM's eps must lie in [0, 1], got {eps!r}.")
+    alpha = RFGSM_ALPHA_FACTOR * eps if alpha is None else float(alpha)
+    if not 0 <= alpha <= eps:
+        raise AdvlabError(f"R+FGSM's random step must lie in [0, eps], got {alpha!r}.")
+    with torch.no_grad():
+        if y is None:
+            y = model(x).argmax(1)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x1 = (x + alpha * noise.sign()).clamp(0, 1)
+    x1 = x1.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x1), y)
+    (grad,) = torch.autograd.grad(loss, x1)
+    return (x1 + (eps - alpha) * grad.sign()).clamp(0, 1).detach()
 
 
 def train_network(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, strengths: Sequence[float] = (),
@@ -335,6 +382,8 @@ def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
     such as FGSM's ``steps``, are dropped). At eps 0 no attack can move a pixel, so the
     clean accuracy is measured with a forward pass instead of an attack.
     """
+    if attack == "rfgsm":
+        return _rfgsm_curve(model, x, y, eps=eps, seed=seed, batch_size=batch_size, stage=stage, progress=progress)
     spec = attacks.get_attack(attack)
     if steps is None:
         steps = 10
@@ -373,6 +422,116 @@ def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
     }
 
 
+def _batched_accuracy(model: nn.Module, xs: torch.Tensor, y: torch.Tensor, batch_size: int) -> int:
+    device = next(model.parameters()).device
+    correct = 0
+    with torch.no_grad():
+        for b in range(0, len(xs), batch_size):
+            correct += int((model(xs[b:b + batch_size].to(device)).argmax(1).cpu() == y[b:b + batch_size].cpu()).sum())
+    return correct
+
+
+def _rfgsm_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Sequence[float], seed: int,
+                 batch_size: int, stage: str | None, progress: ProgressFn | None) -> dict:
+    """Accuracy under white-box R+FGSM (:func:`rfgsm`, alpha eps/2) at every strength, one generator per batch."""
+    device = next(model.parameters()).device
+    xf, eps = datasets.to_float(x), [float(e) for e in eps]
+    n, t0, acc = len(xf), time.perf_counter(), []
+    batches = math.ceil(n / batch_size)
+    for i, e in enumerate(eps):
+        correct = 0
+        for b in range(batches):
+            xb = xf[b * batch_size:(b + 1) * batch_size].to(device)
+            yb = y[b * batch_size:(b + 1) * batch_size].to(device)
+            xa = xb if e == 0 else rfgsm(model, xb, yb, e, generator=torch.Generator(device=device).manual_seed(
+                seed + b))
+            correct += _batched_accuracy(model, xa, yb, batch_size)
+            report(progress, stage or "rfgsm eval", i * batches + b + 1, len(eps) * batches, {"eps": e})
+        acc.append(correct / n)
+    return {"attack": "rfgsm", "norm": "linf", "n": n, "eps": eps, "accuracy": [round(a, 6) for a in acc],
+            "average_accuracy": round(float(np.mean(acc)), 6) if acc else None, "steps": 1,
+            "params": {"alpha": f"{RFGSM_ALPHA_FACTOR:g} * eps"}, "seed": seed,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def static_fgsm_sets(source: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], *,
+                     batch_size: int = 500, progress: ProgressFn | None = None) -> list[torch.Tensor]:
+    """The paper's static test sets (Sec. 5.1): FGSM images crafted once on a fixed ``source`` model at every
+    strength of ``eps`` (eps 0: the clean images), away from the true labels, as [0,1] float tensors."""
+    xf = datasets.to_float(x)
+    device = next(source.parameters()).device
+    sets = []
+    for i, e in enumerate(eps):
+        if e == 0:
+            sets.append(xf.clone())
+        else:
+            parts = [adversarial_examples(source, xf[b:b + batch_size].to(device), y[b:b + batch_size].to(device),
+                                          float(e)).cpu() for b in range(0, len(xf), batch_size)]
+            sets.append(torch.cat(parts))
+        report(progress, "crafting the static FGSM sets", i + 1, len(eps), {"eps": float(e)})
+    return sets
+
+
+def transfer_curve(model: nn.Module, sets: Sequence[torch.Tensor], y: torch.Tensor, eps: Sequence[float], *,
+                   source: str, batch_size: int = 500) -> dict:
+    """Accuracy of ``model`` on the static sets of :func:`static_fgsm_sets` (the paper's evaluation, Table 1)."""
+    t0 = time.perf_counter()
+    acc = [_batched_accuracy(model, s, y, batch_size) / len(y) for s in sets]
+    return {"attack": "transfer-fgsm", "source": source, "norm": "linf", "n": len(y), "eps": [float(e) for e in eps],
+            "accuracy": [round(a, 6) for a in acc], "average_accuracy": round(float(np.mean(acc)), 6),
+            "steps": 1, "params": {}, "seed": None, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def protocol_table(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, protocol: str = "paper",
+                   source: tuple[str, nn.Module] | None = None, eps: Sequence[float] = DEFAULT_EVAL_EPS,
+                   batch_size: int = 500, progress: ProgressFn | None = None) -> dict:
+    """Table 1 under one evaluation protocol: accuracy at every strength and its average per model.
+
+    ``paper`` (Sec. 5.1): FGSM sets crafted once on the fixed ``source`` model (name, model) and shown to every
+    model, so each model is attacked by transfer (the source itself white-box). ``white-box``: FGSM crafted on
+    each model itself, as the cards' curves are.
+    """
+    if protocol not in PROTOCOLS:
+        raise AdvlabError(f"Unknown evaluation protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}.")
+    eps = [float(e) for e in eps]
+    out: dict = {"protocol": protocol, "eps": eps, "n": len(y), "models": {}}
+    if protocol == "paper":
+        if source is None:
+            raise AdvlabError("The paper's protocol needs a fixed source model to craft its FGSM sets on.")
+        sets = static_fgsm_sets(source[1], x, y, eps, batch_size=batch_size, progress=progress)
+        out["source"] = source[0]
+        for k, (name, m) in enumerate(models.items(), start=1):
+            out["models"][name] = transfer_curve(m, sets, y, eps, source=source[0], batch_size=batch_size)
+            report(progress, "paper protocol", k, len(models), {})
+    else:
+        for k, (name, m) in enumerate(models.items(), start=1):
+            out["models"][name] = accuracy_curve(m, x, y, attack="fgsm", eps=eps, batch_size=batch_size,
+                                                 progress=progress)
+            report(progress, "white-box protocol", k, len(models), {})
+    return out
+
+
+def label_leaking(curves: dict, clean: float) -> dict | None:
+    """Label-leaking evidence in a card's curves (Kurakin et al. 2017, Sec. 6): the strength where white-box
+    FGSM accuracy is highest above eps 0, whether it exceeds ``clean`` accuracy (a real defense cannot do
+    that), and R+FGSM's accuracy there (a random first step breaks the leak). None without an FGSM curve."""
+    fgsm = curves.get("fgsm")
+    if not fgsm:
+        return None
+    pairs = [(e, a) for e, a in zip(fgsm["eps"], fgsm["accuracy"], strict=True) if e > 0]
+    if not pairs:
+        return None
+    e, a = max(pairs, key=lambda p: (p[1], p[0]))
+    out = {"eps": e, "fgsm": a, "clean": clean, "above_clean": a > clean, "rfgsm": None, "broken": None}
+    r = curves.get("rfgsm")
+    if r:
+        ra, measured = accuracy_at(r, e)
+        if measured:
+            out["rfgsm"] = ra
+            out["broken"] = ra < a
+    return out
+
+
 # --------------------------------------------------------------------------- random walk (Sec. 4.3)
 
 
@@ -401,6 +560,8 @@ class WalkResult:
 def estimate_accuracy(A: np.ndarray, members: Sequence[int]) -> float:
     """H of a set of strengths: mean over attack strengths of the best member's accuracy.
 
+    Reconstruction: the paper (Sec. 4.3) names H(A_M, l, t) but gives no formula; this is advlab's.
+
     This is the accuracy a decision unit that always trusts the member working best at the
     attack's strength would reach (Sec. 4.2); it never decreases when a member is added,
     which is why the walk's objective subtracts a penalty per strength.
@@ -414,6 +575,8 @@ def transition_matrix(A_M: np.ndarray) -> np.ndarray:
 
     The walk thus heads for strengths whose working zone complements the current one
     (uniform over the other strengths when all profiles are equal; never stays put).
+    Reconstruction: the paper (Sec. 4.3) computes "the state transition matrix P(A)" from A_M
+    without a formula; this one is advlab's.
     """
     n = len(A_M)
     if n == 1:
@@ -491,16 +654,19 @@ def random_walk(A: Sequence[Sequence[float]], grid: Sequence[float], *, walk_len
 
 def accuracy_matrix(task: datasets.Task, grid: Sequence[float] = DEFAULT_GRID, *,
                     attack_eps: Sequence[float] = DEFAULT_EVAL_EPS, images: int = 10000, epochs: int = 1,
-                    val_images: int = 1000, attack: str = "fgsm", seed: int = 0, batch_size: int = 128,
-                    lr: float = 1e-3, device: str | torch.device = "cpu",
+                    val_images: int = 1000, attack: str = "fgsm", eval_attack: str = "fgsm", seed: int = 0,
+                    batch_size: int = 128, lr: float = 1e-3, pgd_steps: int = 10, device: str | torch.device = "cpu",
                     progress: ProgressFn | None = None) -> dict:
     """The random walk's pre-computation: validation accuracy of quick single-strength models.
 
     For every strength of ``grid`` a fresh CNN is trained (half clean, half adversarial,
-    first ``images`` training images, ``epochs`` epochs) and evaluated with FGSM at every
-    strength of ``attack_eps`` on ``val_images`` validation images. Row i of the result's
-    ``accuracy`` belongs to ``grid[i]``.
+    first ``images`` training images, ``epochs`` epochs) and evaluated with ``eval_attack``
+    (FGSM as in the paper; PGD-``pgd_steps`` or R+FGSM, advlab's options, so that a
+    label-leaking FGSM row cannot look robust) at every strength of ``attack_eps`` on
+    ``val_images`` validation images. Row i of the result's ``accuracy`` belongs to ``grid[i]``.
     """
+    if eval_attack not in SELECTION_ATTACKS:
+        raise AdvlabError(f"The accuracy matrix is measured with fgsm, pgd or rfgsm, got {eval_attack!r}.")
     grid = check_strengths(grid)
     dev = pick_device(device)
     mean, std = data_stats(task.x_train)
@@ -514,14 +680,16 @@ def accuracy_matrix(task: datasets.Task, grid: Sequence[float] = DEFAULT_GRID, *
         model = seeded(seed + i, lambda: Normalized(zoo.build_network(arch), mean, std)).to(dev)
         train_network(model, x, y, strengths=[eps], attack=attack, epochs=epochs, batch_size=batch_size, lr=lr,
                       seed=seed + i, stage=f"matrix {i + 1}/{len(grid)} train eps {eps:g}", progress=progress)
-        curve = accuracy_curve(model, xv, yv, attack="fgsm", eps=attack_eps, seed=seed,
+        curve = accuracy_curve(model, xv, yv, attack=eval_attack, eps=attack_eps, seed=seed,
+                               steps=pgd_steps if eval_attack == "pgd" else None,
                                stage=f"matrix {i + 1}/{len(grid)} eval", progress=progress)
         rows.append(curve["accuracy"])
         seconds.append(round(time.perf_counter() - t1, 2))
         report(progress, "matrix", i + 1, len(grid), message=f"accuracy matrix: row eps {eps:g}: "
                 + " ".join(f"{a:.3f}" for a in curve["accuracy"]) + f" ({seconds[-1]:.0f} s)")
     return {"grid": list(grid), "attack_eps": [float(e) for e in attack_eps], "accuracy": rows,
-            "evaluation": f"FGSM on {len(xv)} validation images", "training": {
+            "evaluation": f"{_ATTACK_TITLES[eval_attack]} on {len(xv)} validation images",
+            "eval_attack": eval_attack, "training": {
                 "images": len(x), "epochs": epochs, "attack": attack, "recipe": "half clean, half adversarial",
                 "batch_size": batch_size, "lr": lr, "seed": seed},
             "seconds": round(time.perf_counter() - t0, 2), "row_seconds": seconds}
@@ -539,6 +707,8 @@ def fit_vote_weights(model: nn.Module, x: torch.Tensor, y: torch.Tensor, strengt
     model with its current weights, then fits the vote logits (softmax -> weights that are
     non-negative and sum to 1) by Adam on the negative log-likelihood of the weighted vote
     over the clean and adversarial images together. The sub-networks stay fixed.
+    ``attack``: fgsm (the paper's examples), pgd or rfgsm. Reconstruction: Eq. 4's weights are
+    input-independent constants and the paper does not say how they are obtained; this fit is advlab's.
     """
     pm = model.net if isinstance(model, Normalized) else model
     if not isinstance(pm, zoo.ParallelMAT):
@@ -618,8 +788,9 @@ def train(cfg: TrainConfig, task: datasets.Task | None = None, *, device: str | 
             nets.append(sub.net)
         net = zoo.ParallelMAT(nets)
         model = Normalized(net, mean, std).to(dev).eval()
+        vote_attack = cfg.vote_attack or cfg.attack
         votes = fit_vote_weights(model, task.x_val[:cfg.vote_images], task.y_val[:cfg.vote_images], cfg.strengths,
-                                 attack=cfg.attack, rounds=cfg.vote_rounds, pgd_steps=cfg.pgd_steps, seed=cfg.seed,
+                                 attack=vote_attack, rounds=cfg.vote_rounds, pgd_steps=cfg.pgd_steps, seed=cfg.seed,
                                  progress=progress)
         arch = zoo.parallel_architecture(member, len(nets))
         history = [{"sub_network": k + 1, "strength": eps, "epochs": h}
@@ -628,7 +799,8 @@ def train(cfg: TrainConfig, task: datasets.Task | None = None, *, device: str | 
             "weights": [round(float(w), 6) for w in net.weights.detach()],
             "method": "a = softmax(learned logits), fitted by Adam on the NLL of the weighted vote over "
                       f"{min(cfg.vote_images, len(task.x_val))} held-out validation images, clean plus "
-                      f"{cfg.attack.upper()} copies at every strength crafted against the combined model",
+                      f"{_ATTACK_TITLES[vote_attack]} copies at every strength crafted against the combined model",
+            "attack": vote_attack, "reconstructed": RECONSTRUCTED["votes"],
             "rounds": votes,
         }
     else:
@@ -711,28 +883,35 @@ def select_strengths(task: datasets.Task, *, grid: Sequence[float] = DEFAULT_GRI
                      attack_eps: Sequence[float] = DEFAULT_EVAL_EPS, images: int = 10000, epochs: int = 1,
                      val_images: int = 1000, penalty: float = 0.005, walks: int = 200,
                      walk_length: int | None = None, seed: int = 0, attack: str = "fgsm",
-                     matrix: dict | None = None, device: str | torch.device = "cpu",
+                     matrix_attack: str = "fgsm", matrix: dict | None = None, device: str | torch.device = "cpu",
                      progress: ProgressFn | None = None) -> dict:
-    """Accuracy matrix (or a given ``matrix``) + random walk: the card entry of an ``auto`` strength choice."""
+    """Accuracy matrix (or a given ``matrix``) + random walk: the card entry of an ``auto`` strength choice.
+
+    ``attack`` crafts the matrix models' training examples, ``matrix_attack`` measures their accuracy.
+    """
     if matrix is None:
         matrix = accuracy_matrix(task, grid, attack_eps=attack_eps, images=images, epochs=epochs,
-                                 val_images=val_images, attack=attack, seed=seed, device=device, progress=progress)
+                                 val_images=val_images, attack=attack, eval_attack=matrix_attack, seed=seed,
+                                 device=device, progress=progress)
     walk = random_walk(matrix["accuracy"], matrix["grid"], walk_length=walk_length, walks=walks, penalty=penalty,
                        seed=seed)
-    return {"method": "random walk (Sec. 4.3)", "matrix": matrix, "walk": walk.to_dict(),
-            "chosen": walk.strengths}
+    return {"method": "random walk (Sec. 4.3)", "reconstructed": RECONSTRUCTED, "matrix": matrix,
+            "walk": walk.to_dict(), "chosen": walk.strengths}
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Sequence[float] = DEFAULT_EVAL_EPS,
              fgsm_images: int | None = None, pgd_images: int | None = 1000, pgd_steps: int = 10, seed: int = 0,
+             rfgsm_images: int | None = 0, source: tuple[str, nn.Module] | None = None,
              progress: ProgressFn | None = None) -> dict:
-    """The card's evaluation: clean accuracy on all of ``x``, FGSM and PGD accuracy-vs-strength curves.
+    """The card's evaluation: clean accuracy on all of ``x``, FGSM, PGD and R+FGSM accuracy-vs-strength curves
+    (white-box), and with ``source`` (name, model) the paper's transfer-FGSM curve (static FGSM sets crafted on
+    that fixed model, Sec. 5.1) on the FGSM curve's images.
 
-    ``fgsm_images`` / ``pgd_images``: how many of the (class-interleaved) images each curve
+    ``fgsm_images`` / ``pgd_images`` / ``rfgsm_images``: how many of the (class-interleaved) images each curve
     uses (None: all; 0: no curve).
     """
     out: dict = {"clean_accuracy": round(accuracy(model, x, y), 6), "evaluation_images": len(x), "curves": {}}
-    for name, n, steps in (("fgsm", fgsm_images, 1), ("pgd", pgd_images, pgd_steps)):
+    for name, n, steps in (("fgsm", fgsm_images, 1), ("pgd", pgd_images, pgd_steps), ("rfgsm", rfgsm_images, 1)):
         n = len(x) if n is None else min(n, len(x))
         if n <= 0:
             continue
@@ -741,6 +920,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Sequenc
         msg = ", ".join(f"{e:g}: {a:.3f}" for e, a in zip(curve["eps"], curve["accuracy"], strict=True))
         report(progress, f"{name} eval", 1, 1, message=f"{name.upper()} accuracy on {n} images: {msg} "
                 f"(average {curve['average_accuracy']:.3f}, {curve['seconds']:.0f} s)")
+    if source is not None:
+        n = len(x) if fgsm_images is None else min(fgsm_images, len(x))
+        if n > 0:
+            sets = static_fgsm_sets(source[1], x[:n], y[:n], eps, progress=progress)
+            out["curves"]["transfer_fgsm"] = transfer_curve(model, sets, y[:n], eps, source=source[0])
     return out
 
 

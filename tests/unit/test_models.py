@@ -93,3 +93,22 @@ def test_an_unknown_role_is_refused():
     with pytest.raises(AdvlabError, match="Unknown model role"):
         models.ModelSpec(spec.name, spec.title, spec.dataset, spec.input_size, spec.mean, spec.std, spec.build,
                          spec.classes, role="sturdy")
+
+
+def test_zoo_table_holds_the_cards_r_fgsm_and_transfer_fgsm_averages(capsys):
+    import json as _json
+
+    from advcore.cli import framework as fw
+    from advcore.cli import models as models_cli  # noqa: F401  (registers the command)
+    from advcore.models import zoo as _zoo
+
+    card = _json.loads((_zoo.MODELS_DIR / "fmnist-mat-mixed.json").read_text())
+    assert fw.main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in _json.loads(capsys.readouterr().out)}
+    row = rows["fmnist-mat-mixed"]
+    assert row["rfgsm_average"] == card["curves"]["rfgsm"]["average_accuracy"]
+    assert row["transfer_fgsm_average"] == card["curves"]["transfer_fgsm"]["average_accuracy"]
+    assert card["curves"]["transfer_fgsm"]["source"] == "fmnist-naive"
+    # the paper-protocol ordering of the shipped cards (Table 1): MAT above single strength above naive
+    assert row["transfer_fgsm_average"] > rows["fmnist-fgsm"]["transfer_fgsm_average"] > \
+        rows["fmnist-naive"]["transfer_fgsm_average"]

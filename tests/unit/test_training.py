@@ -402,3 +402,54 @@ def test_an_unknown_layer_with_weights_is_not_initialised_silently():
     with pytest.raises(AdvlabError, match="Cannot initialise"):
         training.seeded(0, lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2),
                                                        torch.nn.Embedding(3, 2)))
+
+
+def test_rfgsm_matches_a_plain_reimplementation(trained_digits):
+    """R+FGSM (Tramer et al. 2018): random sign step eps/2, then FGSM of eps/2, the same noise signs."""
+    import torch
+
+    model, task = trained_digits
+    x, y = datasets.to_float(task.x_eval[:16]), task.y_eval[:16]
+    gen = torch.Generator().manual_seed(3)
+    ours = training.rfgsm(model, x, y, 0.2, generator=gen)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).sign()
+    x1 = (x + 0.1 * noise).clamp(0, 1).requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(x1), y).backward()
+    ref = (x1 + 0.1 * x1.grad.sign()).clamp(0, 1).detach()
+    assert torch.allclose(ours, ref)
+    assert float((ours - x).abs().max()) <= 0.2 + 1e-6
+
+
+def test_paper_protocol_static_sets_and_label_leaking(trained_digits):
+    import torch
+
+    model, task = trained_digits
+    x, y = datasets.to_float(task.x_eval[:40]), task.y_eval[:40]
+    table = training.protocol_table({"m": model}, x, y, protocol="paper", source=("m", model), eps=[0, 0.1, 0.2])
+    white = training.protocol_table({"m": model}, x, y, protocol="white-box", eps=[0, 0.1, 0.2])
+    # the source shown its own static sets is a white-box FGSM attack: both protocols agree value for value
+    assert table["models"]["m"]["accuracy"] == white["models"]["m"]["accuracy"]
+    assert table["models"]["m"]["accuracy"][0] == pytest.approx(training.accuracy(model, x, y))
+    leak = training.label_leaking({"fgsm": {"eps": [0, 0.1], "accuracy": [0.8, 0.9]},
+                                   "rfgsm": {"eps": [0, 0.1], "accuracy": [0.8, 0.3]}}, 0.8)
+    assert leak == {"eps": 0.1, "fgsm": 0.9, "clean": 0.8, "above_clean": True, "rfgsm": 0.3, "broken": True}
+    with pytest.raises(AdvlabError, match="protocol"):
+        training.protocol_table({"m": model}, x, y, protocol="x")
+    assert torch.equal(training.static_fgsm_sets(model, x, y, [0])[0], x)
+
+
+def test_protocol_findings_are_computed_from_the_cards():
+    from ui.views import training as view
+
+    def card(name, t, f, r, clean):
+        return {"name": name, "clean_accuracy": clean, "curves": {
+            "transfer_fgsm": {"eps": [0, 0.3], "accuracy": [clean, t], "average_accuracy": t, "source": "src"},
+            "fgsm": {"eps": [0, 0.3], "accuracy": [clean, f], "average_accuracy": f},
+            "rfgsm": {"eps": [0, 0.3], "accuracy": [clean, r], "average_accuracy": r}}}
+
+    text = " ".join(view.protocol_findings([card("a", 0.5, 0.2, 0.1, 0.9), card("b", 0.8, 0.95, 0.2, 0.9)]))
+    assert "crafted once on src" in text and text.index("b 80.00%") < text.index("a 50.00%")
+    assert "b: white-box FGSM 95.00% at eps 0.3 against clean 90.00%, R+FGSM (random step eps/2) 20.00%" in text
+    assert "a: white-box" not in text
+    assert view.protocol_findings([]) == []
+    assert "H(S)" in view.reconstructions()

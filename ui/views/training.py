@@ -157,6 +157,8 @@ def table_rows(cards: list[dict]) -> list[dict[str, str]]:
             "Clean": pct(c.get("clean_accuracy")),
             "FGSM average": pct(average(c, "fgsm")),
             "PGD-10 average": pct(average(c, "pgd")),
+            "R+FGSM average": pct(average(c, "rfgsm")),
+            "Paper protocol (FGSM from fmnist-naive)": pct(average(c, "transfer_fgsm")),
             "Images (FGSM / PGD)": n,
         })
     return rows
@@ -263,6 +265,34 @@ def findings(cards: list[dict]) -> list[str]:
         out.append(f"Not measured yet: {', '.join(absent)} (no model card in assets/models; "
                    f"scripts/train_zoo.sh trains {'it' if len(absent) == 1 else 'them'}).")
     return out
+
+
+def protocol_findings(cards: list[dict]) -> list[str]:
+    """The paper's protocol (static FGSM sets crafted on the naive model, Sec. 5.1) and the label-leaking
+    evidence, in sentences computed from the cards' transfer_fgsm, fgsm and rfgsm curves."""
+    rows = [(c, average(c, "transfer_fgsm")) for c in cards if average(c, "transfer_fgsm") is not None]
+    if not rows:
+        return []
+    rows.sort(key=lambda r: -r[1])
+    source = rows[0][0]["curves"]["transfer_fgsm"].get("source", "the naive model")
+    out = [f"Under the paper's protocol (FGSM sets crafted once on {source} and shown to every model, averaged "
+           "over eps 0 to 0.3) the ordering is " + ", ".join(f"{c['name']} {pct(a)}" for c, a in rows) + "."]
+    leaks = []
+    for c in cards:
+        leak = training.label_leaking(c.get("curves", {}), c.get("clean_accuracy") or 0.0)
+        if leak and leak["rfgsm"] is not None and leak["fgsm"] >= (c.get("clean_accuracy") or 0.0) - 0.01:
+            leaks.append(f"{c['name']}: white-box FGSM {pct(leak['fgsm'])} at eps {leak['eps']:g} against clean "
+                         f"{pct(leak['clean'])}, R+FGSM (random step eps/2) {pct(leak['rfgsm'])} there")
+    if leaks:
+        out.append("Label leaking, not robustness, lifts these numbers: white-box FGSM accuracy above, or within one "
+                   "point of, clean accuracy at a large eps, which a random start breaks (" + "; ".join(leaks) + ").")
+    return out
+
+
+def reconstructions() -> str:
+    """What the paper leaves open and advlab reconstructed (H(S), the transition matrix, the votes)."""
+    return "Reconstructions (the paper gives no formula): " + "; ".join(
+        f"{k}: {v}" for k, v in training.RECONSTRUCTED.items()) + "."
 
 
 def paper_comparison() -> str:
