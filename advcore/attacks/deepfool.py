@@ -38,7 +38,9 @@ def deepfool(model: nn.Module, x: torch.Tensor, y=None, *, eps: float | None = N
     ``w'_k = grad f_k - grad f_o`` for each candidate k, take ``l = argmin |f'_k| / ||w'_k||_q`` (Eq. 8;
     q = 2 for L2, q = 1 for L-inf, Eq. 10), step ``r_i = |f'_l| / ||w'_l||_2^2 w'_l`` (Eq. 9) or
     ``|f'_l| / ||w'_l||_1 sign(w'_l)`` (Eq. 11), and stop once ``x0 + (1 + eta) sum r_i`` (clipped to
-    [0, 1]) changes the label, or after ``steps`` iterations.
+    [0, 1]) changes the label, or after ``steps`` iterations. The paper has no box; here the sum keeps
+    only what survived the clip (``x_{i+1} = clip(x_i + (1 + eta) r_i)``, as torchattacks), so steps
+    pushed against 0 or 1 are not silently accumulated.
 
     ``norm`` picks the variant; ``eps`` (optional) is a budget in that norm (a larger answer counts as
     none and returns the clean image). Targeted (``target``): the only candidate is the target and
@@ -97,8 +99,8 @@ def deepfool(model: nn.Module, x: torch.Tensor, y=None, *, eps: float | None = N
         go = ~adv  # those already past the boundary keep their point
         if go.any():
             j = idx[go]
-            r_tot[j] = r_tot[j] + r[go]
-            x_i[j] = (x[j] + (1 + overshoot) * r_tot[j]).clamp(0, 1)
+            x_i[j] = (x[j] + (1 + overshoot) * (r_tot[j] + r[go])).clamp(0, 1)
+            r_tot[j] = (x_i[j] - x[j]) / (1 + overshoot)  # what the clip removed is not carried on
         active[idx[adv]] = False
         if rec.step(active, x_i):
             break

@@ -119,5 +119,5 @@ def square(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str =
 
 SPECS = (
     AttackSpec("square", "Square Attack (black-box, score-based, L-inf)", square, "Andriushchenko et al. 2020, "
-               "Algorithm 1-2", iterative=True, params=(N_QUERIES, P_INIT, SEED_SQ), order=85),
+               "Algorithm 1-2", params=(N_QUERIES, P_INIT, SEED_SQ), order=85, norms=("linf",)),
 )
