@@ -25,7 +25,7 @@ from advcore.attacks.params import AttackSpec, Param, check_values
 from advcore.errors import AdvlabError
 
 LOSS = Param(
-    "loss", "choice", "ce", choices=("ce", "dlr"), label="Loss",
+    "loss", "choice", "ce", choices=("ce", "dlr"), label="Loss", widget_key="attack_apgd_loss",
     choice_labels=("cross-entropy (APGD-CE)", "DLR (APGD-DLR; targeted: APGD-T)"),
     help="What APGD ascends. DLR = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3) is invariant to shifting and "
          "scaling the logits; targeted: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2).",
