@@ -381,11 +381,12 @@ def new_attacks(repeats: int) -> list[dict]:
         row["ratio"] = row["seconds_advcore"] / row["seconds_torchattacks"]
         rows.append(row)
         print(f"  {name}: success {row['success_advcore']}/{row['success_torchattacks']}, "
-              f"{row['seconds_advcore']:.3f} s vs {row['seconds_torchattacks']:.3f} s (x{row['ratio']:.2f})", flush=True)
+              f"{row['seconds_advcore']:.3f} s vs {row['seconds_torchattacks']:.3f} s (x{row['ratio']:.2f})",
+              flush=True)
     return rows
 
 
-def main_new(argv: list[str]) -> int:
+def main_new(argv: list[str]) -> int:  # noqa: ARG001 (no options yet)
     """``--new``: the C&W / DeepFool / APGD / Square comparison on fmnist-naive, stored beside the others."""
     repeats = 3
     rows = new_attacks(repeats)
