@@ -312,5 +312,93 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ the minimal-norm, APGD and Square attacks
+
+NEW_MODEL, NEW_N = "fmnist-naive", 8
+
+
+def new_cases() -> list[tuple[str, dict, Callable, Callable]]:
+    """C&W, DeepFool, APGD-CE/DLR, APGD-T and Square as both libraries spell them (same parameters)."""
+    ta = torchattacks
+    return [
+        ("cw", {"c": 1.0, "kappa": 0.0, "steps": 50, "lr": 0.01, "binary_steps": 1},
+         lambda m, x, y, t: attacks.run("cw", m, x, y, steps=50, c=1.0, binary_steps=1).x_adv,
+         lambda m, x, y, t: ta.CW(m, c=1, kappa=0, steps=50, lr=0.01)(x, y)),
+        ("deepfool", {"steps": 50, "overshoot": 0.02, "candidates": 10},
+         lambda m, x, y, t: attacks.run("deepfool", m, x, y, steps=50).x_adv,
+         lambda m, x, y, t: ta.DeepFool(m, steps=50, overshoot=0.02)(x, y)),
+        ("apgd-ce", {"eps": 0.05, "steps": 50, "loss": "ce", "seed": 0},
+         lambda m, x, y, t: attacks.run("apgd", m, x, y, eps=0.05, steps=50, loss="ce", seed=0).x_adv,
+         lambda m, x, y, t: ta.APGD(m, eps=0.05, steps=50, loss="ce", seed=0)(x, y)),
+        ("apgd-dlr", {"eps": 0.05, "steps": 50, "loss": "dlr", "seed": 0},
+         lambda m, x, y, t: attacks.run("apgd", m, x, y, eps=0.05, steps=50, loss="dlr", seed=0).x_adv,
+         lambda m, x, y, t: ta.APGD(m, eps=0.05, steps=50, loss="dlr", seed=0)(x, y)),
+        ("apgd-t-dlr", {"eps": 0.05, "steps": 50, "target": "second class", "seed": 0},
+         lambda m, x, y, t: attacks.run("apgd", m, x, y, eps=0.05, steps=50, loss="dlr", target=t, seed=0).x_adv,
+         lambda m, x, y, t: _apgdt(m)(x, y)),
+        ("square", {"eps": 0.05, "n_queries": 500, "p_init": 0.05, "seed": 0},
+         lambda m, x, y, t: attacks.run("square", m, x, y, eps=0.05, n_queries=500, seed=0).x_adv,
+         lambda m, x, y, t: ta.Square(m, eps=0.05, n_queries=500, p_init=0.05, seed=0)(x, y)),
+    ]
+
+
+def _apgdt(m: nn.Module) -> torchattacks.attack.Attack:
+    atk = torchattacks.APGDT(m, eps=0.05, steps=50, n_classes=10, seed=0)
+    atk.n_target_classes = 1  # the second most likely class, as the target given to advcore
+    return atk
+
+
+def new_attacks(repeats: int) -> list[dict]:
+    """Success, norms and median time of both libraries on the same fmnist-naive batch."""
+    from advcore import datasets
+
+    model = models.load(NEW_MODEL, "cpu")
+    x, y, _ = datasets.eval_set("fashion-mnist", 32)
+    x = datasets.to_float(x)
+    keep = predict(model, x) == y
+    x, y = x[keep][:NEW_N], y[keep][:NEW_N]
+    with torch.no_grad():
+        second = model(x).sort(1)[1][:, -2]
+    rows = []
+    for name, params, ours_fn, theirs_fn in new_cases():
+        ours_fn(model, x, y, second), theirs_fn(model, x, y, second)  # warm-up
+        t_o, t_t = [], []
+        for _ in range(repeats):
+            a, s = timed(lambda f=ours_fn: f(model, x, y, second), torch.device("cpu"))
+            t_o.append(s)
+            b, s = timed(lambda f=theirs_fn: f(model, x, y, second), torch.device("cpu"))
+            t_t.append(s)
+        hit = (lambda z: predict(model, z) == second) if name == "apgd-t-dlr" else (lambda z: predict(model, z) != y)
+        so, st = hit(a), hit(b)
+        both = so & st
+        da, db = (a - x).flatten(1), (b - x).flatten(1)
+        row = {"attack": name, "params": params, "n_images": int(x.shape[0]),
+               "success_advcore": int(so.sum()), "success_torchattacks": int(st.sum()),
+               "l2_median_both_fooled_advcore": float(da.norm(dim=1)[both].median()) if both.any() else None,
+               "l2_median_both_fooled_torchattacks": float(db.norm(dim=1)[both].median()) if both.any() else None,
+               "linf_max_advcore": float(da.abs().amax()), "linf_max_torchattacks": float(db.abs().amax()),
+               "seconds_advcore": statistics.median(t_o), "seconds_torchattacks": statistics.median(t_t)}
+        row["ratio"] = row["seconds_advcore"] / row["seconds_torchattacks"]
+        rows.append(row)
+        print(f"  {name}: success {row['success_advcore']}/{row['success_torchattacks']}, "
+              f"{row['seconds_advcore']:.3f} s vs {row['seconds_torchattacks']:.3f} s (x{row['ratio']:.2f})",
+              flush=True)
+    return rows
+
+
+def main_new(argv: list[str]) -> int:  # noqa: ARG001 (no options yet)
+    """``--new``: the C&W / DeepFool / APGD / Square comparison on fmnist-naive, stored beside the others."""
+    repeats = 3
+    rows = new_attacks(repeats)
+    out = RESULTS / "torchattacks.json"
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    env = environment(torch.device("cpu"), torchattacks=torchattacks.__version__)
+    doc["new_attacks"] = {"model": NEW_MODEL, "images": f"first {NEW_N} correctly classified of the Fashion-MNIST "
+                          "eval subset", "repeats": repeats, "environment": env, "attacks": rows}
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_new(sys.argv[2:]) if sys.argv[1:2] == ["--new"] else main())

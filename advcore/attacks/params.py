@@ -219,7 +219,8 @@ class AttackSpec:
 
     ``params`` are the attack's own parameters; each must be a keyword-only parameter of ``fn``
     with the declared default (checked when the spec is made). ``order`` places the attack in
-    listings (lower first); ``aliases`` are other names :func:`advcore.attacks.get_attack` accepts.
+    listings (lower first); ``aliases`` are other names :func:`advcore.attacks.get_attack` accepts;
+    ``norms`` the threat models the attack implements.
     """
 
     name: str
@@ -230,6 +231,7 @@ class AttackSpec:
     params: tuple[Param, ...] = ()
     order: int = 100
     aliases: tuple[str, ...] = ()
+    norms: tuple[str, ...] = ("linf", "l2")  # the threat models it implements (others are refused with a message)
 
     def __post_init__(self) -> None:
         sig = inspect.signature(self.fn).parameters

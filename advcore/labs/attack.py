@@ -124,6 +124,9 @@ def attack_image(
     }
     # The attack's declared parameters, as it ran them (defaults included).
     report.update({p.name: res.params.get(p.name, extra.get(p.name, p.default)) for p in attack_spec.params})
+    # What minimal-norm attacks (robustness radius) and black-box ones (queries) measure per image.
+    report.update({k: res.params[k][0] if isinstance(res.params[k], list) else res.params[k]
+                   for k in ("radius", "radius_norm", "queries") if k in res.params})
     return ImageAttack(
         model=model_name, attack=attack_spec.name, params=res.params, x=x, x_adv=x_adv, x_adv_8bit=x8,
         clean=clean, adversarial=adv, adversarial_8bit=adv8, result=res, metrics=report,
