@@ -90,9 +90,10 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
                       help="The same budget for every iterative attack; FGSM takes one step.")
     seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="compare_seed", persist_state=KEEP,
                            help="PGD's random start: the same seed gives the same numbers.")
-    chosen = st.multiselect("Attacks", list(ATTACKS), default=list(ATTACKS), format_func=lambda n: ATTACKS[n].title,
+    chosen = st.multiselect("Attacks", list(compare.ALL_ATTACKS), default=list(compare.ALL_ATTACKS),
+                            format_func=lambda n: ATTACKS[n].title,
                             key="compare_attacks", persist_state=KEEP)
-    attacks_ = tuple(a for a in ATTACKS if a in chosen)
+    attacks_ = tuple(a for a in compare.ALL_ATTACKS if a in chosen)
     o1, o2, o3 = st.columns([1.2, 1.2, 1.0])
     stop = o1.radio("Stop on success", compare.STOP_POLICIES, format_func=cv.STOP_LABELS.get, horizontal=True,
                     key="compare_stop", persist_state=KEEP,

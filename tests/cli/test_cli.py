@@ -267,7 +267,7 @@ def _error_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
                          "not an image that can be read"),
         "missing file": (["attack", "--model", MODEL, "--image", str(tmp_path / "missing.png"), "--eps", "4/255"],
                          "does not exist"),
-        "unknown attack": (_base("--eps", "4/255", "--attack", "deepfool"), "Unknown attack"),
+        "unknown attack": (_base("--eps", "4/255", "--attack", "no-such-attack"), "Unknown attack"),
         "out not png": (_base("--eps", "4/255", "--out", str(tmp_path / "adv.jpg")), ".png"),
         "out under a file": (_base("--eps", "4/255", "--out", str(a_file / "adv.png")), "is not a directory"),
         "out is a directory": (_base("--eps", "4/255", "--out", str(tmp_path)), "is a directory"),

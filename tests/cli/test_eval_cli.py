@@ -174,7 +174,7 @@ def test_train_on_digits_writes_a_checkpoint_that_eval_loads(tmp_path):
                     reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
 def test_train_standard_on_2000_fashion_mnist_images(tmp_path):
     code, out, err = run_cli(["train", "--recipe", "standard", "--limit", "2000", "--epochs", "1", "--out-dir",
-                              str(tmp_path), "--eval-n", "200", "--pgd-n", "0", "--eval-eps", "0,0.1",
+                              str(tmp_path), "--eval-n", "200", "--pgd-n", "0", "--rfgsm-n", "0", "--eval-eps", "0,0.1",
                               "--device", "cpu"])
     assert code == 0, err
     card = json.loads((tmp_path / "fmnist-naive.json").read_text())
