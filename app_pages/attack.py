@@ -6,8 +6,9 @@ Cancel button) -> views.
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
+import time
 
 import streamlit as st
 from PIL import Image
@@ -15,14 +16,25 @@ from PIL import Image
 from advcore import data, models
 from advcore.attacks import ATTACKS
 from advcore.device import pick_device
-from advcore.errors import Cancelled
+from advcore.errors import AdvlabError, Cancelled
 from advcore.labs import attack as attack_lab
-from advcore.records import json_safe
+from advcore.predictions import resolve_class
 from ui import plots
-from ui.frame import app_frame, md_escape, require_image
-from ui.session import ATTACK_RESULTS, ATTACK_RUN
+from ui.frame import (
+    app_frame,
+    md_escape,
+    require_image,
+    url_bool,
+    url_choice,
+    url_number,
+    url_pending,
+    url_show_bool,
+    url_show_number,
+    url_value,
+)
+from ui.session import ATTACK_RESULTS, ATTACK_REVEALED, ATTACK_RUN
 from ui.views import attack as attack_view
-from ui.widgets import param_widgets
+from ui.widgets import download_figure, download_json, download_table, param_widgets
 
 INTRO = (
     "Pick a photo and an attack, then move eps to see how small a change flips the model's prediction: "
@@ -41,50 +53,62 @@ PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)  # small datasets: L-inf eps in pixel units (m
 # the paper's and the model cards' range 0..0.3 (0.3 = 76.5/255)
 KEEP = "session"  # attack settings survive a visit to another page
 RUN = ATTACK_RUN  # the attack's run: Run attack, Cancel, what a stopped run says
+PLAY_DELAY = 0.3  # seconds per step while the step-through plays
 
 
 def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest:
     """The attack widgets; returns the request."""
     c1, c2, c3 = st.columns([1.3, 1.0, 2.2])
+    url_value("attack", "attack_name", url_choice(list(ATTACKS)))
     attack = c1.selectbox("Attack", list(ATTACKS), format_func=lambda n: ATTACKS[n].title, key="attack_name",
                           persist_state=KEEP,
                           help="Gradient attacks on one loop: the AGR paper's five (FGSM to AGR) first.")
+    url_value("norm", "attack_norm", url_choice(list(NORM_TITLES)))
     norm = c2.radio("Norm", list(NORM_TITLES), format_func=NORM_TITLES.get, key="attack_norm", horizontal=True,
                     persist_state=KEEP, help="The ball the perturbation must stay in.")
     pixel_units = dataset != "imagenet"  # Fashion-MNIST models: eps up to 0.3, in pixel units like their cards
     if norm == "linf" and pixel_units:
         low, high, default, step = PIXEL_EPS
+        url_value("eps", "attack_eps_linf_px", url_number(low, high, unit=" (pixel units)"), url_show_number)
         v = round(c3.slider("eps (pixel units)", low, high, default, step=step, format="%.2f",
                             key="attack_eps_linf_px", persist_state=KEEP,
                             help="Largest change of any pixel, pixels in [0, 1] (0.1 = 25.5/255)."), 4)
         eps, eps_text = v, f"{v:g}"
     elif norm == "linf":
+        url_value("eps", "attack_eps_linf", url_number(0, 32, integer=True, unit=" (x/255)"))
         k = c3.slider("eps (x/255)", 0, 32, 4, key="attack_eps_linf", persist_state=KEEP,
                       help="Largest change of any pixel, in 8-bit levels.")
         eps, eps_text = k / 255.0, f"{k}/255"
     else:
+        url_value("eps", "attack_eps_l2", url_number(0.0, 20.0, unit=" (pixel L2)"), url_show_number)
         v = round(c3.slider("eps (pixel L2)", 0.0, 20.0, 1.0, step=0.1, key="attack_eps_l2", persist_state=KEEP,
                             help="Euclidean length of the whole perturbation, pixels in [0, 1]."), 4)
         eps, eps_text = v, f"{v:g}"
 
     spec = ATTACKS[attack]
-    d1, d2, d3 = st.columns([1.3, 1.0, 2.2])
+    d1, d2, d3 = st.columns([1.2, 1.5, 1.8])  # wide enough for "Custom alpha" at 1024 px
+    url_value("steps", "attack_steps", url_number(1, 200, integer=True))
     steps = d1.slider("steps", 1, 200, 10, key="attack_steps", disabled=not spec.iterative, persist_state=KEEP,
                       help="FGSM always takes one step." if not spec.iterative else "Gradient steps (the budget).")
+    if url_pending("alpha") is not None:
+        st.session_state["attack_custom_alpha"] = True  # a link with alpha means a custom step
     custom = d2.toggle("Custom alpha", key="attack_custom_alpha", disabled=not spec.iterative, persist_state=KEEP,
                        help="Off: each attack's own default step (I-FGSM, MI-FGSM eps/steps; PGD 2.5 eps/steps; "
                             "AGR eps).")
     alpha = alpha_text = None
     if custom and spec.iterative:
         if norm == "linf" and pixel_units:
+            url_value("alpha", "attack_alpha_linf_px", url_number(0.001, 0.3), url_show_number)
             alpha = d2.number_input("alpha (pixel units)", 0.001, 0.3, 0.01, step=0.005, format="%.3f",
                                     key="attack_alpha_linf_px", persist_state=KEEP)
             alpha_text = repr(alpha)
         elif norm == "linf":
+            url_value("alpha", "attack_alpha_linf", url_number(0.01, 32.0, unit=" (x/255)"), url_show_number)
             k = d2.number_input("alpha (x/255)", 0.01, 32.0, 1.0, step=0.1, key="attack_alpha_linf",
                                 persist_state=KEEP)
             alpha, alpha_text = k / 255.0, f"{k!r}/255"  # the CLI divides the same two floats
         else:
+            url_value("alpha", "attack_alpha_l2", url_number(0.001, 20.0), url_show_number)
             alpha = d2.number_input("alpha (pixel L2)", 0.001, 20.0, 0.1, step=0.01, format="%.3f",
                                     key="attack_alpha_l2", persist_state=KEEP)
             alpha_text = repr(alpha)
@@ -94,12 +118,16 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     extra = param_widgets(d3, spec.params, persist_state=KEEP)  # one widget per declared parameter
 
     t1, t2 = st.columns([1.3, 3.2])
+    if url_pending("target") is not None:
+        st.session_state["attack_targeted"] = True  # a link with a target means a targeted attack
     targeted = t1.checkbox("Targeted", False, key="attack_targeted", persist_state=KEEP,
                            help="Push the image towards a class of your choice instead of away from the model's "
                                 "clean prediction.")
     target = None
     if targeted:
         default_target = DEFAULT_TARGETS.get(dataset, 0)
+        url_value("target", f"attack_target_{dataset}", lambda text: resolve_class(text, classes),
+                  lambda i: classes[i] if classes.count(classes[i]) == 1 else str(i))
         target = t2.selectbox("Target class", range(len(classes)), index=min(default_target, len(classes) - 1),
                               format_func=lambda i: f"{i}: {classes[i]}", key=f"attack_target_{dataset}",
                               persist_state=KEEP,
@@ -112,18 +140,19 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     return req
 
 
-def compute(req: attack_view.AttackRequest, image) -> attack_lab.ImageAttack | None:
+def compute(req: attack_view.AttackRequest, image, image_name: str | None = None,
+            key: str = "attack_cancel") -> attack_lab.ImageAttack | None:
     """Run the attack and keep the result; iterative attacks draw their steps on a progress bar under a Cancel
     button. None when the run was cancelled or refused (the notice left for the next page run says why)."""
     if not req.spec.iterative:
-        return ATTACK_RESULTS.put(req, attack_view.run(req, image))
-    title = req.spec.title
-    cancel = RUN.cancel_button(key="attack_cancel")
+        return ATTACK_RESULTS.put(req, attack_view.run(req, image, image_name=image_name))
+    title = f"{req.spec.title} on {req.model}"
+    cancel = RUN.cancel_button(key=key)
     bar = st.progress(0.0, text=f"{title}: starting")
     RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step is said too
 
     def work() -> attack_lab.ImageAttack:
-        res = attack_view.run(req, image, RUN.live_steps(bar, title))
+        res = attack_view.run(req, image, RUN.live_steps(bar, title), image_name=image_name)
         if res.result.cancelled:  # advcore stopped at a step and returned that iterate: not a result
             raise Cancelled("attack cancelled")
         return res
@@ -138,9 +167,11 @@ def prediction_line(kind: str, name: str, prob: float) -> str:
     return f"{kind} prediction: {md_escape(name)} ({100.0 * prob:.1f}%)"
 
 
-def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> None:
-    """Images, predictions, plots, metrics, downloads and the command line of one result."""
+def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, guess_mode: bool = False) -> bool:
+    """Images, predictions, plots, metrics, downloads and the command line of one result; with ``guess_mode``
+    ("predict, then reveal") everything that tells the outcome waits for a guess. Whether it was shown."""
     m = res.metrics
+    hidden = guess_mode and ATTACK_REVEALED.get(req) is None
     stop_on_success = bool(dict(req.extra).get("stop_on_success", False))
     x = plots.to_numpy_image(res.x)
     delta = plots.to_numpy_image(res.x_adv) - x
@@ -163,6 +194,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
                        f"{md_escape(res.clean.name)}, the dataset label is {md_escape(label)}. The attack moves the "
                        f"image away from the model's prediction ({md_escape(res.clean.name)}), not from the label.")
     i2.markdown(f"L-inf {255 * m['linf']:.2f}/255, L2 {m['l2']:.3f}")
+    url_value("amp", "attack_amplification", url_choice([str(a) for a in AMPLIFICATIONS], values=AMPLIFICATIONS))
     amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
                            help="auto: the largest change is shown as black or white.")
     amp_img, factor = plots.amplified_perturbation(delta, None if amp == "auto" else float(amp))
@@ -172,6 +204,13 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
     i3.image(plots.enlarge(Image.open(io.BytesIO(res.png))) if small else res.png,
              caption="Adversarial: the 8-bit PNG you download" + (" (enlarged)" if small else ""), width="stretch",
              **({"output_format": "PNG"} if small else {}))
+    if hidden:
+        i3.markdown("Adversarial prediction: hidden until you guess")
+        guess_and_reveal(req)
+        return False
+    if guess_mode:
+        right, said = attack_view.guess_feedback(ATTACK_REVEALED.get(req), res)
+        (st.success if right else st.error)(md_escape(said))
     i3.markdown(prediction_line("Adversarial", res.adversarial.name, res.adversarial.prob))
     i3.caption(f"After rounding to 8 bits: {md_escape(res.adversarial_8bit.name)} "
                f"({100 * res.adversarial_8bit.prob:.1f}%)")
@@ -206,6 +245,8 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
     l1.plotly_chart(loss_fig, key="attack_loss")
     l2.plotly_chart(prob_fig, key="attack_prob")
     st.caption(history_caption(req, bool(m["targeted"]), stop_on_success, len(loss) - 1))
+    step_through(res, loss, loss_fig, watch, small)
+    where_it_acts(x, delta, small)
 
     h1, h2 = st.columns([1, 1.7])
     cap = 255.0 * req.eps if req.norm == "linf" else None
@@ -218,15 +259,143 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel) -> N
     h2.caption(f"Notice how small L-inf and AMP are next to the confidence drop. {NORM_TITLES[req.norm]} "
                f"ball, eps {req.eps_text}, {steps_note}, on {m['device']}.")
     d1, d2 = h2.columns(2)
+    download_table(d1, attack_view.metric_rows(m), "metrics.csv", key="attack_download_csv",
+                   label="Download metrics table (CSV)")
+    download_figure(d2, loss_fig, "loss.html", key="attack_download_loss_html", label="Download loss chart (HTML)")
+    d1, d2 = h2.columns(2)
     d1.download_button("Download adversarial PNG", res.png, file_name="adversarial.png", mime="image/png",
                        on_click="ignore", key="attack_download_png")
-    d2.download_button("Download metrics JSON", json.dumps(json_safe(attack_view.record(m, sel.true_name)), indent=2),
-                       file_name="metrics.json", mime="application/json", on_click="ignore",
-                       key="attack_download_json")
+    download_json(d2, attack_view.record(m, sel.true_name), "metrics.json", key="attack_download_json",
+                  label="Download metrics JSON")
 
     st.markdown("**The same numbers from the command line**")
     st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
     cli_image_note(sel)
+    return True
+
+
+def guess_and_reveal(req: attack_view.AttackRequest) -> None:
+    """"Predict, then reveal": a guess first, then the Reveal button shows the outcome."""
+    st.info("Predict first: will this attack change the model's answer? Commit to a guess, then reveal.")
+    g1, g2 = st.columns([3, 1])
+    gkey = f"attack_guess_{abs(hash(req))}"  # a new request asks for a new guess
+    guess = g1.radio("Your guess", attack_view.GUESSES, index=None, key=gkey, horizontal=True)
+    g2.button("Reveal", type="primary", key="attack_reveal", disabled=guess is None,
+              on_click=lambda: ATTACK_REVEALED.put(req, st.session_state.get(gkey)))
+
+
+def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch: str, small: bool) -> None:
+    """A scrubber and a Play button over the kept iterates: the iterate, its amplified perturbation and its top-5
+    at step t, and t marked on the loss curve."""
+    t = res.trajectory
+    if t is None or len(t.steps) < 3:  # FGSM: one step, nothing to step through
+        return
+    st.subheader("Step through the attack")
+    steps = t.steps
+    key = f"attack_step_{len(steps)}_{steps[-1]}"
+    url_value("step", key, url_choice([str(v) for v in steps], values=steps))
+    play = st.session_state.pop("_advlab_attack_play", False)
+    if play:
+        st.session_state[key] = steps[-1]
+    c0, c1 = st.columns([1, 6])
+    c0.button("Play", icon=":material/play_arrow:", key="attack_play",
+              on_click=lambda: st.session_state.__setitem__("_advlab_attack_play", True),
+              help="Show every kept step in turn, then stop at the last.")
+    step = c1.select_slider("Step", steps, value=steps[-1], key=key,
+                            help=f"{len(steps)} iterates kept of {t.total} steps (8-bit images).")
+    s1, s2, s3 = st.columns(3)
+    slots = (s1.empty(), s2.empty(), s3.empty(), st.empty(), st.empty())
+
+    def draw(i: int, n: int) -> None:
+        frame = t.frames[i]
+        img = frame[..., 0] if frame.shape[2] == 1 else frame
+        delta = (frame.astype("float32") - t.frames[0].astype("float32")) / 255.0
+        amp_img, factor = plots.amplified_perturbation(delta if delta.shape[2] > 1 else delta[..., 0], None)
+        s = steps[i]
+        slots[0].image(plots.enlarge_array(img) if small else img, caption=f"Iterate at step {s}", width="stretch",
+                       output_format="PNG")
+        slots[1].image(plots.enlarge_array(amp_img) if small else amp_img,
+                       caption=f"Perturbation at step {s}, x{factor:.3g} around grey", width="stretch",
+                       output_format="PNG")
+        pred = attack_lab.frame_prediction(res.model, t, i, res.metrics["device"])
+        slots[2].plotly_chart(plots.topk_bars(pred.names, pred.probs, f"Top-5 at step {s}", watch),
+                              key=f"attack_step_top5_{n}")
+        slots[3].plotly_chart(plots.mark_step(loss_fig, s), key=f"attack_step_loss_{n}")
+        slots[4].caption(attack_view.step_caption(s, t.total, pred.name, pred.prob, res.clean.name,
+                                                  loss[s] if s < len(loss) else None))
+
+    if play:
+        for n, i in enumerate(range(len(steps))):
+            draw(i, n)
+            time.sleep(PLAY_DELAY)
+    else:
+        draw(steps.index(step), 0)
+
+
+def where_it_acts(x, delta, small: bool) -> None:
+    """|delta| laid over the photo, with an opacity control and the measured concentration."""
+    st.subheader("Where the perturbation acts")
+    o1, o2 = st.columns([2, 1])
+    url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
+    opacity = o2.slider("Overlay opacity", 0.0, 1.0, 0.8, step=0.05, key="attack_overlay_opacity",
+                        help="0: the photo alone; 1: the pixels that change most in full colour.")
+    img, _ = plots.delta_overlay(x, delta, float(opacity))
+    o1.image(plots.enlarge_array(img) if small else img, caption="|delta| over the image (grey)", width="stretch",
+             output_format="PNG")
+    o2.caption(attack_view.overlay_caption(delta, plots.mass_share(delta, 0.10)))
+
+
+def side_by_side(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, partner: str, image, sel,
+                 on_cuda: bool) -> None:
+    """The same image and attack on a second model, and the difference in one sentence."""
+    st.subheader(f"Side by side: {models.get_spec(req.model).title} and {models.get_spec(partner).title}")
+    req2 = dataclasses.replace(req, model=partner)
+    res2 = ATTACK_RESULTS.get(req2)
+    if res2 is None:
+        if RUN.should_run(req2, auto=attack_view.runs_automatically(req2, on_cuda)):
+            try:
+                res2 = compute(req2, image, sel.image_name, key="attack_cancel_partner")
+            except AdvlabError as exc:
+                st.warning(str(exc))
+                return
+            if res2 is None:
+                st.rerun()
+        else:
+            st.button(f"Run on {partner} too", key="attack_run_partner", on_click=RUN.request, args=(req2,))
+            return
+    cols = st.columns(2)
+    for col, r in zip(cols, (res, res2), strict=True):
+        col.markdown(f"**{md_escape(models.get_spec(r.model).title)}**")
+        png = Image.open(io.BytesIO(r.png))
+        small = models.is_small_input(r.x.shape[-2:])
+        col.image(plots.enlarge(png) if small else png, caption=f"Adversarial image made on {r.model}",
+                  width="stretch", output_format="PNG")
+        col.markdown(prediction_line("Clean", r.clean.name, r.clean.prob) + "  \n"
+                     + prediction_line("Adversarial", r.adversarial.name, r.adversarial.prob))
+    st.info(md_escape(attack_view.side_by_side_sentence(res, res2, req.eps_text, sel.true_name)))
+
+
+def teaching_controls(sel, dataset: str) -> tuple[bool, str | None]:
+    """The classroom switches: "predict, then reveal" and a second model side by side."""
+    e1, e2, e3 = st.columns([1.3, 1.2, 2.0])
+    url_value("guess", "attack_guess_mode", url_bool, url_show_bool)
+    guess_mode = e1.toggle("Predict, then reveal", key="attack_guess_mode",
+                           help="Hide the outcome until a guess is chosen, then reveal it.")
+    partners = attack_view.partner_models(sel.model)
+    if not partners:
+        return guess_mode, None
+    if url_pending("versus") is not None:
+        st.session_state["attack_versus_on"] = True  # a link with a second model shows it
+    on = e2.toggle("Side by side", key="attack_versus_on",
+                   help="The same image and attack on a second model of the same dataset.")
+    if not on:
+        return guess_mode, None
+    vkey = f"attack_versus_{sel.model}"
+    url_value("versus", vkey, url_choice(partners))
+    partner = e3.selectbox("Second model", partners, key=vkey, format_func=lambda n: models.get_spec(n).title,
+                           help="By default the adversarially trained (PGD) model beside a naive one, and the naive "
+                                "model beside any other.")
+    return guess_mode, partner
 
 
 def cli_image_note(sel) -> None:
@@ -297,6 +466,7 @@ def main() -> None:
     st.markdown(INTRO if spec.dataset == "imagenet" else INTRO_SMALL)
     image = require_image(sel)
     req = controls(sel, spec.classes(), spec.dataset)
+    guess_mode, partner = teaching_controls(sel, spec.dataset)
     on_cuda = pick_device(sel.device).type == "cuda"
     RUN.show_notices(attack_view.interrupted)
 
@@ -306,7 +476,7 @@ def main() -> None:
         # A click is remembered with its request, so it survives a rerun that Streamlit inserts; a cancelled
         # small attack waits for the button instead of starting again by itself.
         if RUN.should_run(req, auto=auto):
-            res = compute(req, image)
+            res = compute(req, image, sel.image_name)
             if res is None:
                 st.rerun()  # the next page run says why, and offers the button
         else:
@@ -318,7 +488,8 @@ def main() -> None:
             st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
             cli_image_note(sel)
             return
-    views(req, res, sel)
+    if views(req, res, sel, guess_mode) and partner is not None:
+        side_by_side(req, res, partner, image, sel, on_cuda)
 
 
 main()

@@ -1,13 +1,18 @@
-"""Home: what advlab is and what each lab shows."""
+"""Home: one "start here" sentence, ready links for a class, and what each lab shows."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ui.frame import app_frame
+from ui.frame import CLASS_LINKS, app_frame, page_link_url
 
 app_frame()  # the shared sidebar's selection is not needed here
 st.title("advlab")
+START = CLASS_LINKS[0]
+st.markdown("**Start here:** open the Attack lab on the coffee photo, where one FGSM step of 1/255 per pixel, "
+            "invisible to you, changes what the network says it sees.")
+st.page_link(START.script, label="Start here: the Attack lab, FGSM at 1/255", icon=":material/play_arrow:",
+             query_params=START.query)
 st.markdown(
     "advlab is a laboratory for adversarial machine learning on images: tiny, deliberately crafted changes "
     "to a photo that a person cannot see but that change what a neural network says it is. "
@@ -18,16 +23,23 @@ st.markdown(
 st.markdown(
     "Choose the model, the device and the image in the sidebar; every lab uses the same choice. "
     "Use one of the bundled photos (or, for a Fashion-MNIST model, one of its test images) or upload your own "
-    "(PNG, JPEG, WebP or BMP)."
+    "(PNG, JPEG, WebP or BMP). Every page keeps its settings in its address: the link under the sidebar opens "
+    "exactly the same experiment for someone else."
 )
+
+st.subheader("For a class")
+for link in CLASS_LINKS:
+    st.page_link(link.script, label=link.title, icon=":material/link:", query_params=link.query)
+    st.caption(f"{link.shows} `{page_link_url(link.query, link.url_path)}`")
 
 st.subheader("Labs")
 st.markdown(
     "**Attack lab**: pick an attack (FGSM, I-FGSM, PGD, MI-FGSM or the adaptive gradient refinement attack, AGR), "
     "an L-infinity or L2 budget and optionally a target class, then watch the prediction flip. It shows the clean "
     "image, the amplified perturbation and the adversarial image side by side, the top-5 predictions before and "
-    "after, the loss per iteration, a heat map of the change, and the metrics (L2, L-inf, cosine similarity, AMP, "
-    "SSIM, PSNR), with downloads of the adversarial PNG and of the metrics."
+    "after, the loss per iteration, a scrubber over the attack's steps, where the perturbation acts on the photo, "
+    "the metrics (L2, L-inf, cosine similarity, AMP, SSIM, PSNR), a second model side by side and a \"predict, "
+    "then reveal\" mode, with downloads of the adversarial PNG, the metrics and the charts."
 )
 st.page_link("app_pages/attack.py", label="Open the Attack lab", icon=":material/bolt:")
 st.markdown(

@@ -12,9 +12,10 @@ import contextlib
 import io
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 from PIL import Image
@@ -31,7 +32,8 @@ if not logging.getLogger("advlab").handlers:  # errors go to the server log, nev
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("advlab").addHandler(_handler)
 
-DEFAULT_SAMPLE = "cat.jpg"
+DEFAULT_SAMPLE = "coffee.jpg"  # Lite0: espresso at 95.4% (cat.jpg: tiger cat at 39.1%; README "Teaching")
+DEFAULT_GALLERY = 3  # Fashion-MNIST test image #3, an ankle boot: fmnist-naive 99.0%, fmnist-pgd 98.6%, both right
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 SOURCE_SAMPLE = "Bundled sample"
 SOURCE_UPLOAD = "Upload"
@@ -44,6 +46,15 @@ GENERIC_ERROR = (
 )
 
 _SELECTION_KEY = "_advlab_selection"
+_URL_KEY = "_advlab_url"  # the URL state of this page run (see "URL state" below)
+DEFAULT_HOST = "http://localhost:8501"  # the link's origin when the browser's is unknown (a test)
+PRESENTER_CSS = """<style>
+html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {
+  color: inherit !important; opacity: 1 !important; font-size: 1.0rem !important; }
+[data-testid="stMainBlockContainer"] { padding-top: 1.2rem; max-width: 100%; }
+h1 { font-size: 2.0rem !important; padding-top: 0 !important; }
+</style>"""
 _IMAGE_CACHE_KEY = "_advlab_image_cache"
 
 
@@ -66,6 +77,44 @@ LABS = (
     Lab("app_pages/defense.py", "Defense lab", ":material/shield:", "defense"),
     Lab("app_pages/poisoning.py", "Poisoning lab", ":material/science:", "poisoning"),
 )
+
+
+@dataclass(frozen=True)
+class ClassLink:
+    """A ready link for a class: a lab, its URL settings and what it shows (README "Teaching with advlab")."""
+
+    title: str
+    url_path: str
+    params: tuple[tuple[str, str], ...]
+    shows: str
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(self.params)
+
+    @property
+    def script(self) -> str:
+        return next(lab.script for lab in LABS if lab.url_path == self.url_path)
+
+
+CLASS_LINKS = (
+    ClassLink("One step, 1/255", "attack",
+              (("model", "efficientnet-lite0"), ("image", "coffee"), ("attack", "fgsm"), ("eps", "1")),
+              "Lite0 reads the coffee photo as espresso (95.4%); one FGSM step of 1/255 per pixel turns it into "
+              "something else."),
+    ClassLink("Step through a targeted PGD", "attack",
+              (("model", "efficientnet-lite0"), ("image", "coffee"), ("attack", "pgd"), ("eps", "4"),
+               ("target", "toaster"), ("guess", "1")),
+              "Students guess first; after Reveal, PGD at 4/255 has made the espresso a toaster, and the scrubber "
+              "shows the steps on the way."),
+    ClassLink("Naive and robust side by side", "attack",
+              (("model", "fmnist-naive"), ("image", "3"), ("attack", "fgsm"), ("eps", "0.1"),
+               ("versus", "fmnist-pgd")),
+              "The same FGSM step of 0.1 on the same ankle boot fools the naive Fashion-MNIST model but not the "
+              "PGD-trained one."),
+)
+
+
 def app_pages() -> list[StreamlitPage]:
     """The labs, in navigation order (paths relative to app.py); Home is the default page."""
     return [
@@ -110,13 +159,27 @@ def _load_image(key: str, source: Callable[[], object], name: str) -> tuple[Imag
 
 
 def sidebar() -> Selection:
-    """Draw the shared sidebar and return the selection."""
+    """Draw the shared sidebar and return the selection; its end holds the page's link (:func:`url_publish`)."""
+    sel = _sidebar()
+    sb = st.sidebar
+    url_value("presenter", "sidebar_presenter", url_bool, url_show_bool)
+    if sb.toggle("Presenter view", key="sidebar_presenter",
+                 help="For a projector: larger type, captions at full contrast, less padding."):
+        st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
+    st.session_state[_URL_KEY]["link_slot"] = sb.empty()
+    return sel
+
+
+def _sidebar() -> Selection:
     sb = st.sidebar
     sb.header("Setup")
     model_names = models.names()
+    url_value("model", "sidebar_model", url_choice(model_names))
     model = sb.selectbox("Model", model_names, format_func=_model_title, key="sidebar_model",
                          help="Registered classifiers with real pretrained weights.")
 
+    url_value("device", "sidebar_force_cpu", url_choice(["auto", "cpu"], values=[False, True]),
+              lambda v: "cpu" if v else "auto")
     force_cpu = sb.toggle("Force CPU", key="sidebar_force_cpu",
                           help="Run on the CPU even when a CUDA GPU is available.")
     device = "cpu" if force_cpu else "auto"
@@ -139,6 +202,8 @@ def sidebar() -> Selection:
     files = [s.file for s in all_samples]
     titles = {s.file: s for s in all_samples}
     default = files.index(DEFAULT_SAMPLE) if DEFAULT_SAMPLE in files else 0
+    stems = [Path(f).stem for f in files]
+    url_value("image", "sidebar_sample", url_choice(stems, values=files), lambda f: Path(f).stem)
     file = sb.selectbox("Sample image", files, index=default, key="sidebar_sample",
                         format_func=lambda f: titles[f].title)
     sample = titles[file]
@@ -162,6 +227,7 @@ def _upload(model: str, device: str, key: str, help: str, waiting: str) -> Selec
     if up is None:
         st.sidebar.caption(waiting)
         return None
+    _url_state()["upload"] = up.name  # a link cannot carry the file: it says so
     image_key = f"upload:{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
     image, error = _load_image(image_key, up.getvalue, up.name)
     sel = Selection(model=model, device=device, image_key=image_key, image_name=up.name,
@@ -194,7 +260,10 @@ def _gallery_sidebar(model: str, device: str, dataset: str) -> Selection:
     except AdvlabError as exc:
         return Selection(model=model, device=device, image_key=f"{dataset}:none", image_name=f"{title} test image",
                          cli_image="", is_upload=False, image_error=str(exc))
-    index = sb.selectbox("Test image", range(len(labels)), key=f"sidebar_gallery_{dataset}",
+    url_value("image", f"sidebar_gallery_{dataset}", url_choice([str(i) for i in range(len(labels))],
+                                                                   values=list(range(len(labels)))))
+    index = sb.selectbox("Test image", range(len(labels)), index=min(DEFAULT_GALLERY, len(labels) - 1),
+                         key=f"sidebar_gallery_{dataset}",
                          format_func=lambda i: f"#{i}: {classes[int(labels[i])]}",
                          help=f"The first {len(labels)} images of the shipped {title} test subset, with their "
                               "true classes.")
@@ -228,14 +297,18 @@ def _caption_image(sel: Selection, licence: str | None = None) -> None:
 def run_with_sidebar(page: StreamlitPage) -> None:
     """Draw the sidebar, then run ``page``, which picks the selection up with :func:`app_frame`.
 
-    Errors escaping the page go through :func:`error_boundary`.
+    Errors escaping the page go through :func:`error_boundary`. The URL state is read before the sidebar
+    (:func:`url_begin`) and written after the page, whatever ended it (:func:`url_publish`).
     """
+    url_begin(page.url_path)
     with error_boundary():
-        st.session_state[_SELECTION_KEY] = sidebar()
         try:
+            st.session_state[_SELECTION_KEY] = sidebar()
+            _url_state()["note_slot"] = st.empty()  # above the page's title: what a link could not restore
             page.run()
         finally:
             st.session_state.pop(_SELECTION_KEY, None)
+            url_publish()
 
 
 def app_frame() -> Selection:
@@ -278,3 +351,180 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
 def md_escape(text: str) -> str:
     """Escape Markdown control characters in a class or file name."""
     return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+# --------------------------------------------------------------------------- URL state
+#
+# Every setting of a page lives in ``st.query_params`` so that a link restores exactly that run. Before a widget
+# is drawn, the page (or ui.widgets, for declared parameters) calls :func:`url_value` with the URL name, the
+# widget key and a parser that checks the text against the widget's own options or range: a link's value is put
+# into the widget's session state once, when the URL is new to this session (a fresh tab, a pasted link, a
+# page link with query parameters); a bad or stale value keeps the default and is named in a note on the page.
+# After the page, :func:`url_publish` writes every registered widget's value back into the URL, in the units of
+# the widget (eps=4 on an x/255 slider means 4/255), and shows the full link under the sidebar.
+
+
+class UrlError(ValueError):
+    """A URL value that a widget cannot take (the message says what it accepts)."""
+
+
+def _url_state() -> dict:
+    return st.session_state.setdefault(_URL_KEY, {"written": None, "pending": {}, "fields": {}, "notes": []})
+
+
+def url_begin(url_path: str) -> None:
+    """Start a page run: the URL's parameters become pending when they are not the ones this session wrote."""
+    state = _url_state()
+    now = {k: st.query_params.get(k) for k in st.query_params.keys()}
+    state["pending"] = dict(now) if now and now != state["written"] else {}
+    state.update(fields={}, notes=[], path=url_path, upload=None, note_slot=None, link_slot=None)
+
+
+def url_value(name: str, key: str, parse: Callable[[str], object], show: Callable[[object], str] = str) -> None:
+    """Bind the URL parameter ``name`` to the widget ``key``; call just before drawing the widget.
+
+    ``parse`` turns the URL text into a value the widget accepts (raising ValueError/KeyError with what it
+    accepts); ``show`` turns the widget's value back into URL text.
+    """
+    state = _url_state()
+    state["fields"][name] = (key, show)
+    raw = state["pending"].pop(name, None)
+    if raw is None:
+        return
+    try:
+        st.session_state[key] = parse(raw)
+    except (ValueError, KeyError, TypeError, AdvlabError) as exc:
+        state["notes"].append(f"{name}={raw}: {_reason(exc)}")
+
+
+def url_set(name: str, value: object, show: Callable[[object], str] = str) -> None:
+    """Put a value that has no widget of its own (a derived setting) into the published URL."""
+    _url_state()["fields"][name] = (None, lambda _v: show(value))
+
+
+def url_pending(name: str) -> str | None:
+    """The link's raw value for ``name`` when it is still to be applied (for a page that parses it itself)."""
+    return _url_state()["pending"].get(name)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return text.rstrip(".")
+
+
+def url_choice(options: Sequence[str], values: Sequence[object] | None = None,
+               aliases: dict[str, object] | None = None) -> Callable[[str], object]:
+    """A parser for a choice widget: the URL text (case-insensitive) names an option; ``values`` are what the
+    widget holds for each (default: the options themselves)."""
+    vals = list(options) if values is None else list(values)
+    table = {str(o).lower(): v for o, v in zip(options, vals, strict=True)}
+    table.update({k.lower(): v for k, v in (aliases or {}).items()})
+
+    def parse(text: str) -> object:
+        hit = table.get(text.strip().lower())
+        if hit is None:
+            shown = ", ".join(str(o) for o in list(options)[:8]) + (", ..." if len(options) > 8 else "")
+            raise UrlError(f"not one of {shown}")
+        return hit
+
+    return parse
+
+
+def url_number(low: float | None, high: float | None, *, integer: bool = False,
+               unit: str = "") -> Callable[[str], float | int]:
+    """A parser for a number widget: finite, within [low, high] (the widget's own range), an int if ``integer``."""
+
+    def parse(text: str) -> float | int:
+        try:
+            v = float(text)
+        except ValueError:
+            raise UrlError("not a number") from None
+        if v != v or v in (float("inf"), float("-inf")):
+            raise UrlError("not a finite number")
+        if integer:
+            if v != int(v):
+                raise UrlError("not a whole number")
+            v = int(v)
+        if (low is not None and v < low) or (high is not None and v > high):
+            raise UrlError(f"outside {low:g} to {high:g}{unit}" if low is not None and high is not None
+                           else "out of range")
+        return v
+
+    return parse
+
+
+def url_bool(text: str) -> bool:
+    """A parser for a toggle or checkbox: 1/0, true/false, yes/no, on/off."""
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise UrlError("not 1 or 0")
+
+
+def url_show_bool(v: object) -> str:
+    return "1" if v else "0"
+
+
+def url_show_number(v: object) -> str:
+    """A number as short URL text: 4 rather than 4.0, 0.1 rather than 0.1000000001."""
+    if isinstance(v, bool):
+        return url_show_bool(v)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def url_params() -> dict[str, str]:
+    """The parameters this page run registered, as URL text (what :func:`url_publish` writes)."""
+    out = {}
+    for name, (key, show) in _url_state()["fields"].items():
+        if key is None:
+            out[name] = show(None)
+        elif key in st.session_state and st.session_state[key] is not None:
+            out[name] = show(st.session_state[key])
+    return out
+
+
+def page_link_url(params: dict[str, str], url_path: str | None = None) -> str:
+    """The full link of a page with ``params`` (the browser's origin; ``DEFAULT_HOST`` when it is unknown)."""
+    origin = DEFAULT_HOST
+    try:
+        here = st.context.url
+    except Exception:  # noqa: BLE001 - no browser context (a bare run)
+        here = None
+    if here:
+        parts = urlsplit(str(here))
+        if parts.scheme and parts.netloc:
+            origin = f"{parts.scheme}://{parts.netloc}"
+    path = _url_state().get("path") if url_path is None else url_path
+    query = urlencode(params)
+    return f"{origin}/{path or ''}" + (f"?{query}" if query else "")
+
+
+def url_publish() -> None:
+    """End a page run: write the registered settings into the URL, show the link and the notes."""
+    state = _url_state()
+    params = url_params()
+    unknown = sorted(k for k in state["pending"] if k not in state["fields"])
+    for name in unknown:
+        state["notes"].append(f"{name}={state['pending'][name]}: not a setting of this page")
+    state["pending"] = {}
+    try:
+        if {k: st.query_params.get(k) for k in st.query_params.keys()} != params:
+            st.query_params.from_dict(params)
+    except Exception:  # noqa: BLE001 - the URL is a convenience; never break a page over it
+        log.exception("advlab: could not write the URL state")
+    state["written"] = params
+    slot = state.get("link_slot")
+    if slot is not None:
+        with slot.container():
+            st.caption("Link to exactly these settings (copy it with the icon at its right):")
+            st.code(page_link_url(params), language=None, wrap_lines=True)
+            if state.get("upload"):
+                st.caption(f"An uploaded image ({md_escape(state['upload'])}) cannot travel in a link: whoever "
+                           "opens it gets the default image.")
+    if state["notes"] and state.get("note_slot") is not None:
+        state["note_slot"].warning("This link had settings that could not be used, so their defaults are shown: "
+                                   + "; ".join(md_escape(n) for n in state["notes"]) + ".")

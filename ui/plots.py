@@ -267,3 +267,42 @@ def loss_curves(curves: dict[str, Sequence[float]], title: str) -> go.Figure:
     fig.update_xaxes(title="training step (batch)")
     fig.update_yaxes(title="mean loss so far this epoch", rangemode="tozero")
     return fig
+
+
+# --------------------------------------------------------------------------- the Attack lab's teaching views
+
+
+def mark_step(fig: go.Figure, step: int, label: str | None = None) -> go.Figure:
+    """A copy of a per-iteration chart with iteration ``step`` marked by a vertical line."""
+    out = go.Figure(fig)
+    out.add_vline(x=step, line=dict(color=WATCH, width=2, dash="dot"),
+                  annotation_text=label or f"step {step}", annotation_position="top")
+    return out
+
+
+def delta_overlay(x: np.ndarray, delta: np.ndarray, opacity: float) -> tuple[np.ndarray, np.ndarray]:
+    """|delta| (largest over channels) as a heat colour laid over the photo in grey, each pixel's colour weighted
+    by ``opacity`` x |delta| / max |delta|; returns (RGB uint8 image, that map in [0, 1]). ``opacity`` 0 shows the
+    photo alone; at 1 the pixels that change most are pure heat colour."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+    grey = x.mean(axis=2, keepdims=True) if x.ndim == 3 else x[..., None]
+    mag = np.abs(delta).max(axis=2) if delta.ndim == 3 else np.abs(delta)
+    top = float(mag.max())
+    m = mag / top if top > 0 else np.zeros_like(mag)
+    # red -> yellow -> white as |delta| grows, laid over the grey photo in proportion to |delta| and the opacity
+    heat = np.stack([np.ones_like(m), np.clip(2 * m - 0.5, 0, 1), np.clip(2 * m - 1, 0, 1)], axis=2)
+    a = (opacity * m)[..., None]
+    out = (1 - a) * np.repeat(grey, 3, axis=2) + a * heat
+    return (np.clip(out, 0, 1) * 255).round().astype(np.uint8), m
+
+
+def mass_share(delta: np.ndarray, fraction: float) -> float:
+    """Share of the perturbation's L1 mass held by the ``fraction`` of pixels that change most (pixel = largest
+    |delta| over channels)."""
+    mag = (np.abs(delta).max(axis=2) if delta.ndim == 3 else np.abs(delta)).ravel()
+    total = float(mag.sum())
+    if total == 0:
+        return 0.0
+    k = max(1, int(round(fraction * mag.size)))
+    return float(np.sort(mag)[::-1][:k].sum() / total)

@@ -275,6 +275,7 @@ class PageRun:
 
 ATTACK_RESULTS: SessionCache = SessionCache("_advlab_attack_results", 8)  # PGD and back again costs nothing
 ATTACK_RUN = PageRun("_advlab_attack")
+ATTACK_REVEALED: SessionCache = SessionCache("_advlab_attack_revealed", 8)  # "predict, then reveal": request -> guess
 COMPARE_RESULTS: SessionCache = SessionCache("_advlab_compare_results", 4)  # tables and eps sweeps
 COMPARE_RUN = PageRun("_advlab_compare", request="pending")  # the Run (or sweep) button's request(s)
 DEFENSE_PANELS: SessionCache = SessionCache("_advlab_defense_panels", 3)  # the four views of one image

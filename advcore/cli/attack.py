@@ -173,9 +173,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
         result = attack_lab.attack_image(spec.name, image, attack.name, eps=args.eps, norm=args.norm, steps=steps,
                                          alpha=args.alpha, target=target, device=args.device, callback=progress,
-                                         **extra)
+                                         image_name=args.image, **extra)
     metrics = dict(result.metrics)
-    metrics["image"] = args.image
     metrics["out"] = None if out is None else str(out)
     files = []
     if out is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
@@ -21,6 +21,7 @@ from advcore.attacks import AttackResult, StepInfo
 from advcore.device import pick_device
 from advcore.errors import AdvlabError
 from advcore.predictions import Prediction, predict, resolve_class, top_k
+from advcore.records import image_record
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ImageAttack:
     result: AttackResult
     metrics: dict
     png: bytes
+    trajectory: Trajectory | None = None  # the iterates as 8-bit frames (``frames`` > 0)
 
     @property
     def perturbation(self) -> torch.Tensor:
@@ -57,6 +59,8 @@ def attack_image(
     target: int | str | None = None,
     device: str | torch.device = "auto",
     callback: Callable[[StepInfo], bool | None] | None = None,
+    image_name: str | None = None,
+    frames: int = 0,
     **extra,
 ) -> ImageAttack:
     """Attack ``image`` (a PIL image) on the registered model ``model_name``.
@@ -64,7 +68,9 @@ def attack_image(
     The image is resized and centre-cropped to the model's input. Untargeted
     attacks move away from the model's own clean prediction; ``target`` (a class
     index or name) makes the attack targeted. ``extra`` holds the attack's own
-    parameters (see its spec's ``params``); the metrics record every one of them.
+    parameters (see its spec's ``params``); the metrics record every one of them, and the image by
+    ``image_name`` and the SHA-256 of its pixels (``advcore.records.image_record``). ``frames`` > 1 keeps up to
+    that many iterates (:class:`Trajectory`, through the per-step callback) for stepping through the attack.
     """
     spec = models.get_spec(model_name)
     attack_spec = attacks.get_attack(attack)
@@ -82,6 +88,11 @@ def attack_image(
     if target_id is not None:
         params["target"] = target_id
     y = torch.tensor([clean.label], device=dev)
+    trajectory = None
+    if frames > 1:
+        trajectory = Trajectory(max(1, int(params.get("steps") or 1)) if attack_spec.iterative else 1, frames)
+        trajectory.add(0, x[0])
+        callback = trajectory.recorder(callback)
     t0 = time.perf_counter()
     res = attacks.run(attack_spec.name, model, x, y, callback=callback, **params)
     seconds = time.perf_counter() - t0
@@ -97,6 +108,7 @@ def attack_image(
     with torch.no_grad():
         conf_clean_label_adv = float(metrics.confidence(res.logits, torch.tensor([clean.label], device=dev))[0])
     report = {
+        **image_record(image_name, image),
         "model": model_name,
         "attack": attack_spec.name,
         "norm": norm,
@@ -130,5 +142,57 @@ def attack_image(
     return ImageAttack(
         model=model_name, attack=attack_spec.name, params=res.params, x=x, x_adv=x_adv, x_adv_8bit=x8,
         clean=clean, adversarial=adv, adversarial_8bit=adv8, result=res, metrics=report,
-        png=data.png_bytes(x_adv),
+        png=data.png_bytes(x_adv), trajectory=trajectory,
     )
+
+
+# --------------------------------------------------------------------------- stepping through an attack
+
+MAX_FRAMES = 100  # iterates kept for stepping through an attack: uint8, at most this many (thinned evenly)
+
+
+@dataclass
+class Trajectory:
+    """The iterates of one attack on one image, as 8-bit images: ``frames[i]`` is iterate ``steps[i]``
+    (0: the clean image; t: after gradient step t), thinned evenly to at most ``max_frames`` (the first and the
+    last step are always kept). uint8 (H, W, C) arrays keep a 100-step Lite0 run at 15 MB."""
+
+    total: int
+    max_frames: int = MAX_FRAMES
+    steps: list[int] = field(default_factory=list)
+    frames: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.total < 1 or self.max_frames < 2:
+            raise ValueError("a trajectory needs at least one step and two frames")
+        n = min(self.total, self.max_frames - 1)  # frame 0 is the clean image
+        self._keep = {round(1 + i * (self.total - 1) / max(n - 1, 1)) for i in range(n)} if n > 1 else {self.total}
+
+    def add(self, step: int, x: torch.Tensor) -> None:
+        """Keep iterate ``step`` (x: (1, C, H, W) or (C, H, W) in [0, 1]) when it is one of the kept steps."""
+        if step == 0 or step in self._keep or step == self.total:
+            if self.steps and self.steps[-1] == step:
+                return
+            img = data.quantize_8bit(x.detach()).reshape(x.shape[-3:])
+            self.steps.append(int(step))
+            self.frames.append((img * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+
+    def recorder(self, then: Callable[[StepInfo], bool | None] | None = None) -> Callable[[StepInfo], bool | None]:
+        """A per-step callback for ``attacks.run`` that keeps the first image's iterate, then calls ``then``."""
+
+        def on_step(info: StepInfo) -> bool | None:
+            self.add(info.step, info.x_adv[0])
+            return then(info) if then is not None else None
+
+        return on_step
+
+    def tensor(self, i: int) -> torch.Tensor:
+        """Frame ``i`` as a (1, C, H, W) float tensor in [0, 1] (exactly its 8-bit pixels)."""
+        return torch.from_numpy(self.frames[i]).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+def frame_prediction(model_name: str, trajectory: Trajectory, i: int, device: str | torch.device = "auto",
+                     k: int = 5) -> Prediction:
+    """The model's top-``k`` for frame ``i`` of a trajectory (its 8-bit pixels, one forward pass)."""
+    dev = pick_device(device)
+    return predict(models.load(model_name, dev), trajectory.tensor(i).to(dev), models.class_names(model_name), k=k)[0]

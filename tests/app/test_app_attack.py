@@ -66,7 +66,7 @@ def cli_args(at: AppTest) -> argparse.Namespace:
     return build_parser().parse_args(words[3:])
 
 
-def test_default_fgsm_flips_the_cat() -> None:
+def test_default_fgsm_flips_the_espresso() -> None:
     at = attack_page()
     assert at.title[0].value == "Attack lab"
     assert at.markdown[0].value.startswith("Pick a photo and an attack, then move eps")
@@ -83,7 +83,7 @@ def test_default_fgsm_flips_the_cat() -> None:
     preds = predictions(at)
     assert set(preds) == {"Clean", "Adversarial"}
     clean, adv = preds["Clean"][0], preds["Adversarial"][0]
-    assert clean in CAT_CLASSES
+    assert clean == "espresso" and preds["Clean"][1] > 90  # the default photo: right, and with confidence
     assert adv != clean
     assert 0 < preds["Clean"][1] <= 100 and 0 < preds["Adversarial"][1] <= 100
 
@@ -105,20 +105,21 @@ def test_default_fgsm_flips_the_cat() -> None:
     assert not any(m.value.startswith(("True class:", "Dataset label:")) for m in at.markdown)
     captions = [c for image in at.get("image") for c in image.captions]
     assert captions == ["Clean: the 224x224 centre crop the model sees",
-                        captions[1], "Adversarial: the 8-bit PNG you download"]
+                        captions[1], "Adversarial: the 8-bit PNG you download", "|delta| over the image (grey)"]
     assert captions[1].startswith("Perturbation x") and "(grey = unchanged)" in captions[1]
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Download adversarial PNG", "Download metrics JSON"]
+    assert labels == ["Download metrics table (CSV)", "Download loss chart (HTML)", "Download adversarial PNG",
+                      "Download metrics JSON"]
     cli = at.code[0].value
     assert cli.startswith("python -m advcore attack")
-    for flag in ("--model efficientnet-lite0", "--image assets/samples/cat.jpg", "--attack fgsm",
+    for flag in ("--model efficientnet-lite0", "--image assets/samples/coffee.jpg", "--attack fgsm",
                  "--norm linf", "--eps 4/255", "--json metrics.json"):
         assert flag in cli
     assert "FGSM takes a single step" in caption_text(at) and "iteration 0 is the clean image" in caption_text(at)
     assert "--steps" not in cli  # FGSM takes no steps; the CLI would print a note about an ignored flag
     args = cli_args(at)
     assert (args.attack, args.norm, args.eps, args.steps, args.image) == ("fgsm", "linf", 4 / 255, None,
-                                                                          "assets/samples/cat.jpg")
+                                                                          "assets/samples/coffee.jpg")
     heat = [c.value for c in at.caption if c.value.startswith("Colours run from black")]
     assert len(heat) == 1 and "bright yellow, a change of 4/255: the budget eps" in heat[0], heat
     assert "every pixel changes by the full eps" in heat[0]  # FGSM: one sign step of size eps
@@ -203,7 +204,7 @@ def test_bad_upload_shows_an_error_not_a_traceback() -> None:
     # Back to a sample: the page recovers in the same session.
     at.radio(key="sidebar_image_source").set_value("Bundled sample").run()
     assert not at.exception and not at.error
-    assert predictions(at)["Clean"][0] in CAT_CLASSES
+    assert predictions(at)["Clean"][0] == "espresso"  # the default sample
 
 
 def test_good_upload_is_attacked() -> None:
@@ -242,7 +243,7 @@ def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
     # The result is cached: a view-only rerun shows it again without the button.
     at.select_slider(key="attack_amplification").set_value(5).run()
     assert metrics(at)["Gradient evaluations"] == "5"
-    assert not at.button
+    assert [b.key for b in at.button] == ["attack_play"]  # no Run button; the step-through's Play
 
 
 def test_a_cancelled_attack_says_where_it_stopped_and_waits_for_the_button() -> None:

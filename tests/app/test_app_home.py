@@ -34,12 +34,12 @@ def test_shared_sidebar_defaults() -> None:
     assert model.value == "efficientnet-lite0"
     assert "EfficientNet-Lite0 (ImageNet)" in model.options
     assert len(model.options) >= 3
-    assert at.selectbox(key="sidebar_sample").value == "cat.jpg"
+    assert at.selectbox(key="sidebar_sample").value == "coffee.jpg"  # Lite0 gets it right with confidence
     assert at.selectbox(key="sidebar_sample").options[0] == "Chelsea the cat"
     assert at.toggle(key="sidebar_force_cpu").label == "Force CPU"
     captions = [c.value for c in at.sidebar.caption]
     assert any(c.startswith("Device: ") for c in captions), captions
-    assert any(c.startswith("cat.jpg: 451x300 px") for c in captions), captions
+    assert any(c.startswith("coffee.jpg: 600x400 px") for c in captions), captions
 
     at.toggle(key="sidebar_force_cpu").set_value(True).run()
     assert not at.exception

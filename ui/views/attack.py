@@ -66,10 +66,13 @@ def runs_automatically(req: AttackRequest, on_cuda: bool) -> bool:
     return job_size(req) <= budget
 
 
-def run(req: AttackRequest, image, callback: Callable[[StepInfo], bool | None] | None = None) -> ImageAttack:
+def run(req: AttackRequest, image, callback: Callable[[StepInfo], bool | None] | None = None, *,
+        image_name: str | None = None) -> ImageAttack:
     """Run the attack (advcore); ``callback`` sees every step and returns True to cancel (the result then says
-    ``result.cancelled``: a partial attack, never to be shown as a result)."""
-    return attack_lab.attack_image(req.model, image, req.attack, callback=callback, **req.kwargs())
+    ``result.cancelled``: a partial attack, never to be shown as a result). ``image_name`` goes into the record;
+    an iterative attack keeps its iterates (at most ``MAX_FRAMES``, 8-bit) for the step-through view."""
+    return attack_lab.attack_image(req.model, image, req.attack, callback=callback, image_name=image_name,
+                                   frames=attack_lab.MAX_FRAMES if req.spec.iterative else 0, **req.kwargs())
 
 
 def cancelled(left: dict | None) -> str:
@@ -224,3 +227,79 @@ def alpha_text(alpha: float | None, norm: str) -> str:
     if alpha is None:
         return "n/a"
     return f"{alpha * 255:.3g}/255" if norm == "linf" else f"{alpha:.4g}"
+
+
+# --------------------------------------------------------------------------- teaching views
+
+
+def partner_models(model: str) -> list[str]:
+    """The models a result can be shown beside: the other models of the same dataset, the robust (PGD-trained)
+    one first for a naive model and the naive one first otherwise (``advcore.models.with_role``)."""
+    spec = models.get_spec(model)
+    others = [n for n in models.names() if n != model and models.get_spec(n).dataset == spec.dataset]
+    first = models.with_role(spec.dataset, "pgd" if spec.role == "naive" else "naive")
+    return sorted(others, key=lambda n: n != first)
+
+
+def _outcome(res: ImageAttack) -> str:
+    m = res.metrics
+    if m["targeted"]:
+        return "reaches the target" if m["success"] else "does not reach the target"
+    return "is fooled" if m["success"] else "holds"
+
+
+def side_by_side_sentence(a: ImageAttack, b: ImageAttack, eps_text: str, dataset_label: str | None = None) -> str:
+    """One sentence: the same image and attack on two models, and the difference."""
+    def part(r: ImageAttack) -> str:
+        m = r.metrics
+        wrong = (f", already wrong before the attack (dataset label {dataset_label})"
+                 if dataset_label is not None and r.clean.name != dataset_label else "")
+        return (f"{r.model} {_outcome(r)} ({r.clean.name} {100 * r.clean.prob:.1f}% -> {r.adversarial.name} "
+                f"{100 * r.adversarial.prob:.1f}%{wrong}, P({m['clean_name']}) drops by "
+                f"{100 * m['confidence_drop']:.1f} points)")
+    sa, sb = bool(a.metrics["success"]), bool(b.metrics["success"])
+    title = attacks.get_attack(a.attack).title
+    targeted = bool(a.metrics["targeted"])
+    if sa != sb:
+        fooled, held = (a, b) if sa else (b, a)
+        diff = (f"it reaches the target on {fooled.model} but not on {held.model}" if targeted
+                else f"the same budget fools {fooled.model} but not {held.model}")
+    elif sa:
+        diff = "it reaches the target on both models" if targeted else "it fools both models"
+    else:
+        diff = "it reaches the target on neither model" if targeted else "it fools neither model"
+    return f"{title} at eps {eps_text} on the same image: {diff}. {part(a)}; {part(b)}."
+
+
+GUESSES = ("The prediction flips", "The prediction holds")
+
+
+def guess_feedback(guess: str, res: ImageAttack) -> tuple[bool, str]:
+    """(was the guess right, the sentence that says so) for a "predict, then reveal" guess."""
+    if guess not in GUESSES:
+        raise ValueError(f"unknown guess {guess!r}")
+    flipped = bool(res.metrics["success"])
+    right = (guess == GUESSES[0]) == flipped
+    what = (f"it flips: {res.clean.name} -> {res.adversarial.name}" if flipped
+            else f"it holds: still {res.adversarial.name}")
+    return right, f"Your guess: {guess.lower()}. The model's answer {what} ({100 * res.adversarial.prob:.1f}%). " \
+                  + ("You were right." if right else "You were wrong.")
+
+
+def overlay_caption(delta, share10: float) -> str:
+    """What the |delta| overlay shows, with the measured concentration of the perturbation."""
+    if not float(abs(delta).max()) > 0:
+        return "Nothing changed (eps 0 or no step): there is no perturbation to lay over the photo."
+    return (f"Red to white where the perturbation is largest (|delta| scaled to its maximum). The 10% of pixels "
+            f"that change most hold {100 * share10:.0f}% of its total size (L1): "
+            + ("it is spread almost evenly, as sign steps spend the budget everywhere." if share10 < 0.2 else
+               "it concentrates where the model's gradient is large."))
+
+
+def step_caption(step: int, last: int, pred_name: str, pred_prob: float, clean_name: str, loss: float | None) -> str:
+    """What the scrubber shows at iterate ``step``."""
+    where = "the starting point" if step == 0 else f"after step {step} of {last}"
+    lo = "" if loss is None or not math.isfinite(loss) else f", loss {loss:.3f}"
+    verdict = "still the clean answer" if pred_name == clean_name else "no longer the clean answer"
+    return (f"Iterate {step} ({where}){lo}: the model says {pred_name} ({100 * pred_prob:.1f}%), {verdict} "
+            f"({clean_name}). Images and top-5 are of the iterate rounded to 8 bits.")
