@@ -278,6 +278,19 @@ def test_ranking_and_sweep_findings(result) -> None:
     assert "0.0392" in compare.PAPER_AMP_NOTE and 10 / 255 < min(compare.PAPER["linf"]["amp"]["ifgsm"], 0.086)
 
 
+def test_sweep_chart_draws_i_fgsm_on_top_and_tells_the_curves_apart(result) -> None:
+    from ui.views import compare as cv
+
+    fig = cv.sweep_figure(result, "fmnist-naive")
+    names = [t.name for t in fig.data]
+    assert names[-1] == "I-FGSM" and len(names) == len(compare.ALL_ATTACKS)  # drawn last, so never hidden
+    legend = [t.name for t in sorted(fig.data, key=lambda t: t.legendrank)]
+    assert legend == [result.attack_titles[a].split(" (")[0] for a in compare.ALL_ATTACKS]  # the table's order
+    assert len({(t.line.dash, t.marker.symbol) for t in fig.data}) == len(names)
+    ifgsm = next(t for t in fig.data if t.name == "I-FGSM")
+    assert list(ifgsm.y) == [100 * v for v in result.sweep["fmnist-naive"]["ifgsm"].asr]
+
+
 def test_tiny_lite_case_resizes_for_the_other_input_size() -> None:
     """2 photos, 2 steps on EfficientNet-Lite0 (224) shown to Lite1 (240): the diagonal is white-box ASR."""
     photos = compare.bundled_images()[:2]

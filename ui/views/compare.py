@@ -355,15 +355,25 @@ def transfer_heatmap(result: compare.CompareResult, attack: str, which: str = "v
     return fig
 
 
+SWEEP_DASHES = ("solid", "dot", "dash", "longdash", "dashdot")
+SWEEP_MARKERS = ("circle", "square", "diamond", "triangle-up", "x")
+
+
 def sweep_figure(result: compare.CompareResult, source: str) -> go.Figure:
     """ASR against eps, one line per attack (the paper's Figures 3 and 5)."""
     norm = "L-inf" if result.norm == "linf" else "L2"
     imagenet_linf = result.norm == "linf" and result.dataset == "imagenet"
     fig = go.Figure()
-    for a, cur in result.sweep[source].items():
+    curves = list(result.sweep[source].items())
+    # Curves that coincide hide each other: each attack gets its own dash and marker, and the thinner,
+    # dashed ones are drawn last (on top) while the legend keeps the table's order (legendrank).
+    for rank, (a, cur) in sorted(enumerate(curves), key=lambda rc: (rc[1][0] == "ifgsm", rc[0])):
         xs = [e * 255 for e in cur.eps] if imagenet_linf else cur.eps
         fig.add_trace(go.Scatter(x=xs, y=[100 * v for v in cur.asr], name=result.attack_titles[a].split(" (")[0],
-                                 mode="lines+markers", line=dict(color=ATTACK_COLOURS.get(a, plots.OTHER), width=2),
+                                 mode="lines+markers", legendrank=rank,
+                                 line=dict(color=ATTACK_COLOURS.get(a, plots.OTHER), width=2 + (rank == 0),
+                                           dash=SWEEP_DASHES[rank % len(SWEEP_DASHES)]),
+                                 marker=dict(symbol=SWEEP_MARKERS[rank % len(SWEEP_MARKERS)], size=7),
                                  hovertemplate="eps %{x:.3g}: %{y:.1f}%<extra>" + a + "</extra>"))
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=340, showlegend=True,
                       legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
