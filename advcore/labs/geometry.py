@@ -571,15 +571,33 @@ def sweep_layers(model: nn.Module) -> list[str]:
     return [n for n in names if not any(m.startswith(n + ".") for m in names)]
 
 
-def random_map(points: torch.Tensor, out_dim: int, generator: torch.Generator, chunk: int = 4096) -> torch.Tensor:
-    """``points @ W`` for a random ``W`` (D, out_dim) with N(0, 1/out_dim) entries, drawn ``chunk`` rows at a time
-    (a 224x224 input's W would not fit in memory at once); float64."""
-    p = points.double()
-    out = torch.zeros((p.shape[0], out_dim), dtype=torch.float64)
-    for start in range(0, p.shape[1], chunk):
-        w = torch.randn((min(chunk, p.shape[1] - start), out_dim), generator=generator, dtype=torch.float32)
-        out += p[:, start:start + chunk] @ w.double()
-    return out / math.sqrt(out_dim)
+DENSE_MAP_LIMIT = 1 << 22  # entries of W up to which the random map is drawn dense (Gaussian)
+
+
+def random_map(points: torch.Tensor, out_dim: int, generator: torch.Generator, chunk: int = 4096,
+               dense_limit: int = DENSE_MAP_LIMIT) -> torch.Tensor:
+    """``points @ W`` (float64) for a random linear map ``W`` (D, out_dim) with entries of variance 1/out_dim.
+
+    Dense N(0, 1/out_dim) entries, drawn ``chunk`` rows at a time, while ``D * out_dim <= dense_limit`` (the
+    28x28 models); above it (224x224x3 to 1280 values would be 193M entries, seconds of work) a very sparse
+    random projection (Li, Hastie and Church, KDD 2006): ``k = round(sqrt(D))`` random rows per column with
+    random signs, scaled by ``sqrt(D / k / out_dim)``, which preserves distances in the same
+    Johnson-Lindenstrauss sense."""
+    n, dim = points.shape
+    if dim * out_dim <= dense_limit:
+        p = points.double()
+        out = torch.zeros((n, out_dim), dtype=torch.float64)
+        for start in range(0, dim, chunk):
+            w = torch.randn((min(chunk, dim - start), out_dim), generator=generator, dtype=torch.float32)
+            out += p[:, start:start + chunk] @ w.double()
+        return out / math.sqrt(out_dim)
+    k = max(1, round(math.sqrt(dim)))
+    rows = torch.randint(dim, (out_dim * k,), generator=generator)
+    cols = torch.arange(out_dim).repeat_interleave(k)
+    signs = torch.randint(2, (out_dim * k,), generator=generator).double() * 2 - 1
+    w = torch.sparse_coo_tensor(torch.stack([cols, rows]), signs * math.sqrt(dim / k / out_dim),
+                                (out_dim, dim), check_invariants=False).coalesce()
+    return torch.sparse.mm(w, points.double().T).T
 
 
 def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int = 100,

@@ -302,6 +302,13 @@ def test_the_random_map_null_and_the_layer_sweep() -> None:
     a = geometry.random_map(pts, 5, torch.Generator().manual_seed(1), chunk=DIM)
     b = geometry.random_map(pts, 5, torch.Generator().manual_seed(1), chunk=36)
     assert torch.allclose(a, b)
+    # Above the dense limit: a very sparse projection with k = round(sqrt(D)) = 6 signed entries per column.
+    eye = geometry.random_map(torch.eye(DIM), 5, torch.Generator().manual_seed(1), dense_limit=0)  # = W itself
+    assert ((eye != 0).sum(0) <= 6).all() and (eye != 0).sum() >= 5
+    units = eye[eye != 0].abs() / math.sqrt(DIM / 6 / 5)  # a row drawn twice for a column adds up
+    assert torch.allclose(units, units.round()) and (units.round() == 1).float().mean() > 0.5
+    sparse = geometry.random_map(pts, 5, torch.Generator().manual_seed(1), dense_limit=0)
+    assert torch.allclose(sparse, pts.double() @ eye)
     assert geometry.sweep_layers(linear_model()) == ["penultimate", "0", "1", "2"]
 
 
