@@ -47,7 +47,7 @@ def controls(sel, model) -> gv.GeometryRequest:
                     key="geo_norm", persist_state=KEEP, horizontal=True,
                     help="L-inf: v has every element in [-r, r] (the paper's v in [-eps, eps]^D). "
                          "L2: the points lie on the Euclidean sphere of radius r.")
-    d1, d2, d3 = st.columns([2, 1, 1])
+    d1, d2, d3, d4 = st.columns([2, 1, 1, 1.2])
     layers = features.layer_names(model)
     layer = d1.selectbox("Layer phi (Mantel test and Lipschitz)", layers, key=f"geo_layer_{sel.model}",
                          help="penultimate = the input of the last fully connected layer, the representation the "
@@ -57,6 +57,9 @@ def controls(sel, model) -> gv.GeometryRequest:
     perms = d3.select_slider("Mantel permutations", [0, 99, 199, 499, 999], gv.PAGE_PERMUTATIONS,
                              key="geo_permutations", persist_state=KEEP,
                              help="Permutations of the two-sided Mantel p-value (0: r only).")
+    score = d4.selectbox("Score Phi", list(geometry.SCORES), key="geo_score", persist_state=KEEP,
+                         format_func=lambda n: geometry.SCORES[n].title,
+                         help="; ".join(f"{s.title}: {s.help}" for s in geometry.SCORES.values()))
     try:
         radii = geometry.parse_radii(radii_text)
         gv.check_radii_for(norm, radii)
@@ -66,7 +69,7 @@ def controls(sel, model) -> gv.GeometryRequest:
         st.stop()
     return gv.GeometryRequest(model=sel.model, image_key=sel.image_key, T=int(T), radii=tuple(radii),
                               radii_text=radii_text.strip(), norm=norm, layer=layer, seed=int(seed),
-                              permutations=int(perms), device=sel.device)
+                              permutations=int(perms), device=sel.device, score=score)
 
 
 def run(req: gv.GeometryRequest, image, model: str | None = None,
@@ -121,14 +124,19 @@ def symmetry_tab(res: geometry.ImageGeometry) -> None:
 def topology_tab(res: geometry.ImageGeometry) -> None:
     topo = res.report.topology
     st.plotly_chart(gv.mantel_figure(topo), key="geo_fig4")
-    rs = [t.r for t in topo.tests]
     ps = [t.p_value for t in topo.tests if t.p_value is not None]
     pnote = (f" {sum(p < 0.05 for p in ps)} of {len(ps)} radii have a p-value below 0.05 "
              f"({topo.tests[0].permutations} permutations, two-sided)." if ps else "")
     st.caption(f"Mantel r is the Pearson correlation of the {res.report.T}x{res.report.T} distance matrices of the "
                f"same points in the input and at layer {md_escape(topo.layer)}; r = 1 would mean the layer only "
-               f"scales distances (topology kept). Here r lies between {min(rs):.3f} and {max(rs):.3f}; the paper "
-               f"reports -0.1 < r < 0.1 for its ImageNet and GTSRB networks.{pnote}")
+               f"scales distances (topology kept). " + md_escape(gv.mantel_sentence(topo))
+               + " The paper reports -0.1 < r < 0.1 for its ImageNet and GTSRB networks, without this control."
+               + pnote)
+    if topo.layer_r:
+        st.plotly_chart(gv.layers_figure(topo), key="geo_layers")
+    else:
+        st.caption("Mantel r at every layer is computed on 28x28 models only (one forward pass per layer); from the "
+                   "command line: --mantel-layers all.")
     labels = [f"{r * 255:.3g}/255" for r in topo.radii]
     pick = st.select_slider("Radius of the heat maps", labels, labels[len(labels) // 2], key="geo_heat_radius")
     i = labels.index(pick)
@@ -152,7 +160,8 @@ def lipschitz_tab(res: geometry.ImageGeometry) -> None:
                f"below the dotted ratio-1 line: the layer pulls them towards the clean image (linear fit {lin}). "
                f"The paper finds its networks locally contracting in most cases. Both distances grow with the "
                f"number of values they sum over: {res.report.input_dim:,} in the input against "
-               f"{res.report.layer_dim:,} at this layer, and each normaliser divides by its own range.")
+               f"{res.report.layer_dim:,} at this layer, and each normaliser divides by its own range. "
+               + gv.baseline_sentence(lip))
 
 
 def compare_tab(req: gv.GeometryRequest, image, res: geometry.ImageGeometry) -> None:

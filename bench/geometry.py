@@ -10,6 +10,12 @@
     the model's first load is timed separately;
 (c) for reference, every probe with the 28x28 page defaults (T = 100, 20 radii).
 
+(d) the readings with their controls (``--readings``, default on): the median isotropy range on test images
+    0-9 (no filter) and on the paper's protocol (the first 300 test images, kept when fmnist-naive and
+    fmnist-pgd both get them right with > 99% confidence), for the softmax, log-probability and logit margin
+    scores (T = 100, radii 1/255 to 20/255, seed 0); and on the first 10 kept images, Mantel r at every layer
+    with the random-linear-map null, and the local Lipschitz ratio beside the global baseline.
+
 Next to (b), a bare Lite0 forward pass of one batch of T images is timed: the page's defaults cost
 2 x (number of radii) such batches, so that ratio shows how much of (b) is the network itself.
 
@@ -55,10 +61,56 @@ def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
             "runs_s": [round(r, 4) for r in runs]}
 
 
+def readings(device: torch.device) -> dict:
+    """(d): the numbers README's Geometry paragraph quotes."""
+    import numpy as np
+
+    names = ["fmnist-naive", "fmnist-pgd"]
+    out: dict = {"radii": "1/255:20/255:1/255", "T": 100, "seed": 0, "scores": {}}
+    for score in geometry.SCORES:
+        first10 = geometry.survey(names, 10, radii=RADII_20, T=100, seed=0, score=score, min_confidence=0,
+                                  device=device)
+        paper = geometry.survey(names, 300, radii=RADII_20, T=100, seed=0, score=score, device=device)
+        out["scores"][score] = {
+            "images_0_9_no_filter": {m: first10.overall_median(m) for m in names},
+            "paper_filter_300": {"kept": len(paper.kept), **{m: paper.overall_median(m) for m in names},
+                                 "correct": {m: int(sum(c)) for m, c in paper.correct.items()}}}
+        print(f"(d) {score}: images 0-9 median range " + ", ".join(
+            f"{m} {first10.overall_median(m):.3g}" for m in names) + f"; paper filter ({len(paper.kept)} of 300 kept) "
+            + ", ".join(f"{m} {paper.overall_median(m):.3g}" for m in names), flush=True)
+    kept = paper.kept[:10]
+    x = datasets.to_float(datasets.load_subset(max(kept) + 1)[0])
+    for m in names:
+        model = models.load(m, device)
+        norms = geometry.normalisers_for(m, None, device)
+        layer_r: dict[str, list[float]] = {}
+        null, local, share = [], [], []
+        for i in kept:
+            rep = geometry.analyse(model, x[i:i + 1], radii=RADII_20, T=100, probes=["mantel", "lipschitz"],
+                                   seed=geometry.image_seed(0, i), permutations=0, normalisers=norms,
+                                   mantel_layers=geometry.sweep_layers(model))
+            for name, rs in rep.topology.layer_r.items():
+                layer_r.setdefault(name, []).append(float(np.mean(rs)))
+            null.append(float(np.mean(rep.topology.null_r)))
+            local.append(float(rep.lipschitz.ratio.median()))
+            share.append(rep.lipschitz.share_below_1)
+        base = norms.baseline.to_dict()
+        out[m] = {"images": kept, "mantel_r_mean_by_layer": {k: float(np.mean(v)) for k, v in layer_r.items()},
+                  "random_map_r_mean": float(np.mean(null)), "random_map_r_range": [min(null), max(null)],
+                  "local_ratio_median_of_medians": float(np.median(local)),
+                  "local_share_below_1_mean": float(np.mean(share)), "global_baseline": base}
+        print(f"(d) {m}: Mantel r penultimate {out[m]['mantel_r_mean_by_layer']['penultimate']:.3f}, first conv "
+              f"{out[m]['mantel_r_mean_by_layer']['net.features.0']:.3f}, random map {np.mean(null):.3f}; "
+              f"local ratio median {np.median(local):.3g}, global baseline median {base['ratio_median']:.3g} "
+              f"({base['share_ratio_below_1']:.0%} below 1)", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-readings", dest="readings", action="store_false")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
     default_threads = torch.get_num_threads()
@@ -127,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['median_s']:.2f} s (min {m['min_s']:.2f})", flush=True)
     torch.set_num_threads(default_threads)
 
+    if args.readings:
+        res["readings"] = readings(device)
     out["environment"]["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / ("geometry.json" if device.type == "cpu" else f"geometry-{device.type}.json")

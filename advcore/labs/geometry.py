@@ -12,19 +12,29 @@ fixed distance ``r`` from the clean image ``x``:
   min-max normalisers ``g``, ``h`` fitted on many images; linear and quadratic fits; the share of
   points whose ratio is below 1 (the map pulls them towards the clean point).
 
-``Phi`` is the softmax probability of the clean class (the class the model predicts for ``x``, or a
-given label). Distances are measured with ``norm``: ``"linf"`` (default) puts every element of ``v``
-in ``[-r, r]``, the paper's ``v in [-eps, eps]^D`` with radii in pixels (``eps, 1, ..., 20``, i.e.
-``k/255`` here); ``"l2"`` is the Euclidean sphere. Points are not clipped to ``[0, 1]``: the paper
-probes the function, and clipping would move points off the sphere. Every draw comes from one seeded
-``torch.Generator`` on the CPU, so two models with the same input size see exactly the same points.
+``Phi`` is a score of the clean class (the class the model predicts for ``x``, or a given label), one of
+:data:`SCORES`: the paper's softmax probability, or a score that does not saturate on confident images
+(the log-probability, or the logit margin over the best other class). Distances are measured with
+``norm``: ``"linf"`` (default) puts every element of ``v`` in ``[-r, r]``, the paper's
+``v in [-eps, eps]^D`` with radii in pixels (``eps, 1, ..., 20``, i.e. ``k/255`` here); ``"l2"`` is the
+Euclidean sphere. Points are not clipped to ``[0, 1]``: the paper probes the function, and clipping
+would move points off the sphere. Every draw comes from a CPU ``torch.Generator`` seeded from
+``(seed, probe, radius)`` (:func:`generator_for`), so two models with the same input size see exactly
+the same points, and the points at one radius do not depend on the other radii asked for.
+
+Controls beside each reading: a random linear map with the layer's output size for the Mantel r (the
+r that mere near-equidistance of the points gives), Mantel r at every layer, and the global Lipschitz
+baseline (the same ratio for pairs of unrelated clean images, with the same normalisers). Several images:
+:func:`survey` with the paper's confidence filter (images every model gets right with > 99% confidence).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +55,78 @@ MAX_PERMUTATIONS = 100_000
 DEFAULT_PERMUTATIONS = 999
 
 DEFAULT_RADII = "1/255:20/255:1/255"  # the paper's grid r = 1, ..., R = 20 pixels
+PAPER_MIN_CONFIDENCE = 0.99  # Sec. 2.1: "samples that are classified correctly ... with more than 99% confidence"
+MAX_BASELINE_PAIRS = 500
+
+
+def _derive(seed: int, *parts: object) -> int:
+    """A 62-bit seed from ``seed`` and ``parts`` (a probe name, a radius, an image index), by SHA-256: the
+    same parts give the same seed on every machine, different parts unrelated ones. Floats count by their
+    exact bits."""
+    h = hashlib.sha256(str(int(seed)).encode())
+    for part in parts:
+        h.update(b"|" + (struct.pack("<d", part) if isinstance(part, float) else str(part).encode()))
+    return int.from_bytes(h.digest()[:8], "little") >> 2
+
+
+def generator_for(seed: int, *parts: object) -> torch.Generator:
+    """A CPU generator seeded by :func:`_derive` ``(seed, *parts)``: e.g. ``(seed, "isotropy", r)`` draws the
+    points at radius ``r`` whatever other radii are probed."""
+    return torch.Generator().manual_seed(_derive(seed, *parts))
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` in a :func:`survey` (the paper: "each sample has a unique seed"); pass it as
+    ``seed`` to :func:`analyse` to redraw that image's points."""
+    return _derive(seed, "image", int(index))
+
+
+# --------------------------------------------------------------------------- scores Phi
+
+
+@dataclass(frozen=True)
+class Score:
+    """One declared class score ``Phi`` for Eq. 4 and 6: its name, title, unit and ``fn(logits, k)``."""
+
+    name: str
+    title: str
+    unit: str
+    help: str
+    fn: Callable[[torch.Tensor, int], torch.Tensor]
+    bounded: bool  # values in [0, 1]
+
+
+def _softmax(logits: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.log_softmax(logits.double(), dim=1)[:, k].exp()
+
+
+def _log_prob(logits: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.log_softmax(logits.double(), dim=1)[:, k]
+
+
+def _margin(logits: torch.Tensor, k: int) -> torch.Tensor:
+    z = logits.double()
+    others = torch.cat([z[:, :k], z[:, k + 1:]], dim=1)
+    return z[:, k] - others.amax(dim=1)
+
+
+SCORES: dict[str, Score] = {s.name: s for s in (
+    Score("softmax", "softmax probability", "probability",
+          "the paper's Phi: the softmax probability of the class (saturates at 1 on confident images)", _softmax, True),
+    Score("log-prob", "log-probability", "nats",
+          "log of the softmax probability: does not saturate, so confident images keep their spread", _log_prob,
+          False),
+    Score("margin", "logit margin", "logits",
+          "logit of the class minus the largest other logit (> 0 while the class wins)", _margin, False),
+)}
+DEFAULT_SCORE = "softmax"
+
+
+def check_score(name: str) -> Score:
+    """The declared score ``name``; a clear error for any other."""
+    if name not in SCORES:
+        raise AdvlabError(f"score must be one of {', '.join(SCORES)}, got {name!r}.")
+    return SCORES[name]
 
 
 def parse_radii(text: str) -> list[float]:
@@ -126,9 +208,10 @@ def forward(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> tupl
         return features.logits_and_activations(model, x, layer)
 
 
-def class_scores(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """``Phi``: the softmax probability of class ``k``, computed in float64 (so ranges below 1e-7 survive)."""
-    return torch.log_softmax(logits.double(), dim=1)[:, k].exp()
+def class_scores(logits: torch.Tensor, k: int, score: str = DEFAULT_SCORE) -> torch.Tensor:
+    """``Phi`` of class ``k`` (a :data:`SCORES` name; default the softmax probability), in float64 (so ranges
+    below 1e-7 survive)."""
+    return check_score(score).fn(logits, k)
 
 
 # --------------------------------------------------------------------------- Mantel test
@@ -239,15 +322,48 @@ def fit_minmax(values: torch.Tensor) -> MinMax:
     return MinMax(lo, hi)
 
 
+def baseline_pairs(n: int, max_pairs: int = MAX_BASELINE_PAIRS) -> torch.Tensor:
+    """Index pairs (P, 2) of ``n`` images for the global Lipschitz baseline: every pair when there are at most
+    ``max_pairs`` of them, else the disjoint neighbours (0, 1), (2, 3), ... (each image in one pair)."""
+    if n * (n - 1) // 2 <= max_pairs:
+        return torch.combinations(torch.arange(n), 2)
+    first = torch.arange(0, 2 * min(n // 2, max_pairs), 2)
+    return torch.stack([first, first + 1], dim=1)
+
+
+@dataclass
+class GlobalBaseline:
+    """Eq. 9's ratio ``||g(phi(a)) - g(phi(b))|| / ||h(a) - h(b)||`` for pairs of unrelated clean images
+    ``a, b`` with the same normalisers: what the ratio is without any notion of "local"."""
+
+    dx: torch.Tensor  # (P,) float64
+    dy: torch.Tensor  # (P,) float64
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        keep = self.dx > 0
+        return self.dy[keep] / self.dx[keep]
+
+    def to_dict(self) -> dict:
+        r = self.ratio
+        return {"pairs": int(self.dx.numel()),
+                "share_ratio_below_1": _f((r < 1).double().mean()) if r.numel() else None,
+                "ratio_min": _f(r.min()) if r.numel() else None,
+                "ratio_median": _f(r.median()) if r.numel() else None,
+                "ratio_max": _f(r.max()) if r.numel() else None}
+
+
 @dataclass
 class Normalisers:
-    """``h`` (input) and ``g`` (layer ``phi``) of Eq. 9, fitted on ``samples`` images."""
+    """``h`` (input) and ``g`` (layer ``phi``) of Eq. 9, fitted on ``samples`` images, and the global baseline
+    measured on pairs of those images."""
 
     h: MinMax
     g: MinMax
     layer: str
     samples: int
     source: str = ""
+    baseline: GlobalBaseline | None = None
 
     def to_dict(self) -> dict:
         return {"h": self.h.to_dict(), "g": self.g.to_dict(), "layer": self.layer, "samples": self.samples,
@@ -255,15 +371,23 @@ class Normalisers:
 
 
 def fit_normalisers(model: nn.Module, images: torch.Tensor, layer: str | None = None, *, batch_size: int = 64,
-                    source: str = "") -> Normalisers:
-    """Eq. 9's ``h`` and ``g``: min and max of the input values and of the layer's activations over ``images``."""
+                    source: str = "", max_pairs: int = MAX_BASELINE_PAIRS) -> Normalisers:
+    """Eq. 9's ``h`` and ``g``: min and max of the input values and of the layer's activations over ``images``;
+    with at least two images also the :class:`GlobalBaseline` on :func:`baseline_pairs` of them."""
     layer = features.check_layer(model, layer)
     if images.shape[0] < 1:
         raise AdvlabError("The normalisers need at least one image.")
     device = next(model.parameters()).device
-    acts = features.extract(model, images.to(device), layer, batch_size=batch_size)
-    return Normalisers(h=fit_minmax(images), g=fit_minmax(acts), layer=layer, samples=int(images.shape[0]),
-                       source=source)
+    acts = features.extract(model, images.to(device), layer, batch_size=batch_size).cpu()
+    norms = Normalisers(h=fit_minmax(images), g=fit_minmax(acts), layer=layer, samples=int(images.shape[0]),
+                        source=source)
+    if images.shape[0] >= 2:
+        pairs = baseline_pairs(int(images.shape[0]), max_pairs)
+        flat = norms.h(images.cpu().reshape(images.shape[0], -1))
+        act = norms.g(acts)
+        norms.baseline = GlobalBaseline(dx=(flat[pairs[:, 0]] - flat[pairs[:, 1]]).norm(dim=1),
+                                        dy=(act[pairs[:, 0]] - act[pairs[:, 1]]).norm(dim=1))
+    return norms
 
 
 def reference_images(dataset: str, input_size: tuple[int, int, int], n: int = 1000) -> tuple[torch.Tensor, str]:
@@ -290,6 +414,7 @@ class ScoreProbe:
     radii: list[float]
     scores: torch.Tensor  # (R, T) float64, the class score s_i^r
     misclassified: torch.Tensor  # (R, T) bool: the point's top class differs from the clean class
+    score: str = DEFAULT_SCORE  # the SCORES name of s_i^r
 
     @property
     def range(self) -> list[float]:
@@ -305,7 +430,8 @@ class ScoreProbe:
         return self.misclassified.any(1).tolist()
 
     def to_dict(self, points: bool = False) -> dict:
-        out = {"kind": self.kind, "radii": self.radii, "range": [_f(v) for v in self.range],
+        out = {"kind": self.kind, "score": self.score, "unit": SCORES[self.score].unit, "radii": self.radii,
+               "range": [_f(v) for v in self.range],
                "mean_score": [_f(v) for v in self.mean], "min_score": [_f(v) for v in self.scores.amin(1).tolist()],
                "max_score": [_f(v) for v in self.scores.amax(1).tolist()],
                "misclassified": self.misclassified.sum(1).tolist(), "any_misclassified": self.any_misclassified}
@@ -316,19 +442,32 @@ class ScoreProbe:
 
 @dataclass
 class Topology:
-    """Distance matrices of the Eq. 4 points in input space and at ``layer``, and their Mantel tests."""
+    """Distance matrices of the Eq. 4 points in input space and at ``layer``, their Mantel tests, and the
+    controls: Mantel r of a random linear map with the layer's output size (``null_r``) and at other layers."""
 
     radii: list[float]
     layer: str
     d_input: torch.Tensor  # (R, T, T) float64
     d_layer: torch.Tensor  # (R, T, T) float64
     tests: list[MantelResult]
+    null_r: list[float] = field(default_factory=list)  # per radius: r of x -> v W, W random (D_in, null_dim)
+    null_dim: int = 0
+    layer_r: dict[str, list[float]] = field(default_factory=dict)  # layer -> r per radius
+    layer_dims: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def r(self) -> list[float]:
+        return [t.r for t in self.tests]
 
     def to_dict(self, matrices: bool = False) -> dict:
         out = {"radii": self.radii, "layer": self.layer, "r": [t.to_dict()["r"] for t in self.tests],
                "p_value": [t.to_dict()["p_value"] for t in self.tests],
                "permutations": self.tests[0].permutations if self.tests else 0,
-               "points": int(self.d_input.shape[1])}
+               "points": int(self.d_input.shape[1]),
+               "random_map": ({"output_dim": self.null_dim, "r": [_f(v) for v in self.null_r]}
+                              if self.null_r else None),
+               "layers": [{"layer": name, "dim": self.layer_dims[name], "r": [_f(v) for v in rs]}
+                          for name, rs in self.layer_r.items()]}
         if matrices:
             out["d_input"] = self.d_input.tolist()
             out["d_layer"] = self.d_layer.tolist()
@@ -379,7 +518,9 @@ class Lipschitz:
                "ratio_min": _f(finite.min()) if finite.numel() else None,
                "ratio_median": _f(finite.median()) if finite.numel() else None,
                "ratio_max": _f(finite.max()) if finite.numel() else None,
-               "linear_fit": self.linear, "quadratic_fit": self.quadratic}
+               "linear_fit": self.linear, "quadratic_fit": self.quadratic,
+               "global_baseline": ({**self.normalisers.baseline.to_dict(), "images": self.normalisers.source}
+                                   if self.normalisers.baseline is not None else None)}
         if points:
             out.update(radius=self.radius.tolist(), dx=self.dx.tolist(), dy=self.dy.tolist())
         return out
@@ -403,10 +544,12 @@ class GeometryReport:
     seconds: float = 0.0
     input_dim: int = 0  # values per image
     layer_dim: int | None = None  # values of phi (None when no probe needed the layer)
+    score: str = DEFAULT_SCORE  # Phi of the isotropy and symmetry probes (clean_score is always the softmax)
 
     def to_dict(self, points: bool = False) -> dict:
         """JSON-safe dict; ``points=True`` adds every score, distance matrix and Lipschitz pair."""
-        out = {"clean_class": self.clean_class, "clean_score": _f(self.clean_score), "norm": self.norm, "T": self.T,
+        out = {"clean_class": self.clean_class, "clean_score": _f(self.clean_score), "score": self.score,
+               "norm": self.norm, "T": self.T,
                "seed": self.seed, "layer": self.layer, "radii": self.radii, "input_dim": self.input_dim,
                "layer_dim": self.layer_dim, "seconds": round(self.seconds, 3)}
         for name in ("isotropy", "symmetry", "lipschitz"):
@@ -421,16 +564,55 @@ class GeometryReport:
 # --------------------------------------------------------------------------- the probes
 
 
+def sweep_layers(model: nn.Module) -> list[str]:
+    """The layers of a Mantel r sweep: :func:`advcore.features.layer_names` without the containers of other
+    listed layers (whose output is one of theirs)."""
+    names = features.layer_names(model)
+    return [n for n in names if not any(m.startswith(n + ".") for m in names)]
+
+
+DENSE_MAP_LIMIT = 1 << 22  # entries of W up to which the random map is drawn dense (Gaussian)
+
+
+def random_map(points: torch.Tensor, out_dim: int, generator: torch.Generator, chunk: int = 4096,
+               dense_limit: int = DENSE_MAP_LIMIT) -> torch.Tensor:
+    """``points @ W`` (float64) for a random linear map ``W`` (D, out_dim) with entries of variance 1/out_dim.
+
+    Dense N(0, 1/out_dim) entries, drawn ``chunk`` rows at a time, while ``D * out_dim <= dense_limit`` (the
+    28x28 models); above it (224x224x3 to 1280 values would be 193M entries, seconds of work) a very sparse
+    random projection (Li, Hastie and Church, KDD 2006): ``k = round(sqrt(D))`` random rows per column with
+    random signs, scaled by ``sqrt(D / k / out_dim)``, which preserves distances in the same
+    Johnson-Lindenstrauss sense."""
+    n, dim = points.shape
+    if dim * out_dim <= dense_limit:
+        p = points.double()
+        out = torch.zeros((n, out_dim), dtype=torch.float64)
+        for start in range(0, dim, chunk):
+            w = torch.randn((min(chunk, dim - start), out_dim), generator=generator, dtype=torch.float32)
+            out += p[:, start:start + chunk] @ w.double()
+        return out / math.sqrt(out_dim)
+    k = max(1, round(math.sqrt(dim)))
+    rows = torch.randint(dim, (out_dim * k,), generator=generator)
+    cols = torch.arange(out_dim).repeat_interleave(k)
+    signs = torch.randint(2, (out_dim * k,), generator=generator).double() * 2 - 1
+    w = torch.sparse_coo_tensor(torch.stack([cols, rows]), signs * math.sqrt(dim / k / out_dim),
+                                (out_dim, dim), check_invariants=False).coalesce()
+    return torch.sparse.mm(w, points.double().T).T
+
+
 def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int = 100,
             probes: Sequence[str] = PROBES, layer: str | None = None, norm: str = "linf", seed: int = 0,
             label: int | None = None, permutations: int = DEFAULT_PERMUTATIONS,
-            normalisers: Normalisers | None = None, batch_size: int = 128,
+            normalisers: Normalisers | None = None, score: str = DEFAULT_SCORE,
+            mantel_layers: Sequence[str] = (), null: bool = True, batch_size: int = 128,
             progress: ProgressFn | None = None) -> GeometryReport:
     """Run the chosen ``probes`` around the image ``x`` (1, C, H, W) in ``[0, 1]``.
 
     ``isotropy``, ``mantel`` and ``lipschitz`` share the same Eq. 4 points (one forward pass each);
-    ``symmetry`` draws its own (Eq. 6). ``lipschitz`` needs ``normalisers`` (:func:`fit_normalisers`).
-    ``label``: the class whose score is probed (default: the model's prediction for ``x``).
+    ``symmetry`` draws its own (Eq. 6). The points at radius ``r`` come from ``generator_for(seed, probe, r)``.
+    ``lipschitz`` needs ``normalisers`` (:func:`fit_normalisers`). ``label``: the class whose score is probed
+    (default: the model's prediction for ``x``); ``score``: a :data:`SCORES` name. ``mantel`` also gives the
+    Mantel r of a random linear map with the layer's output size (``null``) and at each of ``mantel_layers``.
     """
     t0 = time.perf_counter()
     probes = list(dict.fromkeys(probes))
@@ -439,11 +621,13 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
         raise AdvlabError(f"Unknown probe {unknown[0] if unknown else ''!r}; choose from {', '.join(PROBES)}.")
     if x.dim() != 4 or x.shape[0] != 1:
         raise AdvlabError("Give one image as a (1, C, H, W) tensor.")
+    check_score(score)
     radii = check_params(radii, T, norm, permutations, dim=x[0].numel())
     need_layer = "mantel" in probes or "lipschitz" in probes
     if "mantel" in probes and T < 3:
         raise AdvlabError("The Mantel test needs T of at least 3.")
     layer_name = features.check_layer(model, layer) if need_layer else (layer or features.PENULTIMATE)
+    sweep = [features.check_layer(model, n) for n in dict.fromkeys(mantel_layers)] if "mantel" in probes else []
     if "lipschitz" in probes:
         if normalisers is None:
             raise AdvlabError("The Lipschitz probe needs min-max normalisers (fit_normalisers).")
@@ -457,11 +641,9 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
         raise AdvlabError(f"Class {k} is not one of the model's {logits.shape[1]} classes.")
     clean_score = float(class_scores(logits, k))
     dim = x[0].numel()
-    g_iso = torch.Generator().manual_seed(seed)
-    g_sym = torch.Generator().manual_seed(seed + 1)
-    g_mantel = torch.Generator().manual_seed(seed + 2)
     R = len(radii)
     sweeps = (int(any(p in probes for p in ("isotropy", "mantel", "lipschitz"))) + int("symmetry" in probes)) * R
+    sweeps += R * len(sweep)
     done = 0
     points = max(sweeps, 1) * T  # the unit of progress: one perturbed point through the model
     report_progress(progress, "starting", 0, points, what="geometry probe")
@@ -472,7 +654,7 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
         for start in range(0, T, batch_size):
             pts = x + v[start:start + batch_size].to(device).view(-1, *x.shape[1:])
             out, phi = forward(model, pts, layer_name if with_layer else None)
-            scores.append(class_scores(out, k).cpu())
+            scores.append(class_scores(out, k, score).cpu())
             wrong.append((out.argmax(1) != k).cpu())
             if phi is not None:
                 acts.append(phi.cpu())
@@ -480,17 +662,37 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
         done += 1
         return torch.cat(scores), torch.cat(wrong), (torch.cat(acts) if acts else None)  # type: ignore[return-value]
 
-    iso_s, iso_w, d_in, d_out, tests, lip_r, lip_dx, lip_dy = [], [], [], [], [], [], [], []
+    def layer_points(v: torch.Tensor, name: str, stage: str) -> torch.Tensor:
+        nonlocal done
+        acts = []
+        with torch.no_grad():
+            for start in range(0, T, batch_size):
+                pts = x + v[start:start + batch_size].to(device).view(-1, *x.shape[1:])
+                acts.append(features.activations(model, pts, name).cpu())
+                report_progress(progress, stage, done * T + min(start + batch_size, T), points,
+                                what="geometry probe")
+        done += 1
+        return torch.cat(acts)
+
+    iso_s, iso_w, d_in, d_out, tests, lip_r, lip_dx, lip_dy, vs = [], [], [], [], [], [], [], [], []
+    layer_r: dict[str, list[float]] = {n: [] for n in sweep}
+    layer_dims: dict[str, int] = {}
     if any(p in probes for p in ("isotropy", "mantel", "lipschitz")):
         for r in radii:
-            v = isotropy_directions(dim, r, T, g_iso, norm)
+            v = isotropy_directions(dim, r, T, generator_for(seed, "isotropy", r), norm)
             s, w, acts = run_points(v, need_layer, f"isotropy r={r:g}")
             iso_s.append(s)
             iso_w.append(w)
             if "mantel" in probes:
                 d_in.append(distance_matrix(v))
                 d_out.append(distance_matrix(acts))
-                tests.append(mantel(d_in[-1], d_out[-1], permutations=permutations, generator=g_mantel))
+                tests.append(mantel(d_in[-1], d_out[-1], permutations=permutations,
+                                    generator=generator_for(seed, "mantel", r)))
+                vs.append(v)
+                for name in sweep:
+                    a = acts if name == layer_name else layer_points(v, name, f"layer {name} r={r:g}")
+                    layer_dims[name] = int(a.shape[1])
+                    layer_r[name].append(float(pearson(upper(d_in[-1]), upper(distance_matrix(a)))))
             if "lipschitz" in probes:
                 assert normalisers is not None and acts is not None
                 xv = (x.cpu().reshape(1, -1).double() + v.double())  # the points x + v, in float64
@@ -498,22 +700,30 @@ def analyse(model: nn.Module, x: torch.Tensor, *, radii: Sequence[float], T: int
                 lip_dy.append((normalisers.g(acts) - normalisers.g(phi_clean.cpu())).norm(dim=1))
                 lip_r.append(torch.full((T,), r, dtype=torch.float64))
     report = GeometryReport(clean_class=k, clean_score=clean_score, norm=norm, T=T, seed=seed, layer=layer_name,
-                            radii=radii, input_dim=dim,
+                            radii=radii, input_dim=dim, score=score,
                             layer_dim=int(phi_clean.shape[1]) if phi_clean is not None else None)
     if "isotropy" in probes:
-        report.isotropy = ScoreProbe("isotropy", radii, torch.stack(iso_s), torch.stack(iso_w))
+        report.isotropy = ScoreProbe("isotropy", radii, torch.stack(iso_s), torch.stack(iso_w), score)
     if "mantel" in probes:
-        report.topology = Topology(radii, layer_name, torch.stack(d_in), torch.stack(d_out), tests)
+        topo = Topology(radii, layer_name, torch.stack(d_in), torch.stack(d_out), tests, layer_r=layer_r,
+                        layer_dims=layer_dims)
+        if null:
+            assert phi_clean is not None
+            topo.null_dim = int(phi_clean.shape[1])
+            mapped = random_map(torch.cat(vs), topo.null_dim, generator_for(seed, "random-map")).view(R, T, -1)
+            topo.null_r = [float(pearson(upper(d_in[i]), upper(distance_matrix(mapped[i])))) for i in range(R)]
+        report.topology = topo
     if "lipschitz" in probes:
         assert normalisers is not None
         report.lipschitz = Lipschitz(torch.cat(lip_r), torch.cat(lip_dx), torch.cat(lip_dy), normalisers)
     if "symmetry" in probes:
         sym_s, sym_w = [], []
         for r in radii:
-            s, w, _ = run_points(symmetry_directions(dim, r, T, g_sym, norm), False, f"symmetry r={r:g}")
+            v = symmetry_directions(dim, r, T, generator_for(seed, "symmetry", r), norm)
+            s, w, _ = run_points(v, False, f"symmetry r={r:g}")
             sym_s.append(s)
             sym_w.append(w)
-        report.symmetry = ScoreProbe("symmetry", radii, torch.stack(sym_s), torch.stack(sym_w))
+        report.symmetry = ScoreProbe("symmetry", radii, torch.stack(sym_s), torch.stack(sym_w), score)
     report.seconds = time.perf_counter() - t0
     report_progress(progress, "done", points, points, what="geometry probe")
     return report
@@ -559,19 +769,146 @@ class ImageGeometry:
 def probe_image(model_name: str, image, *, probes: Sequence[str] = PROBES, radii: Sequence[float],
                 T: int = 100, layer: str | None = None, norm: str = "linf", seed: int = 0,
                 permutations: int = DEFAULT_PERMUTATIONS, fit_images: int = DEFAULT_FIT_IMAGES,
+                score: str = DEFAULT_SCORE, mantel_layers: Sequence[str] | str = (), null: bool = True,
                 device: str | torch.device = "auto", progress: ProgressFn | None = None) -> ImageGeometry:
-    """Load ``model_name``, prepare the PIL ``image`` for it and run :func:`analyse` (the page and the CLI)."""
+    """Load ``model_name``, prepare the PIL ``image`` for it and run :func:`analyse` (the page and the CLI).
+    ``mantel_layers="all"``: every layer of :func:`sweep_layers`."""
     from advcore import data, models
     from advcore.device import describe
 
     spec = models.get_spec(model_name)
     check_params(radii, T, norm, permutations, dim=math.prod(spec.input_size))
+    check_score(score)
     model = models.load(model_name, device)
     layer = features.check_layer(model, layer)
+    sweep = sweep_layers(model) if mantel_layers == "all" else list(mantel_layers)
     x = data.prepare(image, spec.input_size)
     norms = normalisers_for(model_name, layer, device, fit_images) if "lipschitz" in probes else None
     report = analyse(model, x, radii=radii, T=T, probes=probes, layer=layer, norm=norm, seed=seed,
-                     permutations=permutations, normalisers=norms, progress=progress)
+                     permutations=permutations, normalisers=norms, score=score, mantel_layers=sweep, null=null,
+                     progress=progress)
     return ImageGeometry(model=model_name, title=spec.title, dataset=spec.dataset,
                          device=describe(next(model.parameters()).device),
                          class_name=spec.classes()[report.clean_class], report=report)
+
+
+# --------------------------------------------------------------------------- many images (the paper's protocol)
+
+MAX_SURVEY_IMAGES = 3000
+
+
+@dataclass
+class Survey:
+    """Isotropy (Eq. 4) on many test images for several models on the same points, after the paper's filter."""
+
+    models: list[str]
+    score: str
+    radii: list[float]
+    T: int
+    norm: str
+    seed: int
+    min_confidence: float | None  # None: no filter
+    indices: list[int]  # the test images considered
+    labels: list[int]
+    probability: dict[str, list[float]]  # model -> softmax probability of the true class, per considered image
+    correct: dict[str, list[bool]]
+    kept: list[int]  # the considered images every model got right with probability > min_confidence
+    ranges: dict[str, torch.Tensor]  # model -> (len(kept), R) float64: range(r) per kept image
+    misclassified: dict[str, torch.Tensor]  # model -> (len(kept), R) int: misclassified points
+    seconds: float = 0.0
+
+    def median_range(self, model: str) -> list[float]:
+        """Median over the kept images of range(r), per radius."""
+        return self.ranges[model].median(dim=0).values.tolist() if self.kept else [math.nan] * len(self.radii)
+
+    def overall_median(self, model: str) -> float:
+        """Median of range(r) over every kept image and radius."""
+        return float(self.ranges[model].flatten().median()) if self.kept else math.nan
+
+    def to_dict(self) -> dict:
+        kept = set(self.kept)
+        return {"models": self.models, "score": self.score, "unit": SCORES[self.score].unit, "radii": self.radii,
+                "T": self.T, "norm": self.norm, "seed": self.seed, "min_confidence": self.min_confidence,
+                "images": len(self.indices), "indices": self.indices,
+                "correct": {m: int(sum(c)) for m, c in self.correct.items()},
+                "kept": self.kept, "image_seeds": [image_seed(self.seed, i) for i in self.kept],
+                "per_model": {m: {"median_range": [_f(v) for v in self.median_range(m)],
+                                  "overall_median_range": _f(self.overall_median(m)),
+                                  "range": [[_f(v) for v in row] for row in self.ranges[m].tolist()],
+                                  "misclassified": self.misclassified[m].tolist(),
+                                  "mean_probability_kept": _f(np.mean([p for i, p in zip(
+                                      self.indices, self.probability[m], strict=True) if i in kept]))
+                                  if kept else None}
+                              for m in self.models},
+                "seconds": round(self.seconds, 3)}
+
+
+def check_confidence(value: float | None) -> float | None:
+    """A confidence threshold in [0, 1); None or 0 means no filter."""
+    if value is None or value == 0:
+        return None
+    v = float(value)
+    if not (math.isfinite(v) and 0 < v < 1):
+        raise AdvlabError(f"min confidence must be from 0 (no filter) up to but not including 1, got {value!r}.")
+    return v
+
+
+def survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], T: int = 100, norm: str = "linf",
+           seed: int = 0, score: str = DEFAULT_SCORE, min_confidence: float | None = PAPER_MIN_CONFIDENCE,
+           device: str | torch.device = "auto", progress: ProgressFn | None = None) -> Survey:
+    """Sec. 2.1's protocol on the first ``n`` shipped Fashion-MNIST test images: keep those every model classifies
+    correctly with softmax probability > ``min_confidence`` (None: keep all, and probe each model's predicted
+    class), then Eq. 4 on each kept image with its own seed :func:`image_seed` ``(seed, index)``, the same points
+    for every model."""
+    from advcore import datasets, models
+
+    t0 = time.perf_counter()
+    names = list(dict.fromkeys(model_names))
+    if not names:
+        raise AdvlabError("Give at least one model.")
+    for name in names:
+        if models.get_spec(name).dataset != "fashion-mnist":
+            raise AdvlabError(f"{name} is not a Fashion-MNIST model; the survey runs on Fashion-MNIST test images.")
+    if not isinstance(n, int) or not 1 <= n <= MAX_SURVEY_IMAGES:
+        raise AdvlabError(f"The number of images must be a whole number from 1 to {MAX_SURVEY_IMAGES}, got {n!r}.")
+    check_score(score)
+    min_confidence = check_confidence(min_confidence)
+    radii = check_params(radii, T, norm, 0, dim=784)
+    xs, ys = datasets.load_subset(n)
+    x, y = datasets.to_float(xs), torch.as_tensor(ys).long()
+    loaded = {m: models.load(m, device) for m in names}
+    prob, correct = {}, {}
+    for m, model in loaded.items():
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            logits = torch.cat([model(x[i:i + 256].to(dev)).cpu() for i in range(0, len(x), 256)])
+        p = torch.softmax(logits.double(), dim=1)
+        prob[m] = p[torch.arange(len(y)), y].tolist()
+        correct[m] = (p.argmax(1) == y).tolist()
+    keep = [i for i in range(len(y)) if min_confidence is None
+            or all(correct[m][i] and prob[m][i] > min_confidence for m in names)]
+    total = max(len(keep) * len(names) * len(radii) * T, 1)
+    report_progress(progress, "starting", 0, total, what="survey")
+    ranges = {m: [] for m in names}
+    wrong = {m: [] for m in names}
+    for j, i in enumerate(keep):
+        for q, (m, model) in enumerate(loaded.items()):
+            base = (j * len(names) + q) * len(radii) * T
+
+            def step(p: object, base: int = base, m: str = m, i: int = i) -> bool | None:
+                report_progress(progress, f"{m}, image {i}", base + p.step, total, what="survey")
+                return None
+
+            rep = analyse(model, x[i:i + 1], radii=radii, T=T, probes=["isotropy"], norm=norm,
+                          seed=image_seed(seed, i), label=int(y[i]) if min_confidence is not None else None,
+                          score=score, progress=step)
+            ranges[m].append(torch.tensor(rep.isotropy.range, dtype=torch.float64))
+            wrong[m].append(rep.isotropy.misclassified.sum(1))
+    empty = torch.zeros((0, len(radii)), dtype=torch.float64)
+    out = Survey(models=names, score=score, radii=radii, T=T, norm=norm, seed=seed, min_confidence=min_confidence,
+                 indices=list(range(len(y))), labels=y.tolist(), probability=prob, correct=correct, kept=keep,
+                 ranges={m: torch.stack(v) if v else empty for m, v in ranges.items()},
+                 misclassified={m: torch.stack(v) if v else empty.long() for m, v in wrong.items()})
+    out.seconds = time.perf_counter() - t0
+    report_progress(progress, "done", total, total, what="survey")
+    return out

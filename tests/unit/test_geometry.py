@@ -240,6 +240,123 @@ def test_bad_parameters_get_clear_errors(kwargs: dict, message: str) -> None:
         geometry.analyse(linear_model(), image(), **args)
 
 
+def test_points_at_a_radius_do_not_depend_on_the_other_radii() -> None:
+    x = image()
+    a = geometry.analyse(linear_model(), x, radii=[0.05, 0.2], T=10, probes=["isotropy", "symmetry", "mantel"],
+                         seed=3, permutations=19)
+    b = geometry.analyse(linear_model(), x, radii=[0.2, 0.01, 0.3], T=10, probes=["isotropy", "symmetry", "mantel"],
+                         seed=3, permutations=19)
+    assert torch.equal(a.isotropy.scores[1], b.isotropy.scores[0])
+    assert torch.equal(a.symmetry.scores[1], b.symmetry.scores[0])
+    assert torch.equal(a.topology.d_input[1], b.topology.d_input[0])
+    assert a.topology.tests[1].p_value == b.topology.tests[0].p_value
+    # ... and the generator is the one named by (seed, probe, radius)
+    v = geometry.isotropy_directions(DIM, 0.2, 10, geometry.generator_for(3, "isotropy", 0.2))
+    assert torch.allclose(geometry.distance_matrix(v), a.topology.d_input[1])
+    assert geometry.generator_for(3, "isotropy", 0.2).initial_seed() != geometry.generator_for(
+        3, "isotropy", 0.2 + 1e-12).initial_seed()
+
+
+def test_scores_are_the_softmax_its_log_and_the_logit_margin() -> None:
+    z = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
+    p = np.exp(z.numpy()) / np.exp(z.numpy()).sum(1, keepdims=True)
+    assert np.allclose(geometry.class_scores(z, 0, "softmax").numpy(), p[:, 0])
+    assert np.allclose(geometry.class_scores(z, 0, "log-prob").numpy(), np.log(p[:, 0]))
+    assert np.allclose(geometry.class_scores(z, 0, "margin").numpy(), [1.5, -3.0])
+    with pytest.raises(AdvlabError, match="score must be one of"):
+        geometry.class_scores(z, 0, "logit")
+    # A saturated softmax hides a spread the margin shows: logits (30 + t, 0) for t in [0, 1].
+    sat = torch.stack([30 + torch.linspace(0, 1, 5), torch.zeros(5)], dim=1)
+    soft = geometry.class_scores(sat, 0, "softmax")
+    assert float(soft.max() - soft.min()) < 1e-12
+    marg = geometry.class_scores(sat, 0, "margin")
+    assert float(marg.max() - marg.min()) == pytest.approx(1.0)
+    rep = geometry.analyse(linear_model(), image(), radii=RADII, T=10, probes=["isotropy"], score="margin")
+    assert rep.isotropy.score == "margin" and rep.to_dict()["isotropy"]["unit"] == "logits"
+
+
+def test_the_random_map_null_and_the_layer_sweep() -> None:
+    x = image()
+    # Penultimate = 2.5 x the input: r = 1 there and at the Scale layer, and the random linear map is an
+    # independent reference computed here with the same generator.
+    rep = geometry.analyse(linear_model(scale=2.5), x, radii=[0.1, 0.4], T=15, probes=["mantel"], permutations=0,
+                           mantel_layers=["penultimate", "1", "2"], seed=2)
+    topo = rep.topology
+    assert topo.layer_r["penultimate"] == pytest.approx([1.0, 1.0]) and topo.layer_r["1"] == pytest.approx([1, 1])
+    assert topo.layer_dims == {"penultimate": DIM, "1": DIM, "2": 3}
+    assert topo.null_dim == DIM
+    g = geometry.generator_for(2, "random-map")
+    w = torch.randn((DIM, DIM), generator=g, dtype=torch.float32).double().numpy()
+    for i, r in enumerate([0.1, 0.4]):
+        v = geometry.isotropy_directions(DIM, r, 15, geometry.generator_for(2, "isotropy", r)).double().numpy()
+        d_in = np.linalg.norm(v[:, None] - v[None], axis=2)
+        y = v @ w
+        d_out = np.linalg.norm(y[:, None] - y[None], axis=2)
+        iu = np.triu_indices(15, k=1)
+        assert topo.null_r[i] == pytest.approx(stats.pearsonr(d_in[iu], d_out[iu]).statistic, abs=1e-9)
+        assert topo.null_r[i] < 0.95  # a random linear map does not keep the topology of these points
+    d = topo.to_dict()
+    assert d["random_map"]["output_dim"] == DIM and [e["layer"] for e in d["layers"]] == ["penultimate", "1", "2"]
+    # Chunked generation is the same map: a chunk of 7 rows gives the same product as one of 4096.
+    pts = torch.rand((4, DIM), generator=torch.Generator().manual_seed(0))
+    a = geometry.random_map(pts, 5, torch.Generator().manual_seed(1), chunk=DIM)
+    b = geometry.random_map(pts, 5, torch.Generator().manual_seed(1), chunk=36)
+    assert torch.allclose(a, b)
+    # Above the dense limit: a very sparse projection with k = round(sqrt(D)) = 6 signed entries per column.
+    eye = geometry.random_map(torch.eye(DIM), 5, torch.Generator().manual_seed(1), dense_limit=0)  # = W itself
+    assert ((eye != 0).sum(0) <= 6).all() and (eye != 0).sum() >= 5
+    units = eye[eye != 0].abs() / math.sqrt(DIM / 6 / 5)  # a row drawn twice for a column adds up
+    assert torch.allclose(units, units.round()) and (units.round() == 1).float().mean() > 0.5
+    sparse = geometry.random_map(pts, 5, torch.Generator().manual_seed(1), dense_limit=0)
+    assert torch.allclose(sparse, pts.double() @ eye)
+    assert geometry.sweep_layers(linear_model()) == ["penultimate", "0", "1", "2"]
+
+
+def test_global_baseline_pairs_and_ratios() -> None:
+    assert geometry.baseline_pairs(4).tolist() == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    assert geometry.baseline_pairs(10, max_pairs=3).tolist() == [[0, 1], [2, 3], [4, 5]]
+    model = linear_model(scale=0.5)
+    fit = torch.rand((6, *SHAPE), generator=torch.Generator().manual_seed(9))
+    norms = geometry.fit_normalisers(model, fit)
+    h = (fit.reshape(6, -1).double() - fit.min()) / (fit.max() - fit.min())
+    i, j = 1, 4  # any pair: dx is the distance of the min-max normalised images
+    k = geometry.baseline_pairs(6).tolist().index([i, j])
+    assert float(norms.baseline.dx[k]) == pytest.approx(float((h[i] - h[j]).norm()))
+    assert torch.allclose(norms.baseline.ratio, torch.ones(15, dtype=torch.float64))  # a scaling: ratio 1
+    d = geometry.Lipschitz(torch.ones(3), torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64),
+                           norms).to_dict()
+    assert d["global_baseline"]["pairs"] == 15 and d["global_baseline"]["share_ratio_below_1"] == 0.0
+
+
+def test_survey_keeps_confident_images_and_reuses_each_images_points() -> None:
+    s = geometry.survey(["fmnist-naive", "fmnist-pgd"], 12, radii=[2 / 255, 10 / 255], T=6, seed=1, device="cpu")
+    assert s.indices == list(range(12)) and s.kept
+    for i in s.kept:
+        assert all(s.correct[m][i] and s.probability[m][i] > 0.99 for m in s.models)
+    for i in set(s.indices) - set(s.kept):
+        assert not all(s.correct[m][i] and s.probability[m][i] > 0.99 for m in s.models)
+    # Row j is analyse() on image kept[j] with image_seed(seed, kept[j]), the true class and the same score.
+    from advcore import datasets, models
+    x, y = datasets.load_subset(12)
+    j = len(s.kept) - 1
+    i = s.kept[j]
+    ref = geometry.analyse(models.load("fmnist-pgd", "cpu"), datasets.to_float(x)[i:i + 1], radii=[2 / 255, 10 / 255],
+                           T=6, probes=["isotropy"], seed=geometry.image_seed(1, i), label=int(y[i]))
+    assert s.ranges["fmnist-pgd"][j].tolist() == pytest.approx(ref.isotropy.range, rel=1e-12)
+    med = s.median_range("fmnist-naive")
+    assert med == pytest.approx(np.median(s.ranges["fmnist-naive"].numpy(), axis=0).tolist() if len(s.kept) % 2
+                                else med)  # torch's median is the lower middle value for an even count
+    d = s.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["image_seeds"][j] == geometry.image_seed(1, i) and d["min_confidence"] == 0.99
+    everything = geometry.survey(["fmnist-naive"], 5, radii=[2 / 255], T=4, min_confidence=0, device="cpu")
+    assert everything.kept == [0, 1, 2, 3, 4] and everything.min_confidence is None
+    with pytest.raises(AdvlabError, match="not a Fashion-MNIST model"):
+        geometry.survey(["efficientnet-lite0"], 5, radii=[0.1], T=4)
+    with pytest.raises(AdvlabError, match="min confidence"):
+        geometry.survey(["fmnist-naive"], 5, radii=[0.1], T=4, min_confidence=1.0)
+
+
 # --------------------------------------------------------------------------- the command line
 
 
@@ -260,10 +377,19 @@ def test_cli_json_has_every_probe_and_matches_the_library(tmp_path, capsys) -> N
     assert d["lipschitz"]["points"] == 16 and 0 <= d["lipschitz"]["share_ratio_below_1"] <= 1
     assert d["lipschitz"]["normalisers"]["samples"] == 200
     lib = geometry.probe_image("fmnist-naive", load_image("fashion-mnist:3"), radii=[2 / 255, 0.05], T=8,
-                               permutations=49, seed=4, fit_images=200, device="cpu").to_dict()
+                               permutations=49, seed=4, fit_images=200, device="cpu", mantel_layers="all").to_dict()
     for part in ("isotropy", "symmetry", "mantel"):
         for key, value in lib[part].items():
-            assert d[part][key] == pytest.approx(value), (part, key)
+            if key not in ("layers", "random_map", "score", "unit"):
+                assert d[part][key] == pytest.approx(value), (part, key)
+    assert d["mantel"]["random_map"]["r"] == pytest.approx(lib["mantel"]["random_map"]["r"])
+    assert d["score"] == "softmax" and d["isotropy"]["unit"] == "probability"
+    # 28x28 models sweep every layer by default (--mantel-layers auto): the first conv layer keeps the arrangement
+    # of the points far better than the penultimate layer.
+    layers = {e["layer"]: e["r"] for e in d["mantel"]["layers"]}
+    assert layers["penultimate"] == pytest.approx(d["mantel"]["r"])
+    assert np.allclose([e["r"] for e in d["mantel"]["layers"]], [e["r"] for e in lib["mantel"]["layers"]])
+    assert min(layers["net.features.0"]) > 0.8
     assert d["lipschitz"]["ratio_median"] == pytest.approx(lib["lipschitz"]["ratio_median"])
 
 
@@ -277,6 +403,20 @@ def test_cli_single_probe_to_stdout_with_points(capsys) -> None:
     assert d["clean_name"] and d["norm"] == "l2"
 
 
+def test_cli_survey_json_matches_the_library(capsys) -> None:
+    rc = main(["geometry-survey", "--images", "8", "--T", "5", "--radii", "3/255", "--score", "log-prob",
+               "--seed", "2", "--json", "-", "-q"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    lib = geometry.survey(["fmnist-naive", "fmnist-pgd"], 8, radii=[3 / 255], T=5, seed=2, score="log-prob",
+                          device="cpu").to_dict()
+    assert d["kept"] == lib["kept"] and d["score"] == "log-prob" and d["unit"] == "nats"
+    for m in ("fmnist-naive", "fmnist-pgd"):
+        assert d["per_model"][m]["median_range"] == pytest.approx(lib["per_model"][m]["median_range"])
+    assert main(["geometry-survey", "--models", "fmnist-naive,nope", "--images", "2", "-q"]) == 2
+    assert main(["geometry-survey", "--min-confidence", "1.5", "-q"]) == 2
+
+
 @pytest.mark.parametrize("argv", [
     ["--radii", "0,0.1"],
     ["--radii", "0.1:0.05:0.01"],
@@ -288,6 +428,8 @@ def test_cli_single_probe_to_stdout_with_points(capsys) -> None:
     ["--permutations", "-1"],
     ["--image", "no-such-image"],
     ["--model", "no-such-model"],
+    ["--score", "logit"],
+    ["--mantel-layers", "bogus"],
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], capsys) -> None:
     base = {"--model": "fmnist-naive", "--image": "fashion-mnist:0", "--T": "5", "--radii": "0.01"}

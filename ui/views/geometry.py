@@ -56,13 +56,14 @@ class GeometryRequest:
     seed: int
     permutations: int
     device: str
+    score: str = geometry.DEFAULT_SCORE
 
     def cli_command(self, cli_image: str, model: str | None = None) -> str:
         """The ``python -m advcore geometry all`` line that gives the same numbers."""
         parts = ["python -m advcore geometry all", f"--model {model or self.model}",
                  f"--image {shlex.quote(cli_image)}", f"--T {self.T}", f"--radii {shlex.quote(self.radii_text)}",
                  f"--norm {self.norm}", f"--layer {shlex.quote(self.layer)}", f"--seed {self.seed}",
-                 f"--permutations {self.permutations}"]
+                 f"--permutations {self.permutations}", f"--score {self.score}"]
         if self.device == "cpu":
             parts.append("--device cpu")
         parts.append("--json geometry.json")
@@ -72,8 +73,11 @@ class GeometryRequest:
 def probe(req: GeometryRequest, image, progress: ProgressFn | None = None,
           model: str | None = None) -> geometry.ImageGeometry:
     """Every probe of ``req`` (on ``model`` instead of ``req.model`` when given): advcore's ``probe_image``."""
-    return geometry.probe_image(model or req.model, image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
-                                seed=req.seed, permutations=req.permutations, device=req.device, progress=progress)
+    name = model or req.model
+    sweep = "all" if models.get_spec(name).small else ()  # a pass per layer: only on 28x28 models (CLI's auto)
+    return geometry.probe_image(name, image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
+                                seed=req.seed, permutations=req.permutations, score=req.score, mantel_layers=sweep,
+                                device=req.device, progress=progress)
 
 
 def progress_text(label: str, p: Progress) -> str:
@@ -112,16 +116,18 @@ def range_figure(probe: geometry.ScoreProbe, title: str) -> go.Figure:
     score; squares where at least one point was misclassified."""
     symbols = ["square" if w else "circle" for w in probe.any_misclassified]
     wrong = probe.misclassified.sum(1).tolist()
+    score = geometry.SCORES[probe.score]
+    bounds = dict(cmin=0.0, cmax=1.0) if score.bounded else {}
     fig = go.Figure(go.Scatter(
         x=_x(probe.radii), y=_positive(probe.range), mode="lines+markers", line=dict(color="#bbbbbb", width=1),
-        marker=dict(size=11, symbol=symbols, color=probe.mean, colorscale=SCORE_COLOURS, cmin=0.0, cmax=1.0,
+        marker=dict(size=11, symbol=symbols, color=probe.mean, colorscale=SCORE_COLOURS, **bounds,
                     line=dict(color="#333333", width=0.5), colorbar=dict(title="mean score", thickness=12)),
         customdata=np.column_stack([probe.mean, wrong]),
         hovertemplate="r = %{x:.3g}/255<br>range %{y:.3e}<br>mean score %{customdata[0]:.4f}"
                       "<br>misclassified %{customdata[1]:.0f}<extra></extra>"))
     fig.update_layout(**LAYOUT, title=title, showlegend=False)
     fig.update_xaxes(title=RADIUS_AXIS)
-    fig.update_yaxes(title="range(r) = max - min score", type="log", exponentformat="power")
+    fig.update_yaxes(title=f"range(r) of the {score.title} ({score.unit})", type="log", exponentformat="power")
     return fig
 
 
@@ -130,13 +136,72 @@ def mantel_figure(topo: geometry.Topology, title: str = "Mantel r against the ra
     r = [t.r if math.isfinite(t.r) else None for t in topo.tests]
     p = [t.p_value if t.p_value is not None else math.nan for t in topo.tests]
     fig = go.Figure(go.Scatter(x=_x(topo.radii), y=r, mode="lines+markers", marker=dict(size=9, color=plots.OTHER),
-                               customdata=p, hovertemplate="r = %{x:.3g}/255<br>Mantel r %{y:.4f}"
-                                                           "<br>p %{customdata:.4f}<extra></extra>"))
+                               name=f"layer {topo.layer}", customdata=p,
+                               hovertemplate="r = %{x:.3g}/255<br>Mantel r %{y:.4f}<br>p %{customdata:.4f}"
+                                             "<extra></extra>"))
+    if topo.null_r:
+        fig.add_trace(go.Scatter(x=_x(topo.radii), y=[v if math.isfinite(v) else None for v in topo.null_r],
+                                 mode="lines+markers", name=f"random linear map to {topo.null_dim} values (null)",
+                                 line=dict(color="#7f7f7f", dash="dash"), marker=dict(size=6, color="#7f7f7f")))
     fig.add_hline(y=0.0, line=dict(color="#999999", width=1, dash="dot"))
-    fig.update_layout(**LAYOUT, title=title, showlegend=False)
+    fig.update_layout(**LAYOUT, title=title, showlegend=bool(topo.null_r),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     fig.update_xaxes(title=RADIUS_AXIS)
     fig.update_yaxes(title="Mantel r", range=[-1.05, 1.05])
     return fig
+
+
+def layer_means(topo: geometry.Topology) -> list[tuple[str, int, float]]:
+    """(layer, output size, Mantel r averaged over the radii) for every swept layer, in forward order."""
+    return [(name, topo.layer_dims[name], float(np.nanmean(rs))) for name, rs in topo.layer_r.items()]
+
+
+def layers_figure(topo: geometry.Topology, title: str = "Mantel r at every layer (mean over the radii)") -> go.Figure:
+    """Bars of the mean Mantel r per layer, with the random-map null as a dashed line."""
+    rows = layer_means(topo)
+    fig = go.Figure(go.Bar(x=[n for n, _, _ in rows], y=[v for _, _, v in rows], marker_color=plots.OTHER,
+                           customdata=[d for _, d, _ in rows], name="layers",
+                           hovertemplate="%{x} (%{customdata} values)<br>mean Mantel r %{y:.4f}<extra></extra>"))
+    if topo.null_r:
+        fig.add_hline(y=float(np.nanmean(topo.null_r)), line=dict(color="#7f7f7f", dash="dash"),
+                      annotation_text=f"random linear map to {topo.null_dim} values")
+    fig.update_layout(**LAYOUT, title=title, showlegend=False)
+    fig.update_xaxes(title="layer")
+    fig.update_yaxes(title="Mantel r", range=[-1.05, 1.05])
+    return fig
+
+
+def mantel_sentence(topo: geometry.Topology) -> str:
+    """The Mantel reading beside its controls, from the numbers drawn."""
+    rs = [t.r for t in topo.tests]
+    out = f"At layer {topo.layer} r lies between {np.nanmin(rs):.3f} and {np.nanmax(rs):.3f}"
+    if topo.null_r:
+        out += (f"; a random linear map to the same {topo.null_dim} values, which only mixes the pixels, gives "
+                f"{np.nanmin(topo.null_r):.3f} to {np.nanmax(topo.null_r):.3f}, because random points at one "
+                f"radius are almost equidistant and small differences between distances carry the correlation")
+        below = float(np.nanmean(rs)) < float(np.nanmean(topo.null_r))
+        out += (": on average the layer keeps less of the arrangement than that random map" if below else
+                ": on average the layer keeps at least as much of the arrangement as that random map")
+    rows = layer_means(topo)
+    if rows:
+        top = max(rows, key=lambda t: t[2])
+        low = min(rows, key=lambda t: t[2])
+        out += (f". Across the layers the mean r goes from {top[2]:.3f} ({top[0]}) to {low[2]:.3f} ({low[0]})")
+    return out + "."
+
+
+def baseline_sentence(lip: geometry.Lipschitz) -> str:
+    """The local ratio beside the global baseline (pairs of unrelated clean images), from the numbers."""
+    base = lip.normalisers.baseline
+    local = float(np.nanmedian(lip.ratio.numpy()))
+    if base is None or base.ratio.numel() == 0:
+        return f"The median local ratio is {local:.3g}; there were too few images for a global baseline."
+    g = base.ratio
+    return (f"The median local ratio is {local:.3g}. The global baseline, the same ratio for "
+            f"{base.dx.numel()} pairs of unrelated clean images with the same normalisers, has median "
+            f"{float(g.median()):.3g} and {float((g < 1).double().mean()):.1%} of its pairs below 1, so a ratio "
+            f"below 1 is not by itself a local property: with scalar min-max normalisers it also holds between "
+            f"images that have nothing to do with each other.")
 
 
 def distance_heatmap(d: np.ndarray, title: str) -> go.Figure:
