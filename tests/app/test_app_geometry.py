@@ -10,12 +10,14 @@ from streamlit.testing.v1 import AppTest
 
 from advcore.cli.framework import build_parser, load_image
 from advcore.labs import geometry
+from ui.frame import DEFAULT_GALLERY
 from ui.session import GEOMETRY_RUN
 from ui.views import geometry as gv
 
 TIMEOUT = 180
 SMALL = {"sidebar_model": "fmnist-naive", "geo_T_small": 20, "geo_radii_small": "0.02,0.05,0.1"}
 RADII = [0.02, 0.05, 0.1]
+DEFAULT_IMAGE = f"fashion-mnist:{DEFAULT_GALLERY}"  # the sidebar's default test image
 FIGURES = ["Isotropy: range of the score against the radius (Figure 1)",
            "Symmetry: range over permutations of one perturbation (Figure 3)",
            "Mantel r against the radius (Figure 4)", "Local Lipschitz (Figure 6)"]
@@ -50,7 +52,7 @@ def test_fmnist_page_shows_the_figures_with_the_librarys_numbers() -> None:
         assert title in figs, list(figs)
     assert any(t.startswith("Input space, r = ") for t in figs) and any(t.startswith("Layer penultimate") for t in figs)
 
-    ref = geometry.probe_image("fmnist-naive", load_image("fashion-mnist:0"), radii=RADII, T=20,
+    ref = geometry.probe_image("fmnist-naive", load_image(DEFAULT_IMAGE), radii=RADII, T=20,
                                permutations=gv.PAGE_PERMUTATIONS, seed=0)
     fig1 = figs[FIGURES[0]]["data"][0]
     assert ys(fig1) == pytest.approx(ref.report.isotropy.range, rel=1e-9)
@@ -71,7 +73,7 @@ def test_fmnist_page_shows_the_figures_with_the_librarys_numbers() -> None:
     assert words[:4] == ["python", "-m", "advcore", "geometry"]
     args = build_parser().parse_args(words[3:])
     assert (args.probe, args.model, args.image, args.T, args.radii, args.norm, args.layer, args.seed,
-            args.permutations) == ("all", "fmnist-naive", "fashion-mnist:0", 20, RADII, "linf", "penultimate", 0,
+            args.permutations) == ("all", "fmnist-naive", DEFAULT_IMAGE, 20, RADII, "linf", "penultimate", 0,
                                    gv.PAGE_PERMUTATIONS)
 
 
@@ -103,7 +105,7 @@ def test_bad_radii_show_an_error_and_no_chart() -> None:
 
 
 def test_a_cancelled_run_waits_for_run_and_then_computes() -> None:
-    req = gv.GeometryRequest(model="fmnist-naive", image_key="fashion-mnist:0", T=20, radii=tuple(RADII),
+    req = gv.GeometryRequest(model="fmnist-naive", image_key=DEFAULT_IMAGE, T=20, radii=tuple(RADII),
                              radii_text="0.02,0.05,0.1", norm="linf", layer="penultimate", seed=0,
                              permutations=gv.PAGE_PERMUTATIONS, device="auto")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
