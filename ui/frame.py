@@ -76,6 +76,7 @@ LABS = (
     Lab("app_pages/geometry.py", "Geometry lab", ":material/scatter_plot:", "geometry"),
     Lab("app_pages/defense.py", "Defense lab", ":material/shield:", "defense"),
     Lab("app_pages/poisoning.py", "Poisoning lab", ":material/science:", "poisoning"),
+    Lab("app_pages/papers.py", "Papers", ":material/menu_book:", "papers"),
 )
 
 

@@ -1,0 +1,35 @@
+"""Papers page views: the saved (or just measured) records as table rows and text. Pure (no Streamlit)."""
+
+from __future__ import annotations
+
+
+def claim_rows(rec: dict) -> list[dict]:
+    """One row per claim of a paper record: where, claim, the paper's values, advlab's, verdict, why."""
+    rows = []
+    for c in rec["claims"]:
+        rows.append({
+            "where": c["where"], "claim": c["statement"],
+            "paper": ", ".join(f"{k} {v:g}" for k, v in c["paper_values"].items()) or "-",
+            "advlab": ", ".join(f"{k} {v:g}" for k, v in c["measured"].items()) if c["measured"] else "-",
+            "unit": c.get("unit") or "-", "verdict": c["verdict"], "why": c["why"],
+        })
+    return rows
+
+
+def caption(rec: dict) -> str:
+    """What the record measured and how: the setting, the command, the run time (all from the record)."""
+    if not rec.get("measurement"):
+        return "Not measured by advlab: see each claim's reason."
+    kind = "quick run" if rec["quick"] else "full run"
+    text = f"{kind} ({rec['settings']}), {rec['seconds']:.0f} s: {rec['setting']}. Command: `{rec['command']}`."
+    note = rec["measurement"].get("note")
+    return text + (f" Note: {note}." if note else "")
+
+
+def tally(records: dict[str, dict]) -> str:
+    """How many claims got each verdict, counted from the records."""
+    counts: dict[str, int] = {}
+    for rec in records.values():
+        for c in rec["claims"]:
+            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
