@@ -124,7 +124,8 @@ PAPERS: dict[str, Paper] = {p.key: p for p in (
           measure_halftone, quick="200 images", full="1,000 images"),
     Paper("agr", "Adaptive gradient refinement attack (AGR)", "adaptive-gradient-refinement-attack.txt", None),
     Paper("poisoning", "Poisoning and robust features", "poisoning-robust-features.txt", None),
-    Paper("geometry", "Local properties: isotropy, Mantel test, Lipschitz", "local-properties-isotropy-mantel-lipschitz.txt",
+    Paper("geometry", "Local properties: isotropy, Mantel test, Lipschitz",
+          "local-properties-isotropy-mantel-lipschitz.txt",
           None),
 )}
 
@@ -267,7 +268,8 @@ README_END = "<!-- papers:end -->"
 
 def readme_section(records: dict[str, dict]) -> str:
     """The README's "What the measurements say" body, generated from the saved records."""
-    lines = [README_START, "", "| Paper | Claim (where) | Paper | advlab | Verdict | Command |", "|---|---|---|---|---|---|"]
+    lines = [README_START, "", "| Paper | Claim (where) | Paper | advlab | Verdict | Command |",
+             "|---|---|---|---|---|---|"]
     for key in PAPERS:
         rec = records[key]
         for c in rec["claims"]:

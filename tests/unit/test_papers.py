@@ -21,7 +21,8 @@ def test_ordering_rule() -> None:
 
 def test_beats_baseline_rule() -> None:
     c = _claim("halftone-hybrid")
-    good = {f"{a} {r}": (40.0 if r == "hybrid" else 20.0) for a in ("FGSM", "I-FGSM", "PGD") for r in ("none", "hybrid")}
+    good = {f"{a} {r}": (40.0 if r == "hybrid" else 20.0)
+            for a in ("FGSM", "I-FGSM", "PGD") for r in ("none", "hybrid")}
     assert papers.verdict(c, good)[0] == "reproduced in trend"
     bad = dict(good, **{"PGD hybrid": 10.0})
     assert papers.verdict(c, bad)[0] == "not reproduced"
