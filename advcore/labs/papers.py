@@ -141,7 +141,8 @@ def measure_agr(quick: bool, progress: ProgressFn | None = None) -> Measurement:
     for a in AGR_ATTACKS:
         values[f"ASR {a}"] = round(100 * stats[a].asr, 2)
         values[f"AMP {a}"] = round(float(stats[a].amp), 5) if stats[a].amp is not None else float("nan")
-    return {"values": values, "unit": "ASR: % of images; AMP: mean |v| per pixel in [0, 1] units",
+    return {"values": values,
+            "unit": "ASR: % of images; AMP: mean |v| per pixel in [0, 1] units, averaged over every image",
             "note": compare.PAPER_AMP_NOTE,
             "setting": f"Fashion-MNIST (first {n} images of the shipped subset), fmnist-naive, L-inf eps 10/255, "
                        f"10 steps, {compare.STOP_TEXT['all']}, AGR alpha = eps (Eq. 11), untargeted; paper: "
