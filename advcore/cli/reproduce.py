@@ -8,9 +8,10 @@ from advcore.cli import framework as fw
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    from advcore.labs.papers import PAPERS
-
-    p.add_argument("paper", nargs="?", choices=list(PAPERS), help="the paper to reproduce")
+    # No choices= here: the paper keys live in advcore.labs.papers, which imports the labs (and torch); building
+    # the parser must stay light, so the name is checked in the command (an unknown one lists the keys, exit 2).
+    p.add_argument("paper", nargs="?", metavar="PAPER",
+                   help="the paper to reproduce: a key of advcore.labs.papers.PAPERS (mat, halftone, ...)")
     p.add_argument("--quick", action="store_true", help="small settings (a few minutes on 2 CPU cores); not saved")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.add_argument("--readme", action="store_true",
@@ -30,6 +31,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return fw.EXIT_OK
     if args.paper is None:
         raise fw.AdvlabError("give a PAPER (" + ", ".join(papers.PAPERS) + ") or --readme")
+    papers.check_paper(args.paper)
     def progress(p) -> None:
         if not args.json:
             print(f"{p.stage}: {p.step}/{p.total}", flush=True)

@@ -23,7 +23,7 @@ def caption(rec: dict) -> str:
     kind = "quick run" if rec["quick"] else "full run"
     text = f"{kind} ({rec['settings']}), {rec['seconds']:.0f} s: {rec['setting']}. Command: `{rec['command']}`."
     note = rec["measurement"].get("note")
-    return text + (f" Note: {note}." if note else "")
+    return text + (f" Note: {note.rstrip('.')}." if note else "")
 
 
 def tally(records: dict[str, dict]) -> str:

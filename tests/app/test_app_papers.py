@@ -1,0 +1,35 @@
+"""AppTest of the Papers page: it shows the saved records' measured values and verdicts (bench/results/papers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from advcore.labs import papers
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+def test_page_shows_saved_claims() -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("app_pages/papers.py").run()
+    assert not at.exception
+    records = papers.load_saved()
+    assert [s.value for s in at.subheader] == [p.title for p in papers.PAPERS.values()]
+    frames = [df.value for df in at.dataframe]
+    assert len(frames) == len(papers.PAPERS)
+    for key, df in zip(papers.PAPERS, frames, strict=True):
+        claims = records[key]["claims"]
+        assert list(df["verdict"]) == [c["verdict"] for c in claims]
+        assert list(df["why"]) == [c["why"] for c in claims]
+        for row, c in zip(df["advlab"], claims, strict=True):
+            for k, v in (c["measured"] or {}).items():
+                assert f"{k} {v:g}" in row
+    measured = [k for k in ("agr", "poisoning", "geometry") if records[k]["measurement"]]
+    assert measured == ["agr", "poisoning", "geometry"]
+    tally = next(c.value for c in at.caption if c.value.startswith("Verdicts: "))
+    assert tally == "Verdicts: " + ", ".join(
+        f"{sum(c['verdict'] == v for r in records.values() for c in r['claims'])} {v}"
+        for v in dict.fromkeys(c["verdict"] for r in records.values() for c in r["claims"]))
