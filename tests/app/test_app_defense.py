@@ -37,7 +37,6 @@ def test_four_views_with_predictions_and_the_adaptive_switch():
     assert "the paper's protocol" in body
     # the predictions on the page are the ones advcore computes for the same request
     from advcore import data, datasets
-
     from ui.frame import DEFAULT_GALLERY  # the sidebar's default test image
 
     x, y = datasets.load_subset(DEFAULT_GALLERY + 1)

@@ -4,11 +4,15 @@ downloads are offered. Small settings (Fashion-MNIST, few points) keep each page
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import pytest
 from app_util import APP
 from streamlit.testing.v1 import AppTest
 
-from advcore.labs import poisoning
+from advcore.labs import defense as defense_lab
+from ui.frame import gallery_image
 
 TIMEOUT = 180
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,24 +59,30 @@ def test_compare_link() -> None:
 
 
 def test_defense_link_and_downloads() -> None:
-    at = open_link("app_pages/defense.py", model="fmnist-naive", halftone="atkinson", attack="fgsm", eps="0.05",
+    at = open_link("app_pages/defense.py", model="fmnist-naive", halftone="floyd-steinberg",
+                   attack="fgsm", eps="0.05",
                    adaptive="1", table_attacks="fgsm", table_eps="0,0.1", n="50", steps="3", strong_steps="0",
                    restarts="1")
     no_note(at)
-    assert at.selectbox(key="defense_method").value == "atkinson"
+    assert at.selectbox(key="defense_method").value == "floyd-steinberg"
     assert at.selectbox(key="defense_attack").value == "fgsm" and at.slider(key="defense_eps_px").value == 0.05
     assert at.toggle(key="defense_adaptive").value is True
     assert at.multiselect(key="defense_table_attacks").value == ["fgsm"]
     assert at.multiselect(key="defense_table_eps").value == [0.0, 0.1]
     assert at.selectbox(key="defense_table_n").value == 50
     assert [at.number_input(key=f"defense_table_{k}").value for k in ("steps", "strong", "restarts")] == [3, 0, 1]
-    written(at, halftone="atkinson", eps="0.05", adaptive="1", table_eps="0,0.1", steps="3")
-    labels = downloads(at)
-    if at.get("plotly_chart"):  # a shipped or measured table is on the page: its three downloads
-        assert {"Download table (CSV)", "Download result (JSON)", "Download chart (HTML)"} <= set(labels), labels
+    written(at, halftone="floyd-steinberg", eps="0.05", adaptive="1", table_eps="0,0.1", steps="3")
+    labels = set(downloads(at))
+    shipped = defense_lab.saved_table("fmnist-naive", "floyd-steinberg") is not None
+    assert ({"Download table (CSV)", "Download result (JSON)", "Download chart (HTML)"} <= labels) == shipped, labels
 
 
-def test_geometry_link_and_its_json_names_the_image() -> None:
+def test_geometry_link_and_its_json_names_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui import widgets
+
+    saved: list = []
+    real = widgets.result_json
+    monkeypatch.setattr(widgets, "result_json", lambda obj: saved.append(obj) or real(obj))
     at = open_link("app_pages/geometry.py", model="fmnist-naive", image="5", T="5", radii="0.02,0.05", norm="l2",
                    seed="4", perms="0", score="margin")
     no_note(at)
@@ -82,6 +92,11 @@ def test_geometry_link_and_its_json_names_the_image() -> None:
     assert at.select_slider(key="geo_permutations").value == 0 and at.selectbox(key="geo_score").value == "margin"
     written(at, T="5", radii="0.02,0.05", norm="l2", seed="4", perms="0", score="margin", image="5")
     assert {"Download the results (JSON)", "Download isotropy chart (HTML)"} <= set(downloads(at))
+    image, _ = gallery_image("fashion-mnist", 5)
+    rgb = np.repeat(np.asarray(image)[..., None], 3, axis=2)  # the hash of advcore.records, written out here
+    record = next(r for r in saved if "isotropy" in r)
+    assert record["image"] == "fashion-mnist-5.png" and record["model"] == "fmnist-naive"
+    assert record["image_sha256"] == hashlib.sha256(b"28x28\n" + rgb.tobytes()).hexdigest()
 
 
 def test_poisoning_link_and_downloads() -> None:
@@ -94,7 +109,7 @@ def test_poisoning_link_and_downloads() -> None:
     assert at.number_input(key="poison_C").value == 0.5 and at.radio(key="poison_bases").value == "nearest"
     assert at.number_input(key="poison_k").value == 2 and at.number_input(key="poison_seed").value == 2
     written(at, features="naive", eps="5", method="fgsm", share="0.05", C="0.5")
-    assert poisoning.METHODS  # the label flip table is computed on load: its CSV and JSON are offered
+    # the label flip table is computed on load: its CSV and JSON are offered
     assert {"Download table (CSV)", "Download result (JSON)"} <= set(downloads(at))
 
 
