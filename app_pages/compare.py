@@ -12,9 +12,20 @@ from advcore import models
 from advcore.attacks import ATTACKS
 from advcore.errors import AdvlabError
 from advcore.labs import compare
-from ui.frame import app_frame, error_boundary, md_escape
+from ui.frame import (
+    app_frame,
+    error_boundary,
+    md_escape,
+    url_choice,
+    url_choices,
+    url_number,
+    url_show_list,
+    url_show_number,
+    url_value,
+)
 from ui.session import COMPARE_RESULTS, COMPARE_RUN
 from ui.views import compare as cv
+from ui.widgets import download_figure
 
 INTRO = (
     "Run all five attacks on a set of images at the same budget and see which fools the model most often, "
@@ -24,6 +35,8 @@ INTRO = (
 KEEP = "session"
 RESULTS, RUN = COMPARE_RESULTS, COMPARE_RUN  # this session's comparisons and sweeps; the Run buttons' run
 NORM_TITLES = {"linf": "L-infinity", "l2": "L2"}
+LIMITS = [10, 20, 50, 100, 200]
+IMAGE_SOURCES = {"samples": cv.SOURCE_SAMPLES, "uploads": cv.SOURCE_UPLOADS}  # URL name -> radio option
 
 
 def family_models(dataset: str) -> list[str]:
@@ -38,6 +51,7 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
         sidebar_dataset = "imagenet"
     families = [d for d in cv.FAMILIES if family_models(d)]
     default_family = families.index(sidebar_dataset) if sidebar_dataset in families else 0
+    url_value("models", f"compare_family_{sidebar_dataset}", url_choice(families))
     dataset = st.radio("Models", families, index=default_family, format_func=cv.FAMILIES.get, horizontal=True,
                        key=f"compare_family_{sidebar_dataset}",
                        help="All models of one comparison share a dataset (the same classes). The default follows "
@@ -45,10 +59,12 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
     names = family_models(dataset)
     default_source = [sel.model] if sel.model in names else names[:1]
     c1, c2 = st.columns(2)
+    url_value("sources", f"compare_sources_{dataset}", url_choices(names), url_show_list())
     sources = c1.multiselect("Source models (the attacks see their gradients)", names, default=default_source,
                              key=f"compare_sources_{dataset}", persist_state=KEEP)
     by_role = models.roles(dataset)
     preferred = [by_role[r] for r in ("naive", "fgsm", "pgd") if r in by_role and by_role[r] in names] or names[:3]
+    url_value("targets", f"compare_targets_{dataset}", url_choices(names), url_show_list())
     targets = c2.multiselect("Target models (shown the adversarial images)", names,
                              default=names if dataset == "imagenet" else preferred,
                              key=f"compare_targets_{dataset}", persist_state=KEEP,
@@ -59,6 +75,8 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
     limit = None
     if dataset == "imagenet":
         i1, i2 = st.columns([1, 2])
+        url_value("images", "compare_images", url_choice(list(IMAGE_SOURCES), list(IMAGE_SOURCES.values())),
+                  lambda v: "uploads" if v == cv.SOURCE_UPLOADS else "samples")
         choice = i1.radio("Images", [cv.SOURCE_SAMPLES, cv.SOURCE_UPLOADS], key="compare_images", horizontal=True,
                           persist_state=KEEP)
         images = "samples"
@@ -72,39 +90,51 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
                        "assets/samples/samples.json), centre-cropped to each source model's input.")
     else:
         images = "fashion-mnist"
-        limit = st.select_slider("Test images", [10, 20, 50, 100, 200], 20, key="compare_limit", persist_state=KEEP,
+        url_value("n", "compare_limit", url_choice([str(v) for v in LIMITS], LIMITS))
+        limit = st.select_slider("Test images", LIMITS, 20, key="compare_limit", persist_state=KEEP,
                                  help="The first N images of the shipped Fashion-MNIST test subset (balanced over "
                                       "the 10 classes).")
     d1, d2, d3, d4 = st.columns([1.1, 1.6, 1.0, 0.8])
+    url_value("norm", "compare_norm", url_choice(list(NORM_TITLES)))
     norm = d1.radio("Norm", list(NORM_TITLES), format_func=NORM_TITLES.get, key="compare_norm", horizontal=True,
                     persist_state=KEEP)
     if norm == "linf" and dataset == "imagenet":
+        url_value("eps", "compare_eps_linf", url_number(1, 16, integer=True, unit=" (x/255)"))
         k = d2.slider("eps (x/255)", 1, 16, 4, key="compare_eps_linf", persist_state=KEEP)
         eps = k / 255.0
     elif norm == "linf":
+        url_value("eps", "compare_eps_linf_px", url_number(0.01, 0.3, unit=" (pixel units)"), url_show_number)
         eps = round(d2.slider("eps (pixel units)", 0.01, 0.3, 0.1, step=0.01, key="compare_eps_linf_px",
                               persist_state=KEEP), 4)
     else:
+        url_value("eps", "compare_eps_l2", url_number(0.1, 10.0, unit=" (pixel L2)"), url_show_number)
         eps = round(d2.slider("eps (pixel L2)", 0.1, 10.0, 1.0, step=0.1, key="compare_eps_l2", persist_state=KEEP), 4)
+    url_value("steps", "compare_steps", url_number(1, 50, integer=True))
     steps = d3.slider("steps", 1, 50, 10, key="compare_steps", persist_state=KEEP,
                       help="The same budget for every iterative attack; FGSM takes one step.")
+    url_value("seed", "compare_seed", url_number(0, 2**31 - 1, integer=True))
     seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="compare_seed", persist_state=KEEP,
                            help="PGD's random start: the same seed gives the same numbers.")
+    url_value("attacks", "compare_attacks", url_choices(list(compare.ALL_ATTACKS)), url_show_list())
     chosen = st.multiselect("Attacks", list(compare.ALL_ATTACKS), default=list(compare.ALL_ATTACKS),
                             format_func=lambda n: ATTACKS[n].title,
                             key="compare_attacks", persist_state=KEEP)
     attacks_ = tuple(a for a in compare.ALL_ATTACKS if a in chosen)
     o1, o2, o3 = st.columns([1.2, 1.2, 1.0])
+    url_value("stop", "compare_stop", url_choice(list(compare.STOP_POLICIES)))
     stop = o1.radio("Stop on success", compare.STOP_POLICIES, format_func=cv.STOP_LABELS.get, horizontal=True,
                     key="compare_stop", persist_state=KEEP,
                     help="One rule for every iterative attack (I-FGSM, PGD, MI-FGSM, AGR): stop each image at its "
                          "first adversarial iterate, or run every step. One rule for all keeps the comparison fair.")
+    url_value("agr_alpha", "compare_agr_alpha", url_choice(list(compare.AGR_ALPHAS)))
     agr_alpha = o2.radio("AGR's base step alpha", compare.AGR_ALPHAS, format_func=cv.AGR_ALPHA_LABELS.get,
                          horizontal=True, key="compare_agr_alpha", persist_state=KEEP,
                          help="eps as the paper's Eq. 11 (the first AGR step is then an FGSM step), or eps/steps, "
                               "the step I-FGSM and MI-FGSM take.")
     resolution = None
     if dataset == "imagenet":
+        url_value("size", "compare_resolution", url_choice(["own", *map(str, compare.RESOLUTIONS)],
+                                                           [None, *compare.RESOLUTIONS]))
         res = o3.selectbox("Input size", [None, *compare.RESOLUTIONS], format_func=cv.resolution_label,
                            key="compare_resolution", persist_state=KEEP,
                            help="Each model's own input size (a target of another size sees resized images), or "
@@ -202,7 +232,8 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
     views = cv.transfer_views(result)
     which = st.radio("Transfer measured on", views, format_func=cv.TRANSFER_VIEWS.get, horizontal=True,
                      key="compare_heat_which")
-    st.plotly_chart(cv.transfer_heatmap(result, attack, which), key="compare_heatmap")
+    heat = cv.transfer_heatmap(result, attack, which)
+    st.plotly_chart(heat, key="compare_heatmap")
     st.markdown(compare.transfer_finding(result, attack))
     resize = ("every model sees the same " + f"{result.resolution}x{result.resolution} pixels" if result.resolution
               else "images are resized for a target with another input size (" + result.transfer_resize + ")")
@@ -217,13 +248,14 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
     st.markdown(cv.paper_quote(result.norm))
 
     st.subheader("Downloads and the command line")
-    d1, d2, d3 = st.columns(3)
+    d1, d2, d3, d4 = st.columns(4)
     d1.download_button("Per-attack table (CSV)", cv.csv_bytes(compare.table_rows(result)), file_name="compare.csv",
                        mime="text/csv", on_click="ignore", key="compare_dl_table")
     d2.download_button("Transfer matrices (CSV)", cv.csv_bytes(compare.transfer_rows(result)),
                        file_name="transfer.csv", mime="text/csv", on_click="ignore", key="compare_dl_transfer")
     d3.download_button("Whole run (JSON)", cv.json_bytes(result), file_name="compare.json",
                        mime="application/json", on_click="ignore", key="compare_dl_json")
+    download_figure(d4, heat, "transfer.html", key="compare_dl_heatmap", label="Transfer heat map (HTML)")
     st.code(req.cli_command(), language="bash")
     if req.images == "uploads":
         st.caption("Put your uploaded images in a folder named uploads/ next to the command.")

@@ -12,9 +12,23 @@ from advcore import data, defenses, models
 from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
 from ui import plots
-from ui.frame import app_frame, error_boundary, md_escape, require_image
+from ui.frame import (
+    app_frame,
+    error_boundary,
+    md_escape,
+    require_image,
+    url_bool,
+    url_choice,
+    url_choices,
+    url_number,
+    url_show_bool,
+    url_show_list,
+    url_show_number,
+    url_value,
+)
 from ui.session import DEFENSE_PANELS, DEFENSE_RUN, DEFENSE_TABLES
 from ui.views import defense as dv
+from ui.widgets import download_figure, download_json, download_table
 
 INTRO = (
     "Halftoning turns an image into black and white dots before the model sees it; this page shows whether "
@@ -33,30 +47,36 @@ PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)
 
 def controls(sel, small: bool, rows: dict[str, str]) -> tuple[str, str, float, str, bool, str]:
     c1, c2, c3 = st.columns([1.6, 1.0, 2.0])
+    url_value("halftone", "defense_method", url_choice(list(defenses.METHODS)))
     method = c1.selectbox("Halftone", list(defenses.METHODS), format_func=dv.METHOD_TITLES.get,
                           key="defense_method", persist_state=KEEP,
                           help="Error diffusion spreads each pixel's rounding error to its neighbours; ordered "
                                "dithering compares each pixel with a tiled threshold matrix.")
+    url_value("attack", "defense_attack" if small else "defense_attack_imagenet", url_choice(list(dv.ATTACK_TITLES)))
     attack = c2.selectbox("Attack", list(dv.ATTACK_TITLES), index=2 if small else 0,
                           format_func=dv.ATTACK_TITLES.get, persist_state=KEEP,
                           key="defense_attack" if small else "defense_attack_imagenet",
                           help="L-inf, untargeted; I-FGSM and PGD: 10 steps.")
     if small:
         low, high, default, step = PIXEL_EPS
+        url_value("eps", "defense_eps_px", url_number(low, high, unit=" (pixel units)"), url_show_number)
         eps = round(c3.slider("eps (pixel units)", low, high, default, step=step, format="%.2f",
                               key="defense_eps_px", persist_state=KEEP,
                               help="Largest change of any pixel, pixels in [0, 1]."), 4)
         eps_text = f"{eps:g}"
     else:
+        url_value("eps", "defense_eps_255", url_number(0, 32, integer=True, unit=" (x/255)"))
         k = c3.slider("eps (x/255)", 0, 32, 4, key="defense_eps_255", persist_state=KEEP,
                       help="Largest change of any pixel, in 8-bit levels.")
         eps, eps_text = k / 255.0, f"{k}/255"
     d1, d2 = st.columns([1.6, 3.0])
     row_options = ["halftone-input"] + list(rows)
+    url_value("row", "defense_row", url_choice(row_options))
     row = d1.selectbox("Defended model", row_options, format_func=lambda r: lab.ROW_TITLES[r],
                        key="defense_row", persist_state=KEEP,
                        help="Which model classifies the halftones: the undefended model itself, or one trained "
                             "on halftones (only) or on intensity and halftone images (hybrid).")
+    url_value("adaptive", "defense_adaptive", url_bool, url_show_bool)
     adaptive = d2.toggle("Attacker knows the defense (BPDA" + (", EOT" if method == "bayer-random" else "") + ")",
                          key="defense_adaptive", persist_state=KEEP,
                          help="Off: the adversarial image is made on the undefended model, as in the paper. On: it "
@@ -118,22 +138,30 @@ def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[
     result = latest_table(base, method)
     suffix = "" if small else "_imagenet"  # the choices differ: keep each dataset's own
     e1, e2, e3 = st.columns([2.2, 2.2, 1.2])
+    url_value("table_attacks", "defense_table_attacks" + suffix, url_choices(list(dv.ATTACK_TITLES)), url_show_list())
     attacks = e1.multiselect("Attacks", list(dv.ATTACK_TITLES), default=list(dv.ATTACK_TITLES) if small else ["fgsm"],
                              format_func=dv.ATTACK_TITLES.get, key="defense_table_attacks" + suffix,
                              persist_state=KEEP)
     eps_choices = dv.TABLE_EPS if small else (0.0, 2 / 255, 4 / 255, 8 / 255)
+    eps_names = [f"{v:g}" if small else f"{round(v * 255)}" for v in eps_choices]  # x/255 for ImageNet
+    url_value("table_eps", "defense_table_eps" + suffix, url_choices(eps_names, list(eps_choices)),
+              url_show_list(lambda v: f"{v:g}" if small else f"{round(v * 255)}"))
     eps = e2.multiselect("eps", list(eps_choices), default=list(eps_choices), key="defense_table_eps" + suffix,
                          format_func=lambda v: f"{v:g}" if small else f"{round(v * 255)}/255", persist_state=KEEP)
     n_choices = dv.N_CHOICES if small else (3, 9)
+    url_value("n", "defense_table_n" + suffix, url_choice([str(v) for v in n_choices], list(n_choices)))
     n = e3.selectbox("Images", n_choices, index=1, key="defense_table_n" + suffix, persist_state=KEEP,
                      help="Fashion-MNIST: the first N images of the shipped test subset (balanced over the "
                           "classes). ImageNet: the bundled photos.")
     s1, s2, s3 = st.columns([1.5, 1.5, 3.2])
+    url_value("steps", "defense_table_steps" + suffix, url_number(1, 200, integer=True))
     steps = s1.number_input("BPDA steps (I-FGSM, PGD)", 1, 200, 10, key="defense_table_steps" + suffix,
                             persist_state=KEEP, help="Steps of I-FGSM and PGD for every attacker of the table.")
+    url_value("strong_steps", "defense_table_strong" + suffix, url_number(0, 1000, integer=True))
     strong_steps = s2.number_input("Strong BPDA-PGD steps", 0, 1000, lab.STRONG_STEPS if small else 10,
                                    key="defense_table_strong" + suffix, persist_state=KEEP,
                                    help="The strong adaptive attacker, counted in the worst case (0: not run).")
+    url_value("restarts", "defense_table_restarts" + suffix, url_number(1, lab.MAX_RESTARTS, integer=True))
     restarts = s3.number_input("Strong attacker's random starts", 1, lab.MAX_RESTARTS, lab.RESTARTS,
                                key="defense_table_restarts" + suffix, persist_state=KEEP,
                                help="An image counts as correct only if it survives every start.")
@@ -172,6 +200,8 @@ def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[
                        + (f", made by `{result.command}`" if result.command else ""))
         st.markdown("**What the measurements say.** " + md_escape(lab.lesson(result)))
         ks = result.topk
+        if len(ks) > 1:
+            url_value("top5", "defense_top5", url_bool, url_show_bool)
         k = ks[-1] if len(ks) > 1 and st.toggle("Top-5", value=not small, key="defense_top5") else "top1"
         lines = dv.table_rows(result, k)
         flags = dv.flags_caption(result)
@@ -179,7 +209,12 @@ def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[
             st.warning(md_escape(flags))
         st.dataframe(lines, hide_index=True, height=dv.table_height(len(lines)))
         st.caption(dv.table_caption(result) + f" Source: {source}." + ("" if result.flags else " " + flags))
-        st.plotly_chart(dv.curves(result, k), key="defense_curves", width="stretch")
+        curves = dv.curves(result, k)
+        st.plotly_chart(curves, key="defense_curves", width="stretch")
+        g1, g2, g3 = st.columns(3)
+        download_table(g1, lines, "defense.csv", key="defense_dl_csv")
+        download_json(g2, result.to_dict(), "defense.json", key="defense_dl_json")
+        download_figure(g3, curves, "defense_curves.html", key="defense_dl_curves")
         st.caption("Each colour is one row of the table (one legend for every panel). Where a dashed line lies "
                    "below the solid one of its colour, the halftone's robustness came from the attacker not "
                    "looking; the last panel is what is left against every attacker.")

@@ -8,16 +8,26 @@ parameter) -> the paper's Figures 1, 3, 4 and 6 and a naive-versus-robust compar
 
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 from advcore import features, models
 from advcore.errors import AdvlabError
 from advcore.labs import geometry
-from ui.frame import app_frame, error_boundary, md_escape, require_image
+from advcore.records import image_record
+from ui.frame import (
+    app_frame,
+    error_boundary,
+    md_escape,
+    require_image,
+    url_bool,
+    url_choice,
+    url_number,
+    url_show_bool,
+    url_value,
+)
 from ui.session import GEOMETRY_RESULTS, GEOMETRY_RUN
 from ui.views import geometry as gv
+from ui.widgets import download_figure, download_json, download_table
 
 INTRO = (
     "This page puts random noise of a fixed size around the selected image and measures how differently the "
@@ -28,6 +38,13 @@ INTRO = (
 KEEP = "session"
 RESULTS, RUN = GEOMETRY_RESULTS, GEOMETRY_RUN  # keyed by (request, model); runs on load, Cancel remembered
 NORM_TITLES = {"linf": "L-inf (every pixel moves by at most r)", "l2": "L2 (Euclidean distance r)"}
+PERMUTATIONS = [0, 99, 199, 499, 999]
+
+
+def parse_radii_text(text: str) -> str:
+    """A link's radii, kept as typed once :func:`advcore.labs.geometry.parse_radii` accepts them."""
+    geometry.parse_radii(text)
+    return text.strip()
 
 
 def controls(sel, model) -> gv.GeometryRequest:
@@ -36,27 +53,34 @@ def controls(sel, model) -> gv.GeometryRequest:
     size = "large" if big else "small"
     dflt = gv.defaults(sel.model)
     c1, c2, c3 = st.columns([1, 2, 1.4])
+    url_value("T", f"geo_T_{size}", url_choice([str(t) for t in gv.T_CHOICES], gv.T_CHOICES))
     T = c1.select_slider("Points per radius (T)", gv.T_CHOICES, dflt["T"], key=f"geo_T_{size}", persist_state=KEEP,
                          help="The paper uses T = 100. Each point costs one forward pass (twice: isotropy and "
                               "symmetry); ImageNet models start lower to answer quickly on a CPU.")
+    url_value("radii", f"geo_radii_{size}", parse_radii_text)
     radii_text = c2.text_input("Radii (x/255 fractions, a list or start:stop:step)", dflt["radii"],
                                key=f"geo_radii_{size}", persist_state=KEEP,
                                help="In [0,1] pixel units: 1/255 is one grey level. The paper's grid is 1 to 20 "
                                     "pixels: 1/255:20/255:1/255. At most 50 radii.")
+    url_value("norm", "geo_norm", url_choice(list(geometry.NORMS)))
     norm = c3.radio("Distance", geometry.NORMS, format_func=lambda n: NORM_TITLES[n].split(" (")[0],
                     key="geo_norm", persist_state=KEEP, horizontal=True,
                     help="L-inf: v has every element in [-r, r] (the paper's v in [-eps, eps]^D). "
                          "L2: the points lie on the Euclidean sphere of radius r.")
     d1, d2, d3, d4 = st.columns([2, 1, 1, 1.2])
     layers = features.layer_names(model)
+    url_value("layer", f"geo_layer_{sel.model}", url_choice(layers))
     layer = d1.selectbox("Layer phi (Mantel test and Lipschitz)", layers, key=f"geo_layer_{sel.model}",
                          help="penultimate = the input of the last fully connected layer, the representation the "
                               "classifier reads (the paper's choice).")
+    url_value("seed", "geo_seed", url_number(0, 2**31 - 1, integer=True))
     seed = d2.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="geo_seed", persist_state=KEEP,
                            help="The same seed gives every model with this input size exactly the same points.")
-    perms = d3.select_slider("Mantel permutations", [0, 99, 199, 499, 999], gv.PAGE_PERMUTATIONS,
+    url_value("perms", "geo_permutations", url_choice([str(p) for p in PERMUTATIONS], PERMUTATIONS))
+    perms = d3.select_slider("Mantel permutations", PERMUTATIONS, gv.PAGE_PERMUTATIONS,
                              key="geo_permutations", persist_state=KEEP,
                              help="Permutations of the two-sided Mantel p-value (0: r only).")
+    url_value("score", "geo_score", url_choice(list(geometry.SCORES)))
     score = d4.selectbox("Score Phi", list(geometry.SCORES), key="geo_score", persist_state=KEEP,
                          format_func=lambda n: geometry.SCORES[n].title,
                          help="; ".join(f"{s.title}: {s.help}" for s in geometry.SCORES.values()))
@@ -105,8 +129,9 @@ def run_button(job: tuple[gv.GeometryRequest, str], name: str) -> None:
 
 
 def isotropy_tab(res: geometry.ImageGeometry) -> None:
-    st.plotly_chart(gv.range_figure(res.report.isotropy, "Isotropy: range of the score against the radius "
-                                                         "(Figure 1)"), key="geo_fig1")
+    fig = gv.range_figure(res.report.isotropy, "Isotropy: range of the score against the radius (Figure 1)")
+    st.plotly_chart(fig, key="geo_fig1")
+    download_figure(st, fig, "geometry_isotropy.html", key="geo_dl_fig1", label="Download isotropy chart (HTML)")
     st.caption(gv.isotropy_sentence(res) + " Colour: the mean score of the points; squares: at least one point "
                                            "at that radius was classified as another class.")
 
@@ -173,8 +198,10 @@ def compare_tab(req: gv.GeometryRequest, image, res: geometry.ImageGeometry) -> 
         return
     naive, robust = partners
     c1, c2 = st.columns([1, 2])
+    url_value("robust", "geo_robust", url_choice(list(robust)))
     other = c1.selectbox("Robust model", robust, key="geo_robust", persist_state=KEEP,
                          format_func=lambda n: f"{n}: {models.get_spec(n).title}")
+    url_value("compare", "geo_compare", url_bool, url_show_bool)
     go_on = c2.toggle(f"Run {naive} and {other} on the same points", key="geo_compare", value=False,
                       help="Both models probe the same image with the same seed, T, radii and layer.")
     if not go_on:
@@ -192,10 +219,11 @@ def compare_tab(req: gv.GeometryRequest, image, res: geometry.ImageGeometry) -> 
     f2.plotly_chart(gv.compare_range_figure(results, "symmetry", "Symmetry range, both models"), key="geo_cmp_sym")
     f3, f4 = st.columns(2)
     f3.plotly_chart(gv.compare_mantel_figure(results), key="geo_cmp_mantel")
-    f4.table([{"model": r.model, "clean class": r.class_name, "clean score": f"{r.report.clean_score:.4f}",
-               "ratio < 1": f"{r.report.lipschitz.share_below_1:.1%}",
-               "median ratio": f"{float(r.report.lipschitz.ratio.nanmedian()):.3g}"} for r in results],
-             hide_index=True, border="horizontal")
+    rows = [{"model": r.model, "clean class": r.class_name, "clean score": f"{r.report.clean_score:.4f}",
+             "ratio < 1": f"{r.report.lipschitz.share_below_1:.1%}",
+             "median ratio": f"{float(r.report.lipschitz.ratio.nanmedian()):.3g}"} for r in results]
+    f4.table(rows, hide_index=True, border="horizontal")
+    download_table(f4, rows, "geometry_compare.csv", key="geo_dl_compare_csv")
     st.markdown(gv.compare_sentence(a, b))
     st.caption("Measured here on one image; the paper compares standard networks only. Rerun with other test "
                "images in the sidebar to see how much of the difference holds.")
@@ -233,8 +261,8 @@ def main() -> None:
             compare_tab(req, image, res)
         st.markdown("**The same numbers from the command line**")
         st.code(req.cli_command(sel.cli_image), language="bash")
-        st.download_button("Download the results (JSON)", json.dumps(res.to_dict(), indent=2),
-                           file_name="geometry.json", mime="application/json", key="geo_download")
+        download_json(st, {**image_record(sel.image_name, image), **res.to_dict()}, "geometry.json",
+                      key="geo_download", label="Download the results (JSON)")
         st.caption("The paper (Aghdam et al., VISAPP 2017) used T = 100 points at radii of 1 to 20 pixels on 300 "
                    "images per network with more than 99% confidence; this page probes the one image you chose.")
 

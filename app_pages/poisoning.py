@@ -10,9 +10,19 @@ import streamlit as st
 
 from advcore.errors import AdvlabError
 from advcore.labs import poisoning
-from ui.frame import app_frame, error_boundary
+from ui.frame import (
+    app_frame,
+    error_boundary,
+    url_choice,
+    url_choices,
+    url_number,
+    url_show_list,
+    url_show_number,
+    url_value,
+)
 from ui.session import POISON_EXAMPLES, POISON_RESULTS, POISON_RUN
 from ui.views import poisoning as pv
+from ui.widgets import download_figure, download_json, download_table
 
 INTRO = (
     "Poison the training set of a linear SVM that reads frozen features of a naive, an FGSM-trained or a "
@@ -26,6 +36,7 @@ RESULTS, EXAMPLES, RUN = POISON_RESULTS, POISON_EXAMPLES, POISON_RUN  # kept per
 def controls(device: str) -> dict:
     """The shared settings; returns them as keyword arguments of :class:`ui.views.poisoning.Request`."""
     c1, c2, c3 = st.columns([1.6, 1.2, 1.2])
+    url_value("features", "poison_kinds", url_choices(list(pv.PAGE_KINDS)), url_show_list())
     kinds = c1.multiselect("Features", pv.PAGE_KINDS, default=list(pv.DEFAULT_KINDS), key="poison_kinds",
                            format_func=pv.CHIP_NAMES.get, persist_state=KEEP,
                            help="Frozen extractors: the shipped Fashion-MNIST networks, trained naively, with FGSM or "
@@ -33,30 +44,40 @@ def controls(device: str) -> dict:
                                 "penultimate layer on random crops of two bundled photos, the paper's sanity check; "
                                 "slower); split naive / split PGD: small CNNs trained on Fashion-MNIST classes 0-4 "
                                 "only, on Sandal against Sneaker (classes they never saw).")
+    url_value("eps", "poison_eps", url_number(0, 64, integer=True, unit=" (x/255)"))
     eps_255 = c2.slider("eps (x/255, L-inf)", 0, 64, 7, key="poison_eps", persist_state=KEEP,
                         help="How far each poison may move from its image, per pixel; the paper uses 7/255 on MNIST.")
+    url_value("method", "poison_method", url_choice(list(poisoning.METHODS)))
     method = c3.radio("Crafting", poisoning.METHODS, index=1, format_func=str.upper, horizontal=True,
                       key="poison_method",
                       persist_state=KEEP, help="One FGSM step, or PGD steps of 2.5 eps / steps (paper Sec. 2.2).")
     d1, d2, d3, d4 = st.columns(4)
+    url_value("steps", "poison_steps", url_number(1, 50, integer=True))
     steps = d1.slider("PGD steps (AP)", 1, 50, poisoning.DEFAULT_STEPS, key="poison_steps", persist_state=KEEP,
                       disabled=method == "fgsm", help="Adversarial poisoning: PGD steps of 2.5 eps / steps.")
     e1, e2, e3, e4 = st.columns(4)
+    url_value("pf_steps", "poison_pf_steps", url_number(1, poisoning.MAX_STEPS, integer=True))
     pf_steps = e1.slider("Poison frog steps", 1, poisoning.MAX_STEPS, poisoning.PF_STEPS, key="poison_pf_steps",
                          persist_state=KEEP, disabled=method == "fgsm",
                          help="Signed steps with a decaying step size (eps/4 (1 - t/T)), keeping the closest iterate.")
+    url_value("poisons", "poison_k", url_number(1, poisoning.MAX_POISONS, integer=True))
     poisons = e2.number_input("Poisons per target", 1, poisoning.MAX_POISONS, 1, step=1, key="poison_k",
                               persist_state=KEEP, help="The author's code replaces a batch of 64 bases.")
+    url_value("bases", "poison_bases", url_choice(list(poisoning.BASE_CHOICES)))
     base_choice = e3.radio("Bases", poisoning.BASE_CHOICES, key="poison_bases", horizontal=True, persist_state=KEEP,
                            help="random, or the other class's training images nearest the target in feature space "
                                 "(best-base search)")
+    url_value("C", "poison_C", url_number(1e-4, 1e4), url_show_number)
     C = e4.number_input("SVM C (raw features)", 1e-4, 1e4, poisoning.DEFAULT_C, format="%.4g", key="poison_C",
                         persist_state=KEEP, help="LinearSVC's C on the raw features, as the paper trains it "
                                                  "(LinearSVC's default 1).")
+    url_value("trials", "poison_trials", url_number(1, pv.MAX_PAGE_TRIALS, integer=True))
     trials = d2.number_input("Poison frog trials", 1, pv.MAX_PAGE_TRIALS, 20, step=1, key="poison_trials",
                              persist_state=KEEP, help="The paper runs 100; each trial retrains the SVM.")
+    url_value("share", "poison_share", url_number(0.0, 0.5, unit=" (share of labels)"), url_show_number)
     share = d3.slider("Random labels (LF)", 0.0, 0.5, 0.02, step=0.01, key="poison_share", persist_state=KEEP,
                       format="%.2f", help="Share of training labels replaced by random ones; the paper uses 2%.")
+    url_value("seed", "poison_seed", url_number(0, 2**31 - 1, integer=True))
     seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="poison_seed", persist_state=KEEP)
     if not kinds:
         raise AdvlabError("Choose at least one kind of features.")
@@ -111,7 +132,11 @@ def table(req: pv.Request, busy: bool, label: str, auto: bool = False) -> poison
             shown = prev[1]
     if shown is not None:
         result = shown
-        st.table(pv.rows(result), hide_index=True, border="horizontal")
+        rows = pv.rows(result)
+        st.table(rows, hide_index=True, border="horizontal")
+        g1, g2 = st.columns(2)
+        download_table(g1, rows, f"poisoning_{req.attack}.csv", key=f"poison_dl_csv_{req.attack}")
+        download_json(g2, result.to_dict(), f"poisoning_{req.attack}.json", key=f"poison_dl_json_{req.attack}")
         st.markdown(f"**What our measurements say:** {result.verdict}")
         st.caption(pv.caption(result) + f" Computed in {result.seconds:.1f} s.")
     st.code(req.cli_command(), language="bash")
@@ -139,7 +164,10 @@ def frog_section(result: poisoning.PoisoningTable) -> None:
     i3.image(pert, caption=f"perturbation x{factor:.0f} (grey = 0)", width=160)
     i4.image(pv.image(ex.target), caption=f"target: a test '{classes[trial.target_label]}'", width=160)
     proj = ex.projection
-    st.plotly_chart(pv.projection_figure(proj), key="poison_pca")
+    fig = pv.projection_figure(proj)
+    st.plotly_chart(fig, key="poison_pca")
+    download_figure(st, fig, "poison_frog_features.html", key="poison_dl_pca",
+                    label="Download feature-space chart (HTML)")
     before = pv.side(proj["clean"]["value_at_target"], proj["classes"])
     after = pv.side(proj["poisoned"]["value_at_target"], proj["classes"])
     moved = "crosses" if before != after else "does not cross"

@@ -13,10 +13,11 @@ from advcore import datasets
 from advcore.errors import AdvlabError
 from advcore.labs import training
 from ui import plots
-from ui.frame import app_frame
+from ui.frame import app_frame, url_choice, url_choices, url_number, url_show_list, url_show_number, url_value
 from ui.session import TRAIN_RUN, TRAIN_RUN_COUNT, TRAIN_RUNS, next_number
 from ui.views import training as training_view
 from ui.views.training import DATASET_TITLES, RECIPE_TITLES, RunRequest
+from ui.widgets import download_figure, download_json, download_table
 
 INTRO = (
     "Each line below is one of our shipped Fashion-MNIST models, and shows how its accuracy falls as the attack "
@@ -30,8 +31,9 @@ RUNS, RUN = TRAIN_RUNS, TRAIN_RUN  # this session's runs (number -> card); the T
 def figure4(cards: list[dict]) -> None:
     """Accuracy against attack strength under FGSM and PGD-10, one line per model."""
     c1, c2 = st.columns(2)
-    c1.plotly_chart(plots.accuracy_vs_strength(training_view.series(cards, "fgsm"), "FGSM"),
-                    key="train_fig4_fgsm")
+    fgsm = plots.accuracy_vs_strength(training_view.series(cards, "fgsm"), "FGSM")
+    c1.plotly_chart(fgsm, key="train_fig4_fgsm")
+    download_figure(c1, fgsm, "figure4_fgsm.html", key="train_dl_fig4", label="Download FGSM chart (HTML)")
     pgd = training_view.series(cards, "pgd")
     if pgd:
         c2.plotly_chart(plots.accuracy_vs_strength(pgd, "PGD-10"), key="train_fig4_pgd")
@@ -50,7 +52,11 @@ def figure4(cards: list[dict]) -> None:
 
 def table1(cards: list[dict]) -> None:
     """Average accuracy over the strength range per model, with clean accuracy and training cost."""
-    st.table(training_view.table_rows(cards), hide_index=True, border="horizontal")
+    rows = training_view.table_rows(cards)
+    st.table(rows, hide_index=True, border="horizontal")
+    t1, t2 = st.columns(2)
+    download_table(t1, rows, "table1.csv", key="train_dl_table1")
+    download_json(t2, cards, "model_cards.json", key="train_dl_cards", label="Download the model cards (JSON)")
     eps = sorted({e for c in cards for cur in c.get("curves", {}).values() for e in cur["eps"]})
     span = f"the {len(eps)} strengths from {eps[0]:g} to {eps[-1]:g}" if eps else "the strengths"
     threads = sorted({c["environment"]["threads"] for c in cards if "threads" in c.get("environment", {})})
@@ -70,6 +76,8 @@ def random_walk_section(cards: list[dict]) -> None:
                 "choose their strengths this way (scripts/train_zoo.sh trains them).")
         return
     names = [c["name"] for c in chosen_cards]
+    if len(names) > 1:
+        url_value("walk", "train_walk_card", url_choice(names))
     name = names[0] if len(names) == 1 else st.radio(
         "Random walk of", names, horizontal=True, key="train_walk_card", persist_state=KEEP,
         format_func=lambda n: training_view.short_label(next(c for c in chosen_cards if c["name"] == n)))
@@ -108,23 +116,34 @@ def controls(device: str) -> RunRequest:
     have_fmnist = datasets.fashion_mnist_available()
     options = ["fashion-mnist", "digits"] if have_fmnist else ["digits"]
     c1, c2, c3 = st.columns([1.2, 1.3, 1.5])
+    url_value("data", "train_dataset", url_choice(options))
     dataset = c1.radio("Data", options, format_func=DATASET_TITLES.get, key="train_dataset", persist_state=KEEP,
                        horizontal=True, help="Fashion-MNIST: 28x28 clothes, 55,000 training images. Digits: "
                                              "scikit-learn's 8x8 handwritten digits, 1,097 training images.")
+    url_value("recipe", "train_recipe", url_choice(list(training.RECIPES)))
     recipe = c2.selectbox("Recipe", training.RECIPES, format_func=RECIPE_TITLES.get, key="train_recipe",
                           persist_state=KEEP, help="Standard, single-strength adversarial training (half clean, "
                                                    "half adversarial) or multi-strength (MAT).")
+    url_value("strengths", "train_strengths",
+              url_choices([f"{v:g}" for v in training_view.GRID], list(training_view.GRID)),
+              url_show_list(url_show_number))
     strengths = c3.multiselect("Strengths (L-inf eps)", training_view.GRID, default=[0.1], key="train_strengths",
                                format_func=lambda v: f"{v:g}", disabled=recipe == "standard", persist_state=KEEP,
                                help="Single strength: exactly one. MAT: several, e.g. 0.05, 0.2, 0.3.")
     d1, d2, d3, d4 = st.columns(4)
+    url_value("epochs", "train_epochs", url_number(1, training_view.MAX_EPOCHS, integer=True))
     epochs = d1.slider("Epochs", 1, training_view.MAX_EPOCHS, 1, key="train_epochs", persist_state=KEEP)
+    url_value("images", "train_limit", url_choice([str(v) for v in training_view.IMAGE_CHOICES],
+                                                  list(training_view.IMAGE_CHOICES)))
     limit = d2.select_slider("Training images", training_view.IMAGE_CHOICES, 2000, key="train_limit",
                              format_func=lambda v: f"{v:,}", persist_state=KEEP,
                              help="The first N training images (digits has 1,097 in all).")
+    url_value("eval", "train_eval_n", url_choice([str(v) for v in training_view.EVAL_CHOICES],
+                                                 list(training_view.EVAL_CHOICES)))
     eval_n = d3.select_slider("Evaluation images", training_view.EVAL_CHOICES, 500, key="train_eval_n",
                               format_func=lambda v: f"{v:,}", persist_state=KEEP,
                               help="Images of the FGSM curve (digits: at most 500).")
+    url_value("seed", "train_seed", url_number(0, 2**31 - 1, integer=True))
     seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="train_seed", persist_state=KEEP,
                            help="Initialisation, shuffling and PGD starts: the same seed, the same model.")
     if not have_fmnist:

@@ -431,6 +431,21 @@ def url_choice(options: Sequence[str], values: Sequence[object] | None = None,
     return parse
 
 
+def url_choices(options: Sequence[str], values: Sequence[object] | None = None) -> Callable[[str], list]:
+    """A parser for a multiselect: comma-separated option names (each as :func:`url_choice`); empty = none."""
+    one = url_choice(options, values)
+
+    def parse(text: str) -> list:
+        return [one(t) for t in text.split(",") if t.strip()]
+
+    return parse
+
+
+def url_show_list(show: Callable[[object], str] = str) -> Callable[[object], str]:
+    """A multiselect's values as comma-separated URL text."""
+    return lambda vs: ",".join(show(v) for v in vs)
+
+
 def url_number(low: float | None, high: float | None, *, integer: bool = False,
                unit: str = "") -> Callable[[str], float | int]:
     """A parser for a number widget: finite, within [low, high] (the widget's own range), an int if ``integer``."""

@@ -39,7 +39,7 @@ def test_page_opens_without_computing_and_shows_the_command() -> None:
     rows = at.table[0].value.to_dict("records")
     run = saved.runs[0].sources["efficientnet-lite0"]
     assert [r["ASR"] for r in rows] == [f"{100 * run[a].asr:.1f}%" for a in compare.ALL_ATTACKS]
-    words = shlex.split([c.value for c in at.code if "-m advcore" in c.value][-1].replace("\\\n", " "))
+    words = shlex.split(at.main.code[-1].value.replace("\\\n", " "))
     args = build_parser().parse_args(words[3:])
     assert (args.models, args.images, args.attacks, args.norm, args.eps, args.steps, args.seed) == (
         ["efficientnet-lite0"], "samples", "all", "linf", "4/255", 10, 0)

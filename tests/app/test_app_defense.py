@@ -40,7 +40,7 @@ def test_four_views_with_predictions_and_the_adaptive_switch():
     from ui.frame import DEFAULT_GALLERY  # the sidebar's default test image
 
     x, y = datasets.load_subset(DEFAULT_GALLERY + 1)
-    x, y = x[DEFAULT_GALLERY:], y[DEFAULT_GALLERY:]
+    x, y = x[DEFAULT_GALLERY:DEFAULT_GALLERY + 1], y[DEFAULT_GALLERY:DEFAULT_GALLERY + 1]
     p = lab.image_panels("fmnist-naive", datasets.to_float(x), int(y[0]), method="bayer", row="halftone-input",
                          attack="fgsm", eps=0.2, trained={})
     for name in lab.Panels.PANELS:
@@ -76,7 +76,7 @@ def test_measure_table_matches_advcore_and_shows_the_lesson():
         assert worst["eps 0.1: ignores / bare / knows"].split()[0] == f"{100 * ref.robust[row.key]['top1'][1]:.1f}%"
     assert ref.lesson[:60] in texts(at).replace("\\", "")
     assert len(at.get("plotly_chart")) == 1
-    line = [c.value for c in at.code if "-m advcore" in c.value][-1].replace("\\\n", " ")
+    line = at.main.code[-1].value.replace("\\\n", " ")
     argv = shlex.split(line)
     assert argv[:3] == ["python", "-m", "advcore"]
     args = build_parser().parse_args(argv[3:])
