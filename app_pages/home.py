@@ -71,7 +71,7 @@ st.markdown(
     "Atkinson, Jarvis-Judice-Ninke or Stucki error diffusion, or Bayer ordered dithering). It compares an undefended "
     "model, halftoned input on it, a halftone-trained and a hybrid model under FGSM, I-FGSM and PGD, twice: against "
     "an attacker who ignores the halftone (as the paper did) and one who knows it (BPDA, plus EOT when the halftone "
-    "is random). The gap between the two is the lesson."
+    "is random), and the per-example worst case over every attacker; the gap is the lesson."
 )
 st.page_link("app_pages/defense.py", label="Open the Defense lab", icon=":material/shield:")
 st.markdown(
@@ -80,3 +80,9 @@ st.markdown(
     "poisoning attack its training set, and the measured tables appear next to the paper's."
 )
 st.page_link("app_pages/poisoning.py", label="Open the Poisoning lab", icon=":material/science:")
+st.markdown(
+    "**Papers**: each of the five papers' headline claims, its own numbers cited by table or figure, next to what "
+    "advlab measured on its closest setting, a verdict per claim computed from those numbers, and the command that "
+    "reproduces each one (`python -m advcore reproduce PAPER`)."
+)
+st.page_link("app_pages/papers.py", label="Open the Papers page", icon=":material/menu_book:")
