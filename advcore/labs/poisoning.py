@@ -147,10 +147,14 @@ def check_share(share: float, name: str = "share") -> float:
     return float(share)
 
 
+def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    if value not in choices:
+        raise AdvlabError(f"Unknown {what} {value!r}; choose {' or '.join(choices)}.")
+    return value
+
+
 def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise AdvlabError(f"Unknown crafting method {method!r}; choose fgsm or pgd.")
-    return method
+    return _check_choice(method, METHODS, "crafting method")
 
 
 def check_steps(steps: int) -> int:
@@ -160,9 +164,7 @@ def check_steps(steps: int) -> int:
 
 
 def check_schedule(schedule: str) -> str:
-    if schedule not in SCHEDULES:
-        raise AdvlabError(f"Unknown step schedule {schedule!r}; choose {' or '.join(SCHEDULES)}.")
-    return schedule
+    return _check_choice(schedule, SCHEDULES, "step schedule")
 
 
 def check_poisons(poisons: int) -> int:
@@ -172,9 +174,7 @@ def check_poisons(poisons: int) -> int:
 
 
 def check_base_choice(choice: str) -> str:
-    if choice not in BASE_CHOICES:
-        raise AdvlabError(f"Unknown base choice {choice!r}; choose {' or '.join(BASE_CHOICES)}.")
-    return choice
+    return _check_choice(choice, BASE_CHOICES, "base choice")
 
 
 def check_c(C: float) -> float:
