@@ -235,7 +235,9 @@ class Halftone(Defense):
     def check_params(self) -> None:
         check_method(self.method)
         super().check_params()
-        bayer_matrix(self.bayer_size)
+        if self.bayer_size not in BAYER_SIZES:
+            raise AdvlabError(f"The halftone's bayer_size must be one of {', '.join(map(str, BAYER_SIZES))}, "
+                              f"got {self.bayer_size!r}.")
 
     def used_params(self):
         """``method``, and ``bayer_size`` for ordered dithering only."""

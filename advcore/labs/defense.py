@@ -228,7 +228,8 @@ def evaluation_images(model_name: str, n: int | None = None, *,
 
 # --------------------------------------------------------------------------- the table's record
 
-#: The keys of :meth:`DefenseTable.to_dict`, in order (``command`` only when set).
+#: The keys of :meth:`DefenseTable.to_dict`, in order (``command`` only when set); ``masking``
+#: (:attr:`DefenseTable.masking`, after ``flags``) is derived from the numbers, so a file may lack it.
 TABLE_KEYS = ("model", "defense", "data", "labels", "n", "eps", "attacks", "attack_params", "adaptive", "bpda",
               "eot", "topk", "rows", "columns", "clean", "accuracy", "strong", "robust", "flags", "table", "device",
               "lesson", "seconds")
@@ -391,7 +392,9 @@ class DefenseTable:
             "table": [c.to_dict() for c in self.table], "device": self.device, "lesson": self.lesson,
             "seconds": self.seconds,
         }
-        out["masking"] = check_masking(out)
+        masking = check_masking(out)  # derived from the numbers: written after the flags, recomputed when read
+        out = {k: v for k, v in out.items() if k not in ("table", "device", "lesson", "seconds")} | {
+            "masking": masking, **{k: out[k] for k in ("table", "device", "lesson", "seconds")}}
         if self.command is not None:
             out["command"] = self.command
         return out
@@ -757,9 +760,8 @@ def eot_sentence(result: DefenseTable) -> str:
     mean = sum(p[0] - p[1] for p in pairs) / len(pairs)
     b, k, r, i = max(pairs, key=lambda p: p[0] - p[1])
     text = (f"EOT's effect alone ({name_of(a)}, {result.attack_params.steps} steps, BPDA with one draw of the "
-            f"{random_word(defense_title(result.defense))} per step against the mean over {result.eot}): accuracy changes "
-            f"by {-100 * mean:+.1f} "
-            f"points on average over {len(pairs)} defended cells")
+            f"{random_word(defense_title(result.defense))} per step against the mean over {result.eot}): accuracy "
+            f"changes by {-100 * mean:+.1f} points on average over {len(pairs)} defended cells")
     if b - k <= 0:
         return text + "; EOT lowers it in none of them."
     return text + (f"; the largest drop: the {r.title} at eps {eps_fraction_text(result.eps[i])}, "
