@@ -469,7 +469,8 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                      strong_steps: int = STRONG_STEPS, restarts: int = RESTARTS,
                      bayer_size: int = 8, seed: int = 0, batch_size: int = 250,
                      trained: dict[str, str] | None = None, device: str | torch.device = "cpu",
-                     progress: ProgressFn | None = None, params: dict[str, Any] | None = None) -> DefenseTable:
+                     progress: ProgressFn | None = None, params: dict[str, Any] | None = None,
+                     images: tuple[torch.Tensor, torch.Tensor] | None = None) -> DefenseTable:
     """Accuracy of every row under every attack and eps against every attacker, and the per-example worst case.
 
     Attackers (columns, :data:`COLUMN_TITLES`):
@@ -493,7 +494,9 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     L-inf, untargeted; I-FGSM and PGD take ``steps`` steps (step eps/steps and 2.5 eps/steps, PGD from a
     random start seeded by ``seed``). At eps 0 every entry is the clean accuracy. Top-5 is reported when the
     model has more than 10 classes. ``progress`` (:mod:`advcore.progress`) counts attack runs; returning True
-    cancels (:class:`Cancelled`).
+    cancels (:class:`Cancelled`). ``images``: ``(x, y)`` to evaluate instead of :func:`evaluation_images` (``n``
+    ignored), e.g. one shard of a larger set: every number is a per-image mean, so shards' tables combine by
+    weighting with their ``n``.
     """
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -513,7 +516,14 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     if isinstance(restarts, bool) or not isinstance(restarts, int) or not 1 <= restarts <= MAX_RESTARTS:
         raise AdvlabError(f"Restarts must be a whole number from 1 to {MAX_RESTARTS}.")
     rows = build_rows(model_name, defense, device=dev, eot=eot, trained=trained)
-    x, y, what, labels = evaluation_images(model_name, n, device=dev)
+    if images is None:
+        x, y, what, labels = evaluation_images(model_name, n, device=dev)
+    else:
+        x, y = images
+        check_images(x, "evaluate_defense")
+        if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
+            raise AdvlabError("evaluate_defense: images takes (x, y) with one label per image.")
+        x, y, what, labels = x.to(dev), y.to(dev), "given images", "given labels"
     num_classes = models.get_spec(model_name).num_classes
     ks = (1, 5) if num_classes > 10 else (1,)
     columns = column_keys(adaptive, defense.randomized)

@@ -31,8 +31,8 @@ METHOD_TITLES = {
     "atkinson": "Atkinson (error diffusion)",
     "jarvis-judice-ninke": "Jarvis-Judice-Ninke (error diffusion)",
     "stucki": "Stucki (error diffusion)",
-    "bayer": "Bayer 8x8 (ordered dithering)",
-    "bayer-random": "Bayer 8x8, random offset (randomised: EOT)",
+    "bayer": "Bayer (ordered dithering)",
+    "bayer-random": "Bayer, random offset (randomised: EOT)",
 }
 #: The page's defense menu: every preset (one per halftone method) and every other registered defense.
 DEFENSE_TITLES = {
