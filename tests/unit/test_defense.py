@@ -180,7 +180,22 @@ def test_the_shipped_tables_load_and_match_their_file_names():
         assert isinstance(result, lab.DefenseTable)
         assert lab.saved_table(model, method) == result
         assert lab.lesson(result)
+        assert result.masking["verdict"] and result.to_dict()["masking"] == result.masking
+        cls = defenses.DEFENSES[result.defense["name"]]
+        for p in cls.PARAMS:  # made with other parameters: not this table
+            if p.kind == "int" and p.name != "bayer_size":
+                other = p.default + 1 if p.high is None or p.default < p.high else p.default - 1
+                assert lab.saved_table(model, method, {p.name: other}) is None
     assert lab.saved_table("fmnist-naive", "stucki-nonexistent") is None
+
+
+def test_the_evaluation_takes_given_images_and_labels(fmnist):
+    """``images=(x, y)`` (one shard of a set) gives the same numbers as the same images chosen by ``n``."""
+    x, y = datasets.load_subset(6)
+    kw = dict(attack_names=["fgsm"], eps=[0, 0.1], adaptive=False, trained={})
+    given = lab.evaluate_defense("fmnist-naive", "median", images=(datasets.to_float(x), y), **kw)
+    assert given.n == 6 and given.data == "given images"
+    assert given.accuracy == lab.evaluate_defense("fmnist-naive", "median", n=6, **kw).accuracy
 
 
 def test_a_damaged_table_is_refused_with_a_plain_message(tmp_path):
