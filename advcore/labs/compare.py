@@ -1096,7 +1096,7 @@ SAVED = {"default-imagenet.json": {"sources": ["efficientnet-lite0"],
                                    "targets": ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
                                    "attacks": list(ALL_ATTACKS), "norm": "linf", "eps": [4 / 255], "steps": 10,
                                    "seed": 0, "stop_on_success": "all", "agr_alpha": "eps", "resolution": None,
-                                   "images": "samples"}}
+                                   "images": "samples", "radius": []}}
 
 
 def saved_result(settings: dict) -> tuple[CompareResult, str] | None:
