@@ -34,7 +34,7 @@ def test_page_opens_without_computing_and_shows_the_command() -> None:
     saved, name = compare.saved_result({"sources": ["efficientnet-lite0"], "targets": [
         "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], "attacks": list(compare.ALL_ATTACKS),
         "norm": "linf", "eps": [4 / 255], "steps": 10, "seed": 0, "stop_on_success": "all", "agr_alpha": "eps",
-        "resolution": None, "images": "samples", "radius": []})
+        "resolution": None, "images": "samples"})
     assert any(name in i.value for i in at.info)
     rows = at.table[0].value.to_dict("records")
     run = saved.runs[0].sources["efficientnet-lite0"]

@@ -69,3 +69,11 @@ def test_radius_refuses_non_minimal_norm_attacks_with_one_line(names: str, fragm
     code, out, err = run_cli([*ARGS, "--radius", names])
     assert code == 2 and out == "" and "Traceback" not in err
     assert len(err.splitlines()) == 1 and fragment in err
+
+
+def test_median_radius_counts_not_found_as_larger_than_every_radius() -> None:
+    assert compare.median_radius([0.3, None, 0.1]) == 0.3
+    assert compare.median_radius([0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.25)
+    assert compare.median_radius([0.1, None, 0.2, None]) is None  # the upper middle value is beyond the search
+    assert compare.median_radius([None, None, 0.1]) is None
+    assert compare.median_radius([]) is None
