@@ -75,7 +75,8 @@ def _shares_the_stop_policy(spec: attacks.AttackSpec) -> bool:
 
 # The attacks Compare ranks (fgsm, ifgsm, pgd, mifgsm, agr: the AGR paper's Table 3 set). Minimal-norm (C&W,
 # DeepFool), APGD and Square have their own stopping rules, so ranking them beside these under one budget and
-# one stop rule would not be the fair comparison this lab promises; use `attack`/`eval` for them.
+# one stop rule would not be the fair comparison this lab promises; use `attack`/`eval` for them. The minimal-norm
+# ones report their per-image robustness radius in a section of their own (``radius``, :data:`RADIUS_ATTACKS`).
 ALL_ATTACKS: tuple[str, ...] = tuple(n for n, s in attacks.ATTACKS.items() if _shares_the_stop_policy(s))
 def _minimal_norm(spec: attacks.AttackSpec) -> bool:
     """A minimal-norm attack: its budget ``eps`` is optional (None: no bound), it reports a radius per image."""
