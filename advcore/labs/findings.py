@@ -299,6 +299,49 @@ def poisoning_finding(src: Sources, records: Mapping[str, dict]) -> str:
     return out
 
 
+def training_finding(src: Sources, records: Mapping[str, dict]) -> str:
+    """MAT's Table 1 under the paper's protocol with R+FGSM and the label-leaking evidence
+    (training-table1-paper.json), and the small retraining check (training-retrain-small.json)."""
+    t = src["table1-paper"]
+    rows = sorted(t["models"].items(), key=lambda kv: -kv[1]["average_accuracy"])
+    m = t["models"]
+    mix, par = m["fmnist-mat-mixed"], m["fmnist-mat-parallel"]
+    single = {k: m[k] for k in ("fmnist-fgsm", "fmnist-pgd")}
+    mat_over = all(v["average_accuracy"] > s["average_accuracy"] for v in (mix, par) for s in single.values())
+    mat_under_r = all(v["rfgsm_average"] < s["rfgsm_average"] for v in (mix, par) for s in single.values())
+    leaks = [(k, v["label_leaking"]) for k, v in m.items() if (v.get("label_leaking") or {}).get("broken")]
+    def leak(k: str, x: dict) -> str:
+        where = "above" if x["above_clean"] else f"{x['clean'] - x['fgsm']:.3f} below"
+        return (f"{k} white-box FGSM {x['fgsm']:.3f} at eps {x['eps']:g} ({where} its clean {x['clean']:.3f}), "
+                f"R+FGSM {x['rfgsm']:.3f} there")
+
+    leak_txt = "; ".join(leak(k, x) for k, x in leaks)
+    r = src["retrain-small"]["curves"]["fgsm"]
+    acc = r["accuracy"]
+    rises = any(b > a for a, b in zip(acc, acc[1:], strict=False))
+    cmd = src["retrain-small"]["command"]
+    size = {k: re.search(rf"--{k} (\d+)", cmd) for k in ("epochs", "limit")}
+    words = {"epochs": "epoch(s)", "limit": "training images"}
+    size_txt = "".join(f"{int(m.group(1)):,} {words[k]}, " for k, m in size.items() if m)
+    return (f"- **Training (MAT's Table 1)** (`python -m advcore table1 --protocol paper`, "
+            f"`bench/results/training-table1-paper.json`, {t['n']:,} images, FGSM sets crafted once on "
+            f"{t['source']}, eps {t['eps'][0]:g}-{t['eps'][-1]:g}): "
+            + ", ".join(f"{k} {v['average_accuracy']:.3f}" for k, v in rows)
+            + f"; parallel MAT {'beat' if par['average_accuracy'] > mix['average_accuracy'] else 'did not beat'} "
+            f"mixed, and both MAT models {'beat' if mat_over else 'did not both beat'} single-strength FGSM and PGD "
+            "training. "
+            + (f"Label leaking lifts the MAT numbers: {leak_txt} (a random first step breaks it). " if leaks else "")
+            + "With R+FGSM (white-box, random step eps/2) the averages are "
+            + ", ".join(f"{k} {v['rfgsm_average']:.3f}" for k, v in
+                        sorted(m.items(), key=lambda kv: -kv[1]["rfgsm_average"]))
+            + (": both MAT models fall below single-strength training. " if mat_under_r else ". ")
+            + "Whether retraining with `--example-labels predicted` removes the rise was not re-measured: a mixed "
+            f"MAT run small enough for a few CPU minutes ({size_txt}{r['n']:,} evaluation images, "
+            f"`bench/results/training-retrain-small.json`) shows "
+            + ("a rise" if rises else "no rise to remove")
+            + f" (white-box FGSM {acc[0]:.3f} at eps {r['eps'][0]:g} to {acc[-1]:.3f} at {r['eps'][-1]:g}).")
+
+
 FINDINGS: tuple[Finding, ...] = (
     Finding("agr", "AGR against I-FGSM and MI-FGSM", {"compare": "bench/results/compare.json"},
             "python bench/compare.py --policies", ("agr",), agr_finding),
@@ -313,6 +356,10 @@ FINDINGS: tuple[Finding, ...] = (
                                        "card-split-pgd": "assets/models/poisoning/fmnist04-pgd.json"},
             "python bench/poisoning.py --settings; python -m advcore poison lf --json bench/results/poisoning-lf.json",
             ("poisoning",), poisoning_finding),
+    Finding("training", "Training (MAT's Table 1)", {"table1-paper": "bench/results/training-table1-paper.json",
+                                                     "retrain-small": "bench/results/training-retrain-small.json"},
+            "python -m advcore table1 --protocol paper --json bench/results/training-table1-paper.json", (),
+            training_finding),
 )
 
 

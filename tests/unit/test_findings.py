@@ -71,3 +71,15 @@ def test_missing_file_is_not_measured(saved) -> None:
     out = findings.bullets({**src, "geometry": None}, rec)
     assert out[1] == ("- **Geometry**: not measured (bench/results/geometry.json missing; run "
                       "`python bench/geometry.py`).")
+
+
+def test_training_word_follows_numbers(saved) -> None:
+    """A rising FGSM curve in the small retraining turns 'no rise to remove' into 'a rise'; parallel MAT made the
+    best under the paper's protocol turns 'did not beat' into 'beat'."""
+    src, rec = saved
+    s = copy.deepcopy(src)
+    s["retrain-small"]["curves"]["fgsm"]["accuracy"][-1] = 0.99
+    s["table1-paper"]["models"]["fmnist-mat-parallel"]["average_accuracy"] = 0.9
+    before, after = _bullet("training", src, rec), _bullet("training", s, rec)
+    assert "shows no rise to remove" in before and "shows a rise" in after
+    assert "parallel MAT did not beat mixed" in before and "parallel MAT beat mixed" in after
