@@ -9,14 +9,11 @@ evaluate) joins the charts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import streamlit as st
 
 from advcore import datasets
 from advcore.errors import AdvlabError
 from advcore.labs import training
-from advcore.units import parse_eps_list
 from ui import plots
 from ui.frame import app_frame, url_choice, url_choices, url_number, url_show_list, url_show_number, url_value
 from ui.session import TRAIN_RUN, TRAIN_RUN_COUNT, TRAIN_RUNS, PageRun, SessionCache, next_number
@@ -31,37 +28,8 @@ INTRO = (
 )
 KEEP = "session"  # training settings survive a visit to another page
 RUNS, RUN = TRAIN_RUNS, TRAIN_RUN  # this session's runs (number -> card); the Train button's run
-TABLE1_RUN = PageRun("_advlab_train_table1")  # the Recompute button's run of Table 1 (both protocols)
-TABLE1_RESULTS: SessionCache = SessionCache("_advlab_train_table1_results", 4)  # Table1Request.key() -> tables
-TABLE1_IMAGES = (10, 50, 100, 300, 1000)
-TABLE1_EPS = {"0:0.3:0.03": "the paper's 11 (0, 0.03, ..., 0.3)", "0:0.3:0.1": "4 (0, 0.1, 0.2, 0.3)"}
-
-
-@dataclass(frozen=True)
-class Table1Request:
-    """Table 1 recomputed on the first ``n`` evaluation images of ``dataset`` at the strengths ``eps`` (CLI text)."""
-
-    dataset: str
-    n: int
-    eps: str
-    device: str
-
-    def key(self) -> tuple:
-        """The cache key: a tuple, as this class is redefined on every run of the page script (so two requests
-        of different runs never compare equal)."""
-        return (self.dataset, self.n, self.eps, self.device)
-
-    def commands(self) -> list[str]:
-        """The CLI lines that print the same numbers, one per protocol."""
-        return [f"python -m advcore table1 --protocol {p} --dataset {self.dataset} --n {self.n} --eps {self.eps} "
-                f"--json -" for p in training.PROTOCOLS]
-
-    def run(self, live) -> dict[str, dict]:
-        """Both protocols' tables (``advcore.labs.training.table1``), progress through ``live(label)``."""
-        eps = parse_eps_list(self.eps)
-        return {p: training.table1(self.dataset, protocol=p, eps=eps, n=self.n, device=self.device,
-                                   progress=live(f"{p} protocol ({i} of {len(training.PROTOCOLS)})"))[0]
-                for i, p in enumerate(training.PROTOCOLS, start=1)}
+TABLE1_RUN = PageRun("_advlab_train_table1")  # the Run / Recompute button's run of Table 1
+TABLE1_RESULTS: SessionCache = SessionCache("_advlab_train_table1_results", 4)  # Table1Request -> table
 
 
 def figure4(cards: list[dict]) -> None:
@@ -104,60 +72,26 @@ def table1(cards: list[dict]) -> None:
                f"recorded in each card{where}.")
 
 
-def table1_rows(cards: list[dict], tables: dict[str, dict]) -> list[dict]:
-    """One row per model: the cards' precomputed averages beside the recomputed ones (fractions)."""
-    by_name = {c["name"]: c for c in cards}
-    paper, white = tables["paper"]["models"], tables["white-box"]["models"]
-    rows = []
-    for name in sorted(paper, key=lambda k: -paper[k]["average_accuracy"]):
-        card = by_name.get(name, {})
-        rows.append({"model": name,
-                     "paper protocol, precomputed": training_view.average(card, "transfer_fgsm"),
-                     "paper protocol, recomputed": paper[name]["average_accuracy"],
-                     "white-box FGSM, precomputed": training_view.average(card, "fgsm"),
-                     "white-box FGSM, recomputed": white[name]["average_accuracy"],
-                     "white-box R+FGSM, recomputed": white[name]["rfgsm_average"],
-                     "clean, recomputed": white[name]["clean_accuracy"]})
-    return rows
-
-
-def table1_caption(rows: list[dict], tables: dict[str, dict], cards: list[dict]) -> str:
-    """What the recomputed table says against the precomputed one, computed from both."""
-    t = tables["paper"]
-    n_pre = sorted({c["curves"]["transfer_fgsm"]["n"] for c in cards if "transfer_fgsm" in c.get("curves", {})})
-    pre = [r for r in rows if r["paper protocol, precomputed"] is not None]
-    top_now = rows[0]["model"]
-    out = (f"Recomputed on the first {t['n']:,} images of the {t['data']} at {len(t['eps'])} strengths "
-           f"({t['eps'][0]:g} to {t['eps'][-1]:g}); precomputed: the cards' curves on "
-           f"{' or '.join(f'{v:,}' for v in n_pre) or 'no'} images at their own strengths. ")
-    if pre:
-        top_pre = max(pre, key=lambda r: r["paper protocol, precomputed"])["model"]
-        gap = max(abs(r["paper protocol, recomputed"] - r["paper protocol, precomputed"]) for r in pre)
-        out += (f"Under the paper's protocol {top_now} ranks first here, "
-                f"{'as in' if top_now == top_pre else f'where the precomputed table ranks {top_pre} first, unlike'} "
-                f"the precomputed table; the largest difference between a recomputed and a precomputed average is "
-                f"{gap:.3f} (few images and other strengths move the averages).")
-    return out
-
-
 def table1_interrupted(left: dict, was_cancelled: bool) -> str:
     """What to say about a Table 1 run that a rerun stopped (``left``: its last progress marker)."""
-    return (f"Table 1 was {'cancelled' if was_cancelled else 'interrupted'} at {left.get('label', '')}: "
-            f"{left.get('stage', '')}, step {left.get('step', '?')} of {left.get('total', '?')}.")
+    where = (f"{left['label']}: {left.get('stage', '')}, step {left.get('step', '?')} of {left.get('total', '?')}"
+             if left.get("label") else "the start")
+    return f"Table 1 {'cancelled' if was_cancelled else 'interrupted'} at {where}; nothing was kept."
 
 
 def table1_recompute_section(cards: list[dict], dataset: str, device: str) -> None:
     """Recompute / Run Table 1 under both protocols with progress and Cancel, cached, beside the cards."""
     st.markdown("**Recompute Table 1 here** (both protocols, on a few test images)")
     c1, c2 = st.columns(2)
-    url_value("t1n", "train_t1_n", url_choice([str(v) for v in TABLE1_IMAGES], list(TABLE1_IMAGES)))
-    n = c1.select_slider("Test images", TABLE1_IMAGES, 100, key="train_t1_n", format_func=lambda v: f"{v:,}",
+    images, strengths = training_view.TABLE1_IMAGES, training_view.TABLE1_EPS
+    url_value("t1n", "train_t1_n", url_choice([str(v) for v in images], list(images)))
+    n = c1.select_slider("Test images", images, 100, key="train_t1_n", format_func=lambda v: f"{v:,}",
                          persist_state=KEEP, help="The first N images of the evaluation set.")
-    url_value("t1eps", "train_t1_eps", url_choice(list(TABLE1_EPS)))
-    eps = c2.radio("Strengths", list(TABLE1_EPS), format_func=TABLE1_EPS.get, key="train_t1_eps",
-                   horizontal=True, persist_state=KEEP)
-    req = Table1Request(dataset, int(n), str(eps), device)
-    have = TABLE1_RESULTS.get(req.key())
+    url_value("t1eps", "train_t1_eps", url_choice(list(strengths)))
+    eps = c2.radio("Strengths", list(strengths), format_func=strengths.get, key="train_t1_eps", horizontal=True,
+                   persist_state=KEEP)
+    req = training_view.Table1Request(dataset, int(n), str(eps), device)
+    have = TABLE1_RESULTS.get(req)
     pending = TABLE1_RUN.take_request()
     b1, b2 = st.columns([1, 5])
     b1.button("Recompute" if have else "Run", key="train_t1_run", icon=":material/play_arrow:",
@@ -166,18 +100,18 @@ def table1_recompute_section(cards: list[dict], dataset: str, device: str) -> No
     if pending is not None:
         TABLE1_RUN.cancel_button(b2, key="train_t1_cancel")
         bar = st.progress(0.0, text="Loading the models")
-        out = TABLE1_RUN.execute(lambda: pending.run(lambda label: TABLE1_RUN.live(bar, label)),
-                                 lambda left: f"Table 1 cancelled at {(left or {}).get('label', 'the start')}.")
+        out = TABLE1_RUN.execute(lambda: pending.run(TABLE1_RUN.live(bar, "Table 1")),
+                                 lambda left: table1_interrupted(left or {}, True))
         if out is not None:
-            TABLE1_RESULTS.put(pending.key(), out)
+            TABLE1_RESULTS.put(pending, out)
         st.rerun()
     if have:
-        rows = table1_rows(cards, have)
+        rows = training_view.table1_rows(cards, have)
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f") for k in rows[0] if k != "model"})
-        st.caption(table1_caption(rows, have, cards))
-        download_json(st, have, "table1_recomputed.json", key="train_dl_t1", label="Download the recomputed tables "
-                                                                                    "(JSON)")
+        st.caption(training_view.table1_caption(rows, have, cards))
+        download_json(st, have, "table1_recomputed.json", key="train_dl_t1",
+                      label="Download the recomputed table (JSON)")
     st.code("\n".join(req.commands()), language="bash")
 
 

@@ -309,33 +309,57 @@ def test_home_page_describes_the_training_lab() -> None:
 
 
 def test_table1_recomputed_equals_the_cli(capsys) -> None:
-    """Run recomputes Table 1 under both protocols on 10 images at 4 strengths; every average on the page equals
-    the one ``python -m advcore table1 --json -`` prints for the same images, and the page shows those lines."""
+    """Run recomputes Table 1 on 10 images at 4 strengths; every number on the page equals the one the page's
+    ``python -m advcore table1 --protocol paper ... --json -`` line prints for the same images."""
     from advcore.cli import main
 
     at = training_page(train_t1_n=10, train_t1_eps="0:0.3:0.1")
-    commands = [c.value for c in at.code if "advcore table1" in c.value]
-    assert len(commands) == 1 and not at.dataframe
+    code = [c.value for c in at.code if "advcore table1" in c.value]
+    assert len(code) == 1 and not at.dataframe
     at.button(key="train_t1_run").click().run()
     assert not at.exception and not at.error, at.error
     rows = {r["model"]: r for r in at.dataframe[0].value.to_dict("records")}
     assert at.button(key="train_t1_run").label == "Recompute"
-    cli = {}
-    for line in commands[0].splitlines():
-        words = shlex.split(line)
-        assert words[:4] == ["python", "-m", "advcore", "table1"] and words[-2:] == ["--json", "-"]
-        assert main([*words[3:], "-q"]) == 0
-        t = json.loads(capsys.readouterr().out)
-        assert t["n"] == 10 and t["eps"] == [0.0, 0.1, 0.2, 0.3]
-        cli[t["protocol"]] = t["models"]
-    assert set(rows) == set(cli["paper"]) == set(cli["white-box"])
+    paper_line, white_line = code[0].splitlines()
+    assert white_line == paper_line.replace("--protocol paper", "--protocol white-box")
+    words = shlex.split(paper_line)
+    assert words[:4] == ["python", "-m", "advcore", "table1"] and words[-2:] == ["--json", "-"]
+    assert main([*words[3:], "-q"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["n"] == 10 and t["eps"] == [0.0, 0.1, 0.2, 0.3] and t["protocol"] == "paper"
+    cli = t["models"]
+    assert set(rows) == set(cli)
     cards = {c["name"]: c for c in shipped_cards()}
     for name, r in rows.items():
-        assert r["paper protocol, recomputed"] == cli["paper"][name]["average_accuracy"]
-        assert r["white-box FGSM, recomputed"] == cli["white-box"][name]["average_accuracy"]
-        assert r["white-box R+FGSM, recomputed"] == cli["white-box"][name]["rfgsm_average"]
-        assert r["clean, recomputed"] == cli["white-box"][name]["clean_accuracy"]
+        assert r["paper protocol, recomputed"] == cli[name]["average_accuracy"]
+        assert r["white-box FGSM, recomputed"] == cli[name]["white_box_fgsm_average"]
+        assert r["white-box R+FGSM, recomputed"] == cli[name]["rfgsm_average"]
+        assert r["clean, recomputed"] == cli[name]["clean_accuracy"]
         assert r["paper protocol, precomputed"] == cards[name]["curves"]["transfer_fgsm"]["average_accuracy"]
-    assert list(rows) == sorted(rows, key=lambda k: -cli["paper"][k]["average_accuracy"])
+        assert r["white-box FGSM, precomputed"] == cards[name]["curves"]["fgsm"]["average_accuracy"]
+    assert list(rows) == sorted(rows, key=lambda k: -cli[k]["average_accuracy"])
     caption = next(c.value for c in at.caption if c.value.startswith("Recomputed on the first 10 images"))
-    assert f"{max(cli['paper'], key=lambda k: cli['paper'][k]['average_accuracy'])} ranks first here" in caption
+    assert f"{max(cli, key=lambda k: cli[k]['average_accuracy'])} ranks first here" in caption
+
+
+def test_table1_cancel_keeps_nothing() -> None:
+    """Cancel stops the Table 1 run at its first progress report: a warning says where, nothing is cached, and the
+    button still says Run."""
+    from ui.views import training as training_view
+
+    at = training_page(train_t1_n=10, train_t1_eps="0:0.3:0.1")
+    run_key = "_advlab_train_table1"
+    req = training_view.Table1Request("fashion-mnist" if datasets.fashion_mnist_available() else "digits", 10,
+                                      "0:0.3:0.1", at.session_state["sidebar_device"]
+                                      if "sidebar_device" in at.session_state else "auto")
+    from ui.session import PageRun
+    run = PageRun(run_key)
+    at.session_state[run.request_key] = req
+    at.session_state[run.cancel_key] = True
+    at.run()
+    assert not at.exception
+    assert len(at.warning) == 1 and at.warning[0].value.startswith("Table 1 cancelled at Table 1: crafting the static")
+    assert at.warning[0].value.endswith(", step 1 of 4; nothing was kept.")  # 4 strengths, 10 images: 1 batch
+    assert "_advlab_train_table1_results" not in at.session_state or not at.session_state[
+        "_advlab_train_table1_results"]
+    assert at.button(key="train_t1_run").label == "Run" and not at.dataframe
