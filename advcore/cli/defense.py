@@ -7,6 +7,8 @@ import dataclasses
 import shlex
 import sys
 
+from advcore import shards
+from advcore.cli import backend
 from advcore.cli import framework as fw
 from advcore.errors import AdvlabError
 
@@ -84,6 +86,7 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     quiet_help="no progress bar (the final line stays)")
+    backend.add_backend_options(p)
 
 
 def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, str]:
@@ -149,12 +152,17 @@ def cmd_defend(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
     fw.set_threads(args.threads)
-    with fw.ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
-        result = lab.evaluate_defense(
-            spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
-            adaptive=args.adaptive, eot=args.eot, strong_steps=args.strong_steps, restarts=args.restarts,
-            bayer_size=args.bayer_size, seed=args.seed,
-            batch_size=args.batch_size, trained=trained, device=device, progress=progress)
+    options = dict(attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps, adaptive=args.adaptive,
+                   eot=args.eot, strong_steps=args.strong_steps, restarts=args.restarts, bayer_size=args.bayer_size,
+                   seed=args.seed, trained=trained)
+    if backend.sharded(args):
+        count = len(lab.evaluation_images(spec.name, n)[0])
+        result = backend.run(args, shards.DefendJob(spec.name, args.defense, count, options, args.batch_size,
+                                                    args.device))
+    else:
+        with fw.ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
+            result = lab.evaluate_defense(spec.name, args.defense, batch_size=args.batch_size, device=device,
+                                          progress=progress, **options)
     result = dataclasses.replace(result, device=describe(device))
     if sys.argv[1:2] in (["defend"], ["defense"]):
         result = dataclasses.replace(result, command="python -m advcore " + shlex.join(sys.argv[1:]))

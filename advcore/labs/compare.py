@@ -486,6 +486,7 @@ def compare(
     stop_on_success: str = "all",
     agr_alpha: str = "eps",
     resolution: int | None = None,
+    batch_offset: int = 0,
 ) -> CompareResult:
     """Run every attack on ``images`` for each source model and eps; return a :class:`CompareResult`
     (``to_dict()``: its JSON).
@@ -495,7 +496,8 @@ def compare(
     every iterative attack, ``agr_alpha`` (``"eps"``/``"eps/steps"``) AGR's base step and ``resolution`` one
     input size for every ImageNet model (None: each model's own); see the module's definitions.
     The same arguments give the same numbers (PGD's random start is
-    seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary.
+    seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary. ``batch_offset``: the index of
+    the first batch of ``images`` in a larger set (a shard, :mod:`advcore.shards`), so its seeds are the set's.
 
     Result: ``runs`` (one :class:`CompareRun` per eps, ascending) with, per source and attack, an
     :class:`AttackStats` (the statistics of :func:`attack_stats`, the ``transfer`` rates on every target and
@@ -596,7 +598,8 @@ def compare(
                             return True
                         return False
 
-                    res = attacks.run(a, model, x, y, eps=e, norm=norm, steps=steps, seed=seed + ci, callback=on_step,
+                    res = attacks.run(a, model, x, y, eps=e, norm=norm, steps=steps, seed=seed + batch_offset + ci,
+                                      callback=on_step,
                                       **own)
                     if res.cancelled:
                         raise Cancelled(f"cancelled during {a} on {s}")
