@@ -56,7 +56,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                                       "target needs a resize (e.g. 224; default: each model's own input size)")
     g.add_argument("--batch-size",
                    type=fw.positive_int("batch size", 4096),
-                   default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
+                   help=fw.batch_help(compare.DEFAULT_BATCH))
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the whole run as JSON ('-': to stdout, instead of the tables)",
                     threads_help="CPU threads for torch (default: torch's choice)",
@@ -141,6 +141,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for note in notes:
             fw.say(f"advcore: note: {note}")
     fw.set_threads(args.threads)
+    args.batch_size = fw.batch_size(args.batch_size, args.device, compare.DEFAULT_BATCH)
     options = dict(targets=targets, attack_names=attack_names, norm=args.norm, eps=eps, steps=args.steps,
                    seed=args.seed, stop_on_success=args.stop_on_success, agr_alpha=args.agr_alpha,
                    resolution=args.resolution)

@@ -82,7 +82,7 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
                    help="draws of the random halftone averaged per gradient step (default: 8)")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
                    default=0, help="seed of PGD's random start and of the random halftone (default: 0)")
-    g.add_argument("--batch-size", type=fw.positive_int("batch size", 100000), default=250, help="default: 250")
+    g.add_argument("--batch-size", type=fw.positive_int("batch size", 100000), help=fw.batch_help(250))
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     quiet_help="no progress bar (the final line stays)")
@@ -152,6 +152,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
     fw.set_threads(args.threads)
+    args.batch_size = fw.batch_size(args.batch_size, args.device, 250)
     options = dict(attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps, adaptive=args.adaptive,
                    eot=args.eot, strong_steps=args.strong_steps, restarts=args.restarts, bayer_size=args.bayer_size,
                    seed=args.seed, trained=trained)

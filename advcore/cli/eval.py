@@ -15,6 +15,8 @@ from advcore.cli.framework import (
     ProgressBars,
     add_run_options,
     arg_type,
+    batch_help,
+    batch_size,
     command,
     int_type,
     json_text,
@@ -44,7 +46,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=arg_type(parse_steps, "steps"), help="iterations (default: 10; FGSM takes one)")
     g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
                    default=0, help="seed of PGD's random start (default: 0; batch b uses seed + b)")
-    g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=500, help="default: 500")
+    g.add_argument("--batch-size", type=positive_int("batch size", 100000), help=batch_help(500))
     g = p.add_argument_group("attack parameters (each attack's own, from its declaration)")
     add_param_flags(g, skip=("seed",))
     g = p.add_argument_group("output")
@@ -76,6 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     x, y, what = datasets.eval_set(spec.dataset, args.n, source=args.data)
     device = pick_device(args.device)
     set_threads(args.threads)
+    args.batch_size = batch_size(args.batch_size, args.device, 500)
     if backend.sharded(args):  # every worker loads the model itself
         curve = backend.run(args, shards.EvalJob(args.model, args.data, len(x), attack.name, tuple(args.eps),
                                                  args.steps, args.seed, args.batch_size, params, args.device))

@@ -154,3 +154,32 @@ def test_a_killed_worker_loses_only_its_shard(ray_cluster, whole, tmp_path) -> N
     assert attempts == ["attempt-0", "attempt-1", "attempt-1"]  # shard 0 once, shard 1 again after its death
     want = {k: v for k, v in whole["eval"].items() if k in curve and k != "seconds"}
     same_json(without_seconds(curve), want)
+
+
+# --------------------------------------------------------------------------- the GPU path (no GPU needed)
+
+
+def test_batch_sizes_follow_the_device(monkeypatch) -> None:
+    import types
+
+    import torch
+
+    from advcore import device
+
+    assert device.batch_size_for(torch.device("cpu"), 500) == 500
+    for memory, want in ((80 * 2**30, 4000), (8 * 2**30, 1000)):
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d, m=memory: types.SimpleNamespace(
+            total_memory=m))
+        assert device.batch_size_for(torch.device("cuda"), 500) == want
+        assert device.batch_size_for(torch.device("cuda"), 1000) == min(want * 2, device.MAX_GPU_BATCH)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_exits_2(capsys) -> None:
+    from bench import speed
+
+    assert speed.main(["--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == "bench.speed: error: No CUDA GPU is available on this machine; use " \
+                                              "--device cpu."
+    code, out, err = run_cli([*EVAL[:-2], "--device", "cuda"])
+    assert code == 2 and out == "" and err.strip().startswith("advcore: error: No CUDA GPU")
