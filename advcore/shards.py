@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from advcore.errors import AdvlabError
@@ -319,9 +321,12 @@ def run_ray(job: ShardJob, shards: Sequence[Shard], *, address: str | None = Non
     import ray
 
     if not ray.is_initialized():
+        # the workers import advcore from this checkout's path (the same path on every machine of a cluster)
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise AdvlabError(f"Could not connect to the Ray cluster at {address or 'a new local one'}: "
                               f"{' '.join(str(exc).split())[:200]}") from None

@@ -84,13 +84,18 @@ def test_the_tiny_runs_are_seed_sensitive(whole) -> None:
     assert whole["eval"]["accuracy"][1] < whole["eval"]["accuracy"][0]
 
 
-def test_backend_flags_are_checked(tmp_path) -> None:
+def test_backend_flags_are_checked(monkeypatch) -> None:
     code, out, err = run_cli([*EVAL, "--address", "auto"])
     assert code == 2 and out == "" and err.strip() == "advcore: error: --address needs --backend ray."
     code, _, err = run_cli([*EVAL, "--workers", "0"])
     assert code == 2 and err.startswith("advcore: error: argument --workers") and len(err.splitlines()) == 1
     code, _, err = run_cli([*EVAL, "--backend", "spark"])
     assert code == 2 and "choose one of local, ray" in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(shards, "ray_available", lambda: False)  # as without requirements-scale.txt
+    code, out, err = run_cli([*EVAL, "--backend", "ray"])
+    assert code == 2 and out == "" and err.strip() == ("advcore: error: argument --backend: Ray is not installed; "
+                                                       "pip install -r requirements-scale.txt (see 'python -m "
+                                                       "advcore eval --help')")
 
 
 def test_an_interrupted_sharded_run_leaves_no_file(tmp_path, monkeypatch) -> None:
