@@ -69,12 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(before)
     t0 = time.perf_counter()
+    runtime_env = {"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}}
     if args.address:
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=args.address, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-                                           "OMP_NUM_THREADS": "1"}})
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
     init_s = time.perf_counter() - t0
     try:
         t0 = time.perf_counter()
