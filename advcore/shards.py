@@ -160,7 +160,11 @@ class CompareJob:
                                **self.options)
 
     def merge(self, parts: Sequence, seconds: float):
-        return merge_compare(parts, seconds)
+        """:func:`merge_compare`; ``device`` describes this process's device, as ``eval`` and ``defend`` do (a
+        worker's thread count may differ; its numbers do not)."""
+        from advcore.device import describe, pick_device
+
+        return dataclasses.replace(merge_compare(parts, seconds), device=describe(pick_device(self.device)))
 
 
 def merge_compare(parts: Sequence, seconds: float):

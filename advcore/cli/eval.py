@@ -80,7 +80,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     args.batch_size = batch_size(args.batch_size, args.device, 500)
     if backend.sharded(args):  # every worker loads the model itself
-        curve = backend.run(args, shards.EvalJob(args.model, args.data, len(x), attack.name, tuple(args.eps),
+        ref = str(Path(args.model).resolve()) if card_file else name  # a card: the same path for every worker
+        curve = backend.run(args, shards.EvalJob(ref, args.data, len(x), attack.name, tuple(args.eps),
                                                  args.steps, args.seed, args.batch_size, params, args.device))
     else:
         model = zoo.load_from_card(args.model, device)[1] if card_file else models.load(name, device)
