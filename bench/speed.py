@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from advcore import attacks, data, models
 from advcore.device import pick_device
+from advcore.errors import AdvlabError
 from advcore.labs import attack as attack_lab
 from advcore.records import json_safe
 from bench.common import environment
@@ -153,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-apptest", action="store_true", help="skip the Streamlit page rerun")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    dev = pick_device(args.device)
+    try:
+        dev = pick_device(args.device)
+    except AdvlabError as exc:  # e.g. --device cuda on a machine without a GPU
+        print(f"bench.speed: error: {exc}", file=sys.stderr)
+        return 2
     env = environment(dev)
     print(f"advcore speed on {env['device']}, load average {env['loadavg_1min_at_start']}", flush=True)
     image = data.open_image(data.sample_path("cat"))

@@ -7,6 +7,8 @@ ensure_venv
 # another process (another session's job, a test server) shared the CPU (bench/README.md).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 install_requirements requirements-dev.txt
+# Ray for the sharded backend (--backend ray) and its tests; the app does not need it.
+install_requirements requirements-scale.txt
 if [ ! -f "$VENV/.stamp-bench" ] || ! "$VENV/bin/python" -c "import torchattacks" 2>/dev/null; then
   "$VENV/bin/python" -m pip install --quiet --no-deps -r "$ROOT/requirements-bench.txt" && touch "$VENV/.stamp-bench"
 fi

@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING
 
+from advcore import shards
+from advcore.cli import backend
 from advcore.cli import framework as fw
 from advcore.units import MAX_L2, percent_cell
 from advcore.units import number as _num
@@ -54,7 +56,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                                       "target needs a resize (e.g. 224; default: each model's own input size)")
     g.add_argument("--batch-size",
                    type=fw.positive_int("batch size", 4096),
-                   default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
+                   help=fw.batch_help(compare.DEFAULT_BATCH))
     g = p.add_argument_group("robustness radius (minimal-norm attacks: no budget, their own stop rules)")
     g.add_argument("--radius", default="", metavar="LIST",
                    help=f"also measure each image's smallest adversarial perturbation with these minimal-norm "
@@ -67,6 +69,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     fw.add_run_options(g, json_help="write the whole run as JSON ('-': to stdout, instead of the tables)",
                     threads_help="CPU threads for torch (default: torch's choice)",
                     quiet_help="no progress bar or notes (the final line stays)")
+    backend.add_backend_options(p)
 
 
 def _pct(v: float | None) -> str:
@@ -173,11 +176,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for note in notes:
             fw.say(f"advcore: note: {note}")
     fw.set_threads(args.threads)
-    with fw.ProgressBars(args.quiet, per_stage=False) as progress:
-        result = compare.compare(items, sources, targets=targets, attack_names=attack_names, norm=args.norm, eps=eps,
-                                 steps=args.steps, seed=args.seed, device=args.device, batch_size=args.batch_size,
-                                 progress=progress, stop_on_success=args.stop_on_success,
-                                 agr_alpha=args.agr_alpha, resolution=args.resolution, radius=radius)
+    args.batch_size = fw.batch_size(args.batch_size, args.device, compare.DEFAULT_BATCH)
+    options = dict(targets=targets, attack_names=attack_names, norm=args.norm, eps=eps, steps=args.steps,
+                   seed=args.seed, stop_on_success=args.stop_on_success, agr_alpha=args.agr_alpha,
+                   resolution=args.resolution, radius=radius)
+    if backend.sharded(args):
+        result = backend.run(args, shards.CompareJob(tuple(items), tuple(sources), options, args.batch_size,
+                                                     args.device))
+    else:
+        with fw.ProgressBars(args.quiet, per_stage=False) as progress:
+            result = compare.compare(items, sources, device=args.device, batch_size=args.batch_size,
+                                     progress=progress, **options)
     result = dataclasses.replace(result, images_source=what, notes=list(notes))
     if json_out is not None:
         fw.write_file(json_out, (fw.json_text(result.to_dict()) + "\n").encode("utf-8"))

@@ -9,6 +9,8 @@ import dataclasses
 import shlex
 import sys
 
+from advcore import shards
+from advcore.cli import backend
 from advcore.cli import framework as fw
 from advcore.errors import AdvlabError
 
@@ -139,10 +141,11 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
                    help="draws of a randomised defense averaged per gradient step (default: 8)")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
                    default=0, help="seed of PGD's random start and of a randomised defense (default: 0)")
-    g.add_argument("--batch-size", type=fw.positive_int("batch size", 100000), default=250, help="default: 250")
+    g.add_argument("--batch-size", type=fw.positive_int("batch size", 100000), help=fw.batch_help(250))
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     quiet_help="no progress bar (the final line stays)")
+    backend.add_backend_options(p)
 
 
 def _trained(args: argparse.Namespace, dataset: str, input_size, halftone: bool = True) -> dict[str, str]:
@@ -224,12 +227,18 @@ def cmd_defend(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
     fw.set_threads(args.threads)
-    with fw.ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
-        result = lab.evaluate_defense(
-            spec.name, defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
-            adaptive=args.adaptive, eot=args.eot, strong_steps=args.strong_steps, restarts=args.restarts,
-            seed=args.seed,
-            batch_size=args.batch_size, trained=trained, device=device, progress=progress)
+    args.batch_size = fw.batch_size(args.batch_size, args.device, 250)
+    options = dict(attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps, adaptive=args.adaptive,
+                   eot=args.eot, strong_steps=args.strong_steps, restarts=args.restarts, seed=args.seed,
+                   trained=trained, params=params)
+    if backend.sharded(args):
+        count = len(lab.evaluation_images(spec.name, n)[0])
+        result = backend.run(args, shards.DefendJob(spec.name, args.defense, count, options, args.batch_size,
+                                                    args.device))
+    else:
+        with fw.ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
+            result = lab.evaluate_defense(spec.name, defense, batch_size=args.batch_size, device=device,
+                                          progress=progress, **options)
     result = dataclasses.replace(result, device=describe(device))
     if sys.argv[1:2] in (["defend"], ["defense"]):
         result = dataclasses.replace(result, command="python -m advcore " + shlex.join(sys.argv[1:]))

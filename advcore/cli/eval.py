@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from advcore import shards
 from advcore.attacks import ATTACKS
+from advcore.cli import backend
 from advcore.cli.attack import add_param_flags, param_values
 from advcore.cli.framework import (
     EXIT_OK,
@@ -13,6 +15,8 @@ from advcore.cli.framework import (
     ProgressBars,
     add_run_options,
     arg_type,
+    batch_help,
+    batch_size,
     command,
     int_type,
     json_text,
@@ -42,12 +46,13 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=arg_type(parse_steps, "steps"), help="iterations (default: 10; FGSM takes one)")
     g.add_argument("--seed", type=int_type("seed", 0, SEED_MAX),
                    default=0, help="seed of PGD's random start (default: 0; batch b uses seed + b)")
-    g.add_argument("--batch-size", type=positive_int("batch size", 100000), default=500, help="default: 500")
+    g.add_argument("--batch-size", type=positive_int("batch size", 100000), help=batch_help(500))
     g = p.add_argument_group("attack parameters (each attack's own, from its declaration)")
     add_param_flags(g, skip=("seed",))
     g = p.add_argument_group("output")
     add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     quiet_help="no progress bar (the final line stays)")
+    backend.add_backend_options(p)
 
 
 @command("eval", "accuracy of a model under an attack at a range of strengths", _eval_args)
@@ -73,13 +78,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     x, y, what = datasets.eval_set(spec.dataset, args.n, source=args.data)
     device = pick_device(args.device)
     set_threads(args.threads)
-    model = zoo.load_from_card(args.model, device)[1] if card_file else models.load(name, device)
-    bars = ProgressBars(args.quiet)
-    try:
-        curve = training.accuracy_curve(model, x, y, attack=attack.name, eps=args.eps, steps=args.steps,
-                                        seed=args.seed, batch_size=args.batch_size, progress=bars, **params)
-    finally:
-        bars.close()
+    args.batch_size = batch_size(args.batch_size, args.device, 500)
+    if backend.sharded(args):  # every worker loads the model itself
+        ref = str(Path(args.model).resolve()) if card_file else name  # a card: the same path for every worker
+        curve = backend.run(args, shards.EvalJob(ref, args.data, len(x), attack.name, tuple(args.eps),
+                                                 args.steps, args.seed, args.batch_size, params, args.device))
+    else:
+        model = zoo.load_from_card(args.model, device)[1] if card_file else models.load(name, device)
+        with ProgressBars(args.quiet) as bars:
+            curve = training.accuracy_curve(model, x, y, attack=attack.name, eps=args.eps, steps=args.steps,
+                                            seed=args.seed, batch_size=args.batch_size, progress=bars, **params)
     result = {"model": name, "title": spec.title, "dataset": spec.dataset, "data": what, "device": describe(device),
               **curve}
     clean = [a for e, a in zip(curve["eps"], curve["accuracy"], strict=True) if e == 0]

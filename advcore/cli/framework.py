@@ -286,6 +286,19 @@ class ProgressBars:
         self.close()
 
 
+def batch_size(given: int | None, device: str, cpu_default: int) -> int:
+    """``--batch-size``: the one given, else :func:`advcore.device.batch_size_for` the device (``cpu_default``
+    on the CPU, larger on a GPU)."""
+    from advcore.device import batch_size_for, pick_device
+
+    return given if given is not None else batch_size_for(pick_device(device), cpu_default)
+
+
+def batch_help(cpu_default: int) -> str:
+    """The help of ``--batch-size`` when its default depends on the device."""
+    return f"images per batch (default: {cpu_default} on the CPU, more on a GPU: advcore.device.batch_size_for)"
+
+
 def set_threads(threads: int | None) -> None:
     """``--threads``: torch's CPU thread count, when given."""
     if threads is not None:

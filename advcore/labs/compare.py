@@ -557,6 +557,7 @@ def compare(
     agr_alpha: str = "eps",
     resolution: int | None = None,
     radius: Sequence[str] = (),
+    batch_offset: int = 0,
 ) -> CompareResult:
     """Run every attack on ``images`` for each source model and eps; return a :class:`CompareResult`
     (``to_dict()``: its JSON).
@@ -568,7 +569,8 @@ def compare(
     (:data:`RADIUS_ATTACKS`) whose per-image robustness radius is measured on each source (``result.radius``,
     see :func:`radius_stats`); see the module's definitions.
     The same arguments give the same numbers (PGD's random start is
-    seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary.
+    seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary. ``batch_offset``: the index of
+    the first batch of ``images`` in a larger set (a shard, :mod:`advcore.shards`), so its seeds are the set's.
 
     Result: ``runs`` (one :class:`CompareRun` per eps, ascending) with, per source and attack, an
     :class:`AttackStats` (the statistics of :func:`attack_stats`, the ``transfer`` rates on every target and
@@ -671,7 +673,8 @@ def compare(
                             return True
                         return False
 
-                    res = attacks.run(a, model, x, y, eps=e, norm=norm, steps=steps, seed=seed + ci, callback=on_step,
+                    res = attacks.run(a, model, x, y, eps=e, norm=norm, steps=steps, seed=seed + batch_offset + ci,
+                                      callback=on_step,
                                       **own)
                     if res.cancelled:
                         raise Cancelled(f"cancelled during {a} on {s}")

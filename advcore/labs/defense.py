@@ -25,7 +25,7 @@ import copy
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +327,29 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class DefenseMasks:
+    """Per-image correctness behind a :class:`DefenseTable` (image axis last), what a sharded run merges:
+    ``clean[row][k]`` (n,), ``ok[row][attack][column][k]`` and ``strong[row][k]`` (eps, n); top-``k``."""
+
+    clean: dict[str, dict[int, torch.Tensor]]
+    ok: dict[str, dict[str, dict[str, dict[int, torch.Tensor]]]]
+    strong: dict[str, dict[int, torch.Tensor]]
+
+    @staticmethod
+    def cat(parts: Sequence[DefenseMasks]) -> DefenseMasks:
+        """The masks of consecutive image ranges joined in order."""
+        def join(ts: Sequence[torch.Tensor]) -> torch.Tensor:
+            return torch.cat(list(ts), dim=-1)
+
+        first = parts[0]
+        return DefenseMasks(
+            clean={r: {k: join([p.clean[r][k] for p in parts]) for k in by} for r, by in first.clean.items()},
+            ok={r: {a: {c: {k: join([p.ok[r][a][c][k] for p in parts]) for k in by_k} for c, by_k in by_c.items()}
+                    for a, by_c in by_a.items()} for r, by_a in first.ok.items()},
+            strong={r: {k: join([p.strong[r][k] for p in parts]) for k in by} for r, by in first.strong.items()})
+
+
+@dataclass(frozen=True)
 class DefenseTable:
     """What :func:`evaluate_defense` measured (the Defense lab's table); :meth:`to_dict` is its JSON
     (``python -m advcore defend --json``, the files of ``assets/defense``), :meth:`from_dict` reads it back.
@@ -362,6 +385,7 @@ class DefenseTable:
     lesson: str
     seconds: float
     command: str | None = None
+    masks: DefenseMasks | None = field(default=None, compare=False, repr=False)  # not in the JSON
 
     @property
     def masking(self) -> dict:
@@ -470,7 +494,8 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                      bayer_size: int = 8, seed: int = 0, batch_size: int = 250,
                      trained: dict[str, str] | None = None, device: str | torch.device = "cpu",
                      progress: ProgressFn | None = None, params: dict[str, Any] | None = None,
-                     images: tuple[torch.Tensor, torch.Tensor] | None = None) -> DefenseTable:
+                     images: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     image_range: tuple[int, int] | None = None) -> DefenseTable:
     """Accuracy of every row under every attack and eps against every attacker, and the per-example worst case.
 
     Attackers (columns, :data:`COLUMN_TITLES`):
@@ -497,6 +522,10 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     cancels (:class:`Cancelled`). ``images``: ``(x, y)`` to evaluate instead of :func:`evaluation_images` (``n``
     ignored), e.g. one shard of a larger set: every number is a per-image mean, so shards' tables combine by
     weighting with their ``n``.
+
+    ``image_range`` ``(lo, hi)``: only images ``lo`` to ``hi - 1`` of the ``n`` (a shard, :mod:`advcore.shards`;
+    ``lo`` a multiple of ``batch_size``), every seed the whole run's (batch ``b`` seeds with ``b`` counted from
+    image 0); :func:`tabulate` of the joined :attr:`DefenseTable.masks` gives the whole run's table.
     """
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -524,6 +553,13 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
         if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
             raise AdvlabError("evaluate_defense: images takes (x, y) with one label per image.")
         x, y, what, labels = x.to(dev), y.to(dev), "given images", "given labels"
+    b0 = 0  # the index of the first batch in the whole set
+    if image_range is not None:
+        lo, hi = image_range
+        if not 0 <= lo < hi <= len(x) or lo % batch_size:
+            raise AdvlabError(f"Image range {lo}:{hi} is not a whole number of batches of {batch_size} within "
+                              f"the {len(x)} images.")
+        x, y, b0 = x[lo:hi], y[lo:hi], lo // batch_size
     num_classes = models.get_spec(model_name).num_classes
     ks = (1, 5) if num_classes > 10 else (1,)
     columns = column_keys(adaptive, defense.randomized)
@@ -545,8 +581,17 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
         done += 1
         report(progress, text, done, total, what="defense evaluation")
 
+    # The attacker's own draws of a randomised defense restart at every attack run from the batch's index
+    # (and the restart's), so an image's draws never depend on the batches before it (a shard's equal the run's).
+    attacker_draws = list({id(r.plain.defense): r.plain.defense for r in rows if isinstance(r.plain, Defended)}
+                          .values())
+
+    def attacker_reseed(b: int, restart: int = 0) -> None:
+        for d in attacker_draws:
+            d.reseed(d.seed + 7919 * (b0 + b) + 104729 * restart)
+
     def classify(row: Row, xb: torch.Tensor, b: int) -> torch.Tensor:
-        defense.reseed(seed + 7919 * b)  # the same draws of the defense for every row and attack
+        defense.reseed(seed + 7919 * (b0 + b))  # the same draws of the defense for every row and attack
         with torch.no_grad():
             return row.defended(xb)
 
@@ -583,8 +628,9 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                     for c in columns:
                         src = sources(r)[c]
                         if id(src) not in made:
+                            attacker_reseed(b)
                             made[id(src)] = attacks.run(a, src, xb, yb, eps=e, norm="linf", steps=steps,
-                                                        seed=seed + b).x_adv.detach()
+                                                        seed=seed + b0 + b).x_adv.detach()
                             tick(f"{name_of(a)} eps {e:g}: {COLUMN_SHORT[c]} on {r.title}")
                         for k, mk in masks(r, made[id(src)], yb, b).items():
                             ok[r.key][a][c][k][i, sl] = mk
@@ -595,40 +641,16 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                     for j in range(restarts):
                         key = (id(r.attacked), j)
                         if key not in made:
+                            attacker_reseed(b, j + 1)
                             made[key] = attacks.run("pgd", r.attacked, xb, yb, eps=e, norm="linf", steps=strong_steps,
-                                                    random_start=True, seed=seed + 104729 * (j + 1) + b).x_adv.detach()
+                                                    random_start=True,
+                                                    seed=seed + 104729 * (j + 1) + b0 + b).x_adv.detach()
                             tick(f"PGD-{strong_steps} eps {e:g}, start {j + 1} of {restarts}: BPDA on {r.title}")
                         for k, mk in masks(r, made[key], yb, b).items():
                             alive[k] &= mk
                     for k in ks:
                         ok_strong[r.key][k][i, sl] = alive[k]
 
-    def frac(t: torch.Tensor) -> list[float]:
-        return [round(float(v), 6) for v in t.float().mean(-1).reshape(-1)]
-
-    acc = {r.key: {a: {c: {f"top{k}": frac(ok[r.key][a][c][k]) for k in ks} for c in columns}
-                   for a in attack_names} for r in rows}
-    strong = {r.key: {f"top{k}": frac(ok_strong[r.key][k]) for k in ks} for r in rows} if strong_on else {}
-    robust = {}
-    for r in rows:
-        robust[r.key] = {}
-        for k in ks:
-            worst = torch.ones(shape, dtype=torch.bool)
-            for a in attack_names:
-                for c in columns:
-                    worst &= ok[r.key][a][c][k]
-            if strong_on:
-                worst &= ok_strong[r.key][k]
-            robust[r.key][f"top{k}"] = frac(worst)
-    keys = [r.key for r in rows]
-    flags = adaptivity_flags(acc, strong, keys, attack_names, eps) if adaptive else []
-    table = [Cell(r.key, r.model_name, a, e, c, {f"top{k}": acc[r.key][a][c][f"top{k}"][i] for k in ks})
-             for r in rows for a in attack_names for i, e in enumerate(eps) for c in columns]
-    if strong_on:
-        table += [Cell(r.key, r.model_name, "pgd", e, "strong", {f"top{k}": strong[r.key][f"top{k}"][i] for k in ks})
-                  for r in rows for i, e in enumerate(eps)]
-    table += [Cell(r.key, r.model_name, "all", e, "worst-case", {f"top{k}": robust[r.key][f"top{k}"][i] for k in ks})
-              for r in rows for i, e in enumerate(eps)]
     eot_used = eot if adaptive and defense.randomized else None
     result = DefenseTable(
         model=model_name,
@@ -647,17 +669,55 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
         topk=[f"top{k}" for k in ks],
         rows=[TableRow(r.key, r.title, r.model_name, r.halftone) for r in rows],
         columns=column_titles(columns, eot_used),
-        clean={r.key: {f"top{k}": round(float(clean[r.key][k].float().mean()), 6) for k in ks} for r in rows},
-        accuracy=acc,
-        strong=strong,
-        robust=robust,
-        flags=flags,
-        table=table,
+        clean={}, accuracy={}, strong={}, robust={}, flags=[], table=[],  # filled by tabulate
         device=str(dev),
         lesson="",
         seconds=0.0,
     )
-    return replace(result, lesson=lesson(result), seconds=round(time.perf_counter() - t0, 2))
+    result = tabulate(result, DefenseMasks(clean=clean, ok=ok, strong=ok_strong))
+    return replace(result, seconds=round(time.perf_counter() - t0, 2))
+
+
+def tabulate(result: DefenseTable, masks: DefenseMasks) -> DefenseTable:
+    """``result`` with its numbers (``n``, clean, accuracy, strong, robust, flags, table, lesson) computed from
+    the per-image ``masks``: the one aggregation of a whole run and of a sharded run's joined masks."""
+    keys = [r.key for r in result.rows]
+    attack_names, columns, eps = list(result.attacks), list(result.columns), list(result.eps)
+    ks = [int(k[3:]) for k in result.topk]
+    ok, ok_strong, clean = masks.ok, masks.strong, masks.clean
+    strong_on = bool(ok_strong)
+    n = int(clean[keys[0]][ks[0]].numel())
+    shape = (len(eps), n)
+
+    def frac(t: torch.Tensor) -> list[float]:
+        return [round(float(v), 6) for v in t.float().mean(-1).reshape(-1)]
+
+    acc = {r: {a: {c: {f"top{k}": frac(ok[r][a][c][k]) for k in ks} for c in columns}
+               for a in attack_names} for r in keys}
+    strong = {r: {f"top{k}": frac(ok_strong[r][k]) for k in ks} for r in keys} if strong_on else {}
+    robust = {}
+    for r in keys:
+        robust[r] = {}
+        for k in ks:
+            worst = torch.ones(shape, dtype=torch.bool)
+            for a in attack_names:
+                for c in columns:
+                    worst &= ok[r][a][c][k]
+            if strong_on:
+                worst &= ok_strong[r][k]
+            robust[r][f"top{k}"] = frac(worst)
+    flags = adaptivity_flags(acc, strong, keys, attack_names, eps) if result.adaptive else []
+    rows = result.rows
+    table = [Cell(r.key, r.model, a, e, c, {f"top{k}": acc[r.key][a][c][f"top{k}"][i] for k in ks})
+             for r in rows for a in attack_names for i, e in enumerate(eps) for c in columns]
+    if strong_on:
+        table += [Cell(r.key, r.model, "pgd", e, "strong", {f"top{k}": strong[r.key][f"top{k}"][i] for k in ks})
+                  for r in rows for i, e in enumerate(eps)]
+    table += [Cell(r.key, r.model, "all", e, "worst-case", {f"top{k}": robust[r.key][f"top{k}"][i] for k in ks})
+              for r in rows for i, e in enumerate(eps)]
+    out = replace(result, n=n, accuracy=acc, strong=strong, robust=robust, flags=flags, table=table, masks=masks,
+                  clean={r: {f"top{k}": round(float(clean[r][k].float().mean()), 6) for k in ks} for r in keys})
+    return replace(out, lesson=lesson(out))
 
 
 def lesson(result: DefenseTable) -> str:

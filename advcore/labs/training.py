@@ -380,10 +380,29 @@ def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
 
     Uses :func:`advcore.attacks.run` batch by batch (parameters an attack does not take,
     such as FGSM's ``steps``, are dropped). At eps 0 no attack can move a pixel, so the
-    clean accuracy is measured with a forward pass instead of an attack.
+    clean accuracy is measured with a forward pass instead of an attack. The counting is
+    :func:`curve_counts` and the record :func:`curve_record` (a sharded run merges the counts).
+    """
+    t0 = time.perf_counter()
+    counts = curve_counts(model, x, y, attack=attack, eps=eps, steps=steps, seed=seed, batch_size=batch_size,
+                          stage=stage, progress=progress, **params)
+    return curve_record(attack, eps, counts, len(x), steps=steps, seed=seed, seconds=time.perf_counter() - t0,
+                        **params)
+
+
+def curve_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: str = "fgsm",
+                 eps: Sequence[float] = DEFAULT_EVAL_EPS, steps: int | None = None, seed: int = 0,
+                 batch_size: int = 500, batch_offset: int = 0, stage: str | None = None,
+                 progress: ProgressFn | None = None, **params) -> list[int]:
+    """The number of images of ``x`` still classified correctly under ``attack`` at each eps.
+
+    Batch ``b`` of ``x`` is batch ``batch_offset + b`` of the whole set and seeds its attack with
+    ``seed + batch_offset + b``: a shard starting at image ``batch_offset * batch_size`` counts exactly
+    what the whole run counts on its images.
     """
     if attack == "rfgsm":
-        return _rfgsm_curve(model, x, y, eps=eps, seed=seed, batch_size=batch_size, stage=stage, progress=progress)
+        return _rfgsm_counts(model, x, y, eps=eps, seed=seed + batch_offset, batch_size=batch_size, stage=stage,
+                             progress=progress)
     spec = attacks.get_attack(attack)
     if steps is None:
         steps = 10
@@ -395,8 +414,7 @@ def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
     n = len(xf)
     batches = math.ceil(n / batch_size)
     stage = stage or f"{spec.name} eval"
-    t0 = time.perf_counter()
-    acc = []
+    counts = []
     for i, e in enumerate(eps):
         correct = 0
         for b in range(batches):
@@ -406,19 +424,35 @@ def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
                 with torch.no_grad():
                     logits = model(xb)
             else:
-                res = attacks.run(spec.name, model, xb, yb, eps=e, norm="linf", steps=steps, seed=seed + b, **params)
+                res = attacks.run(spec.name, model, xb, yb, eps=e, norm="linf", steps=steps,
+                                  seed=seed + batch_offset + b, **params)
                 logits = res.logits
             correct += int((logits.argmax(1) == yb).sum())
             report(progress, stage, i * batches + b + 1, len(eps) * batches, {"eps": e})
-        acc.append(correct / n)
+        counts.append(correct)
+    return counts
+
+
+def curve_record(attack: str, eps: Sequence[float], counts: Sequence[int], n: int, *, steps: int | None = None,
+                 seed: int = 0, seconds: float = 0.0, **params) -> dict:
+    """The record of :func:`accuracy_curve` from the correct counts at each eps of ``n`` images."""
+    eps = [float(e) for e in eps]
+    acc = [c / n for c in counts]
+    average = round(float(np.mean(acc)), 6) if acc else None
+    if attack == "rfgsm":
+        return {"attack": "rfgsm", "norm": "linf", "n": n, "eps": eps, "accuracy": [round(a, 6) for a in acc],
+                "average_accuracy": average, "steps": 1,
+                "params": {"alpha": f"{RFGSM_ALPHA_FACTOR:g} * eps"}, "seed": seed, "seconds": round(seconds, 2)}
+    spec = attacks.get_attack(attack)
+    steps = 10 if steps is None else steps
     accepted = attacks.accepted_params(spec.name)
     return {
         "attack": spec.name, "norm": "linf", "n": n, "eps": eps, "accuracy": [round(a, 6) for a in acc],
-        "average_accuracy": round(float(np.mean(acc)), 6) if acc else None,
+        "average_accuracy": average,
         "steps": steps if "steps" in accepted else 1,
         "params": {k: v for k, v in params.items() if k in accepted},
         "seed": seed if "seed" in accepted else None,
-        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds": round(seconds, 2),
     }
 
 
@@ -431,13 +465,14 @@ def _batched_accuracy(model: nn.Module, xs: torch.Tensor, y: torch.Tensor, batch
     return correct
 
 
-def _rfgsm_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Sequence[float], seed: int,
-                 batch_size: int, stage: str | None, progress: ProgressFn | None) -> dict:
-    """Accuracy under white-box R+FGSM (:func:`rfgsm`, alpha eps/2) at every strength, one generator per batch."""
+def _rfgsm_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Sequence[float], seed: int,
+                  batch_size: int, stage: str | None, progress: ProgressFn | None) -> list[int]:
+    """Correct counts under white-box R+FGSM (:func:`rfgsm`, alpha eps/2) at every strength, one generator per
+    batch (batch ``b`` seeded with ``seed + b``)."""
     device = next(model.parameters()).device
     xf, eps = datasets.to_float(x), [float(e) for e in eps]
-    n, t0, acc = len(xf), time.perf_counter(), []
-    batches = math.ceil(n / batch_size)
+    counts = []
+    batches = math.ceil(len(xf) / batch_size)
     for i, e in enumerate(eps):
         correct = 0
         for b in range(batches):
@@ -447,11 +482,8 @@ def _rfgsm_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Seq
                 seed + b))
             correct += _batched_accuracy(model, xa, yb, batch_size)
             report(progress, stage or "rfgsm eval", i * batches + b + 1, len(eps) * batches, {"eps": e})
-        acc.append(correct / n)
-    return {"attack": "rfgsm", "norm": "linf", "n": n, "eps": eps, "accuracy": [round(a, 6) for a in acc],
-            "average_accuracy": round(float(np.mean(acc)), 6) if acc else None, "steps": 1,
-            "params": {"alpha": f"{RFGSM_ALPHA_FACTOR:g} * eps"}, "seed": seed,
-            "seconds": round(time.perf_counter() - t0, 2)}
+        counts.append(correct)
+    return counts
 
 
 def static_fgsm_sets(source: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], *,
