@@ -235,8 +235,21 @@ def merge_compare(parts: Sequence, seconds: float):
         runs.append(cmp.CompareRun(eps=run.eps, sources=by_source, transfer_matrix=matrix))
     sweep = {s: {a: cmp.SweepCurve(eps=list(first.eps), asr=[r.sources[s][a].asr for r in runs])
                  for a in attack_names} for s in sources}
+    radius = None
+    if first.radius is not None:  # per-image lists joined in order, the median over the whole set
+        radius = {}
+        for s, by in first.radius.items():
+            radius[s] = {}
+            for a, r0 in by.items():
+                parts_r = [p.radius[s][a] for p in parts]
+                rad = [v for r in parts_r for v in r.radius]
+                radius[s][a] = dataclasses.replace(
+                    r0, found=[v for r in parts_r for v in r.found], radius=rad,
+                    l2=[v for r in parts_r for v in r.l2], linf=[v for r in parts_r for v in r.linf],
+                    median=cmp.median_radius(rad), seconds=sum(r.seconds for r in parts_r))
     return dataclasses.replace(
         first, images=images, clean=clean, runs=runs, sweep=sweep, agreement=agreement, seconds=seconds,
+        radius=radius,
         correct={s: m.nonzero().squeeze(1).tolist() for s, m in correct_mask.items()} if known else None)
 
 

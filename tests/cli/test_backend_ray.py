@@ -27,7 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EVAL = ["eval", "--model", "fmnist-naive", "--n", "6", "--attack", "pgd", "--eps", "0,0.15", "--steps", "2",
         "--batch-size", "2", "--device", "cpu"]
 COMPARE = ["compare", "--models", "fmnist-naive,fmnist-fgsm", "--images", "fashion-mnist", "--limit", "5",
-           "--attacks", "fgsm,pgd", "--eps", "0.1", "--steps", "2", "--batch-size", "2", "--device", "cpu"]
+           "--attacks", "fgsm,pgd", "--eps", "0.1", "--steps", "2", "--batch-size", "2", "--device", "cpu",
+           "--radius", "deepfool"]
 DEFEND = ["defend", "--model", "fmnist-naive", "--defense", "bayer-random", "--attacks", "fgsm,pgd", "--eps",
           "0,0.1", "--n", "6", "--steps", "2", "--adaptive", "--eot", "2", "--strong-steps", "2",
           "--reference-model", "none", "--halftone-model", "none", "--hybrid-model", "none", "--batch-size", "2",
