@@ -184,7 +184,7 @@ def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[
         RUN.cancel_button(b2, key="defense_cancel")
         bar = st.progress(0.0, text="Loading the models and images")
         live = RUN.live(bar, text=dv.progress_text, marker=dv.progress_marker)
-        out = RUN.execute(lambda: dv.run_table(pending, live), dv.cancelled)
+        out = RUN.execute(lambda: dv.run_table(pending, live), dv.cancelled, key=pending)
         if out is not None:
             TABLES.put(pending, out)
         st.rerun()
