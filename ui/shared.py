@@ -191,6 +191,11 @@ class SharedResults:
         with self._lock:
             return len(self._done)
 
+    def clear(self) -> None:
+        """Forget every finished result (those in flight finish as usual)."""
+        with self._lock:
+            self._done.clear()
+
     def in_flight(self) -> int:
         """Results being computed now."""
         with self._lock:
