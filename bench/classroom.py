@@ -24,6 +24,7 @@ import re
 import statistics
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +141,22 @@ async def session(browser, url: str, i: int, steps: int, timeout_s: float, start
     return out
 
 
-async def drive(url: str, n: int, steps: int, timeout_s: float) -> list[list[dict]]:
+def health_seconds(url: str) -> float:
+    """How long the server's /_stcore/health (answered on Streamlit's event loop, not a script thread) takes."""
+    t = time.perf_counter()
+    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=60) as r:
+        r.read()
+    return time.perf_counter() - t
+
+
+async def poll_health(url: str, stop: asyncio.Event, out: list[float]) -> None:
+    """The event loop's answer time every 0.5 s while the class runs: a run blocking the loop would show here."""
+    while not stop.is_set():
+        out.append(await asyncio.to_thread(health_seconds, url))
+        await asyncio.sleep(0.5)
+
+
+async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float]) -> list[list[dict]]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -149,8 +165,14 @@ async def drive(url: str, n: int, steps: int, timeout_s: float) -> list[list[dic
             start = asyncio.Event()
             tasks = [asyncio.create_task(session(browser, url, i, steps, timeout_s, start)) for i in range(n)]
             await asyncio.sleep(1.0)  # every context open before the class starts
+            stop = asyncio.Event()
+            poller = asyncio.create_task(poll_health(url, stop, health))
             start.set()
-            return await asyncio.gather(*tasks)
+            try:
+                return await asyncio.gather(*tasks)
+            finally:
+                stop.set()
+                await poller
         finally:
             await browser.close()
 
@@ -205,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     with streamlit_server(log_path=ROOT / "bench" / "results" / "classroom-streamlit.log", timeout=120) as url:
-        runs = asyncio.run(drive(url, a.sessions, a.steps, a.timeout))
+        health: list[float] = []
+        runs = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health))
     browser_s = time.perf_counter() - t0
     steps_out = [[r for r in run if "step" in r] for run in runs]
     t1 = time.perf_counter()
@@ -227,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "environment": environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
         "sessions": a.sessions, "max_runs": max_runs, "pgd_steps": a.steps, "models": list(MODELS),
-        "light": summary(light), "heavy": summary(heavy), "steps": by_step,
+        "light": summary(light), "heavy": summary(heavy), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
         "sessions_that_saw_waiting": sum(bool(run[-1].get("saw_waiting")) for run in runs),
         "equal_to_sequential": not mismatches, "mismatches": mismatches,
@@ -237,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "light", "heavy", "light_under_1s",
+    print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "light", "heavy", "health", "light_under_1s",
                                             "light_count", "equal_to_sequential", "sessions_that_saw_waiting",
                                             "browser_phase_s", "sequential_phase_s")}, indent=1))
     for name, s in by_step.items():
