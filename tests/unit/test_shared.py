@@ -259,3 +259,15 @@ def test_concurrent_sessions_equal_a_sequential_run_and_compute_once(monkeypatch
         assert torch.equal(res.x_adv, ref.x_adv) and timeless(res.metrics) == timeless(ref.metrics)
         assert res.adversarial.name == ref.adversarial.name
     assert shared.queue().running() == 0 and shared.results().in_flight() == 0
+
+
+def test_an_invalid_setting_is_said_by_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad ADVLAB_MAX_RUNS stops each heavy run with one sentence (the page shows it), never a traceback."""
+    state: dict = {}
+    monkeypatch.setattr(runs, "st", SimpleNamespace(session_state=state))
+    monkeypatch.setenv("ADVLAB_MAX_RUNS", "lots")
+    run = runs.PageRun("_inv")
+    assert run.execute(lambda: 1, lambda left: "cancelled") is None
+    assert state["_inv_notices"] == [("error", "ADVLAB_MAX_RUNS must be a whole number >= 1, not 'lots'")]
+    monkeypatch.setenv("ADVLAB_MAX_RUNS", "1")
+    assert run.execute(lambda: 1, lambda left: "cancelled") == 1 and shared.queue().limit == 1
