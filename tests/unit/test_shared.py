@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from advcore.errors import AdvlabError, Cancelled
 from ui import session as runs
 from ui import shared
 from ui.views import attack as attack_view
 
-
-class Interrupted(BaseException):
-    """Stands for Streamlit's StopException / RerunException (BaseExceptions raised in the script thread)."""
+# What Streamlit raises in a script thread whose session closed (RerunException, for a rerun, is its sibling).
+Interrupted = StopException
 
 
 def wait_until(cond, timeout: float = 10.0) -> None:
