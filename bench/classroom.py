@@ -10,8 +10,8 @@ equal a sequential run of the same attacks in this process (advcore, one at a ti
 
     .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5]
 
-Writes bench/results/classroom.json. Needs Chromium and Python playwright (requirements-dev.txt); exits 2 with one
-line when they are missing.
+Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
+and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     max_runs = shared.env_count(shared.MAX_RUNS_ENV, shared.default_max_runs(), 1)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    with streamlit_server(log_path=ROOT / "bench" / "results" / "classroom-streamlit.log", timeout=120) as url:
+    with streamlit_server(log_path=ROOT / "tests" / "artifacts" / "classroom-streamlit.log", timeout=120) as url:
         health: list[float] = []
         runs = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health))
     browser_s = time.perf_counter() - t0

@@ -39,7 +39,7 @@ import streamlit as st
 
 from advcore.errors import AdvlabError, Cancelled
 from advcore.progress import Progress, ProgressFn
-from ui import shared
+from ui import shared as _shared  # the process-wide store and queue (PageRun.shared is a method)
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -62,13 +62,13 @@ class SessionCache(Generic[V]):
     def _store(self) -> OrderedDict:
         return st.session_state.setdefault(self.key, OrderedDict())
 
-    def _everyone(self) -> shared.SharedResults | None:
+    def _everyone(self) -> _shared.SharedResults | None:
         """The process's shared results when this cache shares (None when not, or when the setting is invalid:
         a heavy run then says why)."""
         if not self.shared:
             return None
         try:
-            return shared.results()
+            return _shared.results()
         except AdvlabError:
             return None
 
@@ -225,7 +225,7 @@ class PageRun:
         st.session_state.pop(self.job_key, None)
         return left
 
-    def _wait(self) -> tuple[shared.Wait, Callable[[], None]]:
+    def _wait(self) -> tuple[_shared.Wait, Callable[[], None]]:
         """A wait callback for :mod:`ui.shared` drawing its text in a placeholder (made at the first wait) and
         returning the Cancel flag (reading it is where Streamlit stops a rerun or closed session), and what
         clears the placeholder."""
@@ -253,7 +253,7 @@ class PageRun:
             return make()
         wait, clear = self._wait()
         try:
-            return shared.results().compute((self.results.key, key), make, wait)
+            return _shared.results().compute((self.results.key, key), make, wait)
         finally:
             clear()
 
@@ -261,7 +261,7 @@ class PageRun:
         """``work()`` in a slot of the process's run queue, waiting for one with its place in line shown."""
         wait, clear = self._wait()
         try:
-            return shared.queue().run(work, wait)
+            return _shared.queue().run(work, wait)
         finally:
             clear()
 
