@@ -195,7 +195,7 @@ def table_section(sel, base: str, method: str, small: bool, notices: list[tuple[
                    "CPU (one thread); 0 strong steps leaves seconds")
                 + "), or run the command line below.")
     else:
-        source = ("measured in this session" if any(v is result for v in TABLES.values())
+        source = ("measured on this server" if any(v is result for v in TABLES.values())
                   else f"shipped measurement, assets/defense/{lab.saved_path(base, method).name}"
                        + (f", made by `{result.command}`" if result.command else ""))
         st.markdown("**What the measurements say.** " + md_escape(lab.lesson(result)))

@@ -42,7 +42,9 @@ from advcore.errors import AdvlabError, Cancelled
 T = TypeVar("T")
 
 POLL_S = 0.2  # how often a waiting session redraws its place and looks for Cancel (and Streamlit's rerun/stop)
-DEFAULT_SHARED_RESULTS = 256  # an ImageAttack with its frames is ~2 MB at 224x224: ~0.5 GB at most
+# An ImageAttack keeps at most 100 8-bit iterates: ~15 MB at 224x224 (PGD-10: 11 of them, ~2 MB); 64 of the largest
+# are ~1 GB. The sessions' own caches hold the same objects, so sharing never adds a copy.
+DEFAULT_SHARED_RESULTS = 64
 MAX_RUNS_ENV, SHARED_ENV = "ADVLAB_MAX_RUNS", "ADVLAB_SHARED_RESULTS"
 
 # wait(text) draws ``text`` ("waiting: 2nd in line") and returns True to give up the wait (Cancel was pressed).
