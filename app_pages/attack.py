@@ -7,6 +7,7 @@ Cancel button) -> views.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import time
 
@@ -32,7 +33,7 @@ from ui.frame import (
     url_show_number,
     url_value,
 )
-from ui.session import ATTACK_RESULTS, ATTACK_REVEALED, ATTACK_RUN
+from ui.session import ATTACK_FRAMES, ATTACK_RESULTS, ATTACK_REVEALED, ATTACK_RUN
 from ui.views import attack as attack_view
 from ui.widgets import download_figure, download_json, download_table, param_widgets
 
@@ -317,7 +318,9 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
         slots[1].image(plots.enlarge_array(amp_img) if small else amp_img,
                        caption=f"Perturbation at step {s}, x{factor:.3g} around grey", width="stretch",
                        output_format="PNG")
-        pred = attack_lab.frame_prediction(res.model, t, i, res.metrics["device"])
+        dev = res.metrics["device"]  # a frame's top-5 once per model, device and pixels, for every session:
+        seen = (res.model, str(dev), hashlib.blake2b(frame.tobytes(), digest_size=16).hexdigest())
+        pred = ATTACK_FRAMES.get_or_put(seen, lambda: attack_lab.frame_prediction(res.model, t, i, dev))
         slots[2].plotly_chart(plots.topk_bars(pred.names, pred.probs, f"Top-5 at step {s}", watch),
                               key=f"attack_step_top5_{n}")
         slots[3].plotly_chart(plots.mark_step(loss_fig, s), key=f"attack_step_loss_{n}")

@@ -189,7 +189,7 @@ def run_all(reqs: tuple[cv.CompareRequest, ...], bar, uploads: list) -> list[com
         if hit is None:
             label = f"run {i + 1} of {len(reqs)}: " if len(reqs) > 1 else ""
             live = RUN.live(bar, text=lambda p, label=label: cv.progress_text(p, label), marker=lambda p: p.stage)
-            hit = RESULTS.put(req, cv.compute(req, uploads, live))
+            hit = RESULTS.put(req, RUN.shared(req, lambda r=req, f=live: cv.compute(r, uploads, f)))  # once for all
         out.append(hit)
     return out
 

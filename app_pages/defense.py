@@ -201,7 +201,7 @@ def table_section(sel, base: str, method: str, params: tuple, small: bool, notic
         RUN.cancel_button(b2, key="defense_cancel")
         bar = st.progress(0.0, text="Loading the models and images")
         live = RUN.live(bar, text=dv.progress_text, marker=dv.progress_marker)
-        out = RUN.execute(lambda: dv.run_table(pending, live), dv.cancelled)
+        out = RUN.execute(lambda: dv.run_table(pending, live), dv.cancelled, key=pending)
         if out is not None:
             TABLES.put(pending, out)
         st.rerun()
@@ -212,7 +212,7 @@ def table_section(sel, base: str, method: str, params: tuple, small: bool, notic
                    "CPU (one thread); 0 strong steps leaves seconds")
                 + "), or run the command line below.")
     else:
-        source = ("measured in this session" if any(v is result for v in TABLES.values())
+        source = ("measured on this server" if any(v is result for v in TABLES.values())
                   else f"shipped measurement, assets/defense/{lab.saved_path(base, method).name}"
                        + (f", made by `{result.command}`" if result.command else ""))
         st.markdown("**What the measurements say.** " + md_escape(lab.lesson(result)))

@@ -38,6 +38,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.fixture(autouse=True)
+def fresh_classroom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with an empty shared result store and run queue (``ui.shared``'s process objects), as a
+    fresh server would: a result another test computed is not a hit, and the queue is empty."""
+    from ui import shared
+
+    monkeypatch.setattr(shared, "_RESULTS", None)
+    monkeypatch.setattr(shared, "_QUEUE", None)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """One torch thread for a module that trains small networks, restored afterwards.

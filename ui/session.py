@@ -20,6 +20,12 @@ advcore, once Cancel's callback (:meth:`PageRun.request_cancel`) has set the fla
 widget reruns the page, which interrupts the run: the markers it left tell the next page run what to say
 (:meth:`PageRun.take_notices`) and, for a job, that it was cancelled.
 
+Sessions of one server share work through :mod:`ui.shared` (a classroom server): a cache declared
+``shared=True`` also keeps its values for every session (a miss here is looked up there), and every
+:meth:`PageRun.execute` waits for a slot of the process's run queue (``ADVLAB_MAX_RUNS`` heavy runs at a time),
+showing its place in line, unless another session is computing the very same result (the run's ``key`` in the
+PageRun's ``results`` cache), in which case it waits for that one instead. A cached result never waits.
+
 The last section lists every cache and run of the app, with its size.
 """
 
@@ -33,6 +39,7 @@ import streamlit as st
 
 from advcore.errors import AdvlabError, Cancelled
 from advcore.progress import Progress, ProgressFn
+from ui import shared as _shared  # the process-wide store and queue (PageRun.shared is a method)
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -40,33 +47,57 @@ V = TypeVar("V")
 
 class SessionCache(Generic[V]):
     """At most ``size`` values of this session under the ``st.session_state`` key ``key``, least recently used
-    dropped first. Keys are requests: anything hashable, compared by value (frozen dataclasses, tuples)."""
+    dropped first. Keys are requests: anything hashable, compared by value (frozen dataclasses, tuples) and
+    holding everything the value depends on.
 
-    def __init__(self, key: str, size: int):
+    ``shared``: the values are deterministic results, also kept for every session of the process
+    (:func:`ui.shared.results`, under ``(key, request)``): a request another session computed is a hit here.
+    Shared values are read-only."""
+
+    def __init__(self, key: str, size: int, shared: bool = False):
         if size < 1:
             raise ValueError(f"a cache holds at least one value, not {size}")
-        self.key, self.size = key, size
+        self.key, self.size, self.shared = key, size, shared
 
     def _store(self) -> OrderedDict:
         return st.session_state.setdefault(self.key, OrderedDict())
 
+    def _everyone(self) -> _shared.SharedResults | None:
+        """The process's shared results when this cache shares (None when not, or when the setting is invalid:
+        a heavy run then says why)."""
+        if not self.shared:
+            return None
+        try:
+            return _shared.results()
+        except AdvlabError:
+            return None
+
     def get(self, req: Hashable) -> V | None:
-        """The value kept for ``req`` (now the most recently used), or None."""
+        """The value kept for ``req`` (now the most recently used) in this session or, for a shared cache, by
+        any session; or None."""
         store = self._store()
         if req not in store:
-            return None
+            everyone = self._everyone()
+            hit = None if everyone is None else everyone.get((self.key, req))
+            return None if hit is None else self._keep(req, hit)
         store.move_to_end(req)
         return store[req]
 
-    def put(self, req: Hashable, value: V) -> V:
-        """Keep ``value`` for ``req`` (the most recently used), dropping the least recently used beyond the size;
-        returns ``value``."""
+    def _keep(self, req: Hashable, value: V) -> V:
         store = self._store()
         store[req] = value
         store.move_to_end(req)
         while len(store) > self.size:
             store.popitem(last=False)
         return value
+
+    def put(self, req: Hashable, value: V) -> V:
+        """Keep ``value`` for ``req`` (the most recently used), dropping the least recently used beyond the size
+        (and, for a shared cache, for every session); returns ``value``."""
+        everyone = self._everyone()
+        if everyone is not None:
+            everyone.put((self.key, req), value)
+        return self._keep(req, value)
 
     def get_or_put(self, req: Hashable, make: Callable[[], V]) -> V:
         """The value kept for ``req``, or ``make()`` kept for it."""
@@ -105,9 +136,13 @@ def next_number(key: str) -> int:
 
 class PageRun:
     """One page's long runs: the session-state keys ``{prefix}_request`` (or ``_{request}``), ``_cancel``,
-    ``_running`` (where the run is), ``_notices``, ``_job`` (what runs) and ``_cancelled`` (a cancelled job)."""
+    ``_running`` (where the run is), ``_notices``, ``_job`` (what runs) and ``_cancelled`` (a cancelled job).
 
-    def __init__(self, prefix: str, request: str = "request"):
+    ``results``: the cache the runs' results go to, keyed by the run's ``key`` (see :meth:`execute`); when it is
+    shared, a run another session is computing is waited for instead of computed again."""
+
+    def __init__(self, prefix: str, request: str = "request", results: SessionCache | None = None):
+        self.results = results
         self.request_key = f"{prefix}_{request}"
         self.cancel_key = f"{prefix}_cancel"
         self.running_key = f"{prefix}_running"
@@ -190,16 +225,64 @@ class PageRun:
         st.session_state.pop(self.job_key, None)
         return left
 
-    def execute(self, work: Callable[[], T], cancelled: Callable[[Any], str], job: Hashable | None = None) -> T | None:
-        """``work()``, then :meth:`finish`; on Cancelled leave the warning ``cancelled(last marker)`` (and block
-        ``job``), on an AdvlabError its message as an error, and return None.
+    def _wait(self) -> tuple[_shared.Wait, Callable[[], None]]:
+        """A wait callback for :mod:`ui.shared` drawing its text in a placeholder (made at the first wait) and
+        returning the Cancel flag (reading it is where Streamlit stops a rerun or closed session), and what
+        clears the placeholder."""
+        shown: dict[str, Any] = {}
+
+        def wait(text: str) -> bool:
+            if shown.get("text") != text:
+                if "slot" not in shown:
+                    shown["slot"] = st.empty()
+                shown["slot"].info(text, icon=":material/hourglass_top:")
+                shown["text"] = text
+            return self.cancel_requested()
+
+        def clear() -> None:
+            if "slot" in shown:
+                shown["slot"].empty()
+
+        return wait, clear
+
+    def shared(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()`` computed once for every session: the result for ``key`` in the ``results`` cache, when a
+        session already kept it or is computing it (waited for), else computed here. Without a shared
+        ``results`` cache: ``make()``."""
+        if self.results is None or self.results.shared is False:
+            return make()
+        wait, clear = self._wait()
+        try:
+            return _shared.results().compute((self.results.key, key), make, wait)
+        finally:
+            clear()
+
+    def queued(self, work: Callable[[], T]) -> T:
+        """``work()`` in a slot of the process's run queue, waiting for one with its place in line shown."""
+        wait, clear = self._wait()
+        try:
+            return _shared.queue().run(work, wait)
+        finally:
+            clear()
+
+    def execute(self, work: Callable[[], T], cancelled: Callable[[Any], str], job: Hashable | None = None,
+                key: Hashable | None = None) -> T | None:
+        """``work()`` in a slot of the run queue (:meth:`queued`), then :meth:`finish`; on Cancelled leave the
+        warning ``cancelled(last marker)`` (and block ``job``), on an AdvlabError its message as an error, and
+        return None. ``key`` (default: ``job``, when the PageRun has ``results``) names the result in the
+        ``results`` cache: a run another session is computing is waited for (:meth:`shared`).
 
         Streamlit's rerun (a Cancel click, a changed widget) is a BaseException: it passes through and leaves
         the markers for the next page run."""
         if job is not None:
             st.session_state[self.job_key] = job
+        if key is None and self.results is not None:
+            key = job
         try:
-            out = work()
+            if key is None:
+                out = self.queued(work)
+            else:
+                out = self.shared(key, lambda: self.queued(work))
         except Cancelled:
             self.notice("warning", cancelled(self.finish()))
             if job is not None:
@@ -273,19 +356,20 @@ class PageRun:
 
 # --------------------------------------------------------------------------- every page's caches and runs
 
-ATTACK_RESULTS: SessionCache = SessionCache("_advlab_attack_results", 8)  # PGD and back again costs nothing
-ATTACK_RUN = PageRun("_advlab_attack")
+ATTACK_RESULTS: SessionCache = SessionCache("_advlab_attack_results", 8, shared=True)  # PGD and back: free
+ATTACK_RUN = PageRun("_advlab_attack", results=ATTACK_RESULTS)  # jobs are the results' requests
+ATTACK_FRAMES: SessionCache = SessionCache("_advlab_attack_frames", 16, shared=True)  # (model, device, frame hash)
 ATTACK_REVEALED: SessionCache = SessionCache("_advlab_attack_revealed", 8)  # "predict, then reveal": request -> guess
-COMPARE_RESULTS: SessionCache = SessionCache("_advlab_compare_results", 4)  # tables and eps sweeps
-COMPARE_RUN = PageRun("_advlab_compare", request="pending")  # the Run (or sweep) button's request(s)
-DEFENSE_PANELS: SessionCache = SessionCache("_advlab_defense_panels", 3)  # the four views of one image
-DEFENSE_TABLES: SessionCache = SessionCache("_advlab_defense_tables", 3)  # measured tables, keyed by request
-DEFENSE_RUN = PageRun("_advlab_defense")  # the Measure button's run (and the image's attack's progress)
-GEOMETRY_RESULTS: SessionCache = SessionCache("_advlab_geometry_results", 6)  # keyed by (request, model)
-GEOMETRY_RUN = PageRun("_advlab_geometry")  # runs on load: jobs are (request, model)
-POISON_RESULTS: SessionCache = SessionCache("_advlab_poison_results", 24)
+COMPARE_RESULTS: SessionCache = SessionCache("_advlab_compare_results", 4, shared=True)  # tables, eps sweeps
+COMPARE_RUN = PageRun("_advlab_compare", request="pending", results=COMPARE_RESULTS)  # Run/sweep requests
+DEFENSE_PANELS: SessionCache = SessionCache("_advlab_defense_panels", 3, shared=True)  # the four views of one image
+DEFENSE_TABLES: SessionCache = SessionCache("_advlab_defense_tables", 3, shared=True)  # keyed by request
+DEFENSE_RUN = PageRun("_advlab_defense", results=DEFENSE_TABLES)  # Measure (and the image attack progress)
+GEOMETRY_RESULTS: SessionCache = SessionCache("_advlab_geometry_results", 6, shared=True)  # (request, model)
+GEOMETRY_RUN = PageRun("_advlab_geometry", results=GEOMETRY_RESULTS)  # runs on load: jobs are (request, model)
+POISON_RESULTS: SessionCache = SessionCache("_advlab_poison_results", 24, shared=True)
 POISON_EXAMPLES: SessionCache = SessionCache("_advlab_poison_examples", 24)  # one poison frog trial in full
-POISON_RUN = PageRun("_advlab_poison")  # a Run button's table
-TRAIN_RUNS: SessionCache = SessionCache("_advlab_train_runs", 3)  # run number -> card, for the charts
+POISON_RUN = PageRun("_advlab_poison", results=POISON_RESULTS)  # a Run button's table
+TRAIN_RUNS: SessionCache = SessionCache("_advlab_train_runs", 3)  # run number -> card (this session's: unshared)
 TRAIN_RUN_COUNT = "_advlab_train_run_count"  # next_number(): runs keep their number after "Forget my runs"
 TRAIN_RUN = PageRun("_advlab_train")  # the Train button's run

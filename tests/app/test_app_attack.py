@@ -249,12 +249,14 @@ def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_cancelled_attack_says_where_it_stopped_and_waits_for_the_button() -> None:
     """A Cancel click reruns the page mid-attack: the next page run says where it stopped, shows no result and
     does not start the same small attack again by itself until Run attack is pressed."""
+    from ui import shared
     from ui.session import ATTACK_RESULTS, ATTACK_RUN
 
     at = attack_page(attack_name="ifgsm", attack_steps=3)  # small: runs on load
     assert metrics(at)["Gradient evaluations"] == "3"
     req = next(iter(at.session_state[ATTACK_RESULTS.key]))
     at.session_state[ATTACK_RESULTS.key] = type(at.session_state[ATTACK_RESULTS.key])()  # as if never computed
+    shared.results().clear()  # by any session of the server
     # What the Cancel button's callback leaves when its click interrupted the run at step 2.
     at.session_state[ATTACK_RUN.running_key] = {"label": "I-FGSM (BIM)", "step": 2, "steps": 3}
     at.session_state[ATTACK_RUN.cancel_key] = True

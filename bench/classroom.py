@@ -1,0 +1,272 @@
+"""A class on one server: N real Chromium sessions take the same scripted lesson on the Attack lab at once.
+
+Each session (its own browser context, so its own Streamlit session) opens PGD on the coffee photo, picks its own
+random-start seed (a heavy run of its own: the run queue admits ``ADVLAB_MAX_RUNS`` at a time), goes back to seed 0
+(light: a cached result), moves eps up one step (heavy, the same for everyone: computed once and shared) and back
+(light), switches the model (heavy, shared) and back (light). For every step it records how long the page took to
+finish its script run after the interaction (measured in the page: the interaction to the last "notRunning"), and
+the numbers the page shows (clean and adversarial prediction with percent, L-inf and L2 of the change), which must
+equal a sequential run of the same attacks in this process (advcore, one at a time, no sharing).
+
+    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5]
+
+Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
+and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser_util import CHROMIUM_ARGS, browser_skip_reason, find_chromium, streamlit_server  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "classroom.json"
+MAIN = '[data-testid="stMain"]'
+MODELS = ("efficientnet-lite0", "efficientnet-lite1")
+EPS = 4  # x/255, the lesson's first eps; a step up is EPS + 1
+PREDICTION = re.compile(r"(Clean|Adversarial) prediction:\s*(.+?)\s*\((\d+(?:\.\d+)?)\s*%\)\s*$", re.MULTILINE)
+NORMS = re.compile(r"L-inf (\d+\.\d\d)/255, L2 (\d+\.\d\d\d)")
+
+# Counts the script runs that ended (data-test-script-state back to "notRunning") and when the last one did.
+OBSERVER = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__ends = 0; window.__endAt = 0; window.__last = app.getAttribute('data-test-script-state');
+  new MutationObserver(() => {
+    const s = app.getAttribute('data-test-script-state');
+    if (s === window.__last) return;
+    window.__last = s;
+    if (s === 'notRunning') { window.__ends++; window.__endAt = performance.now(); }
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  window.__sawWaiting = false;
+  new MutationObserver(() => {
+    if (!window.__sawWaiting && /waiting: \\d+\\w\\w in line|waiting for the same run/.test(document.body.innerText))
+      window.__sawWaiting = true;
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def lesson(i: int) -> list[tuple[str, str, dict]]:
+    """Session ``i``'s steps: (name, kind, the settings after it) with kind "heavy" or "light"."""
+    own_seed = i + 1
+    base = {"model": MODELS[0], "eps": EPS, "seed": 0}
+    return [
+        ("open PGD (shared)", "heavy", base),
+        (f"own seed {own_seed}", "heavy", {**base, "seed": own_seed}),
+        ("seed back to 0 (cached)", "light", base),
+        (f"eps {EPS + 1}/255 (shared)", "heavy", {**base, "eps": EPS + 1}),
+        (f"eps back to {EPS}/255 (cached)", "light", base),
+        ("switch model (shared)", "heavy", {**base, "model": MODELS[1]}),
+        ("model back (cached)", "light", base),
+    ]
+
+
+async def settle(page, ends_before: int, timeout_s: float) -> None:
+    """Wait until a script run that started after the interaction is over and no other follows within 0.5 s."""
+    await page.wait_for_function(f"window.__ends > {ends_before} && window.__last === 'notRunning'",
+                                 timeout=timeout_s * 1000)
+    while True:
+        n = await page.evaluate("window.__ends")
+        await asyncio.sleep(0.5)
+        if await page.evaluate(f"window.__ends === {n} && window.__last === 'notRunning'"):
+            return
+        await page.wait_for_function("window.__last === 'notRunning'", timeout=timeout_s * 1000)
+
+
+async def read_numbers(page) -> dict:
+    text = await page.locator(MAIN).inner_text()
+    preds = {kind: f"{name.strip(' *_')} ({p}%)" for kind, name, p in PREDICTION.findall(text)}
+    m = NORMS.search(text)
+    return {"clean": preds.get("Clean"), "adversarial": preds.get("Adversarial"),
+            "linf_255": m.group(1) if m else None, "l2": m.group(2) if m else None}
+
+
+async def act(page, step: str, before: dict, after: dict) -> None:
+    """The interaction that turns the settings ``before`` into ``after``."""
+    if after["seed"] != before["seed"]:
+        box = page.get_by_role("spinbutton", name="Seed")
+        await box.fill(str(after["seed"]))
+        await box.press("Enter")
+    elif after["eps"] != before["eps"]:
+        slider = page.get_by_role("slider", name="eps (x/255)")
+        await slider.focus()
+        await slider.press("ArrowRight" if after["eps"] > before["eps"] else "ArrowLeft")
+    elif after["model"] != before["model"]:
+        box = page.get_by_role("combobox", name="Model", exact=True)
+        await box.click()
+        await page.keyboard.type("Lite1" if after["model"] == MODELS[1] else "Lite0")
+        await page.keyboard.press("Enter")
+    else:
+        raise ValueError(f"step {step!r} changes nothing")
+
+
+async def session(browser, url: str, i: int, steps: int, timeout_s: float, start: asyncio.Event) -> list[dict]:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    out = []
+    try:
+        await start.wait()
+        plan = lesson(i)
+        t0 = time.perf_counter()
+        await page.goto(f"{url}/attack?model={MODELS[0]}&attack=pgd&steps={steps}&eps={EPS}")
+        await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
+        await page.evaluate(OBSERVER)
+        await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
+        await settle(page, -1, timeout_s)
+        out.append({"step": plan[0][0], "kind": plan[0][1], "settings": plan[0][2],
+                    "seconds": round(time.perf_counter() - t0, 3), "numbers": await read_numbers(page)})
+        for (name, kind, after), (_, _, before) in zip(plan[1:], plan[:-1], strict=True):
+            n = await page.evaluate("window.__ends")
+            t_act = await page.evaluate("performance.now()")
+            await act(page, name, before, after)
+            await settle(page, n, timeout_s)
+            await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
+            seconds = (await page.evaluate("window.__endAt") - t_act) / 1000
+            out.append({"step": name, "kind": kind, "settings": after, "seconds": round(seconds, 3),
+                        "numbers": await read_numbers(page)})
+        out.append({"saw_waiting": await page.evaluate("window.__sawWaiting")})
+    finally:
+        await context.close()
+    return out
+
+
+def health_seconds(url: str) -> float:
+    """How long the server's /_stcore/health (answered on Streamlit's event loop, not a script thread) takes."""
+    t = time.perf_counter()
+    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=60) as r:
+        r.read()
+    return time.perf_counter() - t
+
+
+async def poll_health(url: str, stop: asyncio.Event, out: list[float]) -> None:
+    """The event loop's answer time every 0.5 s while the class runs: a run blocking the loop would show here."""
+    while not stop.is_set():
+        out.append(await asyncio.to_thread(health_seconds, url))
+        await asyncio.sleep(0.5)
+
+
+async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float]) -> list[list[dict]]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
+        try:
+            start = asyncio.Event()
+            tasks = [asyncio.create_task(session(browser, url, i, steps, timeout_s, start)) for i in range(n)]
+            await asyncio.sleep(1.0)  # every context open before the class starts
+            stop = asyncio.Event()
+            poller = asyncio.create_task(poll_health(url, stop, health))
+            start.set()
+            try:
+                return await asyncio.gather(*tasks)
+            finally:
+                stop.set()
+                await poller
+        finally:
+            await browser.close()
+
+
+def sequential(settings: list[dict], steps: int) -> dict[str, dict]:
+    """The numbers the Attack lab shows for each setting, computed one at a time with advcore (no server)."""
+    from advcore import data
+    from ui.views import attack as attack_view
+
+    image = data.open_image(ROOT / "assets" / "samples" / "coffee.jpg", name="coffee.jpg")
+    out = {}
+    for s in settings:
+        key = json.dumps(s, sort_keys=True)
+        if key in out:
+            continue
+        req = attack_view.AttackRequest(
+            model=s["model"], device="auto", image_key="sample:coffee.jpg", attack="pgd", norm="linf",
+            eps=s["eps"] / 255.0, eps_text=f"{s['eps']}/255", steps=steps,  # alpha: the page's default, auto
+            extra=(("random_start", True), ("seed", s["seed"])))
+        res = attack_view.run(req, image, image_name="coffee.jpg")
+        m = res.metrics
+        out[key] = {"clean": f"{res.clean.name} ({100.0 * res.clean.prob:.1f}%)",
+                    "adversarial": f"{res.adversarial.name} ({100.0 * res.adversarial.prob:.1f}%)",
+                    "linf_255": f"{255 * m['linf']:.2f}", "l2": f"{m['l2']:.3f}"}
+    return out
+
+
+def summary(values: list[float]) -> dict:
+    return {"median_s": round(statistics.median(values), 3), "max_s": round(max(values), 3), "n": len(values)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.classroom", description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, default=4, help="browser sessions at once, 1-16 (default 4)")
+    ap.add_argument("--max-runs", type=int, default=None, help="ADVLAB_MAX_RUNS of the server (default: its own)")
+    ap.add_argument("--steps", type=int, default=5, help="PGD steps, 1-50 (default 5)")
+    ap.add_argument("--timeout", type=float, default=240.0, help="seconds one step may take (default 240)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args(argv)
+    if not 1 <= a.sessions <= 16 or not 1 <= a.steps <= 50 or (a.max_runs is not None and a.max_runs < 1):
+        print("classroom: --sessions must be 1-16, --steps 1-50 and --max-runs >= 1", file=sys.stderr)
+        return 2
+    reason = browser_skip_reason()
+    if reason:
+        print(f"classroom: {reason}", file=sys.stderr)
+        return 2
+    if a.max_runs is not None:
+        os.environ["ADVLAB_MAX_RUNS"] = str(a.max_runs)  # the server inherits it
+    from ui import shared
+
+    max_runs = shared.env_count(shared.MAX_RUNS_ENV, shared.default_max_runs(), 1)
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with streamlit_server(log_path=ROOT / "tests" / "artifacts" / "classroom-streamlit.log", timeout=120) as url:
+        health: list[float] = []
+        runs = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health))
+    browser_s = time.perf_counter() - t0
+    steps_out = [[r for r in run if "step" in r] for run in runs]
+    t1 = time.perf_counter()
+    ref = sequential([r["settings"] for run in steps_out for r in run], a.steps)
+    sequential_s = time.perf_counter() - t1
+    mismatches = [{"session": i, "step": r["step"], "page": r["numbers"],
+                   "sequential": ref[json.dumps(r["settings"], sort_keys=True)]}
+                  for i, run in enumerate(steps_out) for r in run
+                  if r["numbers"] != ref[json.dumps(r["settings"], sort_keys=True)]]
+    light = [r["seconds"] for run in steps_out for r in run if r["kind"] == "light"]
+    heavy = [r["seconds"] for run in steps_out for r in run if r["kind"] == "heavy"]
+    by_step = {}
+    for j, (name, kind, _) in enumerate(lesson(0)):
+        by_step[re.sub(r"\d+ ?", "", name) if "own seed" in name else name] = {
+            "kind": kind, **summary([run[j]["seconds"] for run in steps_out])}
+    from advcore.device import pick_device
+    from bench.common import environment
+
+    record = {
+        "environment": environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
+        "sessions": a.sessions, "max_runs": max_runs, "pgd_steps": a.steps, "models": list(MODELS),
+        "light": summary(light), "heavy": summary(heavy), "steps": by_step, "health": summary(health),
+        "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
+        "sessions_that_saw_waiting": sum(bool(run[-1].get("saw_waiting")) for run in runs),
+        "equal_to_sequential": not mismatches, "mismatches": mismatches,
+        "distinct_runs": len(ref), "browser_phase_s": round(browser_s, 1), "sequential_phase_s": round(sequential_s, 1),
+        "loadavg_1min_at_start": round(load0, 2),
+        "per_session": steps_out,
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "light", "heavy", "health", "light_under_1s",
+                                            "light_count", "equal_to_sequential", "sessions_that_saw_waiting",
+                                            "browser_phase_s", "sequential_phase_s")}, indent=1))
+    for name, s in by_step.items():
+        print(f"  {name:32s} {s['kind']:5s} median {s['median_s']:7.2f} s, max {s['max_s']:7.2f} s")
+    return 0 if not mismatches else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
