@@ -233,6 +233,24 @@ def card_beside(path: str | Path) -> Path | None:
     return None
 
 
+def weights_beside(card_path: str | Path) -> Path:
+    """The weights file a card names in its ``weights`` field (a file name in the card's folder, as
+    ``python -m advcore train`` writes it)."""
+    card_path = Path(card_path)
+    raw = read_card_dict(card_path)
+    weights = raw.get("weights")
+    if not isinstance(weights, str) or Path(weights).name != weights or weights in ("", ".", ".."):
+        raise AdvlabError(f"The model card {card_path} names no weights file ('weights': a file name beside it); "
+                          "give the model file to --model and the card to --model-card.")
+    return card_path.parent / weights
+
+
+def read_card_dict(path: Path) -> dict:
+    """A card file's raw content (checked to be an object), for the fields :class:`Card` does not keep."""
+    card = read_card(path)
+    return {**card.extra, "name": card.name}
+
+
 # --------------------------------------------------------------------------- weights
 
 
@@ -300,7 +318,7 @@ def load_network(raw: bytes, card: Card, *, where: str = "the model file") -> tu
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ... for a bad file
         text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
+        if re.search(r"\bGLOBAL\b|Unsupported global", text):  # a class or function: code would run
             raise AdvlabError(f"{where} was refused: it holds Python objects other than tensors (code would "
                               "run to unpickle them; advlab loads weights with weights_only=True). Save the "
                               "state_dict, or a TorchScript file.") from None
@@ -324,7 +342,8 @@ def load_network(raw: bytes, card: Card, *, where: str = "the model file") -> tu
 
 def check_output(model: nn.Module, card: Card, *, where: str = "the model") -> None:
     """Run a dummy batch of mid-grey images: the output must be ``(CHECK_BATCH, classes)`` logits, finite."""
-    x = torch.full((CHECK_BATCH, *card.input_size), 0.5)
+    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
+    x = torch.full((CHECK_BATCH, *card.input_size), 0.5, device=device)
     try:
         with torch.no_grad():
             out = model(x)
