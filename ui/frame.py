@@ -319,7 +319,8 @@ def _sidebar() -> Selection:
     url_value("model", "sidebar_model", url_choice(model_names))
     if st.session_state.get("sidebar_model") not in (None, *model_names):
         st.session_state.pop("sidebar_model")  # a forgotten model
-    model = sb.selectbox("Model", model_names, format_func=_model_title, key="sidebar_model",
+    model_titles = {n: _model_title(n) for n in model_names}  # resolved now, while this session's models are in scope
+    model = sb.selectbox("Model", model_names, format_func=lambda n: model_titles.get(n, n), key="sidebar_model",
                          help="Registered classifiers with real pretrained weights, then this session's own models "
                               "(\"Your own model\" below, and the Training lab's runs).")
     _own_model_sidebar()

@@ -438,7 +438,8 @@ def from_trained(name: str, model: nn.Module, card: Mapping, *, taken: object = 
     check_output(model, c, where=name)
     full = dict(card)
     classes = list(c.classes)
-    spec = ModelSpec(name=session_name(name, taken), title=f"{card.get('title') or name} (this session)",
+    title = f"{name}: {card['title']} (this session)" if card.get("title") else f"{name} (this session)"
+    spec = ModelSpec(name=session_name(name, taken), title=title,
                      dataset=c.dataset, input_size=c.input_size, mean=c.mean, std=c.std,
                      build=lambda: getattr(model, "net", model), classes=lambda: list(classes),
                      card={**full, "format": "trained in this session"}, role=zoo.role_of(full))

@@ -209,6 +209,6 @@ def test_trained_model_becomes_a_session_model() -> None:
     card = {**CARD, "architecture": TINY, "recipe": {"name": "pgd"}, "title": "PGD run"}
     sm = custom.from_trained("your run 1", model, card, taken={"mine:your-run-1"})
     assert sm.spec.name == "mine:your-run-1-2" and sm.spec.role == "pgd"
-    assert sm.model is model and sm.spec.title == "PGD run (this session)"
+    assert sm.model is model and sm.spec.title == "your run 1: PGD run (this session)"
     with pytest.raises(AdvlabError, match="outputs shape"):
         custom.from_trained("bad", model, {**card, "dataset": "custom", "classes": ["a", "b"]})
