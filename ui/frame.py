@@ -24,6 +24,7 @@ from streamlit.navigation.page import StreamlitPage
 from advcore import data, datasets, models
 from advcore.device import cuda_available, describe, pick_device
 from advcore.errors import AdvlabError
+from advcore.models import custom
 from ui import plots
 
 log = logging.getLogger("advlab.ui")
@@ -189,9 +190,20 @@ def _taken() -> set[str]:
     return st.session_state.setdefault(_SESSION_NAMES_KEY, set()) | set(session_models())
 
 
-def _keep(sm) -> str:
-    """Put a session model in this session's list and select it in the sidebar; returns its name."""
-    session_models()[sm.spec.name] = sm
+MAX_SESSION_MODELS = 8  # own models one session holds (each is in memory); the oldest Training-lab run makes room
+
+
+def _keep(sm, *, trained: bool = False) -> str:
+    """Put a session model in this session's list; returns its name. A full list refuses an upload and drops
+    its oldest Training-lab run for a new run."""
+    mine = session_models()
+    if len(mine) >= MAX_SESSION_MODELS:
+        runs = [n for n, m in mine.items() if m.spec.card.get("format") == custom.TRAINED_FORMAT]
+        if not trained or not runs:
+            raise AdvlabError(f"This session already holds {MAX_SESSION_MODELS} of your models; forget one in the "
+                              "sidebar's \"Your own model\" box first.")
+        _forget_session_model(runs[0])
+    mine[sm.spec.name] = sm
     st.session_state.setdefault(_SESSION_NAMES_KEY, set()).add(sm.spec.name)
     return sm.spec.name
 
@@ -199,16 +211,12 @@ def _keep(sm) -> str:
 def add_session_model(name: str, model, card: dict) -> str:
     """Offer a model trained in this session (the Training lab's run: the [0, 1]-pixel model and its card) in
     this session's sidebar model list, as ``mine:NAME``; returns that name. Other sessions never see it."""
-    from advcore.models import custom
-
-    return _keep(custom.from_trained(name, model, card, taken=_taken()))
+    return _keep(custom.from_trained(name, model, card, taken=_taken()), trained=True)
 
 
 def load_session_model(model_bytes: bytes, model_file: str, card: dict | bytes, card_file: str = "card.json") -> str:
     """Load an uploaded model (TorchScript or a state_dict, ``weights_only``) with its card (the card file's
     bytes, or the fields as a dict) into this session's model list; returns its name (AdvlabError if bad)."""
-    from advcore.models import custom
-
     if isinstance(card, (bytes, str)):
         kind = "yaml" if Path(card_file).suffix.lower() in (".yaml", ".yml") else "json"
         card = custom.parse_card(card, kind=kind, default_name=Path(model_file).stem,
@@ -271,8 +279,6 @@ def _forget_session_model(name: str) -> None:
 
 def _own_model_sidebar() -> None:
     """The sidebar's "Your own model" box: a model file and its card (a file, or fields as widgets)."""
-    from advcore.models import custom
-
     mine = session_models()
     with st.sidebar.expander("Your own model", expanded=bool(st.session_state.get(_MODEL_ERROR_KEY))):
         st.file_uploader("Model file", type=MODEL_UPLOAD_TYPES, key="sidebar_own_file",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from advcore.attacks import ATTACKS
 from advcore.cli.attack import add_param_flags, param_values
@@ -56,11 +55,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from advcore import attacks, datasets, models
     from advcore.device import describe, pick_device
     from advcore.labs import training
-    from advcore.models import zoo
 
-    card_file = args.model.endswith(".json") and Path(args.model).is_file()
-    spec = zoo.spec_from_card(zoo.read_card(args.model), Path(args.model).parent) if card_file \
-        else models.get_spec(args.model)
+    spec = models.get_spec(args.model)  # a card JSON given to --model is loaded by fw.resolve_model_files
     name = spec.name
     attack = attacks.get_attack(args.attack)
     params, notes = param_values(args, attack.name, skip=("seed",))
@@ -73,7 +69,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     x, y, what = datasets.eval_set(spec.dataset, args.n, source=args.data)
     device = pick_device(args.device)
     set_threads(args.threads)
-    model = zoo.load_from_card(args.model, device)[1] if card_file else models.load(name, device)
+    model = models.load(name, device)
     bars = ProgressBars(args.quiet)
     try:
         curve = training.accuracy_curve(model, x, y, attack=attack.name, eps=args.eps, steps=args.steps,

@@ -52,6 +52,7 @@ MAX_CARD_BYTES = zoo.MAX_CARD_BYTES
 MAX_WEIGHTS_BYTES = zoo.MAX_WEIGHTS_BYTES
 MIN_SIDE, MAX_SIDE = 4, 512
 MAX_CLASSES = zoo.MAX_CLASSES
+TRAINED_FORMAT = "trained in this session"  # the card's "format" of a Training-lab run
 CHECK_BATCH = 2  # images in the dummy batch the output shape is checked on
 CARD_FIELDS = {"architecture": "str or object", "dataset": "str", "input_size": "[C, H, W]", "mean": "list",
                "std": "list", "classes": "list of str", "name": "str", "title": "str"}
@@ -234,21 +235,18 @@ def card_beside(path: str | Path) -> Path | None:
 
 
 def weights_beside(card_path: str | Path) -> Path:
-    """The weights file a card names in its ``weights`` field (a file name in the card's folder, as
-    ``python -m advcore train`` writes it)."""
+    """The checkpoint a zoo card (as ``python -m advcore train`` writes it) names in its ``weights`` field, beside
+    it; the card is checked by :func:`advcore.models.zoo.read_card` first (its fields, the weights' file name)."""
     card_path = Path(card_path)
-    raw = read_card_dict(card_path)
-    weights = raw.get("weights")
-    if not isinstance(weights, str) or Path(weights).name != weights or weights in ("", ".", ".."):
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raw = None
+    if isinstance(raw, dict) and "weights" not in raw:
         raise AdvlabError(f"The model card {card_path} names no weights file ('weights': a file name beside it); "
                           "give the model file to --model and the card to --model-card.")
-    return card_path.parent / weights
-
-
-def read_card_dict(path: Path) -> dict:
-    """A card file's raw content (checked to be an object), for the fields :class:`Card` does not keep."""
-    card = read_card(path)
-    return {**card.extra, "name": card.name}
+    card = zoo.read_card(card_path)
+    return card_path.parent / card["weights"]
 
 
 # --------------------------------------------------------------------------- weights
@@ -442,5 +440,5 @@ def from_trained(name: str, model: nn.Module, card: Mapping, *, taken: object = 
     spec = ModelSpec(name=session_name(name, taken), title=title,
                      dataset=c.dataset, input_size=c.input_size, mean=c.mean, std=c.std,
                      build=lambda: getattr(model, "net", model), classes=lambda: list(classes),
-                     card={**full, "format": "trained in this session"}, role=zoo.role_of(full))
+                     card={**full, "format": TRAINED_FORMAT}, role=zoo.role_of(full))
     return SessionModel(spec, model)
