@@ -104,6 +104,17 @@ def test_upload_function_and_training_runs_join_the_sidebar_list() -> None:
     assert at.selectbox(key="sidebar_model").options[-1:] == ["your run 1: my-naive (this session)"]
 
 
+def test_load_without_a_file_says_what_is_missing() -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.radio(key="sidebar_own_card_source").set_value("Card fields").run()
+    assert at.selectbox(key="sidebar_own_arch").options[0] == "none (TorchScript file)"
+    assert at.text_input(key="sidebar_own_mean").value == "0.5"
+    at.button(key="sidebar_own_load").click().run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.sidebar.error] == [
+        "Choose a model file first (TorchScript, or a state_dict saved with torch.save)."]
+
+
 def test_card_fields_make_a_card() -> None:
     from ui.frame import TORCHSCRIPT, card_from_fields
 

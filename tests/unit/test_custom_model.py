@@ -203,6 +203,15 @@ def test_session_models_stay_out_of_the_registry() -> None:
     assert models.names() == shipped
 
 
+def test_a_session_model_is_copied_once_per_device() -> None:
+    sm = custom.load_custom(saved(tiny_net().state_dict()), CARD)
+    cpu = torch.device("cpu")
+    assert sm.on(cpu) is sm.model
+    other = sm.on(torch.device("meta"))  # stands in for CUDA: a copy there, the original stays on the CPU
+    assert other is not sm.model and next(other.parameters()).device.type == "meta"
+    assert next(sm.model.parameters()).device == cpu and sm.on(torch.device("meta")) is other
+
+
 def test_trained_model_becomes_a_session_model() -> None:
     net = tiny_net()
     model = reference(net)
