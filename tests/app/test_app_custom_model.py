@@ -1,7 +1,7 @@
 """AppTest of your own model in the sidebar: a session's models are in its model list only, and pages use them.
 
-AppTest cannot fill a file uploader, so the upload is tested through the function the Load button calls
-(``ui.frame.load_session_model``, in a script of its own) and by putting a loaded model into one session's state.
+The sidebar's uploaders are filled with AppTest's ``file_uploader().set_value``; a model can also be put straight
+into one session's state, and ``ui.frame.load_session_model`` / ``add_session_model`` run in a script of their own.
 """
 
 from __future__ import annotations
@@ -102,6 +102,35 @@ def test_upload_function_and_training_runs_join_the_sidebar_list() -> None:
     assert at.session_state[SESSION_KEY]["mine:your-run-1"].spec.role == "pgd"
     at.button(key="sidebar_own_forget_mine:my-naive").click().run()
     assert at.selectbox(key="sidebar_model").options[-1:] == ["your run 1: my-naive (this session)"]
+
+
+def test_sidebar_upload_loads_and_selects_the_model_and_refuses_pickled_code() -> None:
+    weights, card = naive_files()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="sidebar_own_file").set_value(("naive.pt", weights, "application/octet-stream"))
+    at.file_uploader(key="sidebar_own_card").set_value(("naive.json", card, "application/json"))
+    at.run()
+    at.button(key="sidebar_own_load").click().run()
+    assert not at.exception, at.exception
+    assert not at.sidebar.error, [e.value for e in at.sidebar.error]
+    assert at.selectbox(key="sidebar_model").value == "mine:my-naive"  # loaded and selected
+    assert at.selectbox(key="sidebar_gallery_fashion-mnist").value == 3
+    # a pickle with a __reduce__ calling os.system, as the model file: refused, the list unchanged
+    buf = io.BytesIO()
+    torch.save({"w": _Shell()}, buf)
+    at.file_uploader(key="sidebar_own_file").set_value(("evil.pt", buf.getvalue(), "application/octet-stream"))
+    at.run()
+    at.button(key="sidebar_own_load").click().run()
+    assert not at.exception, at.exception
+    assert "was refused" in at.sidebar.error[0].value and "weights_only=True" in at.sidebar.error[0].value
+    assert list(at.session_state[SESSION_KEY]) == ["mine:my-naive"]
+
+
+class _Shell:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo this must never run",)
 
 
 def test_load_without_a_file_says_what_is_missing() -> None:
