@@ -180,6 +180,9 @@ def get_spec(name: str) -> ModelSpec:
     mine = session_models().get(name)
     if mine is not None:
         return mine.spec
+    if str(name).startswith(SESSION_PREFIX):
+        raise AdvlabError(f"{name} is one of an app session's own models, which only that session knows; on the "
+                          "command line give its file instead: --model PATH (with --model-card CARD).")
     try:
         return _REGISTRY[name]
     except KeyError:

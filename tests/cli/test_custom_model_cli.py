@@ -66,5 +66,6 @@ def test_model_file_errors_exit_2_with_one_line(tmp_path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a model at all")
     assert_one_line_error(*run_cli([*base, "--model", str(tmp_path / "junk.pt"), "--model-card", str(card)]),
                           "is not a PyTorch model file")
+    assert_one_line_error(*run_cli([*base, "--model", "mine:naive"]), "give its file instead: --model PATH")
     assert_one_line_error(*run_cli(["compare", "--models", f"{weights},{tmp_path / 'junk.pt'}", "--eps", "0.1",
                                     "--model-card", str(card)]), "--model-card needs exactly one model")

@@ -181,7 +181,7 @@ def test_session_models_stay_out_of_the_registry() -> None:
     assert b.spec.name == "mine:tiny-2"
     shipped = models.names()
     assert a.spec.name not in shipped
-    with pytest.raises(AdvlabError, match="Unknown model"):
+    with pytest.raises(AdvlabError, match="one of an app session's own models"):
         models.get_spec(a.spec.name)
     with pytest.raises(AdvlabError, match="kept for session models"):
         models.register(a.spec)
