@@ -310,10 +310,10 @@ def _own_model_sidebar() -> None:
         if error:
             st.error(error)
         for name, sm in mine.items():
-            c1, c2 = st.columns([4, 1])
-            c1.caption(f"{md_escape(name)}: {sm.spec.card.get('format', '')}, {sm.spec.dataset}, "
+            st.caption(f"{md_escape(name)}: {sm.spec.card.get('format', '')}, {sm.spec.dataset}, "
                        f"{'x'.join(map(str, sm.spec.input_size))} input, {sm.spec.num_classes} classes")
-            c2.button("Forget", key=f"sidebar_own_forget_{name}", on_click=_forget_session_model, args=(name,))
+            st.button(f"Forget {name}", key=f"sidebar_own_forget_{name}", icon=":material/delete:",
+                      on_click=_forget_session_model, args=(name,))
         st.caption("Your models are in the model list of this session only (tab); they are gone when it ends.")
 
 
