@@ -167,6 +167,17 @@ def test_card_files(tmp_path) -> None:
     assert custom.weights_beside(zoo.shipped_cards()[0]).is_file()
 
 
+def test_yaml_cards() -> None:
+    text = "input_size: [1, 8, 8]\nmean: [0.3]\nstd: [0.4]\ndataset: digits\n"
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        with pytest.raises(AdvlabError, match="needs PyYAML"):
+            custom.parse_card(text, kind="yaml")
+    else:
+        assert custom.parse_card(text, kind="yaml").input_size == (1, 8, 8)
+
+
 def test_shipped_checkpoint_with_its_own_card_matches_the_registry() -> None:
     card = next(p for p in zoo.shipped_cards() if p.stem == "fmnist-pgd")
     sm = custom.load_custom(custom.weights_beside(card), card)
