@@ -120,6 +120,14 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
                             format_func=lambda n: ATTACKS[n].title,
                             key="compare_attacks", persist_state=KEEP)
     attacks_ = tuple(a for a in compare.ALL_ATTACKS if a in chosen)
+    url_value("radius", "compare_radius", url_choices(list(compare.RADIUS_ATTACKS)), url_show_list())
+    radius = st.multiselect("Robustness radius (minimal-norm attacks, optional)", list(compare.RADIUS_ATTACKS),
+                            default=[], format_func=lambda n: ATTACKS[n].title, key="compare_radius",
+                            persist_state=KEEP,
+                            help="Also search each image for its smallest adversarial perturbation, at each attack's "
+                                 "own defaults (no budget, its own stop rule; C&W's binary search costs hundreds of "
+                                 "gradient steps per image). Shown in its own section, not ranked with the attacks "
+                                 "above.")
     o1, o2, o3 = st.columns([1.2, 1.2, 1.0])
     url_value("stop", "compare_stop", url_choice(list(compare.STOP_POLICIES)))
     stop = o1.radio("Stop on success", compare.STOP_POLICIES, format_func=cv.STOP_LABELS.get, horizontal=True,
@@ -144,7 +152,8 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
     req = cv.CompareRequest(dataset=dataset, sources=tuple(sources), targets=tuple(targets), attacks=attacks_,
                             norm=norm, eps=(eps,), eps_text=cv.eps_text(eps, norm, dataset), steps=int(steps),
                             seed=int(seed), images=images, limit=limit, upload_key=upload_key, device=sel.device,
-                            stop_on_success=stop, agr_alpha=agr_alpha, resolution=resolution)
+                            stop_on_success=stop, agr_alpha=agr_alpha, resolution=resolution,
+                            radius=tuple(a for a in compare.RADIUS_ATTACKS if a in radius))
     error = None
     try:
         req.check()
@@ -221,8 +230,12 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
     b3, b4 = st.columns(2)
     b3.plotly_chart(cv.metric_bars(result, "amp", "AMP (mean absolute perturbation)", "AMP (pixel units)"),
                     key="compare_bar_amp")
-    b4.plotly_chart(cv.metric_bars(result, "l2", "L2 size of the perturbation", "L2 (pixel L2)"),
+    b4.plotly_chart(cv.metric_bars(result, "p_clean", cv.P_CLEAN_TITLE, cv.P_CLEAN_AXIS), key="compare_bar_p_clean")
+    b5, b6 = st.columns(2)
+    b5.plotly_chart(cv.metric_bars(result, "l2", "L2 size of the perturbation", "L2 (pixel L2)"),
                     key="compare_bar_l2")
+    b6.plotly_chart(cv.metric_bars(result, "linf", "L-inf size of the perturbation (mean)", "L-inf (pixel units)"),
+                    key="compare_bar_linf")
     st.markdown(" ".join(compare.ranking_finding(result)))
 
     st.subheader("Transferability")
@@ -243,6 +256,8 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
     st.table(cv.agreement_rows(result), hide_index=True, border="horizontal")
     st.caption(cv.accuracy_caption(result))
 
+    radius_section(result)
+
     st.subheader("AGR against I-FGSM and MI-FGSM")
     st.markdown("**What this run measured.** " + " ".join(cv.measured_sentences(result)))
     st.markdown(cv.paper_quote(result.norm))
@@ -259,6 +274,33 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
     st.code(req.cli_command(), language="bash")
     if req.images == "uploads":
         st.caption("Put your uploaded images in a folder named uploads/ next to the command.")
+
+
+def radius_section(result: compare.CompareResult) -> None:
+    """The minimal-norm attacks' per-image robustness radius, sortable, with the medians (views: no recompute)."""
+    st.subheader("Robustness radius (minimal-norm attacks)")
+    if not result.radius:
+        st.caption("Not measured in this run: choose C&W or DeepFool under 'Robustness radius' and press Run to "
+                   "see each image's smallest adversarial perturbation.")
+        return
+    st.caption(compare.RADIUS_NOTE)
+    sources = list(result.radius)
+    source = sources[0] if len(sources) == 1 else st.selectbox("Radius on", sources, key="compare_radius_source")
+    by = list(result.radius[source])
+    r1, r2 = st.columns(2)
+    sort_by = r1.selectbox("Sort by the radius of", by, key="compare_radius_sort",
+                           format_func=lambda a: cv.radius_column(result, source, a))
+    order = r2.radio("Order", list(cv.RADIUS_ORDERS), format_func=cv.RADIUS_ORDERS.get, horizontal=True,
+                     key="compare_radius_order")
+    st.table(cv.radius_table(result, source, sort_by, order == "descending"), hide_index=True,
+             border="horizontal")
+    st.markdown(compare.radius_finding(result, source))
+    st.table(cv.radius_medians(result), hide_index=True, border="horizontal")
+    st.caption("Median over every image; an image whose search found nothing counts as larger than every found "
+               "radius, so the median reads 'not found' when that holds for half the images or more. L-inf radii "
+               "in 8-bit levels (x/255), L2 radii in pixel L2 (pixels in [0, 1]).")
+    st.download_button("Radius per image (CSV)", cv.csv_bytes(compare.radius_rows(result, source, sort_by)),
+                       file_name="radius.csv", mime="text/csv", on_click="ignore", key="compare_dl_radius")
 
 
 def sweep_section(req: cv.CompareRequest, error: str | None) -> None:

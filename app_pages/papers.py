@@ -1,7 +1,7 @@
 """Papers: each paper's headline claims, advlab's measured numbers and a verdict per claim.
 
-Reads bench/results/papers/*.json at once (advcore.labs.papers.load_saved); Run (quick) measures one paper with
-progress and Cancel -> ui.views.papers.
+Reads bench/results/papers/*.json at once (advcore.labs.papers.load_saved) and the findings (advcore.labs.findings);
+Run (quick) measures one paper with progress and Cancel -> ui.views.papers.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 
 import streamlit as st
 
-from advcore.labs import papers
+from advcore.labs import findings, papers
 from ui.frame import app_frame
 from ui.session import PageRun
 from ui.views import papers as pv
@@ -21,7 +21,8 @@ app_frame()
 st.title("Papers")
 st.write("Each paper's headline claims next to advlab's measurement on the closest setting it has, with a verdict "
          "computed by the rule shown. Numbers below are the saved full runs (`python -m advcore reproduce PAPER`).")
-records = papers.load_saved()
+saved = papers.load_saved()
+records = dict(saved)
 quick = st.session_state.get("_advlab_papers_quick", {})
 records.update(quick)
 st.caption("Verdicts: " + pv.tally(records))
@@ -44,3 +45,8 @@ for key, paper in papers.PAPERS.items():
             if out is not None:
                 st.session_state["_advlab_papers_quick"] = {**quick, key: out}
                 st.rerun()
+
+st.header("What the measurements say")
+st.caption("The README's findings, generated from the saved result files (`python -m advcore reproduce --readme`): "
+           "every number is read from a file and every comparative word is chosen from the numbers.")
+st.markdown("\n".join(findings.bullets(findings.load_sources(), saved)))

@@ -1,8 +1,10 @@
 """Training lab: standard, adversarial and multi-strength adversarial training (MAT) compared.
 
 The shipped models' cards -> Figure 4, Table 1, the random walk and the voting weights (nothing is
-recomputed on page load); a short training run of a person's own through ``ui.views.training``
-(advcore.labs.training.train and evaluate) joins the charts.
+recomputed on page load); Table 1 recomputed under both protocols on a few test images
+(advcore.labs.training.table1, the same function as ``python -m advcore table1``) beside the cards' numbers;
+a short training run of a person's own through ``ui.views.training`` (advcore.labs.training.train and
+evaluate) joins the charts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ui.frame import (
     url_show_number,
     url_value,
 )
-from ui.session import TRAIN_RUN, TRAIN_RUN_COUNT, TRAIN_RUNS, next_number
+from ui.session import TRAIN_RUN, TRAIN_RUN_COUNT, TRAIN_RUNS, PageRun, SessionCache, next_number
 from ui.views import training as training_view
 from ui.views.training import DATASET_TITLES, RECIPE_TITLES, RunRequest
 from ui.widgets import download_figure, download_json, download_table
@@ -35,6 +37,8 @@ INTRO = (
 )
 KEEP = "session"  # training settings survive a visit to another page
 RUNS, RUN = TRAIN_RUNS, TRAIN_RUN  # this session's runs (number -> card); the Train button's run
+TABLE1_RUN = PageRun("_advlab_train_table1")  # the Run / Recompute button's run of Table 1
+TABLE1_RESULTS: SessionCache = SessionCache("_advlab_train_table1_results", 4)  # Table1Request -> table
 
 
 def figure4(cards: list[dict]) -> None:
@@ -75,6 +79,49 @@ def table1(cards: list[dict]) -> None:
     st.caption(f"Averages are the mean accuracy over {span} (eps 0 included, as in the paper's range); clean "
                f"accuracy is on every image of the evaluation set; training time is the wall time of training "
                f"recorded in each card{where}.")
+
+
+def table1_interrupted(left: dict, was_cancelled: bool) -> str:
+    """What to say about a Table 1 run that a rerun stopped (``left``: its last progress marker)."""
+    where = (f"{left['label']}: {left.get('stage', '')}, step {left.get('step', '?')} of {left.get('total', '?')}"
+             if left.get("label") else "the start")
+    return f"Table 1 {'cancelled' if was_cancelled else 'interrupted'} at {where}; nothing was kept."
+
+
+def table1_recompute_section(cards: list[dict], dataset: str, device: str) -> None:
+    """Recompute / Run Table 1 under both protocols with progress and Cancel, cached, beside the cards."""
+    st.markdown("**Recompute Table 1 here** (both protocols, on a few test images)")
+    c1, c2 = st.columns(2)
+    images, strengths = training_view.TABLE1_IMAGES, training_view.TABLE1_EPS
+    url_value("t1n", "train_t1_n", url_choice([str(v) for v in images], list(images)))
+    n = c1.select_slider("Test images", images, 100, key="train_t1_n", format_func=lambda v: f"{v:,}",
+                         persist_state=KEEP, help="The first N images of the evaluation set.")
+    url_value("t1eps", "train_t1_eps", url_choice(list(strengths)))
+    eps = c2.radio("Strengths", list(strengths), format_func=strengths.get, key="train_t1_eps", horizontal=True,
+                   persist_state=KEEP)
+    req = training_view.Table1Request(dataset, int(n), str(eps), device)
+    have = TABLE1_RESULTS.get(req)
+    pending = TABLE1_RUN.take_request()
+    b1, b2 = st.columns([1, 5])
+    b1.button("Recompute" if have else "Run", key="train_t1_run", icon=":material/play_arrow:",
+              disabled=pending is not None, on_click=TABLE1_RUN.request, args=(req,))
+    TABLE1_RUN.show_notices(table1_interrupted)
+    if pending is not None:
+        TABLE1_RUN.cancel_button(b2, key="train_t1_cancel")
+        bar = st.progress(0.0, text="Loading the models")
+        out = TABLE1_RUN.execute(lambda: pending.run(TABLE1_RUN.live(bar, "Table 1")),
+                                 lambda left: table1_interrupted(left or {}, True))
+        if out is not None:
+            TABLE1_RESULTS.put(pending, out)
+        st.rerun()
+    if have:
+        rows = training_view.table1_rows(cards, have)
+        st.dataframe(rows, hide_index=True, width="stretch",
+                     column_config={k: st.column_config.NumberColumn(format="%.3f") for k in rows[0] if k != "model"})
+        st.caption(training_view.table1_caption(rows, have, cards))
+        download_json(st, have, "table1_recomputed.json", key="train_dl_t1",
+                      label="Download the recomputed table (JSON)")
+    st.code("\n".join(req.commands()), language="bash")
 
 
 def random_walk_section(cards: list[dict]) -> None:
@@ -266,6 +313,7 @@ def main() -> None:
                     "No card holds a paper-protocol curve yet: `python -m advcore table1 --update-cards`.")
         st.caption("Precomputed by `python -m advcore table1 --protocol paper --update-cards` (all 3,000 images "
                    "of the shipped subset); `--protocol white-box` gives the other protocol.")
+        table1_recompute_section(cards, dataset, sel.device)
         st.subheader("How the strengths were chosen: the random walk (Sec. 4.3)")
         random_walk_section(cards)
         st.caption(training_view.reconstructions())

@@ -339,6 +339,10 @@ def new_cases() -> list[tuple[str, dict, Callable, Callable]]:
         ("square", {"eps": 0.05, "n_queries": 500, "p_init": 0.05, "seed": 0},
          lambda m, x, y, t: attacks.run("square", m, x, y, eps=0.05, n_queries=500, seed=0).x_adv,
          lambda m, x, y, t: ta.Square(m, eps=0.05, n_queries=500, p_init=0.05, seed=0)(x, y)),
+        ("square-l2", {"eps": 2.0, "norm": "l2", "n_queries": 500, "p_init": 0.1, "seed": 0},
+         lambda m, x, y, t: attacks.run("square", m, x, y, eps=2.0, norm="l2", n_queries=500, p_init=0.1,
+                                        seed=0).x_adv,
+         lambda m, x, y, t: ta.Square(m, norm="L2", eps=2.0, n_queries=500, p_init=0.1, seed=0)(x, y)),
     ]
 
 
@@ -348,8 +352,8 @@ def _apgdt(m: nn.Module) -> torchattacks.attack.Attack:
     return atk
 
 
-def new_attacks(repeats: int) -> list[dict]:
-    """Success, norms and median time of both libraries on the same fmnist-naive batch."""
+def new_attacks(repeats: int, only: set[str] | None = None) -> list[dict]:
+    """Success, norms and median time of both libraries on the same fmnist-naive batch (``only``: those cases)."""
     from advcore import datasets
 
     model = models.load(NEW_MODEL, "cpu")
@@ -361,6 +365,8 @@ def new_attacks(repeats: int) -> list[dict]:
         second = model(x).sort(1)[1][:, -2]
     rows = []
     for name, params, ours_fn, theirs_fn in new_cases():
+        if only and name not in only:
+            continue
         ours_fn(model, x, y, second), theirs_fn(model, x, y, second)  # warm-up
         t_o, t_t = [], []
         for _ in range(repeats):
@@ -377,7 +383,13 @@ def new_attacks(repeats: int) -> list[dict]:
                "l2_median_both_fooled_advcore": float(da.norm(dim=1)[both].median()) if both.any() else None,
                "l2_median_both_fooled_torchattacks": float(db.norm(dim=1)[both].median()) if both.any() else None,
                "linf_max_advcore": float(da.abs().amax()), "linf_max_torchattacks": float(db.abs().amax()),
-               "seconds_advcore": statistics.median(t_o), "seconds_torchattacks": statistics.median(t_t)}
+               "seconds_advcore": statistics.median(t_o), "seconds_torchattacks": statistics.median(t_t),
+               "l2_max_advcore": float(da.norm(dim=1).amax()), "l2_max_torchattacks": float(db.norm(dim=1).amax()),
+               "loadavg_1min": round(os.getloadavg()[0], 2)}
+        if name.startswith("square"):  # advcore records its queries; torchattacks does not return them
+            q = torch.tensor(attacks.run("square", model, x, y, **params).params["queries"], dtype=torch.float64)
+            row["queries_median_advcore"] = float(q.median())
+            row["queries_median_fooled_advcore"] = float(q[so].median()) if so.any() else None
         row["ratio"] = row["seconds_advcore"] / row["seconds_torchattacks"]
         rows.append(row)
         print(f"  {name}: success {row['success_advcore']}/{row['success_torchattacks']}, "
@@ -386,13 +398,23 @@ def new_attacks(repeats: int) -> list[dict]:
     return rows
 
 
-def main_new(argv: list[str]) -> int:  # noqa: ARG001 (no options yet)
-    """``--new``: the C&W / DeepFool / APGD / Square comparison on fmnist-naive, stored beside the others."""
+def main_new(argv: list[str]) -> int:
+    """``--new [NAME,...]``: the C&W / DeepFool / APGD / Square comparison on fmnist-naive, stored beside the
+    others (with names: only those cases, replacing their entries)."""
     repeats = 3
-    rows = new_attacks(repeats)
+    only = {n.strip() for n in argv[0].split(",")} if argv else None
+    known = {c[0] for c in new_cases()}
+    if only and not only <= known:
+        print(f"unknown cases: {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}",
+              file=sys.stderr)
+        return 2
+    rows = new_attacks(repeats, only)
     out = RESULTS / "torchattacks.json"
     doc = json.loads(out.read_text()) if out.exists() else {}
     env = environment(torch.device("cpu"), torchattacks=torchattacks.__version__)
+    old = {r["attack"]: r for r in doc.get("new_attacks", {}).get("attacks", [])} if only else {}
+    merged = {**old, **{r["attack"]: r for r in rows}}
+    rows = [merged[n] for n in (c[0] for c in new_cases()) if n in merged]
     doc["new_attacks"] = {"model": NEW_MODEL, "images": f"first {NEW_N} correctly classified of the Fashion-MNIST "
                           "eval subset", "repeats": repeats, "environment": env, "attacks": rows}
     out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -55,6 +55,14 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size",
                    type=fw.positive_int("batch size", 4096),
                    default=compare.DEFAULT_BATCH, help=f"images per attack batch (default: {compare.DEFAULT_BATCH})")
+    g = p.add_argument_group("robustness radius (minimal-norm attacks: no budget, their own stop rules)")
+    g.add_argument("--radius", default="", metavar="LIST",
+                   help=f"also measure each image's smallest adversarial perturbation with these minimal-norm "
+                        f"attacks, comma-separated ({', '.join(compare.RADIUS_ATTACKS)}), at their own defaults; "
+                        "JSON key 'radius'")
+    g.add_argument("--radius-sort", default="ascending", choices=("ascending", "descending"),
+                   help="order of the per-image radius table, by the first radius attack's radius (default: "
+                        "ascending, the most fragile image first)")
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the whole run as JSON ('-': to stdout, instead of the tables)",
                     threads_help="CPU threads for torch (default: torch's choice)",
@@ -120,6 +128,32 @@ def _tables(result: CompareResult) -> str:
     return "\n".join(lines)
 
 
+def _radius_tables(result: CompareResult, descending: bool) -> str:
+    """Per source: the per-image radius table sorted by the first radius attack, the medians and the finding."""
+    from advcore.labs import compare
+
+    if not result.radius:
+        return ""
+    lines = ["\nrobustness radius: the smallest adversarial perturbation each minimal-norm attack found per image",
+             compare.RADIUS_NOTE]
+    for s, by in result.radius.items():
+        names = list(by)
+        rows = compare.radius_rows(result, s, names[0], descending)
+        iw = max(len(r["image"]) for r in rows)
+        heads = [f"{compare.result_title(a)}, {compare.radius_norm_words(by[a].norm)}" for a in names]
+        cells = [[compare.radius_text(r[f"{a}_radius"], by[a].norm, result.dataset) for a in names] for r in rows]
+        cw = [max([len(h)] + [len(c[j]) for c in cells]) for j, h in enumerate(heads)]
+        lines.append(f"\nsource {s} (sorted by {heads[0]}, {'descending' if descending else 'ascending'})")
+        lines.append("image".ljust(iw) + "  " + "  ".join(h.rjust(w) for h, w in zip(heads, cw, strict=True)))
+        for r, row in zip(rows, cells, strict=True):
+            lines.append(r["image"].ljust(iw) + "  " + "  ".join(c.rjust(w) for c, w in zip(row, cw, strict=True)))
+        lines.append("median".ljust(iw) + "  " + "  ".join(
+            compare.radius_text(by[a].median, by[a].norm, result.dataset).rjust(w) for a, w in zip(names, cw,
+                                                                                                   strict=True)))
+        lines.append(f"- {compare.radius_finding(result, s)}")
+    return "\n".join(lines)
+
+
 @fw.command("compare", "every attack on a set of images per source model, with the transferability matrix",
          _compare_args)
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -130,6 +164,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     compare.check_options(args.stop_on_success, args.agr_alpha, args.resolution, dataset)
     names = compare.ALL_ATTACKS if args.attacks.strip().lower() == "all" else _names(args.attacks)
     attack_names = compare.check_attacks(names)
+    radius = compare.check_radius([n for n in _names(args.radius) if n]) if args.radius.strip() else []
     eps = fw.parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else MAX_L2)
     eps = compare.check_eps(eps, args.norm, args.steps)
     json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
@@ -142,14 +177,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = compare.compare(items, sources, targets=targets, attack_names=attack_names, norm=args.norm, eps=eps,
                                  steps=args.steps, seed=args.seed, device=args.device, batch_size=args.batch_size,
                                  progress=progress, stop_on_success=args.stop_on_success,
-                                 agr_alpha=args.agr_alpha, resolution=args.resolution)
+                                 agr_alpha=args.agr_alpha, resolution=args.resolution, radius=radius)
     result = dataclasses.replace(result, images_source=what, notes=list(notes))
     if json_out is not None:
         fw.write_file(json_out, (fw.json_text(result.to_dict()) + "\n").encode("utf-8"))
     if args.json == "-":
         print(fw.json_text(result.to_dict()))
     else:
-        text = _tables(result)
+        text = _tables(result) + _radius_tables(result, args.radius_sort == "descending")
         if json_out is not None:
             text += f"\n\nwrote {json_out}"
         print(text)

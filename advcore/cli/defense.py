@@ -1,4 +1,6 @@
-"""``python -m advcore defend``: the Defense lab's table (halftoning, attacker ignoring or knowing it)."""
+"""``python -m advcore defend``: the Defense lab's table (any registered defense, attacker ignoring or knowing it),
+with its gradient-masking check. Each defense's flags (``--quality``, ``--bits``, ``--window``, ``--enlarge``,
+``--bayer-size``, ...) are generated from its declared parameters (``Defense.PARAMS``)."""
 
 from __future__ import annotations
 
@@ -29,10 +31,65 @@ def _attack_list(text: str) -> list[str]:
     return out
 
 
-def _method(text: str) -> str:
+def defense_choices() -> list[str]:
+    """What ``--defense`` takes: every preset (one per halftone method) and every registered defense's name."""
     from advcore import defenses
 
-    return defenses.check_method(str(text).strip().lower())
+    return list(dict.fromkeys([*defenses.presets(), *defenses.DEFENSES]))
+
+
+def _method(text: str) -> str:
+    key = str(text).strip().lower()
+    if key not in defense_choices():
+        raise AdvlabError(f"Unknown defense {text!r}; choose one of {', '.join(defense_choices())}.")
+    return key
+
+
+def declared_params() -> dict:
+    """Every parameter any registered defense declares, by name (the first declaration of a name wins), and the
+    defenses that declare it."""
+    from advcore import defenses
+
+    out: dict = {}
+    for cls in defenses.DEFENSES.values():
+        for p in cls.PARAMS:
+            out.setdefault(p.name, (p, []))[1].append(cls.name)
+    return out
+
+
+def add_defense_flags(g: argparse._ArgumentGroup) -> None:
+    """One flag per declared defense parameter (``--quality``, ``--bits``, ...), typed and ranged by its
+    declaration; unset (None) unless given."""
+    for name, (p, owners) in declared_params().items():
+        text = (p.cli_help or p.help).rstrip(".") + f" ({', '.join(owners)}; default: {p.format(p.default)})"
+        if p.kind == "choice":
+            g.add_argument(p.flag, type=fw.arg_type(p.parse, name), metavar="|".join(p.choices),
+                           help=text.replace("%", "%%"))
+        else:
+            g.add_argument(p.flag, type=fw.arg_type(p.parse, name), metavar=name.upper(),
+                           help=text.replace("%", "%%"))
+
+
+def defense_params(args: argparse.Namespace) -> dict:
+    """The defense parameters given on the command line, checked against the chosen ``--defense``: a flag of
+    another defense is refused (AdvlabError, exit 2)."""
+    from advcore import defenses
+
+    presets = defenses.presets()
+    name, fixed = presets.get(args.defense, (args.defense, {}))
+    cls = defenses.DEFENSES[name]
+    mine = {p.name for p in cls.PARAMS}
+    out = {}
+    for pname, (p, owners) in declared_params().items():
+        value = getattr(args, pname, None)
+        if value is None:
+            continue
+        if pname not in mine:
+            raise AdvlabError(f"{p.flag} is a parameter of {', '.join(owners)}, not of {args.defense}.")
+        if pname in fixed and value != fixed[pname]:
+            raise AdvlabError(f"{p.flag} {value} contradicts --defense {args.defense} ({pname} {fixed[pname]}).")
+        out[pname] = value
+    return out
 
 
 def _defend_args(p: argparse.ArgumentParser) -> None:
@@ -43,11 +100,12 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to evaluate")
     g.add_argument("--model", required=True,
                    help="the undefended (naively trained) model, e.g. fmnist-naive or efficientnet-lite0")
-    g.add_argument("--defense", type=fw.arg_type(_method, "defense"), default="floyd-steinberg", metavar="METHOD",
-                   help=f"halftone: one of {', '.join(defenses.METHODS)} (default: floyd-steinberg)")
-    g.add_argument("--bayer-size", type=fw.arg_type(lambda s: fw.parse_int(s, name="bayer size", low=2, high=16),
-                                             "bayer size"), default=8,
-                   help="n of the n x n Bayer matrix (2, 4, 8 or 16; default: 8)")
+    g.add_argument("--defense", type=fw.arg_type(_method, "defense"), default="floyd-steinberg", metavar="NAME",
+                   help=f"a halftone ({', '.join(defenses.METHODS)}) or another registered defense "
+                        f"({', '.join(k for k in defenses.DEFENSES if k != 'halftone')}) (default: floyd-steinberg)")
+    g = p.add_argument_group("defense parameters (each defense's own, from its declaration)")
+    add_defense_flags(g)
+    g = p.add_argument_group("the table's other rows")
     g.add_argument("--halftone-model", metavar="NAME",
                    help="model trained on halftones (default: fmnist-halftone for Fashion-MNIST; 'none': no row)")
     g.add_argument("--hybrid-model", metavar="NAME",
@@ -67,7 +125,8 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=fw.arg_type(fw.parse_steps, "steps"), default=10,
                    help="I-FGSM and PGD steps (default: 10)")
     g.add_argument("--adaptive", action="store_true",
-                   help="add the column of the attacker who knows the defense (BPDA, + EOT for bayer-random)")
+                   help="add the columns of the attackers who know the defense (BPDA, + EOT for a randomised one: "
+                        "bayer-random, resize-pad)")
     g.add_argument("--strong-steps", type=fw.int_type("strong steps", 0, MAX_STEPS),
                    default=lab.STRONG_STEPS,
                    help="steps of the strong adaptive attacker, BPDA(+EOT)-PGD, counted in the per-example worst "
@@ -77,16 +136,16 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
                    help="random starts of the strong attacker; an image counts as correct only if it survives "
                         "all of them (default: 1)")
     g.add_argument("--eot", type=fw.positive_int("EOT samples", 1000), default=8,
-                   help="draws of the random halftone averaged per gradient step (default: 8)")
+                   help="draws of a randomised defense averaged per gradient step (default: 8)")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
-                   default=0, help="seed of PGD's random start and of the random halftone (default: 0)")
+                   default=0, help="seed of PGD's random start and of a randomised defense (default: 0)")
     g.add_argument("--batch-size", type=fw.positive_int("batch size", 100000), default=250, help="default: 250")
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                     quiet_help="no progress bar (the final line stays)")
 
 
-def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, str]:
+def _trained(args: argparse.Namespace, dataset: str, input_size, halftone: bool = True) -> dict[str, str]:
     from advcore import models
     from advcore.labs import defense as lab
 
@@ -94,6 +153,11 @@ def _trained(args: argparse.Namespace, dataset: str, input_size) -> dict[str, st
     out = {}
     for key, given in (("halftone-trained", args.halftone_model), ("hybrid", args.hybrid_model),
                        ("adversarial", args.reference_model)):
+        if key in lab.TRAINED_ROLES and not halftone:
+            if given is not None and given.lower() != "none":
+                flag = "--halftone-model" if key == "halftone-trained" else "--hybrid-model"
+                raise AdvlabError(f"{flag} applies to a halftone defense only, not to {args.defense}.")
+            continue
         name = defaults.get(key) if given is None else given
         if given is None and name not in models.names():
             continue
@@ -133,7 +197,18 @@ def table_text(r) -> str:
     return "\n".join(lines)
 
 
-@fw.command("defend", "accuracy under attack with halftoning as a defense, attacker ignoring or knowing it",
+def masking_text(r) -> str:
+    """The gradient-masking check in plain text: the verdict, then one line per sign with its rule."""
+    m = r.masking
+    lines = [m["verdict"]]
+    for c in m["checks"]:
+        lines.append(f"  [{c['status']}] {c['title']} (rule: {c['rule']})" + (f": {c['text']}" if c["status"] != "pass"
+                                                                             else ""))
+    return "\n".join(lines)
+
+
+@fw.command("defend", "accuracy under attack behind an input defense (halftone, JPEG, bit depth, median, resize-pad), "
+            "attacker ignoring or knowing it, with a gradient-masking check",
          _defend_args, aliases=("defense",))
 def cmd_defend(args: argparse.Namespace) -> int:
     """The Defense lab's table with :func:`advcore.labs.defense.evaluate_defense`."""
@@ -142,18 +217,18 @@ def cmd_defend(args: argparse.Namespace) -> int:
     from advcore.labs import defense as lab
 
     spec = models.get_spec(args.model)
-    if args.bayer_size not in defenses.BAYER_SIZES:  # a Halftone checks every parameter it declares
-        raise AdvlabError(f"--bayer-size must be one of {', '.join(map(str, defenses.BAYER_SIZES))}.")
-    trained = _trained(args, spec.dataset, spec.input_size)
+    params = defense_params(args)
+    defense = lab.make_defense(args.defense, seed=args.seed, params=params)  # checks every declared parameter
+    trained = _trained(args, spec.dataset, spec.input_size, isinstance(defense, defenses.Halftone))
     json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
     n = args.n if args.n is not None else (500 if spec.dataset in ("fashion-mnist", "digits") else None)
     device = pick_device(args.device)
     fw.set_threads(args.threads)
     with fw.ProgressBars(args.quiet, per_stage=False, unit="batch") as progress:
         result = lab.evaluate_defense(
-            spec.name, args.defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
+            spec.name, defense, attack_names=args.attacks, eps=args.eps, n=n, steps=args.steps,
             adaptive=args.adaptive, eot=args.eot, strong_steps=args.strong_steps, restarts=args.restarts,
-            bayer_size=args.bayer_size, seed=args.seed,
+            seed=args.seed,
             batch_size=args.batch_size, trained=trained, device=device, progress=progress)
     result = dataclasses.replace(result, device=describe(device))
     if sys.argv[1:2] in (["defend"], ["defense"]):
@@ -163,8 +238,9 @@ def cmd_defend(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(fw.json_text(result.to_dict()))
     else:
-        lines = [f"{spec.name}: {result.defense['description']} on {result.n} images of the {result.data} "
-                 f"(labels: {result.labels})", table_text(result), "", result.lesson]
+        what = result.defense.get("description") or result.defense.get("title") or result.defense["name"]
+        lines = [f"{spec.name}: {what} on {result.n} images of the {result.data} "
+                 f"(labels: {result.labels})", table_text(result), "", result.lesson, "", masking_text(result)]
         if json_out is not None:
             lines.append(f"wrote {json_out}")
         print("\n".join(lines))

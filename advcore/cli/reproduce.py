@@ -15,7 +15,8 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small settings (a few minutes on 2 CPU cores); not saved")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.add_argument("--readme", action="store_true",
-                   help="rewrite README.md's generated 'What the measurements say' table from the saved results")
+                   help="rewrite README.md's generated 'What the measurements say' section (claims table, settings, "
+                        "findings) from the saved results")
 
 
 @fw.command("reproduce", "a paper's headline claims, advlab's measurement and a verdict per claim", _args)

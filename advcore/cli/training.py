@@ -212,7 +212,6 @@ def _table1_args(p: argparse.ArgumentParser) -> None:
             _table1_args)
 def cmd_table1(args: argparse.Namespace) -> int:
     """Average accuracy over eps under :func:`advcore.labs.training.protocol_table` for every shipped model."""
-    from advcore import datasets, models
     from advcore.files import write_bytes
     from advcore.labs import training
     from advcore.models import zoo
@@ -221,34 +220,16 @@ def cmd_table1(args: argparse.Namespace) -> int:
     if args.update_cards and args.protocol != "paper":
         raise AdvlabError("--update-cards stores the paper protocol's curves; use it with --protocol paper.")
     json_out = None if args.json in (None, "-") else fw.output_path(args.json, flag="--json")
-    found = models.roles(args.dataset)
-    if not found:
-        raise AdvlabError(f"No shipped {args.dataset} model is registered.")
-    source = _source_model(args.dataset, args.device) if args.protocol == "paper" else None
     fw.set_threads(args.threads)
-    x, y, what = datasets.eval_set(args.dataset, args.n)
-    loaded = {name: models.load(name, args.device) for name in found.values()}
     bars = fw.ProgressBars(args.quiet)
     try:
-        table = training.protocol_table(loaded, x, y, protocol=args.protocol, source=source, eps=args.eps,
-                                        progress=bars)
-        rfgsm = {name: training.accuracy_curve(m, x, y, attack="rfgsm", eps=args.eps, progress=bars)
-                 for name, m in loaded.items()}
-        white = ({name: training.accuracy_curve(m, x, y, attack="fgsm", eps=args.eps, progress=bars)
-                  for name, m in loaded.items()} if args.protocol == "paper" else
-                 {name: dict(c) for name, c in table["models"].items()})
+        table, rfgsm = training.table1(args.dataset, protocol=args.protocol, eps=args.eps, n=args.n,
+                                       device=args.device, progress=bars)
     finally:
         bars.close()
-    table["data"] = what
-    for name, m in loaded.items():
-        clean = training.accuracy(m, x, y)
-        curves = {"fgsm": white[name], "rfgsm": rfgsm[name]}  # the same images, white-box
-        table["models"][name]["clean_accuracy"] = round(clean, 6)
-        table["models"][name]["rfgsm_average"] = rfgsm[name]["average_accuracy"]
-        table["models"][name]["white_box_fgsm_average"] = white[name]["average_accuracy"]
-        table["models"][name]["label_leaking"] = training.label_leaking(curves, clean)
+    what = table["data"]
     if args.update_cards:
-        for name in loaded:
+        for name in table["models"]:
             path = zoo.MODELS_DIR / f"{name}.json"
             card = zoo.read_card(path)
             card.setdefault("curves", {})["transfer_fgsm"] = table["models"][name] | {"data": what}

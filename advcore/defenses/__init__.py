@@ -3,8 +3,9 @@
 :mod:`advcore.defenses.base`: the :class:`Defense` contract (``forward``, ``estimate_gradient``
 for BPDA, ``randomized``, ``params``, ``check_params``), :class:`Defended` (a model behind a
 defense), :class:`BPDA`, :class:`EOT`, and the registry (:data:`DEFENSES`, :func:`get_defense`).
-One module per defense registers itself: :mod:`advcore.defenses.halftone` (error diffusion and
-ordered dithering). The Defense lab's evaluation is :mod:`advcore.labs.defense`.
+One module per family registers itself: :mod:`advcore.defenses.halftone` (error diffusion and
+ordered dithering), :mod:`advcore.defenses.preprocess` (JPEG, bit depth, median smoothing, random
+resize-and-pad). The Defense lab's evaluation is :mod:`advcore.labs.defense`.
 """
 
 from advcore.defenses.base import (
@@ -14,6 +15,7 @@ from advcore.defenses.base import (
     Defended,
     Defense,
     check_images,
+    defense_param,
     get_defense,
     presets,
     register,
@@ -31,9 +33,30 @@ from advcore.defenses.halftone import (
     halftone,
     ordered_dither,
 )
+from advcore.defenses.preprocess import (
+    INTERPOLATIONS,
+    JPEG,
+    BitDepth,
+    MedianSmoothing,
+    RandomResizePad,
+    jpeg_pillow,
+    median_smooth,
+    reduce_bit_depth,
+    resize_pad,
+)
 
 __all__ = [
     "BAYER_SIZES",
+    "INTERPOLATIONS",
+    "JPEG",
+    "BitDepth",
+    "MedianSmoothing",
+    "RandomResizePad",
+    "defense_param",
+    "jpeg_pillow",
+    "median_smooth",
+    "reduce_bit_depth",
+    "resize_pad",
     "BPDA",
     "DEFENSES",
     "EOT",

@@ -11,8 +11,11 @@ shape in [0, 1] before the classifier sees it (in the style of ART's ``Preproces
 * ``randomized``: two calls on the same image may differ; an attacker then uses EOT
   (expectation over transformation, :class:`EOT`). The randomness comes from the defense's own
   ``torch.Generator`` seeded by ``seed`` (:meth:`Defense.reseed`), never from torch's global RNG.
-* :meth:`Defense.params` lists its declared parameters (for records and command lines) and
-  :meth:`Defense.check_params` refuses a bad one with an :class:`~advcore.errors.AdvlabError`.
+* ``PARAMS`` declares its parameters once, as :class:`~advcore.attacks.params.Param` values (type,
+  default, range, help, paper reference), one per dataclass field; the command line's flags
+  (``advcore.cli.defense``) and the Defense page's widgets (``ui.widgets.param_widgets``) are
+  generated from them. :meth:`Defense.params` lists the values (for records and command lines)
+  and :meth:`Defense.check_params` refuses a bad one with an :class:`~advcore.errors.AdvlabError`.
 
 :class:`Defended` puts a defense in front of any model, so attacks, training code and metrics
 treat ``model(defense(x))`` like any model on [0, 1] pixels.
@@ -33,9 +36,15 @@ from typing import Any, ClassVar, Self, TypeVar
 import torch
 from torch import nn
 
+from advcore.attacks.params import Param
 from advcore.errors import AdvlabError
 
 D = TypeVar("D", bound="Defense")
+
+
+def defense_param(name: str, kind: str, default: object, help: str, **kw: Any) -> Param:
+    """A defense's :class:`Param`: its widget key is ``defense_<name>`` (the page's), its URL parameter ``name``."""
+    return Param(name, kind, default, help, **{"widget_key": f"defense_{name}", **kw})
 
 
 def check_images(x: object, what: str = "A defense") -> None:
@@ -58,6 +67,10 @@ class Defense(ABC):
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    #: The declared parameters, one per dataclass field (``seed`` aside), in the order of the widgets.
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+    #: Where the defense comes from (paper, section), for records and the page.
+    reference: ClassVar[str] = ""
     #: What :meth:`estimate_gradient` computes, in words (for records).
     gradient_estimate: ClassVar[str] = "identity"
 
@@ -93,10 +106,25 @@ class Defense(ABC):
         return out
 
     def check_params(self) -> None:
-        """Raise :class:`AdvlabError` with a plain message when a parameter is out of its range."""
+        """Raise :class:`AdvlabError` with a plain message when a parameter is out of its range (each declared
+        :class:`Param` checks its own value; an int given for a float becomes a float)."""
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise AdvlabError(f"The seed of {self.title or self.name} must be a whole number >= 0, "
                               f"got {self.seed!r}.")
+        for p in self.PARAMS:
+            setattr(self, p.name, p.check(getattr(self, p.name), f"The {self.title or self.name}"))
+
+    def used_params(self) -> tuple[Param, ...]:
+        """The declared parameters this configuration uses (the page draws their widgets); by default all."""
+        return self.PARAMS
+
+    @classmethod
+    def param(cls, name: str) -> Param:
+        """The declared parameter ``name`` (KeyError if the defense does not declare it)."""
+        for p in cls.PARAMS:
+            if p.name == name:
+                return p
+        raise KeyError(f"{cls.name} declares no parameter {name!r}")
 
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
@@ -136,6 +164,14 @@ def register(cls: type[D]) -> type[D]:
     """Class decorator: make a defense available to :func:`get_defense` under ``cls.name``."""
     if not cls.name or cls.name in DEFENSES and DEFENSES[cls.name] is not cls:
         raise ValueError(f"defense {cls.__name__} needs a name of its own, got {cls.name!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "seed"}
+    declared = [p.name for p in cls.PARAMS]
+    if sorted(declared) != sorted(fields):
+        raise TypeError(f"defense {cls.name}: PARAMS {declared} must declare every field {sorted(fields)} once")
+    for p in cls.PARAMS:
+        if fields[p.name].default != p.default:
+            raise TypeError(f"defense {cls.name}: {p.name} defaults to {fields[p.name].default!r} but "
+                            f"{p.default!r} in its declaration")
     DEFENSES[cls.name] = cls
     return cls
 

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from advcore.defenses.base import Defense, check_images, register
+from advcore.defenses.base import Defense, check_images, defense_param, register
 from advcore.errors import AdvlabError
 
 # --------------------------------------------------------------------------- kernels
@@ -214,6 +214,15 @@ class Halftone(Defense):
 
     name = "halftone"
     title = "halftone"
+    reference = ("Huang, Liao and Huang, density-based representation of images (halftoning); Floyd and Steinberg "
+                 "1976; Bayer 1973")
+    PARAMS = (
+        defense_param("method", "choice", "floyd-steinberg", "Which halftone: error diffusion or ordered dithering.",
+                      choices=tuple(METHODS), label="Halftone", widget_key="defense_halftone_method"),
+        defense_param("bayer_size", "int", 8, "n of the n x n Bayer threshold matrix (ordered dithering only).",
+                      low=2, high=16, widget_values=BAYER_SIZES, label="Bayer matrix size",
+                      cli_help="n of the n x n Bayer matrix of ordered dithering: 2, 4, 8 or 16"),
+    )
 
     method: str = "floyd-steinberg"
     bayer_size: int = 8
@@ -224,9 +233,15 @@ class Halftone(Defense):
         return {m: {"method": m} for m in METHODS}
 
     def check_params(self) -> None:
-        super().check_params()
         check_method(self.method)
-        bayer_matrix(self.bayer_size)
+        super().check_params()
+        if self.bayer_size not in BAYER_SIZES:
+            raise AdvlabError(f"The halftone's bayer_size must be one of {', '.join(map(str, BAYER_SIZES))}, "
+                              f"got {self.bayer_size!r}.")
+
+    def used_params(self):
+        """``method``, and ``bayer_size`` for ordered dithering only."""
+        return self.PARAMS if self.method.startswith("bayer") else self.PARAMS[:1]
 
     @property
     def randomized(self) -> bool:

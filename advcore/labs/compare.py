@@ -34,6 +34,12 @@ Definitions, stated once:
   success rate on the images that the source and every target classify correctly (clean), so a flip is a flip
   away from the right class; ``agreement`` is the share of images on which each target's clean prediction
   equals the source's; ``transfer_8bit`` is the transfer of the adversarial images rounded to 8 bits.
+* **Robustness radius** (``radius``): the minimal-norm attacks (C&W, DeepFool: those whose budget is optional)
+  search per image for the smallest perturbation that changes the source's clean prediction, with their own
+  iteration limits; an image on which the search found none within them has radius "not found" (larger than
+  anything the search reached), never 0. Equal budget and one stop rule do not apply to them: they are not
+  ranked with the attacks above, and the median radius per source and attack counts a not-found image as
+  larger than every found one.
 * **Common resolution** (``resolution``, ImageNet models only): every model is attacked and evaluated at one
   square input size (the EfficientNet-Lite networks pool globally, so any size runs), so no target needs a
   resize.
@@ -69,8 +75,23 @@ def _shares_the_stop_policy(spec: attacks.AttackSpec) -> bool:
 
 # The attacks Compare ranks (fgsm, ifgsm, pgd, mifgsm, agr: the AGR paper's Table 3 set). Minimal-norm (C&W,
 # DeepFool), APGD and Square have their own stopping rules, so ranking them beside these under one budget and
-# one stop rule would not be the fair comparison this lab promises; use `attack`/`eval` for them.
+# one stop rule would not be the fair comparison this lab promises; use `attack`/`eval` for them. The minimal-norm
+# ones report their per-image robustness radius in a section of their own (``radius``, :data:`RADIUS_ATTACKS`).
 ALL_ATTACKS: tuple[str, ...] = tuple(n for n, s in attacks.ATTACKS.items() if _shares_the_stop_policy(s))
+def _minimal_norm(spec: attacks.AttackSpec) -> bool:
+    """A minimal-norm attack: its budget ``eps`` is optional (None: no bound), it reports a radius per image."""
+    eps = inspect.signature(spec.fn).parameters.get("eps")
+    return eps is not None and eps.default is None
+
+
+#: The attacks whose per-image smallest perturbation Compare reports (C&W, DeepFool).
+RADIUS_ATTACKS: tuple[str, ...] = tuple(n for n, s in attacks.ATTACKS.items() if _minimal_norm(s))
+RADIUS_NOTE = ("Equal budget and one stop rule do not apply here: a minimal-norm attack has no budget; it searches "
+               "each image for the smallest perturbation that changes the source's clean prediction and stops by "
+               "its own rule (DeepFool at the first flip, C&W after its binary search over c), so its radii are "
+               "not ranked with the attacks above. 'not found (> max)': the search found no adversarial example "
+               "within its iteration limit, so the radius is larger than any it reached, not 0.")
+NOT_FOUND = "not found (> max)"
 MAX_IMAGES = 500  # 500 Lite2 inputs (3x260x260 floats) hold 400 MB
 MAX_MODELS = 8
 DEFAULT_BATCH = 16
@@ -229,6 +250,18 @@ def check_attacks(names: Sequence[str]) -> list[str]:
     return out
 
 
+def check_radius(names: Sequence[str]) -> list[str]:
+    """Canonical names of minimal-norm attacks (see :data:`RADIUS_ATTACKS`), each once; may be empty."""
+    out = [attacks.get_attack(n).name for n in names]
+    other = [n for n in out if n not in RADIUS_ATTACKS]
+    if other:
+        raise AdvlabError(f"The robustness radius comes from the minimal-norm attacks ({', '.join(RADIUS_ATTACKS)}); "
+                          f"{', '.join(other)} has a fixed budget.")
+    if len(set(out)) != len(out):
+        raise AdvlabError(f"A radius attack is listed twice: {', '.join(names)}.")
+    return out
+
+
 def check_options(stop_on_success: str, agr_alpha: str, resolution: int | None, dataset: str) -> None:
     """The stop policy, AGR's base step and the common resolution (ImageNet models only) are ones we know."""
     if stop_on_success not in STOP_POLICIES:
@@ -375,6 +408,39 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class RadiusStats:
+    """One minimal-norm attack on one source: per image (in the order of the images) whether it found an
+    adversarial example, its radius in ``norm`` (the attack's record, ``params["radius"]``; None: not found),
+    and the L2 and L-inf sizes of that smallest perturbation (pixel units); the median over every image
+    (None when not found on at least half of them: the median is then beyond the search) and the parameters."""
+
+    norm: str
+    found: list[bool]
+    radius: list[float | None]
+    l2: list[float | None]
+    linf: list[float | None]
+    median: float | None
+    params: dict[str, Any]
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"norm": self.norm, "found": list(self.found), "radius": list(self.radius), "l2": list(self.l2),
+                "linf": list(self.linf), "median": self.median, "params": dict(self.params),
+                "seconds": self.seconds}
+
+
+def median_radius(radius: Sequence[float | None]) -> float | None:
+    """The median of per-image radii where a not-found image (None) is larger than every found one; None when
+    the median itself is not found. Of an even count, the mean of the two middle values (numpy's median)."""
+    n = len(radius)
+    if not n:
+        return None
+    order = sorted(radius, key=lambda v: (v is None, v or 0.0))
+    mid = order[(n - 1) // 2: n // 2 + 1]
+    return None if any(v is None for v in mid) else float(np.mean(mid))
+
+
+@dataclass(frozen=True)
 class CompareResult:
     """What :func:`compare` measured; :meth:`to_dict` is the JSON (schema :data:`SCHEMA`).
 
@@ -410,6 +476,7 @@ class CompareResult:
     images_source: str | None = None
     notes: list[str] | None = None
     image_names: list[str] | None = None
+    radius: dict[str, dict[str, RadiusStats]] | None = None  # [source][attack]; None: not asked for
 
     def to_dict(self) -> dict:
         out = {
@@ -426,6 +493,9 @@ class CompareResult:
             "agreement": {s: dict(v) for s, v in self.agreement.items()},
             "correct": None if self.correct is None else {s: list(v) for s, v in self.correct.items()},
         }
+        if self.radius is not None:
+            out["radius"] = {s: {a: r.to_dict() for a, r in by.items()} for s, by in self.radius.items()}
+            out["radius_note"] = RADIUS_NOTE
         for k in ("images_source", "notes", "image_names"):
             v = getattr(self, k)
             if v is not None:
@@ -486,6 +556,7 @@ def compare(
     stop_on_success: str = "all",
     agr_alpha: str = "eps",
     resolution: int | None = None,
+    radius: Sequence[str] = (),
 ) -> CompareResult:
     """Run every attack on ``images`` for each source model and eps; return a :class:`CompareResult`
     (``to_dict()``: its JSON).
@@ -493,7 +564,9 @@ def compare(
     ``progress(Progress)`` is called after every gradient step; returning True raises
     :class:`~advcore.errors.Cancelled`. ``stop_on_success`` (``"all"``/``"none"``) is the one stop policy of
     every iterative attack, ``agr_alpha`` (``"eps"``/``"eps/steps"``) AGR's base step and ``resolution`` one
-    input size for every ImageNet model (None: each model's own); see the module's definitions.
+    input size for every ImageNet model (None: each model's own); ``radius`` names minimal-norm attacks
+    (:data:`RADIUS_ATTACKS`) whose per-image robustness radius is measured on each source (``result.radius``,
+    see :func:`radius_stats`); see the module's definitions.
     The same arguments give the same numbers (PGD's random start is
     seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary.
 
@@ -506,6 +579,7 @@ def compare(
     sources, targets, dataset = check_models(sources, targets)
     check_options(stop_on_success, agr_alpha, resolution, dataset)
     attack_names = check_attacks(attack_names)
+    radius_names = check_radius(radius)
     attacks.get_ball(norm)
     attacks.check_steps(steps)
     eps_list = check_eps([eps] if isinstance(eps, (int, float)) else eps, norm, steps)
@@ -524,7 +598,8 @@ def compare(
     n_img = len(images)
     chunks = [(i, min(i + batch_size, n_img)) for i in range(0, n_img, batch_size)]
     per_attack_steps = {a: _steps_of(a, steps) for a in attack_names}
-    total = len(eps_list) * len(sources) * n_img * sum(per_attack_steps.values())
+    radius_steps = {a: radius_budget(a) for a in radius_names}
+    total = (len(eps_list) * sum(per_attack_steps.values()) + sum(radius_steps.values())) * len(sources) * n_img
     done = 0
 
     def report(stage: str) -> None:  # the unit of work: one gradient step on one image
@@ -645,6 +720,24 @@ def compare(
             for a in attack_names}
         runs.append(CompareRun(eps=e, sources=by_source, transfer_matrix=matrix))
 
+    radii: dict[str, dict[str, RadiusStats]] | None = {s: {} for s in sources} if radius_names else None
+    for s in sources:
+        for a in radius_names:
+            start = done
+
+            def on_radius(p_done: int, a=a, s=s, start=start) -> bool:
+                nonlocal done
+                done = start + p_done
+                try:
+                    report(f"{attacks.get_attack(a).title} radius on {s}")
+                except Cancelled:
+                    return True
+                return False
+
+            radii[s][a] = radius_stats(loaded[s], x_src[s], y_src[s], a, norm, chunks, dev,  # type: ignore[index]
+                                       on_radius)
+            done = start + radius_steps[a] * n_img
+            report(f"{attacks.get_attack(a).title} radius on {s}")
     sweep = {s: {a: SweepCurve(eps=list(eps_list), asr=[r.sources[s][a].asr for r in runs])
                  for a in attack_names} for s in sources}
     return CompareResult(
@@ -673,7 +766,131 @@ def compare(
         resolution=resolution,
         agreement=agreement,
         correct={s: m.nonzero().squeeze(1).tolist() for s, m in correct_mask.items()} if known else None,
+        radius=radii,
     )
+
+
+def radius_budget(attack: str) -> int:
+    """Most gradient iterations per image of a minimal-norm attack at its defaults (C&W: steps x binary steps)."""
+    steps = int(attacks.param_default(attack, "steps"))
+    if "binary_steps" in attacks.accepted_params(attack):
+        steps *= int(attacks.param_default(attack, "binary_steps"))
+    return steps
+
+
+def radius_params(attack: str, norm: str) -> dict[str, Any]:
+    """The parameters a radius run uses: the attack's own defaults, no budget, the comparison's norm (C&W's
+    radius is L2 whatever the norm; DeepFool takes the norm as its variant)."""
+    spec = attacks.get_attack(attack)
+    out: dict[str, Any] = {"eps": None, "norm": norm, "steps": attacks.param_default(attack, "steps")}
+    out.update(spec.defaults())
+    return out
+
+
+def radius_stats(model: torch.nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, attack: str, norm: str,
+                 chunks: Sequence[tuple[int, int]], dev: torch.device, on_step=None) -> RadiusStats:
+    """One minimal-norm attack's robustness radius on every image: a function of the images and their labels
+    (``y_all``: the source's clean predictions), batch by batch. ``on_step(image_steps_done)`` may return True
+    to cancel (raises :class:`Cancelled`)."""
+    params = radius_params(attack, norm)
+    found: list[bool] = []
+    rad: list[float | None] = []
+    l2: list[float | None] = []
+    linf: list[float | None] = []
+    rnorm = norm
+    seconds = 0.0
+    per_image = radius_budget(attack)
+    for lo, hi in chunks:
+        x = x_all[lo:hi].to(dev)
+        y = y_all[lo:hi].to(dev)
+
+        def cb(info: attacks.StepInfo, lo=lo, k=hi - lo) -> bool:
+            return bool(on_step(lo * per_image + info.step * k)) if on_step is not None else False
+
+        res = attacks.run(attack, model, x, y, callback=cb, **params)
+        if res.cancelled:
+            raise Cancelled(f"cancelled during the {attack} radius")
+        if "radius" not in res.params:
+            raise AdvlabError(f"{attack} does not record a robustness radius.")
+        seconds += res.seconds
+        rnorm = res.params["radius_norm"]
+        r = res.params["radius"]
+        ok = [bool(np.isfinite(v)) for v in r]
+        d = (res.x_adv - x).detach().double().flatten(1).cpu()
+        found += ok
+        rad += [float(v) if k else None for v, k in zip(r, ok, strict=True)]
+        l2 += [float(v) if k else None for v, k in zip(d.norm(dim=1).tolist(), ok, strict=True)]
+        linf += [float(v) if k else None for v, k in zip(d.abs().amax(1).tolist(), ok, strict=True)]
+    return RadiusStats(norm=rnorm, found=found, radius=rad, l2=l2, linf=linf, median=median_radius(rad),
+                       params={k: v for k, v in params.items() if v is not None}, seconds=seconds)
+
+
+def radius_rows(result: CompareResult, source: str, sort_by: str | None = None, descending: bool = False
+                ) -> list[dict]:
+    """The per-image radius table of one source: one row per image with each attack's radius (its norm) and the
+    L2 / L-inf sizes; sorted by ``sort_by``'s radius (not found last ascending, first descending), else in
+    image order."""
+    if not result.radius or source not in result.radius:
+        return []
+    by = result.radius[source]
+    names = result.image_names or [i.name for i in result.images]
+    rows = []
+    for i, name in enumerate(names):
+        row: dict[str, Any] = {"index": i, "image": name}
+        for a, st in by.items():
+            row[f"{a}_radius"] = st.radius[i]
+            row[f"{a}_radius_norm"] = st.norm
+            row[f"{a}_l2"] = st.l2[i]
+            row[f"{a}_linf"] = st.linf[i]
+        rows.append(row)
+    if sort_by is not None:
+        key = f"{sort_by}_radius"
+        inf = float("inf")
+        rows.sort(key=lambda r: (r[key] if r[key] is not None else inf, r["index"]), reverse=descending)
+    return rows
+
+
+def radius_finding(result: CompareResult, source: str) -> str:
+    """Which image is most fragile and which most robust for each radius attack on ``source``, the median and
+    how many images the search did not crack, in words computed from ``result.radius``."""
+    if not result.radius or source not in result.radius:
+        return ""
+    names = result.image_names or [i.name for i in result.images]
+    parts = []
+    for a, st in result.radius[source].items():
+        title = result_title(a)
+        ok = [(v, i) for i, v in enumerate(st.radius) if v is not None]
+        miss = len(st.radius) - len(ok)
+        if not ok:
+            parts.append(f"{title} found no adversarial example on any of the {len(st.radius)} image(s) within its "
+                         "iteration limit")
+            continue
+        lo, hi = min(ok), max(ok)
+        text = (f"{title} ({radius_norm_words(st.norm)}): most fragile {names[lo[1]]} at "
+                f"{radius_text(lo[0], st.norm, result.dataset)}, most robust found {names[hi[1]]} at "
+                f"{radius_text(hi[0], st.norm, result.dataset)}, median "
+                + (radius_text(st.median, st.norm, result.dataset) if st.median is not None else NOT_FOUND))
+        if miss:
+            text += f"; {miss} of {len(st.radius)} image(s) {NOT_FOUND}"
+        parts.append(text)
+    return f"On {source}: " + "; ".join(parts) + "."
+
+
+def result_title(attack: str) -> str:
+    return attacks.get_attack(attack).short_title
+
+
+def radius_norm_words(norm: str) -> str:
+    return "L-inf radius" if norm == "linf" else "L2 radius"
+
+
+def radius_text(value: float | None, norm: str, dataset: str = "imagenet") -> str:
+    """A radius for people: L-inf in x/255 (8-bit levels) with pixel units, L2 in pixel L2; None: not found."""
+    if value is None:
+        return NOT_FOUND
+    if norm == "linf":
+        return f"{value * 255:.3g}/255 ({value:.4g} pixel units)"
+    return f"{value:.4g} (pixel L2)"
 
 
 # --------------------------------------------------------------------------- reading a result
@@ -868,7 +1085,9 @@ def from_dict(d: dict) -> CompareResult:
         device=d["device"], seconds=d["seconds"], stop_on_success=d["stop_on_success"], agr_alpha=d["agr_alpha"],
         resolution=d["resolution"], agreement={s: dict(v) for s, v in d["agreement"].items()},
         correct=None if d["correct"] is None else {s: list(v) for s, v in d["correct"].items()},
-        images_source=d.get("images_source"), notes=d.get("notes"), image_names=d.get("image_names"))
+        images_source=d.get("images_source"), notes=d.get("notes"), image_names=d.get("image_names"),
+        radius=None if d.get("radius") is None else {s: {a: RadiusStats(**r) for a, r in by.items()}
+                                                     for s, by in d["radius"].items()})
 
 
 #: The page's heavy default, shipped (``python -m advcore compare`` with these settings ``--json``): EfficientNet-
@@ -883,7 +1102,9 @@ SAVED = {"default-imagenet.json": {"sources": ["efficientnet-lite0"],
 
 def saved_result(settings: dict) -> tuple[CompareResult, str] | None:
     """The shipped run with exactly these ``settings`` (the keys of :data:`SAVED`'s entries) and its file name,
-    or None."""
+    or None. The shipped runs measure no robustness radius, so settings asking for one match none."""
+    if settings.get("radius"):
+        return None
     for name, want in SAVED.items():
         if all(settings.get(k) == v for k, v in want.items()) and (SAVED_DIR / name).is_file():
             return from_dict(json.loads((SAVED_DIR / name).read_text(encoding="utf-8"))), name

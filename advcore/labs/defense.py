@@ -12,8 +12,11 @@ The rows are the halftoning paper's (``shared/papers/halftoning-defense-abstract
 defense, the halftone in front of the naive model, and the models trained on halftones or on
 both (by role: :data:`TRAINED_ROLES`). The defense itself is any :class:`~advcore.defenses.Defense`: a
 halftone method's name builds a :class:`~advcore.defenses.Halftone`, a registered defense's name
-or a Defense instance is used as it is (the trained rows and the lesson's wording stay the
-halftone's).
+(JPEG, bit depth, median smoothing, random resize-and-pad, ...) builds that defense with its declared
+parameters, a Defense instance is used as it is. The trained rows exist for halftones only; any
+other defense's table has the undefended model, the naive model behind the defense
+(``defense-input``) and the adversarially trained reference. Every table carries the
+gradient-masking check of :mod:`advcore.labs.masking` (:attr:`DefenseTable.masking`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from advcore.defenses import (
 )
 from advcore.device import pick_device
 from advcore.errors import AdvlabError, Cancelled
+from advcore.labs.masking import check_masking
 from advcore.paths import ASSETS
 from advcore.predictions import Prediction, top_k
 from advcore.progress import ProgressFn, report
@@ -52,13 +56,14 @@ from advcore.units import eps_fraction_text, percent
 
 # --------------------------------------------------------------------------- the evaluation (the lab's table)
 
-ROWS = ("none", "halftone-input", "halftone-trained", "hybrid", "adversarial")
+ROWS = ("none", "halftone-input", "defense-input", "halftone-trained", "hybrid", "adversarial")
 ROW_TITLES = {
     "none": "no defense",
     "halftone-input": "halftone input, naive model",
+    "defense-input": "defended input, naive model",
     "halftone-trained": "halftone-trained model",
     "hybrid": "hybrid model",
-    "adversarial": "adversarially trained (PGD), no halftone: reference",
+    "adversarial": "adversarially trained (PGD), no defense: reference",
 }
 #: The attackers, in the table's order: two that do not differentiate through the defense, two that do (BPDA).
 #: ``bpda`` (BPDA with one draw of the defense per step) is measured only for a randomised defense, where
@@ -90,15 +95,41 @@ MAX_RESTARTS = 20
 SAVED_DIR = ASSETS / "defense"
 
 
-def make_defense(method: str | Defense = "floyd-steinberg", *, bayer_size: int = 8, seed: int = 0) -> Defense:
+def make_defense(method: str | Defense = "floyd-steinberg", *, bayer_size: int = 8, seed: int = 0,
+                 params: dict[str, Any] | None = None) -> Defense:
     """The defense to evaluate: a Defense as it is; a halftone method (:data:`~advcore.defenses.METHODS`) as a
     :class:`~advcore.defenses.Halftone` with ``bayer_size`` and ``seed``; another registered defense's name
-    with its default parameters and ``seed``."""
+    with ``params`` (its declared parameters; the defaults where absent) and ``seed``. Bad names and
+    parameters raise :class:`AdvlabError` with a plain message."""
     if isinstance(method, Defense):
         return method
-    if isinstance(method, str) and method not in METHODS and method in DEFENSES:
-        return get_defense(method, seed=seed)
-    return Halftone(check_method(method), bayer_size, seed=seed)
+    params = dict(params or {})
+    key = str(method).strip().lower() if isinstance(method, str) else method
+    if isinstance(key, str) and key not in METHODS and key in DEFENSES:
+        return get_defense(key, seed=seed, **params)
+    if not isinstance(key, str) or key not in METHODS:
+        raise AdvlabError(f"Unknown defense {method!r}; choose a halftone ({', '.join(METHODS)}) or one of "
+                          f"{', '.join(k for k in DEFENSES if k != 'halftone')}.")
+    params.setdefault("bayer_size", bayer_size)
+    return get_defense("halftone", method=check_method(key), seed=seed, **params)
+
+
+def defense_key(defense: Defense | dict[str, Any]) -> str:
+    """The short name of a defense (or of its record): the halftone's method, else the registered name."""
+    d = defense.describe() if isinstance(defense, Defense) else defense
+    return str(d.get("method") or d["name"])
+
+
+def defense_title(defense: Defense | dict[str, Any]) -> str:
+    """A defense in a few words: ``halftone``, ``JPEG compression``."""
+    d = defense.describe() if isinstance(defense, Defense) else defense
+    return str(d.get("title") or d["name"])
+
+
+def input_row(defense: Defense) -> str:
+    """The key of the row with the naive model behind ``defense``: ``halftone-input`` for a halftone, else
+    ``defense-input``."""
+    return "halftone-input" if isinstance(defense, Halftone) else "defense-input"
 
 
 def trained_models_for(dataset: str) -> dict[str, str]:
@@ -124,10 +155,11 @@ class Row:
     attacked: nn.Module  # what the adaptive attacker differentiates: BPDA, + EOT for a random defense
     plain: nn.Module  # BPDA without EOT (the same as ``attacked`` for a deterministic defense)
     halftone: bool = True  # whether ``defended`` puts the defense in front of ``model``
+    label: str | None = None  # the title when it is not ROW_TITLES[key] (e.g. the defense named)
 
     @property
     def title(self) -> str:
-        return ROW_TITLES[self.key]
+        return self.label or ROW_TITLES[self.key]
 
 
 def bare_network(model: nn.Module) -> nn.Module:
@@ -141,7 +173,8 @@ def build_rows(model_name: str, defense: Defense, *, device: str | torch.device 
     """The rows of the table for base model ``model_name`` (the undefended, naively trained model).
 
     ``trained`` maps ``halftone-trained`` / ``hybrid`` / ``adversarial`` to registered model names (default:
-    :func:`trained_models`, found by role); the ``adversarial`` row classifies without the defense.
+    :func:`trained_models`, found by role); the ``adversarial`` row classifies without the defense. The trained
+    rows are the halftone's: any other defense leaves them out.
     """
     spec = models.get_spec(model_name)
     base = bare_network(models.load(model_name, device))
@@ -149,13 +182,16 @@ def build_rows(model_name: str, defense: Defense, *, device: str | torch.device 
         trained = trained_models(model_name)
     attacker_copy = defense.spawn(defense.seed + 1)  # the attacker's own draws
 
-    def wrap(key: str, name: str, net: nn.Module) -> Row:
+    def wrap(key: str, name: str, net: nn.Module, label: str | None = None) -> Row:
         plain: nn.Module = Defended(net, attacker_copy)
         attacked = EOT(plain, eot) if defense.randomized else plain
-        return Row(key, name, net, Defended(net, defense), attacked, plain)
+        return Row(key, name, net, Defended(net, defense), attacked, plain, label=label)
 
-    rows = [Row("none", model_name, base, base, base, base, halftone=False), wrap("halftone-input", model_name, base)]
-    for key in (*TRAINED_ROLES, *REFERENCE_ROLES):
+    first = input_row(defense)
+    label = None if first == "halftone-input" else f"naive model behind {defense.title or defense.name}"
+    rows = [Row("none", model_name, base, base, base, base, halftone=False), wrap(first, model_name, base, label)]
+    extra = (*TRAINED_ROLES, *REFERENCE_ROLES) if isinstance(defense, Halftone) else tuple(REFERENCE_ROLES)
+    for key in extra:
         name = trained.get(key)
         if name:
             other = models.get_spec(name)
@@ -192,7 +228,8 @@ def evaluation_images(model_name: str, n: int | None = None, *,
 
 # --------------------------------------------------------------------------- the table's record
 
-#: The keys of :meth:`DefenseTable.to_dict`, in order (``command`` only when set).
+#: The keys of :meth:`DefenseTable.to_dict`, in order (``command`` only when set); ``masking``
+#: (:attr:`DefenseTable.masking`, after ``flags``) is derived from the numbers, so a file may lack it.
 TABLE_KEYS = ("model", "defense", "data", "labels", "n", "eps", "attacks", "attack_params", "adaptive", "bpda",
               "eot", "topk", "rows", "columns", "clean", "accuracy", "strong", "robust", "flags", "table", "device",
               "lesson", "seconds")
@@ -326,6 +363,16 @@ class DefenseTable:
     seconds: float
     command: str | None = None
 
+    @property
+    def masking(self) -> dict:
+        """The gradient-masking check of these numbers (:func:`advcore.labs.masking.check_masking`)."""
+        return check_masking(self)
+
+    @property
+    def input_row(self) -> str:
+        """The key of the naive model behind the defense (``halftone-input`` or ``defense-input``)."""
+        return next((r.key for r in self.rows if r.key in ("halftone-input", "defense-input")), "halftone-input")
+
     def values(self, row: str, attack: str, column: str, k: str = "top1") -> list[float]:
         """The accuracies of ``row`` under ``attack`` against attacker ``column``, one per eps."""
         return self.accuracy[row][attack][column][k]
@@ -345,6 +392,9 @@ class DefenseTable:
             "table": [c.to_dict() for c in self.table], "device": self.device, "lesson": self.lesson,
             "seconds": self.seconds,
         }
+        masking = check_masking(out)  # derived from the numbers: written after the flags, recomputed when read
+        out = {k: v for k, v in out.items() if k not in ("table", "device", "lesson", "seconds")} | {
+            "masking": masking, **{k: out[k] for k in ("table", "device", "lesson", "seconds")}}
         if self.command is not None:
             out["command"] = self.command
         return out
@@ -419,7 +469,8 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                      strong_steps: int = STRONG_STEPS, restarts: int = RESTARTS,
                      bayer_size: int = 8, seed: int = 0, batch_size: int = 250,
                      trained: dict[str, str] | None = None, device: str | torch.device = "cpu",
-                     progress: ProgressFn | None = None) -> DefenseTable:
+                     progress: ProgressFn | None = None, params: dict[str, Any] | None = None,
+                     images: tuple[torch.Tensor, torch.Tensor] | None = None) -> DefenseTable:
     """Accuracy of every row under every attack and eps against every attacker, and the per-example worst case.
 
     Attackers (columns, :data:`COLUMN_TITLES`):
@@ -436,18 +487,20 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     ``robust``: an example counts as correct at an eps only if every attacker with every attack left it
     correct (the per-example minimum). ``flags``: :func:`adaptivity_flags`.
 
-    ``method``: a halftone method, a registered defense or a Defense (:func:`make_defense`). The
+    ``method``: a halftone method, a registered defense (with ``params``) or a Defense (:func:`make_defense`). The
     ``adversarial`` row (``trained``; by default the model of role ``pgd``) classifies without the defense:
     its attackers are the transfer from the base model and white-box attacks on itself.
 
     L-inf, untargeted; I-FGSM and PGD take ``steps`` steps (step eps/steps and 2.5 eps/steps, PGD from a
     random start seeded by ``seed``). At eps 0 every entry is the clean accuracy. Top-5 is reported when the
     model has more than 10 classes. ``progress`` (:mod:`advcore.progress`) counts attack runs; returning True
-    cancels (:class:`Cancelled`).
+    cancels (:class:`Cancelled`). ``images``: ``(x, y)`` to evaluate instead of :func:`evaluation_images` (``n``
+    ignored), e.g. one shard of a larger set: every number is a per-image mean, so shards' tables combine by
+    weighting with their ``n``.
     """
     t0 = time.perf_counter()
     dev = pick_device(device)
-    defense = make_defense(method, bayer_size=bayer_size, seed=seed)
+    defense = make_defense(method, bayer_size=bayer_size, seed=seed, params=params)
     attack_names = [attacks.get_attack(a).name for a in attack_names]
     if not attack_names:
         raise AdvlabError("Choose at least one attack.")
@@ -463,7 +516,14 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     if isinstance(restarts, bool) or not isinstance(restarts, int) or not 1 <= restarts <= MAX_RESTARTS:
         raise AdvlabError(f"Restarts must be a whole number from 1 to {MAX_RESTARTS}.")
     rows = build_rows(model_name, defense, device=dev, eot=eot, trained=trained)
-    x, y, what, labels = evaluation_images(model_name, n, device=dev)
+    if images is None:
+        x, y, what, labels = evaluation_images(model_name, n, device=dev)
+    else:
+        x, y = images
+        check_images(x, "evaluate_defense")
+        if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
+            raise AdvlabError("evaluate_defense: images takes (x, y) with one label per image.")
+        x, y, what, labels = x.to(dev), y.to(dev), "given images", "given labels"
     num_classes = models.get_spec(model_name).num_classes
     ks = (1, 5) if num_classes > 10 else (1,)
     columns = column_keys(adaptive, defense.randomized)
@@ -625,13 +685,18 @@ def lesson(result: DefenseTable) -> str:
     none = acc["none"][a]["ignores"]["top1"][i]
     best = max(halftoned, key=lambda k: acc[k][a]["ignores"]["top1"][i])
     ign = acc[best][a]["ignores"]["top1"][i]
-    title = {"halftone-input": "naive model on halftone input"}.get(best, titles[best])
+    word = defense_title(result.defense)
+    title = {"halftone-input": "naive model on halftone input",
+             "defense-input": f"naive model behind {word}"}.get(best, titles[best])
     clean_best, clean_none = result.clean[best]["top1"], result.clean["none"]["top1"]
     name = name_of(a)
     if clean_best < 0.5 * clean_none:
-        return (f"The halftone alone already breaks the model: on clean images the {title} gets {percent(clean_best)} "
-                f"top-1 against {percent(clean_none)} without it, so its accuracy under attack means little. A model "
-                "has to be trained on halftones for this defense (the paper's halftone and hybrid models).")
+        text = (f"The {word} alone already breaks the model: on clean images the {title} gets {percent(clean_best)} "
+                f"top-1 against {percent(clean_none)} without it, so its accuracy under attack means little.")
+        if word == "halftone":
+            text += (" A model has to be trained on halftones for this defense (the paper's halftone and hybrid "
+                     "models).")
+        return text
     text = (f"Under {name} at {at}, the undefended model keeps {percent(none)} top-1 accuracy. When the attacker "
             "ignores the defense (examples made on the undefended model, as in the paper), the "
             f"{title} keeps {percent(ign)} ({100 * (ign - none):+.1f} points).")
@@ -655,7 +720,7 @@ def lesson(result: DefenseTable) -> str:
                  f"({titles[top[1]]}, {name} at eps {eps_fraction_text(eps[top[2]])}).")
         if "adversarial" in result.robust:
             ref = next(r for r in result.rows if r.key == "adversarial")
-            text += (f" For reference, the adversarially trained {ref.model} with no halftone keeps "
+            text += (f" For reference, the adversarially trained {ref.model} with no defense keeps "
                      f"{percent(result.robust['adversarial']['top1'][i])} in the same worst case.")
         text += " " + flags_sentence(result)
         eot = eot_sentence(result)
@@ -684,7 +749,8 @@ def flags_sentence(result: DefenseTable) -> str:
     worst = max(result.flags, key=lambda f: f.accuracy - f.baseline_accuracy)
     cells = {(f.row, f.attack, f.eps, f.attacker) for f in result.flags}
     return (f"In {len(cells)} cell{'s' if len(cells) > 1 else ''} (flagged) an attacker who knows the defense "
-            f"did worse than one who does not; the largest gap: {ROW_TITLES.get(worst.row, worst.row)} at eps "
+            f"did worse than one who does not; the largest gap: "
+            f"{next((r.title for r in result.rows if r.key == worst.row), worst.row)} at eps "
             f"{eps_fraction_text(worst.eps)}, {attacker_name(result, worst.attacker, worst.attack)} "
             f"{percent(worst.accuracy)} against {attacker_name(result, worst.baseline, worst.baseline_attack)} "
             f"{percent(worst.baseline_accuracy)}. Such a column overstates robustness (the attack, not the "
@@ -704,12 +770,17 @@ def eot_sentence(result: DefenseTable) -> str:
     mean = sum(p[0] - p[1] for p in pairs) / len(pairs)
     b, k, r, i = max(pairs, key=lambda p: p[0] - p[1])
     text = (f"EOT's effect alone ({name_of(a)}, {result.attack_params.steps} steps, BPDA with one draw of the "
-            f"random halftone per step against the mean over {result.eot}): accuracy changes by {-100 * mean:+.1f} "
-            f"points on average over {len(pairs)} defended cells")
+            f"{random_word(defense_title(result.defense))} per step against the mean over {result.eot}): accuracy "
+            f"changes by {-100 * mean:+.1f} points on average over {len(pairs)} defended cells")
     if b - k <= 0:
         return text + "; EOT lowers it in none of them."
     return text + (f"; the largest drop: the {r.title} at eps {eps_fraction_text(result.eps[i])}, "
                    f"{percent(b)} -> {percent(k)}.")
+
+
+def random_word(title: str) -> str:
+    """``random halftone``; a title that already says random as it is."""
+    return title if title.startswith("random") else f"random {title}"
 
 
 def name_of(attack: str) -> str:
@@ -745,9 +816,10 @@ def image_panels(model_name: str, x: torch.Tensor, y: int | None = None, *,
                  row: str = "halftone-input", attack: str = "pgd", eps: float = 0.1, adaptive: bool = False,
                  steps: int = 10, seed: int = 0, eot: int = 8, bayer_size: int = 8,
                  trained: dict[str, str] | None = None, device: str | torch.device = "cpu",
-                 callback: Callable | None = None) -> Panels:
+                 callback: Callable | None = None, params: dict[str, Any] | None = None) -> Panels:
     """The four views of one image ``x`` (1, C, H, W) for the Defense lab; ``y``: its true class (None: the
-    undefended model's clean prediction). ``callback`` is the attack's per-step callback (True cancels)."""
+    undefended model's clean prediction). ``callback`` is the attack's per-step callback (True cancels).
+    ``row`` ``halftone-input`` and ``defense-input`` both name the naive model behind the defense."""
     t0 = time.perf_counter()
     dev = pick_device(device)
     check_images(x, "image_panels")
@@ -755,7 +827,9 @@ def image_panels(model_name: str, x: torch.Tensor, y: int | None = None, *,
         raise AdvlabError("image_panels takes one image.")
     if row == "none":
         raise AdvlabError("Choose a defended row: halftone-input, halftone-trained or hybrid.")
-    defense = make_defense(method, bayer_size=bayer_size, seed=seed)
+    defense = make_defense(method, bayer_size=bayer_size, seed=seed, params=params)
+    if row in ("halftone-input", "defense-input"):
+        row = input_row(defense)
     rows = {r.key: r for r in build_rows(model_name, defense, device=dev, eot=eot, trained=trained)}
     if row not in rows or not rows[row].halftone:
         raise AdvlabError(f"No {ROW_TITLES.get(row, row)} behind the defense is available for {model_name}; "
@@ -787,13 +861,14 @@ def image_panels(model_name: str, x: torch.Tensor, y: int | None = None, *,
 
 
 def clean_effect(model_name: str, method: str | Defense = "floyd-steinberg", *, bayer_size: int = 8,
-                 seed: int = 0, device: str | torch.device = "cpu", k: int = 5) -> list[dict]:
+                 seed: int = 0, device: str | torch.device = "cpu", k: int = 5,
+                 params: dict[str, Any] | None = None) -> list[dict]:
     """The defense at inference only on the bundled photos: top-k before and after, one dict per photo
     (the keys say ``halftone`` for the defended view)."""
     dev = pick_device(device)
     spec = models.get_spec(model_name)
     model = models.load(model_name, dev)
-    defense = make_defense(method, bayer_size=bayer_size, seed=seed)
+    defense = make_defense(method, bayer_size=bayer_size, seed=seed, params=params)
     photos = data.samples()
     x = torch.cat([data.prepare(data.open_image(p.path), spec.input_size) for p in photos]).to(dev)
     h = defense(x)
@@ -815,9 +890,18 @@ def clean_effect(model_name: str, method: str | Defense = "floyd-steinberg", *, 
 _SAVED_KEYS = ("model", "defense", "eps", "attacks", "topk", "rows", "columns", "clean", "accuracy")
 
 
-def saved_path(model_name: str, method: str) -> Path:
-    """Where the shipped measurement of ``model_name`` behind halftone ``method`` lives (it may not exist)."""
-    return SAVED_DIR / f"{model_name}-{method}.json"
+def saved_path(model_name: str, method: str | Defense) -> Path:
+    """Where the shipped measurement of ``model_name`` behind ``method`` (a halftone method, a registered defense's
+    name or a Defense: :func:`defense_key`) lives (it may not exist)."""
+    key = defense_key(method) if isinstance(method, Defense) else method
+    return SAVED_DIR / f"{model_name}-{key}.json"
+
+
+def same_defense(record: dict[str, Any], defense: Defense) -> bool:
+    """Whether a table's defense record is ``defense``: the same name (or method) and declared parameters."""
+    if defense_key(record) != defense_key(defense):
+        return False
+    return all(record.get(k) == v for k, v in json_safe(defense.params()).items())
 
 
 def load_saved(path: str | Path) -> DefenseTable:
@@ -835,7 +919,7 @@ def load_saved(path: str | Path) -> DefenseTable:
     missing = [k for k in _SAVED_KEYS if k not in result]
     if missing:
         raise AdvlabError(f"The defense table {path.name} lacks {', '.join(missing)}.")
-    if not isinstance(result["defense"], dict) or "method" not in result["defense"]:
+    if not isinstance(result["defense"], dict) or not ({"method", "name"} & set(result["defense"])):
         raise AdvlabError(f"The defense table {path.name} does not say which defense it measured.")
     n_eps = len(result["eps"])
     try:
@@ -860,25 +944,30 @@ def load_saved(path: str | Path) -> DefenseTable:
         raise AdvlabError(f"The defense table {path.name} is malformed ({type(exc).__name__}: {exc}).") from exc
 
 
-def saved_table(model_name: str, method: str) -> DefenseTable | None:
-    """The shipped measurement of ``model_name`` behind halftone ``method``, or None (none, or not valid)."""
-    path = saved_path(model_name, method)
+def saved_table(model_name: str, method: str | Defense, params: dict[str, Any] | None = None) -> DefenseTable | None:
+    """The shipped measurement of ``model_name`` behind ``method`` (with ``params``: :func:`make_defense`), or
+    None (none, not valid, or made with other parameters)."""
+    try:
+        defense = make_defense(method, params=params)
+    except AdvlabError:
+        return None
+    path = saved_path(model_name, defense)
     if not path.is_file():
         return None
     try:
         result = load_saved(path)
     except AdvlabError:
         return None
-    return result if result.model == model_name and result.defense["method"] == method else None
+    return result if result.model == model_name and same_defense(result.defense, defense) else None
 
 
 def saved_tables() -> dict[tuple[str, str], DefenseTable]:
-    """Every valid shipped measurement: (model, method) -> table."""
+    """Every valid shipped measurement: (model, :func:`defense_key`) -> table."""
     out = {}
     for path in sorted(SAVED_DIR.glob("*.json")):
         try:
             result = load_saved(path)
         except AdvlabError:
             continue
-        out[(result.model, result.defense["method"])] = result
+        out[(result.model, defense_key(result.defense))] = result
     return out

@@ -511,6 +511,45 @@ def protocol_table(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     return out
 
 
+def table1(dataset: str = "fashion-mnist", *, protocol: str = "paper", eps: Sequence[float] = DEFAULT_EVAL_EPS,
+           n: int | None = None, device: str | torch.device = "cpu",
+           progress: ProgressFn | None = None) -> tuple[dict, dict[str, dict]]:
+    """The MAT paper's Table 1 (average accuracy over ``eps``) for every shipped model of ``dataset`` under
+    ``protocol`` (:func:`protocol_table`) on the first ``n`` images of its evaluation set (None: all), with each
+    model's clean accuracy, white-box R+FGSM and FGSM averages and label-leaking evidence (:func:`label_leaking`).
+
+    Returns the record ``python -m advcore table1 --json`` prints, and every model's white-box R+FGSM curve."""
+    from advcore import models as registry
+
+    found = registry.roles(dataset)
+    if not found:
+        raise AdvlabError(f"No shipped {dataset} model is registered.")
+    source = None
+    if protocol == "paper":
+        name = registry.with_role(dataset, "naive")
+        if name is None:
+            raise AdvlabError(f"The paper's protocol crafts its FGSM sets on a naive {dataset} model; none is "
+                              "registered (assets/models).")
+        source = (name, registry.load(name, device))
+    x, y, what = datasets.eval_set(dataset, n)
+    loaded = {name: registry.load(name, device) for name in found.values()}
+    table = protocol_table(loaded, x, y, protocol=protocol, source=source, eps=eps, progress=progress)
+    rfgsm_curves = {name: accuracy_curve(m, x, y, attack="rfgsm", eps=eps, progress=progress)
+                    for name, m in loaded.items()}
+    white = ({name: accuracy_curve(m, x, y, attack="fgsm", eps=eps, progress=progress)
+              for name, m in loaded.items()} if protocol == "paper" else
+             {name: dict(c) for name, c in table["models"].items()})
+    table["data"] = what
+    for name, m in loaded.items():
+        clean = accuracy(m, x, y)
+        row = table["models"][name]
+        row["clean_accuracy"] = round(clean, 6)
+        row["rfgsm_average"] = rfgsm_curves[name]["average_accuracy"]
+        row["white_box_fgsm_average"] = white[name]["average_accuracy"]
+        row["label_leaking"] = label_leaking({"fgsm": white[name], "rfgsm": rfgsm_curves[name]}, clean)
+    return table, rfgsm_curves
+
+
 def label_leaking(curves: dict, clean: float) -> dict | None:
     """Label-leaking evidence in a card's curves (Kurakin et al. 2017, Sec. 6): the strength where white-box
     FGSM accuracy is highest above eps 0, whether it exceeds ``clean`` accuracy (a real defense cannot do

@@ -96,6 +96,10 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
     assert amp["layout"]["yaxis"]["title"]["text"] == "AMP (pixel units)"
     assert amp["data"][0]["text"] == [f"{255 * run[a].amp:.2f}/255" for a in compare.ALL_ATTACKS]
     assert figs["L2 size of the perturbation"]["layout"]["yaxis"]["title"]["text"] == "L2 (pixel L2)"
+    p_clean = figs["Probability left on the clean label (mean)"]  # beside AMP: the margin each attack leaves
+    assert p_clean["data"][0]["y"] == pytest.approx([run[a].p_clean for a in compare.ALL_ATTACKS])
+    assert p_clean["layout"]["yaxis"]["title"]["text"] == "p(clean label) (probability, 0-1)"
+    assert p_clean["layout"]["yaxis"]["range"] == [0, 1]
     cos = figs["Cosine similarity, clean vs adversarial (± sd)"]
     axis = cos["layout"]["yaxis"]
     assert "~f" in axis["tickformat"] and int(axis["tickformat"][1:-2]) <= 9  # "0.996", not "0.9960000"
@@ -133,6 +137,50 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
 
     kept = list(at.session_state[COMPARE_RESULTS.key].values())
     assert kept and all(isinstance(v, compare.CompareResult) for v in kept)  # the cache keeps the dataclass
+
+
+def test_radius_section_shows_deepfools_own_radii_sorted_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from advcore import attacks, models
+
+    calls = []
+    real = compare.compare
+    monkeypatch.setattr(compare, "compare", lambda *a, **k: calls.append(k) or real(*a, **k))
+    at = compare_page(compare_limit=10, compare_steps=1, compare_attacks=["fgsm"], compare_radius=["deepfool"],
+                      **{"compare_targets_fashion-mnist": []})
+    assert "--radius deepfool" in at.code[0].value
+    at.button(key="compare_run").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert calls[0]["radius"] == ("deepfool",)
+
+    # The reference: DeepFool L-inf run directly on the same ten images, labels = fmnist-naive's clean predictions.
+    m = models.load("fmnist-naive", "cpu")
+    x = compare.image_tensor(compare.dataset_images("fashion-mnist", 10), (1, 28, 28))
+    with torch.no_grad():
+        y = m(x).argmax(1)
+    own = attacks.run("deepfool", m, x, y, eps=None, norm="linf").params["radius"]
+    found = sorted((v, i) for i, v in enumerate(own) if v != float("inf"))
+    missing = [i for i, v in enumerate(own) if v == float("inf")]
+    column = "DeepFool L-inf radius (x/255)"
+    assert any(compare.RADIUS_NOTE in c.value for c in at.caption)  # equal budget / stop rule do not apply: said
+    table = next(t.value.to_dict("records") for t in at.table if column in t.value.columns)
+    assert [r["Image"] for r in table] == [f"fashion-mnist:{i}" for _, i in found] + [
+        f"fashion-mnist:{i}" for i in missing]
+    assert [r[column] for r in table] == [f"{255 * v:.3g}/255" for v, _ in found] + [compare.NOT_FOUND] * len(missing)
+    fragile = f"most fragile fashion-mnist:{found[0][1]} at {255 * found[0][0]:.3g}/255"
+    assert fragile in text(at)
+    medians = next(t.value.to_dict("records") for t in at.table if "Median radius" in t.value.columns)
+    want = compare.median_radius([None if v == float("inf") else v for v in own])
+    assert medians == [{"Source": "fmnist-naive", "Attack": "DeepFool", "Radius norm": "L-inf (x/255)",
+                        "Median radius": f"{255 * want:.3g}/255" if want is not None else compare.NOT_FOUND,
+                        "Found": f"{len(found)}/10", "Limit": "steps 50", "Seconds": medians[0]["Seconds"]}]
+
+    at.radio(key="compare_radius_order").set_value("descending").run()  # a view: no recomputation
+    table = next(t.value.to_dict("records") for t in at.table if column in t.value.columns)
+    assert [r["Image"] for r in table] == [f"fashion-mnist:{i}" for i in missing][::-1] + [
+        f"fashion-mnist:{i}" for _, i in found[::-1]]
+    assert len(calls) == 1
 
 
 def test_uploads_without_files_are_refused() -> None:

@@ -49,7 +49,7 @@ def test_four_views_with_predictions_and_the_adaptive_switch():
     assert data is not None
     at.toggle(key="defense_adaptive").set_value(True).run()
     assert not at.exception
-    assert "knows the halftone (BPDA)" in texts(at)
+    assert "knows the defense (BPDA)" in texts(at)
 
 
 def test_measure_table_matches_advcore_and_shows_the_lesson():
@@ -82,6 +82,27 @@ def test_measure_table_matches_advcore_and_shows_the_lesson():
     args = build_parser().parse_args(argv[3:])
     assert (args.command, args.model, args.defense, args.attacks, args.eps, args.n, args.adaptive, args.strong_steps,
             args.restarts) == ("defend", "fmnist-naive", "bayer", ["fgsm"], [0.0, 0.1], 50, True, 0, 2)
+
+
+def test_a_preprocessing_defense_with_its_declared_parameter_and_the_masking_verdict():
+    at = defense_page(defense_method="median", defense_window=3, defense_attack="fgsm",
+                      defense_table_attacks=["fgsm"], defense_table_eps=[0.0, 0.1], defense_table_n=50,
+                      defense_table_strong=0)
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert [c for c in captions if c.startswith("Median(")] == ["Median(clean)", "Median(adversarial)"]
+    at.button(key="defense_measure").click().run()
+    assert not at.exception, at.exception
+    ref = lab.evaluate_defense("fmnist-naive", "median", attack_names=["fgsm"], eps=[0.0, 0.1], n=50,
+                               strong_steps=0, params={"window": 3}, trained=dv.trained_rows("fmnist-naive"))
+    assert [r.key for r in ref.rows] == ["none", "defense-input", "adversarial"]  # no halftone-trained rows
+    assert at.dataframe[0].value.to_dict("records") == dv.table_rows(ref)
+    verdict = ref.masking["verdict"]
+    boxes = [b.value.replace("\\", "") for b in [*at.warning, *at.success]]
+    assert any(verdict[:80] in b for b in boxes), boxes
+    assert all(line[:60] in texts(at).replace("\\", "") for line in dv.masking_lines(ref)[1:])
+    argv = shlex.split(at.main.code[-1].value.replace("\\\n", " "))
+    args = build_parser().parse_args(argv[3:])
+    assert (args.defense, args.window, args.attacks) == ("median", 3, ["fgsm"])
 
 
 def test_empty_attack_list_is_refused():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from advcore.labs import papers
+from advcore.labs import findings, papers
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -33,3 +33,5 @@ def test_page_shows_saved_claims() -> None:
     assert tally == "Verdicts: " + ", ".join(
         f"{sum(c['verdict'] == v for r in records.values() for c in r['claims'])} {v}"
         for v in dict.fromkeys(c["verdict"] for r in records.values() for c in r["claims"]))
+    bullets = findings.bullets(findings.load_sources(), records)
+    assert any(m.value == "\n".join(bullets) for m in at.markdown)

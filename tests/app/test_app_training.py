@@ -47,6 +47,13 @@ def text(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
+def train_code(at: AppTest) -> str:
+    """The train section's command line (the Table 1 section shows its own)."""
+    lines = [c.value for c in at.code if c.value.startswith("python -m advcore train")]
+    assert len(lines) == 1, [c.value for c in at.code]
+    return lines[0]
+
+
 def cli_args(line: str):
     words = shlex.split(line.replace("\\\n", " "))
     assert words[:4] == ["python", "-m", "advcore", "train"], words
@@ -103,7 +110,7 @@ def test_figure4_and_table1_show_the_cards_numbers() -> None:
         if "voting" in card:
             bars = figs["Parallel MAT's voting weights (sum 1)"]["data"][0]["y"]
             assert bars == pytest.approx(card["voting"]["weights"]) and sum(bars) == pytest.approx(1, abs=1e-4)
-    args = cli_args(at.code[0].value)
+    args = cli_args(train_code(at))
     assert (args.recipe, args.epochs, args.limit, args.eval_n, args.pgd_n, args.seed) == ("standard", 1, 2000, 500,
                                                                                           0, 0)
 
@@ -202,7 +209,7 @@ def test_a_short_training_run_joins_figure4_and_table1(tmp_path: Path) -> None:
     cards = shipped_cards()
     at = training_page(train_dataset=RUN_DATASET, train_recipe="standard", train_epochs=1, train_limit=500,
                        train_eval_n=200)
-    args = cli_args(at.code[0].value)
+    args = cli_args(train_code(at))
     assert (args.recipe, args.dataset, args.limit, args.eval_n, args.pgd_n) == ("standard", RUN_DATASET, 500, 200, 0)
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
@@ -288,7 +295,7 @@ def test_without_fashion_mnist_runs_use_digits(monkeypatch: pytest.MonkeyPatch) 
     at = training_page()
     assert at.radio(key="train_dataset").options == ["scikit-learn digits"]
     assert any("apt-get install dataset-fashion-mnist" in i.value for i in at.info)
-    assert "--dataset digits" in at.code[0].value
+    assert "--dataset digits" in train_code(at)
     assert not at.error
 
 
@@ -300,3 +307,60 @@ def test_home_page_describes_the_training_lab() -> None:
     assert "Training lab" not in " ".join(c.value for c in at.caption if c.value.startswith("Coming:"))
     at.switch_page("app_pages/training.py").run()
     assert not at.exception and at.title[0].value == "Training lab"
+
+
+def test_table1_recomputed_equals_the_cli(capsys) -> None:
+    """Run recomputes Table 1 on 10 images at 4 strengths; every number on the page equals the one the page's
+    ``python -m advcore table1 --protocol paper ... --json -`` line prints for the same images."""
+    from advcore.cli import main
+
+    at = training_page(train_t1_n=10, train_t1_eps="0:0.3:0.1")
+    code = [c.value for c in at.code if "advcore table1" in c.value]
+    assert len(code) == 1 and not at.dataframe
+    at.button(key="train_t1_run").click().run()
+    assert not at.exception and not at.error, at.error
+    rows = {r["model"]: r for r in at.dataframe[0].value.to_dict("records")}
+    assert at.button(key="train_t1_run").label == "Recompute"
+    paper_line, white_line = code[0].splitlines()
+    assert white_line == paper_line.replace("--protocol paper", "--protocol white-box")
+    words = shlex.split(paper_line)
+    assert words[:4] == ["python", "-m", "advcore", "table1"] and words[-2:] == ["--json", "-"]
+    assert main([*words[3:], "-q"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["n"] == 10 and t["eps"] == [0.0, 0.1, 0.2, 0.3] and t["protocol"] == "paper"
+    cli = t["models"]
+    assert set(rows) == set(cli)
+    cards = {c["name"]: c for c in shipped_cards()}
+    for name, r in rows.items():
+        assert r["paper protocol, recomputed"] == cli[name]["average_accuracy"]
+        assert r["white-box FGSM, recomputed"] == cli[name]["white_box_fgsm_average"]
+        assert r["white-box R+FGSM, recomputed"] == cli[name]["rfgsm_average"]
+        assert r["clean, recomputed"] == cli[name]["clean_accuracy"]
+        assert r["paper protocol, precomputed"] == cards[name]["curves"]["transfer_fgsm"]["average_accuracy"]
+        assert r["white-box FGSM, precomputed"] == cards[name]["curves"]["fgsm"]["average_accuracy"]
+    assert list(rows) == sorted(rows, key=lambda k: -cli[k]["average_accuracy"])
+    caption = next(c.value for c in at.caption if c.value.startswith("Recomputed on the first 10 images"))
+    assert f"{max(cli, key=lambda k: cli[k]['average_accuracy'])} ranks first here" in caption
+
+
+def test_table1_cancel_keeps_nothing() -> None:
+    """Cancel stops the Table 1 run at its first progress report: a warning says where, nothing is cached, and the
+    button still says Run."""
+    from ui.views import training as training_view
+
+    at = training_page(train_t1_n=10, train_t1_eps="0:0.3:0.1")
+    run_key = "_advlab_train_table1"
+    req = training_view.Table1Request("fashion-mnist" if datasets.fashion_mnist_available() else "digits", 10,
+                                      "0:0.3:0.1", at.session_state["sidebar_device"]
+                                      if "sidebar_device" in at.session_state else "auto")
+    from ui.session import PageRun
+    run = PageRun(run_key)
+    at.session_state[run.request_key] = req
+    at.session_state[run.cancel_key] = True
+    at.run()
+    assert not at.exception
+    assert len(at.warning) == 1 and at.warning[0].value.startswith("Table 1 cancelled at Table 1: crafting the static")
+    assert at.warning[0].value.endswith(", step 1 of 4; nothing was kept.")  # 4 strengths, 10 images: 1 batch
+    assert "_advlab_train_table1_results" not in at.session_state or not at.session_state[
+        "_advlab_train_table1_results"]
+    assert at.button(key="train_t1_run").label == "Run" and not at.dataframe

@@ -138,7 +138,7 @@ def test_cli_defend_json(tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--defense", "sepia"], "Unknown halftone"),
+    (["--defense", "sepia"], "Unknown defense"),
     (["--attacks", "agr"], "Unknown attack"),
     (["--eps", "0.1,abc"], "eps"),
     (["--n", "0"], "n"),
@@ -180,7 +180,22 @@ def test_the_shipped_tables_load_and_match_their_file_names():
         assert isinstance(result, lab.DefenseTable)
         assert lab.saved_table(model, method) == result
         assert lab.lesson(result)
+        assert result.masking["verdict"] and result.to_dict()["masking"] == result.masking
+        cls = defenses.DEFENSES[result.defense["name"]]
+        for p in cls.PARAMS:  # made with other parameters: not this table
+            if p.kind == "int" and p.name != "bayer_size":
+                other = p.default + 1 if p.high is None or p.default < p.high else p.default - 1
+                assert lab.saved_table(model, method, {p.name: other}) is None
     assert lab.saved_table("fmnist-naive", "stucki-nonexistent") is None
+
+
+def test_the_evaluation_takes_given_images_and_labels(fmnist):
+    """``images=(x, y)`` (one shard of a set) gives the same numbers as the same images chosen by ``n``."""
+    x, y = datasets.load_subset(6)
+    kw = dict(attack_names=["fgsm"], eps=[0, 0.1], adaptive=False, trained={})
+    given = lab.evaluate_defense("fmnist-naive", "median", images=(datasets.to_float(x), y), **kw)
+    assert given.n == 6 and given.data == "given images"
+    assert given.accuracy == lab.evaluate_defense("fmnist-naive", "median", n=6, **kw).accuracy
 
 
 def test_a_damaged_table_is_refused_with_a_plain_message(tmp_path):
@@ -246,7 +261,7 @@ def test_make_defense_takes_a_method_a_registered_name_or_a_defense():
     assert isinstance(lab.make_defense("halftone"), defenses.Halftone)
     d = defenses.Halftone("atkinson")
     assert lab.make_defense(d) is d
-    with pytest.raises(AdvlabError, match="Unknown halftone"):
+    with pytest.raises(AdvlabError, match="Unknown defense"):
         lab.make_defense("sepia")
 
 
@@ -267,9 +282,10 @@ def test_the_evaluation_takes_any_defense():
                              trained={}, strong_steps=3)
     assert r.defense == {"name": "quantise-test", "title": "4-level quantisation", "random": False}
     assert r.bpda == "identity backward pass through the 4-level quantisation" and r.eot is None
-    assert [row.key for row in r.rows] == ["none", "halftone-input"]
+    assert [row.key for row in r.rows] == ["none", "defense-input"]  # the trained rows are the halftone's
+    assert r.rows[1].title == "naive model behind 4-level quantisation"
     for c in ("ignores", "knows"):
-        assert len(r.values("halftone-input", "fgsm", c)) == 2
+        assert len(r.values("defense-input", "fgsm", c)) == 2
     x, y = datasets.load_subset(1)
     p = lab.image_panels("fmnist-naive", datasets.to_float(x), int(y[0]), method=q, attack="fgsm", eps=0.1,
                          trained={})
@@ -278,7 +294,7 @@ def test_the_evaluation_takes_any_defense():
 
 def test_cli_defend_refuses_a_bayer_size_that_no_halftone_takes():
     code, out, err = run_cli(["defend", "--model", "fmnist-naive", "--defense", "atkinson", "--bayer-size", "3"])
-    assert code == 2 and out == "" and "--bayer-size must be one of" in err
+    assert code == 2 and out == "" and "bayer_size must be one of 2, 4, 8, 16" in err
 
 
 # --------------------------------------------------------------------------- the worst case, flags, the reference

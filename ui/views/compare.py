@@ -67,6 +67,7 @@ class CompareRequest:
     stop_on_success: str = "all"  # the one stop policy of every iterative attack (compare.STOP_POLICIES)
     agr_alpha: str = "eps"  # AGR's base step (compare.AGR_ALPHAS)
     resolution: int | None = None  # ImageNet: one input size for every model (None: each its own)
+    radius: tuple[str, ...] = ()  # minimal-norm attacks whose per-image robustness radius is measured
 
     def check(self) -> None:
         """Refuse what cannot run, with a sentence for a person (advcore checks the rest)."""
@@ -79,6 +80,7 @@ class CompareRequest:
         compare.check_models(self.sources, self.targets)
         compare.check_options(self.stop_on_success, self.agr_alpha, self.resolution, self.dataset)
         compare.check_attacks(self.attacks)
+        compare.check_radius(self.radius)
         compare.check_eps(self.eps, self.norm, self.steps)
 
     def settings(self) -> dict:
@@ -86,7 +88,8 @@ class CompareRequest:
         return {"sources": list(self.sources), "targets": list(self.targets), "attacks": list(self.attacks),
                 "norm": self.norm, "eps": list(self.eps), "steps": self.steps, "seed": self.seed,
                 "stop_on_success": self.stop_on_success, "agr_alpha": self.agr_alpha,
-                "resolution": self.resolution, "images": self.images, "kind": self.kind}
+                "resolution": self.resolution, "images": self.images, "kind": self.kind,
+                "radius": list(self.radius)}
 
     def cli_command(self) -> str:
         """The ``python -m advcore compare`` line that computes the same numbers."""
@@ -104,6 +107,8 @@ class CompareRequest:
             parts.append(f"--agr-alpha {self.agr_alpha}")
         if self.resolution is not None:
             parts.append(f"--resolution {self.resolution}")
+        if self.radius:
+            parts.append(f"--radius {','.join(self.radius)}")
         if self.device == "cpu":
             parts.append("--device cpu")
         parts.append(f"--json {'compare' if self.kind == 'table' else self.kind}.json")
@@ -158,7 +163,8 @@ def compute(req: CompareRequest, uploads: Sequence | None = None,
     items, notes = request_images(req, uploads)
     result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks, norm=req.norm,
                              eps=req.eps, steps=req.steps, seed=req.seed, device=req.device, progress=progress,
-                             stop_on_success=req.stop_on_success, agr_alpha=req.agr_alpha, resolution=req.resolution)
+                             stop_on_success=req.stop_on_success, agr_alpha=req.agr_alpha, resolution=req.resolution,
+                             radius=req.radius)
     return dataclasses.replace(result, notes=list(notes), image_names=[it.name for it in items])
 
 
@@ -185,6 +191,8 @@ def interrupted(left: str, was_cancelled: bool) -> str:
 
 AMP_COLUMN, L2_COLUMN, LINF_COLUMN = "AMP (pixel units)", "L2 (pixel L2)", "L-inf (pixel units)"
 P_CLEAN_COLUMN = "p(clean label) left (0-1)"
+P_CLEAN_TITLE = "Probability left on the clean label (mean)"
+P_CLEAN_AXIS = "p(clean label) (probability, 0-1)"
 TRANSFER_VIEWS = {"values": "float images", "values_8bit": "after rounding to 8 bits",
                   "values_correct": "images every model classifies correctly"}
 
@@ -215,6 +223,55 @@ def table_rows(result: compare.CompareResult) -> list[dict[str, str]]:
             "Steps to success": _f(r["steps_to_success"], ".2f"), "Gradient evaluations": _f(r["grad_evals"], ".2f"),
             "Seconds": f"{r['seconds']:.2f}",
         })
+    return rows
+
+
+RADIUS_ORDERS = {"ascending": "smallest radius first (most fragile)", "descending": "largest radius first"}
+
+
+def radius_column(result: compare.CompareResult, source: str, attack: str) -> str:
+    """The radius column's header, with its norm and unit: ``DeepFool L-inf radius (x/255)``."""
+    norm = result.radius[source][attack].norm  # type: ignore[index]
+    unit = "x/255" if norm == "linf" else "pixel L2"
+    return f"{result.attack_titles.get(attack, compare.result_title(attack)).split(' (')[0]} " \
+           f"{'L-inf' if norm == 'linf' else 'L2'} radius ({unit})"
+
+
+def _radius_cell(value: float | None, norm: str) -> str:
+    if value is None:
+        return compare.NOT_FOUND
+    return f"{value * 255:.3g}/255" if norm == "linf" else f"{value:.4g}"
+
+
+def radius_table(result: compare.CompareResult, source: str, sort_by: str, descending: bool = False
+                 ) -> list[dict[str, str]]:
+    """The per-image radius table as a person reads it, sorted by ``sort_by``'s radius (not found beyond every
+    found radius); each attack's radius in its own norm, and the other norm's size of the same perturbation."""
+    by = result.radius[source]  # type: ignore[index]
+    out = []
+    for r in compare.radius_rows(result, source, sort_by, descending):
+        row = {"Image": r["image"]}
+        for a, st in by.items():
+            row[radius_column(result, source, a)] = _radius_cell(r[f"{a}_radius"], st.norm)
+            other = "l2" if st.norm == "linf" else "linf"
+            head = f"{compare.result_title(a)} its {'L2 (pixel L2)' if other == 'l2' else 'L-inf (x/255)'}"
+            row[head] = _radius_cell(r[f"{a}_{other}"], other)
+        out.append(row)
+    return out
+
+
+def radius_medians(result: compare.CompareResult) -> list[dict[str, str]]:
+    """The median radius per source model and attack (a not-found image counts as larger than every found one)."""
+    rows = []
+    for s, by in (result.radius or {}).items():
+        for a, st in by.items():
+            n_found = sum(st.found)
+            rows.append({"Source": s, "Attack": compare.result_title(a),
+                         "Radius norm": "L-inf (x/255)" if st.norm == "linf" else "L2 (pixel L2)",
+                         "Median radius": _radius_cell(st.median, st.norm),
+                         "Found": f"{n_found}/{len(st.found)}",
+                         "Limit": ", ".join(f"{k} {v}" for k, v in st.params.items() if k in ("steps", "binary_steps")),
+                         "Seconds": f"{st.seconds:.2f}"})
     return rows
 
 
@@ -304,7 +361,8 @@ def metric_bars(result: compare.CompareResult, key: str, title: str, axis: str, 
                              hovertemplate="%{x}: %{y:.4g}" + (" (%{text})" if levels else "") + "<extra>" + s
                              + "</extra>"))
     fig.update_layout(**BAR_LAYOUT, title=title, showlegend=len(result.sources) > 1)
-    fig.update_yaxes(title=axis, **({"range": [0, 100]} if percent else {}))
+    fig.update_yaxes(title=axis, **({"range": [0, 100]} if percent else {"range": [0, 1]} if key == "p_clean"
+                                    else {}))
     if key == "cosine_similarity":  # all near 1: zoom in on 1 and on every mean ± sd
         bars = [(v, e or 0) for t in fig.data for v, e in zip(t.y, (t.error_y.array or [0] * len(t.y)), strict=True)
                 if v is not None]

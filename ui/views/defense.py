@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from advcore import datasets, models
+from advcore import datasets, defenses, models
 from advcore.attacks import MAX_STEPS
 from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
@@ -31,10 +31,49 @@ METHOD_TITLES = {
     "atkinson": "Atkinson (error diffusion)",
     "jarvis-judice-ninke": "Jarvis-Judice-Ninke (error diffusion)",
     "stucki": "Stucki (error diffusion)",
-    "bayer": "Bayer 8x8 (ordered dithering)",
-    "bayer-random": "Bayer 8x8, random offset (randomised: EOT)",
+    "bayer": "Bayer (ordered dithering)",
+    "bayer-random": "Bayer, random offset (randomised: EOT)",
 }
-ROW_COLOURS = {"none": "#7f7f7f", "halftone-input": "#f58518", "halftone-trained": "#4c78a8", "hybrid": "#54a24b"}
+#: The page's defense menu: every preset (one per halftone method) and every other registered defense.
+DEFENSE_TITLES = {
+    **METHOD_TITLES,
+    "jpeg": "JPEG compression (Guo et al. 2018)",
+    "bit-depth": "Bit-depth reduction (feature squeezing)",
+    "median": "Median smoothing (feature squeezing)",
+    "resize-pad": "Random resize and pad (randomised: EOT)",
+}
+ROW_COLOURS = {"none": "#7f7f7f", "halftone-input": "#f58518", "defense-input": "#f58518",
+               "halftone-trained": "#4c78a8", "hybrid": "#54a24b"}
+
+
+def defense_choices() -> list[str]:
+    """The menu's keys: the presets of every registered defense (halftone methods, jpeg, bit-depth, ...)."""
+    return list(defenses.presets())
+
+
+def defense_class(choice: str) -> type[defenses.Defense]:
+    return defenses.DEFENSES[defenses.presets()[choice][0]]
+
+
+def widget_params(choice: str, params: dict | None = None) -> tuple:
+    """The declared parameters the page draws for ``choice``: those its configuration uses, less those its preset
+    fixes (a halftone's method)."""
+    _, fixed = defenses.presets()[choice]
+    return tuple(p for p in lab.make_defense(choice, params=params).used_params() if p.name not in fixed)
+
+
+def is_halftone(choice: str) -> bool:
+    return defenses.presets()[choice][0] == "halftone"
+
+
+def is_random(choice: str, params: dict | None = None) -> bool:
+    return lab.make_defense(choice, params=params).randomized
+
+
+def view_word(choice: str) -> str:
+    """What the defended views are called: ``Halftone``, ``JPEG``, ``Median``."""
+    return {"halftone": "Halftone", "jpeg": "JPEG", "bit-depth": "Squeezed", "median": "Median",
+            "resize-pad": "Resized"}.get(defenses.presets()[choice][0], "Defended")
 # The paper's abstract (its own models and data, top-5): quoted, never measured here.
 TABLE_EPS = (0.0, 0.05, 0.1, 0.2)
 N_CHOICES = (50, 100, 200, 500)
@@ -82,13 +121,14 @@ class PanelRequest:
     steps: int = 10
     seed: int = 0
     eot: int = 8
+    params: tuple = ()  # the defense's declared parameters: ((name, value), ...)
 
 
 def run_panels(req: PanelRequest, x, callback=None) -> lab.Panels:
     """``advcore.labs.defense.image_panels`` for the request; ``callback``: the attack's per-step callback."""
     return lab.image_panels(req.model, x, req.true_label, method=req.method, row=req.row, attack=req.attack,
                             eps=req.eps, adaptive=req.adaptive, steps=req.steps, seed=req.seed, eot=req.eot,
-                            device=req.device, callback=callback)
+                            device=req.device, callback=callback, params=dict(req.params))
 
 
 def panel_caption(name: str, panels: lab.Panels, model: str, escape=str) -> str:
@@ -108,12 +148,18 @@ PANEL_TITLES = {
 }
 
 
+def panel_titles(choice: str) -> dict[str, str]:
+    """The four views' titles with the defense's word: ``JPEG(clean)``."""
+    w = view_word(choice)
+    return {k: v.replace("Halftone", w) for k, v in PANEL_TITLES.items()}
+
+
 def panels_sentence(panels: lab.Panels, req: PanelRequest) -> str:
     """What the four predictions say, in plain words."""
     p = panels.predictions
     right = {k: p[k].label == panels.label for k in p}
-    who = "an attacker who knows the halftone (BPDA" + (" + EOT" if req.method == "bayer-random" else "") + ")" \
-        if req.adaptive else "an attacker who attacks the undefended model only (the paper's protocol)"
+    who = ("an attacker who knows the defense (BPDA" + (" + EOT" if is_random(req.method, dict(req.params)) else "")
+           + ")") if req.adaptive else "an attacker who attacks the undefended model only (the paper's protocol)"
     if req.eps == 0:
         return "eps is 0: no attack; compare the clean and halftone predictions."
     parts = [f"The adversarial image was made by {who}."]
@@ -121,10 +167,10 @@ def panels_sentence(panels: lab.Panels, req: PanelRequest) -> str:
         parts.append("It fools the undefended model")
     else:
         parts.append("It does not fool the undefended model")
-    parts[-1] += ("; after halftoning, the defended model gets it right." if right["halftone_adversarial"]
-                  else "; after halftoning, the defended model gets it wrong too.")
+    parts[-1] += ("; behind the defense, the defended model gets it right." if right["halftone_adversarial"]
+                  else "; behind the defense, the defended model gets it wrong too.")
     if not right["halftone_clean"]:
-        parts.append("The defended model already misreads the clean halftone.")
+        parts.append("The defended model already misreads the clean image behind the defense.")
     return " ".join(parts)
 
 
@@ -145,8 +191,13 @@ class TableRequest:
     eot: int = 8
     strong_steps: int = lab.STRONG_STEPS
     restarts: int = lab.RESTARTS
+    params: tuple = ()  # the defense's declared parameters: ((name, value), ...)
+
+    def defense(self) -> defenses.Defense:
+        return lab.make_defense(self.method, seed=self.seed, params=dict(self.params))
 
     def check(self) -> None:
+        self.defense()
         if not self.attacks:
             raise AdvlabError("Choose at least one attack for the table.")
         if not self.eps:
@@ -157,13 +208,16 @@ class TableRequest:
             raise AdvlabError(f"Restarts must be between 1 and {lab.MAX_RESTARTS}.")
 
     def cli_command(self) -> str:
-        parts = ["python -m advcore defend", f"--model {shlex.quote(self.model)}", f"--defense {self.method}",
+        cls = defense_class(self.method)
+        flags = [" ".join(cls.param(k).cli_words(v)) for k, v in self.params]
+        parts = ["python -m advcore defend", f"--model {shlex.quote(self.model)}",
+                 " ".join([f"--defense {self.method}", *[f for f in flags if f]]),
                  "--attacks " + ",".join(self.attacks), "--eps " + ",".join(eps_fraction_text(e) for e in self.eps),
                  f"--n {self.n}", f"--steps {self.steps}", f"--seed {self.seed}"]
         if self.adaptive:
             parts.append("--adaptive")
             parts.append(f"--strong-steps {self.strong_steps} --restarts {self.restarts}")
-            if self.method == "bayer-random":
+            if self.defense().randomized:
                 parts.append(f"--eot {self.eot}")
         if self.device == "cpu":
             parts.append("--device cpu")
@@ -181,7 +235,7 @@ def run_table(req: TableRequest, progress: ProgressFn | None = None) -> lab.Defe
         n = min(n, len(data.samples()))
     return lab.evaluate_defense(req.model, req.method, attack_names=req.attacks, eps=req.eps, n=n,
                                 steps=req.steps, adaptive=req.adaptive, eot=req.eot, seed=req.seed,
-                                strong_steps=req.strong_steps, restarts=req.restarts,
+                                strong_steps=req.strong_steps, restarts=req.restarts, params=dict(req.params),
                                 trained=trained_rows(req.model), device=req.device, progress=progress)
 
 
@@ -283,14 +337,17 @@ def flags_caption(result: lab.DefenseTable) -> str:
 
 
 def table_caption(result: lab.DefenseTable) -> str:
-    cols = ("Attackers: ignores = the adversarial examples are made on the undefended model and then halftoned, "
-            "as in the paper. ")
+    word = lab.defense_title(result.defense)
+    cols = (f"Defense: {word}" + "".join(f", {k} {v}" for k, v in result.defense.items()
+                                         if k not in ("name", "title", "description", "random", "method")) + ". "
+            f"Attackers: ignores = the adversarial examples are made on the undefended model and then passed through "
+            f"the {word}, as in the paper. ")
     if result.adaptive:
         eot = f" + EOT over {result.eot} draws" if result.eot else ""
-        cols += ("bare = made white-box on the row's own network without the halftone, then halftoned. "
-                 + ("BPDA = through the halftone with the identity gradient, one draw per step (no EOT). "
+        cols += (f"bare = made white-box on the row's own network without the {word}, then passed through it. "
+                 + (f"BPDA = through the {word} with the identity gradient, one draw per step (no EOT). "
                     if "bpda" in result.columns else "")
-                 + f"knows = through the halftone with BPDA (identity gradient){eot}. ")
+                 + f"knows = through the {word} with BPDA (identity gradient){eot}. ")
         if result.strong:
             cols += f"{strong_title(result)}: the strong adaptive attacker. "
         cols += (f"{WORST_TITLE}: an image counts as correct only if no attacker with any attack fooled it "
@@ -298,11 +355,25 @@ def table_caption(result: lab.DefenseTable) -> str:
         ref = next((r for r in result.rows if r.key == "adversarial"), None)
         if ref is not None:
             cols += (f"The reference row is {ref.model}, trained with PGD adversarial examples, classifying without "
-                     "any halftone: its bare and knows columns are white-box attacks on itself. ")
+                     "any defense: its bare and knows columns are white-box attacks on itself. ")
     p = result.attack_params
     return (cols + f"Untargeted L-inf attacks, I-FGSM and PGD {p.steps} steps (PGD from a random start, seed "
             f"{p.seed}), on {result.n} images of the {result.data}; labels: {result.labels}. "
             f"{result.seconds:.0f} s on {result.device}." + training_note(result))
+
+
+def masking_lines(result: lab.DefenseTable) -> list[str]:
+    """The gradient-masking check beside the table: the verdict, then one line per sign (its status, rule and
+    evidence), all computed from the table's numbers (:func:`advcore.labs.masking.check_masking`)."""
+    m = result.masking
+    marks = {"flag": FLAG, "pass": "✓", "not checked": "–"}
+    out = [m["verdict"]]
+    for c in m["checks"]:
+        line = f"{marks[c['status']]} {c['title'].capitalize()}: {c['status']}"
+        if c["status"] != "pass":
+            line += f". {c['text']}"
+        out.append(line + f" (rule: {c['rule']})")
+    return out
 
 
 def training_note(result: lab.DefenseTable) -> str:
@@ -329,15 +400,21 @@ def paper_sentence() -> str:
 
 
 def clean_effect_sentence(rows: list[dict], method: str) -> str:
-    """The ImageNet section in words: a distribution-shift measurement (top-1 and top-5), not a defense."""
+    """The ImageNet section in words: what the defense at inference only costs the clean answers (top-1 and top-5);
+    for a halftone, a distribution-shift measurement, not a defense."""
     n = len(rows)
     same = sum(r["same_top1"] for r in rows)
     top5 = sum(r["clean_top1_in_halftone_top5"] for r in rows)
     before = sum(r["clean_prob"] for r in rows) / max(n, 1)
     after = sum(r["halftone_prob_of_clean_top1"] for r in rows) / max(n, 1)
-    return (f"Halftoned with {METHOD_TITLES.get(method, method)} at inference only, the model keeps its clean "
+    head = (f"Through {DEFENSE_TITLES.get(method, method)} at inference only, the model keeps its clean "
             f"top-1 answer on {same} of {n} photos, and that answer stays in the top 5 on {top5} of {n}; its "
-            f"probability falls from {100 * before:.1f}% to {100 * after:.1f}% on average. This is a "
+            f"probability {'falls' if after < before else 'goes'} from {100 * before:.1f}% to {100 * after:.1f}% on "
+            "average.")
+    if not is_halftone(method):
+        return head + (" The defense is meant to be used at inference only, so this is its price on clean "
+                       "answers; the table above measures what it buys under attack.")
+    return (head + " This is a "
             "distribution-shift demo, not a defense: EfficientNet-Lite was trained on intensity images and there "
             "is no ImageNet model trained on halftones here (the paper trains one), so accuracy under attack "
             "behind the halftone would measure the shift as much as the defense.")

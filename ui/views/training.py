@@ -1,7 +1,9 @@
 """What the Training lab page needs besides widgets: the shipped model cards, the rows of Table 1, the
 findings paragraph (every number computed from the cards), a person's own short training run (request, its
 log and the words of its progress, what a stopped run says, its card) and the equivalent command line (no
-Streamlit: the page runs it with ``ui.session.TRAIN_RUN`` and keeps the cards in ``ui.session.TRAIN_RUNS``).
+Streamlit: the page runs it with ``ui.session.TRAIN_RUN`` and keeps the cards in ``ui.session.TRAIN_RUNS``), and
+Table 1 recomputed on a few images (``advcore.labs.training.table1``, the function ``python -m advcore table1``
+calls) beside the cards' numbers.
 
 Training and evaluation are ``advcore.labs.training.train`` and ``advcore.labs.training.evaluate``, the functions
 ``python -m advcore train`` calls.
@@ -23,7 +25,7 @@ from advcore.errors import AdvlabError
 from advcore.labs import training
 from advcore.models import zoo
 from advcore.progress import Progress, ProgressFn
-from advcore.units import percent_cell
+from advcore.units import parse_eps_list, percent_cell
 
 MODELS_DIR: Path = zoo.MODELS_DIR
 EXPECTED_ROLES = ("naive", "fgsm", "pgd", "mat-mixed", "mat-parallel")  # the models the Training lab compares
@@ -488,3 +490,69 @@ def run_summary(card: dict) -> str:
             f"{card['training_seconds']:.1f} s. Clean accuracy {pct(card['clean_accuracy'])} on "
             f"{card['evaluation_images']:,} images of {where}; average FGSM accuracy {pct(fgsm['average_accuracy'])} "
             f"over eps 0 to {max(fgsm['eps']):g} on {fgsm['n']:,} images.")
+
+
+# --------------------------------------------------------------------------- Table 1 recomputed
+
+TABLE1_IMAGES = (10, 50, 100, 300, 1000)
+TABLE1_EPS = {"0:0.3:0.03": "the paper's 11 (0, 0.03, ..., 0.3)", "0:0.3:0.1": "4 (0, 0.1, 0.2, 0.3)"}
+
+
+@dataclass(frozen=True)
+class Table1Request:
+    """Table 1 recomputed on the first ``n`` evaluation images of ``dataset`` at the strengths ``eps`` (CLI text)."""
+
+    dataset: str
+    n: int
+    eps: str
+    device: str
+
+    def commands(self) -> list[str]:
+        """The CLI lines that print the same numbers: the paper protocol's (its JSON holds every column), then the
+        white-box protocol's, whose averages are the paper run's white-box FGSM averages."""
+        return [f"python -m advcore table1 --protocol {p} --dataset {self.dataset} --n {self.n} --eps {self.eps} "
+                f"--json -" for p in ("paper", "white-box")]
+
+    def run(self, progress: ProgressFn) -> dict:
+        """Table 1 under the paper's protocol (``advcore.labs.training.table1``), which also measures every model's
+        white-box FGSM and R+FGSM curves on the same images: both protocols' averages in one run."""
+        return training.table1(self.dataset, protocol="paper", eps=parse_eps_list(self.eps), n=self.n,
+                               device=self.device, progress=progress)[0]
+
+
+def table1_rows(cards: list[dict], table: dict) -> list[dict]:
+    """One row per model, best paper-protocol average first: the cards' precomputed averages beside the
+    recomputed ones (fractions)."""
+    by_name = {c["name"]: c for c in cards}
+    models = table["models"]
+    rows = []
+    for name in sorted(models, key=lambda k: -models[k]["average_accuracy"]):
+        card, m = by_name.get(name, {}), models[name]
+        rows.append({"model": name,
+                     "paper protocol, precomputed": average(card, "transfer_fgsm"),
+                     "paper protocol, recomputed": m["average_accuracy"],
+                     "white-box FGSM, precomputed": average(card, "fgsm"),
+                     "white-box FGSM, recomputed": m["white_box_fgsm_average"],
+                     "white-box R+FGSM, recomputed": m["rfgsm_average"],
+                     "clean, recomputed": m["clean_accuracy"]})
+    return rows
+
+
+def table1_caption(rows: list[dict], t: dict, cards: list[dict]) -> str:
+    """What the recomputed table ``t`` says against the precomputed one, computed from both."""
+    n_pre = sorted({c["curves"]["transfer_fgsm"]["n"] for c in cards if "transfer_fgsm" in c.get("curves", {})})
+    pre = [r for r in rows if r["paper protocol, precomputed"] is not None]
+    top_now = rows[0]["model"]
+    out = (f"Recomputed on the first {t['n']:,} images of the {t['data']} at {len(t['eps'])} strengths "
+           f"({t['eps'][0]:g} to {t['eps'][-1]:g}); precomputed: the cards' curves on "
+           f"{' or '.join(f'{v:,}' for v in n_pre) or 'no'} images at their own strengths. ")
+    if pre:
+        top_pre = max(pre, key=lambda r: r["paper protocol, precomputed"])["model"]
+        gap = max(abs(r["paper protocol, recomputed"] - r["paper protocol, precomputed"]) for r in pre)
+        same = ("as in the precomputed table" if top_now == top_pre else
+                f"while the precomputed one ranks {top_pre} first")
+        out += (f"Under the paper's protocol {top_now} ranks first here, {same}; the largest difference between a "
+                f"recomputed and a precomputed average is {gap:.3f} (few images and other strengths move the "
+                "averages). The white-box columns come from the same run (FGSM and R+FGSM crafted on each model "
+                "itself): the averages `--protocol white-box` prints.")
+    return out
