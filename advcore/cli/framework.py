@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, aliases=list(cmd.aliases), help=cmd.help, description=cmd.help)
         cmd.configure(p)
-        if any(flag in p._option_string_actions for flag in ("--model", "--models")):
+        flags = [p._option_string_actions[f] for f in ("--model", "--models") if f in p._option_string_actions]
+        for action in flags:
+            action.help = f"{action.help or 'model name'}; or your own model's file (.pt/.pth/.ts, see --model-card)"
+        if flags:
             p.add_argument("--model-card", metavar="PATH",
                            help="the card (JSON) of a model given as a file to --model: architecture, input size, "
                                 "mean/std, classes (default: NAME.json or model.json beside the file)")
