@@ -88,6 +88,9 @@ def layer_names(model: nn.Module) -> list[str]:
 def check_layer(model: nn.Module, layer: str | None) -> str:
     """``layer`` if the model has it (``None`` means :data:`PENULTIMATE`); a clear error otherwise."""
     layer = PENULTIMATE if layer in (None, "") else str(layer)
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):  # your own model, as TorchScript
+        raise AdvlabError("This model is a TorchScript file, whose compiled forward pass cannot be tapped at a "
+                          "layer; load a state_dict of its architecture for the layer probes.")
     if layer == PENULTIMATE:
         _last_linear(model)
         return layer

@@ -15,7 +15,16 @@ from advcore import datasets
 from advcore.errors import AdvlabError
 from advcore.labs import training
 from ui import plots
-from ui.frame import app_frame, url_choice, url_choices, url_number, url_show_list, url_show_number, url_value
+from ui.frame import (
+    add_session_model,
+    app_frame,
+    url_choice,
+    url_choices,
+    url_number,
+    url_show_list,
+    url_show_number,
+    url_value,
+)
 from ui.session import TRAIN_RUN, TRAIN_RUN_COUNT, TRAIN_RUNS, PageRun, SessionCache, next_number
 from ui.views import training as training_view
 from ui.views.training import DATASET_TITLES, RECIPE_TITLES, RunRequest
@@ -213,9 +222,12 @@ def train(req: RunRequest, bar, status, chart) -> dict:
         if log.chart_due(p):
             chart.plotly_chart(plots.loss_curves(log.losses, log.chart_title()))
 
-    trained = training_view.train_and_evaluate(req, RUN.live(bar, text=log.record, marker=log.marker, then=draw))
+    kept: list = []  # the trained model, for the sidebar's model list (this session only)
+    trained = training_view.train_and_evaluate(req, RUN.live(bar, text=log.record, marker=log.marker, then=draw),
+                                               keep=kept.append)
     draw()
     card = training_view.run_card(req, trained, next_number(TRAIN_RUN_COUNT), log)
+    card["sidebar_model"] = add_session_model(card["name"], kept[0], card)
     return RUNS.put(card["run"], card)
 
 
@@ -243,7 +255,8 @@ def train_section(device: str) -> None:
         card = RUN.execute(lambda: train(pending, bar, st.empty(), st.empty()), training_view.cancelled)
         if card is not None:
             RUN.notice("success", f"{card['name']} is trained and evaluated: it is on the charts and in the table "
-                                  "above (dashed), and described below.")
+                                  "above (dashed), and described below; the sidebar's model list offers "
+                                  f"it (this session only) as {card['sidebar_model']}.")
         st.rerun()
     st.markdown("**The same run from the command line**")
     st.code(req.cli_command(), language="bash")

@@ -24,6 +24,7 @@ from streamlit.navigation.page import StreamlitPage
 from advcore import data, datasets, models
 from advcore.device import cuda_available, describe, pick_device
 from advcore.errors import AdvlabError
+from advcore.models import custom
 from ui import plots
 
 log = logging.getLogger("advlab.ui")
@@ -46,6 +47,15 @@ GENERIC_ERROR = (
 )
 
 _SELECTION_KEY = "_advlab_selection"
+_SESSION_MODELS_KEY = "_advlab_session_models"  # name -> advcore.models.SessionModel, this session's own models
+_SESSION_NAMES_KEY = "_advlab_session_model_names"  # every name this session has used (never reused: caches)
+_MODEL_ERROR_KEY = "_advlab_model_error"
+MODEL_UPLOAD_TYPES = ["pt", "pth", "ts", "jit", "zip", "bin"]
+CARD_UPLOAD_TYPES = ["json", "yaml", "yml"]
+CARD_FROM_FILE, CARD_FROM_FIELDS = "Card file", "Card fields"
+CUSTOM_DATASETS = {"fashion-mnist": "Fashion-MNIST (10 classes, 1x28x28)", "digits": "digits (10 classes, 1x8x8)",
+                   "imagenet": "ImageNet (1000 classes, RGB)", "custom": "my own classes"}
+TORCHSCRIPT = "none (TorchScript file)"
 _URL_KEY = "_advlab_url"  # the URL state of this page run (see "URL state" below)
 DEFAULT_HOST = "http://localhost:8501"  # the link's origin when the browser's is unknown (a test)
 PRESENTER_CSS = """<style>
@@ -171,13 +181,155 @@ def sidebar() -> Selection:
     return sel
 
 
+def session_models() -> dict:
+    """This session's own models (uploads, Training-lab runs): name -> :class:`advcore.models.SessionModel`."""
+    return st.session_state.setdefault(_SESSION_MODELS_KEY, {})
+
+
+def _taken() -> set[str]:
+    return st.session_state.setdefault(_SESSION_NAMES_KEY, set()) | set(session_models())
+
+
+MAX_SESSION_MODELS = 8  # own models one session holds (each is in memory); the oldest Training-lab run makes room
+
+
+def _keep(sm, *, trained: bool = False) -> str:
+    """Put a session model in this session's list; returns its name. A full list refuses an upload and drops
+    its oldest Training-lab run for a new run."""
+    mine = session_models()
+    if len(mine) >= MAX_SESSION_MODELS:
+        runs = [n for n, m in mine.items() if m.spec.card.get("format") == custom.TRAINED_FORMAT]
+        if not trained or not runs:
+            raise AdvlabError(f"This session already holds {MAX_SESSION_MODELS} of your models; forget one in the "
+                              "sidebar's \"Your own model\" box first.")
+        _forget_session_model(runs[0])
+    mine[sm.spec.name] = sm
+    st.session_state.setdefault(_SESSION_NAMES_KEY, set()).add(sm.spec.name)
+    return sm.spec.name
+
+
+def add_session_model(name: str, model, card: dict) -> str:
+    """Offer a model trained in this session (the Training lab's run: the [0, 1]-pixel model and its card) in
+    this session's sidebar model list, as ``mine:NAME``; returns that name. Other sessions never see it."""
+    return _keep(custom.from_trained(name, model, card, taken=_taken()), trained=True)
+
+
+def load_session_model(model_bytes: bytes, model_file: str, card: dict | bytes, card_file: str = "card.json") -> str:
+    """Load an uploaded model (TorchScript or a state_dict, ``weights_only``) with its card (the card file's
+    bytes, or the fields as a dict) into this session's model list; returns its name (AdvlabError if bad)."""
+    if isinstance(card, (bytes, str)):
+        kind = "yaml" if Path(card_file).suffix.lower() in (".yaml", ".yml") else "json"
+        card = custom.parse_card(card, kind=kind, default_name=Path(model_file).stem,
+                                 where=f"The model card {card_file}")
+    sm = custom.load_custom(model_bytes, card, weights_name=model_file, taken=_taken())
+    return _keep(sm)
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    try:
+        return [float(t) for t in str(text).replace(";", ",").split(",") if t.strip()]
+    except ValueError:
+        raise AdvlabError(f"{what} must be numbers separated by commas, got {text!r}.") from None
+
+
+def card_from_fields(architecture: str, dataset: str, channels: int, height: int, width: int, mean: str, std: str,
+                     classes: str, name: str) -> dict:
+    """The card the sidebar's card widgets describe (checked later by advcore.models.custom)."""
+    card: dict = {"input_size": [int(channels), int(height), int(width)], "mean": _numbers(mean, "Mean"),
+                  "std": _numbers(std, "Std"), "name": name.strip() or "model"}
+    if architecture != TORCHSCRIPT:
+        card["architecture"] = architecture
+    if dataset != "custom":
+        card["dataset"] = dataset
+    else:
+        card["classes"] = [c.strip() for c in classes.replace("\n", ",").split(",") if c.strip()]
+    return card
+
+
+def _load_from_sidebar() -> None:
+    """The Load button's callback: the uploaded model file and card (file or fields) -> this session's list."""
+    s = st.session_state
+    s[_MODEL_ERROR_KEY] = None
+    try:
+        up = s.get("sidebar_own_file")
+        if up is None:
+            raise AdvlabError("Choose a model file first (TorchScript, or a state_dict saved with torch.save).")
+        if s.get("sidebar_own_card_source", CARD_FROM_FILE) == CARD_FROM_FILE:
+            card_up = s.get("sidebar_own_card")
+            if card_up is None:
+                raise AdvlabError("Choose the model card file (JSON), or give the card's fields instead.")
+            card, card_file = card_up.getvalue(), card_up.name
+        else:
+            card = card_from_fields(s.get("sidebar_own_arch", TORCHSCRIPT), s.get("sidebar_own_dataset", "custom"),
+                                    s.get("sidebar_own_c", 1), s.get("sidebar_own_h", 28), s.get("sidebar_own_w", 28),
+                                    s.get("sidebar_own_mean", ""), s.get("sidebar_own_std", ""),
+                                    s.get("sidebar_own_classes", ""), Path(up.name).stem)
+            card_file = "the card fields"
+        name = load_session_model(up.getvalue(), up.name, card, card_file)
+        s["sidebar_model"] = name
+    except AdvlabError as exc:
+        s[_MODEL_ERROR_KEY] = str(exc)
+
+
+def _forget_session_model(name: str) -> None:
+    session_models().pop(name, None)
+    if st.session_state.get("sidebar_model") == name:
+        st.session_state.pop("sidebar_model", None)
+
+
+def _own_model_sidebar() -> None:
+    """The sidebar's "Your own model" box: a model file and its card (a file, or fields as widgets)."""
+    mine = session_models()
+    with st.sidebar.expander("Your own model", expanded=bool(st.session_state.get(_MODEL_ERROR_KEY))):
+        st.file_uploader("Model file", type=MODEL_UPLOAD_TYPES, key="sidebar_own_file",
+                         help="TorchScript (torch.jit.save), or a state_dict (torch.save(model.state_dict())) of "
+                              f"{', '.join(custom.ARCHITECTURES)}. Loaded with weights_only=True: a pickle holding "
+                              "code is refused.")
+        source = st.radio("Model card", [CARD_FROM_FILE, CARD_FROM_FIELDS], key="sidebar_own_card_source",
+                          horizontal=True)
+        if source == CARD_FROM_FILE:
+            st.file_uploader("Card (JSON)", type=CARD_UPLOAD_TYPES, key="sidebar_own_card",
+                             help="input_size [C, H, W], mean and std (one per channel), classes or a dataset "
+                                  "(fashion-mnist, digits, imagenet), architecture for a state_dict (README "
+                                  "\"Your own model\").")
+        else:
+            st.selectbox("Architecture", [TORCHSCRIPT, *custom.ARCHITECTURES[:1], *custom.ARCHITECTURES[2:]],
+                         key="sidebar_own_arch")
+            dataset = st.selectbox("Classes", list(CUSTOM_DATASETS), format_func=CUSTOM_DATASETS.get,
+                                   key="sidebar_own_dataset")
+            c1, c2, c3 = st.columns(3)
+            c1.number_input("C", 1, 3, 1, key="sidebar_own_c")
+            c2.number_input("H", custom.MIN_SIDE, custom.MAX_SIDE, 28, key="sidebar_own_h")
+            c3.number_input("W", custom.MIN_SIDE, custom.MAX_SIDE, 28, key="sidebar_own_w")
+            st.text_input("Mean (per channel)", "0.5", key="sidebar_own_mean")
+            st.text_input("Std (per channel)", "0.5", key="sidebar_own_std")
+            if dataset == "custom":
+                st.text_area("Class names (comma- or line-separated)", key="sidebar_own_classes")
+        st.button("Load model", key="sidebar_own_load", on_click=_load_from_sidebar)
+        error = st.session_state.get(_MODEL_ERROR_KEY)
+        if error:
+            st.error(error)
+        for name, sm in mine.items():
+            st.caption(f"{md_escape(name)}: {sm.spec.card.get('format', '')}, {sm.spec.dataset}, "
+                       f"{'x'.join(map(str, sm.spec.input_size))} input, {sm.spec.num_classes} classes")
+            st.button(f"Forget {name}", key=f"sidebar_own_forget_{name}", icon=":material/delete:",
+                      on_click=_forget_session_model, args=(name,))
+        st.caption("Your models are in the model list of this session only (tab); they are gone when it ends.")
+
+
 def _sidebar() -> Selection:
     sb = st.sidebar
     sb.header("Setup")
+    models.use_session(session_models())  # this run's model names include this session's own
     model_names = models.names()
     url_value("model", "sidebar_model", url_choice(model_names))
-    model = sb.selectbox("Model", model_names, format_func=_model_title, key="sidebar_model",
-                         help="Registered classifiers with real pretrained weights.")
+    if st.session_state.get("sidebar_model") not in (None, *model_names):
+        st.session_state.pop("sidebar_model")  # a forgotten model
+    model_titles = {n: _model_title(n) for n in model_names}  # resolved now, while this session's models are in scope
+    model = sb.selectbox("Model", model_names, format_func=lambda n: model_titles.get(n, n), key="sidebar_model",
+                         help="Registered classifiers with real pretrained weights, then this session's own models "
+                              "(\"Your own model\" below, and the Training lab's runs).")
+    _own_model_sidebar()
 
     url_value("device", "sidebar_force_cpu", url_choice(["auto", "cpu"], values=[False, True]),
               lambda v: "cpu" if v else "auto")
@@ -302,7 +454,7 @@ def run_with_sidebar(page: StreamlitPage) -> None:
     (:func:`url_begin`) and written after the page, whatever ended it (:func:`url_publish`).
     """
     url_begin(page.url_path)
-    with error_boundary():
+    with error_boundary(), models.session_scope(session_models()):
         try:
             st.session_state[_SELECTION_KEY] = sidebar()
             _url_state()["note_slot"] = st.empty()  # above the page's title: what a link could not restore

@@ -47,5 +47,10 @@ def sharded(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace, job: shards.ShardJob):
     """Run ``job`` sharded as the flags say, with one progress bar (in images) over every shard on stderr."""
+    from advcore.models import session_models
+
+    if args.backend == "ray" and session_models():
+        raise AdvlabError("--backend ray takes registered model names: a model given as a file is loaded in this "
+                          "process only; use --backend local --workers N for it.")
     with fw.ProgressBars(args.quiet, per_stage=False, unit="image") as bars:
         return shards.run_job(job, args.workers, backend=args.backend, address=args.address, progress=bars)

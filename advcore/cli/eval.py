@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from advcore import shards
 from advcore.attacks import ATTACKS
@@ -61,11 +60,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from advcore import attacks, datasets, models
     from advcore.device import describe, pick_device
     from advcore.labs import training
-    from advcore.models import zoo
 
-    card_file = args.model.endswith(".json") and Path(args.model).is_file()
-    spec = zoo.spec_from_card(zoo.read_card(args.model), Path(args.model).parent) if card_file \
-        else models.get_spec(args.model)
+    spec = models.get_spec(args.model)  # a card JSON given to --model is loaded by fw.resolve_model_files
     name = spec.name
     attack = attacks.get_attack(args.attack)
     params, notes = param_values(args, attack.name, skip=("seed",))
@@ -80,11 +76,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     args.batch_size = batch_size(args.batch_size, args.device, 500)
     if backend.sharded(args):  # every worker loads the model itself
-        ref = str(Path(args.model).resolve()) if card_file else name  # a card: the same path for every worker
-        curve = backend.run(args, shards.EvalJob(ref, args.data, len(x), attack.name, tuple(args.eps),
+        curve = backend.run(args, shards.EvalJob(name, args.data, len(x), attack.name, tuple(args.eps),
                                                  args.steps, args.seed, args.batch_size, params, args.device))
     else:
-        model = zoo.load_from_card(args.model, device)[1] if card_file else models.load(name, device)
+        model = models.load(name, device)
         with ProgressBars(args.quiet) as bars:
             curve = training.accuracy_curve(model, x, y, attack=attack.name, eps=args.eps, steps=args.steps,
                                             seed=args.seed, batch_size=args.batch_size, progress=bars, **params)

@@ -111,8 +111,63 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, aliases=list(cmd.aliases), help=cmd.help, description=cmd.help)
         cmd.configure(p)
+        flags = [p._option_string_actions[f] for f in ("--model", "--models") if f in p._option_string_actions]
+        for action in flags:
+            action.help = f"{action.help or 'model name'}; or your own model's file (.pt/.pth/.ts, see --model-card)"
+        if flags:
+            p.add_argument("--model-card", metavar="PATH",
+                           help="the card (JSON) of a model given as a file to --model: architecture, input size, "
+                                "mean/std, classes (default: NAME.json or model.json beside the file)")
         p.set_defaults(_run=cmd.run)
     return parser
+
+
+# --------------------------------------------------------------------------- your own model (--model PATH)
+
+#: The arguments that name models: a file path there is your own model (:mod:`advcore.models.custom`).
+MODEL_ARGS = ("model", "models", "targets", "halftone_model", "hybrid_model", "reference_model")
+_MODEL_FILE_SUFFIXES = (".pt", ".pth", ".ts", ".jit", ".zip", ".bin", ".json", ".yaml", ".yml")
+
+
+def _is_model_path(text: str) -> bool:
+    return Path(text).suffix.lower() in _MODEL_FILE_SUFFIXES or (os.sep in text and Path(text).exists())
+
+
+def resolve_model_files(args: argparse.Namespace) -> dict:
+    """Load every model given as a file (``--model my.pt --model-card my.json``, or a card JSON written by
+    ``train``) and put its session name (``mine:NAME``) in its place; returns the session models, for
+    :func:`advcore.models.session_scope`. Nothing is imported when every model is a registered name."""
+    def pieces(value: object) -> list[str]:
+        items = value if isinstance(value, list) else str(value).split(",") if value is not None else []
+        return [str(v).strip() for v in items]
+
+    paths = [p for a in MODEL_ARGS for p in pieces(getattr(args, a, None)) if p and _is_model_path(p)]
+    card = getattr(args, "model_card", None)
+    if card is not None and len(set(paths)) != 1:
+        raise AdvlabError("--model-card needs exactly one model given as a file (--model PATH); "
+                          f"{len(set(paths))} were given.")
+    if not paths:
+        return {}
+    from advcore.models import custom
+
+    loaded: dict = {}
+    by_path: dict[str, str] = {}
+    for path in dict.fromkeys(paths):
+        weights, this_card = path, card
+        if Path(path).suffix.lower() in custom.CARD_SUFFIXES:  # a card naming its checkpoint (train's output)
+            this_card, weights = path, custom.weights_beside(path)
+        sm = custom.load_custom(weights, this_card, taken=loaded)
+        loaded[sm.spec.name] = sm
+        by_path[path] = sm.spec.name
+    for a in MODEL_ARGS:
+        value = getattr(args, a, None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            setattr(args, a, [by_path.get(v.strip(), v) for v in value])
+        else:
+            setattr(args, a, ",".join(by_path.get(v.strip(), v) for v in str(value).split(",")))
+    return loaded
 
 
 def _one_line(message: object) -> str:
@@ -130,7 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         debug = args.debug
-        return int(args._run(args) or EXIT_OK)
+        mine = resolve_model_files(args)
+        if not mine:
+            return int(args._run(args) or EXIT_OK)
+        from advcore.models import session_scope
+
+        with session_scope(mine):
+            return int(args._run(args) or EXIT_OK)
     except _UsageError as exc:
         say(f"advcore: error: {_one_line(exc)}")
         return EXIT_USAGE

@@ -9,9 +9,12 @@ Streamlit session and thread; nothing in advcore ever mutates them).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import difflib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 import torch
@@ -103,18 +106,83 @@ def is_small_input(spec_or_size: ModelSpec | tuple[int, ...] | int) -> bool:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
+#: Session models' names start with this; a registered (shipped) name never contains it.
+SESSION_PREFIX = "mine:"
+
+
 def register(spec: ModelSpec) -> None:
     """Add a model to the registry (a later registration of a name replaces it)."""
+    if SESSION_PREFIX in spec.name:
+        raise AdvlabError(f"{spec.name!r}: names holding {SESSION_PREFIX!r} are kept for session models.")
     _REGISTRY[spec.name] = spec
 
 
+@dataclass
+class SessionModel:
+    """A model of one session only (an upload, a Training-lab run): its spec and the ``[0, 1]``-pixel model,
+    frozen and in eval mode. :func:`load` hands out one copy per device (the original stays where it is)."""
+
+    spec: ModelSpec
+    model: nn.Module = field(repr=False)
+    copies: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+
+    def on(self, device: torch.device) -> nn.Module:
+        """The model on ``device`` (a deep copy made once per device, unless it is already there)."""
+        key = str(device)
+        if key not in self.copies:
+            here = next((t.device for t in [*self.model.parameters(), *self.model.buffers()]), torch.device("cpu"))
+            self.copies[key] = self.model if str(here) == key else copy.deepcopy(self.model).to(device)
+        return self.copies[key]
+
+
+# The models of the session this code runs for (one Streamlit script run, one command line): a context
+# variable, so each thread sees its own session's and the process-wide registry is never changed.
+_SESSION: ContextVar[Mapping[str, SessionModel] | None] = ContextVar("advlab_session_models", default=None)
+
+
+def use_session(models: Mapping[str, SessionModel] | None) -> Token:
+    """Make ``models`` the session models of the current context (thread); returns the token to undo it."""
+    return _SESSION.set(models)
+
+
+def end_session(token: Token) -> None:
+    """Undo :func:`use_session`."""
+    _SESSION.reset(token)
+
+
+@contextlib.contextmanager
+def session_scope(models: Mapping[str, SessionModel] | None) -> Iterator[None]:
+    """``with session_scope(d):`` the names of ``d`` resolve (:func:`names`, :func:`get_spec`, :func:`load`)."""
+    token = use_session(models)
+    try:
+        yield
+    finally:
+        end_session(token)
+
+
+def session_models() -> Mapping[str, SessionModel]:
+    """The current context's session models (empty outside a session)."""
+    return _SESSION.get() or {}
+
+
+def is_session_model(name: str) -> bool:
+    """Whether ``name`` is one of the current session's models."""
+    return name in session_models()
+
+
 def names() -> list[str]:
-    """Registered model names, in registration order."""
-    return list(_REGISTRY)
+    """Registered model names, in registration order, then the current session's models."""
+    return [*_REGISTRY, *(n for n in session_models() if n not in _REGISTRY)]
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered model; an unknown name gets a helpful error."""
+    """The spec of a registered or session model; an unknown name gets a helpful error."""
+    mine = session_models().get(name)
+    if mine is not None:
+        return mine.spec
+    if str(name).startswith(SESSION_PREFIX):
+        raise AdvlabError(f"{name} is one of an app session's own models, which only that session knows; on the "
+                          "command line give its file instead: --model PATH (with --model-card CARD).")
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -150,9 +218,13 @@ def load(name: str, device: str | torch.device | None = "auto") -> nn.Module:
 
     The returned module is shared: callers must not train it or change its
     ``requires_grad`` flags. Attacks only take gradients with respect to inputs.
+    A session model (:class:`SessionModel`) comes from its session, never from the process cache.
     """
-    spec = get_spec(name)
     dev = pick_device(device)
+    mine = session_models().get(name)
+    if mine is not None:
+        return mine.on(dev)
+    spec = get_spec(name)
     key = (name, str(dev))
     with _cache_lock:
         model = _cache.get(key)

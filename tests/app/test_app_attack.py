@@ -243,7 +243,7 @@ def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
     # The result is cached: a view-only rerun shows it again without the button.
     at.select_slider(key="attack_amplification").set_value(5).run()
     assert metrics(at)["Gradient evaluations"] == "5"
-    assert [b.key for b in at.button] == ["attack_play"]  # no Run button; the step-through's Play
+    assert [b.key for b in at.main.button] == ["attack_play"]  # no Run button; the step-through's Play
 
 
 def test_a_cancelled_attack_says_where_it_stopped_and_waits_for_the_button() -> None:

@@ -215,6 +215,7 @@ def test_a_short_training_run_joins_figure4_and_table1(tmp_path: Path) -> None:
     assert not at.exception, at.exception
     assert not at.error and not at.warning
     assert at.success[0].value.startswith("your run 1 is trained and evaluated")
+    assert "your run 1: " in " ".join(at.selectbox(key="sidebar_model").options)  # offered in the sidebar
     run = list(at.session_state["_advlab_train_runs"].values())[-1]
     assert run["name"] == "your run 1" and run["data"]["train_images"] == 500 and run["epochs"] == 1
     curve = run["curves"]["fgsm"]

@@ -166,7 +166,7 @@ def test_train_on_digits_writes_a_checkpoint_that_eval_loads(tmp_path):
     code, out, err = run_cli(["eval", "--model", str(card_path), "--eps", "0,0.1", "--n", "500", "--json", "-"])
     assert code == 0, err
     r = json.loads(out)
-    assert r["model"] == "digits-fgsm-test" and r["dataset"] == "digits"
+    assert r["model"] == "mine:digits-fgsm-test" and r["dataset"] == "digits"  # a session model's name
     assert r["accuracy"] == pytest.approx(card["curves"]["fgsm"]["accuracy"], abs=1e-9)
 
 

@@ -456,12 +456,15 @@ def interrupted(left: dict, was_cancelled: bool) -> str:
             "nothing was kept. Press Train to start again.")
 
 
-def train_and_evaluate(req: RunRequest, progress: ProgressFn) -> tuple[dict, dict, str]:
+def train_and_evaluate(req: RunRequest, progress: ProgressFn, keep=None) -> tuple[dict, dict, str]:
     """Train ``req`` with advcore and evaluate it with FGSM on the evaluation images: the training card, the
-    evaluation report and what the evaluation images are (see :func:`run_card`)."""
+    evaluation report and what the evaluation images are (see :func:`run_card`). ``keep(model)``, when given,
+    receives the trained model (taking [0, 1] pixels)."""
     req.check()
     task = datasets.load_task(req.dataset, limit=req.limit)
     result = training.train(req.config(), task, device=req.device, progress=progress)
+    if keep is not None:
+        keep(result.model)
     n = min(req.eval_n, len(task.x_eval))
     report = training.evaluate(result.model, datasets.to_float(task.x_eval), task.y_eval, eps=EVAL_EPS,
                                fgsm_images=n, pgd_images=0, seed=req.seed, progress=progress)
