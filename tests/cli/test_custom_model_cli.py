@@ -69,3 +69,20 @@ def test_model_file_errors_exit_2_with_one_line(tmp_path) -> None:
     assert_one_line_error(*run_cli([*base, "--model", "mine:naive"]), "give its file instead: --model PATH")
     assert_one_line_error(*run_cli(["compare", "--models", f"{weights},{tmp_path / 'junk.pt'}", "--eps", "0.1",
                                     "--model-card", str(card)]), "--model-card needs exactly one model")
+
+
+def test_a_model_file_shards_locally_but_not_on_ray(tmp_path) -> None:
+    """Local shards run in this process and see the file's model (the same JSON as one run); Ray workers would
+    not, so --backend ray refuses it in one line before starting anything."""
+    weights, card = _naive_files(tmp_path)
+    base = ["eval", "--model", str(weights), "--model-card", str(card), "--n", "4", "--attack", "fgsm", "--eps",
+            "0,0.1", "--batch-size", "2", "--json", "-", "-q"]
+    code, out, err = run_cli(base)
+    assert code == 0, err
+    whole = json.loads(out)
+    code, out, err = run_cli([*base, "--workers", "2"])
+    assert code == 0, err
+    sharded = json.loads(out)
+    whole.pop("device"), sharded.pop("device")
+    assert {k: v for k, v in sharded.items() if k != "seconds"} == {k: v for k, v in whole.items() if k != "seconds"}
+    assert_one_line_error(*run_cli([*base, "--backend", "ray"]), "loaded in this process only")
