@@ -1,4 +1,5 @@
-"""Defense throughput on the CPU, per preset of every registered defense (advcore.defenses: one per halftone method).
+"""Defense throughput on the CPU, per preset of every registered defense (advcore.defenses: one per halftone method,
+JPEG, bit depth, median smoothing, random resize-and-pad, each at its declared defaults).
 
 (a) 1,000 Fashion-MNIST test images (1x28x28) in one call;
 (b) one 224x224 colour image (the bundled cat, as EfficientNet-Lite0 sees it), each channel on its own.

@@ -758,7 +758,8 @@ def lesson(result: DefenseTable) -> str:
                      "models).")
         return text
     text = (f"Under {name} at {at}, the undefended model keeps {percent(none)} top-1 accuracy. When the attacker "
-            "ignores the defense (examples made on the undefended model, as in the paper), the "
+            "ignores the defense (examples made on the undefended model" + (", as in the paper" if word == "halftone"
+                                                                     else "") + "), the "
             f"{title} keeps {percent(ign)} ({100 * (ign - none):+.1f} points).")
     if not result.adaptive:
         text += " Turn on the adaptive attackers (BPDA) to see whether this holds when the attacker knows the defense."
@@ -776,7 +777,8 @@ def lesson(result: DefenseTable) -> str:
         over = [(acc[k][a]["ignores"]["top1"][j] - result.robust[k]["top1"][j], k, j) for k in halftoned
                 for j in positive]
         top = max(over)
-        text += (f" The paper's protocol overstates robust accuracy by up to {100 * top[0]:.1f} points "
+        who_ignores = "The paper's protocol" if word == "halftone" else "Ignoring the defense"
+        text += (f" {who_ignores} overstates robust accuracy by up to {100 * top[0]:.1f} points "
                  f"({titles[top[1]]}, {name} at eps {eps_fraction_text(eps[top[2]])}).")
         if "adversarial" in result.robust:
             ref = next(r for r in result.rows if r.key == "adversarial")

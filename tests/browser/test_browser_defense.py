@@ -33,7 +33,7 @@ def test_defense_page_shows_views_and_the_adaptive_attacker(page: Page, app_url:
     assert "the paper's protocol" in text
 
     page.get_by_text(re.compile(r"^Attacker knows the defense")).first.click()
-    wait_for_text(page, "knows the halftone (BPDA)")  # the rerun is short: wait for its result, not its start
+    wait_for_text(page, "knows the defense (BPDA)")  # the rerun is short: wait for its result, not its start
     wait_idle(page)
     assert_no_error(page)
     full_page_screenshot(page, "defense_page.png")

@@ -14,8 +14,9 @@ COLS = ("ignores", "bare", "knows")
 
 
 def table() -> dict:
-    """A table that raises no sign: iterative <= single-step, every row falls to 0 at eps 0.2, the white-box
-    attacker at or below transfer, adaptive and non-adaptive within 10 points."""
+    """A table that raises no sign: iterative <= single-step, the defended row falls to 0 at eps 0.2, the white-box
+    attacker at or below transfer, adaptive and non-adaptive within 10 points (the reference keeps 5% at 0.2:
+    rows not behind the defense are not checked)."""
     def cell(fgsm: list[float], pgd: list[float]) -> dict:
         return {"fgsm": {c: {"top1": list(fgsm)} for c in COLS}, "pgd": {c: {"top1": list(pgd)} for c in COLS}}
 
@@ -45,25 +46,27 @@ def test_a_clean_table_raises_no_sign():
 
 def test_iterative_worse_than_single_step():
     t = table()
-    t["accuracy"]["none"]["pgd"]["ignores"]["top1"][1] = 0.25  # 5 points above FGSM's 20%
+    t["accuracy"]["halftone-input"]["pgd"]["bare"]["top1"][1] = 0.45  # 5 points above FGSM's 40%
     m = masking.check_masking(t)
     (c,) = [c for c in m["checks"] if c["key"] == "iterative"]
-    assert c["status"] == "flag" and c["evidence"] == [
-        {"row": "none", "eps": 0.1, "attacker": "ignores", "attack": "pgd", "accuracy": 0.25, "fgsm_accuracy": 0.2}]
-    assert "PGD 25.0% against FGSM 20.0%" in c["text"] and "iterative" in m["flagged"]
-    t["accuracy"]["none"]["pgd"]["ignores"]["top1"][1] = 0.21  # within the 2-point tolerance
+    assert c["status"] == "flag" and c["evidence"] == [{"row": "halftone-input", "eps": 0.1, "attacker": "bare",
+                                                        "attack": "pgd", "accuracy": 0.45, "fgsm_accuracy": 0.4}]
+    assert "PGD 45.0% against FGSM 40.0%" in c["text"] and "iterative" in m["flagged"]
+    t["accuracy"]["halftone-input"]["pgd"]["bare"]["top1"][1] = 0.41  # within the 2-point tolerance
+    assert statuses(t)["iterative"] == "pass"
+    t["accuracy"]["none"]["pgd"]["ignores"]["top1"][1] = 0.5  # rows not behind the defense are not checked
     assert statuses(t)["iterative"] == "pass"
 
 
 def test_accuracy_not_falling_to_zero():
     t = table()
-    t["robust"]["adversarial"]["top1"][2] = 0.3
+    t["robust"]["halftone-input"]["top1"][2] = 0.3
     c = next(c for c in masking.check_masking(t)["checks"] if c["key"] == "no-fall")
-    assert c["status"] == "flag" and c["evidence"][0] == {"row": "adversarial", "eps": 0.2, "accuracy": 0.3,
+    assert c["status"] == "flag" and c["evidence"][0] == {"row": "halftone-input", "eps": 0.2, "accuracy": 0.3,
                                                            "kind": "above floor"}
-    assert "keeps 30.0% at eps 0.2" in c["text"]
+    assert "defended keeps 30.0% at eps 0.2" in c["text"]
     t = table()
-    t["robust"]["none"]["top1"][1:] = [0.0, 0.05]  # rises by 5 points from eps 0.1 to 0.2
+    t["robust"]["halftone-input"]["top1"][1:] = [0.0, 0.05]  # rises by 5 points from eps 0.1 to 0.2
     c = next(c for c in masking.check_masking(t)["checks"] if c["key"] == "no-fall")
     assert c["status"] == "flag" and c["evidence"][0]["kind"] == "rises"
     t = table()
@@ -102,5 +105,5 @@ def test_without_adaptive_attackers_the_adaptive_signs_are_not_checked():
 def test_the_tolerance_is_at_least_one_image():
     t = table()
     t["n"] = 10
-    t["accuracy"]["none"]["pgd"]["ignores"]["top1"][1] = 0.25  # half an image above FGSM at n = 10: noise
+    t["accuracy"]["halftone-input"]["pgd"]["ignores"]["top1"][1] = 0.45  # half an image above FGSM at n = 10
     assert statuses(t)["iterative"] == "pass"
