@@ -254,7 +254,8 @@ def radius_table(result: compare.CompareResult, source: str, sort_by: str, desce
         for a, st in by.items():
             row[radius_column(result, source, a)] = _radius_cell(r[f"{a}_radius"], st.norm)
             other = "l2" if st.norm == "linf" else "linf"
-            head = f"{compare.result_title(a)} its {'L2 (pixel L2)' if other == 'l2' else 'L-inf (x/255)'}"
+            head = (f"{compare.result_title(a)}: its {'L2 (pixel L2)' if other == 'l2' else 'L-inf (x/255)'} "
+                    "of that perturbation")
             row[head] = _radius_cell(r[f"{a}_{other}"], other)
         out.append(row)
     return out
