@@ -172,7 +172,8 @@ def sweep_requests(req: cv.CompareRequest) -> tuple[cv.CompareRequest, cv.Compar
     out = []
     for norm, grid in (("linf", linf), ("l2", l2)):
         text = ",".join(cv.eps_text(e, norm, req.dataset) for e in grid)
-        out.append(replace(req, targets=req.sources, norm=norm, eps=tuple(grid), eps_text=text, kind=f"sweep-{norm}"))
+        out.append(replace(req, targets=req.sources, norm=norm, eps=tuple(grid), eps_text=text, kind=f"sweep-{norm}",
+                           radius=()))  # the sweep is ASR against eps: no radius
     return out[0], out[1]
 
 
@@ -297,7 +298,7 @@ def radius_section(result: compare.CompareResult) -> None:
     st.markdown(compare.radius_finding(result, source))
     st.table(cv.radius_medians(result), hide_index=True, border="horizontal")
     st.caption("Median over every image; an image whose search found nothing counts as larger than every found "
-               "radius, so the median reads 'not found' when that holds for half the images or more. L-inf radii "
+               "radius, so the median reads 'not found' when the middle image(s) had none. L-inf radii "
                "in 8-bit levels (x/255), L2 radii in pixel L2 (pixels in [0, 1]).")
     st.download_button("Radius per image (CSV)", cv.csv_bytes(compare.radius_rows(result, source, sort_by)),
                        file_name="radius.csv", mime="text/csv", on_click="ignore", key="compare_dl_radius")

@@ -12,7 +12,11 @@ step (``eps``/``eps/steps``), and the Fashion-MNIST zoo (naive, fgsm, pgd; the f
 0.1, 10 steps, stop policy ``all``) with transfer on the images every model classifies correctly, after 8-bit
 rounding and each target's clean agreement. It writes the ``policies`` entry of the results file.
 
-Run ``.venv/bin/python bench/compare.py [--transfer] [--policies] [--device cuda]``; writes
+``--l2-grid EPS:ATTACK,...`` measures the ImageNet L2 sweep grid: one ``compare`` call per budget and attack
+(Lite0, the 9 bundled photos, 10 steps, seed 0, stop policy all, AGR alpha = eps), so a partial run under a
+time cap keeps every pair it finished; it writes the ``l2_grid`` entry (pairs measured before are kept).
+
+Run ``.venv/bin/python bench/compare.py [--transfer] [--policies] [--l2-grid PAIRS] [--device cuda]``; writes
 ``bench/results/compare.json`` (``compare-<device>.json`` for another device).
 """
 
@@ -34,6 +38,7 @@ from PIL import ImageOps  # noqa: E402
 from advcore import models  # noqa: E402
 from advcore.cli.framework import parse_eps_list  # noqa: E402
 from advcore.device import pick_device  # noqa: E402
+from advcore.errors import AdvlabError  # noqa: E402
 from advcore.labs import compare  # noqa: E402
 from bench.common import environment  # noqa: E402
 
@@ -96,14 +101,48 @@ def policies(device) -> dict:
     return out
 
 
+def l2_grid(pairs: list[tuple[float, str]], device, path: Path) -> dict:
+    """ASR, 8-bit ASR, p_clean and mean L2 per (L2 eps, attack) on Lite0's 9 photos; saved after every pair."""
+    photos = compare.bundled_images()
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    entry = doc.get("l2_grid") or {"model": "efficientnet-lite0", "images": [p.name for p in photos], "norm": "l2",
+                                   "steps": 10, "seed": 0, "stop_on_success": "all", "agr_alpha": "eps",
+                                   "results": {}}
+    entry["environment"] = environment(device)
+    for e, a in pairs:
+        r = compare.compare(photos, ["efficientnet-lite0"], attack_names=[a], norm="l2", eps=e, steps=10, seed=0,
+                            device=device, stop_on_success="all", agr_alpha="eps")
+        st = r.runs[0].sources["efficientnet-lite0"][a]
+        entry["results"].setdefault(f"{e:g}", {})[a] = {"asr": st.asr, "asr_8bit": st.asr_8bit,
+                                                        "p_clean": st.p_clean, "l2": st.l2,
+                                                        "seconds": round(r.seconds, 1),
+                                                        "loadavg_1min": round(os.getloadavg()[0], 2)}
+        print(f"L2 {e:g} {a}: ASR {100 * st.asr:.1f}% ({r.seconds:.0f} s)", file=sys.stderr)
+        doc["l2_grid"] = entry
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--eps", default="4/255", help="L-inf budget(s): 4/255, or a list/range for a sweep")
     ap.add_argument("--transfer", action="store_true", help="also time the run with Lite1 and Lite2 as targets")
     ap.add_argument("--policies", action="store_true", help="measure the stop policies and AGR base steps instead")
+    ap.add_argument("--l2-grid", metavar="EPS:ATTACK,...",
+                    help="measure the ImageNet L2 sweep grid instead, one (L2 eps, attack) pair at a time")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
+    if args.l2_grid:
+        try:
+            pairs = [(float(e), compare.check_attacks([a])[0])
+                     for e, a in (p.split(":") for p in args.l2_grid.split(","))]
+        except (ValueError, AdvlabError) as exc:
+            ap.error(f"--l2-grid wants EPS:ATTACK pairs such as 0.01:fgsm,0.03:ifgsm ({exc})")
+        name = "compare.json" if device.type == "cpu" else f"compare-{device.type}.json"
+        l2_grid(pairs, device, RESULTS / name)
+        print(f"wrote the l2_grid entry of {RESULTS / name}", file=sys.stderr)
+        return 0
     if args.policies:
         name = "compare.json" if device.type == "cpu" else f"compare-{device.type}.json"
         path = RESULTS / name
