@@ -116,7 +116,7 @@ def test_every_attack_stays_in_its_ball_and_in_pixel_range(name, norm, eps, targ
     x[0] = 0.0  # corners of the pixel box are where clipping matters
     x[1] = 1.0
     kw = {"target": torch.tensor([3, 1, 4, 1, 5])} if targeted else {}
-    if norm not in attacks.get_attack(name).norms:  # e.g. Square is L-inf only: refused with a message
+    if norm not in attacks.get_attack(name).norms:  # an attack without this threat model: refused with a message
         with pytest.raises(AdvlabError, match="norm"):
             attacks.run(name, model, x, None, eps=eps, norm=norm, steps=7, **kw)
         return
