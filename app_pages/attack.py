@@ -246,7 +246,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     l2.plotly_chart(prob_fig, key="attack_prob")
     st.caption(history_caption(req, bool(m["targeted"]), stop_on_success, len(loss) - 1))
     step_through(res, loss, loss_fig, watch, small)
-    where_it_acts(x, delta, small)
+    where_it_acts(res, x, delta, small)
 
     h1, h2 = st.columns([1, 1.7])
     cap = 255.0 * req.eps if req.norm == "linf" else None
@@ -332,17 +332,34 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
         draw(steps.index(step), 0)
 
 
-def where_it_acts(x, delta, small: bool) -> None:
-    """|delta| laid over the photo, with an opacity control and the measured concentration."""
+OVERLAYS = {"delta": "|delta|, the perturbation", "gradient": "|input gradient|"}
+
+
+def where_it_acts(res: attack_lab.ImageAttack, x, delta, small: bool) -> None:
+    """|delta|, or the input gradient at the clean image (summed over channels), laid over the photo, with an
+    opacity control and the measured concentration."""
     st.subheader("Where the perturbation acts")
     o1, o2 = st.columns([2, 1])
+    url_value("overlay", "attack_overlay", url_choice(list(OVERLAYS)))
+    shown = o2.radio("Overlay", list(OVERLAYS), format_func=OVERLAYS.get, key="attack_overlay",
+                     help="|delta|: how much each pixel changed. Input gradient: |dJ/dx| of the attack's loss at the "
+                          "clean image, summed over colour channels, where a small change moves the loss most.")
     url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
     opacity = o2.slider("Overlay opacity", 0.0, 1.0, 0.8, step=0.05, key="attack_overlay_opacity",
-                        help="0: the photo alone; 1: the pixels that change most in full colour.")
-    img, _ = plots.delta_overlay(x, delta, float(opacity))
-    o1.image(plots.enlarge_array(img) if small else img, caption="|delta| over the image (grey)", width="stretch",
-             output_format="PNG")
-    o2.caption(attack_view.overlay_caption(delta, plots.mass_share(delta, 0.10)))
+                        help="0: the photo alone; 1: the largest values in full colour.")
+    if shown == "gradient":
+        grad = res.input_gradient().numpy()
+        img, _ = plots.delta_overlay(x, grad, float(opacity))
+        caption = "|input gradient| over the image (grey)"
+        said = attack_view.gradient_caption(grad, plots.mass_share(grad, 0.10),
+                                            res.metrics["target_name"] if res.metrics["targeted"] else res.clean.name,
+                                            bool(res.metrics["targeted"]))
+    else:
+        img, _ = plots.delta_overlay(x, delta, float(opacity))
+        caption = "|delta| over the image (grey)"
+        said = attack_view.overlay_caption(delta, plots.mass_share(delta, 0.10))
+    o1.image(plots.enlarge_array(img) if small else img, caption=caption, width="stretch", output_format="PNG")
+    o2.caption(md_escape(said))
 
 
 def side_by_side(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, partner: str, image, sel,

@@ -16,6 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from advcore import attacks, data, datasets, models
+from advcore.errors import AdvlabError
 from advcore.labs import attack as attack_lab
 from advcore.predictions import predict
 
@@ -162,7 +163,59 @@ def test_the_fgsm_class_link_flips_the_espresso() -> None:
     assert at.slider(key="attack_eps_linf").value == 1 and "--eps 1/255" in at.code[0].value
 
 
+def test_the_overlay_shows_the_input_gradient_from_a_link_and_keeps_it_in_the_url() -> None:
+    from ui import plots
+    from ui.frame import gallery_image
+
+    at = open_link(model="fmnist-naive", image="3", attack="fgsm", eps="0.1", overlay="gradient")
+    assert at.radio(key="attack_overlay").value == "gradient" and dict(at.query_params)["overlay"] in (
+        "gradient", ["gradient"])
+    image, _ = gallery_image("fashion-mnist", 3)
+    x = data.prepare(image, (1, 28, 28))
+    model = models.load("fmnist-naive", "cpu")
+    xr = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(xr), model(x).argmax(1)).backward()
+    share = plots.mass_share(xr.grad[0].abs().sum(0).numpy(), 0.10)
+    said = [c.value for c in at.caption if "sensitive to a pixel" in c.value]
+    assert len(said) == 1 and f"hold {100 * share:.0f}% of its total size" in said[0], said
+    assert "|input gradient| over the image (grey)" in [c for im in at.get("image") for c in im.captions]
+    at.radio(key="attack_overlay").set_value("delta").run()
+    assert any("10% of pixels that change most" in c.value for c in at.caption)
+    assert dict(at.query_params)["overlay"] in ("delta", ["delta"])
+
+
 # --------------------------------------------------------------------------- pure parts
+
+
+def test_input_gradient_matches_autograd_and_float64_finite_differences() -> None:
+    import copy
+
+    from ui.frame import gallery_image
+
+    image, label = gallery_image("fashion-mnist", 3)
+    x = data.prepare(image, (1, 28, 28))
+    g = attack_lab.input_gradient("fmnist-naive", x, label, device="cpu")
+    assert g.shape == (28, 28)
+    model = models.load("fmnist-naive", "cpu")
+    xr = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(xr), torch.tensor([label])).backward()
+    assert torch.allclose(g, xr.grad[0].abs().sum(0), rtol=1e-5, atol=1e-9)
+    # An independent check of the autograd value: central differences in float64 at the 3 largest pixels.
+    m64 = copy.deepcopy(model).double()
+    x64 = x.double()
+
+    def loss(z: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(m64(z), torch.tensor([label])))
+
+    for flat in torch.topk(g.flatten(), 3).indices.tolist():
+        i, j = divmod(flat, 28)
+        e = torch.zeros_like(x64)
+        e[0, 0, i, j] = h = 1e-4
+        fd = (loss(x64 + e) - loss(x64 - e)) / (2 * h)
+        assert abs(fd) == pytest.approx(float(g[i, j]), rel=1e-3), (i, j, fd, float(g[i, j]))
+    with pytest.raises(AdvlabError):
+        attack_lab.input_gradient("fmnist-naive", x, 10, device="cpu")
 
 
 def test_overlay_blends_by_delta_and_mass_share_matches_a_plain_computation() -> None:
