@@ -54,6 +54,15 @@ PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)  # small datasets: L-inf eps in pixel units (m
 KEEP = "session"  # attack settings survive a visit to another page
 RUN = ATTACK_RUN  # the attack's run: Run attack, Cancel, what a stopped run says
 PLAY_DELAY = 0.3  # seconds per step while the step-through plays
+# Presenter view (the sidebar's toggle, ui.frame.PRESENTER_CSS) on this page: the controls, the three images and
+# both predictions within a 1280x720 projector screen (tests/browser/test_browser_lecture.py measures it).
+PRESENTER_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-left: 1.5rem !important; padding-right: 1.5rem !important;
+  padding-top: 0.5rem !important; }
+[data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] { gap: 0.25rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stImage"] img { max-height: 19vh; object-fit: contain; }
+[data-testid="stMainBlockContainer"] h1 { font-size: 1.4rem !important; }
+</style>"""
 
 
 def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest:
@@ -479,8 +488,15 @@ def heatmap_caption(req: attack_view.AttackRequest, delta, top: float) -> str:
 def main() -> None:
     sel = app_frame()
     spec = models.get_spec(sel.model)
-    st.title("Attack lab")
-    st.markdown(INTRO if spec.dataset == "imagenet" else INTRO_SMALL)
+    presenter = bool(st.session_state.get("sidebar_presenter"))
+    if presenter:
+        st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
+    intro = INTRO if spec.dataset == "imagenet" else INTRO_SMALL
+    # In presenter view the room hears the intro from the lecturer: it waits behind the title's help icon, and
+    # the screen keeps the controls and the predictions.
+    st.title("Attack lab", help=intro if presenter else None)
+    if not presenter:
+        st.markdown(intro)
     image = require_image(sel)
     req = controls(sel, spec.classes(), spec.dataset)
     guess_mode, partner = teaching_controls(sel, spec.dataset)

@@ -132,7 +132,7 @@ def test_predict_then_reveal_hides_the_outcome_until_a_guess() -> None:
     adv = [m.value for m in at.markdown if m.value.startswith("Adversarial prediction: ")]
     assert len(adv) == 1 and "hidden" not in adv[0]
     # FGSM at 0.1 fools the naive model on this image (measured above): "holds" was the wrong guess.
-    assert any(e.value.startswith("Your guess: the prediction holds. The model's answer it flips") and
+    assert any(e.value.startswith("Your guess: the prediction holds. The model's answer flips: Ankle boot -\\> ") and
                e.value.endswith("You were wrong.") for e in at.error), [e.value for e in at.error]
 
 
@@ -140,7 +140,13 @@ def test_presenter_view_adds_the_room_styles() -> None:
     at = open_link(model="fmnist-naive", presenter="1")
     assert at.toggle(key="sidebar_presenter").value
     styles = [m.value for m in at.markdown if m.value.startswith("<style>")]
-    assert len(styles) == 1 and "font-size: 20px" in styles[0] and "opacity: 1 !important" in styles[0]
+    assert len(styles) == 2 and "font-size: 20px" in styles[0] and "opacity: 1 !important" in styles[0]
+    assert "max-height: 19vh" in styles[1]  # the Attack page's own fit to 1280x720 (measured in tests/browser)
+    # The intro waits behind the title's help icon; without presenter view it is a paragraph.
+    intro = at.title[0].proto.help
+    assert intro.startswith("Pick a test image and an attack") and intro not in [m.value for m in at.markdown]
+    at.toggle(key="sidebar_presenter").set_value(False).run()
+    assert intro in [m.value for m in at.markdown] and not at.title[0].proto.help
 
 
 def test_home_opens_with_start_here_and_ready_links() -> None:

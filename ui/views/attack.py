@@ -280,8 +280,8 @@ def guess_feedback(guess: str, res: ImageAttack) -> tuple[bool, str]:
         raise ValueError(f"unknown guess {guess!r}")
     flipped = bool(res.metrics["success"])
     right = (guess == GUESSES[0]) == flipped
-    what = (f"it flips: {res.clean.name} -> {res.adversarial.name}" if flipped
-            else f"it holds: still {res.adversarial.name}")
+    what = (f"flips: {res.clean.name} -> {res.adversarial.name}" if flipped
+            else f"holds: still {res.adversarial.name}")
     return right, f"Your guess: {guess.lower()}. The model's answer {what} ({100 * res.adversarial.prob:.1f}%). " \
                   + ("You were right." if right else "You were wrong.")
 
