@@ -64,7 +64,7 @@ def open_attack_page(page: Page, app_url: str) -> None:
     link = page.locator('[data-testid="stSidebarNav"] a', has_text="Attack").first
     link.wait_for(timeout=LOAD_MS)
     link.click()
-    page.wait_for_url(re.compile(r"/attack/?$"), timeout=30_000)
+    page.wait_for_url(re.compile(r"/attack/?(\?|$)"), timeout=30_000)  # the URL then holds the settings
     wait_for_text(page, "Adversarial prediction:")
     wait_idle(page)
 
