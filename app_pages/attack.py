@@ -54,6 +54,7 @@ PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)  # small datasets: L-inf eps in pixel units (m
 KEEP = "session"  # attack settings survive a visit to another page
 RUN = ATTACK_RUN  # the attack's run: Run attack, Cancel, what a stopped run says
 PLAY_DELAY = 0.3  # seconds per step while the step-through plays
+OVERLAYS = {"delta": "|delta|, the perturbation", "gradient": "|input gradient|"}  # "Where the perturbation acts"
 # Presenter view (the sidebar's toggle, ui.frame.PRESENTER_CSS) on this page: the controls, the three images and
 # both predictions within a 1280x720 projector screen (tests/browser/test_browser_lecture.py measures it).
 PRESENTER_CSS = """<style>
@@ -204,6 +205,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
                        f"image away from the model's prediction ({md_escape(res.clean.name)}), not from the label.")
     i2.markdown(f"L-inf {255 * m['linf']:.2f}/255, L2 {m['l2']:.3f}")
     url_value("amp", "attack_amplification", url_choice([str(a) for a in AMPLIFICATIONS], values=AMPLIFICATIONS))
+    view_links(res)  # before "predict, then reveal" may hide the views: a link's view settings wait for them
     amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
                            help="auto: the largest change is shown as black or white.")
     amp_img, factor = plots.amplified_perturbation(delta, None if amp == "auto" else float(amp))
@@ -293,16 +295,34 @@ def guess_and_reveal(req: attack_view.AttackRequest) -> None:
               on_click=lambda: ATTACK_REVEALED.put(req, st.session_state.get(gkey)))
 
 
+def step_key(res: attack_lab.ImageAttack) -> str | None:
+    """The scrubber's widget key for this result's kept steps (None: nothing to step through)."""
+    t = res.trajectory
+    if t is None or len(t.steps) < 3:  # FGSM: one step, nothing to step through
+        return None
+    return f"attack_step_{len(t.steps)}_{t.steps[-1]}"
+
+
+def view_links(res: attack_lab.ImageAttack) -> None:
+    """Bind the result views' URL settings (the scrubber's step, the overlay and its opacity) to their widgets,
+    also while "predict, then reveal" hides the views: they stay in the link and apply after the reveal."""
+    key = step_key(res)
+    if key is not None:
+        steps = res.trajectory.steps
+        url_value("step", key, url_choice([str(v) for v in steps], values=steps))
+    url_value("overlay", "attack_overlay", url_choice(list(OVERLAYS)))
+    url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
+
+
 def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch: str, small: bool) -> None:
     """A scrubber and a Play button over the kept iterates: the iterate, its amplified perturbation and its top-5
     at step t, and t marked on the loss curve."""
-    t = res.trajectory
-    if t is None or len(t.steps) < 3:  # FGSM: one step, nothing to step through
+    key = step_key(res)
+    if key is None:
         return
+    t = res.trajectory
     st.subheader("Step through the attack")
     steps = t.steps
-    key = f"attack_step_{len(steps)}_{steps[-1]}"
-    url_value("step", key, url_choice([str(v) for v in steps], values=steps))
     play = st.session_state.pop("_advlab_attack_play", False)
     if play:
         st.session_state[key] = steps[-1]
@@ -341,19 +361,14 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
         draw(steps.index(step), 0)
 
 
-OVERLAYS = {"delta": "|delta|, the perturbation", "gradient": "|input gradient|"}
-
-
 def where_it_acts(res: attack_lab.ImageAttack, x, delta, small: bool) -> None:
     """|delta|, or the input gradient at the clean image (summed over channels), laid over the photo, with an
     opacity control and the measured concentration."""
     st.subheader("Where the perturbation acts")
     o1, o2 = st.columns([2, 1])
-    url_value("overlay", "attack_overlay", url_choice(list(OVERLAYS)))
     shown = o2.radio("Overlay", list(OVERLAYS), format_func=OVERLAYS.get, key="attack_overlay",
                      help="|delta|: how much each pixel changed. Input gradient: |dJ/dx| of the attack's loss at the "
                           "clean image, summed over colour channels, where a small change moves the loss most.")
-    url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
     opacity = o2.slider("Overlay opacity", 0.0, 1.0, 0.8, step=0.05, key="attack_overlay_opacity",
                         help="0: the photo alone; 1: the largest values in full colour.")
     if shown == "gradient":

@@ -136,6 +136,21 @@ def test_predict_then_reveal_hides_the_outcome_until_a_guess() -> None:
                e.value.endswith("You were wrong.") for e in at.error), [e.value for e in at.error]
 
 
+def test_a_link_with_guess_keeps_its_view_settings_for_after_the_reveal() -> None:
+    """A link copied after a reveal (step, overlay, opacity) opened with guess=1: no "could not be used" note,
+    the settings stay in the URL while the views are hidden, and the views show them after the reveal."""
+    view = dict(step="3", overlay="gradient", opacity="0.5")
+    at = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", guess="1", **view)
+    assert not any("could not be used" in w.value for w in at.warning), [w.value for w in at.warning]
+    q = dict(at.query_params)
+    assert all(q[k] in (v, [v]) for k, v in view.items()), q
+    next(r for r in at.radio if r.label == "Your guess").set_value("The prediction flips").run()
+    at.button(key="attack_reveal").click().run()
+    assert at.select_slider(key="attack_step_5_4").value == 3
+    assert at.radio(key="attack_overlay").value == "gradient" and at.slider(key="attack_overlay_opacity").value == 0.5
+    assert any(c.value.startswith("Iterate 3 (after step 3 of 4)") for c in at.caption)
+
+
 def test_presenter_view_adds_the_room_styles() -> None:
     at = open_link(model="fmnist-naive", presenter="1")
     assert at.toggle(key="sidebar_presenter").value
