@@ -204,7 +204,6 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
                        f"{md_escape(res.clean.name)}, the dataset label is {md_escape(label)}. The attack moves the "
                        f"image away from the model's prediction ({md_escape(res.clean.name)}), not from the label.")
     i2.markdown(f"L-inf {255 * m['linf']:.2f}/255, L2 {m['l2']:.3f}")
-    url_value("amp", "attack_amplification", url_choice([str(a) for a in AMPLIFICATIONS], values=AMPLIFICATIONS))
     view_links(res)  # before "predict, then reveal" may hide the views: a link's view settings wait for them
     amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
                            help="auto: the largest change is shown as black or white.")
@@ -303,15 +302,26 @@ def step_key(res: attack_lab.ImageAttack) -> str | None:
     return f"attack_step_{len(t.steps)}_{t.steps[-1]}"
 
 
-def view_links(res: attack_lab.ImageAttack) -> None:
-    """Bind the result views' URL settings (the scrubber's step, the overlay and its opacity) to their widgets,
-    also while "predict, then reveal" hides the views: they stay in the link and apply after the reveal."""
+LINK_STEP = "_advlab_attack_link_step"  # a link's scrubber step, kept until a result has steps to show
+
+
+def view_links(res: attack_lab.ImageAttack | None) -> None:
+    """Bind the result views' URL settings (amplification, the scrubber's step, the overlay and its opacity) to
+    their widgets, also while the views are not drawn ("predict, then reveal" hides them; a long attack waits for
+    Run attack, ``res`` None): they stay in the link and apply once the views are shown."""
+    url_value("amp", "attack_amplification", url_choice([str(a) for a in AMPLIFICATIONS], values=AMPLIFICATIONS))
+    url_value("overlay", "attack_overlay", url_choice(list(OVERLAYS)))
+    url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
+    if res is None:
+        url_value("step", LINK_STEP, url_number(0, 200, integer=True))
+        return
     key = step_key(res)
     if key is not None:
         steps = res.trajectory.steps
+        wanted = st.session_state.pop(LINK_STEP, None)
+        if wanted in steps:
+            st.session_state[key] = wanted
         url_value("step", key, url_choice([str(v) for v in steps], values=steps))
-    url_value("overlay", "attack_overlay", url_choice(list(OVERLAYS)))
-    url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
 
 
 def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch: str, small: bool) -> None:
@@ -529,6 +539,7 @@ def main() -> None:
                 st.rerun()  # the next page run says why, and offers the button
         else:
             st.button("Run attack", type="primary", key="attack_run", on_click=RUN.request, args=(req,))
+            view_links(None)
             if not auto:
                 _, h, w = spec.input_size
                 st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "

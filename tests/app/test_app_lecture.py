@@ -151,6 +151,23 @@ def test_a_link_with_guess_keeps_its_view_settings_for_after_the_reveal() -> Non
     assert any(c.value.startswith("Iterate 3 (after step 3 of 4)") for c in at.caption)
 
 
+def test_a_link_to_a_long_attack_keeps_its_view_settings_until_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link to an attack that waits for Run attack: its view settings stay in the URL, with no note, and the
+    views show them once the attack has run."""
+    monkeypatch.setattr("ui.views.attack.AUTO_RUN_BUDGET", 3 * 28 * 28)  # 4 steps at 28x28 wait for the button
+    view = dict(step="3", overlay="gradient", opacity="0.5", amp="10")
+    at = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", **view)
+    assert [b.key for b in at.button] == ["attack_run"]
+    assert not any("could not be used" in w.value for w in at.warning), [w.value for w in at.warning]
+    q = dict(at.query_params)
+    assert all(q[k] in (v, [v]) for k, v in view.items()), q
+    at.button(key="attack_run").click().run()
+    assert at.select_slider(key="attack_step_5_4").value == 3
+    assert at.select_slider(key="attack_amplification").value == 10
+    assert at.radio(key="attack_overlay").value == "gradient" and at.slider(key="attack_overlay_opacity").value == 0.5
+    assert any(c.value.startswith("Iterate 3 (after step 3 of 4)") for c in at.caption)
+
+
 def test_presenter_view_adds_the_room_styles() -> None:
     at = open_link(model="fmnist-naive", presenter="1")
     assert at.toggle(key="sidebar_presenter").value
