@@ -104,6 +104,12 @@ def test_a_link_restores_the_run_and_the_scrubber_steps_through_it(page: Page, a
     wait_idle(page, expect_rerun=True)
     check_step(3)
     assert parse_qs(urlparse(page.url).query)["step"] == ["3"], page.url
+    # Play draws every kept step in turn (0.3 s each), then leaves the scrubber on the last.
+    page.get_by_role("button", name=re.compile("Play")).click()
+    wait_for_text(page, "Iterate 1 (after step 1 of 6)", timeout_ms=30_000)  # a frame on the way is drawn
+    wait_for_text(page, "Iterate 6 (after step 6 of 6)", timeout_ms=30_000)
+    wait_idle(page)
+    assert scrubber.input_value() == "6" and parse_qs(urlparse(page.url).query)["step"] == ["6"], page.url
 
     # The overlay the link chose: the input gradient, with its measured concentration.
     assert page.get_by_role("radio", name="|input gradient|").is_checked()
