@@ -55,7 +55,7 @@ class ImageAttack:
     def input_gradient(self) -> torch.Tensor:
         """:func:`input_gradient` at the clean image for :attr:`attacked_label`, computed once per result."""
         if self._gradient is None:
-            self._gradient = input_gradient(self.model, self.x, self.attacked_label, self.metrics["device"])
+            self._gradient = input_gradient(self.model, self.x, self.attacked_label, self.x.device)
         return self._gradient
 
 
