@@ -87,6 +87,10 @@ def test_a_link_restores_the_run_and_the_scrubber_steps_through_it(page: Page, a
 
     def check_step(s: int) -> None:
         wait_for_text(page, f"Iterate {s} (after step {s} of 6)")
+        # Plotly draws after the caption: wait for step s's top-5 and the marked loss curve.
+        page.wait_for_function(f"""() => {{ const c = ({CHARTS_JS})();
+            return c.some(g => (g.title || '').includes('Top-5 at step {s}') && g.y.length === 5)
+                && c.some(g => g.marks.length === 1 && g.marks[0] === {s}); }}""", timeout=30_000)
         text = page.locator(MAIN).inner_text()
         assert f"the model says {at[s].name} ({100 * at[s].prob:.1f}%)" in text, text[-3000:]
         figs = charts(page)
@@ -104,11 +108,18 @@ def test_a_link_restores_the_run_and_the_scrubber_steps_through_it(page: Page, a
     wait_idle(page, expect_rerun=True)
     check_step(3)
     assert parse_qs(urlparse(page.url).query)["step"] == ["3"], page.url
-    # Play draws every kept step in turn (0.3 s each), then leaves the scrubber on the last.
+    # Play draws every kept step in turn (0.3 s each), then leaves the scrubber on the last. A MutationObserver
+    # keeps every "Iterate N" caption the page showed on the way, however briefly.
+    page.evaluate("""() => { window.__iterates = new Set();
+        new MutationObserver(recs => { for (const r of recs)
+            for (const m of (r.target.textContent || "").matchAll(/Iterate (\\d+) \\(/g))
+                window.__iterates.add(Number(m[1])); }).observe(document.body,
+            {subtree: true, childList: true, characterData: true}); }""")
     page.get_by_role("button", name=re.compile("Play")).click()
-    wait_for_text(page, "Iterate 1 (after step 1 of 6)", timeout_ms=30_000)  # a frame on the way is drawn
+    wait_idle(page, expect_rerun=True)
     wait_for_text(page, "Iterate 6 (after step 6 of 6)", timeout_ms=30_000)
-    wait_idle(page)
+    seen = sorted(page.evaluate("() => [...window.__iterates]"))
+    assert len(set(seen) - {3, 6}) >= 2, seen  # frames on the way were drawn, not only the last
     assert scrubber.input_value() == "6" and parse_qs(urlparse(page.url).query)["step"] == ["6"], page.url
 
     # The overlay the link chose: the input gradient, with its measured concentration.
@@ -119,6 +130,8 @@ def test_a_link_restores_the_run_and_the_scrubber_steps_through_it(page: Page, a
 
 
 def test_presenter_view_fits_1280x720_and_predict_then_reveal_hides_then_shows(page: Page, app_url: str) -> None:
+    from playwright.sync_api import expect
+
     page.set_viewport_size({"width": 1280, "height": 720})
     open_lab(page, app_url, "attack?model=fmnist-naive&image=3&attack=fgsm&eps=0.1&guess=1&presenter=1",
              "Adversarial prediction: hidden until you guess")
@@ -152,8 +165,7 @@ def test_presenter_view_fits_1280x720_and_predict_then_reveal_hides_then_shows(p
     want = attack_lab.attack_image("fmnist-naive", gallery(3), "fgsm", eps=0.1, device="cpu")
     assert want.metrics["success"]  # FGSM at 0.1 flips this ankle boot on the naive model
     main.get_by_text("The prediction flips", exact=True).click()  # the radio's label (its input is hidden)
-    wait_idle(page, expect_rerun=True)
-    assert not reveal.is_disabled()
+    expect(reveal).to_be_enabled(timeout=30_000)
     reveal.click()
     wait_for_text(page, "You were right.")
     wait_idle(page)
