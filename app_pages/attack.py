@@ -55,6 +55,16 @@ PIXEL_EPS = (0.0, 0.3, 0.1, 0.01)  # small datasets: L-inf eps in pixel units (m
 KEEP = "session"  # attack settings survive a visit to another page
 RUN = ATTACK_RUN  # the attack's run: Run attack, Cancel, what a stopped run says
 PLAY_DELAY = 0.3  # seconds per step while the step-through plays
+OVERLAYS = {"delta": "|delta|, the perturbation", "gradient": "|input gradient|"}  # "Where the perturbation acts"
+# Presenter view (the sidebar's toggle, ui.frame.PRESENTER_CSS) on this page: the controls, the three images and
+# both predictions within a 1280x720 projector screen (tests/browser/test_browser_lecture.py measures it).
+PRESENTER_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-left: 1.5rem !important; padding-right: 1.5rem !important;
+  padding-top: 0.5rem !important; }
+[data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] { gap: 0.25rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stImage"] img { max-height: 19vh; object-fit: contain; }
+[data-testid="stMainBlockContainer"] h1 { font-size: 1.4rem !important; }
+</style>"""
 
 
 def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest:
@@ -195,7 +205,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
                        f"{md_escape(res.clean.name)}, the dataset label is {md_escape(label)}. The attack moves the "
                        f"image away from the model's prediction ({md_escape(res.clean.name)}), not from the label.")
     i2.markdown(f"L-inf {255 * m['linf']:.2f}/255, L2 {m['l2']:.3f}")
-    url_value("amp", "attack_amplification", url_choice([str(a) for a in AMPLIFICATIONS], values=AMPLIFICATIONS))
+    view_links(res)  # before "predict, then reveal" may hide the views: a link's view settings wait for them
     amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
                            help="auto: the largest change is shown as black or white.")
     amp_img, factor = plots.amplified_perturbation(delta, None if amp == "auto" else float(amp))
@@ -247,7 +257,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     l2.plotly_chart(prob_fig, key="attack_prob")
     st.caption(history_caption(req, bool(m["targeted"]), stop_on_success, len(loss) - 1))
     step_through(res, loss, loss_fig, watch, small)
-    where_it_acts(x, delta, small)
+    where_it_acts(res, x, delta, small)
 
     h1, h2 = st.columns([1, 1.7])
     cap = 255.0 * req.eps if req.norm == "linf" else None
@@ -285,16 +295,45 @@ def guess_and_reveal(req: attack_view.AttackRequest) -> None:
               on_click=lambda: ATTACK_REVEALED.put(req, st.session_state.get(gkey)))
 
 
+def step_key(res: attack_lab.ImageAttack) -> str | None:
+    """The scrubber's widget key for this result's kept steps (None: nothing to step through)."""
+    t = res.trajectory
+    if t is None or len(t.steps) < 3:  # FGSM: one step, nothing to step through
+        return None
+    return f"attack_step_{len(t.steps)}_{t.steps[-1]}"
+
+
+LINK_STEP = "_advlab_attack_link_step"  # a link's scrubber step, kept until a result has steps to show
+
+
+def view_links(res: attack_lab.ImageAttack | None) -> None:
+    """Bind the result views' URL settings (amplification, the scrubber's step, the overlay and its opacity) to
+    their widgets, also while the views are not drawn ("predict, then reveal" hides them; a long attack waits for
+    Run attack, ``res`` None): they stay in the link and apply once the views are shown."""
+    url_value("amp", "attack_amplification", url_choice([str(a) for a in AMPLIFICATIONS], values=AMPLIFICATIONS))
+    url_value("overlay", "attack_overlay", url_choice(list(OVERLAYS)))
+    url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
+    if res is None:
+        url_value("step", LINK_STEP, url_number(0, 200, integer=True))
+        return
+    key = step_key(res)
+    if key is not None:
+        steps = res.trajectory.steps
+        wanted = st.session_state.pop(LINK_STEP, None)
+        if wanted in steps:
+            st.session_state[key] = wanted
+        url_value("step", key, url_choice([str(v) for v in steps], values=steps))
+
+
 def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch: str, small: bool) -> None:
     """A scrubber and a Play button over the kept iterates: the iterate, its amplified perturbation and its top-5
     at step t, and t marked on the loss curve."""
-    t = res.trajectory
-    if t is None or len(t.steps) < 3:  # FGSM: one step, nothing to step through
+    key = step_key(res)
+    if key is None:
         return
+    t = res.trajectory
     st.subheader("Step through the attack")
     steps = t.steps
-    key = f"attack_step_{len(steps)}_{steps[-1]}"
-    url_value("step", key, url_choice([str(v) for v in steps], values=steps))
     play = st.session_state.pop("_advlab_attack_play", False)
     if play:
         st.session_state[key] = steps[-1]
@@ -335,17 +374,29 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
         draw(steps.index(step), 0)
 
 
-def where_it_acts(x, delta, small: bool) -> None:
-    """|delta| laid over the photo, with an opacity control and the measured concentration."""
+def where_it_acts(res: attack_lab.ImageAttack, x, delta, small: bool) -> None:
+    """|delta|, or the input gradient at the clean image (summed over channels), laid over the photo, with an
+    opacity control and the measured concentration."""
     st.subheader("Where the perturbation acts")
     o1, o2 = st.columns([2, 1])
-    url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
+    shown = o2.radio("Overlay", list(OVERLAYS), format_func=OVERLAYS.get, key="attack_overlay",
+                     help="|delta|: how much each pixel changed. Input gradient: |dJ/dx| of the attack's loss at the "
+                          "clean image, summed over colour channels, where a small change moves the loss most.")
     opacity = o2.slider("Overlay opacity", 0.0, 1.0, 0.8, step=0.05, key="attack_overlay_opacity",
-                        help="0: the photo alone; 1: the pixels that change most in full colour.")
-    img, _ = plots.delta_overlay(x, delta, float(opacity))
-    o1.image(plots.enlarge_array(img) if small else img, caption="|delta| over the image (grey)", width="stretch",
-             output_format="PNG")
-    o2.caption(attack_view.overlay_caption(delta, plots.mass_share(delta, 0.10)))
+                        help="0: the photo alone; 1: the largest values in full colour.")
+    if shown == "gradient":
+        grad = res.input_gradient().numpy()
+        img, _ = plots.delta_overlay(x, grad, float(opacity))
+        caption = "|input gradient| over the image (grey)"
+        said = attack_view.gradient_caption(grad, plots.mass_share(grad, 0.10),
+                                            res.metrics["target_name"] if res.metrics["targeted"] else res.clean.name,
+                                            bool(res.metrics["targeted"]))
+    else:
+        img, _ = plots.delta_overlay(x, delta, float(opacity))
+        caption = "|delta| over the image (grey)"
+        said = attack_view.overlay_caption(delta, plots.mass_share(delta, 0.10))
+    o1.image(plots.enlarge_array(img) if small else img, caption=caption, width="stretch", output_format="PNG")
+    o2.caption(md_escape(said))
 
 
 def side_by_side(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, partner: str, image, sel,
@@ -465,8 +516,15 @@ def heatmap_caption(req: attack_view.AttackRequest, delta, top: float) -> str:
 def main() -> None:
     sel = app_frame()
     spec = models.get_spec(sel.model)
-    st.title("Attack lab")
-    st.markdown(INTRO if spec.dataset == "imagenet" else INTRO_SMALL)
+    presenter = bool(st.session_state.get("sidebar_presenter"))
+    if presenter:
+        st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
+    intro = INTRO if spec.dataset == "imagenet" else INTRO_SMALL
+    # In presenter view the room hears the intro from the lecturer: it waits behind the title's help icon, and
+    # the screen keeps the controls and the predictions.
+    st.title("Attack lab", help=intro if presenter else None)
+    if not presenter:
+        st.markdown(intro)
     image = require_image(sel)
     req = controls(sel, spec.classes(), spec.dataset)
     guess_mode, partner = teaching_controls(sel, spec.dataset)
@@ -484,6 +542,7 @@ def main() -> None:
                 st.rerun()  # the next page run says why, and offers the button
         else:
             st.button("Run attack", type="primary", key="attack_run", on_click=RUN.request, args=(req,))
+            view_links(None)
             if not auto:
                 _, h, w = spec.input_size
                 st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "

@@ -41,10 +41,22 @@ class ImageAttack:
     metrics: dict
     png: bytes
     trajectory: Trajectory | None = None  # the iterates as 8-bit frames (``frames`` > 0)
+    _gradient: torch.Tensor | None = field(default=None, repr=False, compare=False)  # input_gradient(), once
 
     @property
     def perturbation(self) -> torch.Tensor:
         return self.x_adv - self.x
+
+    @property
+    def attacked_label(self) -> int:
+        """The class the attack's loss is taken to: the target (targeted) or the model's clean prediction."""
+        return int(self.metrics["target"]) if self.metrics.get("targeted") else int(self.clean.label)
+
+    def input_gradient(self) -> torch.Tensor:
+        """:func:`input_gradient` at the clean image for :attr:`attacked_label`, computed once per result."""
+        if self._gradient is None:
+            self._gradient = input_gradient(self.model, self.x, self.attacked_label, self.x.device)
+        return self._gradient
 
 
 def attack_image(
@@ -196,3 +208,25 @@ def frame_prediction(model_name: str, trajectory: Trajectory, i: int, device: st
     """The model's top-``k`` for frame ``i`` of a trajectory (its 8-bit pixels, one forward pass)."""
     dev = pick_device(device)
     return predict(models.load(model_name, dev), trajectory.tensor(i).to(dev), models.class_names(model_name), k=k)[0]
+
+
+# --------------------------------------------------------------------------- where the model is sensitive
+
+
+def input_gradient(model_name: str, x: torch.Tensor, label: int, device: str | torch.device = "auto") -> torch.Tensor:
+    """Per-pixel size of the input gradient: sum over channels of |dJ/dx|, J the cross-entropy of the model's
+    output at ``x`` ((1, C, H, W) in [0, 1]) to class ``label`` (the loss the gradient attacks follow,
+    ``advcore.attacks.cross_entropy``; FGSM steps along sign(grad_x J), AGR paper Eq. 2). Returns an (H, W)
+    float tensor on the CPU; the model is used as it is (no hooks, no change of mode)."""
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise AdvlabError(f"input_gradient takes one image shaped (1, C, H, W), not {tuple(x.shape)}.")
+    n_classes = len(models.class_names(model_name))
+    if not 0 <= int(label) < n_classes:
+        raise AdvlabError(f"Class {label} is not one of the model's {n_classes} classes.")
+    dev = pick_device(device)
+    model = models.load(model_name, dev)
+    xi = x.detach().to(dev).clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = attacks.cross_entropy(model(xi), torch.tensor([int(label)], device=dev)).sum()
+        (grad,) = torch.autograd.grad(loss, xi)
+    return grad[0].abs().sum(dim=0).detach().cpu()

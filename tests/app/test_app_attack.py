@@ -582,3 +582,15 @@ def test_an_attack_that_turns_a_wrong_answer_into_the_dataset_label_is_not_calle
     assert (rec["clean_name"], rec["adv_name"], rec["success"]) == ("Bag", "Shirt", True)
     assert attack_view.record(res.metrics, None) == res.metrics
     assert "dataset_label" not in res.metrics
+
+
+def test_the_pages_adversarial_png_uploaded_back_keeps_its_label() -> None:
+    """Issue 11, item 2: page -> adversarial PNG -> upload -> the same label. The PNG is 224x224, the model's
+    input size, so it goes in unchanged (a resize and crop would wipe out the perturbation)."""
+    at = attack_page()
+    (_, res), = list(at.session_state["_advlab_attack_results"].items())  # what the download button serves
+    assert Image.open(io.BytesIO(res.png)).size == (224, 224)
+    assert res.adversarial_8bit.name != res.clean.name  # the PNG itself fools the model (FGSM 4/255, espresso)
+    again = attack_page(upload=("adversarial.png", res.png, "image/png"))
+    assert not again.error
+    assert predictions(again)["Clean"] == (res.adversarial_8bit.name, float(f"{100 * res.adversarial_8bit.prob:.1f}"))

@@ -16,6 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from advcore import attacks, data, datasets, models
+from advcore.errors import AdvlabError
 from advcore.labs import attack as attack_lab
 from advcore.predictions import predict
 
@@ -131,15 +132,53 @@ def test_predict_then_reveal_hides_the_outcome_until_a_guess() -> None:
     adv = [m.value for m in at.markdown if m.value.startswith("Adversarial prediction: ")]
     assert len(adv) == 1 and "hidden" not in adv[0]
     # FGSM at 0.1 fools the naive model on this image (measured above): "holds" was the wrong guess.
-    assert any(e.value.startswith("Your guess: the prediction holds. The model's answer it flips") and
+    assert any(e.value.startswith("Your guess: the prediction holds. The model's answer flips: Ankle boot -\\> ") and
                e.value.endswith("You were wrong.") for e in at.error), [e.value for e in at.error]
+
+
+def test_a_link_with_guess_keeps_its_view_settings_for_after_the_reveal() -> None:
+    """A link copied after a reveal (step, overlay, opacity) opened with guess=1: no "could not be used" note,
+    the settings stay in the URL while the views are hidden, and the views show them after the reveal."""
+    view = dict(step="3", overlay="gradient", opacity="0.5")
+    at = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", guess="1", **view)
+    assert not any("could not be used" in w.value for w in at.warning), [w.value for w in at.warning]
+    q = dict(at.query_params)
+    assert all(q[k] in (v, [v]) for k, v in view.items()), q
+    next(r for r in at.radio if r.label == "Your guess").set_value("The prediction flips").run()
+    at.button(key="attack_reveal").click().run()
+    assert at.select_slider(key="attack_step_5_4").value == 3
+    assert at.radio(key="attack_overlay").value == "gradient" and at.slider(key="attack_overlay_opacity").value == 0.5
+    assert any(c.value.startswith("Iterate 3 (after step 3 of 4)") for c in at.caption)
+
+
+def test_a_link_to_a_long_attack_keeps_its_view_settings_until_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link to an attack that waits for Run attack: its view settings stay in the URL, with no note, and the
+    views show them once the attack has run."""
+    monkeypatch.setattr("ui.views.attack.AUTO_RUN_BUDGET", 3 * 28 * 28)  # 4 steps at 28x28 wait for the button
+    view = dict(step="3", overlay="gradient", opacity="0.5", amp="10")
+    at = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", **view)
+    assert [b.key for b in at.button] == ["attack_run"]
+    assert not any("could not be used" in w.value for w in at.warning), [w.value for w in at.warning]
+    q = dict(at.query_params)
+    assert all(q[k] in (v, [v]) for k, v in view.items()), q
+    at.button(key="attack_run").click().run()
+    assert at.select_slider(key="attack_step_5_4").value == 3
+    assert at.select_slider(key="attack_amplification").value == 10
+    assert at.radio(key="attack_overlay").value == "gradient" and at.slider(key="attack_overlay_opacity").value == 0.5
+    assert any(c.value.startswith("Iterate 3 (after step 3 of 4)") for c in at.caption)
 
 
 def test_presenter_view_adds_the_room_styles() -> None:
     at = open_link(model="fmnist-naive", presenter="1")
     assert at.toggle(key="sidebar_presenter").value
     styles = [m.value for m in at.markdown if m.value.startswith("<style>")]
-    assert len(styles) == 1 and "font-size: 20px" in styles[0] and "opacity: 1 !important" in styles[0]
+    assert len(styles) == 2 and "font-size: 20px" in styles[0] and "opacity: 1 !important" in styles[0]
+    assert "max-height: 19vh" in styles[1]  # the Attack page's own fit to 1280x720 (measured in tests/browser)
+    # The intro waits behind the title's help icon; without presenter view it is a paragraph.
+    intro = at.title[0].proto.help
+    assert intro.startswith("Pick a test image and an attack") and intro not in [m.value for m in at.markdown]
+    at.toggle(key="sidebar_presenter").set_value(False).run()
+    assert intro in [m.value for m in at.markdown] and not at.title[0].proto.help
 
 
 def test_home_opens_with_start_here_and_ready_links() -> None:
@@ -162,7 +201,59 @@ def test_the_fgsm_class_link_flips_the_espresso() -> None:
     assert at.slider(key="attack_eps_linf").value == 1 and "--eps 1/255" in at.code[0].value
 
 
+def test_the_overlay_shows_the_input_gradient_from_a_link_and_keeps_it_in_the_url() -> None:
+    from ui import plots
+    from ui.frame import gallery_image
+
+    at = open_link(model="fmnist-naive", image="3", attack="fgsm", eps="0.1", overlay="gradient")
+    assert at.radio(key="attack_overlay").value == "gradient" and dict(at.query_params)["overlay"] in (
+        "gradient", ["gradient"])
+    image, _ = gallery_image("fashion-mnist", 3)
+    x = data.prepare(image, (1, 28, 28))
+    model = models.load("fmnist-naive", "cpu")
+    xr = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(xr), model(x).argmax(1)).backward()
+    share = plots.mass_share(xr.grad[0].abs().sum(0).numpy(), 0.10)
+    said = [c.value for c in at.caption if "sensitive to a pixel" in c.value]
+    assert len(said) == 1 and f"hold {100 * share:.0f}% of its total size" in said[0], said
+    assert "|input gradient| over the image (grey)" in [c for im in at.get("image") for c in im.captions]
+    at.radio(key="attack_overlay").set_value("delta").run()
+    assert any("10% of pixels that change most" in c.value for c in at.caption)
+    assert dict(at.query_params)["overlay"] in ("delta", ["delta"])
+
+
 # --------------------------------------------------------------------------- pure parts
+
+
+def test_input_gradient_matches_autograd_and_float64_finite_differences() -> None:
+    import copy
+
+    from ui.frame import gallery_image
+
+    image, label = gallery_image("fashion-mnist", 3)
+    x = data.prepare(image, (1, 28, 28))
+    g = attack_lab.input_gradient("fmnist-naive", x, label, device="cpu")
+    assert g.shape == (28, 28)
+    model = models.load("fmnist-naive", "cpu")
+    xr = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(xr), torch.tensor([label])).backward()
+    assert torch.allclose(g, xr.grad[0].abs().sum(0), rtol=1e-5, atol=1e-9)
+    # An independent check of the autograd value: central differences in float64 at the 3 largest pixels.
+    m64 = copy.deepcopy(model).double()
+    x64 = x.double()
+
+    def loss(z: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(m64(z), torch.tensor([label])))
+
+    for flat in torch.topk(g.flatten(), 3).indices.tolist():
+        i, j = divmod(flat, 28)
+        e = torch.zeros_like(x64)
+        e[0, 0, i, j] = h = 1e-4
+        fd = (loss(x64 + e) - loss(x64 - e)) / (2 * h)
+        assert abs(fd) == pytest.approx(float(g[i, j]), rel=1e-3), (i, j, fd, float(g[i, j]))
+    with pytest.raises(AdvlabError):
+        attack_lab.input_gradient("fmnist-naive", x, 10, device="cpu")
 
 
 def test_overlay_blends_by_delta_and_mass_share_matches_a_plain_computation() -> None:

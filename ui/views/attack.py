@@ -280,8 +280,8 @@ def guess_feedback(guess: str, res: ImageAttack) -> tuple[bool, str]:
         raise ValueError(f"unknown guess {guess!r}")
     flipped = bool(res.metrics["success"])
     right = (guess == GUESSES[0]) == flipped
-    what = (f"it flips: {res.clean.name} -> {res.adversarial.name}" if flipped
-            else f"it holds: still {res.adversarial.name}")
+    what = (f"flips: {res.clean.name} -> {res.adversarial.name}" if flipped
+            else f"holds: still {res.adversarial.name}")
     return right, f"Your guess: {guess.lower()}. The model's answer {what} ({100 * res.adversarial.prob:.1f}%). " \
                   + ("You were right." if right else "You were wrong.")
 
@@ -294,6 +294,18 @@ def overlay_caption(delta, share10: float) -> str:
             f"that change most hold {100 * share10:.0f}% of its total size (L1): "
             + ("it is spread almost evenly, as sign steps spend the budget everywhere." if share10 < 0.2 else
                "it concentrates where the model's gradient is large."))
+
+
+def gradient_caption(grad, share10: float, class_name: str, targeted: bool) -> str:
+    """What the input-gradient overlay shows (``grad``: the (H, W) map), with its measured concentration."""
+    if not float(abs(grad).max()) > 0:
+        return (f"The loss gradient is zero everywhere at this image: the model's output for {class_name} is flat "
+                "here, so a gradient attack has no direction to follow.")
+    toward = "towards the target" if targeted else "away from"
+    return (f"Red to white where the cross-entropy to {class_name} is most sensitive to a pixel (|gradient| summed "
+            f"over colour channels, scaled to its maximum), at the clean image: the direction a gradient attack "
+            f"takes to move {toward} {class_name}. The 10% of pixels with the largest gradient hold "
+            f"{100 * share10:.0f}% of its total size (L1).")
 
 
 def step_caption(step: int, last: int, pred_name: str, pred_prob: float, clean_name: str, loss: float | None) -> str:
