@@ -157,7 +157,7 @@ def test_a_link_to_a_long_attack_keeps_its_view_settings_until_run(monkeypatch: 
     monkeypatch.setattr("ui.views.attack.AUTO_RUN_BUDGET", 3 * 28 * 28)  # 4 steps at 28x28 wait for the button
     view = dict(step="3", overlay="gradient", opacity="0.5", amp="10")
     at = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", **view)
-    assert [b.key for b in at.button] == ["attack_run"]
+    assert [b.key for b in at.main.button] == ["attack_run"]
     assert not any("could not be used" in w.value for w in at.warning), [w.value for w in at.warning]
     q = dict(at.query_params)
     assert all(q[k] in (v, [v]) for k, v in view.items()), q
