@@ -75,4 +75,5 @@ def test_the_randomised_defense_is_attacked_with_and_without_eot():
     assert r["eot"] == 2 and list(r["columns"]) == ["ignores", "bare", "bpda", "knows"]
     # differentiable: the attacker who knows it has its exact gradient, averaged over EOT's draws
     assert r["bpda"] == "exact gradient through the random resize and pad"
-    assert r["columns"]["knows"] == "attacker knows the defense: exact gradient + EOT over 2 draws of the random defense"
+    assert r["columns"]["knows"] == ("attacker knows the defense: exact gradient + EOT over 2 draws of the random "
+                                     "defense")

@@ -421,3 +421,18 @@ def test_the_views_mark_flags_show_the_worst_case_and_share_one_legend(table):
     assert legend == [r.title for r in table.rows]  # one legend entry per row for all the panels
     assert [a.text for a in fig.layout.annotations] == ["FGSM", "PGD", "worst case"]
     assert "⚠" in dv.flags_caption(replace(table, flags=[flag]))
+
+
+def test_the_views_name_the_exact_gradient_of_a_shipped_differentiable_defense():
+    from ui.views import defense as dv
+
+    t = lab.saved_table("fmnist-naive", "resize-pad")
+    assert t is not None and lab.exact_gradient(t) and lab.gradient_name(t) == "exact gradient"
+    assert dv.strong_title(t) == f"exact-gradient PGD-{t.attack_params.strong_steps} + EOT, 1 random start"
+    assert dv.column_name(0.1, t) == "eps 0.1: ignores / bare / 1 draw / knows"
+    assert "through the exact gradient of the random resize and pad (autograd)" in dv.table_caption(t)
+    halftone = lab.saved_table("fmnist-naive", "floyd-steinberg")
+    assert halftone is not None and not lab.exact_gradient(halftone) and lab.gradient_name(halftone) == "BPDA"
+    assert dv.column_name(0.1, halftone) == "eps 0.1: " + " / ".join(halftone.columns)
+    assert dv.adaptive_words("median") == "exact gradient" and dv.adaptive_words("jpeg") == "BPDA"
+    assert dv.adaptive_words("resize-pad") == "exact gradient, EOT"
