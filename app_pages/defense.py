@@ -89,12 +89,13 @@ def controls(sel, small: bool, rows: dict[str, str]) -> tuple[str, tuple, str, f
                        help="Which model classifies behind the defense: the undefended model itself, or (halftones "
                             "only) one trained on halftones or on intensity and halftone images (hybrid).")
     url_value("adaptive", "defense_adaptive", url_bool, url_show_bool)
-    random = dv.is_random(method, dict(params))
-    adaptive = d2.toggle("Attacker knows the defense (BPDA" + (", EOT" if random else "") + ")",
+    adaptive = d2.toggle(f"Attacker knows the defense ({dv.adaptive_words(method, dict(params))})",
                          key="defense_adaptive", persist_state=KEEP,
                          help="Off: the adversarial image is made on the undefended model, as in the paper. On: it "
-                              "is made through the defense, whose gradient is taken as the identity (BPDA); for "
-                              "a randomised defense the gradient is averaged over 8 draws (EOT).")
+                              "is made through the defense: with its exact gradient where the defense is "
+                              f"differentiable ({dv.differentiable_titles()}), else with the identity "
+                              "as its gradient (BPDA); for a randomised defense the gradient is averaged over 8 "
+                              "draws (EOT).")
     if row not in row_options:
         row = "halftone-input"
     return method, params, attack, eps, eps_text, adaptive, row
@@ -172,10 +173,10 @@ def table_section(sel, base: str, method: str, params: tuple, small: bool, notic
                           "classes). ImageNet: the bundled photos.")
     s1, s2, s3 = st.columns([1.5, 1.5, 3.2])
     url_value("steps", "defense_table_steps" + suffix, url_number(1, 200, integer=True))
-    steps = s1.number_input("BPDA steps (I-FGSM, PGD)", 1, 200, 10, key="defense_table_steps" + suffix,
+    steps = s1.number_input("Attack steps (I-FGSM, PGD)", 1, 200, 10, key="defense_table_steps" + suffix,
                             persist_state=KEEP, help="Steps of I-FGSM and PGD for every attacker of the table.")
     url_value("strong_steps", "defense_table_strong" + suffix, url_number(0, 1000, integer=True))
-    strong_steps = s2.number_input("Strong BPDA-PGD steps", 0, 1000, lab.STRONG_STEPS if small else 10,
+    strong_steps = s2.number_input("Strong adaptive PGD steps", 0, 1000, lab.STRONG_STEPS if small else 10,
                                    key="defense_table_strong" + suffix, persist_state=KEEP,
                                    help="The strong adaptive attacker, counted in the worst case (0: not run).")
     url_value("restarts", "defense_table_restarts" + suffix, url_number(1, lab.MAX_RESTARTS, integer=True))

@@ -126,12 +126,15 @@ def _defend_args(p: argparse.ArgumentParser) -> None:
                         "(default: 0,0.05,0.1,0.2)")
     g.add_argument("--steps", type=fw.arg_type(fw.parse_steps, "steps"), default=10,
                    help="I-FGSM and PGD steps (default: 10)")
+    exact = [c.name for c in defenses.DEFENSES.values() if c.differentiable]
     g.add_argument("--adaptive", action="store_true",
-                   help="add the columns of the attackers who know the defense (BPDA, + EOT for a randomised one: "
-                        "bayer-random, resize-pad)")
+                   help="add the columns of the attackers who know the defense: its exact gradient where it is "
+                        f"differentiable ({', '.join(exact)}), else BPDA (identity gradient); + EOT for a "
+                        "randomised one (bayer-random, resize-pad)")
     g.add_argument("--strong-steps", type=fw.int_type("strong steps", 0, MAX_STEPS),
                    default=lab.STRONG_STEPS,
-                   help="steps of the strong adaptive attacker, BPDA(+EOT)-PGD, counted in the per-example worst "
+                   help="steps of the strong adaptive attacker, PGD through the defense (+EOT), counted in the "
+                        "per-example worst "
                         "case (0: not run; default: 50)")
     g.add_argument("--restarts", type=fw.int_type("restarts", 1, lab.MAX_RESTARTS),
                    default=lab.RESTARTS,

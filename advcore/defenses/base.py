@@ -5,8 +5,13 @@ shape in [0, 1] before the classifier sees it (in the style of ART's ``Preproces
 
 * :meth:`Defense.forward` is the transform itself; it needs no gradient (it may be
   non-differentiable, as a halftone is).
-* :meth:`Defense.estimate_gradient` is its backward pass for BPDA (Athalye, Carlini and
-  Wagner 2018, "Obfuscated Gradients Give a False Sense of Security"): the identity by default,
+* ``differentiable``: whether :meth:`Defense.forward` is built from torch operations whose autograd
+  gradient is the transform's exact (sub)gradient (median smoothing, random resize-and-pad). The
+  adaptive attacker then attacks through that exact gradient, as Athalye, Carlini and Wagner 2018
+  ("Obfuscated Gradients Give a False Sense of Security", Sec. 4) prescribe wherever a preprocessing
+  step is differentiable; :meth:`Defense.differentiate` is that one choice.
+* :meth:`Defense.estimate_gradient` is the backward pass for BPDA (Athalye et al. Sec. 4.1), used
+  where the defense is not differentiable (a halftone, JPEG, rounding): the identity by default,
   i.e. the gradient of the surrogate ``g(x) = x``, as AdverTorch's ``BPDAWrapper``.
 * ``randomized``: two calls on the same image may differ; an attacker then uses EOT
   (expectation over transformation, :class:`EOT`). The randomness comes from the defense's own
@@ -73,6 +78,9 @@ class Defense(ABC):
     reference: ClassVar[str] = ""
     #: What :meth:`estimate_gradient` computes, in words (for records).
     gradient_estimate: ClassVar[str] = "identity"
+    #: Whether :meth:`forward` is differentiable by autograd with the transform's exact (sub)gradient, random
+    #: draws included (from ``self.generator``, as any call); the adaptive attacker then uses it instead of BPDA.
+    differentiable: ClassVar[bool] = False
 
     seed: int = field(default=0, kw_only=True)
 
@@ -97,6 +105,17 @@ class Defense(ABC):
     def randomized(self) -> bool:
         """Whether two calls on the same image may differ (an attacker needs EOT)."""
         return False
+
+    def differentiate(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)`` with the gradient an adaptive attacker uses (Athalye et al. 2018 Sec. 4): autograd's
+        exact gradient through :meth:`forward` when ``differentiable``, else BPDA (:meth:`estimate_gradient`)."""
+        check_images(x, self.title.capitalize() or "A defense")
+        return self.forward(x) if self.differentiable else BPDA.apply(x, self)
+
+    def gradient_words(self) -> str:
+        """How :meth:`differentiate` gets its gradient, in words for records: ``exact gradient`` or
+        ``identity (BPDA)``."""
+        return "exact gradient" if self.differentiable else f"{self.gradient_estimate} (BPDA)"
 
     def params(self) -> dict[str, Any]:
         """The declared parameters and their values (``seed`` only for a randomised defense)."""
@@ -219,11 +238,11 @@ class BPDA(torch.autograd.Function):
 class Defended(nn.Module):
     """``model(defense(x))``: attacks, training code and metrics treat it like any model taking [0, 1] pixels.
 
-    ``bpda=True`` (default): the gradient through the defense is its BPDA estimate
-    (:meth:`Defense.estimate_gradient`; the attacker knows the defense). ``bpda=False``: the
-    defense's true derivative, as autograd sees :meth:`Defense.forward`; zero where the transform
-    builds no graph (a halftone: zero almost everywhere, what plain backpropagation would see,
-    i.e. gradient masking).
+    ``bpda=True`` (default): the gradient the adaptive attacker uses (:meth:`Defense.differentiate`: the
+    exact one through a ``differentiable`` defense, else the BPDA estimate :meth:`Defense.estimate_gradient`).
+    ``bpda=False``: the defense's true derivative, as autograd sees :meth:`Defense.forward`; zero where the
+    transform builds no graph (a halftone: zero almost everywhere, what plain backpropagation would see,
+    i.e. gradient masking). The two agree for a differentiable defense.
     """
 
     def __init__(self, model: nn.Module, defense: Defense, *, bpda: bool = True):
@@ -238,7 +257,7 @@ class Defended(nn.Module):
         if not x.requires_grad:
             return self.model(self.defense(x))
         if self.bpda:
-            return self.model(BPDA.apply(x, self.defense))
+            return self.model(self.defense.differentiate(x))
         check_images(x, self.defense.title.capitalize() or "A defense")
         out = self.defense.forward(x)
         if not out.requires_grad:  # no graph: the transform's derivative is zero

@@ -1,11 +1,15 @@
 """Input-preprocessing defenses: JPEG compression, bit-depth reduction, median smoothing, random resize-and-pad.
 
 Each is one registered :class:`~advcore.defenses.base.Defense` with its parameters declared once
-(``PARAMS``). None of them is differentiated by the adaptive attacker: BPDA with the identity backward
-pass (``d defense(x) / dx ~ I``, Athalye, Carlini and Wagner 2018, Sec. 4.1), the default of
-:meth:`~advcore.defenses.base.Defense.estimate_gradient`; the Defense lab records it as the table's
-``bpda``. The randomised one (:class:`RandomResizePad`) draws from its own ``self.generator``, so the
-adaptive attacker also averages over draws (EOT, Athalye et al. Sec. 4.3).
+(``PARAMS``). Median smoothing and random resize-and-pad are ``differentiable``: their ``forward`` is torch
+operations (unfold and a sort; interpolate and pad) whose autograd gradient is the exact (sub)gradient of
+the transform, so the adaptive attacker differentiates them exactly, as Athalye, Carlini and Wagner 2018
+(Sec. 4) prescribe for a differentiable preprocessing step. JPEG (Pillow) and bit depth (rounding, zero
+derivative almost everywhere) are not: the adaptive attacker uses BPDA with the identity backward pass
+(``d defense(x) / dx ~ I``, Athalye et al. Sec. 4.1; for rounding the straight-through estimator), the
+default of :meth:`~advcore.defenses.base.Defense.estimate_gradient`. The Defense lab records which as the
+table's ``bpda``. The randomised one (:class:`RandomResizePad`) draws from its own ``self.generator``, so the
+adaptive attacker averages over draws (EOT, Athalye et al. Sec. 4.3): each draw's exact gradient.
 
 * :class:`JPEG`: Dziugaite, Ghahramani and Roy 2016, "A study of the effect of JPG compression on
   adversarial images"; Guo, Rana, Cisse and van der Maaten 2018, "Countering adversarial images using
@@ -140,7 +144,10 @@ def _mirror_pad(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Ten
 
 def median_smooth(x: torch.Tensor, window: int = 2) -> torch.Tensor:
     """Median of each ``window x window`` neighbourhood, per channel, edges mirrored; the same numbers as
-    ``scipy.ndimage.median_filter(img, size=window, mode="reflect")`` on each channel (Xu et al. 2018 Sec. 3.2)."""
+    ``scipy.ndimage.median_filter(img, size=window, mode="reflect")`` on each channel (Xu et al. 2018 Sec. 3.2).
+
+    Differentiable: each output pixel is one input pixel (the window's median), so autograd's gradient is the
+    exact subgradient, one where that pixel was picked (a tie: the one the sort picked) and zero elsewhere."""
     check_images(x, "Median smoothing")
     k = int(window)
     n, c, h, w = x.shape
@@ -162,6 +169,7 @@ class MedianSmoothing(Defense):
                             label="Median window (pixels)", unit="pixel", reference="Xu et al. 2018 Sec. 3.2"),)
 
     window: int = 2
+    differentiable = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return median_smooth(x, self.window)
@@ -175,7 +183,9 @@ INTERPOLATIONS = ("nearest", "bilinear")
 def resize_pad(x: torch.Tensor, sizes: torch.Tensor, offsets: torch.Tensor, canvas: int,
                interpolation: str = "nearest") -> torch.Tensor:
     """Image ``i`` resized to ``sizes[i]`` squared, pasted into a zero ``canvas x canvas`` at ``offsets[i]``
-    (top, left), then the canvas resized back to ``x``'s own height and width (bilinear, antialiased)."""
+    (top, left), then the canvas resized back to ``x``'s own height and width (bilinear, antialiased).
+    Differentiable: each step is linear in ``x`` for the given draws (the final clamp is inactive on [0, 1]
+    input), so autograd gives the exact gradient of this draw."""
     n, c, h, w = x.shape
     out = []
     for i in range(n):
@@ -208,6 +218,7 @@ class RandomResizePad(Defense):
 
     enlarge: float = 32 / 299
     interpolation: str = "nearest"
+    differentiable = True
 
     @property
     def randomized(self) -> bool:

@@ -1,7 +1,11 @@
 """The Defense lab: accuracy under attack of a model behind an input-transform defense, against an attacker
-who ignores the defense (the paper's protocol), one who attacks the bare network, one who knows it (BPDA, with
-and without EOT for a randomised defense) and a strong BPDA-PGD with restarts; robust accuracy is the per-example
-worst case over all of them (Athalye, Carlini and Wagner 2018, Sec. 4), beside an adversarially trained reference.
+who ignores the defense (the paper's protocol), one who attacks the bare network, one who knows it (with and
+without EOT for a randomised defense) and a strong PGD with restarts through the defense; robust accuracy is the
+per-example worst case over all of them (Athalye, Carlini and Wagner 2018, Sec. 4), beside an adversarially trained
+reference. The attacker who knows the defense differentiates it exactly where the defense declares itself
+differentiable (:attr:`~advcore.defenses.Defense.differentiable`: median smoothing, random resize-and-pad) and
+through BPDA's identity elsewhere (halftones, JPEG, bit depth): :meth:`~advcore.defenses.Defense.differentiate`,
+recorded as the table's ``bpda``.
 
 The computation behind the Defense page (``app_pages/defense.py``) and ``python -m advcore defend``:
 :func:`evaluate_defense` (the table, a :class:`DefenseTable`), :func:`image_panels` (one image, four views),
@@ -65,9 +69,9 @@ ROW_TITLES = {
     "hybrid": "hybrid model",
     "adversarial": "adversarially trained (PGD), no defense: reference",
 }
-#: The attackers, in the table's order: two that do not differentiate through the defense, two that do (BPDA).
-#: ``bpda`` (BPDA with one draw of the defense per step) is measured only for a randomised defense, where
-#: ``knows`` adds EOT: the pair isolates EOT's effect.
+#: The attackers, in the table's order: two that do not differentiate through the defense, two that do (the
+#: exact gradient of a differentiable defense, else BPDA). ``bpda`` (one draw of the defense per step) is measured
+#: only for a randomised defense, where ``knows`` adds EOT: the pair isolates EOT's effect.
 COLUMNS = ("ignores", "bare", "bpda", "knows")
 NON_ADAPTIVE = ("ignores", "bare")
 ADAPTIVE = ("bpda", "knows")
@@ -78,6 +82,14 @@ COLUMN_TITLES = {
     "knows": "attacker knows the defense: BPDA (identity gradient through the defense)",
 }
 COLUMN_SHORT = {"ignores": "ignores", "bare": "bare", "bpda": "BPDA", "knows": "knows"}
+#: The titles that change when the adaptive attacker has the defense's exact gradient instead of BPDA's.
+EXACT_COLUMN_TITLES = {
+    "bpda": "attacker knows the defense: its exact gradient without EOT (one draw of the defense per step)",
+    "knows": "attacker knows the defense: its exact gradient (autograd through the defense)",
+}
+EXACT_COLUMN_SHORT = {"bpda": "1 draw"}
+#: How a table's ``bpda`` record begins when the adaptive attacker used the exact gradient.
+EXACT = "exact gradient"
 #: The models trained for the defense, per dataset (shipped in assets/models).
 #: The table's trained rows and the model role (:data:`advcore.models.ROLES`) each row takes.
 TRAINED_ROLES = {"halftone-trained": "halftone", "hybrid": "hybrid"}
@@ -87,7 +99,8 @@ REFERENCE_ROLES = {"adversarial": "pgd"}
 PAPER_TOP5 = {"FGSM": 80.97, "I-FGSM": 78.77, "PGD": 81.56}
 EVAL_ATTACKS = ("fgsm", "ifgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
-#: The strong adaptive attacker: BPDA-PGD with this many steps and random restarts (0 steps: not run).
+#: The strong adaptive attacker: PGD through the defense (exact gradient or BPDA) with this many steps and random
+#: restarts (0 steps: not run).
 STRONG_STEPS = 50
 RESTARTS = 1
 MAX_RESTARTS = 20
@@ -152,8 +165,8 @@ class Row:
     model_name: str
     model: nn.Module  # the network on [0, 1] pixels, without the defense
     defended: nn.Module  # what classifies: ``model`` or ``Defended(model, defense)``
-    attacked: nn.Module  # what the adaptive attacker differentiates: BPDA, + EOT for a random defense
-    plain: nn.Module  # BPDA without EOT (the same as ``attacked`` for a deterministic defense)
+    attacked: nn.Module  # what the adaptive attacker differentiates (Defense.differentiate), + EOT if random
+    plain: nn.Module  # the same without EOT (the same as ``attacked`` for a deterministic defense)
     halftone: bool = True  # whether ``defended`` puts the defense in front of ``model``
     label: str | None = None  # the title when it is not ROW_TITLES[key] (e.g. the defense named)
 
@@ -443,18 +456,42 @@ class DefenseTable:
 
 
 def column_keys(adaptive: bool, randomized: bool) -> tuple[str, ...]:
-    """The attackers measured: the two non-adaptive ones, and BPDA (+ BPDA without EOT for a random defense)."""
+    """The attackers measured: the two non-adaptive ones, and the adaptive one (+ without EOT for a random defense)."""
     if not adaptive:
         return ("ignores",)
     return ("ignores", "bare", "bpda", "knows") if randomized else ("ignores", "bare", "knows")
 
 
-def column_titles(columns: Sequence[str], eot: int | None) -> dict[str, str]:
-    """Each attacker's title; ``knows`` says EOT's draws when there are some."""
-    out = {c: COLUMN_TITLES[c] for c in columns}
+def column_titles(columns: Sequence[str], eot: int | None, exact: bool = False) -> dict[str, str]:
+    """Each attacker's title; ``knows`` says EOT's draws when there are some; ``exact``: the adaptive attacker has
+    the defense's exact gradient (else BPDA)."""
+    out = {c: (EXACT_COLUMN_TITLES if exact else COLUMN_TITLES).get(c, COLUMN_TITLES[c]) for c in columns}
     if "knows" in out and eot:
-        out["knows"] = f"attacker knows the defense: BPDA + EOT over {eot} draws of the random defense"
+        out["knows"] = (f"attacker knows the defense: {'exact gradient' if exact else 'BPDA'} + EOT over {eot} "
+                        "draws of the random defense")
     return out
+
+
+def exact_gradient(result: DefenseTable) -> bool:
+    """Whether the table's adaptive attacker differentiated the defense exactly (its ``bpda`` record says so)."""
+    return bool(result.bpda) and str(result.bpda).startswith(EXACT)
+
+
+def gradient_name(result: DefenseTable) -> str:
+    """The adaptive attacker's gradient through the defense in a word or two: ``exact gradient`` or ``BPDA``."""
+    return EXACT if exact_gradient(result) else "BPDA"
+
+
+def column_short(result: DefenseTable, column: str) -> str:
+    """A column's short name in the table's headers: ``ignores``, ``bare``, ``BPDA`` (``1 draw`` when the
+    adaptive attacker had the exact gradient), ``knows``."""
+    return (EXACT_COLUMN_SHORT if exact_gradient(result) else {}).get(column, COLUMN_SHORT[column])
+
+
+def strong_name(result: DefenseTable) -> str:
+    """The strong attacker in a few words: ``BPDA-PGD-50`` or ``exact-gradient PGD-50``."""
+    steps = result.attack_params.strong_steps
+    return f"exact-gradient PGD-{steps}" if exact_gradient(result) else f"BPDA-PGD-{steps}"
 
 
 def adaptivity_flags(accuracy: dict, strong: dict, rows: Sequence[str], attack_names: Sequence[str],
@@ -504,10 +541,13 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
       then each row classifies them (halftoning them first).
     * ``bare`` (``adaptive``): crafted white-box on the row's own network without its defense, then halftoned.
     * ``knows`` (``adaptive``): each row attacked through its own pipeline, the defense differentiated by
-      BPDA (Athalye et al. 2018), with EOT over ``eot`` draws for a randomised defense; ``bpda``: the same
-      without EOT (randomised defenses only), so EOT's effect is one column apart.
-    * strong (``adaptive`` and ``strong_steps`` > 0): BPDA(+EOT)-PGD with ``strong_steps`` steps from
-      ``restarts`` random starts; an example counts as correct only if it survives every restart.
+      :meth:`~advcore.defenses.Defense.differentiate` (its exact gradient where it is differentiable, else BPDA;
+      Athalye et al. 2018 Sec. 4), with EOT over ``eot`` draws for a randomised defense (each draw's exact
+      gradient, averaged); ``bpda``: the same without EOT (randomised defenses only), so EOT's effect is one
+      column apart.
+    * strong (``adaptive`` and ``strong_steps`` > 0): PGD through the defense (as ``knows``, + EOT) with
+      ``strong_steps`` steps from ``restarts`` random starts; an example counts as correct only if it survives
+      every restart.
 
     ``robust``: an example counts as correct at an eps only if every attacker with every attack left it
     correct (the per-example minimum). ``flags``: :func:`adaptivity_flags`.
@@ -565,6 +605,7 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
     columns = column_keys(adaptive, defense.randomized)
     strong_on = adaptive and strong_steps > 0
     base = rows[0].model
+    how = "exact gradient" if defense.differentiable else "BPDA"
 
     def sources(r: Row) -> dict[str, nn.Module]:
         return {"ignores": base, "bare": r.model, "bpda": r.plain, "knows": r.attacked}
@@ -645,7 +686,7 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                             made[key] = attacks.run("pgd", r.attacked, xb, yb, eps=e, norm="linf", steps=strong_steps,
                                                     random_start=True,
                                                     seed=seed + 104729 * (j + 1) + b0 + b).x_adv.detach()
-                            tick(f"PGD-{strong_steps} eps {e:g}, start {j + 1} of {restarts}: BPDA on {r.title}")
+                            tick(f"PGD-{strong_steps} eps {e:g}, start {j + 1} of {restarts}: {how} on {r.title}")
                         for k, mk in masks(r, made[key], yb, b).items():
                             alive[k] &= mk
                     for k in ks:
@@ -664,11 +705,11 @@ def evaluate_defense(model_name: str, method: str | Defense = "floyd-steinberg",
                                    pgd_alpha="2.5 eps / steps, random start", seed=seed,
                                    strong_steps=strong_steps if strong_on else 0, restarts=restarts),
         adaptive=adaptive,
-        bpda=f"{defense.gradient_estimate} backward pass through the {defense.title}" if adaptive else None,
+        bpda=f"{defense.gradient_words()} through the {defense.title}" if adaptive else None,
         eot=eot_used,
         topk=[f"top{k}" for k in ks],
         rows=[TableRow(r.key, r.title, r.model_name, r.halftone) for r in rows],
-        columns=column_titles(columns, eot_used),
+        columns=column_titles(columns, eot_used, exact=defense.differentiable),
         clean={}, accuracy={}, strong={}, robust={}, flags=[], table=[],  # filled by tabulate
         device=str(dev),
         lesson="",
@@ -766,9 +807,10 @@ def lesson(result: DefenseTable) -> str:
     else:
         p = result.attack_params
         who = ["ignoring the defense", "white-box on the bare network",
-               "BPDA" + (" with and without EOT" if result.eot else "") + f" ({p.steps} steps)"]
+               ("the defense's exact gradient" if exact_gradient(result) else "BPDA")
+               + (" with and without EOT" if result.eot else "") + f" ({p.steps} steps)"]
         if p.strong_steps:
-            who.append(f"BPDA-PGD-{p.strong_steps} from {p.restarts} random start{'s' if p.restarts > 1 else ''}")
+            who.append(f"{strong_name(result)} from {p.restarts} random start{'s' if p.restarts > 1 else ''}")
         rob, rob_none = result.robust[best]["top1"][i], result.robust["none"]["top1"][i]
         text += (f" Counting an image as correct only if it survives every attacker ({', '.join(who)}; all "
                  f"{len(result.attacks)} attack{'s' if len(result.attacks) > 1 else ''}), the same model keeps "
@@ -796,9 +838,10 @@ def lesson(result: DefenseTable) -> str:
 def attacker_name(result: DefenseTable, column: str, attack: str) -> str:
     """An attacker in a few words: ``PGD knowing the defense``, ``BPDA-PGD-50``."""
     if column == "strong":
-        return f"BPDA-PGD-{result.attack_params.strong_steps}"
-    how = {"ignores": "ignoring the defense", "bare": "white-box on the bare network", "bpda": "with BPDA, no EOT",
-           "knows": "knowing the defense" + (" (BPDA + EOT)" if result.eot else " (BPDA)")}[column]
+        return strong_name(result)
+    g = gradient_name(result)
+    how = {"ignores": "ignoring the defense", "bare": "white-box on the bare network", "bpda": f"with {g}, no EOT",
+           "knows": "knowing the defense" + (f" ({g} + EOT)" if result.eot else f" ({g})")}[column]
     return f"{name_of(attack)} {how}"
 
 
@@ -820,7 +863,8 @@ def flags_sentence(result: DefenseTable) -> str:
 
 
 def eot_sentence(result: DefenseTable) -> str:
-    """EOT's effect alone: the same attack and steps with BPDA, one draw per step against the mean of ``eot``."""
+    """EOT's effect alone: the same attack and steps through the defense, one draw per step against the mean of
+    ``eot``."""
     if not result.eot or not result.attacks:
         return ""
     positive = [i for i, e in enumerate(result.eps) if e > 0]
@@ -831,7 +875,8 @@ def eot_sentence(result: DefenseTable) -> str:
         return ""
     mean = sum(p[0] - p[1] for p in pairs) / len(pairs)
     b, k, r, i = max(pairs, key=lambda p: p[0] - p[1])
-    text = (f"EOT's effect alone ({name_of(a)}, {result.attack_params.steps} steps, BPDA with one draw of the "
+    text = (f"EOT's effect alone ({name_of(a)}, {result.attack_params.steps} steps, {gradient_name(result)} with one "
+            f"draw of the "
             f"{random_word(defense_title(result.defense))} per step against the mean over {result.eot}): accuracy "
             f"changes by {-100 * mean:+.1f} points on average over {len(pairs)} defended cells")
     if b - k <= 0:
@@ -859,7 +904,8 @@ class Panels:
 
     ``clean`` and ``adversarial`` are classified by the undefended model; the halftones by
     the chosen row's model. ``adversarial`` was crafted on the undefended model (attacker
-    ignores the defense) or through the row's pipeline with BPDA (+ EOT) (attacker knows it).
+    ignores the defense) or through the row's pipeline (the defense's exact gradient or BPDA, + EOT) (attacker
+    knows it).
     """
 
     images: dict[str, torch.Tensor]  # name -> (1, C, H, W) in [0, 1]

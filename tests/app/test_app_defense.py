@@ -144,7 +144,7 @@ def test_shipped_measurement_is_shown_with_its_numbers():
     assert rows == dv.table_rows(result)
     assert [r["defense"] for r in rows] == [r.title for r in result.rows for _ in range(len(result.attacks) + 2)]
     i = result.eps.index(0.1)
-    col = dv.column_name(0.1, list(result.columns))
+    col = dv.column_name(0.1, result)
     for line in rows:
         row = next(r for r in result.rows if r.title == line["defense"])
         a = next((x for x in result.attacks if dv.ATTACK_TITLES[x] == line["attacker"]), None)

@@ -52,7 +52,7 @@ def test_bit_depth_table_json_numbers_and_masking_check():
     assert code == 0, err
     r = json.loads(out)
     assert r["defense"] == {"name": "bit-depth", "title": "bit-depth reduction", "random": False, "bits": 2}
-    assert r["bpda"] == "identity backward pass through the bit-depth reduction" and r["eot"] is None
+    assert r["bpda"] == "identity (BPDA) through the bit-depth reduction" and r["eot"] is None
     assert [row["key"] for row in r["rows"]] == ["none", "defense-input"]
     # the clean accuracy behind the defense, recomputed with the model and the transform called directly
     x, y = datasets.load_subset(16)
@@ -73,3 +73,7 @@ def test_the_randomised_defense_is_attacked_with_and_without_eot():
     r = json.loads(out)
     assert r["defense"]["random"] and r["defense"]["enlarge"] == 0.2 and r["defense"]["interpolation"] == "nearest"
     assert r["eot"] == 2 and list(r["columns"]) == ["ignores", "bare", "bpda", "knows"]
+    # differentiable: the attacker who knows it has its exact gradient, averaged over EOT's draws
+    assert r["bpda"] == "exact gradient through the random resize and pad"
+    assert r["columns"]["knows"] == ("attacker knows the defense: exact gradient + EOT over 2 draws of the random "
+                                     "defense")

@@ -230,7 +230,7 @@ GOLDEN = Path(__file__).parent / "golden"
 def test_to_dict_is_the_recorded_json(golden, kwargs):
     """``DefenseTable.to_dict()`` of these tiny runs, exactly as recorded in tests/unit/golden (``device`` and
     ``seconds`` left out; regenerated when the protocol gained the bare, BPDA-without-EOT, strong and worst-case
-    attackers, the reference row and the flags)."""
+    attackers, the reference row and the flags; ``bpda`` reworded to say "identity (BPDA)" beside "exact gradient")."""
     want = json.loads((GOLDEN / golden).read_text(encoding="utf-8"))
     method = kwargs.pop("method")
     r = lab.evaluate_defense("fmnist-naive", method, eps=[0, 0.1], n=20, steps=2, seed=0, device="cpu", **kwargs)
@@ -281,7 +281,7 @@ def test_the_evaluation_takes_any_defense():
     r = lab.evaluate_defense("fmnist-naive", q, attack_names=["fgsm"], eps=[0, 0.1], n=20, adaptive=True,
                              trained={}, strong_steps=3)
     assert r.defense == {"name": "quantise-test", "title": "4-level quantisation", "random": False}
-    assert r.bpda == "identity backward pass through the 4-level quantisation" and r.eot is None
+    assert r.bpda == "identity (BPDA) through the 4-level quantisation" and r.eot is None
     assert [row.key for row in r.rows] == ["none", "defense-input"]  # the trained rows are the halftone's
     assert r.rows[1].title == "naive model behind 4-level quantisation"
     for c in ("ignores", "knows"):
@@ -290,6 +290,41 @@ def test_the_evaluation_takes_any_defense():
     p = lab.image_panels("fmnist-naive", datasets.to_float(x), int(y[0]), method=q, attack="fgsm", eps=0.1,
                          trained={})
     assert torch.equal(p.images["halftone_clean"], q(datasets.to_float(x)))
+
+
+class _Through(torch.nn.Module):
+    """``net(f(x))`` as a module, for the attacks."""
+
+    def __init__(self, net: torch.nn.Module, f):
+        super().__init__()
+        self.net, self.f = net, f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.f(x))
+
+
+def test_a_differentiable_defense_is_attacked_through_its_exact_gradient():
+    """Median smoothing: the ``knows`` column is PGD through ``median_smooth``'s own autograd, recomputed here;
+    the identity (BPDA) attacker of the same steps leaves far more images correct."""
+    from advcore import attacks, models
+
+    x, y, _ = datasets.eval_set("fashion-mnist", 50)
+    r = lab.evaluate_defense("fmnist-naive", "median", attack_names=["pgd"], eps=[0, 0.1], n=50, steps=10,
+                             strong_steps=0, trained={}, seed=0)
+    assert r.bpda == "exact gradient through the median smoothing" and lab.exact_gradient(r)
+    assert r.columns["knows"] == lab.EXACT_COLUMN_TITLES["knows"] and "exact gradient" in r.lesson
+    net = lab.bare_network(models.load("fmnist-naive"))
+    med = defenses.MedianSmoothing(window=2)
+
+    def accuracy(f) -> float:
+        xa = attacks.run("pgd", _Through(net, f), x, y, eps=0.1, norm="linf", steps=10, seed=0).x_adv
+        with torch.no_grad():
+            return float((net(med(xa)).argmax(1) == y).float().mean())
+
+    exact = accuracy(lambda t: defenses.median_smooth(t, 2))
+    assert r.values("defense-input", "pgd", "knows")[1] == pytest.approx(exact, abs=1e-6)
+    identity = accuracy(lambda t: defenses.BPDA.apply(t, med))
+    assert exact < identity - 0.05, (exact, identity)  # measured 14% against 28% on these 50 images
 
 
 def test_cli_defend_refuses_a_bayer_size_that_no_halftone_takes():
@@ -386,3 +421,18 @@ def test_the_views_mark_flags_show_the_worst_case_and_share_one_legend(table):
     assert legend == [r.title for r in table.rows]  # one legend entry per row for all the panels
     assert [a.text for a in fig.layout.annotations] == ["FGSM", "PGD", "worst case"]
     assert "⚠" in dv.flags_caption(replace(table, flags=[flag]))
+
+
+def test_the_views_name_the_exact_gradient_of_a_shipped_differentiable_defense():
+    from ui.views import defense as dv
+
+    t = lab.saved_table("fmnist-naive", "resize-pad")
+    assert t is not None and lab.exact_gradient(t) and lab.gradient_name(t) == "exact gradient"
+    assert dv.strong_title(t) == f"exact-gradient PGD-{t.attack_params.strong_steps} + EOT, 1 random start"
+    assert dv.column_name(0.1, t) == "eps 0.1: ignores / bare / 1 draw / knows"
+    assert "through the exact gradient of the random resize and pad (autograd)" in dv.table_caption(t)
+    halftone = lab.saved_table("fmnist-naive", "floyd-steinberg")
+    assert halftone is not None and not lab.exact_gradient(halftone) and lab.gradient_name(halftone) == "BPDA"
+    assert dv.column_name(0.1, halftone) == "eps 0.1: " + " / ".join(halftone.columns)
+    assert dv.adaptive_words("median") == "exact gradient" and dv.adaptive_words("jpeg") == "BPDA"
+    assert dv.adaptive_words("resize-pad") == "exact gradient, EOT"

@@ -160,6 +160,24 @@ def test_bpda_gradient_equals_the_identity_surrogates(fmnist):
     assert float(g4.abs().sum()) == 0.0
 
 
+def test_eot_through_a_differentiable_defense_averages_each_draws_exact_gradient():
+    """EOT over a randomised differentiable defense: the gradient of the mean logits is the mean over the same
+    draws (the defense's own generator, in order) of each draw's exact gradient."""
+    x = colour_image(size=12)[:, :1].repeat(2, 1, 1, 1)
+    model = tiny_model(1, 12)
+    w = torch.randn(2, 5, generator=torch.Generator().manual_seed(1))
+    d = defenses.RandomResizePad(enlarge=0.5, seed=4)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad((defenses.EOT(defenses.Defended(model, d), samples=3)(xg) * w).sum(), xg)
+    d.reseed(4)
+    per_draw = []
+    for _ in range(3):
+        xi = x.clone().requires_grad_(True)
+        per_draw.append(torch.autograd.grad((model(d.forward(xi)) * w).sum(), xi)[0])
+    torch.testing.assert_close(g, torch.stack(per_draw).mean(0))
+    assert not torch.allclose(per_draw[0], per_draw[1])  # the draws differ, and so do their gradients
+
+
 def test_eot_averages_the_logits_of_k_draws(fmnist):
     model = models.load("fmnist-naive", "cpu")
     eot = defenses.EOT(defenses.Defended(model, defenses.Halftone("bayer-random", seed=1)), samples=4)
@@ -224,8 +242,9 @@ def test_forward_keeps_shape_dtype_and_range(key, fmnist):
 
 
 @pytest.mark.parametrize("key", list(PRESETS))
-def test_bpda_gradient_is_the_model_gradient_at_the_defended_input(key):
-    """With the identity estimate, d loss(model(D(x))) / dx = d loss(model(z)) / dz at z = D(x)."""
+def test_the_attackers_gradient_is_exact_where_declared_else_bpda(key):
+    """A differentiable defense: d loss(model(D(x))) / dx is autograd's through D (Athalye et al. 2018 Sec. 4),
+    not the identity's; otherwise (BPDA, identity estimate) it is d loss(model(z)) / dz at z = D(x)."""
     name, params = PRESETS[key]
     d = defenses.get_defense(name, **params)
     x = colour_image(size=12)[:, :2].repeat(3, 1, 1, 1)
@@ -236,7 +255,17 @@ def test_bpda_gradient_is_the_model_gradient_at_the_defended_input(key):
     (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(defenses.Defended(model, d)(xg), y), xg)
     z = d.reseed(3)(x).requires_grad_(True)
     (ref,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(z), y), z)
-    if type(d).estimate_gradient is defenses.Defense.estimate_gradient:
+    if d.differentiable:
+        xe = x.clone().requires_grad_(True)
+        (exact,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(d.reseed(3).forward(xe)), y), xe)
+        assert torch.allclose(g, exact, atol=1e-7) and not torch.allclose(g, ref, atol=1e-3)
+        # bpda=False (plain backpropagation through forward) is the same exact gradient
+        xp = x.clone().requires_grad_(True)
+        d.reseed(3)
+        (plain,) = torch.autograd.grad(torch.nn.functional.cross_entropy(
+            defenses.Defended(model, d, bpda=False)(xp), y), xp)
+        assert torch.equal(plain, g)
+    elif type(d).estimate_gradient is defenses.Defense.estimate_gradient:
         assert torch.equal(g, ref) and float(g.abs().sum()) > 0
     else:
         assert g.shape == x.shape and torch.isfinite(g).all()

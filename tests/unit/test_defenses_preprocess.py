@@ -100,4 +100,39 @@ def test_every_defense_declares_its_fields_and_describes_itself():
         d = cls()
         assert set(d.params()) - {"seed"} == {p.name for p in cls.PARAMS}
         assert d.describe()["name"] == name and d.reference and d.gradient_estimate == "identity"
+        assert d.gradient_words() == ("exact gradient" if name in ("median", "resize-pad") else "identity (BPDA)")
         assert all(p.key == f"defense_{p.name}" for p in cls.PARAMS)
+
+
+# --------------------------------------------------------------------------- the exact gradient (Athalye et al. Sec. 4)
+
+DIFFERENTIABLE = [("median", {"window": 2}), ("median", {"window": 3}),
+                  ("resize-pad", {"enlarge": 0.5, "interpolation": "nearest"}),
+                  ("resize-pad", {"enlarge": 0.5, "interpolation": "bilinear"})]
+
+
+def test_exactly_the_differentiable_defenses_declare_it():
+    assert {n for n, c in defenses.DEFENSES.items() if c.differentiable} == {"median", "resize-pad"}
+
+
+@pytest.mark.parametrize(("name", "params"), DIFFERENTIABLE)
+def test_differentiate_is_forward_value_for_value_with_a_graph(name, params):
+    x = images(c=3, n=3, h=9, w=9, seed=1).requires_grad_(True)
+    d = defenses.get_defense(name, **params, seed=5)
+    out = d.reseed(5).differentiate(x)
+    assert out.requires_grad and out.grad_fn is not None
+    assert torch.equal(out.detach(), d.reseed(5)(x.detach()))  # the same numbers, the same random draws
+
+
+@pytest.mark.parametrize(("name", "params"), DIFFERENTIABLE)
+def test_the_exact_gradient_matches_finite_differences(name, params):
+    """torch.autograd.gradcheck (central differences, float64) of the transform with its draws fixed: the
+    gradient the adaptive attacker follows is the transform's own (sub)gradient, not an approximation."""
+    x = (0.2 + 0.6 * images(c=1, n=2, h=6, w=6, seed=2)).double().requires_grad_(True)
+    d = defenses.get_defense(name, **params, seed=7)
+    assert torch.autograd.gradcheck(lambda t: d.reseed(7).differentiate(t), (x,), eps=1e-6, atol=1e-5)
+    # a median's subgradient: every output pixel is one input pixel, so each row of the Jacobian is one-hot
+    if name == "median":
+        jac = torch.autograd.functional.jacobian(lambda t: d.differentiate(t), x).reshape(x.numel(), x.numel())
+        assert torch.equal(jac.sum(1), torch.ones(x.numel(), dtype=jac.dtype))
+        assert set(jac.unique().tolist()) == {0.0, 1.0}

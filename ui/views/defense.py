@@ -70,6 +70,17 @@ def is_random(choice: str, params: dict | None = None) -> bool:
     return lab.make_defense(choice, params=params).randomized
 
 
+def differentiable_titles() -> str:
+    """The registered defenses the adaptive attacker differentiates exactly, in words: ``median smoothing, ...``."""
+    return ", ".join(cls.title for cls in defenses.DEFENSES.values() if cls.differentiable) or "none"
+
+
+def adaptive_words(choice: str, params: dict | None = None) -> str:
+    """How the attacker who knows the defense gets through it, for labels: ``BPDA``, ``exact gradient, EOT``."""
+    d = lab.make_defense(choice, params=params)
+    return ("exact gradient" if d.differentiable else "BPDA") + (", EOT" if d.randomized else "")
+
+
 def view_word(choice: str) -> str:
     """What the defended views are called: ``Halftone``, ``JPEG``, ``Median``."""
     return {"halftone": "Halftone", "jpeg": "JPEG", "bit-depth": "Squeezed", "median": "Median",
@@ -158,8 +169,9 @@ def panels_sentence(panels: lab.Panels, req: PanelRequest) -> str:
     """What the four predictions say, in plain words."""
     p = panels.predictions
     right = {k: p[k].label == panels.label for k in p}
-    who = ("an attacker who knows the defense (BPDA" + (" + EOT" if is_random(req.method, dict(req.params)) else "")
-           + ")") if req.adaptive else "an attacker who attacks the undefended model only (the paper's protocol)"
+    how = adaptive_words(req.method, dict(req.params)).replace(", ", " + ")
+    who = (f"an attacker who knows the defense ({how})" if req.adaptive
+           else "an attacker who attacks the undefended model only (the paper's protocol)")
     if req.eps == 0:
         return "eps is 0: no attack; compare the clean and halftone predictions."
     parts = [f"The adversarial image was made by {who}."]
@@ -242,19 +254,21 @@ def run_table(req: TableRequest, progress: ProgressFn | None = None) -> lab.Defe
 FLAG = "⚠"
 
 
-def column_name(e: float, columns) -> str:
+def column_name(e: float, result: lab.DefenseTable) -> str:
     """The table's column for eps ``e``: ``clean``, ``eps 0.1: ignores / bare / knows`` (or ``eps 0.1`` alone)."""
     if e == 0:
         return "clean"
-    if len(columns) == 1:
+    if len(result.columns) == 1:
         return f"eps {eps_fraction_text(e)}"
-    return f"eps {eps_fraction_text(e)}: " + " / ".join(lab.COLUMN_SHORT[c] for c in columns)
+    return f"eps {eps_fraction_text(e)}: " + " / ".join(lab.column_short(result, c) for c in result.columns)
 
 
 def strong_title(result: lab.DefenseTable) -> str:
     p = result.attack_params
-    return (f"BPDA{' + EOT' if result.eot else ''}-PGD-{p.strong_steps}, {p.restarts} random "
-            f"start{'s' if p.restarts > 1 else ''}")
+    eot = " + EOT" if result.eot else ""
+    name = (f"exact-gradient PGD-{p.strong_steps}{eot}" if lab.exact_gradient(result)
+            else f"BPDA{eot}-PGD-{p.strong_steps}")
+    return f"{name}, {p.restarts} random start{'s' if p.restarts > 1 else ''}"
 
 
 WORST_TITLE = "worst case: every attacker, per image"
@@ -276,7 +290,7 @@ def table_rows(result: lab.DefenseTable, k: str = "top1") -> list[dict[str, str]
             line = {"defense": row.title, "model": row.model, "attacker": ATTACK_TITLES.get(a, a)}
             acc = result.accuracy[row.key][a]
             for i, e in enumerate(result.eps):
-                line[column_name(e, cols)] = " / ".join(cell(acc[c][k][i], (row.key, a, e, c)) for c in
+                line[column_name(e, result)] = " / ".join(cell(acc[c][k][i], (row.key, a, e, c)) for c in
                                                         (cols[:1] if e == 0 else cols))
             out.append(line)
         extra = ([(strong_title(result), result.strong[row.key][k], "strong")] if result.strong else []) + \
@@ -284,7 +298,7 @@ def table_rows(result: lab.DefenseTable, k: str = "top1") -> list[dict[str, str]
         for title, values, c in extra:
             line = {"defense": row.title, "model": row.model, "attacker": title}
             for i, e in enumerate(result.eps):
-                line[column_name(e, cols)] = cell(values[i], (row.key, "pgd", e, c))
+                line[column_name(e, result)] = cell(values[i], (row.key, "pgd", e, c))
             out.append(line)
     return out
 
@@ -296,8 +310,8 @@ def table_height(n_lines: int) -> int:
 
 def curves(result: lab.DefenseTable, k: str = "top1") -> go.Figure:
     """Accuracy against eps, one panel per attack plus the worst case, one colour per row and one legend for all:
-    solid = attacker ignores the defense, dashed = knows it (BPDA, + EOT); the last panel: the per-example worst
-    case over every attacker."""
+    solid = attacker ignores the defense, dashed = knows it (exact gradient or BPDA, + EOT); the last panel: the
+    per-example worst case over every attacker."""
     panels = [ATTACK_TITLES.get(a, a) for a in result.attacks] + (["worst case"] if result.adaptive else [])
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, shared_yaxes=True,
                         horizontal_spacing=0.04)
@@ -319,7 +333,7 @@ def curves(result: lab.DefenseTable, k: str = "top1") -> go.Figure:
             shown = True
     fig.update_layout(**plots.FIG4_LAYOUT)
     fig.update_layout(height=420, title=f"Accuracy ({k.replace('top', 'top-')}) against eps: solid = attacker "
-                                        "ignores the defense, dashed = knows it (BPDA)")
+                                        f"ignores the defense, dashed = knows it ({lab.gradient_name(result)})")
     fig.update_xaxes(title="eps (L-inf, pixels in [0, 1])", rangemode="tozero")
     fig.update_yaxes(range=[0, 100])
     fig.update_yaxes(title="accuracy (%)", row=1, col=1)
@@ -344,10 +358,12 @@ def table_caption(result: lab.DefenseTable) -> str:
             f"the {word}, as in the paper. ")
     if result.adaptive:
         eot = f" + EOT over {result.eot} draws" if result.eot else ""
+        how = (f"the exact gradient of the {word} (autograd)" if lab.exact_gradient(result)
+               else f"the {word} with BPDA (identity gradient)")
         cols += (f"bare = made white-box on the row's own network without the {word}, then passed through it. "
-                 + (f"BPDA = through the {word} with the identity gradient, one draw per step (no EOT). "
+                 + (f"{lab.column_short(result, 'bpda')} = through {how}, one draw per step (no EOT). "
                     if "bpda" in result.columns else "")
-                 + f"knows = through the {word} with BPDA (identity gradient){eot}. ")
+                 + f"knows = through {how}{eot}. ")
         if result.strong:
             cols += f"{strong_title(result)}: the strong adaptive attacker. "
         cols += (f"{WORST_TITLE}: an image counts as correct only if no attacker with any attack fooled it "
