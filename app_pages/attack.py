@@ -23,6 +23,7 @@ from advcore.predictions import resolve_class
 from ui import plots
 from ui.frame import (
     app_frame,
+    command_line,
     md_escape,
     require_image,
     url_bool,
@@ -270,7 +271,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
                   label="Download metrics JSON")
 
     st.markdown("**The same numbers from the command line**")
-    st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
+    command_line(attack_view.cli_command(req, sel.cli_image))
     cli_image_note(sel)
     return True
 
@@ -488,7 +489,7 @@ def main() -> None:
                 _, h, w = spec.input_size
                 st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "
                         "so it does not rerun on every change: press Run attack.")
-            st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
+            command_line(attack_view.cli_command(req, sel.cli_image))
             cli_image_note(sel)
             return
     if views(req, res, sel, guess_mode) and partner is not None:
