@@ -335,3 +335,21 @@ def test_a_session_closed_mid_run_frees_its_slot_and_its_result(monkeypatch: pyt
         assert torch.equal(res.x_adv, ref.x_adv) and res.adversarial.name == ref.adversarial.name
     assert shared.results().computed == 2  # A's closed run kept nothing; B's and C's were computed
     assert shared.queue().running() == 0 and shared.queue().waiting() == 0 and shared.results().in_flight() == 0
+
+
+def test_a_results_charts_are_built_once_and_equal_fresh_ones() -> None:
+    from ui import plots
+
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (28, 28, 3), dtype=np.uint8))
+    req = attack_view.AttackRequest(model="fmnist-naive", device="cpu", image_key="test:2", attack="pgd",
+                                    norm="linf", eps=8 / 255, eps_text="8/255", steps=3)
+    res = attack_view.run(req, image)
+    figs = attack_view.figures(req, res)
+    assert attack_view.figures(req, attack_view.run(req, image)) is figs  # another session's rerun: not rebuilt
+    watch = res.metrics["clean_name"]
+    loss, prob = attack_view.history(res.result)
+    delta = plots.to_numpy_image(res.x_adv) - plots.to_numpy_image(res.x)
+    fresh = [plots.topk_bars(res.adversarial.names, res.adversarial.probs, "Top-5 after (adversarial)", watch),
+             plots.history_figures(loss, prob, watch, False)[0], plots.perturbation_heatmap(delta, 8.0)]
+    for kept, new in zip((figs.top5_adv, figs.loss, figs.heatmap), fresh, strict=True):
+        assert kept.to_json() == new.to_json()
