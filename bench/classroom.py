@@ -134,6 +134,7 @@ async def session(browser, url: str, i: int, steps: int, timeout_s: float, start
             await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
             seconds = (await page.evaluate("window.__endAt") - t_act) / 1000
             out.append({"step": name, "kind": kind, "settings": after, "seconds": round(seconds, 3),
+                        "script_runs": await page.evaluate("window.__ends") - n,  # reruns the interaction cost
                         "numbers": await read_numbers(page)})
         out.append({"saw_waiting": await page.evaluate("window.__sawWaiting")})
     finally:
