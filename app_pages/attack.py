@@ -23,6 +23,7 @@ from advcore.predictions import resolve_class
 from ui import plots
 from ui.frame import (
     app_frame,
+    command_line,
     md_escape,
     require_image,
     url_bool,
@@ -237,11 +238,10 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     {"success": st.success, "warning": st.warning, "info": st.info}[kind](md_escape(verdict))
 
     watch = m["target_name"] if m["targeted"] else m["clean_name"]
+    figs = attack_view.figures(req, res)  # built once per result, for every session
     b1, b2 = st.columns(2)
-    b1.plotly_chart(plots.topk_bars(res.clean.names, res.clean.probs, "Top-5 before (clean)", watch),
-                    key="attack_top5_clean")
-    b2.plotly_chart(plots.topk_bars(res.adversarial.names, res.adversarial.probs, "Top-5 after (adversarial)", watch),
-                    key="attack_top5_adv")
+    b1.plotly_chart(figs.top5_clean, key="attack_top5_clean")
+    b2.plotly_chart(figs.top5_adv, key="attack_top5_adv")
     if m["targeted"]:
         absent = "" if watch in res.clean.names else f" ('{md_escape(watch)}' is not in the clean top-5)"
         topk_note = f"the attack pulls it up to the top{absent}."
@@ -252,7 +252,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
 
     loss, prob = attack_view.history(res.result)
     l1, l2 = st.columns(2)
-    loss_fig, prob_fig = plots.history_figures(loss, prob, watch, bool(m["targeted"]))
+    loss_fig, prob_fig = figs.loss, figs.prob
     l1.plotly_chart(loss_fig, key="attack_loss")
     l2.plotly_chart(prob_fig, key="attack_prob")
     st.caption(history_caption(req, bool(m["targeted"]), stop_on_success, len(loss) - 1))
@@ -261,7 +261,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
 
     h1, h2 = st.columns([1, 1.7])
     cap = 255.0 * req.eps if req.norm == "linf" else None
-    h1.plotly_chart(plots.perturbation_heatmap(delta, cap), key="attack_heatmap")
+    h1.plotly_chart(figs.heatmap, key="attack_heatmap")
     h1.caption(heatmap_caption(req, delta, plots.heatmap_top(delta, cap)))
     rows = [{k: md_escape(v) for k, v in row.items()} for row in attack_view.metric_rows(m)]
     h2.table(rows, hide_index=True, border="horizontal")  # static: every row and full text, no scroll bar
@@ -280,7 +280,7 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
                   label="Download metrics JSON")
 
     st.markdown("**The same numbers from the command line**")
-    st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
+    command_line(attack_view.cli_command(req, sel.cli_image))
     cli_image_note(sel)
     return True
 
@@ -547,7 +547,7 @@ def main() -> None:
                 _, h, w = spec.input_size
                 st.info(f"{req.spec.title} with {req.gradient_steps} steps on a {w}x{h} image takes a while here, "
                         "so it does not rerun on every change: press Run attack.")
-            st.code(attack_view.cli_command(req, sel.cli_image), language="bash")
+            command_line(attack_view.cli_command(req, sel.cli_image))
             cli_image_note(sel)
             return
     if views(req, res, sel, guess_mode) and partner is not None:

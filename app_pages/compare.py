@@ -14,6 +14,7 @@ from advcore.errors import AdvlabError
 from advcore.labs import compare
 from ui.frame import (
     app_frame,
+    command_line,
     error_boundary,
     md_escape,
     url_choice,
@@ -272,7 +273,7 @@ def results_section(req: cv.CompareRequest, result: compare.CompareResult, stale
     d3.download_button("Whole run (JSON)", cv.json_bytes(result), file_name="compare.json",
                        mime="application/json", on_click="ignore", key="compare_dl_json")
     download_figure(d4, heat, "transfer.html", key="compare_dl_heatmap", label="Transfer heat map (HTML)")
-    st.code(req.cli_command(), language="bash")
+    command_line(req.cli_command())
     if req.images == "uploads":
         st.caption("Put your uploaded images in a folder named uploads/ next to the command.")
 
@@ -331,7 +332,7 @@ def sweep_section(req: cv.CompareRequest, error: str | None) -> None:
     rows = [r for res in results if res is not None for r in compare.sweep_rows(res)]
     st.download_button("ASR against eps (CSV)", cv.csv_bytes(rows), file_name="sweep.csv", mime="text/csv",
                        on_click="ignore", key="compare_dl_sweep")
-    st.code("\n".join(r.cli_command() for r in (linf, l2)), language="bash")
+    command_line("\n".join(r.cli_command() for r in (linf, l2)))
 
 
 def main() -> None:
@@ -362,7 +363,7 @@ def main() -> None:
             else:
                 st.caption("Nothing computed yet for these settings: press Run. On a 2-core CPU the nine photos "
                            "on EfficientNet-Lite0 take about a minute; Fashion-MNIST models take seconds.")
-                st.code(req.cli_command(), language="bash")
+                command_line(req.cli_command())
         if error is None:
             sweep_section(req, error)
 

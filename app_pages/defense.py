@@ -15,6 +15,7 @@ from advcore.labs import defense as lab
 from ui import plots
 from ui.frame import (
     app_frame,
+    command_line,
     error_boundary,
     md_escape,
     require_image,
@@ -245,7 +246,7 @@ def table_section(sel, base: str, method: str, params: tuple, small: bool, notic
         if small and dv.is_halftone(method):
             st.markdown(dv.paper_sentence())
     st.markdown("**The same measurement from the command line**")
-    st.code(req.cli_command(), language="bash")
+    command_line(req.cli_command())
 
 
 def clean_effect_section(base: str, method: str, params: tuple, device: str) -> None:

@@ -16,6 +16,7 @@ from advcore.labs import geometry
 from advcore.records import image_record
 from ui.frame import (
     app_frame,
+    command_line,
     error_boundary,
     md_escape,
     require_image,
@@ -260,7 +261,7 @@ def main() -> None:
         with tabs[4]:
             compare_tab(req, image, res)
         st.markdown("**The same numbers from the command line**")
-        st.code(req.cli_command(sel.cli_image), language="bash")
+        command_line(req.cli_command(sel.cli_image))
         download_json(st, {**image_record(sel.image_name, image), **res.to_dict()}, "geometry.json",
                       key="geo_download", label="Download the results (JSON)")
         st.caption("The paper (Aghdam et al., VISAPP 2017) used T = 100 points at radii of 1 to 20 pixels on 300 "

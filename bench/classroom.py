@@ -134,6 +134,7 @@ async def session(browser, url: str, i: int, steps: int, timeout_s: float, start
             await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
             seconds = (await page.evaluate("window.__endAt") - t_act) / 1000
             out.append({"step": name, "kind": kind, "settings": after, "seconds": round(seconds, 3),
+                        "script_runs": await page.evaluate("window.__ends") - n,  # reruns the interaction cost
                         "numbers": await read_numbers(page)})
         out.append({"saw_waiting": await page.evaluate("window.__sawWaiting")})
     finally:
@@ -242,20 +243,21 @@ def main(argv: list[str] | None = None) -> int:
     heavy = [r["seconds"] for run in steps_out for r in run if r["kind"] == "heavy"]
     by_step = {}
     for j, (name, kind, _) in enumerate(lesson(0)):
-        by_step[re.sub(r"\d+ ?", "", name) if "own seed" in name else name] = {
+        by_step[re.sub(r" ?\d+", "", name) if "own seed" in name else name] = {
             "kind": kind, **summary([run[j]["seconds"] for run in steps_out])}
     from advcore.device import pick_device
     from bench.common import environment
 
     record = {
-        "environment": environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
+        # environment() reads the load now, at the end: the start's is the one taken before the browsers began
+        "environment": {**environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
+                        "loadavg_1min_at_start": round(load0, 2)},
         "sessions": a.sessions, "max_runs": max_runs, "pgd_steps": a.steps, "models": list(MODELS),
         "light": summary(light), "heavy": summary(heavy), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
         "sessions_that_saw_waiting": sum(bool(run[-1].get("saw_waiting")) for run in runs),
         "equal_to_sequential": not mismatches, "mismatches": mismatches,
         "distinct_runs": len(ref), "browser_phase_s": round(browser_s, 1), "sequential_phase_s": round(sequential_s, 1),
-        "loadavg_1min_at_start": round(load0, 2),
         "per_session": steps_out,
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

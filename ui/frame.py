@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import re
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from advcore import data, datasets, models
 from advcore.device import cuda_available, describe, pick_device
 from advcore.errors import AdvlabError
 from advcore.models import custom
+from advcore.records import pixel_sha256
 from ui import plots
 
 log = logging.getLogger("advlab.ui")
@@ -49,6 +51,7 @@ GENERIC_ERROR = (
 _SELECTION_KEY = "_advlab_selection"
 _SESSION_MODELS_KEY = "_advlab_session_models"  # name -> advcore.models.SessionModel, this session's own models
 _SESSION_NAMES_KEY = "_advlab_session_model_names"  # every name this session has used (never reused: caches)
+_SESSION_FILES_KEY = "_advlab_session_model_files"  # name -> (model file name, card file name or None): uploads
 _MODEL_ERROR_KEY = "_advlab_model_error"
 MODEL_UPLOAD_TYPES = ["pt", "pth", "ts", "jit", "zip", "bin"]
 CARD_UPLOAD_TYPES = ["json", "yaml", "yml"]
@@ -66,6 +69,7 @@ html, body, [data-testid="stAppViewContainer"] { font-size: 20px; }
 h1 { font-size: 2.0rem !important; padding-top: 0 !important; }
 </style>"""
 _IMAGE_CACHE_KEY = "_advlab_image_cache"
+_UPLOAD_KEY = "_advlab_upload_key"  # (this upload, its content key)
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ class Selection:
 
     model: str
     device: str  # "auto" or "cpu"
-    image_key: str  # identifies the image content: "sample:cat.jpg" or "upload:<file id>"
+    image_key: str  # identifies the image content: "sample:cat.jpg" or "upload:<pixel SHA-256>:<name>"
     image_name: str  # the file name a person sees
     cli_image: str  # the --image argument of the equivalent command line
     is_upload: bool
@@ -217,12 +221,77 @@ def add_session_model(name: str, model, card: dict) -> str:
 def load_session_model(model_bytes: bytes, model_file: str, card: dict | bytes, card_file: str = "card.json") -> str:
     """Load an uploaded model (TorchScript or a state_dict, ``weights_only``) with its card (the card file's
     bytes, or the fields as a dict) into this session's model list; returns its name (AdvlabError if bad)."""
+    card_name = card_file if isinstance(card, (bytes, str)) else None
     if isinstance(card, (bytes, str)):
         kind = "yaml" if Path(card_file).suffix.lower() in (".yaml", ".yml") else "json"
         card = custom.parse_card(card, kind=kind, default_name=Path(model_file).stem,
                                  where=f"The model card {card_file}")
     sm = custom.load_custom(model_bytes, card, weights_name=model_file, taken=_taken())
-    return _keep(sm)
+    name = _keep(sm)
+    st.session_state.setdefault(_SESSION_FILES_KEY, {})[name] = (model_file, card_name)
+    return name
+
+
+# The command-line flags that name models (advcore.cli.framework.MODEL_ARGS), and a session model's name in them.
+_MODEL_FLAG = re.compile(r"(--(?:models?|targets|[a-z]+-model))(\s+)(\S+)")
+_CARD_HERE = "\0card\0"
+CARD_TYPED = "card.json"  # the card of a model loaded with typed fields: the person saves those fields as this
+
+
+def cli_for_session(command: str, files: dict[str, tuple[str, str | None]]) -> tuple[str, list[str]]:
+    """``command`` (a page's ``python -m advcore ...`` line) runnable outside this session: each of this
+    session's own models (``mine:NAME``, which the command line cannot name) becomes the file it was uploaded
+    from (``files``: name -> (model file, card file or None for typed fields)), with ``--model-card CARD``
+    when there is exactly one such file (the command line takes one); a Training-lab run becomes
+    ``YOUR_RUN.json``, the card ``python -m advcore train`` writes. Returns the line and one note per kind of
+    replacement (empty when the line names no session model)."""
+    prefix = custom.SESSION_PREFIX
+    uploads: dict[str, tuple[str, str | None]] = {}
+    trained: list[str] = []
+    swapped: list[str] = []
+
+    def swap(m: re.Match) -> str:
+        words = []
+        for name in m.group(3).split(","):
+            if not name.startswith(prefix):
+                words.append(name)
+            elif name in files:
+                uploads[name] = files[name]
+                words.append(shlex.quote(files[name][0]))
+            else:
+                trained.append(name)
+                words.append("YOUR_RUN.json")
+        here = _CARD_HERE if uploads and _CARD_HERE not in swapped else ""  # where --model-card would go
+        swapped.append(here)
+        return f"{m.group(1)}{m.group(2)}{','.join(words)}{here}"
+
+    out = _MODEL_FLAG.sub(swap, command)
+    notes = []
+    if uploads:
+        shown = ", ".join(f"{md_escape(f)}" for f, _ in uploads.values())
+        if len(uploads) == 1 and not trained:
+            model_file, card_file = next(iter(uploads.values()))
+            out = out.replace(_CARD_HERE, f" --model-card {shlex.quote(card_file or CARD_TYPED)}", 1)
+            typed = "" if card_file else f" (save the card fields you typed as {CARD_TYPED})"
+            notes.append(f"Your own model is the file you uploaded ({shown}) and its card{typed}: give the paths "
+                         "where you keep them.")
+        else:
+            notes.append(f"Your own models are the files you uploaded ({shown}): give the paths where you keep "
+                         "them, each with its card beside it as the same name with .json (the command line takes "
+                         "one --model-card).")
+    if trained:
+        notes.append("A Training-lab run lives in this session only: YOUR_RUN.json is the card that "
+                     "`python -m advcore train` writes for the same run (the Training lab shows its line).")
+    return out.replace(_CARD_HERE, ""), notes
+
+
+def command_line(command: str) -> None:
+    """Draw a page's ``python -m advcore ...`` line (:func:`cli_for_session`: your own models as their files)
+    and a note when it names one."""
+    text, notes = cli_for_session(command, st.session_state.get(_SESSION_FILES_KEY, {}))
+    st.code(text, language="bash")
+    for note in notes:
+        st.caption(note)
 
 
 def _numbers(text: str, what: str) -> list[float]:
@@ -381,12 +450,25 @@ def _upload(model: str, device: str, key: str, help: str, waiting: str) -> Selec
         st.sidebar.caption(waiting)
         return None
     _url_state()["upload"] = up.name  # a link cannot carry the file: it says so
-    image_key = f"upload:{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
-    image, error = _load_image(image_key, up.getvalue, up.name)
+    file_key = f"upload:{getattr(up, 'file_id', '')}:{up.name}:{up.size}"  # this upload (Streamlit's file id)
+    image, error = _load_image(file_key, up.getvalue, up.name)
+    known = st.session_state.get(_UPLOAD_KEY)
+    if known is None or known[0] != file_key:  # hash the pixels once per upload, not on every rerun
+        known = st.session_state[_UPLOAD_KEY] = (
+            file_key, upload_key(image, up.name) if image is not None else f"{file_key}:unreadable")
+    image_key = known[1]
     sel = Selection(model=model, device=device, image_key=image_key, image_name=up.name,
                     cli_image=f"upload{_suffix(up.name)}", is_upload=True, image=image, image_error=error)
     _caption_image(sel)
     return sel
+
+
+def upload_key(image: Image.Image, name: str) -> str:
+    """The image key of an upload: ``upload:<SHA-256 of the decoded pixels>:<file name>``
+    (:func:`advcore.records.pixel_sha256`), so two sessions uploading the same file share its results. The
+    name is part of it because a result's record names its image: the same pixels under another file name are
+    computed again rather than shown with someone else's file name."""
+    return f"upload:{pixel_sha256(image)}:{name}"
 
 
 def gallery_image(dataset: str, index: int) -> tuple[Image.Image, int]:

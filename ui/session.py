@@ -359,6 +359,7 @@ class PageRun:
 ATTACK_RESULTS: SessionCache = SessionCache("_advlab_attack_results", 8, shared=True)  # PGD and back: free
 ATTACK_RUN = PageRun("_advlab_attack", results=ATTACK_RESULTS)  # jobs are the results' requests
 ATTACK_FRAMES: SessionCache = SessionCache("_advlab_attack_frames", 16, shared=True)  # (model, device, frame hash)
+# (a result's five charts are built once for every session too: ui.views.attack.figures, 32 results)
 ATTACK_REVEALED: SessionCache = SessionCache("_advlab_attack_revealed", 8)  # "predict, then reveal": request -> guess
 COMPARE_RESULTS: SessionCache = SessionCache("_advlab_compare_results", 4, shared=True)  # tables, eps sweeps
 COMPARE_RUN = PageRun("_advlab_compare", request="pending", results=COMPARE_RESULTS)  # Run/sweep requests

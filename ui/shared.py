@@ -10,8 +10,8 @@ is the one deliberate exception, and it is made safe for that:
   is the very object other sessions draw (copying a result would cost memory for no gain, because pages only read
   results: they draw them, or make new arrays from them);
 * keys are the pages' frozen request dataclasses, which hold everything a result depends on (model, device, image
-  key, attack, parameters, seed). An upload's image key holds Streamlit's file id, a ``uuid4`` per upload, so two
-  uploads are never confused (the same file uploaded twice is simply computed twice).
+  key, attack, parameters, seed). An upload's image key is the SHA-256 of its decoded pixels and its file name
+  (:func:`ui.frame.upload_key`), so two students uploading the same file share its results.
 
 :class:`SharedResults` is a bounded LRU of finished results with "in flight" entries: the second session that asks
 for a result another session is computing waits for that computation (no double work), and may Cancel its wait.

@@ -271,3 +271,85 @@ def test_an_invalid_setting_is_said_by_the_run(monkeypatch: pytest.MonkeyPatch) 
     assert state["_inv_notices"] == [("error", "ADVLAB_MAX_RUNS must be a whole number >= 1, not 'lots'")]
     monkeypatch.setenv("ADVLAB_MAX_RUNS", "1")
     assert run.execute(lambda: 1, lambda left: "cancelled") == 1 and shared.queue().limit == 1
+
+
+class ShownSessions(ThreadSessions):
+    """ThreadSessions whose placeholders record what they show, per session (``state["_shown"]``)."""
+
+    def empty(self):
+        shown = self.session_state.setdefault("_shown", [])
+        return SimpleNamespace(info=lambda text, **k: shown.append(text), empty=lambda: None)
+
+
+def test_a_session_closed_mid_run_frees_its_slot_and_its_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session A runs PGD alone (1 run at a time); B asks for another eps (waits in line), C for A's very result
+    (waits for A's run). A's tab closes at step 2: Streamlit's StopException, raised in A's progress callback,
+    passes through advcore and ATTACK_RUN.execute, frees the slot (B runs) and the in-flight result (C computes
+    it itself); B and C get exactly the sequential run's numbers."""
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8))
+    reqs = [attack_view.AttackRequest(model="fmnist-naive", device="cpu", image_key="test:1", attack="pgd",
+                                      norm="linf", eps=e / 255, eps_text=f"{e}/255", steps=4) for e in (8, 16)]
+    sequential = [attack_view.run(r, image) for r in reqs]
+    monkeypatch.setattr(shared, "_RESULTS", shared.SharedResults(8))
+    monkeypatch.setattr(shared, "_QUEUE", shared.RunQueue(1))
+    sessions = ShownSessions()
+    monkeypatch.setattr(runs, "st", sessions)
+    at_step, close = threading.Event(), threading.Event()
+    got: dict[str, object] = {}
+    shown: dict[str, list[str]] = {}
+
+    def closing(info) -> bool:
+        if info.step == 2:
+            at_step.set()
+            close.wait(10)
+            raise StopException()  # what Streamlit raises at a closed session's next st call
+        return False
+
+    def session(name: str, req, callback) -> None:
+        try:
+            got[name] = runs.ATTACK_RUN.execute(lambda: attack_view.run(req, image, callback), attack_view.cancelled,
+                                                job=req)
+        except BaseException as exc:  # noqa: BLE001 - what the thread ended with
+            got[name] = exc
+        shown[name] = list(sessions.session_state.get("_shown", []))
+
+    a = threading.Thread(target=session, args=("a", reqs[0], closing))
+    a.start()
+    assert at_step.wait(20)
+    b = threading.Thread(target=session, args=("b", reqs[1], lambda info: False))
+    b.start()
+    wait_until(lambda: shared.queue().waiting() == 1)
+    c = threading.Thread(target=session, args=("c", reqs[0], lambda info: False))
+    c.start()
+    wait_until(lambda: shared.results().in_flight() == 2 and c.is_alive())
+    time.sleep(2 * shared.POLL_S)  # both waiters have drawn their notice
+    close.set()
+    for t in (a, b, c):
+        t.join(60)
+    assert isinstance(got["a"], StopException) and shown["a"] == []
+    assert shown["b"][0] == "waiting: 1st in line (1 run ahead, 1 at a time)"
+    assert shown["c"][0] == "waiting for the same run, which another session started"
+    for name, ref in (("b", sequential[1]), ("c", sequential[0])):
+        res = got[name]
+        assert torch.equal(res.x_adv, ref.x_adv) and res.adversarial.name == ref.adversarial.name
+    assert shared.results().computed == 2  # A's closed run kept nothing; B's and C's were computed
+    assert shared.queue().running() == 0 and shared.queue().waiting() == 0 and shared.results().in_flight() == 0
+
+
+def test_a_results_charts_are_built_once_and_equal_fresh_ones() -> None:
+    from ui import plots
+
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (28, 28, 3), dtype=np.uint8))
+    req = attack_view.AttackRequest(model="fmnist-naive", device="cpu", image_key="test:2", attack="pgd",
+                                    norm="linf", eps=8 / 255, eps_text="8/255", steps=3)
+    res = attack_view.run(req, image)
+    figs = attack_view.figures(req, res)
+    assert attack_view.figures(req, attack_view.run(req, image)) is figs  # another session's rerun: not rebuilt
+    watch = res.metrics["clean_name"]
+    loss, prob = attack_view.history(res.result)
+    delta = plots.to_numpy_image(res.x_adv) - plots.to_numpy_image(res.x)
+    fresh = [plots.topk_bars(res.adversarial.names, res.adversarial.probs, "Top-5 after (adversarial)", watch),
+             plots.history_figures(loss, prob, watch, False)[0], plots.perturbation_heatmap(delta, 8.0)]
+    for kept, new in zip((figs.top5_adv, figs.loss, figs.heatmap), fresh, strict=True):
+        assert kept.to_json() == new.to_json()

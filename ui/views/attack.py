@@ -12,11 +12,15 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import plotly.graph_objects as go
+
 from advcore import attacks, models
 from advcore.attacks import StepInfo
 from advcore.labs import attack as attack_lab
 from advcore.labs.attack import ImageAttack
 from advcore.units import number
+from ui import plots
+from ui.shared import SharedResults
 
 # Attacks that run on every rerun: at most this many gradient steps x pixels (50 steps at 224x224).
 AUTO_RUN_BUDGET = 50 * 224 * 224
@@ -315,3 +319,42 @@ def step_caption(step: int, last: int, pred_name: str, pred_prob: float, clean_n
     verdict = "still the clean answer" if pred_name == clean_name else "no longer the clean answer"
     return (f"Iterate {step} ({where}){lo}: the model says {pred_name} ({100 * pred_prob:.1f}%), {verdict} "
             f"({clean_name}). Images and top-5 are of the iterate rounded to 8 bits.")
+
+
+# --------------------------------------------------------------------------- a result's charts, built once
+
+FIGURES_KEPT = 32  # results whose charts are kept (each ~0.5 MB at 224x224: the heatmap holds the pixels)
+_FIGURES = SharedResults(FIGURES_KEPT)  # thread-safe; the figures are read-only (see ui.shared)
+
+
+@dataclass(frozen=True)
+class ResultFigures:
+    """The charts of one result: top-5 before and after, loss and probability per iteration, the heatmap."""
+
+    top5_clean: go.Figure
+    top5_adv: go.Figure
+    loss: go.Figure
+    prob: go.Figure
+    heatmap: go.Figure
+
+
+def figures(req: AttackRequest, res: ImageAttack) -> ResultFigures:
+    """``res``'s charts (``res`` is ``req``'s result), built once for every session and then reused: a rerun
+    that changes only a view (amplification, a step, a guess) or comes back to a result redraws them without
+    building them again (plotly's figure building is most of a cached rerun's own time). **Read-only**: copy a
+    figure before changing it (:func:`ui.plots.mark_step` does)."""
+
+    def make() -> ResultFigures:
+        m = res.metrics
+        watch = m["target_name"] if m["targeted"] else m["clean_name"]
+        loss, prob = history(res.result)
+        delta = plots.to_numpy_image(res.x_adv) - plots.to_numpy_image(res.x)
+        loss_fig, prob_fig = plots.history_figures(loss, prob, watch, bool(m["targeted"]))
+        return ResultFigures(
+            top5_clean=plots.topk_bars(res.clean.names, res.clean.probs, "Top-5 before (clean)", watch),
+            top5_adv=plots.topk_bars(res.adversarial.names, res.adversarial.probs, "Top-5 after (adversarial)",
+                                     watch),
+            loss=loss_fig, prob=prob_fig,
+            heatmap=plots.perturbation_heatmap(delta, 255.0 * req.eps if req.norm == "linf" else None))
+
+    return _FIGURES.compute(req, make)
