@@ -31,11 +31,13 @@ baseline (the same ratio for pairs of unrelated clean images, with the same norm
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -795,6 +797,7 @@ def probe_image(model_name: str, image, *, probes: Sequence[str] = PROBES, radii
 # --------------------------------------------------------------------------- many images (the paper's protocol)
 
 MAX_SURVEY_IMAGES = 3000
+SURVEY_SCHEMA = "advlab.geometry-survey/1"
 
 
 @dataclass
@@ -825,22 +828,104 @@ class Survey:
         """Median of range(r) over every kept image and radius."""
         return float(self.ranges[model].flatten().median()) if self.kept else math.nan
 
+    def filtered(self, min_confidence: float | None) -> Survey:
+        """The survey restricted to the images every model gets right with softmax probability > ``min_confidence``
+        (Sec. 2.1's filter), without probing again: on those images each model's prediction is the true class, so
+        a survey run without the filter (``min_confidence=None``, which probes the predicted class) already holds
+        their ranges. The threshold cannot be lower than the one this survey was run with."""
+        thr = check_confidence(min_confidence)
+        if thr is None:
+            if self.min_confidence is not None:
+                raise AdvlabError("This survey was run with a confidence filter; it holds no unfiltered reading.")
+            return self
+        if self.min_confidence is not None and thr < self.min_confidence:
+            raise AdvlabError(f"This survey kept images above {self.min_confidence:g}; a lower threshold ({thr:g}) "
+                              f"needs a new run.")
+        at = {i: j for j, i in enumerate(self.kept)}
+        pos = {i: j for j, i in enumerate(self.indices)}
+        keep = [i for i in self.kept if all(self.correct[m][pos[i]] and self.probability[m][pos[i]] > thr
+                                            for m in self.models)]
+        rows = torch.tensor([at[i] for i in keep], dtype=torch.long)
+        return Survey(models=self.models, score=self.score, radii=self.radii, T=self.T, norm=self.norm, seed=self.seed,
+                      min_confidence=thr, indices=self.indices, labels=self.labels, probability=self.probability,
+                      correct=self.correct, kept=keep, ranges={m: v[rows] for m, v in self.ranges.items()},
+                      misclassified={m: v[rows] for m, v in self.misclassified.items()}, seconds=self.seconds)
+
+    def image_medians(self, model: str) -> list[float]:
+        """Per kept image: the median over the radii of its range(r) (one number per image; numpy's median, the
+        mean of the two middle values for an even number of radii)."""
+        return np.median(self.ranges[model].numpy(), axis=1).tolist() if self.kept else []
+
+    def median_image_range(self, model: str) -> float:
+        """The median over the kept images of :meth:`image_medians` (nan with no image)."""
+        return float(np.median(self.image_medians(model))) if self.kept else math.nan
+
+    def share_below(self, model: str, other: str) -> float:
+        """The share of kept images whose per-image median range (:meth:`image_medians`) is smaller for ``model``
+        than for ``other`` (nan with no image)."""
+        if not self.kept:
+            return math.nan
+        return float(np.mean(np.less(self.image_medians(model), self.image_medians(other))))
+
+    def head(self, n: int) -> Survey:
+        """The same survey on only the first ``n`` considered images: each image's points and filter depend on that
+        image alone (:func:`image_seed`), so this equals a survey run on ``n`` images."""
+        if not 1 <= n <= len(self.indices):
+            raise AdvlabError(f"This survey considered {len(self.indices)} images; cannot take the first {n}.")
+        rows = torch.tensor([j for j, i in enumerate(self.kept) if i < self.indices[n - 1] + 1], dtype=torch.long)
+        return Survey(models=self.models, score=self.score, radii=self.radii, T=self.T, norm=self.norm, seed=self.seed,
+                      min_confidence=self.min_confidence, indices=self.indices[:n], labels=self.labels[:n],
+                      probability={m: p[:n] for m, p in self.probability.items()},
+                      correct={m: c[:n] for m, c in self.correct.items()}, kept=[self.kept[j] for j in rows.tolist()],
+                      ranges={m: v[rows] for m, v in self.ranges.items()},
+                      misclassified={m: v[rows] for m, v in self.misclassified.items()}, seconds=self.seconds)
+
     def to_dict(self) -> dict:
         kept = set(self.kept)
-        return {"models": self.models, "score": self.score, "unit": SCORES[self.score].unit, "radii": self.radii,
+        return {"schema": SURVEY_SCHEMA, "models": self.models, "score": self.score, "unit": SCORES[self.score].unit,
+                "radii": self.radii,
                 "T": self.T, "norm": self.norm, "seed": self.seed, "min_confidence": self.min_confidence,
                 "images": len(self.indices), "indices": self.indices,
-                "correct": {m: int(sum(c)) for m, c in self.correct.items()},
+                "correct": {m: int(sum(c)) for m, c in self.correct.items()}, "labels": self.labels,
+                "probability": {m: [_f(v) for v in p] for m, p in self.probability.items()},
+                "correct_each": {m: [bool(v) for v in c] for m, c in self.correct.items()},
                 "kept": self.kept, "image_seeds": [image_seed(self.seed, i) for i in self.kept],
                 "per_model": {m: {"median_range": [_f(v) for v in self.median_range(m)],
                                   "overall_median_range": _f(self.overall_median(m)),
                                   "range": [[_f(v) for v in row] for row in self.ranges[m].tolist()],
                                   "misclassified": self.misclassified[m].tolist(),
+                                  "image_median_range": [_f(v) for v in self.image_medians(m)],
+                                  "median_image_range": _f(self.median_image_range(m)),
+                                  "share_smaller_than": {o: _f(self.share_below(m, o)) for o in self.models
+                                                         if o != m},
                                   "mean_probability_kept": _f(np.mean([p for i, p in zip(
                                       self.indices, self.probability[m], strict=True) if i in kept]))
                                   if kept else None}
                               for m in self.models},
                 "seconds": round(self.seconds, 3)}
+
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Survey:
+        """A :class:`Survey` from :meth:`to_dict`'s JSON (``geometry-survey --json``)."""
+        if d.get("schema") != SURVEY_SCHEMA:
+            raise AdvlabError(f"Not a geometry survey of schema {SURVEY_SCHEMA}: {d.get('schema')!r}.")
+        R = len(d["radii"])
+
+        def rows(m: str, key: str, dtype: torch.dtype) -> torch.Tensor:
+            v = d["per_model"][m][key]
+            return (torch.tensor([[math.nan if x is None else x for x in row] for row in v], dtype=dtype) if v
+                    else torch.zeros((0, R), dtype=dtype))
+
+        return cls(models=list(d["models"]), score=d["score"], radii=[float(r) for r in d["radii"]], T=int(d["T"]),
+                   norm=d["norm"], seed=int(d["seed"]), min_confidence=d["min_confidence"],
+                   indices=[int(i) for i in d["indices"]], labels=[int(y) for y in d["labels"]],
+                   probability={m: [math.nan if v is None else float(v) for v in p]
+                                for m, p in d["probability"].items()},
+                   correct={m: [bool(v) for v in c] for m, c in d["correct_each"].items()},
+                   kept=[int(i) for i in d["kept"]], ranges={m: rows(m, "range", torch.float64) for m in d["models"]},
+                   misclassified={m: rows(m, "misclassified", torch.long) for m in d["models"]},
+                   seconds=float(d.get("seconds", 0.0)))
 
 
 def check_confidence(value: float | None) -> float | None:
@@ -912,3 +997,26 @@ def survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], T: int
     out.seconds = time.perf_counter() - t0
     report_progress(progress, "done", total, total, what="survey")
     return out
+
+
+#: The Geometry page's default surveys, shipped (``python -m advcore geometry-survey --images 300
+#: --min-confidence 0 --score S --json assets/geometry/survey-S.json``): fmnist-naive and fmnist-pgd on the first
+#: 300 test images without the filter (the filter is applied on the page with :meth:`Survey.filtered`), T = 100,
+#: radii 1/255 to 20/255, L-inf, seed 0.
+SAVED_SURVEY_DIR = Path(__file__).resolve().parents[2] / "assets" / "geometry"
+
+
+def saved_survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], T: int, norm: str, seed: int,
+                 score: str) -> tuple[Survey, str] | None:
+    """A shipped unfiltered survey that answers these settings (its first ``n`` images, :meth:`Survey.head`) and
+    its file name, or None."""
+    name = f"survey-{score}.json"
+    path = SAVED_SURVEY_DIR / name
+    if score not in SCORES or not path.is_file():
+        return None
+    d = json.loads(path.read_text(encoding="utf-8"))
+    same = (d.get("models") == list(model_names) and d.get("T") == T and d.get("norm") == norm
+            and d.get("seed") == seed and d.get("min_confidence") is None and len(d.get("radii", [])) == len(radii)
+            and all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(d["radii"], radii, strict=False))
+            and len(d.get("indices", [])) >= n)
+    return (Survey.from_dict(d).head(n), name) if same else None
