@@ -96,16 +96,24 @@ def controls(sel, model) -> gv.GeometryRequest:
                               permutations=int(perms), device=sel.device, score=score)
 
 
-def run(req: gv.GeometryRequest, image, model: str | None = None,
-        label: str = "Probing") -> geometry.ImageGeometry | None:
-    """The cached result, or a computation started on load with a progress bar and a Cancel button; None when
-    cancelled or refused (a cancelled computation waits for its Run button instead of restarting)."""
+def run(req: gv.GeometryRequest, image, model: str | None = None, label: str = "Probing",
+        cli_image: str | None = None) -> geometry.ImageGeometry | None:
+    """The cached result, the shipped one (an ImageNet default, with a Run button to recompute it), or a
+    computation started on load with a progress bar and a Cancel button; None when cancelled or refused (a
+    cancelled computation waits for its Run button instead of restarting)."""
     name = model or req.model
     job = (req, name)
     res = RESULTS.get(job)
     if res is not None:
         return res
-    if not RUN.should_run(job, auto=True):
+    saved = gv.saved_probe(req, cli_image) if cli_image and model is None else None
+    if not RUN.should_run(job, auto=saved is None):
+        if saved is not None:
+            st.info(f"Shipped result (assets/geometry/{saved[1]}, computed with the command line at the bottom of "
+                    f"the page plus --points, in {saved[0].report.seconds:.1f} s on {saved[0].device}): an ImageNet "
+                    f"model takes longer than a page should make you wait. Press Run to recompute it here.")
+            run_button(job, name)
+            return saved[0]
         st.warning(gv.cancelled_sentence(name))
         run_button(job, name)
         return None
@@ -315,7 +323,7 @@ def main() -> None:
         image = require_image(sel)
         model = models.load(sel.model, sel.device)
         req = controls(sel, model)
-        res = run(req, image)
+        res = run(req, image, cli_image=None if sel.is_upload else sel.cli_image)
         if res is None:
             return
         rep = res.report

@@ -9,6 +9,10 @@
     fitted on the bundled photos, the model already loaded) and then warm (target: under 15 s);
     the model's first load is timed separately;
 (c) for reference, every probe with the 28x28 page defaults (T = 100, 20 radii).
+(b2) the page's ImageNet default is shipped (``assets/geometry/probe-lite0-coffee.json``, Lite0 on the coffee photo):
+    the time to read it back, and how far a fresh run lands from it;
+(e) the page's survey default is shipped (``assets/geometry/survey-softmax.json``): the time to read, cut and
+    filter it, and its readings with and without the paper's filter.
 
 (d) the readings with their controls (``--readings``, default on): the median isotropy range on test images
     0-9 (no filter) and on the paper's protocol (the first 300 test images, kept when fmnist-naive and
@@ -161,6 +165,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(b) Lite0 page defaults (T={d['T']}, {len(radii)} radii, all probes): cold {cold:.2f} s, warm "
           f"{m['median_s']:.2f} s (min {m['min_s']:.2f}); first model load {res['lite0_first_load_s']:.2f} s",
           flush=True)
+    # (b2) what the page shows instead: the shipped result of the same call, and how far a fresh run is from it
+    req = geometry_view.GeometryRequest(model="efficientnet-lite0", image_key="sample:coffee.jpg", T=d["T"],
+                                        radii=tuple(radii), radii_text=d["radii"], norm="linf", layer="penultimate",
+                                        seed=0, permutations=geometry_view.PAGE_PERMUTATIONS, device=str(device))
+    shipped = geometry_view.saved_probe(req, "assets/samples/coffee.jpg")
+    if shipped is not None:
+        coffee = data.open_image(data.sample_path("coffee"))
+        fresh = geometry.probe_image("efficientnet-lite0", coffee, radii=radii, T=d["T"], seed=0,
+                                     permutations=geometry_view.PAGE_PERMUTATIONS, device=device).report
+        old = shipped[0].report
+        load = measure(lambda: geometry_view.saved_probe(req, "assets/samples/coffee.jpg"), args.repeats)
+        diff = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(fresh.isotropy.range, old.isotropy.range,
+                                                                     strict=True))
+        res["lite0_page_default_shipped"] = {
+            "file": shipped[1], "load": load, "fresh_s": round(fresh.seconds, 3),
+            "isotropy_range_max_rel_diff_fresh_vs_shipped": diff,
+            "mantel_r_max_abs_diff": max(abs(a - b) for a, b in zip(fresh.topology.r, old.topology.r, strict=True))}
+        print(f"(b2) Lite0 page default from {shipped[1]}: {load['median_s']:.3f} s to load (a fresh run "
+              f"{fresh.seconds:.1f} s; isotropy ranges within {diff:.2g} relative of the shipped ones)", flush=True)
 
     # (c) 28x28 page defaults
     d = geometry_view.SMALL_DEFAULTS
@@ -178,6 +201,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(c) fmnist-naive page defaults (T=100, 20 radii, all probes), {threads} thread(s): "
               f"{m['median_s']:.2f} s (min {m['min_s']:.2f})", flush=True)
     torch.set_num_threads(default_threads)
+
+    # (e) the page's survey default: the shipped unfiltered survey, cut to N and filtered (what a page run costs)
+    def survey_page() -> tuple:
+        hit = geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=RADII_20, T=100, norm="linf", seed=0,
+                                    score="softmax")
+        return hit[0], hit[0].filtered(geometry.PAPER_MIN_CONFIDENCE)
+
+    if geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=RADII_20, T=100, norm="linf", seed=0,
+                             score="softmax") is not None:
+        m = measure(survey_page, args.repeats)
+        whole, filt = survey_page()
+        res["survey_page_default_shipped"] = {
+            "load_and_filter": m, "kept": len(filt.kept), "images": len(whole.indices),
+            "computed_s": whole.seconds,
+            **{f"{name}_{m_}": s.median_image_range(m_) for name, s in (("filtered", filt), ("unfiltered", whole))
+               for m_ in whole.models},
+            "filtered_share_pgd_smaller": filt.share_below("fmnist-pgd", "fmnist-naive"),
+            "unfiltered_share_pgd_smaller": whole.share_below("fmnist-pgd", "fmnist-naive")}
+        print(f"(e) survey page default (shipped, 300 images, softmax): {m['median_s']:.3f} s to load and filter; "
+              f"{len(filt.kept)} kept", flush=True)
 
     if args.readings:
         res["readings"] = readings(device)

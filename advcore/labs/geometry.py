@@ -136,6 +136,11 @@ def parse_radii(text: str) -> list[float]:
     return parse_eps_list(text, name="radius", allow_zero=False, high=MAX_L2)
 
 
+def _nan(v: list) -> list:
+    """A JSON list (nested) back to floats: None (a non-finite value) becomes nan."""
+    return [_nan(x) if isinstance(x, list) else (math.nan if x is None else x) for x in v]
+
+
 def _f(v: float) -> float | None:
     """A float for JSON: non-finite values become None."""
     v = float(v)
@@ -439,6 +444,7 @@ class ScoreProbe:
                "misclassified": self.misclassified.sum(1).tolist(), "any_misclassified": self.any_misclassified}
         if points:
             out["scores"] = [[_f(v) for v in row] for row in self.scores.tolist()]
+            out["misclassified_points"] = self.misclassified.int().tolist()
         return out
 
 
@@ -525,6 +531,9 @@ class Lipschitz:
                                    if self.normalisers.baseline is not None else None)}
         if points:
             out.update(radius=self.radius.tolist(), dx=self.dx.tolist(), dy=self.dy.tolist())
+            if self.normalisers.baseline is not None:
+                out["global_baseline"].update(dx=self.normalisers.baseline.dx.tolist(),
+                                              dy=self.normalisers.baseline.dy.tolist())
         return out
 
 
@@ -561,6 +570,44 @@ class GeometryReport:
         if self.topology is not None:
             out["mantel"] = self.topology.to_dict(points)
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GeometryReport:
+        """The report back from ``to_dict(points=True)`` (``geometry all --points --json``): every figure of the
+        page can be drawn from it."""
+        def t(v: list, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+            return torch.tensor(_nan(v), dtype=dtype)
+
+        try:
+            rep = cls(clean_class=int(d["clean_class"]), clean_score=float(d["clean_score"]), norm=d["norm"],
+                      T=int(d["T"]), seed=int(d["seed"]), layer=d["layer"], radii=[float(r) for r in d["radii"]],
+                      seconds=float(d.get("seconds", 0.0)), input_dim=int(d["input_dim"]), layer_dim=d["layer_dim"],
+                      score=d["score"])
+            for kind in ("isotropy", "symmetry"):
+                if kind in d:
+                    p = d[kind]
+                    setattr(rep, kind, ScoreProbe(kind, rep.radii, t(p["scores"]),
+                                                  t(p["misclassified_points"], torch.bool), p["score"]))
+            if "mantel" in d:
+                m = d["mantel"]
+                tests = [MantelResult(r=math.nan if r is None else r, p_value=p, permutations=m["permutations"],
+                                      n=m["points"]) for r, p in zip(m["r"], m["p_value"], strict=True)]
+                null = m["random_map"]
+                rep.topology = Topology(rep.radii, m["layer"], t(m["d_input"]), t(m["d_layer"]), tests,
+                                        null_r=_nan(null["r"]) if null else [], null_dim=null["output_dim"] if null
+                                        else 0, layer_r={e["layer"]: _nan(e["r"]) for e in m["layers"]},
+                                        layer_dims={e["layer"]: e["dim"] for e in m["layers"]})
+            if "lipschitz" in d:
+                lip = d["lipschitz"]
+                n, base = lip["normalisers"], lip["global_baseline"]
+                norms = Normalisers(h=MinMax(n["h"]["min"], n["h"]["max"]), g=MinMax(n["g"]["min"], n["g"]["max"]),
+                                    layer=n["layer"], samples=n["samples"], source=n["source"],
+                                    baseline=GlobalBaseline(t(base["dx"]), t(base["dy"])) if base else None)
+                rep.lipschitz = Lipschitz(t(lip["radius"]), t(lip["dx"]), t(lip["dy"]), norms)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdvlabError(f"Not a geometry result with every point (geometry all --points --json): {exc!r}."
+                              ) from None
+        return rep
 
 
 # --------------------------------------------------------------------------- the probes
@@ -766,6 +813,12 @@ class ImageGeometry:
     def to_dict(self, points: bool = False) -> dict:
         return {"model": self.model, "title": self.title, "dataset": self.dataset, "device": self.device,
                 "clean_name": self.class_name, **self.report.to_dict(points)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImageGeometry:
+        """The result back from ``to_dict(points=True)``."""
+        return cls(model=d["model"], title=d["title"], dataset=d["dataset"], device=d["device"],
+                   class_name=d["clean_name"], report=GeometryReport.from_dict(d))
 
 
 def probe_image(model_name: str, image, *, probes: Sequence[str] = PROBES, radii: Sequence[float],
@@ -1020,3 +1073,24 @@ def saved_survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], 
             and all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(d["radii"], radii, strict=False))
             and len(d.get("indices", [])) >= n)
     return (Survey.from_dict(d).head(n), name) if same else None
+
+
+def saved_probe(model_name: str, image: str, *, radii: Sequence[float], T: int, layer: str, norm: str, seed: int,
+                permutations: int, score: str,
+                mantel_layers: Sequence[str] = ()) -> tuple[ImageGeometry, str] | None:
+    """A shipped ``geometry all --points --json`` result (``assets/geometry/probe-*.json``) of ``model_name`` on
+    the ``--image`` argument ``image`` with exactly these settings, and its file name, or None. The Geometry page
+    ships its ImageNet default this way (a Lite0 probe takes longer than a page should make a person wait)."""
+    for path in sorted(SAVED_SURVEY_DIR.glob("probe-*.json")):
+        d = json.loads(path.read_text(encoding="utf-8"))
+        m = d.get("mantel") or {}
+        same = (d.get("model") == model_name and d.get("image") == image and d.get("T") == T
+                and d.get("layer") == layer and d.get("norm") == norm and d.get("seed") == seed
+                and m.get("permutations") == permutations and d.get("score") == score
+                and [e["layer"] for e in m.get("layers", [])] == list(mantel_layers)
+                and m.get("random_map") is not None and all(k in d for k in ("isotropy", "symmetry", "lipschitz"))
+                and len(d.get("radii", [])) == len(radii)
+                and all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(d["radii"], radii, strict=False)))
+        if same:
+            return ImageGeometry.from_dict(d), path.name
+    return None

@@ -68,7 +68,7 @@ def test_fmnist_page_shows_the_figures_with_the_librarys_numbers() -> None:
     assert "Mantel r is the Pearson correlation" in captions
 
     # The command line shown on the page parses and asks for the same computation.
-    line = at.code[0].value
+    line = next(c.value for c in at.code if "advcore geometry all" in c.value)
     words = shlex.split(line)
     assert words[:4] == ["python", "-m", "advcore", "geometry"]
     args = build_parser().parse_args(words[3:])
@@ -193,3 +193,33 @@ def test_survey_numbers_equal_the_clis_json(capsys: pytest.CaptureFixture) -> No
     kept = [i for i in unf["kept"] if all(unf["correct_each"][m][i] and unf["probability"][m][i] > 0.999
                                           for m in unf["models"])]
     assert table[0]["images kept"] == f"{len(kept)} of 12" and len(kept) <= len(filt["kept"])
+
+
+def test_imagenet_default_is_the_shipped_result_with_a_run_button(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lite0's page default (coffee, T = 20, 5 radii) draws the shipped ``geometry all --points --json`` without
+    computing; Run asks for the computation."""
+    import json
+
+    from advcore.errors import AdvlabError
+    from advcore.labs.geometry import SAVED_SURVEY_DIR
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(kwargs)
+        raise AdvlabError("not computed in this test")
+
+    monkeypatch.setattr(geometry, "probe_image", refuse)
+    at = geometry_page()
+    assert not calls and not at.error
+    assert "Shipped result (assets/geometry/probe-lite0-coffee.json" in at.info[0].value
+    d = json.loads((SAVED_SURVEY_DIR / "probe-lite0-coffee.json").read_text(encoding="utf-8"))
+    figs = charts(at)
+    assert ys(figs[FIGURES[0]]["data"][0]) == pytest.approx(d["isotropy"]["range"], rel=1e-12)
+    assert ys(figs[FIGURES[2]]["data"][1]) == pytest.approx(d["mantel"]["random_map"]["r"], rel=1e-12)
+    line = next(c.value for c in at.code if "advcore geometry all" in c.value)
+    assert "--model efficientnet-lite0 --image assets/samples/coffee.jpg --T 20" in line
+    assert d["image"] == "assets/samples/coffee.jpg" and d["T"] == 20
+    at.button(key="geo_rerun_efficientnet-lite0").click()
+    at.run()
+    assert calls and "not computed in this test" in at.error[0].value  # Run computes (here a stub that refuses)

@@ -80,6 +80,15 @@ def probe(req: GeometryRequest, image, progress: ProgressFn | None = None,
                                 device=req.device, progress=progress)
 
 
+def saved_probe(req: GeometryRequest, cli_image: str) -> tuple[geometry.ImageGeometry, str] | None:
+    """The shipped result of ``req`` on the image the command line names ``cli_image`` (an ImageNet model's page
+    default, :func:`geometry.saved_probe`), or None. 28x28 models answer in about a second and ship none."""
+    if models.get_spec(req.model).small:
+        return None
+    return geometry.saved_probe(req.model, cli_image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
+                                seed=req.seed, permutations=req.permutations, score=req.score)
+
+
 def progress_text(label: str, p: Progress) -> str:
     """The progress bar's words: ``Probing fmnist-naive: isotropy (40%)``."""
     return f"{label}: {p.stage} ({p.fraction:.0%})"
