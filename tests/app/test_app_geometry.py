@@ -159,8 +159,20 @@ def test_survey_numbers_equal_the_clis_json(capsys: pytest.CaptureFixture) -> No
 
     from advcore.cli.framework import main as cli
 
+    sreq = gv.SurveyRequest(models=("fmnist-naive", "fmnist-pgd"), images=12, T=5,
+                            radii=tuple(geometry.parse_radii("3/255,9/255")), radii_text="3/255,9/255", norm="linf",
+                            seed=0, score="log-prob", device="auto")
     at = geometry_page(**SURVEY)
+    # What the Cancel button's callback leaves when its click interrupted this survey (the probe above is cached).
+    at.session_state[GEOMETRY_RUN.running_key] = {"label": "", "stage": "fmnist-naive, image 3", "step": 4,
+                                                  "total": 100}
+    at.session_state[GEOMETRY_RUN.cancel_key] = True
+    at.session_state[GEOMETRY_RUN.cancelled_key] = (sreq, "survey")
+    at.run()
+    assert not at.exception
+    assert any("The survey was cancelled" in w.value for w in at.warning)
     assert "Not computed yet for these settings" in "\n".join(c.value for c in at.caption)
+    assert "Median isotropy range over the kept images" not in charts(at)
     at.button(key="geo_survey_run").click().run()
     assert not at.exception
     lines = next(c.value for c in at.code if "geometry-survey" in c.value).splitlines()
