@@ -472,12 +472,14 @@ def survey_sentence(filt: SurveyReading | None, unf: SurveyReading, naive: str, 
 
 
 def survey_figure(filt: geometry.Survey, unf: geometry.Survey, title: str) -> go.Figure:
-    """Median range(r) over the kept images per radius, each model, with the filter (solid) and without (dashed)."""
+    """Median range(r) over the kept images per radius, each model, with the filter (solid; left out when ``filt``
+    is ``unf``) and without (dashed)."""
     fig = go.Figure()
     score = geometry.SCORES[filt.score]
     for m, colour in zip(filt.models, PAIR_COLOURS, strict=False):
-        for s, dash, what in ((filt, "solid", f"filtered ({len(filt.kept)} images)"),
-                              (unf, "dash", f"unfiltered ({len(unf.kept)} images)")):
+        lines = ([(filt, "solid", f"filtered ({len(filt.kept)} images)")] if filt is not unf else []) + [
+            (unf, "dash", f"unfiltered ({len(unf.kept)} images)")]
+        for s, dash, what in lines:
             fig.add_trace(go.Scatter(x=_x(s.radii), y=_positive(s.median_range(m)), mode="lines+markers",
                                      name=f"{m}, {what}", line=dict(color=colour, dash=dash),
                                      hovertemplate=f"{m}, {what}<br>r = %{{x:.3g}}/255<br>median range %{{y:.3e}}"
