@@ -37,7 +37,6 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +44,7 @@ from torch import nn
 
 from advcore import features
 from advcore.errors import AdvlabError
+from advcore.paths import ASSETS
 from advcore.progress import ProgressFn
 from advcore.progress import report as report_progress
 from advcore.units import MAX_L2, parse_eps_list
@@ -1056,7 +1056,7 @@ def survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], T: int
 #: --min-confidence 0 --score S --json assets/geometry/survey-S.json``): fmnist-naive and fmnist-pgd on the first
 #: 300 test images without the filter (the filter is applied on the page with :meth:`Survey.filtered`), T = 100,
 #: radii 1/255 to 20/255, L-inf, seed 0.
-SAVED_SURVEY_DIR = Path(__file__).resolve().parents[2] / "assets" / "geometry"
+SAVED_DIR = ASSETS / "geometry"
 
 
 def saved_survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], T: int, norm: str, seed: int,
@@ -1064,7 +1064,7 @@ def saved_survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], 
     """A shipped unfiltered survey that answers these settings (its first ``n`` images, :meth:`Survey.head`) and
     its file name, or None."""
     name = f"survey-{score}.json"
-    path = SAVED_SURVEY_DIR / name
+    path = SAVED_DIR / name
     if score not in SCORES or not path.is_file():
         return None
     d = json.loads(path.read_text(encoding="utf-8"))
@@ -1081,7 +1081,7 @@ def saved_probe(model_name: str, image: str, *, radii: Sequence[float], T: int, 
     """A shipped ``geometry all --points --json`` result (``assets/geometry/probe-*.json``) of ``model_name`` on
     the ``--image`` argument ``image`` with exactly these settings, and its file name, or None. The Geometry page
     ships its ImageNet default this way (a Lite0 probe takes longer than a page should make a person wait)."""
-    for path in sorted(SAVED_SURVEY_DIR.glob("probe-*.json")):
+    for path in sorted(SAVED_DIR.glob("probe-*.json")):
         d = json.loads(path.read_text(encoding="utf-8"))
         m = d.get("mantel") or {}
         same = (d.get("model") == model_name and d.get("image") == image and d.get("T") == T

@@ -213,7 +213,7 @@ def test_imagenet_default_is_the_shipped_result_with_a_run_button(monkeypatch: p
     import json
 
     from advcore.errors import AdvlabError
-    from advcore.labs.geometry import SAVED_SURVEY_DIR
+    from advcore.labs.geometry import SAVED_DIR
 
     calls = []
 
@@ -225,7 +225,7 @@ def test_imagenet_default_is_the_shipped_result_with_a_run_button(monkeypatch: p
     at = geometry_page()
     assert not calls and not at.error
     assert "Shipped result (assets/geometry/probe-lite0-coffee.json" in at.info[0].value
-    d = json.loads((SAVED_SURVEY_DIR / "probe-lite0-coffee.json").read_text(encoding="utf-8"))
+    d = json.loads((SAVED_DIR / "probe-lite0-coffee.json").read_text(encoding="utf-8"))
     figs = charts(at)
     assert ys(figs[FIGURES[0]]["data"][0]) == pytest.approx(d["isotropy"]["range"], rel=1e-12)
     assert ys(figs[FIGURES[2]]["data"][1]) == pytest.approx(d["mantel"]["random_map"]["r"], rel=1e-12)
