@@ -402,6 +402,22 @@ def test_the_shipped_surveys_answer_the_page_default() -> None:
         assert fresh.ranges[m].numpy() == pytest.approx(first.ranges[m][:, :3].numpy(), rel=1e-6)
 
 
+def test_the_survey_sentence_says_when_the_filter_reverses_the_reading() -> None:
+    from ui.views import geometry as gv
+
+    filt = gv.SurveyReading("filtered (softmax > 0.99)", 65, 300, 3.37e-5, 6.23e-4, 0.17)
+    same = gv.SurveyReading("unfiltered", 300, 300, 9.94e-3, 1.13e-2, 0.53)
+    text = gv.survey_sentence(filt, same, "naive", "pgd", 0.99, "softmax probability")
+    assert "65 of 300 test images" in text and "is 18.5 times naive's (6.23e-04 against 3.37e-05)" in text
+    assert "Both readings agree: the naive model" in text and "In the unfiltered reading the median" in text
+    other = gv.SurveyReading("unfiltered", 300, 300, 1e-2, 5e-3, 0.7)
+    text = gv.survey_sentence(filt, other, "naive", "pgd", 0.99, "softmax probability")
+    assert "2 times smaller than naive's" in text and "The filter reverses the reading" in text
+    assert "point opposite" not in text
+    empty = gv.SurveyReading("filtered", 0, 300, math.nan, math.nan, math.nan)
+    assert "no image passes" in gv.survey_sentence(empty, other, "naive", "pgd", 0.99, "x")
+
+
 # --------------------------------------------------------------------------- the command line
 
 

@@ -467,7 +467,12 @@ def survey_sentence(filt: SurveyReading | None, unf: SurveyReading, naive: str, 
                      f"{'robust' if unf.ratio < 1 else 'naive'} model.")
         else:
             tail += (f" Both readings agree: the {'robust' if filt.ratio < 1 else 'naive'} model has the smaller "
-                     f"range.")
+                     f"median range.")
+    split = [r.label.split(" (")[0] for r in (filt, unf) if r.kept and math.isfinite(r.ratio) and r.ratio != 1
+             and r.share_robust_smaller != 0.5 and (r.ratio < 1) != (r.share_robust_smaller > 0.5)]
+    if split:
+        tail += (f" In the {' and the '.join(split)} reading the median and the share of images point opposite "
+                 f"ways.")
     return head + body + tail
 
 
