@@ -50,7 +50,9 @@ from bench.common import environment  # noqa: E402
 from ui.views import geometry as geometry_view  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RADII_20 = [k / 255 for k in range(1, 21)]
+# The paper's grid exactly as the CLI and the page parse it: the points at a radius are seeded by the radius's float
+# bits, so k / 255 (which differs in the last bits) would draw other points than `--radii 1/255:20/255:1/255`.
+RADII_20 = geometry.parse_radii(geometry.DEFAULT_RADII)
 PARTS = ("a", "b", "b2", "c", "e", "d")
 
 
