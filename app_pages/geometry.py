@@ -8,6 +8,8 @@ parameter) -> the paper's Figures 1, 3, 4 and 6 and a naive-versus-robust compar
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from advcore import features, models
@@ -265,6 +267,10 @@ def survey_section(req: gv.GeometryRequest, naive: str, robust: str) -> None:
     job = (sreq, "survey")
     threshold = geometry.check_confidence(float(thr))
     base, where = RESULTS.get(job), None
+    if base is None:  # a survey of more images with the same settings holds this one (Survey.head)
+        more = RESULTS.last(lambda k: k[1] == "survey" and k[0].images >= sreq.images
+                            and replace(k[0], images=sreq.images) == sreq)
+        base = more[1].head(sreq.images) if more is not None else None
     if base is None:
         saved = gv.saved_survey(sreq)
         if saved is not None:

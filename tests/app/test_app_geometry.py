@@ -205,6 +205,12 @@ def test_survey_numbers_equal_the_clis_json(capsys: pytest.CaptureFixture) -> No
     kept = [i for i in unf["kept"] if all(unf["correct_each"][m][i] and unf["probability"][m][i] > 0.999
                                           for m in unf["models"])]
     assert table[0]["images kept"] == f"{len(kept)} of 12" and len(kept) <= len(filt["kept"])
+    # Fewer images: the first 6 of the same run (each image's points depend on that image alone).
+    at.session_state["geo_survey_images"] = 6
+    at.run()
+    table = at.table[-1].value.to_dict("records")
+    assert table[1]["images kept"] == "6 of 6" and "Not computed yet" not in "\n".join(c.value for c in at.caption)
+    assert table[0]["images kept"] == f"{sum(i < 6 for i in kept)} of 6"
 
 
 def test_imagenet_default_is_the_shipped_result_with_a_run_button(monkeypatch: pytest.MonkeyPatch) -> None:
