@@ -384,14 +384,18 @@ def test_an_unfiltered_survey_filtered_and_cut_equals_a_new_run() -> None:
         everything.head(20)
 
 
+SHIPPED_SURVEY_SCORES = ("softmax", "log-prob")
+
+
 def test_the_shipped_surveys_answer_the_page_default() -> None:
-    """The page's default survey (fmnist-naive and fmnist-pgd, 300 images, T = 100, 1/255 to 20/255, softmax) is
-    shipped unfiltered, and its first images agree with a fresh run on them."""
+    """The page's default survey (fmnist-naive and fmnist-pgd, 300 images, T = 100, 1/255 to 20/255) is shipped
+    unfiltered for these scores, and its first images agree with a fresh run on them."""
     radii = geometry.parse_radii(geometry.DEFAULT_RADII)
-    hit = geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=radii, T=100, norm="linf", seed=0,
-                                score="softmax")
-    assert hit is not None
-    assert hit[0].min_confidence is None and len(hit[0].indices) == 300 and hit[0].score == "softmax"
+    for score in SHIPPED_SURVEY_SCORES:
+        hit = geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=radii, T=100, norm="linf", seed=0,
+                                    score=score)
+        assert hit is not None, score
+        assert hit[0].min_confidence is None and len(hit[0].indices) == 300 and hit[0].score == score
     assert geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=radii, T=50, norm="linf", seed=0,
                                  score="softmax") is None
     first = geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 2, radii=radii, T=100, norm="linf", seed=0,
