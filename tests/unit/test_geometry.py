@@ -384,7 +384,7 @@ def test_an_unfiltered_survey_filtered_and_cut_equals_a_new_run() -> None:
         everything.head(20)
 
 
-SHIPPED_SURVEY_SCORES = ("softmax", "log-prob")
+SHIPPED_SURVEY_SCORES = tuple(geometry.SCORES)  # softmax, log-prob, margin
 
 
 def test_the_shipped_surveys_answer_the_page_default() -> None:
