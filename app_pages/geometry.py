@@ -8,6 +8,8 @@ parameter) -> the paper's Figures 1, 3, 4 and 6 and a naive-versus-robust compar
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from advcore import features, models
@@ -97,16 +99,24 @@ def controls(sel, model) -> gv.GeometryRequest:
                               permutations=int(perms), device=sel.device, score=score)
 
 
-def run(req: gv.GeometryRequest, image, model: str | None = None,
-        label: str = "Probing") -> geometry.ImageGeometry | None:
-    """The cached result, or a computation started on load with a progress bar and a Cancel button; None when
-    cancelled or refused (a cancelled computation waits for its Run button instead of restarting)."""
+def run(req: gv.GeometryRequest, image, model: str | None = None, label: str = "Probing",
+        cli_image: str | None = None) -> geometry.ImageGeometry | None:
+    """The cached result, the shipped one (an ImageNet default, with a Run button to recompute it), or a
+    computation started on load with a progress bar and a Cancel button; None when cancelled or refused (a
+    cancelled computation waits for its Run button instead of restarting)."""
     name = model or req.model
     job = (req, name)
     res = RESULTS.get(job)
     if res is not None:
         return res
-    if not RUN.should_run(job, auto=True):
+    saved = gv.saved_probe(req, cli_image) if cli_image and model is None else None
+    if not RUN.should_run(job, auto=saved is None):
+        if saved is not None:
+            st.info(f"Shipped result (assets/geometry/{saved[1]}, computed with the command line at the bottom of "
+                    f"the page plus --points, in {saved[0].report.seconds:.1f} s on {saved[0].device}): an ImageNet "
+                    f"model takes longer than a page should make you wait. Press Run to recompute it here.")
+            run_button(job, name)
+            return saved[0]
         st.warning(gv.cancelled_sentence(name))
         run_button(job, name)
         return None
@@ -205,9 +215,14 @@ def compare_tab(req: gv.GeometryRequest, image, res: geometry.ImageGeometry) -> 
     url_value("compare", "geo_compare", url_bool, url_show_bool)
     go_on = c2.toggle(f"Run {naive} and {other} on the same points", key="geo_compare", value=False,
                       help="Both models probe the same image with the same seed, T, radii and layer.")
-    if not go_on:
+    if go_on:
+        compare_one_image(req, image, res, naive, other)
+    else:
         st.caption("Switch it on to compute both models (about twice this page's own time).")
-        return
+    survey_section(req, naive, other)
+
+
+def compare_one_image(req: gv.GeometryRequest, image, res: geometry.ImageGeometry, naive: str, other: str) -> None:
     results = []
     for name in (naive, other):
         r = res if name == req.model else run(req, image, model=name, label="Comparing")
@@ -230,6 +245,83 @@ def compare_tab(req: gv.GeometryRequest, image, res: geometry.ImageGeometry) -> 
                "images in the sidebar to see how much of the difference holds.")
 
 
+def survey_section(req: gv.GeometryRequest, naive: str, robust: str) -> None:
+    """Isotropy on many test images with the paper's confidence filter (Sec. 2.1), beside the same images without
+    it: one unfiltered survey, filtered on the page (the threshold and N never recompute within a computed run)."""
+    st.subheader("Many images: the paper's protocol")
+    st.caption(f"The paper probed images its networks classify correctly with more than 99% confidence. This survey "
+               f"runs isotropy (Eq. 4) with this page's T, radii, distance, score and seed on the first N test images, "
+               f"each image with its own seed, the same points for {naive} and {robust}.")
+    c1, c2 = st.columns(2)
+    url_value("survey_n", "geo_survey_images", url_number(1, gv.SURVEY_MAX_IMAGES, integer=True))
+    n = c1.number_input("First N test images", 1, gv.SURVEY_MAX_IMAGES, gv.SURVEY_IMAGES, step=50,
+                        key="geo_survey_images", persist_state=KEEP,
+                        help="The first N images of the shipped Fashion-MNIST test subset (the paper: 300).")
+    url_value("survey_conf", "geo_survey_conf", url_number(0.0, 0.9999))
+    thr = c2.number_input("Confidence filter (softmax probability)", 0.0, 0.9999, geometry.PAPER_MIN_CONFIDENCE,
+                          step=0.01, format="%.4f", key="geo_survey_conf", persist_state=KEEP,
+                          help="Keep the images both models get right with a softmax probability above this "
+                               "(the paper: 0.99); 0 keeps every image. Changing it never recomputes.")
+    sreq = gv.SurveyRequest(models=(naive, robust), images=int(n), T=req.T, radii=req.radii,
+                            radii_text=req.radii_text, norm=req.norm, seed=req.seed, score=req.score,
+                            device=req.device)
+    job = (sreq, "survey")
+    threshold = geometry.check_confidence(float(thr))
+    base, where = RESULTS.get(job), None
+    if base is None:  # a survey of more images with the same settings holds this one (Survey.head)
+        more = RESULTS.last(lambda k: k[1] == "survey" and k[0].images >= sreq.images
+                            and replace(k[0], images=sreq.images) == sreq)
+        base = more[1].head(sreq.images) if more is not None else None
+    if base is None:
+        saved = gv.saved_survey(sreq)
+        if saved is not None:
+            base, where = saved[0], saved[1]
+    if RUN.should_run(job):
+        cancel = RUN.cancel_button(key="geo_survey_cancel")
+        bar = st.progress(0.0, text="Surveying")
+        live = RUN.live(bar, text=lambda p: gv.progress_text("Surveying", p))
+        fresh = RUN.execute(lambda: gv.run_survey(sreq, live), lambda left: "The survey was cancelled.", job=job)
+        bar.empty()
+        cancel.empty()
+        if fresh is None:
+            RUN.show_notices(gv.interrupted)
+        else:
+            base, where = RESULTS.put(job, fresh), None
+    elif RUN.blocked(job):
+        st.warning("The survey was cancelled. Change a setting, or press Run to start it again.")
+    st.button("Run the survey" if base is None else "Run the survey again here", key="geo_survey_run",
+              icon=":material/play_arrow:", on_click=RUN.request, args=(job,))
+    if base is None:
+        st.caption(f"Not computed yet for these settings: {n} images x 2 models x {len(req.radii)} radii x {req.T} "
+                   f"points, one forward pass each (minutes on a 2-core CPU for the paper's 300 images). Run it, or "
+                   f"use the command line below.")
+        st.code(sreq.cli_command(threshold), language="bash")
+        return
+    if where is not None:
+        st.info(f"Shipped measurement (assets/geometry/{where}, the first {n} of its images, computed with the "
+                f"--min-confidence 0 command below in {base.seconds:.0f} s on a CPU): press Run to recompute it here.")
+    score = geometry.SCORES[req.score]
+    filt = base.filtered(threshold) if threshold is not None else base
+    readings = ([gv.survey_reading(filt, naive, robust, f"filtered (softmax > {threshold:g})")]
+                if threshold is not None else []) + [gv.survey_reading(base, naive, robust, "unfiltered")]
+    fig = gv.survey_figure(filt, base, "Median isotropy range over the kept images")
+    st.plotly_chart(fig, key="geo_survey_fig")
+    rows = gv.survey_rows(readings, naive, robust, score.unit)
+    st.table(rows, hide_index=True, border="horizontal")
+    st.markdown(gv.survey_sentence(readings[0] if threshold is not None else None, readings[-1], naive, robust,
+                                   threshold, score.title))
+    st.caption("Each image's range is the median over the radii of range(r); the table gives the median of those "
+               "over the kept images and the share of images where the robust model's is the smaller. Without the "
+               "filter each model is probed at its own predicted class; with it, at the true class.")
+    d1, d2, d3 = st.columns(3)
+    download_table(d1, rows, "geometry_survey.csv", key="geo_survey_csv")
+    download_json(d2, {"filtered": filt.to_dict(), "unfiltered": base.to_dict()}, "geometry_survey.json",
+                  key="geo_survey_json", label="Download the survey (JSON)")
+    download_figure(d3, fig, "geometry_survey.html", key="geo_survey_html", label="Download survey chart (HTML)")
+    st.code("\n".join([sreq.cli_command(threshold)] if threshold is None else
+                       [sreq.cli_command(threshold), sreq.cli_command(None)]), language="bash")
+
+
 def main() -> None:
     sel = app_frame()
     st.title("Geometry lab")
@@ -238,7 +330,7 @@ def main() -> None:
         image = require_image(sel)
         model = models.load(sel.model, sel.device)
         req = controls(sel, model)
-        res = run(req, image)
+        res = run(req, image, cli_image=None if sel.is_upload else sel.cli_image)
         if res is None:
             return
         rep = res.report

@@ -3,12 +3,16 @@
 (a) isotropy (Eq. 4) with T = 100 points at 20 radii (1/255 to 20/255) on the Fashion-MNIST
     ``fmnist-naive`` CNN, test image 0, with 1 torch thread and with torch's default threads
     (target: under 3 s);
-(b) the Geometry page's defaults on ``efficientnet-lite0`` at 224 (the bundled cat): every probe
-    (isotropy, symmetry, Mantel with the page's permutations, Lipschitz) through
+(b) the Geometry page's defaults on ``efficientnet-lite0`` at 224 (the bundled coffee photo, the page's
+    default): every probe (isotropy, symmetry, Mantel with the page's permutations, Lipschitz) through
     ``geometry.probe_image``, the same call the page makes, once cold (the min-max normalisers
     fitted on the bundled photos, the model already loaded) and then warm (target: under 15 s);
     the model's first load is timed separately;
 (c) for reference, every probe with the 28x28 page defaults (T = 100, 20 radii).
+(b2) the page's ImageNet default is shipped (``assets/geometry/probe-lite0-coffee.json``, Lite0 on the coffee photo):
+    the time to read it back, and how far a fresh run lands from it;
+(e) the page's survey default is shipped (``assets/geometry/survey-softmax.json``): the time to read, cut and
+    filter it, and its readings with and without the paper's filter.
 
 (d) the readings with their controls (``--readings``, default on): the median isotropy range on test images
     0-9 (no filter) and on the paper's protocol (the first 300 test images, kept when fmnist-naive and
@@ -46,7 +50,10 @@ from bench.common import environment  # noqa: E402
 from ui.views import geometry as geometry_view  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RADII_20 = [k / 255 for k in range(1, 21)]
+# The paper's grid exactly as the CLI and the page parse it: the points at a radius are seeded by the radius's float
+# bits, so k / 255 (which differs in the last bits) would draw other points than `--radii 1/255:20/255:1/255`.
+RADII_20 = geometry.parse_radii(geometry.DEFAULT_RADII)
+PARTS = ("a", "b", "b2", "c", "e", "d")
 
 
 def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -111,79 +118,133 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-readings", dest="readings", action="store_false")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated parts to measure (default: all); the others are kept from the results file")
     args = ap.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not parts or set(parts) - set(PARTS):
+        ap.error(f"--parts takes some of {','.join(PARTS)}")
+    if "d" not in parts:
+        args.readings = False
     device = pick_device(args.device)
     default_threads = torch.get_num_threads()
     out: dict = {"environment": environment(device), "results": {}}
     res = out["results"]
 
-    # (a) isotropy, T=100 x 20 radii, 28x28
-    fm = models.load("fmnist-naive", device)
-    x = datasets.to_float(datasets.load_subset(1)[0])
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        m = measure(lambda: geometry.analyse(fm, x, radii=RADII_20, T=100, probes=["isotropy"], seed=0),
-                    args.repeats)
-        res[f"isotropy_fmnist_T100_R20_threads{threads}"] = m
-        print(f"(a) isotropy T=100 x 20 radii, fmnist-naive, {threads} thread(s): {m['median_s']:.3f} s "
-              f"(min {m['min_s']:.3f})", flush=True)
-    torch.set_num_threads(default_threads)
+    if "a" in parts:
+        # (a) isotropy, T=100 x 20 radii, 28x28
+        fm = models.load("fmnist-naive", device)
+        x = datasets.to_float(datasets.load_subset(1)[0])
+        for threads in sorted({1, default_threads}):
+            torch.set_num_threads(threads)
+            m = measure(lambda: geometry.analyse(fm, x, radii=RADII_20, T=100, probes=["isotropy"], seed=0),
+                        args.repeats)
+            res[f"isotropy_fmnist_T100_R20_threads{threads}"] = m
+            print(f"(a) isotropy T=100 x 20 radii, fmnist-naive, {threads} thread(s): {m['median_s']:.3f} s "
+                  f"(min {m['min_s']:.3f})", flush=True)
+        torch.set_num_threads(default_threads)
 
-    # (b) page defaults on Lite0
-    t0 = time.perf_counter()
-    models.load("efficientnet-lite0", device)
-    res["lite0_first_load_s"] = round(time.perf_counter() - t0, 3)
-    cat = data.open_image(data.sample_path("cat"))
-    lite0 = models.load("efficientnet-lite0", device)
-    batch = torch.rand(geometry_view.LARGE_DEFAULTS["T"], 3, 224, 224, device=device)
-    with torch.no_grad():
-        fwd = measure(lambda: lite0(batch), args.repeats)
-    res["lite0_forward_batch_T"] = {**fwd, "batch": int(batch.shape[0])}
-    print(f"    Lite0 bare forward of a batch of {batch.shape[0]}: {fwd['median_s']:.2f} s", flush=True)
     d = geometry_view.LARGE_DEFAULTS
-    from advcore.labs.geometry import parse_radii
+    radii = geometry.parse_radii(d["radii"])
+    coffee = data.open_image(data.sample_path("coffee"))  # the page's default photo (ui.frame.DEFAULT_SAMPLE)
+    if "b" in parts:
+        # (b) page defaults on Lite0
+        t0 = time.perf_counter()
+        models.load("efficientnet-lite0", device)
+        res["lite0_first_load_s"] = round(time.perf_counter() - t0, 3)
+        lite0 = models.load("efficientnet-lite0", device)
+        batch = torch.rand(geometry_view.LARGE_DEFAULTS["T"], 3, 224, 224, device=device)
+        with torch.no_grad():
+            fwd = measure(lambda: lite0(batch), args.repeats)
+        res["lite0_forward_batch_T"] = {**fwd, "batch": int(batch.shape[0])}
+        print(f"    Lite0 bare forward of a batch of {batch.shape[0]}: {fwd['median_s']:.2f} s", flush=True)
 
-    radii = parse_radii(d["radii"])
+        def page_lite0() -> geometry.ImageGeometry:
+            return geometry.probe_image("efficientnet-lite0", coffee, radii=radii, T=d["T"], seed=0,
+                                        permutations=geometry_view.PAGE_PERMUTATIONS, device=device)
 
-    def page_lite0() -> geometry.ImageGeometry:
-        return geometry.probe_image("efficientnet-lite0", cat, radii=radii, T=d["T"], seed=0,
-                                    permutations=geometry_view.PAGE_PERMUTATIONS, device=device)
+        geometry._NORMALISERS.clear()
+        t0 = time.perf_counter()
+        r = page_lite0()
+        cold = time.perf_counter() - t0
+        m = measure(page_lite0, args.repeats, warmup=0)
+        res["lite0_page_defaults"] = {"T": d["T"], "radii": d["radii"], "permutations": geometry_view.PAGE_PERMUTATIONS,
+                                      "forward_passes": 2 * d["T"] * len(radii) + 1,
+                                      "cold_s_incl_normaliser_fit": round(cold, 3), "warm": m,
+                                      "image": "coffee.jpg", "clean": r.class_name,
+                                      "share_ratio_below_1": r.report.lipschitz.share_below_1}
+        print(f"(b) Lite0 page defaults (T={d['T']}, {len(radii)} radii, all probes): cold {cold:.2f} s, warm "
+              f"{m['median_s']:.2f} s (min {m['min_s']:.2f}); first model load {res['lite0_first_load_s']:.2f} s",
+              flush=True)
+    if "b2" in parts:
+        # (b2) what the page shows instead: the shipped result of the same call, and how far a fresh run is from it
+        req = geometry_view.GeometryRequest(model="efficientnet-lite0", image_key="sample:coffee.jpg", T=d["T"],
+                                            radii=tuple(radii), radii_text=d["radii"], norm="linf", layer="penultimate",
+                                            seed=0, permutations=geometry_view.PAGE_PERMUTATIONS, device=str(device))
+        shipped = geometry_view.saved_probe(req, "assets/samples/coffee.jpg")
+        if shipped is not None:
+            fresh = geometry.probe_image("efficientnet-lite0", coffee, radii=radii, T=d["T"], seed=0,
+                                         permutations=geometry_view.PAGE_PERMUTATIONS, device=device).report
+            old = shipped[0].report
+            load = measure(lambda: geometry_view.saved_probe(req, "assets/samples/coffee.jpg"), args.repeats)
+            diff = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(fresh.isotropy.range, old.isotropy.range,
+                                                                         strict=True))
+            res["lite0_page_default_shipped"] = {
+                "file": shipped[1], "load": load, "fresh_s": round(fresh.seconds, 3),
+                "isotropy_range_max_rel_diff_fresh_vs_shipped": diff,
+                "mantel_r_max_abs_diff": max(abs(a - b) for a, b in zip(fresh.topology.r, old.topology.r, strict=True))}
+            print(f"(b2) Lite0 page default from {shipped[1]}: {load['median_s']:.3f} s to load (a fresh run "
+                  f"{fresh.seconds:.1f} s; isotropy ranges within {diff:.2g} relative of the shipped ones)", flush=True)
 
-    geometry._NORMALISERS.clear()
-    t0 = time.perf_counter()
-    r = page_lite0()
-    cold = time.perf_counter() - t0
-    m = measure(page_lite0, args.repeats, warmup=0)
-    res["lite0_page_defaults"] = {"T": d["T"], "radii": d["radii"], "permutations": geometry_view.PAGE_PERMUTATIONS,
-                                  "forward_passes": 2 * d["T"] * len(radii) + 1,
-                                  "cold_s_incl_normaliser_fit": round(cold, 3), "warm": m,
-                                  "clean": r.class_name, "share_ratio_below_1": r.report.lipschitz.share_below_1}
-    print(f"(b) Lite0 page defaults (T={d['T']}, {len(radii)} radii, all probes): cold {cold:.2f} s, warm "
-          f"{m['median_s']:.2f} s (min {m['min_s']:.2f}); first model load {res['lite0_first_load_s']:.2f} s",
-          flush=True)
+    if "c" in parts:
+        # (c) 28x28 page defaults
+        d = geometry_view.SMALL_DEFAULTS
+        radii = geometry.parse_radii(d["radii"])
+        im = datasets.load_subset(1)[0][0, 0].numpy()
+        from PIL import Image
 
-    # (c) 28x28 page defaults
-    d = geometry_view.SMALL_DEFAULTS
-    radii = parse_radii(d["radii"])
-    im = datasets.load_subset(1)[0][0, 0].numpy()
-    from PIL import Image
+        pil = Image.fromarray(im, mode="L")
+        for threads in sorted({1, default_threads}):
+            torch.set_num_threads(threads)
+            m = measure(lambda: geometry.probe_image("fmnist-naive", pil, radii=radii, T=d["T"], seed=0,
+                                                     permutations=geometry_view.PAGE_PERMUTATIONS, device=device),
+                        args.repeats)
+            res[f"fmnist_page_defaults_threads{threads}"] = m
+            print(f"(c) fmnist-naive page defaults (T=100, 20 radii, all probes), {threads} thread(s): "
+                  f"{m['median_s']:.2f} s (min {m['min_s']:.2f})", flush=True)
+        torch.set_num_threads(default_threads)
 
-    pil = Image.fromarray(im, mode="L")
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        m = measure(lambda: geometry.probe_image("fmnist-naive", pil, radii=radii, T=d["T"], seed=0,
-                                                 permutations=geometry_view.PAGE_PERMUTATIONS, device=device),
-                    args.repeats)
-        res[f"fmnist_page_defaults_threads{threads}"] = m
-        print(f"(c) fmnist-naive page defaults (T=100, 20 radii, all probes), {threads} thread(s): "
-              f"{m['median_s']:.2f} s (min {m['min_s']:.2f})", flush=True)
-    torch.set_num_threads(default_threads)
+    if "e" in parts:
+        # (e) the page's survey default: the shipped unfiltered survey, cut to N and filtered (what a page run costs)
+        def survey_page() -> tuple:
+            hit = geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=RADII_20, T=100, norm="linf", seed=0,
+                                        score="softmax")
+            return hit[0], hit[0].filtered(geometry.PAPER_MIN_CONFIDENCE)
+
+        if geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=RADII_20, T=100, norm="linf", seed=0,
+                                 score="softmax") is not None:
+            m = measure(survey_page, args.repeats)
+            whole, filt = survey_page()
+            res["survey_page_default_shipped"] = {
+                "load_and_filter": m, "kept": len(filt.kept), "images": len(whole.indices),
+                "computed_s": whole.seconds,
+                **{f"{name}_{m_}": s.median_image_range(m_) for name, s in (("filtered", filt), ("unfiltered", whole))
+                   for m_ in whole.models},
+                "filtered_share_pgd_smaller": filt.share_below("fmnist-pgd", "fmnist-naive"),
+                "unfiltered_share_pgd_smaller": whole.share_below("fmnist-pgd", "fmnist-naive")}
+            print(f"(e) survey page default (shipped, 300 images, softmax): {m['median_s']:.3f} s to load and filter; "
+                  f"{len(filt.kept)} kept", flush=True)
 
     if args.readings:
         res["readings"] = readings(device)
     out["environment"]["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / ("geometry.json" if device.type == "cpu" else f"geometry-{device.type}.json")
+    if set(parts) != set(PARTS) or not args.readings:
+        # Some parts only: keep every other result (and the environment it was measured in) from the file.
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"results": {}, "updates": []}
+        update = {"parts": parts, "keys": sorted(res), "environment": out["environment"]}
+        out = {**old, "results": {**old.get("results", {}), **res}, "updates": [*old.get("updates", []), update]}
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return 0

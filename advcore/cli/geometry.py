@@ -212,6 +212,11 @@ def survey_summary(d: dict) -> str:
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append("median over every kept image and radius: " + ", ".join(
         f"{m} {_num(d['per_model'][m]['overall_median_range'], '.3e')}" for m in d["models"]))
+    lines.append("per image (median over the radii), median over the kept images: " + ", ".join(
+        f"{m} {_num(d['per_model'][m]['median_image_range'], '.3e')}" for m in d["models"]))
+    for m in d["models"]:
+        for o, share in d["per_model"][m]["share_smaller_than"].items():
+            lines.append(f"images where {m}'s range is smaller than {o}'s: {_num(share, '.1%')}")
     return "\n".join(lines)
 
 

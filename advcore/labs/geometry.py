@@ -31,6 +31,7 @@ baseline (the same ratio for pairs of unrelated clean images, with the same norm
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import struct
 import time
@@ -43,6 +44,7 @@ from torch import nn
 
 from advcore import features
 from advcore.errors import AdvlabError
+from advcore.paths import ASSETS
 from advcore.progress import ProgressFn
 from advcore.progress import report as report_progress
 from advcore.units import MAX_L2, parse_eps_list
@@ -132,6 +134,11 @@ def check_score(name: str) -> Score:
 def parse_radii(text: str) -> list[float]:
     """Radii as typed: a range ``1/255:20/255:1/255``, a list ``0.01,0.05`` or one value; every radius positive."""
     return parse_eps_list(text, name="radius", allow_zero=False, high=MAX_L2)
+
+
+def _nan(v: list) -> list:
+    """A JSON list (nested) back to floats: None (a non-finite value) becomes nan."""
+    return [_nan(x) if isinstance(x, list) else (math.nan if x is None else x) for x in v]
 
 
 def _f(v: float) -> float | None:
@@ -437,6 +444,7 @@ class ScoreProbe:
                "misclassified": self.misclassified.sum(1).tolist(), "any_misclassified": self.any_misclassified}
         if points:
             out["scores"] = [[_f(v) for v in row] for row in self.scores.tolist()]
+            out["misclassified_points"] = self.misclassified.int().tolist()
         return out
 
 
@@ -523,6 +531,9 @@ class Lipschitz:
                                    if self.normalisers.baseline is not None else None)}
         if points:
             out.update(radius=self.radius.tolist(), dx=self.dx.tolist(), dy=self.dy.tolist())
+            if self.normalisers.baseline is not None:
+                out["global_baseline"].update(dx=self.normalisers.baseline.dx.tolist(),
+                                              dy=self.normalisers.baseline.dy.tolist())
         return out
 
 
@@ -559,6 +570,44 @@ class GeometryReport:
         if self.topology is not None:
             out["mantel"] = self.topology.to_dict(points)
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GeometryReport:
+        """The report back from ``to_dict(points=True)`` (``geometry all --points --json``): every figure of the
+        page can be drawn from it."""
+        def t(v: list, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+            return torch.tensor(_nan(v), dtype=dtype)
+
+        try:
+            rep = cls(clean_class=int(d["clean_class"]), clean_score=float(d["clean_score"]), norm=d["norm"],
+                      T=int(d["T"]), seed=int(d["seed"]), layer=d["layer"], radii=[float(r) for r in d["radii"]],
+                      seconds=float(d.get("seconds", 0.0)), input_dim=int(d["input_dim"]), layer_dim=d["layer_dim"],
+                      score=d["score"])
+            for kind in ("isotropy", "symmetry"):
+                if kind in d:
+                    p = d[kind]
+                    setattr(rep, kind, ScoreProbe(kind, rep.radii, t(p["scores"]),
+                                                  t(p["misclassified_points"], torch.bool), p["score"]))
+            if "mantel" in d:
+                m = d["mantel"]
+                tests = [MantelResult(r=math.nan if r is None else r, p_value=p, permutations=m["permutations"],
+                                      n=m["points"]) for r, p in zip(m["r"], m["p_value"], strict=True)]
+                null = m["random_map"]
+                rep.topology = Topology(rep.radii, m["layer"], t(m["d_input"]), t(m["d_layer"]), tests,
+                                        null_r=_nan(null["r"]) if null else [], null_dim=null["output_dim"] if null
+                                        else 0, layer_r={e["layer"]: _nan(e["r"]) for e in m["layers"]},
+                                        layer_dims={e["layer"]: e["dim"] for e in m["layers"]})
+            if "lipschitz" in d:
+                lip = d["lipschitz"]
+                n, base = lip["normalisers"], lip["global_baseline"]
+                norms = Normalisers(h=MinMax(n["h"]["min"], n["h"]["max"]), g=MinMax(n["g"]["min"], n["g"]["max"]),
+                                    layer=n["layer"], samples=n["samples"], source=n["source"],
+                                    baseline=GlobalBaseline(t(base["dx"]), t(base["dy"])) if base else None)
+                rep.lipschitz = Lipschitz(t(lip["radius"]), t(lip["dx"]), t(lip["dy"]), norms)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdvlabError(f"Not a geometry result with every point (geometry all --points --json): {exc!r}."
+                              ) from None
+        return rep
 
 
 # --------------------------------------------------------------------------- the probes
@@ -765,6 +814,12 @@ class ImageGeometry:
         return {"model": self.model, "title": self.title, "dataset": self.dataset, "device": self.device,
                 "clean_name": self.class_name, **self.report.to_dict(points)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ImageGeometry:
+        """The result back from ``to_dict(points=True)``."""
+        return cls(model=d["model"], title=d["title"], dataset=d["dataset"], device=d["device"],
+                   class_name=d["clean_name"], report=GeometryReport.from_dict(d))
+
 
 def probe_image(model_name: str, image, *, probes: Sequence[str] = PROBES, radii: Sequence[float],
                 T: int = 100, layer: str | None = None, norm: str = "linf", seed: int = 0,
@@ -795,6 +850,7 @@ def probe_image(model_name: str, image, *, probes: Sequence[str] = PROBES, radii
 # --------------------------------------------------------------------------- many images (the paper's protocol)
 
 MAX_SURVEY_IMAGES = 3000
+SURVEY_SCHEMA = "advlab.geometry-survey/1"
 
 
 @dataclass
@@ -825,22 +881,104 @@ class Survey:
         """Median of range(r) over every kept image and radius."""
         return float(self.ranges[model].flatten().median()) if self.kept else math.nan
 
+    def filtered(self, min_confidence: float | None) -> Survey:
+        """The survey restricted to the images every model gets right with softmax probability > ``min_confidence``
+        (Sec. 2.1's filter), without probing again: on those images each model's prediction is the true class, so
+        a survey run without the filter (``min_confidence=None``, which probes the predicted class) already holds
+        their ranges. The threshold cannot be lower than the one this survey was run with."""
+        thr = check_confidence(min_confidence)
+        if thr is None:
+            if self.min_confidence is not None:
+                raise AdvlabError("This survey was run with a confidence filter; it holds no unfiltered reading.")
+            return self
+        if self.min_confidence is not None and thr < self.min_confidence:
+            raise AdvlabError(f"This survey kept images above {self.min_confidence:g}; a lower threshold ({thr:g}) "
+                              f"needs a new run.")
+        at = {i: j for j, i in enumerate(self.kept)}
+        pos = {i: j for j, i in enumerate(self.indices)}
+        keep = [i for i in self.kept if all(self.correct[m][pos[i]] and self.probability[m][pos[i]] > thr
+                                            for m in self.models)]
+        rows = torch.tensor([at[i] for i in keep], dtype=torch.long)
+        return Survey(models=self.models, score=self.score, radii=self.radii, T=self.T, norm=self.norm, seed=self.seed,
+                      min_confidence=thr, indices=self.indices, labels=self.labels, probability=self.probability,
+                      correct=self.correct, kept=keep, ranges={m: v[rows] for m, v in self.ranges.items()},
+                      misclassified={m: v[rows] for m, v in self.misclassified.items()}, seconds=self.seconds)
+
+    def image_medians(self, model: str) -> list[float]:
+        """Per kept image: the median over the radii of its range(r) (one number per image; numpy's median, the
+        mean of the two middle values for an even number of radii)."""
+        return np.median(self.ranges[model].numpy(), axis=1).tolist() if self.kept else []
+
+    def median_image_range(self, model: str) -> float:
+        """The median over the kept images of :meth:`image_medians` (nan with no image)."""
+        return float(np.median(self.image_medians(model))) if self.kept else math.nan
+
+    def share_below(self, model: str, other: str) -> float:
+        """The share of kept images whose per-image median range (:meth:`image_medians`) is smaller for ``model``
+        than for ``other`` (nan with no image)."""
+        if not self.kept:
+            return math.nan
+        return float(np.mean(np.less(self.image_medians(model), self.image_medians(other))))
+
+    def head(self, n: int) -> Survey:
+        """The same survey on only the first ``n`` considered images: each image's points and filter depend on that
+        image alone (:func:`image_seed`), so this equals a survey run on ``n`` images."""
+        if not 1 <= n <= len(self.indices):
+            raise AdvlabError(f"This survey considered {len(self.indices)} images; cannot take the first {n}.")
+        rows = torch.tensor([j for j, i in enumerate(self.kept) if i < self.indices[n - 1] + 1], dtype=torch.long)
+        return Survey(models=self.models, score=self.score, radii=self.radii, T=self.T, norm=self.norm, seed=self.seed,
+                      min_confidence=self.min_confidence, indices=self.indices[:n], labels=self.labels[:n],
+                      probability={m: p[:n] for m, p in self.probability.items()},
+                      correct={m: c[:n] for m, c in self.correct.items()}, kept=[self.kept[j] for j in rows.tolist()],
+                      ranges={m: v[rows] for m, v in self.ranges.items()},
+                      misclassified={m: v[rows] for m, v in self.misclassified.items()}, seconds=self.seconds)
+
     def to_dict(self) -> dict:
         kept = set(self.kept)
-        return {"models": self.models, "score": self.score, "unit": SCORES[self.score].unit, "radii": self.radii,
+        return {"schema": SURVEY_SCHEMA, "models": self.models, "score": self.score, "unit": SCORES[self.score].unit,
+                "radii": self.radii,
                 "T": self.T, "norm": self.norm, "seed": self.seed, "min_confidence": self.min_confidence,
                 "images": len(self.indices), "indices": self.indices,
-                "correct": {m: int(sum(c)) for m, c in self.correct.items()},
+                "correct": {m: int(sum(c)) for m, c in self.correct.items()}, "labels": self.labels,
+                "probability": {m: [_f(v) for v in p] for m, p in self.probability.items()},
+                "correct_each": {m: [bool(v) for v in c] for m, c in self.correct.items()},
                 "kept": self.kept, "image_seeds": [image_seed(self.seed, i) for i in self.kept],
                 "per_model": {m: {"median_range": [_f(v) for v in self.median_range(m)],
                                   "overall_median_range": _f(self.overall_median(m)),
                                   "range": [[_f(v) for v in row] for row in self.ranges[m].tolist()],
                                   "misclassified": self.misclassified[m].tolist(),
+                                  "image_median_range": [_f(v) for v in self.image_medians(m)],
+                                  "median_image_range": _f(self.median_image_range(m)),
+                                  "share_smaller_than": {o: _f(self.share_below(m, o)) for o in self.models
+                                                         if o != m},
                                   "mean_probability_kept": _f(np.mean([p for i, p in zip(
                                       self.indices, self.probability[m], strict=True) if i in kept]))
                                   if kept else None}
                               for m in self.models},
                 "seconds": round(self.seconds, 3)}
+
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Survey:
+        """A :class:`Survey` from :meth:`to_dict`'s JSON (``geometry-survey --json``)."""
+        if d.get("schema") != SURVEY_SCHEMA:
+            raise AdvlabError(f"Not a geometry survey of schema {SURVEY_SCHEMA}: {d.get('schema')!r}.")
+        R = len(d["radii"])
+
+        def rows(m: str, key: str, dtype: torch.dtype) -> torch.Tensor:
+            v = d["per_model"][m][key]
+            return (torch.tensor([[math.nan if x is None else x for x in row] for row in v], dtype=dtype) if v
+                    else torch.zeros((0, R), dtype=dtype))
+
+        return cls(models=list(d["models"]), score=d["score"], radii=[float(r) for r in d["radii"]], T=int(d["T"]),
+                   norm=d["norm"], seed=int(d["seed"]), min_confidence=d["min_confidence"],
+                   indices=[int(i) for i in d["indices"]], labels=[int(y) for y in d["labels"]],
+                   probability={m: [math.nan if v is None else float(v) for v in p]
+                                for m, p in d["probability"].items()},
+                   correct={m: [bool(v) for v in c] for m, c in d["correct_each"].items()},
+                   kept=[int(i) for i in d["kept"]], ranges={m: rows(m, "range", torch.float64) for m in d["models"]},
+                   misclassified={m: rows(m, "misclassified", torch.long) for m in d["models"]},
+                   seconds=float(d.get("seconds", 0.0)))
 
 
 def check_confidence(value: float | None) -> float | None:
@@ -912,3 +1050,47 @@ def survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], T: int
     out.seconds = time.perf_counter() - t0
     report_progress(progress, "done", total, total, what="survey")
     return out
+
+
+#: The Geometry page's default surveys, shipped (``python -m advcore geometry-survey --images 300
+#: --min-confidence 0 --score S --json assets/geometry/survey-S.json``): fmnist-naive and fmnist-pgd on the first
+#: 300 test images without the filter (the filter is applied on the page with :meth:`Survey.filtered`), T = 100,
+#: radii 1/255 to 20/255, L-inf, seed 0.
+SAVED_DIR = ASSETS / "geometry"
+
+
+def saved_survey(model_names: Sequence[str], n: int, *, radii: Sequence[float], T: int, norm: str, seed: int,
+                 score: str) -> tuple[Survey, str] | None:
+    """A shipped unfiltered survey that answers these settings (its first ``n`` images, :meth:`Survey.head`) and
+    its file name, or None."""
+    name = f"survey-{score}.json"
+    path = SAVED_DIR / name
+    if score not in SCORES or not path.is_file():
+        return None
+    d = json.loads(path.read_text(encoding="utf-8"))
+    same = (d.get("models") == list(model_names) and d.get("T") == T and d.get("norm") == norm
+            and d.get("seed") == seed and d.get("min_confidence") is None and len(d.get("radii", [])) == len(radii)
+            and all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(d["radii"], radii, strict=False))
+            and len(d.get("indices", [])) >= n)
+    return (Survey.from_dict(d).head(n), name) if same else None
+
+
+def saved_probe(model_name: str, image: str, *, radii: Sequence[float], T: int, layer: str, norm: str, seed: int,
+                permutations: int, score: str,
+                mantel_layers: Sequence[str] = ()) -> tuple[ImageGeometry, str] | None:
+    """A shipped ``geometry all --points --json`` result (``assets/geometry/probe-*.json``) of ``model_name`` on
+    the ``--image`` argument ``image`` with exactly these settings, and its file name, or None. The Geometry page
+    ships its ImageNet default this way (a Lite0 probe takes longer than a page should make a person wait)."""
+    for path in sorted(SAVED_DIR.glob("probe-*.json")):
+        d = json.loads(path.read_text(encoding="utf-8"))
+        m = d.get("mantel") or {}
+        same = (d.get("model") == model_name and d.get("image") == image and d.get("T") == T
+                and d.get("layer") == layer and d.get("norm") == norm and d.get("seed") == seed
+                and m.get("permutations") == permutations and d.get("score") == score
+                and [e["layer"] for e in m.get("layers", [])] == list(mantel_layers)
+                and m.get("random_map") is not None and all(k in d for k in ("isotropy", "symmetry", "lipschitz"))
+                and len(d.get("radii", [])) == len(radii)
+                and all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(d["radii"], radii, strict=False)))
+        if same:
+            return ImageGeometry.from_dict(d), path.name
+    return None

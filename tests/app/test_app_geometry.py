@@ -68,7 +68,7 @@ def test_fmnist_page_shows_the_figures_with_the_librarys_numbers() -> None:
     assert "Mantel r is the Pearson correlation" in captions
 
     # The command line shown on the page parses and asks for the same computation.
-    line = at.code[0].value
+    line = next(c.value for c in at.code if "advcore geometry all" in c.value)
     words = shlex.split(line)
     assert words[:4] == ["python", "-m", "advcore", "geometry"]
     args = build_parser().parse_args(words[3:])
@@ -146,3 +146,98 @@ def test_imagenet_page_runs_and_says_which_comparison_exists() -> None:
     info = "\n".join(i.value for i in at.info)
     assert "no naive-against-robust pair" in info and "EfficientNet-Lite0/1/2" in info
     assert "--model efficientnet-lite0" in at.code[0].value and "--T 5" in at.code[0].value
+
+
+SURVEY = {"sidebar_model": "fmnist-naive", "geo_T_small": 5, "geo_radii_small": "3/255,9/255", "geo_score": "log-prob",
+          "geo_robust": "fmnist-pgd", "geo_survey_images": 12, "geo_survey_conf": 0.99}
+
+
+def test_survey_numbers_equal_the_clis_json(capsys: pytest.CaptureFixture) -> None:
+    """The survey's Run button: the table and the finding come from the same numbers as ``geometry-survey --json``
+    (both the filtered line and the unfiltered one the page shows)."""
+    import json
+
+    from advcore.cli.framework import main as cli
+
+    sreq = gv.SurveyRequest(models=("fmnist-naive", "fmnist-pgd"), images=12, T=5,
+                            radii=tuple(geometry.parse_radii("3/255,9/255")), radii_text="3/255,9/255", norm="linf",
+                            seed=0, score="log-prob", device="auto")
+    at = geometry_page(**SURVEY)
+    # What the Cancel button's callback leaves when its click interrupted this survey (the probe above is cached).
+    at.session_state[GEOMETRY_RUN.running_key] = {"label": "", "stage": "fmnist-naive, image 3", "step": 4,
+                                                  "total": 100}
+    at.session_state[GEOMETRY_RUN.cancel_key] = True
+    at.session_state[GEOMETRY_RUN.cancelled_key] = (sreq, "survey")
+    at.run()
+    assert not at.exception
+    assert any("The survey was cancelled" in w.value for w in at.warning)
+    assert "Not computed yet for these settings" in "\n".join(c.value for c in at.caption)
+    assert "Median isotropy range over the kept images" not in charts(at)
+    at.button(key="geo_survey_run").click().run()
+    assert not at.exception
+    lines = next(c.value for c in at.code if "geometry-survey" in c.value).splitlines()
+    assert len(lines) == 2 and "--min-confidence 0.99" in lines[0] and "--min-confidence 0 " in lines[1]
+    dicts = []
+    for line in lines:
+        words = shlex.split(line)[3:]
+        words[words.index("--json") + 1] = "-"
+        assert cli([*words, "-q", "--threads", "1"]) == 0
+        dicts.append(json.loads(capsys.readouterr().out))
+    filt, unf = dicts
+    assert filt["min_confidence"] == 0.99 and unf["min_confidence"] is None and unf["images"] == 12
+    table = at.table[-1].value.to_dict("records")
+    assert [r["reading"] for r in table] == ["filtered (softmax > 0.99)", "unfiltered"]
+    for row, d in zip(table, dicts, strict=True):
+        assert row["images kept"] == f"{len(d['kept'])} of 12"
+        for m in ("fmnist-naive", "fmnist-pgd"):
+            assert row[f"{m} median range (nats)"] == f"{d['per_model'][m]['median_image_range']:.3e}"
+        share = d["per_model"]["fmnist-pgd"]["share_smaller_than"]["fmnist-naive"]
+        assert row["images where fmnist-pgd < fmnist-naive"] == f"{share:.0%}"
+    fig = charts(at)["Median isotropy range over the kept images"]
+    assert ys(fig["data"][0]) == pytest.approx(filt["per_model"]["fmnist-naive"]["median_range"], rel=1e-12)
+    assert ys(fig["data"][3]) == pytest.approx(unf["per_model"]["fmnist-pgd"]["median_range"], rel=1e-12)
+    text = "\n".join(m.value for m in at.markdown)
+    assert f"{len(filt['kept'])} of 12 test images" in text and "Without the filter (all 12 images" in text
+    # A new threshold filters the same run again: no recomputation, fewer images.
+    at.session_state["geo_survey_conf"] = 0.999
+    at.run()
+    table = at.table[-1].value.to_dict("records")
+    kept = [i for i in unf["kept"] if all(unf["correct_each"][m][i] and unf["probability"][m][i] > 0.999
+                                          for m in unf["models"])]
+    assert table[0]["images kept"] == f"{len(kept)} of 12" and len(kept) <= len(filt["kept"])
+    # Fewer images: the first 6 of the same run (each image's points depend on that image alone).
+    at.session_state["geo_survey_images"] = 6
+    at.run()
+    table = at.table[-1].value.to_dict("records")
+    assert table[1]["images kept"] == "6 of 6" and "Not computed yet" not in "\n".join(c.value for c in at.caption)
+    assert table[0]["images kept"] == f"{sum(i < 6 for i in kept)} of 6"
+
+
+def test_imagenet_default_is_the_shipped_result_with_a_run_button(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lite0's page default (coffee, T = 20, 5 radii) draws the shipped ``geometry all --points --json`` without
+    computing; Run asks for the computation."""
+    import json
+
+    from advcore.errors import AdvlabError
+    from advcore.labs.geometry import SAVED_DIR
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(kwargs)
+        raise AdvlabError("not computed in this test")
+
+    monkeypatch.setattr(geometry, "probe_image", refuse)
+    at = geometry_page()
+    assert not calls and not at.error
+    assert "Shipped result (assets/geometry/probe-lite0-coffee.json" in at.info[0].value
+    d = json.loads((SAVED_DIR / "probe-lite0-coffee.json").read_text(encoding="utf-8"))
+    figs = charts(at)
+    assert ys(figs[FIGURES[0]]["data"][0]) == pytest.approx(d["isotropy"]["range"], rel=1e-12)
+    assert ys(figs[FIGURES[2]]["data"][1]) == pytest.approx(d["mantel"]["random_map"]["r"], rel=1e-12)
+    line = next(c.value for c in at.code if "advcore geometry all" in c.value)
+    assert "--model efficientnet-lite0 --image assets/samples/coffee.jpg --T 20" in line
+    assert d["image"] == "assets/samples/coffee.jpg" and d["T"] == 20
+    at.button(key="geo_rerun_efficientnet-lite0").click()
+    at.run()
+    assert calls and "not computed in this test" in at.error[0].value  # Run computes (here a stub that refuses)

@@ -357,6 +357,71 @@ def test_survey_keeps_confident_images_and_reuses_each_images_points() -> None:
         geometry.survey(["fmnist-naive"], 5, radii=[0.1], T=4, min_confidence=1.0)
 
 
+def test_an_unfiltered_survey_filtered_and_cut_equals_a_new_run() -> None:
+    """Survey.filtered and Survey.head (the page's threshold and N) give exactly the numbers of a survey run with
+    that filter on that many images, and the JSON round trip keeps every number."""
+    kw = dict(radii=[2 / 255, 10 / 255], T=5, seed=3, score="margin", device="cpu")
+    names = ["fmnist-naive", "fmnist-pgd"]
+    everything = geometry.Survey.from_dict(json.loads(json.dumps(
+        geometry.survey(names, 14, min_confidence=0, **kw).to_dict())))
+    direct = geometry.survey(names, 10, min_confidence=0.999, **kw)
+    derived = everything.head(10).filtered(0.999)
+    assert derived.kept == direct.kept and derived.kept and len(derived.kept) < 10
+    a, b = derived.to_dict(), direct.to_dict()
+    for key in ("kept", "correct", "min_confidence", "image_seeds", "indices"):
+        assert a[key] == b[key], key
+    for m in names:
+        assert torch.equal(derived.ranges[m], direct.ranges[m])
+        assert a["per_model"][m]["median_image_range"] == b["per_model"][m]["median_image_range"]
+    med = [float(np.median(direct.ranges[m].numpy(), axis=1).tolist()[0]) for m in names]  # numpy's median, 2 radii
+    assert direct.image_medians("fmnist-naive")[0] == pytest.approx(med[0], rel=1e-12)
+    smaller = np.mean(np.median(direct.ranges["fmnist-pgd"].numpy(), 1) < np.median(direct.ranges["fmnist-naive"]
+                                                                                    .numpy(), 1))
+    assert b["per_model"]["fmnist-pgd"]["share_smaller_than"]["fmnist-naive"] == pytest.approx(smaller)
+    with pytest.raises(AdvlabError, match="lower threshold"):
+        direct.filtered(0.9)
+    with pytest.raises(AdvlabError, match="first 20"):
+        everything.head(20)
+
+
+SHIPPED_SURVEY_SCORES = tuple(geometry.SCORES)  # softmax, log-prob, margin
+
+
+def test_the_shipped_surveys_answer_the_page_default() -> None:
+    """The page's default survey (fmnist-naive and fmnist-pgd, 300 images, T = 100, 1/255 to 20/255) is shipped
+    unfiltered for these scores, and its first images agree with a fresh run on them."""
+    radii = geometry.parse_radii(geometry.DEFAULT_RADII)
+    for score in SHIPPED_SURVEY_SCORES:
+        hit = geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=radii, T=100, norm="linf", seed=0,
+                                    score=score)
+        assert hit is not None, score
+        assert hit[0].min_confidence is None and len(hit[0].indices) == 300 and hit[0].score == score
+    assert geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 300, radii=radii, T=50, norm="linf", seed=0,
+                                 score="softmax") is None
+    first = geometry.saved_survey(["fmnist-naive", "fmnist-pgd"], 2, radii=radii, T=100, norm="linf", seed=0,
+                                  score="softmax")[0]
+    fresh = geometry.survey(["fmnist-naive", "fmnist-pgd"], 2, radii=radii[:3], T=100, seed=0, score="softmax",
+                            min_confidence=0, device="cpu")
+    for m in fresh.models:  # the radii are seeded one by one, so the first three radii agree alone
+        assert fresh.ranges[m].numpy() == pytest.approx(first.ranges[m][:, :3].numpy(), rel=1e-6)
+
+
+def test_the_survey_sentence_says_when_the_filter_reverses_the_reading() -> None:
+    from ui.views import geometry as gv
+
+    filt = gv.SurveyReading("filtered (softmax > 0.99)", 65, 300, 3.37e-5, 6.23e-4, 0.17)
+    same = gv.SurveyReading("unfiltered", 300, 300, 9.94e-3, 1.13e-2, 0.53)
+    text = gv.survey_sentence(filt, same, "naive", "pgd", 0.99, "softmax probability")
+    assert "65 of 300 test images" in text and "is 18.5 times naive's (6.23e-04 against 3.37e-05)" in text
+    assert "Both readings agree: the naive model" in text and "In the unfiltered reading the median" in text
+    other = gv.SurveyReading("unfiltered", 300, 300, 1e-2, 5e-3, 0.7)
+    text = gv.survey_sentence(filt, other, "naive", "pgd", 0.99, "softmax probability")
+    assert "2 times smaller than naive's" in text and "The filter reverses the reading" in text
+    assert "point opposite" not in text
+    empty = gv.SurveyReading("filtered", 0, 300, math.nan, math.nan, math.nan)
+    assert "no image passes" in gv.survey_sentence(empty, other, "naive", "pgd", 0.99, "x")
+
+
 # --------------------------------------------------------------------------- the command line
 
 

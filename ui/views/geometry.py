@@ -80,6 +80,15 @@ def probe(req: GeometryRequest, image, progress: ProgressFn | None = None,
                                 device=req.device, progress=progress)
 
 
+def saved_probe(req: GeometryRequest, cli_image: str) -> tuple[geometry.ImageGeometry, str] | None:
+    """The shipped result of ``req`` on the image the command line names ``cli_image`` (an ImageNet model's page
+    default, :func:`geometry.saved_probe`), or None. 28x28 models answer in about a second and ship none."""
+    if models.get_spec(req.model).small:
+        return None
+    return geometry.saved_probe(req.model, cli_image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
+                                seed=req.seed, permutations=req.permutations, score=req.score)
+
+
 def progress_text(label: str, p: Progress) -> str:
     """The progress bar's words: ``Probing fmnist-naive: isotropy (40%)``."""
     return f"{label}: {p.stage} ({p.fraction:.0%})"
@@ -340,3 +349,149 @@ def check_radii_for(norm: str, radii: Sequence[float]) -> None:
     if norm == "linf" and max(radii) > 1.0:
         raise AdvlabError(f"An L-inf radius above 1 moves every pixel by more than the pixel range; got "
                           f"{max(radii):g}.")
+
+
+# --------------------------------------------------------------------------- many images (the paper's protocol)
+
+SURVEY_IMAGES = 300  # the paper's 300 images per network
+SURVEY_MAX_IMAGES = geometry.MAX_SURVEY_IMAGES
+
+
+@dataclass(frozen=True)
+class SurveyRequest:
+    """The unfiltered survey the page computes (the filter is applied to it, :meth:`geometry.Survey.filtered`)."""
+
+    models: tuple[str, ...]
+    images: int
+    T: int
+    radii: tuple[float, ...]
+    radii_text: str
+    norm: str
+    seed: int
+    score: str
+    device: str
+
+    def cli_command(self, min_confidence: float | None) -> str:
+        """The ``geometry-survey`` line that gives the same numbers (``min_confidence`` None: no filter)."""
+        conf = "0" if min_confidence is None else f"{min_confidence:g}"
+        parts = ["python -m advcore geometry-survey", f"--models {','.join(self.models)}", f"--images {self.images}",
+                 f"--min-confidence {conf}", f"--T {self.T}", f"--radii {shlex.quote(self.radii_text)}",
+                 f"--norm {self.norm}", f"--score {self.score}", f"--seed {self.seed}"]
+        if self.device == "cpu":
+            parts.append("--device cpu")
+        parts.append(f"--json geometry-survey{'' if min_confidence is None else '-filtered'}.json")
+        return " ".join(parts)
+
+
+def run_survey(req: SurveyRequest, progress: ProgressFn | None = None) -> geometry.Survey:
+    """advcore's :func:`geometry.survey` without the filter (every image, each model's predicted class)."""
+    return geometry.survey(list(req.models), req.images, radii=req.radii, T=req.T, norm=req.norm, seed=req.seed,
+                           score=req.score, min_confidence=None, device=req.device, progress=progress)
+
+
+def saved_survey(req: SurveyRequest) -> tuple[geometry.Survey, str] | None:
+    """The shipped survey that answers ``req`` (:func:`geometry.saved_survey`), or None."""
+    return geometry.saved_survey(req.models, req.images, radii=req.radii, T=req.T, norm=req.norm, seed=req.seed,
+                                 score=req.score)
+
+
+@dataclass(frozen=True)
+class SurveyReading:
+    """One reading of a survey for a (naive, robust) pair: per-image median ranges summarised."""
+
+    label: str  # "filtered" or "unfiltered"
+    kept: int
+    images: int
+    naive: float  # median over the kept images of each image's median range over the radii
+    robust: float
+    share_robust_smaller: float  # share of kept images where the robust model's range is the smaller
+
+    @property
+    def ratio(self) -> float:
+        """robust / naive (nan when it cannot be formed)."""
+        if not (math.isfinite(self.naive) and math.isfinite(self.robust)) or self.naive <= 0:
+            return math.nan
+        return self.robust / self.naive
+
+
+def survey_reading(s: geometry.Survey, naive: str, robust: str, label: str) -> SurveyReading:
+    """:class:`SurveyReading` of ``s`` (the numbers the CLI's JSON holds as ``median_image_range`` and
+    ``share_smaller_than``)."""
+    return SurveyReading(label=label, kept=len(s.kept), images=len(s.indices), naive=s.median_image_range(naive),
+                         robust=s.median_image_range(robust),
+                         share_robust_smaller=s.share_below(robust, naive))
+
+
+def survey_rows(readings: Sequence[SurveyReading], naive: str, robust: str, unit: str) -> list[dict]:
+    """The table of the readings."""
+    return [{"reading": r.label, "images kept": f"{r.kept} of {r.images}",
+             f"{naive} median range ({unit})": f"{r.naive:.3e}" if math.isfinite(r.naive) else "-",
+             f"{robust} median range ({unit})": f"{r.robust:.3e}" if math.isfinite(r.robust) else "-",
+             f"{robust} / {naive}": f"{r.ratio:.3g}" if math.isfinite(r.ratio) else "-",
+             f"images where {robust} < {naive}": (f"{r.share_robust_smaller:.0%}"
+                                                  if math.isfinite(r.share_robust_smaller) else "-")}
+            for r in readings]
+
+
+def _times(r: SurveyReading) -> str:
+    q = r.ratio
+    if not math.isfinite(q):
+        return "cannot be compared"
+    return f"{q:.3g} times" if q >= 1 else f"{1 / q:.3g} times smaller than"
+
+
+def survey_sentence(filt: SurveyReading | None, unf: SurveyReading, naive: str, robust: str,
+                    threshold: float | None, score_title: str) -> str:
+    """The survey's finding, from the two readings: which model has the smaller isotropy range with the paper's
+    filter and without it, and whether the filter reverses that (``filt`` None: no filter asked for)."""
+    if filt is None:
+        return (f"Without a filter (all {unf.images} images, each model's own predicted class), {robust}'s median "
+                f"isotropy range of the {score_title} is {_times(unf)} {naive}'s ({unf.robust:.2e} against "
+                f"{unf.naive:.2e}), smaller on {unf.share_robust_smaller:.0%} of the images. Set a confidence "
+                f"filter (the paper: 0.99) to compare with the paper's protocol.")
+    head = (f"With the paper's filter ({naive} and {robust} both right with softmax probability above "
+            f"{threshold:g}: {filt.kept} of {filt.images} test images), ")
+    if filt.kept == 0:
+        body = "no image passes, so the filtered reading is empty. "
+    else:
+        body = (f"{robust}'s median isotropy range of the {score_title} is {_times(filt)} {naive}'s "
+                f"({filt.robust:.2e} against {filt.naive:.2e}), and smaller on {filt.share_robust_smaller:.0%} of "
+                f"those images. ")
+    tail = (f"Without the filter (all {unf.images} images, each model's own predicted class) it is "
+            f"{_times(unf)} {naive}'s ({unf.robust:.2e} against {unf.naive:.2e}), smaller on "
+            f"{unf.share_robust_smaller:.0%} of the images.")
+    if filt.kept and math.isfinite(filt.ratio) and math.isfinite(unf.ratio) and filt.ratio != 1 and unf.ratio != 1:
+        if (filt.ratio < 1) != (unf.ratio < 1):
+            tail += (f" The filter reverses the reading: on the confidently classified images the "
+                     f"{'robust' if filt.ratio < 1 else 'naive'} model is the more isotropic one, on all images the "
+                     f"{'robust' if unf.ratio < 1 else 'naive'} model.")
+        else:
+            tail += (f" Both readings agree: the {'robust' if filt.ratio < 1 else 'naive'} model has the smaller "
+                     f"median range.")
+    split = [r.label.split(" (")[0] for r in (filt, unf) if r.kept and math.isfinite(r.ratio) and r.ratio != 1
+             and r.share_robust_smaller != 0.5 and (r.ratio < 1) != (r.share_robust_smaller > 0.5)]
+    if split:
+        tail += (f" In the {' and the '.join(split)} reading the median and the share of images point opposite "
+                 f"ways.")
+    return head + body + tail
+
+
+def survey_figure(filt: geometry.Survey, unf: geometry.Survey, title: str) -> go.Figure:
+    """Median range(r) over the kept images per radius, each model, with the filter (solid; left out when ``filt``
+    is ``unf``) and without (dashed)."""
+    fig = go.Figure()
+    score = geometry.SCORES[filt.score]
+    for m, colour in zip(filt.models, PAIR_COLOURS, strict=False):
+        lines = ([(filt, "solid", f"filtered ({len(filt.kept)} images)")] if filt is not unf else []) + [
+            (unf, "dash", f"unfiltered ({len(unf.kept)} images)")]
+        for s, dash, what in lines:
+            fig.add_trace(go.Scatter(x=_x(s.radii), y=_positive(s.median_range(m)), mode="lines+markers",
+                                     name=f"{m}, {what}", line=dict(color=colour, dash=dash),
+                                     hovertemplate=f"{m}, {what}<br>r = %{{x:.3g}}/255<br>median range %{{y:.3e}}"
+                                                   "<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=title, showlegend=True,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    fig.update_xaxes(title=RADIUS_AXIS)
+    fig.update_yaxes(title=f"median range(r) of the {score.title} ({score.unit})", type="log",
+                     exponentformat="power")
+    return fig
