@@ -251,7 +251,7 @@ def test_to_dict_is_the_json_of_the_nested_dicts() -> None:
         d = table.to_dict()
         assert isinstance(d.pop("device"), str) and all(isinstance(r.pop("seconds"), float) for r in d["rows"])
         same_json(json.loads(json.dumps(without_timings(d))), want[attack], attack,
-                  rel=1e-9, abs=1e-9)  # another CPU's BLAS may round a last bit differently
+                  rel=1e-6, abs=1e-9)  # float32 features: another CPU or thread count rounds the last bits
         assert table.rows[0].clean_accuracy == d["rows"][0]["clean_accuracy"]
         assert table.verdict == d["verdict"] == poisoning.verdict(d)
     pf = runs["pf"]
