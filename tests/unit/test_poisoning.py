@@ -250,8 +250,13 @@ def test_to_dict_is_the_json_of_the_nested_dicts() -> None:
         assert isinstance(table, poisoning.PoisoningTable) and table.attack == attack
         d = table.to_dict()
         assert isinstance(d.pop("device"), str) and all(isinstance(r.pop("seconds"), float) for r in d["rows"])
-        same_json(json.loads(json.dumps(without_timings(d))), want[attack], attack,
-                  rel=1e-6, abs=1e-9)  # float32 features: another CPU or thread count rounds the last bits
+        # float32 features: another CPU's kernels round their last bits, and LinearSVC's solver (stopping at its
+        # tolerance) then lands on a slightly different boundary (objectives up to 1% apart and 2 of the 1,000 test
+        # digits on one machine): values to 5%, accuracies to 0.5 points, and the verdict (words chosen from those
+        # accuracies, checked below against this run's numbers) by type only
+        got = json.loads(json.dumps(without_timings(d)))
+        assert isinstance(got.pop("verdict"), str)
+        same_json(got, {k: v for k, v in want[attack].items() if k != "verdict"}, attack, rel=0.05, abs=5e-3)
         assert table.rows[0].clean_accuracy == d["rows"][0]["clean_accuracy"]
         assert table.verdict == d["verdict"] == poisoning.verdict(d)
     pf = runs["pf"]
