@@ -87,7 +87,8 @@ DEFAULT_ATTACKS: tuple[str, ...] = tuple(a for a in ("fgsm", "ifgsm", "pgd", "mi
 #: The attacks whose iterations are model queries with a budget of their own (Square: ``n_queries``), not
 #: gradient steps: Compare's ``steps`` does not apply to them; ``square_queries`` is Square's budget.
 QUERY_ATTACKS: tuple[str, ...] = tuple(a for a in ALL_ATTACKS if "n_queries" in attacks.accepted_params(a))
-DEFAULT_SQUARE_QUERIES = int(attacks.param_default("square", "n_queries"))  # Square's own default n_queries
+SQUARE_QUERIES = attacks.get_attack("square").param("n_queries")  # Square's declaration: range, default, help
+DEFAULT_SQUARE_QUERIES = int(SQUARE_QUERIES.default)
 QUERY_NOTE = ("Square's steps are model queries (its first is the striped start), not gradient steps: its budget is "
               "its own n_queries (square_queries), not the comparison's steps, and it takes no gradient.")
 def _minimal_norm(spec: attacks.AttackSpec) -> bool:
@@ -504,11 +505,13 @@ class CompareResult:
             "device": self.device, "seconds": self.seconds,
             "stop_on_success": self.stop_on_success, "stop_policy": STOP_TEXT[self.stop_on_success],
             "agr_alpha": self.agr_alpha, "resolution": self.resolution,
-            "square_queries": self.square_queries,
-            "query_attacks": [a for a in self.attacks if a in QUERY_ATTACKS], "query_note": QUERY_NOTE,
             "agreement": {s: dict(v) for s, v in self.agreement.items()},
             "correct": None if self.correct is None else {s: list(v) for s, v in self.correct.items()},
         }
+        if any(a in QUERY_ATTACKS for a in self.attacks):  # Square's budget is its own (see QUERY_NOTE)
+            out.update(square_queries=self.square_queries, query_attacks=[a for a in self.attacks
+                                                                          if a in QUERY_ATTACKS],
+                       query_note=QUERY_NOTE)
         if self.radius is not None:
             out["radius"] = {s: {a: r.to_dict() for a, r in by.items()} for s, by in self.radius.items()}
             out["radius_note"] = RADIUS_NOTE
@@ -531,7 +534,7 @@ def _steps_of(attack: str, steps: int, square_queries: int = DEFAULT_SQUARE_QUER
 
 def check_square_queries(n: int) -> int:
     """Square's query budget per image: a whole number within its declaration's range."""
-    return int(attacks.get_attack("square").check({"n_queries": n})["n_queries"])
+    return int(SQUARE_QUERIES.check(n, "Square"))
 
 
 def _mean(values: np.ndarray) -> float | None:

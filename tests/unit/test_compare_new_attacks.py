@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -74,3 +76,33 @@ def test_compare_numbers_for_apgd_and_square_are_the_attacks_own(policy):
     assert st["apgd"].grad_evals == (2 if policy == "all" else 4)  # each fooled at iterate 1; else all 3 steps
     with pytest.raises(AdvlabError, match="n_queries"):
         compare.compare(items, ["fmnist-naive"], attack_names=["square"], eps=0.1, device="cpu", square_queries=0)
+
+
+def test_page_and_cli_say_square_counts_queries(tmp_path):
+    from tests.unit.test_compare import run_cli
+    from ui.views import compare as cv
+
+    out = tmp_path / "c.json"
+    code, stdout, err = run_cli(["compare", "--models", "fmnist-naive", "--images", "fashion-mnist", "--limit", "4",
+                                 "--attacks", "pgd,square", "--eps", "0.3", "--steps", "3", "--square-queries", "40",
+                                 "--seed", "2", "--device", "cpu", "--json", str(out)])
+    assert code == 0, err
+    assert "Square: 40 queries per image" in stdout and " q  " in stdout
+    r = compare.from_dict(json.loads(out.read_text()))
+    d = r.to_dict()
+    assert d["square_queries"] == 40 and d["query_attacks"] == ["square"] and d["query_note"] == compare.QUERY_NOTE
+    rows = {row["Attack"]: row for row in cv.table_rows(r)}
+    sq = r.runs[0].sources["fmnist-naive"]["square"].steps_to_success
+    assert rows[r.attack_titles["square"]]["Steps to success"] == f"{sq:.2f} queries"
+    assert not rows["PGD"]["Steps to success"].endswith("queries")
+    assert "Square: 40 queries per image" in cv.table_caption(r)
+    req = cv.CompareRequest(dataset="fashion-mnist", sources=("fmnist-naive",), targets=("fmnist-naive",),
+                            attacks=("pgd", "square"), norm="linf", eps=(0.3,), eps_text="0.3", steps=3, seed=2,
+                            images="fashion-mnist", limit=4, square_queries=40)
+    assert "--square-queries 40" in req.cli_command() and "--attacks pgd,square" in req.cli_command()
+    # Every comparable attack has its own colour, dash and marker in the sweep chart.
+    assert len({cv.ATTACK_COLOURS[a] for a in compare.ALL_ATTACKS}) == len(compare.ALL_ATTACKS)
+    assert len(set(cv.SWEEP_MARKERS)) >= len(compare.ALL_ATTACKS) <= len(set(cv.SWEEP_DASHES))
+    code, _, err = run_cli(["compare", "--models", "fmnist-naive", "--images", "fashion-mnist", "--limit", "2",
+                            "--attacks", "deepfool", "--eps", "0.1"])
+    assert code == 2 and "--radius" in err.strip().splitlines()[-1]
