@@ -255,8 +255,8 @@ def check_attacks(names: Sequence[str]) -> list[str]:
     other = [n for n in out if n not in ALL_ATTACKS]
     if other:
         raise AdvlabError(f"Compare ranks the attacks that share one stop rule ({', '.join(ALL_ATTACKS)}); "
-                          f"{', '.join(other)} have no budget (minimal-norm): ask for their robustness radius "
-                          f"(--radius) or run them with `attack` or `eval`.")
+                          f"{', '.join(other)} stop by their own rule with no budget (minimal-norm): ask for "
+                          f"the robustness radius (--radius) or run them with `attack` or `eval`.")
     if not out:
         raise AdvlabError(f"Choose at least one attack: {', '.join(ALL_ATTACKS)}.")
     if len(set(out)) != len(out):
@@ -1132,7 +1132,7 @@ def from_dict(d: dict) -> CompareResult:
 SAVED_DIR = Path(__file__).resolve().parents[2] / "assets" / "compare"
 SAVED = {"default-imagenet.json": {"sources": ["efficientnet-lite0"],
                                    "targets": ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
-                                   "attacks": list(ALL_ATTACKS), "norm": "linf", "eps": [4 / 255], "steps": 10,
+                                   "attacks": list(DEFAULT_ATTACKS), "norm": "linf", "eps": [4 / 255], "steps": 10,
                                    "seed": 0, "stop_on_success": "all", "agr_alpha": "eps", "resolution": None,
                                    "images": "samples"}}
 
