@@ -29,7 +29,7 @@ from ui.views import compare as cv
 from ui.widgets import download_figure
 
 INTRO = (
-    "Run all five attacks on a set of images at the same budget and see which fools the model most often, "
+    "Run the attacks on a set of images at the same budget and see which fools the model most often, "
     "which changes the image least, and whether its images also fool the other models: press Run with the "
     "defaults first, then read the transfer heat map."
 )
@@ -117,10 +117,20 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
     seed = d4.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="compare_seed", persist_state=KEEP,
                            help="PGD's random start: the same seed gives the same numbers.")
     url_value("attacks", "compare_attacks", url_choices(list(compare.ALL_ATTACKS)), url_show_list())
-    chosen = st.multiselect("Attacks", list(compare.ALL_ATTACKS), default=list(compare.ALL_ATTACKS),
+    chosen = st.multiselect("Attacks", list(compare.ALL_ATTACKS), default=list(compare.DEFAULT_ATTACKS),
                             format_func=lambda n: ATTACKS[n].title,
-                            key="compare_attacks", persist_state=KEEP)
+                            key="compare_attacks", persist_state=KEEP,
+                            help="The default is the AGR paper's five; APGD and Square also take the one stop rule.")
     attacks_ = tuple(a for a in compare.ALL_ATTACKS if a in chosen)
+    square_queries = compare.DEFAULT_SQUARE_QUERIES
+    if any(a in compare.QUERY_ATTACKS for a in attacks_):
+        q = compare.SQUARE_QUERIES
+        url_value("queries", "compare_square_queries", url_number(int(q.low), int(q.high), integer=True))
+        square_queries = int(st.number_input(
+            "Square: queries per image", int(q.low), int(q.high), compare.DEFAULT_SQUARE_QUERIES, step=100,
+            key="compare_square_queries", persist_state=KEEP,
+            help="Square's own budget (its n_queries), not the steps above: it only queries the model's scores, "
+                 "takes no gradient, and its steps to success are counted in queries."))
     url_value("radius", "compare_radius", url_choices(list(compare.RADIUS_ATTACKS)), url_show_list())
     radius = st.multiselect("Robustness radius (minimal-norm attacks, optional)", list(compare.RADIUS_ATTACKS),
                             default=[], format_func=lambda n: ATTACKS[n].title, key="compare_radius",
@@ -133,8 +143,10 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
     url_value("stop", "compare_stop", url_choice(list(compare.STOP_POLICIES)))
     stop = o1.radio("Stop on success", compare.STOP_POLICIES, format_func=cv.STOP_LABELS.get, horizontal=True,
                     key="compare_stop", persist_state=KEEP,
-                    help="One rule for every iterative attack (I-FGSM, PGD, MI-FGSM, AGR): stop each image at its "
-                         "first adversarial iterate, or run every step. One rule for all keeps the comparison fair.")
+                    help="One rule for every iterative attack (I-FGSM, PGD, MI-FGSM, AGR, APGD, Square): stop each "
+                         "image at its first adversarial iterate, or run every step (APGD still returns its first "
+                         "adversarial iterate; Square keeps querying a fooled image for a lower loss). One rule for "
+                         "all keeps the comparison fair.")
     url_value("agr_alpha", "compare_agr_alpha", url_choice(list(compare.AGR_ALPHAS)))
     agr_alpha = o2.radio("AGR's base step alpha", compare.AGR_ALPHAS, format_func=cv.AGR_ALPHA_LABELS.get,
                          horizontal=True, key="compare_agr_alpha", persist_state=KEEP,
@@ -154,7 +166,8 @@ def controls(sel) -> tuple[cv.CompareRequest, list, str | None]:
                             norm=norm, eps=(eps,), eps_text=cv.eps_text(eps, norm, dataset), steps=int(steps),
                             seed=int(seed), images=images, limit=limit, upload_key=upload_key, device=sel.device,
                             stop_on_success=stop, agr_alpha=agr_alpha, resolution=resolution,
-                            radius=tuple(a for a in compare.RADIUS_ATTACKS if a in radius))
+                            radius=tuple(a for a in compare.RADIUS_ATTACKS if a in radius),
+                            square_queries=square_queries)
     error = None
     try:
         req.check()

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t0
     env = environment(device)
     out: dict = {"environment": env, "images": [it.name for it in items], "n_images": len(items),
-                 "attacks": list(compare.ALL_ATTACKS), "norm": "linf", "eps": eps, "steps": 10, "seed": 0,
+                 "attacks": list(compare.DEFAULT_ATTACKS), "norm": "linf", "eps": eps, "steps": 10, "seed": 0,
                  "model_load_s": round(load_s, 2), "target_s": 120}
     result, timing = timed(items, ["efficientnet-lite0"], eps, device)
     out["white_box"] = {**timing, "table": rows(result)}

@@ -21,7 +21,7 @@ from torch import nn
 from advcore.attacks._common import Recorder, check_inputs, generator, true_labels
 from advcore.attacks.core import get_ball, is_adversarial, prepare_labels
 from advcore.attacks.gradient_sign import RANDOM_START, SEED
-from advcore.attacks.params import AttackSpec, Param, check_values
+from advcore.attacks.params import STOP_ON_SUCCESS, AttackSpec, Param, check_values
 from advcore.errors import AdvlabError
 
 LOSS = Param(
@@ -72,7 +72,7 @@ def checkpoints(n_iter: int) -> list[int]:
 def apgd(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "linf", steps: int = 100,
          loss: str = LOSS.default, rho: float = RHO.default, restarts: int = RESTARTS.default,
          random_start: bool = RANDOM_START.default, seed: int | None = SEED.default, targeted: bool = False,
-         target=None, callback=None):
+         target=None, stop_on_success: bool = STOP_ON_SUCCESS.default, callback=None):
     """APGD (Croce & Hein 2020, Algorithm 1) for ``steps`` iterations, ``restarts`` times.
 
     ``z = P(x_k + eta grad)``, ``x_{k+1} = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1}))`` with
@@ -80,8 +80,13 @@ def apgd(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "
     which also moves the iterate back to the best point. Returns, per image, the first adversarial
     iterate found, else the highest-loss point. The random start is a point of the sphere of radius eps
     (as AutoAttack: ``eps * t / ||t||``, t uniform in [-1, 1] for L-inf, Gaussian for L2), drawn for the
-    batch from ``seed`` (restart r continues the stream). Arguments: eps, norm, steps, loss, rho,
-    restarts, random_start, seed, targeted/target, callback.
+    batch from ``seed`` (restart r continues the stream). ``stop_on_success`` (the other iterative
+    attacks' meaning): an image leaves the loop at its first adversarial iterate, frozen there and
+    returned as that iterate, and costs no more gradients; False (default): every image runs all
+    ``steps`` (Algorithm 1's full run). The point returned is the same either way (the first
+    adversarial iterate, else the highest-loss one): the policies differ in gradients spent and in the
+    loss history after the first success. Arguments: eps, norm, steps, loss, rho, restarts,
+    random_start, seed, targeted/target, stop_on_success, callback.
     """
     own = check_values((LOSS, RHO, RESTARTS), {"loss": loss, "rho": rho, "restarts": restarts}, "APGD")
     own.update(check_values((RANDOM_START, SEED), {"random_start": random_start, "seed": seed}, "APGD"))
@@ -154,12 +159,22 @@ def apgd(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "
         halved_at_check = torch.ones(m, dtype=torch.bool, device=dev)
         since = 0
         for k in range(steps):
+            live = ~local_fooled if stop_on_success else torch.ones_like(local_fooled)
+            if not bool(live.any()):
+                break
             a = MOMENTUM if k > 0 else 1.0
             z = project(xk + step * unit(g), x0)
             x_new = project(xk + a * (z - xk) + (1 - a) * (xk - x_prev), x0)  # Eq. 2
-            x_prev, xk = xk, x_new
-            li, g, out = grad_at(xk, idx)
-            adv = rec.see(idx, out)
+            x_prev, xk = torch.where(live.view(view), xk, x_prev), torch.where(live.view(view), x_new, xk)
+            if bool(live.all()):
+                li, g, out = grad_at(xk, idx)
+                adv = rec.see(idx, out)
+            else:  # the frozen images (stop_on_success) are not evaluated again
+                li_l, g_l, out_l = grad_at(xk[live], idx[live])
+                li, g = li.clone(), g.clone()
+                li[live], g[live] = li_l, g_l
+                adv = torch.zeros_like(live)
+                adv[live] = rec.see(idx[live], out_l)
             new = adv & ~local_fooled
             x_adv_found = torch.where(new.view(view), xk, x_adv_found)
             local_fooled |= adv
@@ -182,7 +197,9 @@ def apgd(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "
                 since = 0
             full = x_out.clone()
             full[idx] = torch.where(local_fooled.view(view), x_adv_found, x_best)
-            if rec.step(torch.isin(torch.arange(n, device=dev), idx), full):
+            active = torch.zeros(n, dtype=torch.bool, device=dev)
+            active[idx] = ~local_fooled if stop_on_success else True
+            if rec.step(active, full):
                 break
         keep = local_fooled | (l_best > best_loss_all[idx])
         chosen = torch.where(local_fooled.view(view), x_adv_found, x_best)
@@ -193,7 +210,8 @@ def apgd(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "
             break
     res = rec.finish(x_out, {})
     res.success = is_adversarial(res.logits, label, targeted)
-    res.params = {"eps": eps, "norm": norm, "steps": steps, "targeted": targeted, **own}
+    res.params = {"eps": eps, "norm": norm, "steps": steps, "targeted": targeted, **own,
+                  "stop_on_success": bool(stop_on_success)}
     return res
 
 

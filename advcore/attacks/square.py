@@ -70,7 +70,7 @@ def margin_and_loss(logits: torch.Tensor, label: torch.Tensor, targeted: bool) -
 
 def square(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str = "linf",
            n_queries: int = N_QUERIES.default, p_init: float = P_INIT.default, seed: int | None = SEED_SQ.default,
-           targeted: bool = False, target=None, callback=None):
+           targeted: bool = False, target=None, stop_on_success: bool = True, callback=None):
     """Square Attack (Andriushchenko et al. 2020, Algorithm 1), L-inf (Algorithm 2) or L2 (Algorithm 3),
     ``n_queries`` model evaluations per image at most (the start is the first).
 
@@ -79,9 +79,14 @@ def square(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str =
     code redraws until it does). L2: each iteration draws the two window positions, the orientation of
     ``eta`` and its sign per channel for the batch (their code draws the signs per image). Each image's
     draws are thus the paper's distribution and its result does not depend on the other images of its batch.
-    Records queries used per image in ``params["queries"]``; ``grad_evals`` stays 0.
+    Records queries used per image in ``params["queries"]``; ``grad_evals`` stays 0. Its "steps" are
+    queries: ``steps_to_success`` counts them (0 = the striped start, the first query).
+    ``stop_on_success`` (default True, Algorithm 1 as the paper: only unfooled images are queried): an
+    image stops at its first adversarial query, frozen there. False: every image uses all ``n_queries``;
+    a fooled image keeps a new draw only where it stays adversarial and lowers the loss (the margin, or
+    the targeted cross-entropy), so it ends more confidently misclassified at the same eps.
     Arguments: eps (L-inf: per pixel; L2: of the whole perturbation), norm, n_queries, p_init (the paper
-    uses 0.05 for L-inf and 0.1 for L2), seed, targeted/target, callback.
+    uses 0.05 for L-inf and 0.1 for L2), seed, targeted/target, stop_on_success, callback.
     """
     own = check_values((N_QUERIES, P_INIT, SEED_SQ), {"n_queries": n_queries, "p_init": p_init, "seed": seed}, "Square")
     if norm not in ("linf", "l2"):
@@ -92,13 +97,14 @@ def square(model: nn.Module, x: torch.Tensor, y=None, *, eps: float, norm: str =
     gen = generator(seed, x.device)
     rec = Recorder(model, x, label, targeted, n_queries, callback)
     search = _search_linf if norm == "linf" else _search_l2
-    x_best, queries = search(model, x, label, targeted, eps, n_queries, p_init, gen, rec)
+    x_best, queries = search(model, x, label, targeted, eps, n_queries, p_init, gen, rec, bool(stop_on_success))
     res = rec.finish(x_best, {})
-    res.params = {"eps": eps, "norm": norm, "targeted": targeted, **own, "queries": queries.tolist()}
+    res.params = {"eps": eps, "norm": norm, "targeted": targeted, **own, "stop_on_success": bool(stop_on_success),
+                  "queries": queries.tolist()}
     return res
 
 
-def _search_linf(model, x, label, targeted, eps, n_queries, p_init, gen, rec):
+def _search_linf(model, x, label, targeted, eps, n_queries, p_init, gen, rec, stop):
     """Algorithm 1 with Algorithm 2's squares of +-eps; returns the best images and queries per image."""
     n, dev = x.shape[0], x.device
     c, h, w = x.shape[1:]
@@ -111,7 +117,7 @@ def _search_linf(model, x, label, targeted, eps, n_queries, p_init, gen, rec):
     margin, loss = margin_and_loss(out, label, targeted)
     queries = torch.ones(n, dtype=torch.long, device=dev)
     for it in range(n_queries - 1):
-        idx = (margin > 0).nonzero().squeeze(1)
+        idx = (margin > 0).nonzero().squeeze(1) if stop else torch.arange(n, device=dev)
         if idx.numel() == 0:
             break
         s = min(max(int(round(math.sqrt(p_schedule(p_init, it, n_queries) * h * w))), 1), h - 1, w - 1) or 1
@@ -124,24 +130,27 @@ def _search_linf(model, x, label, targeted, eps, n_queries, p_init, gen, rec):
         pick = torch.where(changes.any(1), changes.float().argmax(1), torch.zeros_like(changes[:, 0], dtype=torch.long))
         x_new = x_best[idx].clone()
         x_new[:, :, vh:vh + s, vw:vw + s] = tries[torch.arange(idx.numel(), device=dev), pick]
-        if _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec):
+        if _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec, stop):
             break
     return x_best, queries
 
 
-def _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec) -> bool:
+def _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec, stop: bool = True) -> bool:
     """Algorithm 1's step for the images ``idx``: query ``x_new``, keep it where the loss fell or it fools
-    the model (in place); True when the person cancelled."""
+    the model (in place); an image already fooled (``stop`` False) keeps it only where it stays adversarial
+    and the loss fell. True when the person cancelled."""
     with torch.no_grad():
         out = model(x_new)
     rec.see(idx, out)
     m_new, l_new = margin_and_loss(out, label[idx], targeted)
     better = (l_new < loss[idx]) | (m_new <= 0)
-    loss[idx] = torch.where(l_new < loss[idx], l_new, loss[idx])
+    if not stop:
+        better &= (margin[idx] > 0) | ((m_new <= 0) & (l_new < loss[idx]))
+    loss[idx] = torch.where(better & (l_new < loss[idx]), l_new, loss[idx])
     margin[idx] = torch.where(better, m_new, margin[idx])
     x_best[idx[better]] = x_new[better]
     queries[idx] += 1
-    return rec.step(margin > 0, x_best)
+    return rec.step(margin > 0 if stop else torch.ones_like(margin, dtype=torch.bool), x_best)
 
 
 @functools.lru_cache(maxsize=256)
@@ -170,7 +179,7 @@ def _l2_scale(delta: torch.Tensor) -> torch.Tensor:
     return delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
 
 
-def _search_l2(model, x, label, targeted, eps, n_queries, p_init, gen, rec):
+def _search_l2(model, x, label, targeted, eps, n_queries, p_init, gen, rec, stop):
     """Algorithm 1 with Algorithm 3's window pairs; returns the best images and queries per image."""
     n, dev, dt = x.shape[0], x.device, x.dtype
     c, h, w = x.shape[1:]
@@ -196,7 +205,7 @@ def _search_l2(model, x, label, targeted, eps, n_queries, p_init, gen, rec):
     margin, loss = margin_and_loss(out, label, targeted)
     queries = torch.ones(n, dtype=torch.long, device=dev)
     for it in range(n_queries - 1):
-        idx = (margin > 0).nonzero().squeeze(1)
+        idx = (margin > 0).nonzero().squeeze(1) if stop else torch.arange(n, device=dev)
         if idx.numel() == 0:
             break
         s = max(int(round(math.sqrt(p_schedule(p_init, it, n_queries) * h * w))), 3)
@@ -221,7 +230,7 @@ def _search_l2(model, x, label, targeted, eps, n_queries, p_init, gen, rec):
         d[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
         d[:, :, vh:vh + s, vw:vw + s] = new
         x_new = (xc + d / (_l2_scale(d) + 1e-12) * eps).clamp(0, 1)
-        if _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec):
+        if _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec, stop):
             break
     return x_best, queries
 

@@ -36,14 +36,20 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=limit, metavar="N",
                    help=f"use the first N images (fashion-mnist: default {compare.DEFAULT_DATASET_IMAGES})")
     g = p.add_argument_group("attacks")
-    g.add_argument("--attacks", default="all", metavar="LIST",
-                   help=f"'all' or a comma-separated list of {', '.join(compare.ALL_ATTACKS)} (default: all)")
+    g.add_argument("--attacks", default="default", metavar="LIST",
+                   help=f"'default' (the AGR paper's {', '.join(compare.DEFAULT_ATTACKS)}), 'all' or a comma-separated "
+                        f"list of {', '.join(compare.ALL_ATTACKS)} (default: default)")
     g.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (default: linf)")
     g.add_argument("--eps", required=True, metavar="EPS",
                    help="budget in [0,1] pixel units: one value (4/255), a list (1/255,4/255) or a range "
                         "start:stop:step (1/255:8/255:1/255) for the ASR-against-eps sweep")
     g.add_argument("--steps", type=fw.arg_type(fw.parse_steps, "steps"), default=10,
-                   help="iterations (default: 10; FGSM: 1)")
+                   help="gradient iterations (default: 10; FGSM: 1; not Square's: see --square-queries)")
+    q = compare.SQUARE_QUERIES
+    g.add_argument("--square-queries", type=fw.int_type("square queries", int(q.low), int(q.high)),
+                   default=compare.DEFAULT_SQUARE_QUERIES, metavar="N",
+                   help="Square's budget: model queries per image (its n_queries; its steps to success count "
+                        f"queries; default: {compare.DEFAULT_SQUARE_QUERIES})")
     g.add_argument("--seed", type=fw.int_type("seed", 0, fw.SEED_MAX),
                    default=0, help="seed of PGD's random start (default: 0)")
     g.add_argument("--stop-on-success", default="all", choices=compare.STOP_POLICIES,
@@ -84,6 +90,9 @@ def _tables(result: CompareResult) -> str:
              f"{result.seed}, on {result.device}; labels: each source's clean prediction",
              f"stop policy --stop-on-success {result.stop_on_success}: {compare.policy_words(result)}"
              + (f"; every model at {result.resolution}x{result.resolution}" if result.resolution else "")]
+    if any(a in compare.QUERY_ATTACKS for a in result.attacks):
+        lines.append(f"Square: {result.square_queries} queries per image (q: its steps to success are queries). "
+                     f"{compare.QUERY_NOTE}")
     titles = result.attack_titles
     width = max(len(titles[a]) for a in result.attacks)
     if len(result.eps) > 1:
@@ -106,7 +115,8 @@ def _tables(result: CompareResult) -> str:
             lines.append(f"{titles[a].ljust(width)}  {_pct(r.asr):>6}  {_pct(r.asr_8bit):>6}  {cos:>19}  "
                          f"{_num(r.amp, '.4g'):>7}  {_num(r.l2, '.4g'):>7}  {_num(r.linf, '.4g'):>7}  "
                          f"{_num(r.p_clean, '.3f'):>8}  "
-                         f"{_num(r.steps_to_success, '.2f'):>16}  {_num(r.grad_evals, '.2f'):>10}")
+                         f"{_num(r.steps_to_success, '.2f') + (' q' if a in compare.QUERY_ATTACKS else ''):>16}  "
+                         f"{_num(r.grad_evals, '.2f'):>10}")
     lines.append("(AMP, L2, Linf in [0, 1] pixel units; p(clean): mean probability left on the clean label, 0-1)")
     lines += [f"- {t}" for t in compare.ranking_finding(result)]
     tw = max(len(t) for t in result.targets)
@@ -165,7 +175,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     sources, targets, dataset = compare.check_models(args.models, args.targets)
     compare.check_options(args.stop_on_success, args.agr_alpha, args.resolution, dataset)
-    names = compare.ALL_ATTACKS if args.attacks.strip().lower() == "all" else _names(args.attacks)
+    named = {"all": compare.ALL_ATTACKS, "default": compare.DEFAULT_ATTACKS}
+    names = named.get(args.attacks.strip().lower()) or _names(args.attacks)
     attack_names = compare.check_attacks(names)
     radius = compare.check_radius([n for n in _names(args.radius) if n]) if args.radius.strip() else []
     eps = fw.parse_eps_list(args.eps, name="eps", high=1.0 if args.norm == "linf" else MAX_L2)
@@ -179,7 +190,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     args.batch_size = fw.batch_size(args.batch_size, args.device, compare.DEFAULT_BATCH)
     options = dict(targets=targets, attack_names=attack_names, norm=args.norm, eps=eps, steps=args.steps,
                    seed=args.seed, stop_on_success=args.stop_on_success, agr_alpha=args.agr_alpha,
-                   resolution=args.resolution, radius=radius)
+                   resolution=args.resolution, radius=radius, square_queries=args.square_queries)
     if backend.sharded(args):
         result = backend.run(args, shards.CompareJob(tuple(items), tuple(sources), options, args.batch_size,
                                                      args.device))

@@ -1,6 +1,7 @@
 """Attack comparison and transferability: the evaluation of the AGR paper (Xiao et al.), on our models.
 
-:func:`compare` runs every attack (FGSM, I-FGSM, PGD, MI-FGSM, AGR, through :func:`advcore.attacks.run`)
+:func:`compare` runs every attack (FGSM, I-FGSM, PGD, MI-FGSM, AGR; APGD and Square when asked; through
+:func:`advcore.attacks.run`)
 batched on a set of images at the same budget, on each source model, and measures per attack
 
 * ASR, the share of images whose prediction the attack changed (the paper's Figures 3 and 5, Tables 1-2);
@@ -23,9 +24,12 @@ Definitions, stated once:
   (a budget below 1/255 may not survive that rounding).
 * Each eps of a sweep is a separate run of every attack (same seed).
 * **One stop policy** (``stop_on_success``): ``"all"`` (default) stops every iterative attack (I-FGSM, PGD,
-  MI-FGSM, AGR) on each image at its first adversarial iterate, as AGR's Algorithm 1 does; ``"none"`` runs
-  every step for all of them. Mixing the two (AGR stopping, the others not) would credit AGR's smaller
-  perturbation to its stopping rule, not to its AdaGrad step.
+  MI-FGSM, AGR, APGD, Square) on each image at its first adversarial iterate, as AGR's Algorithm 1 does;
+  ``"none"`` runs every step for all of them (APGD still returns its first adversarial iterate, so it differs
+  only in gradients spent; Square keeps querying a fooled image for a lower loss). Mixing the two (AGR
+  stopping, the others not) would credit AGR's smaller perturbation to its stopping rule, not to its AdaGrad step.
+* **Square's budget is queries** (``square_queries``, its ``n_queries``), not ``steps``; its steps to success
+  count queries and its gradient evaluations are 0 (a black-box attack).
 * **AGR's base step** (``agr_alpha``): ``"eps"`` as Eq. 11 writes it (the first step is then an FGSM step of
   size eps), or ``"eps/steps"``, the step I-FGSM and MI-FGSM take.
 * **Probability left on the clean label** (``p_clean``): the source's softmax probability of its clean
@@ -73,11 +77,20 @@ def _shares_the_stop_policy(spec: attacks.AttackSpec) -> bool:
     return not spec.iterative or "stop_on_success" in inspect.signature(spec.fn).parameters
 
 
-# The attacks Compare ranks (fgsm, ifgsm, pgd, mifgsm, agr: the AGR paper's Table 3 set). Minimal-norm (C&W,
-# DeepFool), APGD and Square have their own stopping rules, so ranking them beside these under one budget and
-# one stop rule would not be the fair comparison this lab promises; use `attack`/`eval` for them. The minimal-norm
-# ones report their per-image robustness radius in a section of their own (``radius``, :data:`RADIUS_ATTACKS`).
+# The attacks Compare ranks: every fixed-budget attack that takes the one stop rule (FGSM, I-FGSM, PGD, MI-FGSM,
+# AGR, APGD, Square). Minimal-norm ones (C&W, DeepFool) have no budget and their own stopping rules, so ranking them
+# beside these would not be the fair comparison this lab promises; they report their per-image robustness radius in
+# a section of their own (``radius``, :data:`RADIUS_ATTACKS`).
 ALL_ATTACKS: tuple[str, ...] = tuple(n for n, s in attacks.ATTACKS.items() if _shares_the_stop_policy(s))
+#: What a comparison runs unless told: the AGR paper's Table 3 set (its shipped runs are of these).
+DEFAULT_ATTACKS: tuple[str, ...] = tuple(a for a in ("fgsm", "ifgsm", "pgd", "mifgsm", "agr") if a in ALL_ATTACKS)
+#: The attacks whose iterations are model queries with a budget of their own (Square: ``n_queries``), not
+#: gradient steps: Compare's ``steps`` does not apply to them; ``square_queries`` is Square's budget.
+QUERY_ATTACKS: tuple[str, ...] = tuple(a for a in ALL_ATTACKS if "n_queries" in attacks.accepted_params(a))
+SQUARE_QUERIES = attacks.get_attack("square").param("n_queries")  # Square's declaration: range, default, help
+DEFAULT_SQUARE_QUERIES = int(SQUARE_QUERIES.default)
+QUERY_NOTE = ("Square's steps are model queries (its first is the striped start), not gradient steps: its budget is "
+              "its own n_queries (square_queries), not the comparison's steps, and it takes no gradient.")
 def _minimal_norm(spec: attacks.AttackSpec) -> bool:
     """A minimal-norm attack: its budget ``eps`` is optional (None: no bound), it reports a radius per image."""
     eps = inspect.signature(spec.fn).parameters.get("eps")
@@ -242,7 +255,8 @@ def check_attacks(names: Sequence[str]) -> list[str]:
     other = [n for n in out if n not in ALL_ATTACKS]
     if other:
         raise AdvlabError(f"Compare ranks the attacks that share one stop rule ({', '.join(ALL_ATTACKS)}); "
-                          f"{', '.join(other)} stop by their own rule: run them with `attack` or `eval`.")
+                          f"{', '.join(other)} stop by their own rule with no budget (minimal-norm): ask for "
+                          f"the robustness radius (--radius) or run them with `attack` or `eval`.")
     if not out:
         raise AdvlabError(f"Choose at least one attack: {', '.join(ALL_ATTACKS)}.")
     if len(set(out)) != len(out):
@@ -477,6 +491,7 @@ class CompareResult:
     notes: list[str] | None = None
     image_names: list[str] | None = None
     radius: dict[str, dict[str, RadiusStats]] | None = None  # [source][attack]; None: not asked for
+    square_queries: int = DEFAULT_SQUARE_QUERIES  # Square's query budget per image (its n_queries)
 
     def to_dict(self) -> dict:
         out = {
@@ -493,6 +508,10 @@ class CompareResult:
             "agreement": {s: dict(v) for s, v in self.agreement.items()},
             "correct": None if self.correct is None else {s: list(v) for s, v in self.correct.items()},
         }
+        if any(a in QUERY_ATTACKS for a in self.attacks):  # Square's budget is its own (see QUERY_NOTE)
+            out.update(square_queries=self.square_queries, query_attacks=[a for a in self.attacks
+                                                                          if a in QUERY_ATTACKS],
+                       query_note=QUERY_NOTE)
         if self.radius is not None:
             out["radius"] = {s: {a: r.to_dict() for a, r in by.items()} for s, by in self.radius.items()}
             out["radius_note"] = RADIUS_NOTE
@@ -506,8 +525,16 @@ class CompareResult:
 # --------------------------------------------------------------------------- the comparison
 
 
-def _steps_of(attack: str, steps: int) -> int:
+def _steps_of(attack: str, steps: int, square_queries: int = DEFAULT_SQUARE_QUERIES) -> int:
+    """Most iterations per image: ``steps``, Square's query budget, or FGSM's one step."""
+    if attack in QUERY_ATTACKS:
+        return square_queries
     return steps if "steps" in attacks.accepted_params(attack) else 1
+
+
+def check_square_queries(n: int) -> int:
+    """Square's query budget per image: a whole number within its declaration's range."""
+    return int(SQUARE_QUERIES.check(n, "Square"))
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -545,7 +572,7 @@ def compare(
     sources: Sequence[str],
     *,
     targets: Sequence[str] | None = None,
-    attack_names: Sequence[str] = ALL_ATTACKS,
+    attack_names: Sequence[str] = DEFAULT_ATTACKS,
     norm: str = "linf",
     eps: float | Sequence[float] = 4 / 255,
     steps: int = 10,
@@ -558,6 +585,7 @@ def compare(
     resolution: int | None = None,
     radius: Sequence[str] = (),
     batch_offset: int = 0,
+    square_queries: int = DEFAULT_SQUARE_QUERIES,
 ) -> CompareResult:
     """Run every attack on ``images`` for each source model and eps; return a :class:`CompareResult`
     (``to_dict()``: its JSON).
@@ -567,7 +595,8 @@ def compare(
     every iterative attack, ``agr_alpha`` (``"eps"``/``"eps/steps"``) AGR's base step and ``resolution`` one
     input size for every ImageNet model (None: each model's own); ``radius`` names minimal-norm attacks
     (:data:`RADIUS_ATTACKS`) whose per-image robustness radius is measured on each source (``result.radius``,
-    see :func:`radius_stats`); see the module's definitions.
+    see :func:`radius_stats`); ``square_queries`` is Square's query budget per image (its ``n_queries``; the
+    comparison's ``steps`` are gradient steps and do not apply to it); see the module's definitions.
     The same arguments give the same numbers (PGD's random start is
     seeded with ``seed`` plus the batch index); only the ``seconds`` fields vary. ``batch_offset``: the index of
     the first batch of ``images`` in a larger set (a shard, :mod:`advcore.shards`), so its seeds are the set's.
@@ -582,6 +611,7 @@ def compare(
     check_options(stop_on_success, agr_alpha, resolution, dataset)
     attack_names = check_attacks(attack_names)
     radius_names = check_radius(radius)
+    square_queries = check_square_queries(square_queries)
     attacks.get_ball(norm)
     attacks.check_steps(steps)
     eps_list = check_eps([eps] if isinstance(eps, (int, float)) else eps, norm, steps)
@@ -599,7 +629,7 @@ def compare(
                for n, sp in specs.items()}
     n_img = len(images)
     chunks = [(i, min(i + batch_size, n_img)) for i in range(0, n_img, batch_size)]
-    per_attack_steps = {a: _steps_of(a, steps) for a in attack_names}
+    per_attack_steps = {a: _steps_of(a, steps, square_queries) for a in attack_names}
     radius_steps = {a: radius_budget(a) for a in radius_names}
     total = (len(eps_list) * sum(per_attack_steps.values()) + sum(radius_steps.values())) * len(sources) * n_img
     done = 0
@@ -658,6 +688,8 @@ def compare(
                 own = {"stop_on_success": stop_on_success == "all"}
                 if a == "agr" and agr_alpha == "eps/steps":
                     own["alpha"] = e / steps
+                if a in QUERY_ATTACKS:
+                    own["n_queries"] = square_queries
                 seconds = 0.0
                 for ci, (lo, hi) in enumerate(chunks):
                     x = x_all[lo:hi].to(dev)
@@ -770,6 +802,7 @@ def compare(
         agreement=agreement,
         correct={s: m.nonzero().squeeze(1).tolist() for s, m in correct_mask.items()} if known else None,
         radius=radii,
+        square_queries=square_queries,
     )
 
 
@@ -1086,7 +1119,8 @@ def from_dict(d: dict) -> CompareResult:
         success=d["success"], transfer_resize=d["transfer_resize"], clean=clean, runs=runs,
         sweep={s: {a: SweepCurve(**c) for a, c in by.items()} for s, by in d["sweep"].items()},
         device=d["device"], seconds=d["seconds"], stop_on_success=d["stop_on_success"], agr_alpha=d["agr_alpha"],
-        resolution=d["resolution"], agreement={s: dict(v) for s, v in d["agreement"].items()},
+        resolution=d["resolution"], square_queries=int(d.get("square_queries", DEFAULT_SQUARE_QUERIES)),
+        agreement={s: dict(v) for s, v in d["agreement"].items()},
         correct=None if d["correct"] is None else {s: list(v) for s, v in d["correct"].items()},
         images_source=d.get("images_source"), notes=d.get("notes"), image_names=d.get("image_names"),
         radius=None if d.get("radius") is None else {s: {a: RadiusStats(**r) for a, r in by.items()}
@@ -1098,7 +1132,7 @@ def from_dict(d: dict) -> CompareResult:
 SAVED_DIR = Path(__file__).resolve().parents[2] / "assets" / "compare"
 SAVED = {"default-imagenet.json": {"sources": ["efficientnet-lite0"],
                                    "targets": ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
-                                   "attacks": list(ALL_ATTACKS), "norm": "linf", "eps": [4 / 255], "steps": 10,
+                                   "attacks": list(DEFAULT_ATTACKS), "norm": "linf", "eps": [4 / 255], "steps": 10,
                                    "seed": 0, "stop_on_success": "all", "agr_alpha": "eps", "resolution": None,
                                    "images": "samples"}}
 

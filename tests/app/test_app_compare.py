@@ -32,17 +32,17 @@ def test_page_opens_without_computing_and_shows_the_command() -> None:
     assert not at.error
     # The heavy ImageNet default is shipped (assets/compare): shown at once, its numbers the file's.
     saved, name = compare.saved_result({"sources": ["efficientnet-lite0"], "targets": [
-        "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], "attacks": list(compare.ALL_ATTACKS),
+        "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"], "attacks": list(compare.DEFAULT_ATTACKS),
         "norm": "linf", "eps": [4 / 255], "steps": 10, "seed": 0, "stop_on_success": "all", "agr_alpha": "eps",
         "resolution": None, "images": "samples"})
     assert any(name in i.value for i in at.info)
     rows = at.table[0].value.to_dict("records")
     run = saved.runs[0].sources["efficientnet-lite0"]
-    assert [r["ASR"] for r in rows] == [f"{100 * run[a].asr:.1f}%" for a in compare.ALL_ATTACKS]
+    assert [r["ASR"] for r in rows] == [f"{100 * run[a].asr:.1f}%" for a in compare.DEFAULT_ATTACKS]
     words = shlex.split(at.main.code[-1].value.replace("\\\n", " "))
     args = build_parser().parse_args(words[3:])
     assert (args.models, args.images, args.attacks, args.norm, args.eps, args.steps, args.seed) == (
-        ["efficientnet-lite0"], "samples", "all", "linf", "4/255", 10, 0)
+        ["efficientnet-lite0"], "samples", "default", "linf", "4/255", 10, 0)
     assert args.targets == ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
     assert (args.stop_on_success, args.agr_alpha, args.resolution) == ("all", "eps", None)
     at.radio(key="compare_stop").set_value("none").run()
@@ -73,8 +73,8 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
                device="cpu")
     rows = at.table[0].value.to_dict("records")
     run = ref.runs[0].sources["fmnist-naive"]
-    assert [r["Attack"] for r in rows] == [ref.attack_titles[a] for a in compare.ALL_ATTACKS]
-    for row, a in zip(rows, compare.ALL_ATTACKS, strict=True):
+    assert [r["Attack"] for r in rows] == [ref.attack_titles[a] for a in compare.DEFAULT_ATTACKS]
+    for row, a in zip(rows, compare.DEFAULT_ATTACKS, strict=True):
         assert row["ASR"] == f"{100 * run[a].asr:.1f}%"
         # Sizes say their units; under L-inf AMP and L-inf also read in 8-bit levels.
         assert row["AMP (pixel units)"] == f"{run[a].amp:.4g} ({255 * run[a].amp:.2f}/255)"
@@ -91,20 +91,20 @@ def test_run_shows_advcores_numbers_and_views_do_not_recompute(monkeypatch: pyte
     assert z[0][0] == pytest.approx(100 * run["agr"].asr)  # the white-box diagonal
     assert len(heat["layout"]["shapes"]) == 1  # the diagonal cell is outlined
     asr = figs["Attack success rate"]["data"][0]["y"]
-    assert asr == pytest.approx([100 * run[a].asr for a in compare.ALL_ATTACKS])
+    assert asr == pytest.approx([100 * run[a].asr for a in compare.DEFAULT_ATTACKS])
     amp = figs["AMP (mean absolute perturbation)"]
     assert amp["layout"]["yaxis"]["title"]["text"] == "AMP (pixel units)"
-    assert amp["data"][0]["text"] == [f"{255 * run[a].amp:.2f}/255" for a in compare.ALL_ATTACKS]
+    assert amp["data"][0]["text"] == [f"{255 * run[a].amp:.2f}/255" for a in compare.DEFAULT_ATTACKS]
     assert figs["L2 size of the perturbation"]["layout"]["yaxis"]["title"]["text"] == "L2 (pixel L2)"
     p_clean = figs["Probability left on the clean label (mean)"]  # beside AMP: the margin each attack leaves
-    assert p_clean["data"][0]["y"] == pytest.approx([run[a].p_clean for a in compare.ALL_ATTACKS])
+    assert p_clean["data"][0]["y"] == pytest.approx([run[a].p_clean for a in compare.DEFAULT_ATTACKS])
     assert p_clean["layout"]["yaxis"]["title"]["text"] == "p(clean label) (probability, 0-1)"
     assert p_clean["layout"]["yaxis"]["range"] == [0, 1]
     cos = figs["Cosine similarity, clean vs adversarial (± sd)"]
     axis = cos["layout"]["yaxis"]
     assert "~f" in axis["tickformat"] and int(axis["tickformat"][1:-2]) <= 9  # "0.996", not "0.9960000"
-    means = [run[a].cosine_similarity for a in compare.ALL_ATTACKS]
-    sds = [run[a].cosine_similarity_std or 0 for a in compare.ALL_ATTACKS]
+    means = [run[a].cosine_similarity for a in compare.DEFAULT_ATTACKS]
+    sds = [run[a].cosine_similarity_std or 0 for a in compare.DEFAULT_ATTACKS]
     assert cos["data"][0]["y"] == pytest.approx(means)
     lo, hi = axis["range"]
     assert lo <= min(m - d for m, d in zip(means, sds, strict=True))  # no error bar is clipped

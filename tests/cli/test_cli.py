@@ -184,7 +184,7 @@ def test_attack_and_eval_flags_come_from_the_declarations():
     code, out, _ = run_cli(["attack", "--help"])
     text = " ".join(out.split())
     assert "MI-FGSM: momentum decay of Eq. 6 (default: 1)" in text
-    assert "(default: no for I-FGSM, PGD, MI-FGSM" in text and "yes for AGR)" in text
+    assert "(default: no for I-FGSM, PGD, MI-FGSM, APGD; yes for AGR, Square Attack)" in text
 
 
 def test_eval_takes_the_attack_parameters():

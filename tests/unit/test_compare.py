@@ -46,11 +46,11 @@ def numbers(obj):
 
 
 def test_table_invariants(result) -> None:
-    assert result.attacks == list(compare.ALL_ATTACKS)
+    assert result.attacks == list(compare.DEFAULT_ATTACKS)
     assert [r.eps for r in result.runs] == [0.05, 0.1]
     for run in result.runs:
         for s in SOURCES:
-            for a in compare.ALL_ATTACKS:
+            for a in compare.DEFAULT_ATTACKS:
                 st = run.sources[s][a]
                 assert 0.0 <= st.asr <= 1.0 and 0.0 <= st.asr_8bit <= 1.0
                 assert st.asr == pytest.approx(st.successes / N)
@@ -65,7 +65,7 @@ def test_table_invariants(result) -> None:
                 assert st.transfer[s] == st.asr
                 assert st.per_image["transfer_success"][s] == st.per_image["success"]
             m = run.transfer_matrix
-            for a in compare.ALL_ATTACKS:
+            for a in compare.DEFAULT_ATTACKS:
                 assert m[a].rows == SOURCES and m[a].columns == TARGETS
                 for i, s in enumerate(SOURCES):
                     assert m[a].values[i][TARGETS.index(s)] == run.sources[s][a].asr
@@ -130,7 +130,7 @@ def test_correct_subset_agreement_and_8bit_transfer_by_hand(result) -> None:
             want = sum(a == b for a, b in zip(result.clean[t].labels, result.clean[s].labels, strict=True)) / N
             assert result.agreement[s][t] == pytest.approx(want)
         for run in result.runs:
-            for a in compare.ALL_ATTACKS:
+            for a in compare.DEFAULT_ATTACKS:
                 st = run.sources[s][a]
                 assert st.transfer_8bit[s] == st.asr_8bit  # the diagonal: white-box ASR of the rounded images
                 for t in TARGETS:
@@ -266,10 +266,10 @@ def test_transfer_finding_is_computed_not_fixed_text() -> None:
 
 def test_ranking_and_sweep_findings(result) -> None:
     run = result.runs[-1].sources["fmnist-naive"]
-    best = max(run[a].asr for a in compare.ALL_ATTACKS)
+    best = max(run[a].asr for a in compare.DEFAULT_ATTACKS)
     text = compare.ranking_finding(result)[0]
     assert text.startswith(f"On fmnist-naive: highest ASR {100 * best:.1f}%")
-    low = min(compare.ALL_ATTACKS, key=lambda a: run[a].amp)
+    low = min(compare.DEFAULT_ATTACKS, key=lambda a: run[a].amp)
     assert f"smallest AMP {run[low].amp:.4g} (pixel units) by {result.attack_titles[low]}" in text
     sweep = compare.sweep_finding(result, "fmnist-naive")
     agr, ifgsm = result.sweep["fmnist-naive"]["agr"].asr, result.sweep["fmnist-naive"]["ifgsm"].asr
@@ -283,9 +283,9 @@ def test_sweep_chart_draws_i_fgsm_on_top_and_tells_the_curves_apart(result) -> N
 
     fig = cv.sweep_figure(result, "fmnist-naive")
     names = [t.name for t in fig.data]
-    assert names[-1] == "I-FGSM" and len(names) == len(compare.ALL_ATTACKS)  # drawn last, so never hidden
+    assert names[-1] == "I-FGSM" and len(names) == len(compare.DEFAULT_ATTACKS)  # drawn last, so never hidden
     legend = [t.name for t in sorted(fig.data, key=lambda t: t.legendrank)]
-    assert legend == [result.attack_titles[a].split(" (")[0] for a in compare.ALL_ATTACKS]  # the table's order
+    assert legend == [result.attack_titles[a].split(" (")[0] for a in compare.DEFAULT_ATTACKS]  # the table's order
     assert len({(t.line.dash, t.marker.symbol) for t in fig.data}) == len(names)
     ifgsm = next(t for t in fig.data if t.name == "I-FGSM")
     assert list(ifgsm.y) == [100 * v for v in result.sweep["fmnist-naive"]["ifgsm"].asr]
@@ -330,7 +330,7 @@ def test_cli_json_shape(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "out.json"
     code, stdout, err = run_cli(["compare", "--models", "fmnist-naive,fmnist-pgd", "--targets",
                                  "fmnist-naive,fmnist-pgd,fmnist-fgsm", "--images", "fashion-mnist", "--limit", "8",
-                                 "--attacks", "all", "--norm", "linf", "--eps", "0.05:0.1:0.05", "--steps", "3",
+                                 "--attacks", "default", "--norm", "linf", "--eps", "0.05:0.1:0.05", "--steps", "3",
                                  "--seed", "1", "--json", str(out)])
     assert code == 0, err
     assert "ASR against eps" in stdout and "transfer" in stdout
@@ -340,13 +340,13 @@ def test_cli_json_shape(tmp_path: Path) -> None:
     assert r["sources"] == ["fmnist-naive", "fmnist-pgd"] and r["targets"] == TARGETS
     for run in r["runs"]:
         for s in r["sources"]:
-            for a in compare.ALL_ATTACKS:
+            for a in compare.DEFAULT_ATTACKS:
                 st = run["sources"][s][a]
                 for key in ("asr", "cosine_similarity", "amp", "l2", "linf"):
                     assert isinstance(st[key], float) and math.isfinite(st[key]), key
                 assert set(st["transfer"]) == set(TARGETS)
                 assert st["transfer"][s] == st["asr"]
-    assert set(r["sweep"]["fmnist-pgd"]) == set(compare.ALL_ATTACKS)
+    assert set(r["sweep"]["fmnist-pgd"]) == set(compare.DEFAULT_ATTACKS)
 
 
 GOLDEN = Path(__file__).parent / "golden" / "compare_tiny.json"

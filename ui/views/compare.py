@@ -33,7 +33,8 @@ FAMILIES = {"imagenet": "ImageNet: EfficientNet-Lite0/1/2", "fashion-mnist": "Fa
 SOURCE_SAMPLES = "All bundled photos"
 SOURCE_UPLOADS = "My uploads"
 MAX_UPLOADS = 32
-ATTACK_COLOURS = {"fgsm": "#9d755d", "ifgsm": "#4c78a8", "pgd": "#b279a2", "mifgsm": "#54a24b", "agr": "#e4572e"}
+ATTACK_COLOURS = {"fgsm": "#9d755d", "ifgsm": "#4c78a8", "pgd": "#b279a2", "mifgsm": "#54a24b", "agr": "#e4572e",
+                  "apgd": "#72b7b2", "square": "#eeca3b"}
 # Sweep grids (the page's choices; the command line takes any list or range).
 # EfficientNet-Lite0 is fooled on all 9 bundled photos by every iterative attack already at 0.25/255 (measured:
 # FGSM 88.9%, the others 100%; stop policy all, 10 steps), 7 of them at 0.05/255 (77.8%) and 4 at 0.02/255
@@ -72,6 +73,7 @@ class CompareRequest:
     agr_alpha: str = "eps"  # AGR's base step (compare.AGR_ALPHAS)
     resolution: int | None = None  # ImageNet: one input size for every model (None: each its own)
     radius: tuple[str, ...] = ()  # minimal-norm attacks whose per-image robustness radius is measured
+    square_queries: int = compare.DEFAULT_SQUARE_QUERIES  # Square's own budget (queries per image), not steps
 
     def check(self) -> None:
         """Refuse what cannot run, with a sentence for a person (advcore checks the rest)."""
@@ -85,6 +87,7 @@ class CompareRequest:
         compare.check_options(self.stop_on_success, self.agr_alpha, self.resolution, self.dataset)
         compare.check_attacks(self.attacks)
         compare.check_radius(self.radius)
+        compare.check_square_queries(self.square_queries)
         compare.check_eps(self.eps, self.norm, self.steps)
 
     def settings(self) -> dict:
@@ -93,7 +96,7 @@ class CompareRequest:
                 "norm": self.norm, "eps": list(self.eps), "steps": self.steps, "seed": self.seed,
                 "stop_on_success": self.stop_on_success, "agr_alpha": self.agr_alpha,
                 "resolution": self.resolution, "images": self.images, "kind": self.kind,
-                "radius": list(self.radius)}
+                "radius": list(self.radius), "square_queries": self.square_queries}
 
     def cli_command(self) -> str:
         """The ``python -m advcore compare`` line that computes the same numbers."""
@@ -104,11 +107,14 @@ class CompareRequest:
         parts.append(f"--images {images}")
         if self.limit is not None:
             parts.append(f"--limit {self.limit}")
-        attacks_ = "all" if tuple(self.attacks) == compare.ALL_ATTACKS else ",".join(self.attacks)
+        named = {compare.DEFAULT_ATTACKS: "default", compare.ALL_ATTACKS: "all"}
+        attacks_ = named.get(tuple(self.attacks), ",".join(self.attacks))
         parts += [f"--attacks {attacks_}", f"--norm {self.norm}", f"--eps {shlex.quote(self.eps_text)}",
                   f"--steps {self.steps}", f"--seed {self.seed}", f"--stop-on-success {self.stop_on_success}"]
         if "agr" in self.attacks:
             parts.append(f"--agr-alpha {self.agr_alpha}")
+        if any(a in compare.QUERY_ATTACKS for a in self.attacks):
+            parts.append(f"--square-queries {self.square_queries}")
         if self.resolution is not None:
             parts.append(f"--resolution {self.resolution}")
         if self.radius:
@@ -168,7 +174,7 @@ def compute(req: CompareRequest, uploads: Sequence | None = None,
     result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks, norm=req.norm,
                              eps=req.eps, steps=req.steps, seed=req.seed, device=req.device, progress=progress,
                              stop_on_success=req.stop_on_success, agr_alpha=req.agr_alpha, resolution=req.resolution,
-                             radius=req.radius)
+                             radius=req.radius, square_queries=req.square_queries)
     return dataclasses.replace(result, notes=list(notes), image_names=[it.name for it in items])
 
 
@@ -213,6 +219,11 @@ def _size(value: float | None, levels: bool) -> str:
     return f"{value:.4g} ({value * 255:.2f}/255)"
 
 
+def steps_cell(attack: str, steps: float | None) -> str:
+    """Mean steps to success; Square's are model queries (``2.25 queries``), every other attack's gradient steps."""
+    return _f(steps, ".2f") + (" queries" if attack in compare.QUERY_ATTACKS and steps is not None else "")
+
+
 def table_rows(result: compare.CompareResult) -> list[dict[str, str]]:
     """The per-attack table as a person reads it (one row per source and attack)."""
     rows = []
@@ -224,7 +235,8 @@ def table_rows(result: compare.CompareResult) -> list[dict[str, str]]:
             "Cosine (mean ± sd)": f"{_f(r['cosine_similarity'], '.7f')} ± {_f(r['cosine_similarity_std'], '.1e')}",
             AMP_COLUMN: _size(r["amp"], levels), P_CLEAN_COLUMN: _f(r["p_clean"], ".3f"),
             L2_COLUMN: _f(r["l2"], ".4g"), LINF_COLUMN: _size(r["linf"], levels),
-            "Steps to success": _f(r["steps_to_success"], ".2f"), "Gradient evaluations": _f(r["grad_evals"], ".2f"),
+            "Steps to success": steps_cell(r["attack"], r["steps_to_success"]),
+            "Gradient evaluations": _f(r["grad_evals"], ".2f"),
             "Seconds": f"{r['seconds']:.2f}",
         })
     return rows
@@ -324,7 +336,14 @@ def table_caption(result: compare.CompareResult) -> str:
             + ". p(clean label) left: the source's probability of its clean prediction at the adversarial image "
             "(mean; how much margin the attack leaves). Steps to success: gradient steps before the first "
             "adversarial iterate, over the fooled images. ASR as 8-bit PNG: the same images rounded to the 256 "
-            "levels a file stores.")
+            "levels a file stores." + query_words(result))
+
+
+def query_words(result: compare.CompareResult) -> str:
+    """Square's own budget in words, where the run has it (else empty)."""
+    if not any(a in compare.QUERY_ATTACKS for a in result.attacks):
+        return ""
+    return f" Square: {result.square_queries} queries per image. {compare.QUERY_NOTE}"
 
 
 def csv_bytes(rows: list[dict]) -> bytes:
@@ -418,8 +437,8 @@ def transfer_heatmap(result: compare.CompareResult, attack: str, which: str = "v
     return fig
 
 
-SWEEP_DASHES = ("solid", "dot", "dash", "longdash", "dashdot")
-SWEEP_MARKERS = ("circle", "square", "diamond", "triangle-up", "x")
+SWEEP_DASHES = ("solid", "dot", "dash", "longdash", "dashdot", "longdashdot", "5px,2px")
+SWEEP_MARKERS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross")
 
 
 def sweep_figure(result: compare.CompareResult, source: str) -> go.Figure:
