@@ -8,17 +8,15 @@ Without Ray the Ray tests are skipped, except in CI (``CI=true``), where Ray mus
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import json
 import os
 from pathlib import Path
 
 import pytest
+from cli_util import run_cli
 
 from advcore import shards
-from advcore.cli import framework as cli
 from tests.json_util import same_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,13 +31,6 @@ DEFEND = ["defend", "--model", "fmnist-naive", "--defense", "bayer-random", "--a
           "0,0.1", "--n", "6", "--steps", "2", "--adaptive", "--eot", "2", "--strong-steps", "2",
           "--reference-model", "none", "--halftone-model", "none", "--hybrid-model", "none", "--batch-size", "2",
           "--device", "cpu"]
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def without_seconds(obj):

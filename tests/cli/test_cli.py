@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_util import run_cli
 from PIL import Image
 
 from advcore import attacks, data, models
@@ -27,17 +27,6 @@ REQUIRED_KEYS = {
     "model", "attack", "norm", "eps", "steps", "clean_label", "clean_confidence", "adv_label", "adv_confidence",
     "success", "success_8bit", "linf", "l2", "cosine_similarity", "amp", "ssim", "psnr", "seconds",
 }
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run ``advcore.cli.main(argv)`` in-process; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exc:  # main returns its code, but a regression to sys.exit must still be caught
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line_error(code: int, out: str, err: str) -> None:

@@ -3,31 +3,19 @@ median, equal to the attacks' own records; bad names exit 2 with one line."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
 import torch
+from cli_util import run_cli
 
 from advcore import attacks, models
-from advcore.cli import framework as cli
 from advcore.labs import compare
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ARGS = ["compare", "--models", "fmnist-naive", "--images", "fashion-mnist", "--limit", "3", "--attacks", "fgsm",
         "--eps", "0.1", "--steps", "1", "--device", "cpu", "--quiet"]
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_radius_json_and_table_equal_the_attacks_records(tmp_path) -> None:

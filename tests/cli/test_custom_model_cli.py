@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import torch
+from cli_util import run_cli
 
 from advcore import models
-from advcore.cli import framework as cli
 
 CARD = {"architecture": "small-cnn", "dataset": "fashion-mnist", "input_size": [1, 28, 28]}
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line_error(code: int, out: str, err: str, text: str) -> None:

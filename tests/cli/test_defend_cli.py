@@ -3,28 +3,16 @@ parameters, exit 2 with one line on a bad one, and the JSON's numbers and gradie
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
 import torch
+from cli_util import run_cli
 
 from advcore import datasets, defenses, models
-from advcore.cli import framework as cli
 from advcore.labs import masking
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize(("argv", "fragment"), [

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
 import torch
+from cli_util import run_cli
 
 from advcore import datasets, models
 from advcore.cli import framework as cli
@@ -15,16 +14,6 @@ from advcore.errors import AdvlabError
 from advcore.labs import training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line_error(code: int, out: str, err: str, fragment: str) -> None:

@@ -3,8 +3,6 @@ directory that takes no files is refused before any work starts (for root too)."
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import stat
@@ -12,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from cli_util import run_cli
 
 from advcore.cli import framework as cli
 from advcore.errors import AdvlabError
@@ -21,13 +20,6 @@ from advcore.labs import training
 
 QUICK_ATTACK = ["attack", "--model", "fmnist-naive", "--image", "fashion-mnist:0", "--attack", "fgsm", "--eps", "0.1",
                 "-q"]
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_json_to_dev_null_leaves_dev_null_a_device():

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from cli_util import run_cli
 from json_util import same_json
 
-from advcore import attacks, cli, models
+from advcore import attacks, models
 from advcore.errors import AdvlabError, Cancelled
 from advcore.labs import compare
 from advcore.progress import Progress
@@ -317,13 +316,6 @@ def test_tiny_lite_case_resizes_for_the_other_input_size() -> None:
 
 
 # --------------------------------------------------------------------------- command line
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_cli_json_shape(tmp_path: Path) -> None:

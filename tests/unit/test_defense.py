@@ -3,8 +3,6 @@ image, the shipped measurements, and ``python -m advcore defend``. The defenses 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from dataclasses import dataclass
@@ -12,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_util import run_cli
 from json_util import same_json
 
-from advcore import cli, datasets, defenses
+from advcore import datasets, defenses
 from advcore.errors import AdvlabError, Cancelled
 from advcore.labs import defense as lab
 from advcore.labs import training
@@ -105,13 +104,6 @@ def test_hybrid_transform_doubles_the_batch(fmnist):
 
 
 # --------------------------------------------------------------------------- the command line
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_cli_defend_json(tmp_path):
