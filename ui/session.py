@@ -37,12 +37,23 @@ from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
+from advcore import models
 from advcore.errors import AdvlabError, Cancelled
 from advcore.progress import Progress, ProgressFn
 from ui import shared as _shared  # the process-wide store and queue (PageRun.shared is a method)
 
 T = TypeVar("T")
 V = TypeVar("V")
+
+
+def shared_key(cache: str, req: Hashable) -> Hashable:
+    """The key of ``req`` in the process's shared results: ``(cache, req)``, plus, when this session has models of
+    its own (an upload, a Training-lab run), their process-unique ids: another session's model may carry the same
+    ``mine:`` name with other weights, so a result that may depend on one is never handed to another session."""
+    own = models.session_models()
+    if not own:
+        return (cache, req)
+    return (cache, req, tuple(sorted((name, sm.uid) for name, sm in own.items())))
 
 
 class SessionCache(Generic[V]):
@@ -78,7 +89,7 @@ class SessionCache(Generic[V]):
         store = self._store()
         if req not in store:
             everyone = self._everyone()
-            hit = None if everyone is None else everyone.get((self.key, req))
+            hit = None if everyone is None else everyone.get(shared_key(self.key, req))
             return None if hit is None else self._keep(req, hit)
         store.move_to_end(req)
         return store[req]
@@ -96,7 +107,7 @@ class SessionCache(Generic[V]):
         (and, for a shared cache, for every session); returns ``value``."""
         everyone = self._everyone()
         if everyone is not None:
-            everyone.put((self.key, req), value)
+            everyone.put(shared_key(self.key, req), value)
         return self._keep(req, value)
 
     def get_or_put(self, req: Hashable, make: Callable[[], V]) -> V:
@@ -253,7 +264,7 @@ class PageRun:
             return make()
         wait, clear = self._wait()
         try:
-            return _shared.results().compute((self.results.key, key), make, wait)
+            return _shared.results().compute(shared_key(self.results.key, key), make, wait)
         finally:
             clear()
 

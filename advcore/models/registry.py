@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
@@ -117,6 +118,9 @@ def register(spec: ModelSpec) -> None:
     _REGISTRY[spec.name] = spec
 
 
+_SESSION_MODEL_IDS = itertools.count(1)  # SessionModel.uid: next() on a count is atomic under the GIL
+
+
 @dataclass
 class SessionModel:
     """A model of one session only (an upload, a Training-lab run): its spec and the ``[0, 1]``-pixel model,
@@ -125,6 +129,8 @@ class SessionModel:
     spec: ModelSpec
     model: nn.Module = field(repr=False)
     copies: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+    #: unique in the process (never reused), so a shared result can name the very model it was computed with
+    uid: int = field(default_factory=lambda: next(_SESSION_MODEL_IDS), compare=False)
 
     def on(self, device: torch.device) -> nn.Module:
         """The model on ``device`` (a deep copy made once per device, unless it is already there)."""

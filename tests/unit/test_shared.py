@@ -353,3 +353,26 @@ def test_a_results_charts_are_built_once_and_equal_fresh_ones() -> None:
              plots.history_figures(loss, prob, watch, False)[0], plots.perturbation_heatmap(delta, 8.0)]
     for kept, new in zip((figs.top5_adv, figs.loss, figs.heatmap), fresh, strict=True):
         assert kept.to_json() == new.to_json()
+
+
+def test_results_that_may_depend_on_a_sessions_own_model_are_not_shared() -> None:
+    """Two sessions' own models may share a ``mine:`` name with other weights: the shared key names the very
+    models (their process-unique ids), so neither session is handed the other's result; without own models the key
+    is the plain request."""
+    from torch import nn
+
+    from advcore import models
+    from ui.session import shared_key
+
+    spec = models.get_spec("fmnist-naive")
+    a = models.SessionModel(spec=spec, model=nn.Identity())
+    b = models.SessionModel(spec=spec, model=nn.Identity())
+    assert a.uid != b.uid
+    assert shared_key("cache", "req") == ("cache", "req")
+    with models.session_scope({"mine:net": a}):
+        key_a = shared_key("cache", "req")
+    with models.session_scope({"mine:net": b}):
+        key_b = shared_key("cache", "req")
+    with models.session_scope({"mine:net": a}):
+        assert shared_key("cache", "req") == key_a  # the same session, the same key: its own results still hit
+    assert key_a != key_b and key_a[:2] == key_b[:2] == ("cache", "req")
