@@ -111,11 +111,7 @@ def _search_linf(model, x, label, targeted, eps, n_queries, p_init, gen, rec, st
     signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=c)), device=dev, dtype=x.dtype)  # (2^C, C)
     stripes = torch.randint(0, 2, (1, c, 1, w), generator=gen, device=dev).to(x.dtype) * 2 - 1
     x_best = (x + eps * stripes).clamp(0, 1)
-    with torch.no_grad():
-        out = model(x_best)
-    rec.see(torch.arange(n, device=dev), out)
-    margin, loss = margin_and_loss(out, label, targeted)
-    queries = torch.ones(n, dtype=torch.long, device=dev)
+    margin, loss, queries = _first_query(model, x_best, label, targeted, rec)
     for it in range(n_queries - 1):
         idx = (margin > 0).nonzero().squeeze(1) if stop else torch.arange(n, device=dev)
         if idx.numel() == 0:
@@ -133,6 +129,16 @@ def _search_linf(model, x, label, targeted, eps, n_queries, p_init, gen, rec, st
         if _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec, stop):
             break
     return x_best, queries
+
+
+def _first_query(model, x_start, label, targeted, rec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query 1 of both searches: the start's margin and loss, recorded, and one query counted per image."""
+    n, dev = x_start.shape[0], x_start.device
+    with torch.no_grad():
+        out = model(x_start)
+    rec.see(torch.arange(n, device=dev), out)
+    margin, loss = margin_and_loss(out, label, targeted)
+    return margin, loss, torch.ones(n, dtype=torch.long, device=dev)
 
 
 def _accept(model, x_new, idx, label, targeted, margin, loss, x_best, queries, rec, stop: bool = True) -> bool:
@@ -199,11 +205,7 @@ def _search_l2(model, x, label, targeted, eps, n_queries, p_init, gen, rec, stop
             if vh + s0 <= h and vw + s0 <= w:
                 delta[:, :, vh:vh + s0, vw:vw + s0] += e0 * signs()
     x_best = (x + delta / (_l2_scale(delta) + 1e-12) * eps).clamp(0, 1)
-    with torch.no_grad():
-        out = model(x_best)
-    rec.see(torch.arange(n, device=dev), out)
-    margin, loss = margin_and_loss(out, label, targeted)
-    queries = torch.ones(n, dtype=torch.long, device=dev)
+    margin, loss, queries = _first_query(model, x_best, label, targeted, rec)
     for it in range(n_queries - 1):
         idx = (margin > 0).nonzero().squeeze(1) if stop else torch.arange(n, device=dev)
         if idx.numel() == 0:
