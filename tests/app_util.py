@@ -1,11 +1,16 @@
-"""Helpers for the AppTest page tests: open a lab through app.py's navigation, read its plotly charts."""
+"""Helpers for the AppTest page tests: open a lab through app.py's navigation, read its plotly charts, make a
+model file of your own."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import torch
 from streamlit.testing.v1 import AppTest
+
+from advcore import models
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -27,3 +32,13 @@ def charts(at: AppTest) -> dict[str, dict]:
     """Every plotly chart on the page as {title: figure dict}."""
     figures = (json.loads(el.proto.spec) for el in at.get("plotly_chart"))
     return {fig["layout"]["title"]["text"]: fig for fig in figures}
+
+
+def naive_files() -> tuple[bytes, bytes]:
+    """fmnist-naive's network as a state_dict file and a card naming its architecture and normalisation."""
+    spec = models.get_spec("fmnist-naive")
+    buf = io.BytesIO()
+    torch.save(models.load("fmnist-naive", "cpu").net.state_dict(), buf)
+    card = {"architecture": "small-cnn", "dataset": "fashion-mnist", "input_size": [1, 28, 28],
+            "mean": list(spec.mean), "std": list(spec.std), "name": "my naive"}
+    return buf.getvalue(), json.dumps(card).encode()

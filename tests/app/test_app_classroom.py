@@ -5,13 +5,12 @@ its files, in a form the command line runs."""
 from __future__ import annotations
 
 import io
-import json
 import shlex
 
 import numpy as np
 import pytest
 import torch
-from app_util import APP, TIMEOUT
+from app_util import APP, TIMEOUT, naive_files
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -64,15 +63,6 @@ def test_the_same_upload_in_two_sessions_is_computed_once(monkeypatch: pytest.Mo
     other = upload_session(png(4), "shoe.png")  # other pixels under the same name: its own result
     [(req3, res3)] = results(other)
     assert req3.image_key != key and res3 is not res1 and len(uploads()) == 2
-
-
-def naive_files() -> tuple[bytes, bytes]:
-    spec = models.get_spec("fmnist-naive")
-    buf = io.BytesIO()
-    torch.save(models.load("fmnist-naive", "cpu").net.state_dict(), buf)
-    card = {"architecture": "small-cnn", "dataset": "fashion-mnist", "input_size": [1, 28, 28],
-            "mean": list(spec.mean), "std": list(spec.std), "name": "my naive"}
-    return buf.getvalue(), json.dumps(card).encode()
 
 
 def test_the_command_line_names_your_uploaded_model_by_its_files(tmp_path, monkeypatch) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_util import APP, TIMEOUT
+from app_util import APP, TIMEOUT, naive_files
 from streamlit.testing.v1 import AppTest
 
 from advcore import models
@@ -22,16 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SESSION_KEY = "_advlab_session_models"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def naive_files() -> tuple[bytes, bytes]:
-    """fmnist-naive's network as a state_dict file and a card naming its architecture and normalisation."""
-    spec = models.get_spec("fmnist-naive")
-    buf = io.BytesIO()
-    torch.save(models.load("fmnist-naive", "cpu").net.state_dict(), buf)
-    card = {"architecture": "small-cnn", "dataset": "fashion-mnist", "input_size": [1, 28, 28],
-            "mean": list(spec.mean), "std": list(spec.std), "name": "my naive"}
-    return buf.getvalue(), json.dumps(card).encode()
 
 
 def test_a_sessions_model_is_in_its_list_only_and_the_attack_lab_uses_it() -> None:
