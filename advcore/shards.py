@@ -310,12 +310,24 @@ class _ShardProgress:
         return self.progress(Progress(stage, step, self.n, p.info, p.message))
 
 
+def shard_done(shard: Shard, done: int, n: int, finished: int, seconds: float) -> Progress:
+    """The progress report of a finished shard: the whole run's images done, and a message for a person (one line
+    per shard, shown even where a progress bar is not, e.g. in a log): ``shard 2/4 done: 6 of 12 images, 2 of 4
+    shards, after 3.1 s`` (the seconds since the run began)."""
+    return Progress(f"{done} of {n} images ({finished} of {shard.count} shards)", done, n,
+                    message=f"shard {shard.index + 1}/{shard.count} done: {done} of {n} images, {finished} of "
+                            f"{shard.count} shards, after {seconds:.1f} s")
+
+
 def run_local(job: ShardJob, shards: Sequence[Shard], progress: ProgressFn | None = None) -> list[Any]:
-    """Every shard in this process, one after another (the sharded path without an engine)."""
-    parts, done = [], 0
+    """Every shard in this process, one after another (the sharded path without an engine); ``progress`` hears
+    of each shard's steps and of each finished shard (:func:`shard_done`)."""
+    parts, done, t0 = [], 0, time.perf_counter()
     for shard in shards:
         parts.append(job.run(shard, _ShardProgress(progress, done, shard, job.n) if progress else None))
         done += shard.size
+        if progress is not None and progress(shard_done(shard, done, job.n, len(parts), time.perf_counter() - t0)):
+            raise KeyboardInterrupt
     return parts
 
 
@@ -332,7 +344,8 @@ def run_ray(job: ShardJob, shards: Sequence[Shard], *, address: str | None = Non
     """Every shard as a Ray task (``num_cpus=1``; ``num_gpus=1`` too for ``device="cuda"``), results in shard
     order. Connects to the cluster at ``address`` (``auto``: the one ``ray start`` runs here), or to the one
     already initialised in this process, or starts a local one. ``progress`` hears of each finished shard
-    (in images). A task whose worker dies is retried up to ``max_retries`` times."""
+    (:func:`shard_done`, in images; the workers' own steps stay on the workers). A task whose worker dies is
+    retried up to ``max_retries`` times."""
     if not ray_available():
         raise AdvlabError("--backend ray needs Ray: pip install -r requirements-scale.txt")
     import ray
@@ -353,7 +366,7 @@ def run_ray(job: ShardJob, shards: Sequence[Shard], *, address: str | None = Non
     refs = [task.remote(shard_fn, job_ref, s) for s in shards]
     index = {r: i for i, r in enumerate(refs)}
     parts: list[Any] = [None] * len(refs)
-    pending, done = list(refs), 0
+    pending, done, t0 = list(refs), 0, time.perf_counter()
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -369,8 +382,8 @@ def run_ray(job: ShardJob, shards: Sequence[Shard], *, address: str | None = Non
                 raise RuntimeError(f"shard {i + 1} lost after {max_retries} retries: "
                                    f"{' '.join(str(exc).split())[:200]}") from None
             done += shards[i].size
-            if progress is not None and progress(Progress(f"{done} of {job.n} images ({len(refs) - len(pending)} "
-                                                          f"of {len(refs)} shards)", done, job.n)):
+            if progress is not None and progress(shard_done(shards[i], done, job.n, len(refs) - len(pending),
+                                                            time.perf_counter() - t0)):
                 raise KeyboardInterrupt
     finally:
         for r in pending:

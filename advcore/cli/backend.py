@@ -46,7 +46,8 @@ def sharded(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace, job: shards.ShardJob):
-    """Run ``job`` sharded as the flags say, with one progress bar (in images) over every shard on stderr."""
+    """Run ``job`` sharded as the flags say, with one progress bar (in images) over every shard on stderr (a
+    terminal only) and one line there per finished shard (always, unless ``-q``: a log shows the progress too)."""
     from advcore.models import session_models
 
     if args.backend == "ray" and session_models():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,10 @@ DEFEND = ["defend", "--model", "fmnist-naive", "--defense", "bayer-random", "--a
           "0,0.1", "--n", "6", "--steps", "2", "--adaptive", "--eot", "2", "--strong-steps", "2",
           "--reference-model", "none", "--halftone-model", "none", "--hybrid-model", "none", "--batch-size", "2",
           "--device", "cpu"]
+
+
+SHARD_LINE = re.compile(r"advcore: shard (?P<shard>\d+)/(?P<k>\d+) done: (?P<images>\d+) of (?P<n>\d+) images, "
+                        r"(?P<shards>\d+) of (?P<of>\d+) shards, after \d+\.\d s")
 
 
 def without_seconds(obj):
@@ -66,6 +71,32 @@ def test_plan_covers_the_images_in_whole_batches() -> None:
 def test_local_shards_give_the_whole_runs_json(argv, whole, tmp_path) -> None:
     got = run_json([*argv, "--workers", "2"], tmp_path / "sharded.json")
     same_json(got, whole[argv[0]])
+
+
+def shard_lines(err: str, n: int, k: int) -> list[re.Match]:
+    """The stderr lines of the ``k`` finished shards of ``n`` images, in the order they finished: the images and
+    shards done so far count up to the whole run; every shard appears once."""
+    lines = [line for line in err.splitlines() if line.startswith("advcore: shard ")]
+    got = [SHARD_LINE.fullmatch(line) for line in lines]
+    assert len(got) == k and all(got), err
+    assert [int(m["shards"]) for m in got] == list(range(1, k + 1)), lines
+    assert sorted(int(m["shard"]) for m in got) == list(range(1, k + 1)), lines
+    assert {(int(m["k"]), int(m["n"]), int(m["of"])) for m in got} == {(k, n, k)}, lines
+    images = [int(m["images"]) for m in got]
+    assert images == sorted(images) and images[-1] == n, lines
+    return got
+
+
+def test_sharded_progress_is_one_stderr_line_per_shard_and_json_stays_clean(whole) -> None:
+    """Progress across shards reaches a log (stderr is no terminal here, so no bar): one line per finished shard;
+    with ``--json -`` stdout holds the JSON alone, and ``-q`` silences the lines."""
+    code, out, err = run_cli([*EVAL, "--workers", "2", "--json", "-"])
+    assert code == 0, err
+    same_json(without_seconds(json.loads(out)), whole["eval"])
+    got = shard_lines(err, 6, 2)
+    assert [(int(m["shard"]), int(m["images"])) for m in got] == [(1, 2), (2, 6)]  # shards of 1 and 2 batches
+    code, out, err = run_cli([*EVAL, "--workers", "2", "--json", "-", "-q"])
+    assert code == 0 and "shard" not in err, err
 
 
 def test_the_tiny_runs_are_seed_sensitive(whole) -> None:
@@ -124,9 +155,11 @@ def ray_cluster():
     ray.shutdown()
 
 
-def test_ray_shards_give_the_whole_runs_json(ray_cluster, whole, tmp_path) -> None:
-    got = run_json([*EVAL, "--backend", "ray", "--workers", "2"], tmp_path / "ray.json")
-    same_json(got, whole["eval"])
+def test_ray_shards_give_the_whole_runs_json(ray_cluster, whole) -> None:
+    code, out, err = run_cli([*EVAL, "--backend", "ray", "--workers", "2", "--json", "-"])
+    assert code == 0, err
+    same_json(without_seconds(json.loads(out)), whole["eval"])
+    shard_lines(err, 6, 2)  # progress across the Ray shards, in the order they finished
 
 
 def _dies_once(job, shard, folder: str):
