@@ -8,6 +8,9 @@ file of ours.
   interrupted run leaves the old file or none. A symlink is followed and its target replaced (the link stays). A
   target that exists but is not a regular file (``/dev/null``, a FIFO, a terminal, ``/proc/self/fd/1``) is written
   into directly, never replaced by a file.
+
+Reading a file a person names (a model card, a checkpoint) goes through :func:`read_limited`: a regular file, at
+most a given size, with one clear sentence for every refusal.
 """
 
 from __future__ import annotations
@@ -85,3 +88,36 @@ def write_bytes(path: str | Path, payload: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def size_text(limit: int) -> str:
+    """A byte limit as people read it: whole MB or KB when it is one, else bytes."""
+    for shift, unit in ((20, "MB"), (10, "KB")):
+        if limit >= 1 << shift and limit % (1 << shift) == 0:
+            return f"{limit >> shift} {unit}"
+    return f"{limit:,} bytes"
+
+
+def read_limited(path: str | Path, limit: int, what: str) -> bytes:
+    """The bytes of the regular file ``path`` if it holds at most ``limit`` of them.
+
+    ``what`` names the file at the start of a sentence ("The model card x.json"). Refused with an
+    :class:`AdvlabError`: a missing path or one that is not a regular file, a file larger than ``limit`` (by its size
+    before reading, and by what a read of ``limit + 1`` bytes returns, so a file that grows meanwhile is refused too),
+    and a read that fails.
+    """
+    path = Path(path)
+    mid = what[:1].lower() + what[1:]
+    too_big = AdvlabError(f"{what} is larger than {size_text(limit)}.")
+    try:
+        if not path.is_file():
+            raise AdvlabError(f"{what} does not exist or is not a file.")
+        if path.stat().st_size > limit:
+            raise too_big
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise AdvlabError(f"Cannot read {mid}: {exc.strerror or exc}.") from None
+    if len(raw) > limit:
+        raise too_big
+    return raw

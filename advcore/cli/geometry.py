@@ -40,7 +40,9 @@ def _geometry_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-random-map", dest="random_map", action="store_false",
                    help="skip the Mantel control: r of a random linear map with the layer's output size")
     g.add_argument("--seed", type=fw.int_type("seed", 0, 2**62), default=0,
-                   help="seed of the random points (default: 0); the same seed gives every model the same points")
+                   help="seed of the random points (default: 0); the same seed gives every model the same points, and "
+                        "the points at a radius come from (seed, probe, radius) alone, so adding or removing radii "
+                        "leaves them unchanged")
     g.add_argument("--permutations", type=fw.arg_type(
         lambda s: fw.parse_int(s, name="permutations", low=0, high=geometry.MAX_PERMUTATIONS), "permutations"),
         default=geometry.DEFAULT_PERMUTATIONS, help="Mantel test permutations (default: 999; 0: no p-value)")
@@ -191,7 +193,8 @@ def _survey_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", choices=geometry.NORMS, default="linf", help="linf (default) or l2")
     _score_arg(g)
     g.add_argument("--seed", type=fw.int_type("seed", 0, 2**62), default=0,
-                   help="seed; image i's points come from a seed derived from (seed, i) (default: 0)")
+                   help="seed; image i's points come from a seed derived from (seed, i), listed as image_seeds in the "
+                        "JSON, and at each radius from (that seed, radius) alone (default: 0)")
     g = p.add_argument_group("output")
     fw.add_run_options(g, json_help="write the results as JSON ('-': to stdout, instead of the table)",
                        threads_help="CPU threads for torch (default: torch's choice)",

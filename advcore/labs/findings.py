@@ -148,6 +148,8 @@ def geometry_finding(src: Sources, records: Mapping[str, dict]) -> str:
     larger = "naive" if order["margin"] else "pgd"
     agree = len(set(order.values())) == 1
     na, pg = rd[a], rd[b]
+    cli = f"python -m advcore geometry-survey --T {rd['T']} --radii {rd['radii']} --seed {rd['seed']}"
+    n_unf = int(re.fullmatch(r"images_(\d+)_(\d+)_no_filter", unf_key).group(2)) + 1
     pen = {m: rd[m]["mantel_r_mean_by_layer"]["penultimate"] for m in (a, b)}
     first = next(iter(k for k in na["mantel_r_mean_by_layer"] if k != "penultimate"))
     conv = {m: rd[m]["mantel_r_mean_by_layer"][first] for m in (a, b)}
@@ -170,19 +172,24 @@ def geometry_finding(src: Sources, records: Mapping[str, dict]) -> str:
     return (f"- **Geometry** (`bench/geometry.py`, results in `bench/results/geometry.json`: T={rd['T']}, "
             f"radii {lo} to {hi}, seed {rd['seed']}). On Fashion-MNIST {_images(unf_key)}, the median isotropy range "
             f"of the softmax score is {unf[a]:.4f} for fmnist-naive and {unf[b]:.4f} for fmnist-pgd (naive "
-            f"{_cmp(unf[a], unf[b], 'the larger', 'the smaller', 'the same')}). With the paper's filter "
-            f"(`geometry-survey`: images both models get right with > 99% confidence, {filt['kept']} of the first "
-            f"{shown}) the softmax ranges become {filt[a]:.2g} and {filt[b]:.2g}, {ratio_txt}, {flip} the unfiltered "
-            f"reading; the softmax saturates on such images, and the non-saturating logit margin (`--score margin`) "
+            f"{_cmp(unf[a], unf[b], 'the larger', 'the smaller', 'the same')}), the median over every image and radius "
+            f"of `{cli} --images {n_unf} --min-confidence 0`. With the paper's filter (images both models get right "
+            f"with > 99% confidence, {filt['kept']} of the first {shown}: `{cli} --images {shown}`) the softmax ranges "
+            f"become {filt[a]:.2g} and {filt[b]:.2g}, {ratio_txt}, {flip} the unfiltered reading; the softmax "
+            f"saturates on such images, and the non-saturating logit margin (the same with `--score margin`) "
             f"gives {mar[a]:.2f} and {mar[b]:.2f}, {larger} the larger {again}. "
             + ("The three readings order the models the same way, but logit scales differ between the models, so "
                "even that does not settle which model is more isotropic. " if agree else
                "Logit scales differ between the models, so none of these settles which model is more isotropic. ")
-            + f"Mantel r (the first {len(na['images'])} kept images): {pen[a]:.3f} (naive) and {pen[b]:.3f} (pgd) at "
+            + f"Mantel r (the first {len(na['images'])} kept images, the mean over them of `python -m advcore geometry "
+            f"all --model M --image fashion-mnist:I --seed S --T {rd['T']} --radii {rd['radii']} --permutations 0` "
+            f"with S the image's seed in the survey JSON's `image_seeds`): {pen[a]:.3f} (naive) and {pen[b]:.3f} (pgd) "
+            f"at "
             f"the penultimate layer, {within} the paper's |r| < 0.1, but {conv[a]:.2f} and {conv[b]:.2f} at the first "
             f"conv layer and {null:.2f} for a random linear map of the same output size: random points on the 784-d "
             f"sphere are nearly equidistant, so r must be read against that null, and the penultimate layer keeps "
-            f"{keeps} of the arrangement than a random map does. Local Lipschitz ratios (median "
+            f"{keeps} of the arrangement than a random map does. Local Lipschitz ratios (the same commands; the median "
+            f"over the images of each image's median: "
             f"{na['local_ratio_median_of_medians']:.3f} naive, {pg['local_ratio_median_of_medians']:.3f} pgd) "
             f"{local_txt}, {lip}.")
 

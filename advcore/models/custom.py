@@ -39,6 +39,7 @@ from torch import nn
 
 from advcore import datasets
 from advcore.errors import AdvlabError
+from advcore.files import read_limited, size_text
 from advcore.models import zoo
 from advcore.models.registry import SESSION_PREFIX, ModelSpec, Normalized, SessionModel
 
@@ -186,23 +187,26 @@ def _label(text: str) -> str:
 def parse_card(raw: bytes | str, *, kind: str = "json", default_name: str = "model",
                where: str = "the model card") -> Card:
     """Parse a card's text (``kind`` ``json`` or ``yaml``) and check it (:func:`check_card`)."""
+    start, mid = where[:1].upper() + where[1:], where[:1].lower() + where[1:]
     if len(raw) > MAX_CARD_BYTES:
-        raise AdvlabError(f"{where} is larger than {MAX_CARD_BYTES >> 10} KB.")
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        raise AdvlabError(f"{start} is larger than {size_text(MAX_CARD_BYTES)}.")
     try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         if kind == "yaml":
             try:
                 import yaml
             except ImportError:
-                raise AdvlabError(f"{where} is YAML, which needs PyYAML (pip install pyyaml); give a JSON card "
+                raise AdvlabError(f"{start} is YAML, which needs PyYAML (pip install pyyaml); give a JSON card "
                                   "instead.") from None
             obj = yaml.safe_load(text)
         else:
             obj = json.loads(text)
+    except AdvlabError:
+        raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, yaml.YAMLError-likes
-        raise AdvlabError(f"Cannot read {where}: {' '.join(str(exc).split())[:200]}.") from None
+        raise AdvlabError(f"Cannot read {mid}: {' '.join(str(exc).split())[:200]}.") from None
     except Exception as exc:  # noqa: BLE001 - yaml's own errors (YAMLError is not a ValueError)
-        raise AdvlabError(f"Cannot read {where}: {' '.join(str(exc).split())[:200]}.") from None
+        raise AdvlabError(f"Cannot read {mid}: {' '.join(str(exc).split())[:200]}.") from None
     return check_card(obj, default_name=default_name, where=where)
 
 
@@ -213,14 +217,7 @@ def _card_kind(name: str) -> str:
 def read_card(path: str | Path, *, default_name: str = "model") -> Card:
     """Read and check a card file (JSON, or YAML by its suffix)."""
     path = Path(path)
-    try:
-        if not path.is_file():
-            raise AdvlabError(f"The model card {path} does not exist or is not a file.")
-        if path.stat().st_size > MAX_CARD_BYTES:
-            raise AdvlabError(f"The model card {path} is larger than {MAX_CARD_BYTES >> 10} KB.")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AdvlabError(f"Cannot read the model card {path}: {exc.strerror or exc}.") from None
+    raw = read_limited(path, MAX_CARD_BYTES, f"The model card {path}")
     return parse_card(raw, kind=_card_kind(path.name), default_name=default_name, where=f"The model card {path}")
 
 
@@ -305,7 +302,7 @@ def load_network(raw: bytes, card: Card, *, where: str = "the model file") -> tu
     """The bare network of ``raw`` (TorchScript or a state_dict for ``card.architecture``) in eval mode, and its
     format (``"torchscript"`` or ``"state_dict"``)."""
     if len(raw) > MAX_WEIGHTS_BYTES:
-        raise AdvlabError(f"{where} is larger than {MAX_WEIGHTS_BYTES >> 20} MB.")
+        raise AdvlabError(f"{where} is larger than {size_text(MAX_WEIGHTS_BYTES)}.")
     if is_torchscript(raw):
         try:
             net = torch.jit.load(io.BytesIO(raw), map_location="cpu")
@@ -394,14 +391,7 @@ def load_custom(weights: bytes | str | Path, card: Card | Mapping | str | Path |
     if isinstance(weights, (str, Path)):
         path = Path(weights)
         where = f"The model file {path}"
-        try:
-            if not path.is_file():
-                raise AdvlabError(f"{where} does not exist or is not a file.")
-            if path.stat().st_size > MAX_WEIGHTS_BYTES:
-                raise AdvlabError(f"{where} is larger than {MAX_WEIGHTS_BYTES >> 20} MB.")
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise AdvlabError(f"Cannot read {where}: {exc.strerror or exc}.") from None
+        raw = read_limited(path, MAX_WEIGHTS_BYTES, where)
         stem = path.stem
         if card is None:
             found = card_beside(path)

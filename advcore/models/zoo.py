@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advcore.errors import AdvlabError
+from advcore.files import read_limited, size_text
 from advcore.paths import MODELS_DIR
 
 ARCHITECTURES = ("small-cnn", "parallel-mat")
@@ -203,18 +204,17 @@ def check_card(card: object, path: Path) -> dict:
     if file.is_symlink() or not file.is_file():
         raise AdvlabError(f"The checkpoint {weights} named by {path} is missing (it must be a file beside the card).")
     if file.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise AdvlabError(f"The checkpoint {file} is larger than {MAX_WEIGHTS_BYTES >> 20} MB.")
+        raise AdvlabError(f"The checkpoint {file} is larger than {size_text(MAX_WEIGHTS_BYTES)}.")
     return card
 
 
 def read_card(path: str | Path) -> dict:
     """Read and check a model card JSON (:func:`check_card`); the checkpoint it names must sit beside it."""
     path = Path(path)
+    raw = read_limited(path, MAX_CARD_BYTES, f"The model card {path}")
     try:
-        if path.stat().st_size > MAX_CARD_BYTES:
-            raise AdvlabError(f"The model card {path} is larger than {MAX_CARD_BYTES >> 10} KB.")
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        card = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise AdvlabError(f"Cannot read the model card {path}: {exc}.") from None
     return check_card(card, path)
 

@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import os
+import re
 import threading
 
 import pytest
@@ -158,13 +159,51 @@ def test_card_files(tmp_path) -> None:
     assert custom.card_beside(tmp_path / "m.pt") == tmp_path / "model.json"
     assert custom.load_custom(tmp_path / "m.pt").spec.name == "mine:from-model.json"
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(AdvlabError, match="Cannot read The model card"):
+    with pytest.raises(AdvlabError, match="Cannot read the model card"):
         custom.read_card(tmp_path / "bad.json")
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(AdvlabError, match="must be a JSON object"):
         custom.read_card(tmp_path / "list.json")
     # a card written by 'python -m advcore train' names its checkpoint
     assert custom.weights_beside(zoo.shipped_cards()[0]).is_file()
+
+
+
+def test_one_bounded_read_for_cards_and_weights(tmp_path, monkeypatch) -> None:
+    """custom's card and weights and zoo's card go through files.read_limited: the bytes back, or one sentence."""
+    from advcore import files
+
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"a" * 1024)
+    assert files.read_limited(f, 1024, "The file x") == b"a" * 1024
+    with pytest.raises(AdvlabError, match=r"^The file x is larger than 1,023 bytes\.$"):
+        files.read_limited(f, 1023, "The file x")
+    (tmp_path / "y.bin").write_bytes(b"b" * 1025)
+    with pytest.raises(AdvlabError, match=r"^The file x is larger than 1 KB\.$"):
+        files.read_limited(tmp_path / "y.bin", 1024, "The file x")
+    with pytest.raises(AdvlabError, match=r"^The file x does not exist or is not a file\.$"):
+        files.read_limited(tmp_path, 10, "The file x")
+    assert (files.size_text(zoo.MAX_CARD_BYTES), files.size_text(zoo.MAX_WEIGHTS_BYTES)) == ("1 MB", "512 MB")
+    monkeypatch.setattr(custom, "MAX_WEIGHTS_BYTES", 1000)
+    with pytest.raises(AdvlabError, match=rf"^The model file {re.escape(str(f))} is larger than 1,000 bytes\.$"):
+        custom.load_custom(f, CARD)
+    card = tmp_path / "card.json"
+    card.write_bytes(json.dumps(CARD).encode() + b" " * 100)
+    monkeypatch.setattr(custom, "MAX_CARD_BYTES", len(json.dumps(CARD)) + 99)
+    with pytest.raises(AdvlabError, match=rf"^The model card {re.escape(str(card))} is larger than"):
+        custom.read_card(card)
+    monkeypatch.setattr(zoo, "MAX_CARD_BYTES", 50)
+    with pytest.raises(AdvlabError, match=rf"^The model card {re.escape(str(card))} is larger than 50 bytes\.$"):
+        zoo.read_card(card)
+    none = tmp_path / "none.json"
+    with pytest.raises(AdvlabError, match=rf"^The model card {re.escape(str(none))} does not exist or is not a file"):
+        zoo.read_card(none)
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b'{"title": "caf\xe9"}')  # not UTF-8: one sentence, not a UnicodeDecodeError
+    with pytest.raises(AdvlabError, match=rf"^Cannot read the model card {re.escape(str(bad))}: 'utf-8' codec"):
+        custom.read_card(bad)
+    with pytest.raises(AdvlabError, match=rf"^Cannot read the model card {re.escape(str(bad))}: 'utf-8' codec"):
+        zoo.read_card(bad)
 
 
 def test_yaml_cards() -> None:
