@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from advcore.errors import AdvlabError
+from advcore.files import read_limited
 from advcore.paths import ASSETS
 
 SAMPLES_DIR = ASSETS / "samples"
@@ -121,12 +122,7 @@ def _read_bytes(source: str | Path | bytes | BinaryIO, label: str) -> bytes:
     if isinstance(source, (bytes, bytearray)):
         return bytes(source)
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise AdvlabError(f"{label} does not exist or is not a file.")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise AdvlabError(f"{label} is larger than {MAX_FILE_BYTES // 2**20} MB.")
-        return path.read_bytes()
+        return read_limited(source, MAX_FILE_BYTES, label)
     data = source.read(MAX_FILE_BYTES + 1)
     return data if isinstance(data, bytes) else bytes(data)
 

@@ -78,7 +78,9 @@ def controls(sel, model) -> gv.GeometryRequest:
                               "classifier reads (the paper's choice).")
     url_value("seed", "geo_seed", url_number(0, 2**31 - 1, integer=True))
     seed = d2.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="geo_seed", persist_state=KEEP,
-                           help="The same seed gives every model with this input size exactly the same points.")
+                           help="The same seed gives every model with this input size exactly the same points; "
+                                "the points at a radius come from (seed, probe, radius) alone, so adding or "
+                                "removing radii leaves the others' points as they were.")
     url_value("perms", "geo_permutations", url_choice([str(p) for p in PERMUTATIONS], PERMUTATIONS))
     perms = d3.select_slider("Mantel permutations", PERMUTATIONS, gv.PAGE_PERMUTATIONS,
                              key="geo_permutations", persist_state=KEEP,
