@@ -291,8 +291,10 @@ def poisoning_finding(src: Sources, records: Mapping[str, dict]) -> str:
            f"{im['test_images']} test images, a departure from Shafahi et al.'s dog-against-fish photos on "
            "InceptionV3 since no labelled ImageNet photos install offline (clean accuracy "
            f"{_p(im['clean_accuracy'])}; feature scale {im['feature_scale']:.1f}, so C {im['C_scaled']:.0f} on "
-           f"scaled features): {im['successes']}/{im['trials']} poison frogs succeed with {im['poisons']} poison(s) "
-           f"per target from {im['base_choice']} bases ({st['imagenet']['seconds']:.0f} s on the CPU; the paper's "
+           f"scaled features): {im['successes']}/{im['trials']} poison frogs succeed with "
+           + ("one poison" if im["poisons"] == 1 else f"{im['poisons']} poisons")
+           + f" per target from {im['base_choice']} bases ({st['imagenet']['seconds']:.0f} s on the shared 2-core "
+           "CPU; the paper's "
            f"reimplementation on ImageNet features: {st['imagenet']['paper']['imagenet']:.0%}), the poison's distance "
            "falling from "
            f"{im['mean_distance_before']:.2f} to {im['mean_distance_after']:.2f}, "

@@ -1196,9 +1196,11 @@ def _imagenet_verdict(r: dict) -> str:
     task = "Sandal against Sneaker drawn as photos" if r["task"] == IMAGENET_TASK else r["task"]
     return (f"On ImageNet (EfficientNet-Lite0) features of {task} {r['successes']}/{r['trials']} poison frogs "
             f"succeed ({100 * rate:.0f}%), {cmp} the paper's reimplementation on ImageNet features "
-            f"({100 * PAPER_IMAGENET_PF:.0f}%, Sec. 4.1), with {r['poisons']} poison(s) per target from "
-            f"{r['base_choice']} bases; the poisons close the feature distance from {r['mean_distance_before']:.3f} "
-            f"to {r['mean_distance_after']:.3f} (nearest same-class training image {r['mean_neighbour_distance']:.3f};"
+            f"({100 * PAPER_IMAGENET_PF:.0f}%, Sec. 4.1), with "
+            + ("one poison" if r["poisons"] == 1 else f"{r['poisons']} poisons")
+            + f" per target from {r['base_choice']} bases; the poisons close the feature distance from "
+            f"{r['mean_distance_before']:.3f} to {r['mean_distance_after']:.3f} (nearest same-class training image "
+            f"{r['mean_neighbour_distance']:.3f};"
             f" {r['closer_than_neighbour']}/{r['trials']} poisons nearer than it); clean accuracy "
             f"{100 * r['clean_accuracy']:.1f}%.")
 
