@@ -228,12 +228,17 @@ def imagenet_section() -> None:
                 "--imagenet-only` or add ImageNet under Features and press Run under Table 2.")
         return
     r = shipped.row("imagenet")
+    task = poisoning.load_task(r.task, poisoning.IMAGENET_SIZE)
+    cols = st.columns(6)
+    for col, (label, i) in zip(cols, pv.task_samples(task), strict=True):
+        col.image(pv.image(task.x_train[i].permute(1, 2, 0).numpy()), caption=f"training '{task.classes[label]}'",
+                  width=120)
     st.table(pv.rows(shipped), hide_index=True, border="horizontal")
     st.markdown(f"**What our measurements say:** {shipped.verdict}")
     st.caption(pv.caption(shipped) + f" Precomputed by `bench/poisoning.py --settings` in {shipped.seconds:.0f} s on "
-               f"a CPU ({shipped.seconds / max(r.trials, 1):.0f} s a trial), so it is shown rather than run on load; "
-               "add ImageNet under Features and press Run under Table 2 to compute it live (with progress and "
-               "Cancel).")
+               f"the shared 2-core CPU ({shipped.seconds / max(r.trials, 1):.0f} s a trial), so it is shown rather "
+               "than run on load; add ImageNet under Features and press Run under Table 2 to compute it live (with "
+               "progress and Cancel).")
     st.code(pv.shipped_command(shipped), language="bash")
 
 main()

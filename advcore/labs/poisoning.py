@@ -1194,7 +1194,7 @@ def _imagenet_verdict(r: dict) -> str:
     cmp = ("about as often as" if abs(rate - PAPER_IMAGENET_PF) <= 0.1 else
            "more often than" if rate > PAPER_IMAGENET_PF else "less often than")
     task = "Sandal against Sneaker drawn as photos" if r["task"] == IMAGENET_TASK else r["task"]
-    return (f"On ImageNet (EfficientNet-Lite0) features of {task} {r['successes']}/{r['trials']} poison frogs "
+    return (f"On ImageNet (EfficientNet-Lite0) features of {task}, {r['successes']}/{r['trials']} poison frogs "
             f"succeed ({100 * rate:.0f}%), {cmp} the paper's reimplementation on ImageNet features "
             f"({100 * PAPER_IMAGENET_PF:.0f}%, Sec. 4.1), with "
             + ("one poison" if r["poisons"] == 1 else f"{r['poisons']} poisons")

@@ -53,6 +53,8 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     said = "\n".join(m.value for m in at.markdown)
     assert f"{im['successes']}/{im['trials']} poison frogs succeed ({100 * im['success_rate']:.0f}%)" in said
     assert any(im["task_description"] in c.value and "Precomputed" in c.value for c in at.caption)
+    samples = [c for image in at.get("image") for c in image.captions if c.startswith("training '")]
+    assert samples == ["training 'Sandal'"] * 3 + ["training 'Sneaker'"] * 3  # the ImageNet task's images
     args = cli(next(c.value for c in at.code if "--features imagenet " in c.value))
     assert (args.attack, args.features, args.trials, args.steps) == ("pf", ["imagenet"], im["trials"], im["steps"])
     rows = at.table[0].value.to_dict("records")
@@ -98,7 +100,7 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     names = [t.get("name") for t in charts[0]["data"]]
     assert {"SVM boundary, clean", "SVM boundary, poisoned", "base", "poison", "target"} <= set(names)
     captions = [c for image in at.get("image") for c in image.captions]
-    assert [c.split(":")[0].split(" ")[0] for c in captions if not c.startswith("cat")][-4:] == [
+    assert [c.split(":")[0].split(" ")[0] for c in captions if not c.startswith(("cat", "training '"))][-4:] == [
         "base", "poison", "perturbation", "target"]
     assert any("the boundary" in c.value for c in at.caption)
 

@@ -319,7 +319,7 @@ def test_to_dict_is_the_json_of_the_nested_dicts() -> None:
     im = {**d["rows"][0], "kind": "imagenet", "task": poisoning.IMAGENET_TASK, "successes": 12, "trials": 16,
           "success_rate": 0.75}
     said = poisoning.verdict({**d, "rows": [im]})
-    assert "Sandal against Sneaker drawn as photos 12/16 poison frogs succeed (75%), about as often as" in said
+    assert "Sandal against Sneaker drawn as photos, 12/16 poison frogs succeed (75%), about as often as" in said
     assert "Compare naive" not in said
     assert "less often than the paper's" in poisoning.verdict({**d, "rows": [{**im, "success_rate": 0.25}]})
 

@@ -197,6 +197,11 @@ def shipped_imagenet(path: str = str(SHIPPED)) -> poisoning.PoisoningTable | Non
     return replace(table, verdict=poisoning.verdict(table))
 
 
+def task_samples(task: poisoning.PoisonTask, per_class: int = 3) -> list[tuple[int, int]]:
+    """(label, training index) of the first ``per_class`` training images of each class, class by class."""
+    return [(c, int(i)) for c in range(len(task.classes)) for i in np.flatnonzero(task.y_train == c)[:per_class]]
+
+
 def shipped_command(table: poisoning.PoisoningTable) -> str:
     """The command line that computes the shipped table again."""
     return Request("pf", ("imagenet",), int(round(table.eps_255)), method=table.method, steps=table.steps,
