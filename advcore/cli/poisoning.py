@@ -32,8 +32,9 @@ def _poison_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("setting")
     g.add_argument("--features", default="naive,fgsm,pgd", type=fw.arg_type(poisoning.check_kinds, "features"),
                    help="frozen extractors, comma-separated: naive, fgsm, pgd (the shipped Fashion-MNIST models, on "
-                        "scikit-learn digits drawn as MNIST) and imagenet (EfficientNet-Lite0 on crops of two bundled "
-                        "photos, the paper's sanity check; slow on a CPU), split-naive and split-pgd (CNNs trained on "
+                        "scikit-learn digits drawn as MNIST) and imagenet (EfficientNet-Lite0 on Fashion-MNIST Sandal "
+                        "against Sneaker drawn as photos, two ImageNet categories, the paper's sanity check; minutes "
+                        "on a CPU), split-naive and split-pgd (CNNs trained on "
                         "Fashion-MNIST classes 0-4 only, on Sandal against Sneaker) (default: naive,fgsm,pgd)")
     g.add_argument("--layer", help="feature layer (default: penultimate, the input of the last linear layer)")
     g.add_argument("--pair", default="01", help="pf: the two digits of the binary task (default: 01, as in the paper)")

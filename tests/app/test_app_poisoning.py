@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from advcore.cli.framework import build_parser
 from advcore.labs import poisoning
 from ui.session import POISON_RESULTS
+from ui.views import poisoning as pv
 
 TIMEOUT = 180
 
@@ -41,7 +42,21 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     assert ". " not in intro and intro.endswith("."), "the page opens with one sentence"
 
     lf = poisoning.run("lf", ["naive", "pgd"], share=0.02, seed=0)
-    assert len(at.table) == 1
+    assert len(at.table) == 2  # label flip, and the shipped ImageNet poison frogs
+    shipped = json.loads(pv.SHIPPED.read_text())["pf_settings"]["imagenet"]
+    im = shipped["rows"][0]
+    got = at.table[1].value.to_dict("records")
+    assert [r["Features"] for r in got] == [poisoning.KIND_TITLES["imagenet"]]
+    assert got[0]["Successful poison frogs (measured)"] == f"{im['successes']} of {im['trials']}"
+    assert got[0]["Feature distance to target, before -> after (measured)"] == (
+        f"{im['mean_distance_before']:.3f} -> {im['mean_distance_after']:.3f}")
+    said = "\n".join(m.value for m in at.markdown)
+    assert f"{im['successes']}/{im['trials']} poison frogs succeed ({100 * im['success_rate']:.0f}%)" in said
+    assert any(im["task_description"] in c.value and "Precomputed" in c.value for c in at.caption)
+    samples = [c for image in at.get("image") for c in image.captions if c.startswith("training '")]
+    assert samples == ["training 'Sandal'"] * 3 + ["training 'Sneaker'"] * 3  # the ImageNet task's images
+    args = cli(next(c.value for c in at.code if "--features imagenet " in c.value))
+    assert (args.attack, args.features, args.trials, args.steps) == ("pf", ["imagenet"], im["trials"], im["steps"])
     rows = at.table[0].value.to_dict("records")
     assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES[k] for k in ("naive", "pgd")]
     for row, ref in zip(rows, lf.rows, strict=True):
@@ -59,7 +74,7 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     run = next(b for b in at.button if b.label == "Run Table 2 (poison frogs)")
     run.click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(at.table) == 2
+    assert len(at.table) == 3
     pf = poisoning.run("pf", ["naive", "pgd"], eps=7 / 255, trials=3, seed=0)  # the page's 200 decaying steps
     rows = at.table[1].value.to_dict("records")
     for row, ref in zip(rows, pf.rows, strict=True):
@@ -85,14 +100,14 @@ def test_label_flip_table_and_poison_frog_trial() -> None:
     names = [t.get("name") for t in charts[0]["data"]]
     assert {"SVM boundary, clean", "SVM boundary, poisoned", "base", "poison", "target"} <= set(names)
     captions = [c for image in at.get("image") for c in image.captions]
-    assert [c.split(":")[0].split(" ")[0] for c in captions if not c.startswith("cat")][-4:] == [
+    assert [c.split(":")[0].split(" ")[0] for c in captions if not c.startswith(("cat", "training '"))][-4:] == [
         "base", "poison", "perturbation", "target"]
     assert any("the boundary" in c.value for c in at.caption)
 
     # changing the trial shown does not recompute the table
     before = at.table[1].value.to_dict("records")
     next(s for s in at.selectbox if s.label == "Trial").set_value(1).run()
-    assert not at.exception and len(at.table) == 2 and at.table[1].value.to_dict("records") == before
+    assert not at.exception and len(at.table) == 3 and at.table[1].value.to_dict("records") == before
     assert "poison_run_pf" not in [b.key for b in at.button]  # still cached: no Run button
 
 
@@ -119,18 +134,29 @@ def test_cancel_stops_a_run_and_keeps_nothing() -> None:
     assert any(b.label == "Run Table 2 (poison frogs)" for b in at.button)
 
 
-def test_imagenet_features_run_from_the_page() -> None:
-    """The paper's sanity check on ImageNet features (EfficientNet-Lite0) is one choice under Features."""
-    at = poisoning_page(poison_trials=2, poison_kinds=["imagenet"], poison_pf_steps=20)
-    assert not at.error, [e.value for e in at.error]
-    next(b for b in at.button if b.label == "Run Table 2 (poison frogs)").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    pf = poisoning.run("pf", ["imagenet"], eps=7 / 255, trials=2, steps=20, seed=0)
+def test_imagenet_features_run_from_the_page(monkeypatch) -> None:
+    """The paper's check on ImageNet features (EfficientNet-Lite0) is one choice under Features: here on the first
+    8 training and 4 test Sandals and Sneakers (the page's task, made small)."""
+    monkeypatch.setattr(poisoning, "IMAGENET_TRAIN_PER_CLASS", 8)
+    monkeypatch.setattr(poisoning, "IMAGENET_TEST_PER_CLASS", 4)
+    monkeypatch.setattr(poisoning, "_FEATURE_CACHE", {})
+    poisoning.load_task.cache_clear()
+    try:
+        at = poisoning_page(poison_trials=2, poison_kinds=["imagenet"], poison_pf_steps=10)
+        assert not at.error, [e.value for e in at.error]
+        next(b for b in at.button if b.label == "Run Table 2 (poison frogs)").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        pf = poisoning.run("pf", ["imagenet"], eps=7 / 255, trials=2, steps=10, seed=0)
+    finally:
+        poisoning.load_task.cache_clear()
+    assert pf.rows[0].train_images == 16 and pf.rows[0].extractor == "efficientnet-lite0"
     rows = at.table[1].value.to_dict("records")
     assert [r["Features"] for r in rows] == [poisoning.KIND_TITLES["imagenet"]]
     assert rows[0]["Successful poison frogs (measured)"] == f"{pf.rows[0].successes} of 2"
+    assert rows[0]["Feature distance to target, before -> after (measured)"] == (
+        f"{pf.rows[0].mean_distance_before:.3f} -> {pf.rows[0].mean_distance_after:.3f}")
     captions = [c for image in at.get("image") for c in image.captions]
-    assert any(c.startswith("target: a test 'cat photo'") or c.startswith("target: a test 'coffee photo'")
+    assert any(c.startswith("target: a test 'Sandal'") or c.startswith("target: a test 'Sneaker'")
                for c in captions), captions
     assert cli(at.code[1].value).features == ["imagenet"]
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from json_util import same_json
 
-from advcore import features
+from advcore import datasets, features, models
 from advcore.cli.framework import main
 from advcore.errors import AdvlabError
 from advcore.labs import poisoning
@@ -42,16 +42,66 @@ def test_digits_are_drawn_like_mnist() -> None:
     assert len(pair.y_train) == int(np.isin(t.y_train, (0, 1)).sum())
 
 
-def test_photo_task_for_imagenet_features_is_two_photos_cropped() -> None:
-    t = poisoning.load_task("photos", 224)
-    n_train, n_test = poisoning.PHOTO_CROPS
-    assert t.x_train.shape == (2 * n_train, 3, 224, 224) and t.x_test.shape == (2 * n_test, 3, 224, 224)
-    assert t.y_train.tolist() == [0] * n_train + [1] * n_train and t.classes == ["cat photo", "coffee photo"]
-    assert 0 <= float(t.x_train.min()) and float(t.x_train.max()) <= 1
-    assert not torch.equal(t.x_train[0], t.x_train[1])  # different crops
-    assert poisoning.task_for("imagenet", "pf") == "photos" and poisoning.task_for("pgd", "pf", "38") == "digits-38"
+def test_imagenet_task_is_sandal_against_sneaker_drawn_as_photos() -> None:
+    t = poisoning.load_task(poisoning.IMAGENET_TASK, 224)
+    n_tr, n_te = poisoning.IMAGENET_TRAIN_PER_CLASS, poisoning.IMAGENET_TEST_PER_CLASS
+    assert t.x_train.shape == (2 * n_tr, 3, 224, 224) and t.x_test.shape == (2 * n_te, 3, 224, 224)
+    assert t.y_train.tolist() == [0] * n_tr + [1] * n_tr and t.y_test.tolist() == [0] * n_te + [1] * n_te
+    assert t.classes == ["Sandal", "Sneaker"] and t.x_train.source.shape == (2 * n_tr, 1, 28, 28)  # kept small
+    x, y = datasets.load_fashion_mnist("train")
+    first_sneaker = int(np.flatnonzero(y.numpy() == 7)[0])
+    assert torch.equal(t.x_train.source[n_tr], datasets.to_float(x[first_sneaker:first_sneaker + 1])[0])
+    img = t.x_train[n_tr]
+    assert torch.equal(img[0], img[1]) and torch.equal(img[1], img[2])  # grey copied to RGB
+    assert float(img[:, :8, :8].min()) == 1.0  # Fashion-MNIST's black background, negated back to white
+    src_mean = float(t.x_train.source[n_tr].mean())  # bilinear scaling keeps the mean brightness (to a few %)
+    assert abs(float(img.mean()) - (1 - src_mean)) < 0.02
+    names = models.imagenet_classes()
+    assert [names[774], names[770]] == list(poisoning.IMAGENET_CATEGORIES)  # both are ImageNet-1k classes
+    assert poisoning.IMAGENET_DEPARTURE in t.description and "InceptionV3" in t.description
+    assert poisoning.task_for("imagenet", "pf") == poisoning.IMAGENET_TASK
+    assert poisoning.task_for("pgd", "pf", "38") == "digits-38"
     with pytest.raises(poisoning.AdvlabError):
         poisoning.task_for("naive", "pf", "77")
+
+
+@pytest.fixture(scope="module")
+def fs_imagenet() -> poisoning.FeatureSet:
+    """Lite0's features of 3 Sandals and 3 Sneakers of the ImageNet task (2 training and 1 test image each)."""
+    full = poisoning.load_task(poisoning.IMAGENET_TASK, 224)
+    n = poisoning.IMAGENET_TRAIN_PER_CLASS
+    tr, te = [0, 1, n, n + 1], [0, poisoning.IMAGENET_TEST_PER_CLASS]
+    tiny = poisoning.PoisonTask(poisoning.IMAGENET_TASK, full.classes,
+                                poisoning.RenderedImages(full.x_train.source[tr], full.x_train.render),
+                                full.y_train[tr], poisoning.RenderedImages(full.x_test.source[te], full.x_test.render),
+                                full.y_test[te], full.description)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(poisoning, "_FEATURE_CACHE", {})
+        mp.setattr(poisoning, "load_task", lambda name, size=28: tiny)
+        return poisoning.feature_set("imagenet", poisoning.IMAGENET_TASK)
+
+
+def test_imagenet_features_are_lite0s_penultimate_layer(fs_imagenet: poisoning.FeatureSet) -> None:
+    fs = fs_imagenet
+    assert fs.model_name == "efficientnet-lite0" and fs.f_train.shape == (4, 1280) and fs.f_test.shape == (2, 1280)
+    np.testing.assert_allclose(fs.scale, np.linalg.norm(fs.f_train * fs.scale, axis=1).mean(), rtol=1e-9)
+    last = [m for m in fs.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        logits = fs.model(fs.task.x_test[[0, 1]])
+        from_features = last(torch.as_tensor(fs.f_test * fs.scale, dtype=torch.float32))
+    np.testing.assert_allclose(from_features.numpy(), logits.numpy(), rtol=1e-3, atol=1e-3)  # the classifier's input
+
+
+def test_imagenet_poison_moves_closer_within_budget(fs_imagenet: poisoning.FeatureSet) -> None:
+    fs = fs_imagenet
+    eps = 7 / 255
+    z, hist = poisoning.feature_collision(fs, fs.task.x_train[[0]], fs.task.x_test[[1]], eps=eps, steps=4,
+                                          alpha=0.25 / 255)
+    assert hist.shape == (5, 1) and float((z - fs.task.x_train[[0]]).abs().max()) <= eps + 1e-6
+    after = float(np.linalg.norm(fs.features_of(z)[0] - fs.f_test[1]))
+    before = float(np.linalg.norm(fs.f_train[0] - fs.f_test[1]))
+    assert hist[0, 0] == pytest.approx(before, rel=1e-4) and hist[-1, 0] == pytest.approx(after, rel=1e-3)
+    assert after < 0.9 * before  # 4 small signed steps close a Sandal's distance to a Sneaker by 10%+
 
 
 def test_features_are_the_extractors_penultimate_layer_scaled(fs01: poisoning.FeatureSet) -> None:
@@ -263,6 +313,15 @@ def test_to_dict_is_the_json_of_the_nested_dicts() -> None:
     assert pf.row("fgsm").trial_results[1].target == want["pf"]["rows"][1]["trial_results"][1]["target"]
     assert pf.paper.imagenet == poisoning.PAPER_IMAGENET_PF and runs["lf"].trials is None
     assert "trials" not in runs["lf"].to_dict() and "repeats" not in runs["ap"].to_dict()
+    for table in runs.values():  # a saved result is read back as the same table (the page's shipped ImageNet run)
+        assert poisoning.PoisoningTable.from_dict(table.to_dict()).to_dict() == table.to_dict()
+    d = pf.to_dict()
+    im = {**d["rows"][0], "kind": "imagenet", "task": poisoning.IMAGENET_TASK, "successes": 12, "trials": 16,
+          "success_rate": 0.75}
+    said = poisoning.verdict({**d, "rows": [im]})
+    assert "Sandal against Sneaker drawn as photos, 12/16 poison frogs succeed (75%), about as often as" in said
+    assert "Compare naive" not in said
+    assert "less often than the paper's" in poisoning.verdict({**d, "rows": [{**im, "success_rate": 0.25}]})
 
 
 # --------------------------------------------------------------------------- issue 16: converging frogs, paper's C

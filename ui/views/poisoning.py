@@ -7,12 +7,15 @@ The numbers are :func:`advcore.labs.poisoning.run`'s, the function ``python -m a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import plotly.graph_objects as go
 
 from advcore.labs import poisoning
+from advcore.paths import ROOT
 from advcore.progress import Progress
 from advcore.units import percent_cell as pct
 from ui import plots
@@ -24,6 +27,8 @@ CHIP_NAMES = {"naive": "naive", "fgsm": "FGSM", "pgd": "PGD", "imagenet": "Image
 DEFAULT_KINDS = ("naive", "fgsm", "pgd")  # ImageNet features on request: seconds more on a CPU
 TABLES = {"ap": 1, "pf": 2, "lf": 3}
 MAX_PAGE_TRIALS = 200
+
+SHIPPED = ROOT / "bench" / "results" / "poisoning.json"  # bench/poisoning.py --settings (pf_settings.imagenet)
 
 CLASS_COLOURS = ("#4c78a8", "#54a24b")
 CLEAN_LINE, POISONED_LINE = "#7f7f7f", plots.WATCH
@@ -178,6 +183,31 @@ def caption(result: poisoning.PoisoningTable) -> str:
             f"frozen extractors' penultimate layer. The paper's columns are the paper's own numbers "
             f"({result.paper.what}), on its own VGG13 features, quoted for comparison, not measured here."
             + (" pp: percentage points, a difference of two accuracies." if attack != "pf" else ""))
+
+
+@lru_cache(maxsize=1)
+def shipped_imagenet(path: str = str(SHIPPED)) -> poisoning.PoisoningTable | None:
+    """The ImageNet poison frog table ``bench/poisoning.py --settings`` saved (minutes on a CPU, so the page shows
+    it instead of running it on load), its verdict worded again from its numbers; None if the file lacks it."""
+    try:
+        d = json.loads(open(path, encoding="utf-8").read())["pf_settings"]["imagenet"]
+    except (OSError, KeyError, ValueError):
+        return None
+    table = poisoning.PoisoningTable.from_dict(d)
+    return replace(table, verdict=poisoning.verdict(table))
+
+
+def task_samples(task: poisoning.PoisonTask, per_class: int = 3) -> list[tuple[int, int]]:
+    """(label, training index) of the first ``per_class`` training images of each class, class by class."""
+    return [(c, int(i)) for c in range(len(task.classes)) for i in np.flatnonzero(task.y_train == c)[:per_class]]
+
+
+def shipped_command(table: poisoning.PoisoningTable) -> str:
+    """The command line that computes the shipped table again."""
+    return Request("pf", ("imagenet",), int(round(table.eps_255)), method=table.method, steps=table.steps,
+                   trials=int(table.trials or 0), seed=table.seed, poisons=int(table.poisons or 1),
+                   base_choice=table.base_choice or "random", schedule=table.schedule or "decay",
+                   C=table.C).cli_command()
 
 
 # --------------------------------------------------------------------------- one poison frog trial
