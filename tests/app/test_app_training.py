@@ -60,10 +60,22 @@ def cli_args(line: str):
     return build_parser().parse_args(words[3:])
 
 
-def test_figure4_and_table1_show_the_cards_numbers() -> None:
+@pytest.fixture(scope="module")
+def default_page() -> tuple[AppTest, list[str], list[str]]:
+    """The Training lab with its default widgets, reached from the Home page, and the Home page's markdown and
+    captions on the way (read-only: tests that change a widget open a page of their own)."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    home = ([m.value for m in at.markdown], [c.value for c in at.caption])
+    at.switch_page("app_pages/training.py").run()
+    assert not at.exception, at.exception
+    return at, *home
+
+
+def test_figure4_and_table1_show_the_cards_numbers(default_page) -> None:
     cards = shipped_cards()
     assert cards, "no shipped model card with curves in assets/models"
-    at = training_page()
+    at = default_page[0]
     assert not at.error
     assert at.title[0].value == "Training lab"
     intro = at.markdown[0].value
@@ -115,19 +127,20 @@ def test_figure4_and_table1_show_the_cards_numbers() -> None:
                                                                                           0, 0)
 
     # The random walk of each card that records one (a radio picks the card when there are several).
-    for i, card in enumerate(c for c in cards if "strength_selection" in c):
-        if i:
+    walked = [c for c in cards if "strength_selection" in c]
+    for card in walked:
+        if len(walked) > 1:
             at.radio(key="train_walk_card").set_value(card["name"]).run()
             assert not at.exception
         walk = card["strength_selection"]["walk"]
         assert charts(at)["The random walk's path over the strength grid"]["data"][0]["y"] == walk["path"]
 
 
-def test_halftone_and_hybrid_models_are_named_and_coloured_as_what_they_are() -> None:
+def test_halftone_and_hybrid_models_are_named_and_coloured_as_what_they_are(default_page) -> None:
     """Table 1 once called the halftone and hybrid models "Standard (clean images only)" and Figure 4 drew them in
     the standard model's grey: a student could not tell the three models apart or see what they were trained on."""
     cards = shipped_cards()
-    at = training_page()
+    at = default_page[0]
     assert not at.exception
     training_of = {r["Model"]: r["Training"] for r in table(at)}
     kinds = {}
@@ -299,14 +312,11 @@ def test_without_fashion_mnist_runs_use_digits(monkeypatch: pytest.MonkeyPatch) 
     assert not at.error
 
 
-def test_home_page_describes_the_training_lab() -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert not at.exception
-    assert any(m.value.startswith("**Training lab**") and "Figure 4" in m.value and "Table 1" in m.value
-               for m in at.markdown)
-    assert "Training lab" not in " ".join(c.value for c in at.caption if c.value.startswith("Coming:"))
-    at.switch_page("app_pages/training.py").run()
-    assert not at.exception and at.title[0].value == "Training lab"
+def test_home_page_describes_the_training_lab(default_page) -> None:
+    at, markdown, captions = default_page
+    assert any(m.startswith("**Training lab**") and "Figure 4" in m and "Table 1" in m for m in markdown)
+    assert "Training lab" not in " ".join(c for c in captions if c.startswith("Coming:"))
+    assert not at.exception and at.title[0].value == "Training lab"  # its link leads to the lab
 
 
 def test_table1_recomputed_equals_the_cli(capsys) -> None:

@@ -58,9 +58,8 @@ def check_downloaded_png(path: Path, clean_name: str) -> None:
     assert models.class_names("efficientnet-lite0")[label].lower() != clean_name.lower()
 
 
-def open_attack_page(page: Page, app_url: str) -> None:
-    """Open the Home page, follow the sidebar link to the Attack lab, wait for the attack result."""
-    page.goto(app_url)
+def follow_the_attack_link(page: Page) -> None:
+    """From the open Home page, follow the sidebar link to the Attack lab, wait for the attack result."""
     link = page.locator('[data-testid="stSidebarNav"] a', has_text="Attack").first
     link.wait_for(timeout=LOAD_MS)
     link.click()
@@ -69,7 +68,12 @@ def open_attack_page(page: Page, app_url: str) -> None:
     wait_idle(page)
 
 
-def test_home_page_loads(page: Page, app_url: str) -> None:
+def test_home_page_then_the_attack_lab_runs_the_default_attack_then_pgd(page: Page, app_url: str) -> None:
+    """The Home page; its sidebar link to the Attack lab; the default FGSM attack with its images, chart and
+    download; then PGD picked in the Attack select box. (The /attack URL opened directly:
+    test_attack_page_cancels_a_long_run and the fresh-server test.)"""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     open_lab(page, app_url, "", re.compile("advlab", re.IGNORECASE))
     text = page.locator(MAIN).inner_text()
     assert re.search(r"advlab", text, re.IGNORECASE), text
@@ -80,10 +84,7 @@ def test_home_page_loads(page: Page, app_url: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "home_page.png"), full_page=True)
 
-
-def test_attack_page_shows_a_successful_default_attack(page: Page, app_url: str) -> None:
-    open_attack_page(page, app_url)
-    # The sidebar link leads to /attack (test_attack_page_runs_pgd_from_the_ui opens that URL directly).
+    follow_the_attack_link(page)
     assert urlparse(page.url).path.rstrip("/").endswith("/attack")
 
     preds = predictions(page)
@@ -114,14 +115,7 @@ def test_attack_page_shows_a_successful_default_attack(page: Page, app_url: str)
 
     full_page_screenshot(page, "attack_page.png")
 
-
-def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    open_lab(page, app_url, "attack", "Adversarial prediction:")
-    before = predictions(page)
-    assert set(before) == {"Clean", "Adversarial"}
-
+    # PGD from the select box: the same clean prediction, a new adversarial one.
     # Streamlit's select box is an ARIA combobox named after its label.
     # React Aria may re-mount the input after a run, so wait for it rather than count it once.
     select = page.get_by_role("combobox", name="Attack", exact=True)
@@ -137,7 +131,7 @@ def test_attack_page_runs_pgd_from_the_ui(page: Page, app_url: str) -> None:
     wait_for_text(page, "Adversarial prediction:")
     after = predictions(page)
     assert set(after) == {"Clean", "Adversarial"}, page.inner_text(MAIN)[:2000]
-    assert after["Clean"] == before["Clean"], "the clean prediction must not depend on the attack"
+    assert after["Clean"] == preds["Clean"], "the clean prediction must not depend on the attack"
     assert after["Adversarial"][0].lower() != after["Clean"][0].lower(), "PGD at 4/255 did not fool the model"
     assert_no_error(page)
 

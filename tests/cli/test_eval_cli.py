@@ -70,7 +70,7 @@ def test_strengths_parser():
 def naive_fgsm(tmp_path_factory):
     path = tmp_path_factory.mktemp("eval") / "sub" / "naive.json"
     code, out, err = run_cli(["eval", "--model", "fmnist-naive", "--attack", "fgsm", "--eps", "0:0.3:0.03",
-                              "--n", "500", "--device", "cpu", "--json", str(path)])
+                              "--n", "200", "--device", "cpu", "--json", str(path)])
     return code, out, err, path
 
 
@@ -81,10 +81,10 @@ def test_eval_writes_accuracy_per_eps(naive_fgsm):
     for key in ("model", "dataset", "data", "attack", "n", "eps", "accuracy", "clean_accuracy", "average_accuracy",
                 "seconds", "steps"):
         assert key in r
-    assert r["model"] == "fmnist-naive" and r["attack"] == "fgsm" and r["n"] == 500 and r["steps"] == 1
+    assert r["model"] == "fmnist-naive" and r["attack"] == "fgsm" and r["n"] == 200 and r["steps"] == 1
     assert r["eps"] == cli.parse_eps_list("0:0.3:0.03")
     assert len(r["accuracy"]) == 11 and all(0 <= a <= 1 for a in r["accuracy"])
-    x, y = datasets.load_subset(500)
+    x, y = datasets.load_subset(200)
     assert r["clean_accuracy"] == r["accuracy"][0]
     assert r["accuracy"][0] == pytest.approx(training.accuracy(models.load("fmnist-naive", "cpu"), x, y), abs=1e-9)
     acc = r["accuracy"]
@@ -92,7 +92,7 @@ def test_eval_writes_accuracy_per_eps(naive_fgsm):
     assert acc[0] > 0.8 and acc[-1] < 0.2
     # Table on stdout, one summary line on stderr.
     assert "0.03" in out and "average" in out and str(path) in out
-    assert err.splitlines()[-1].startswith("advcore: eval fgsm on fmnist-naive: 11 strength(s), 500 images")
+    assert err.splitlines()[-1].startswith("advcore: eval fgsm on fmnist-naive: 11 strength(s), 200 images")
 
 
 def test_eval_json_to_stdout_and_pgd_is_stronger_than_fgsm():

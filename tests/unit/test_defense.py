@@ -47,10 +47,10 @@ def test_adaptive_pgd_beats_the_transferred_one_on_the_halftone_defense(table):
 
 
 def test_adaptive_pgd_with_eot_beats_the_transferred_one_on_the_random_halftone():
-    r = lab.evaluate_defense("fmnist-naive", "bayer-random", attack_names=["pgd"], eps=[0.1], n=100, steps=10,
+    r = lab.evaluate_defense("fmnist-naive", "bayer-random", attack_names=["pgd"], eps=[0.1], n=50, steps=10,
                              eot=4, adaptive=True, trained={}, seed=0, strong_steps=0)
     acc = r.accuracy["halftone-input"]["pgd"]
-    assert acc["knows"]["top1"][0] < acc["ignores"]["top1"][0] - 0.05  # measured 0.18 against 0.34
+    assert acc["knows"]["top1"][0] < acc["ignores"]["top1"][0] - 0.05  # measured 0.18 against 0.30 (n 100: 0.34)
     assert r.eot == 4 and "EOT over 4 draws" in r.columns["knows"]
     # EOT isolated: the same BPDA attack with one draw per step is a column of its own, and the lesson compares them
     assert list(r.columns) == ["ignores", "bare", "bpda", "knows"]

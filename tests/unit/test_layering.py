@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -101,14 +103,29 @@ def test_no_upward_imports():
                         f"{path.relative_to(ROOT)} imports {name}"
 
 
-def test_advcore_imports_no_streamlit():
+def pure_views() -> list[str]:
+    """The modules of ui/views/ that must not load Streamlit."""
+    return [f"ui.views.{p.stem}" for p in sorted((ROOT / "ui" / "views").glob("*.py"))
+            if p.name not in VIEWS_NOT_YET_PURE]
+
+
+@pytest.fixture(scope="module")
+def streamlit_loaded() -> dict[str, bool]:
+    """Whether Streamlit is in sys.modules in a fresh interpreter after importing advcore (and building the CLI's
+    parser), then after also importing the pure views: one subprocess for both questions, each answered in turn."""
     code = (
         "import sys, advcore.models, advcore.data, advcore.attacks, advcore.metrics, advcore.labs.attack, "
         "advcore.datasets, advcore.labs.training, advcore.models.zoo, advcore.cli, advcore.cli.framework; "
-        "advcore.cli.framework.build_parser(); print('streamlit' in sys.modules)"
+        "advcore.cli.framework.build_parser(); print('streamlit' in sys.modules); "
+        f"import {', '.join(pure_views())}; print('streamlit' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    advcore, views = out.stdout.split()
+    return {"advcore": advcore == "True", "views": views == "True"}
+
+
+def test_advcore_imports_no_streamlit(streamlit_loaded):
+    assert streamlit_loaded["advcore"] is False
 
 
 # ui/views/ is pure: requests, sentences, figures, table rows, command lines. The session cache, the runs and
@@ -117,7 +134,7 @@ VIEWS_NOT_YET_PURE: set[str] = set()
 STREAMLIT_MODULES = ("streamlit", "ui.session", "ui.frame", "ui.widgets")  # Streamlit, or modules that import it
 
 
-def test_views_import_no_streamlit():
+def test_views_import_no_streamlit(streamlit_loaded):
     views = sorted((ROOT / "ui" / "views").glob("*.py"))
     assert {p.name for p in views} >= VIEWS_NOT_YET_PURE | {"attack.py", "compare.py", "defense.py", "geometry.py"}
     for path in views:
@@ -131,7 +148,5 @@ def test_views_import_no_streamlit():
             for name in names:
                 assert not any(name == f or name.startswith(f + ".") for f in STREAMLIT_MODULES), \
                     f"{path.relative_to(ROOT)} imports {name}: ui/views/ is pure (no Streamlit)"
-    pure = [f"ui.views.{p.stem}" for p in views if p.name not in VIEWS_NOT_YET_PURE]
-    code = f"import sys, {', '.join(pure)}; print('streamlit' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "False", f"importing {pure} loads Streamlit"
+    # advcore alone loads no Streamlit (test_advcore_imports_no_streamlit), so the views are what would load it.
+    assert streamlit_loaded["views"] is False, f"importing {pure_views()} loads Streamlit"

@@ -33,11 +33,12 @@ def subset():
 
 @pytest.fixture(scope="module")
 def fgsm_at_01(subset):
-    """FGSM (eps 0.1) accuracy of every shipped model on the first 1,000 subset images."""
+    """FGSM (eps 0.1) accuracy of the naive model and of each adversarially trained one on the first 500 subset
+    images (the halftone and hybrid models, not adversarially trained, take no part in the comparison)."""
     x, y = subset
     out = {}
-    for name in SHIPPED:
-        curve = training.accuracy_curve(models.load(name, "cpu"), x[:1000], y[:1000], attack="fgsm", eps=[0.1])
+    for name in ("fmnist-naive", *MIN_GAIN_OVER_NAIVE):
+        curve = training.accuracy_curve(models.load(name, "cpu"), x[:500], y[:500], attack="fgsm", eps=[0.1])
         out[name] = curve["accuracy"][0]
     return out
 
@@ -85,8 +86,9 @@ def test_checkpoint_reproduces_its_cards_clean_accuracy(name, subset):
     assert acc > 0.8  # Fashion-MNIST, ~2 epochs: about 85-90%
 
 
-# FGSM accuracy at eps 0.1 on the first 1,000 subset images, measured on the shipped checkpoints:
-# naive 0.252, fgsm 0.707, pgd 0.686, mat-mixed 0.666, mat-parallel 0.539.
+# FGSM accuracy at eps 0.1 on the first 500 subset images, measured on the shipped checkpoints:
+# naive 0.244, fgsm 0.708, pgd 0.684, mat-mixed 0.656, mat-parallel 0.550 (on 1,000 images: 0.252, 0.707, 0.686,
+# 0.666, 0.539; the smallest margin over a threshold, PGD's, is 0.090 on 500 and 0.084 on 1,000).
 MIN_GAIN_OVER_NAIVE = {"fmnist-fgsm": 0.35, "fmnist-pgd": 0.35, "fmnist-mat-mixed": 0.3,
                        "fmnist-mat-parallel": 0.2}
 
