@@ -18,7 +18,15 @@ ARGS = ["compare", "--models", "fmnist-naive", "--images", "fashion-mnist", "--l
         "--eps", "0.1", "--steps", "1", "--device", "cpu", "--quiet"]
 
 
-def test_radius_json_and_table_equal_the_attacks_records(tmp_path) -> None:
+DEEPFOOL_STEPS = 10  # measured: image 1 needs 11-15 DeepFool iterations, images 0 and 2 at most 8
+
+
+def test_radius_json_and_table_equal_the_attacks_records(tmp_path, monkeypatch) -> None:
+    # DeepFool capped at 10 iterations (its default is 50) so that one image is not found within the cap: whether
+    # an image needs 50+ iterations depends on float32 rounding across CPUs, a cap this far from it does not.
+    own_params = compare.radius_params
+    monkeypatch.setattr(compare, "radius_params", lambda a, norm: {
+        **own_params(a, norm), **({"steps": DEEPFOOL_STEPS} if a == "deepfool" else {})})
     path = tmp_path / "run.json"
     code, text, err = run_cli([*ARGS, "--radius", "deepfool,cw", "--radius-sort", "descending", "--json", str(path)])
     assert code == 0, err
@@ -33,19 +41,20 @@ def test_radius_json_and_table_equal_the_attacks_records(tmp_path) -> None:
     with torch.no_grad():
         y = m(x).argmax(1)
     for a, norm in (("deepfool", "linf"), ("cw", "l2")):
-        own = attacks.run(a, m, x, y, eps=None, norm="linf").params
+        own = attacks.run(a, m, x, y, eps=None, norm="linf", **({"steps": DEEPFOOL_STEPS} if a == "deepfool" else {})
+                          ).params
         want = [v if v != float("inf") else None for v in own["radius"]]
         assert got[a]["norm"] == norm == own["radius_norm"]
         assert got[a]["radius"] == pytest.approx(want)
         assert got[a]["found"] == [v is not None for v in want]
         assert got[a]["median"] == compare.median_radius(want)
-    # DeepFool L-inf does not crack the third image within its 50 iterations: not found, never 0.
-    assert got["deepfool"]["found"] == [True, True, False] and got["deepfool"]["radius"][2] is None
+    # DeepFool L-inf does not crack the second image within 10 iterations: not found, never 0.
+    assert got["deepfool"]["found"] == [True, False, True] and got["deepfool"]["radius"][1] is None
 
     block = text[text.index("(sorted by DeepFool, L-inf radius, descending)"):].splitlines()
     order = [line.split()[0] for line in block[2:5]]
     r = got["deepfool"]["radius"]
-    assert order == ["fashion-mnist:2", *[f"fashion-mnist:{i}" for i in sorted((0, 1), key=lambda i: -r[i])]]
+    assert order == ["fashion-mnist:1", *[f"fashion-mnist:{i}" for i in sorted((0, 2), key=lambda i: -r[i])]]
     assert compare.NOT_FOUND in block[2]  # not found sorts as larger than any radius
     assert f"{255 * r[0]:.3g}/255" in text  # L-inf radii in 8-bit levels
     assert compare.radius_finding(compare.from_dict(doc), "fmnist-naive") in text

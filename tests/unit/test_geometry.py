@@ -403,7 +403,8 @@ def test_the_shipped_surveys_answer_the_page_default() -> None:
     fresh = geometry.survey(["fmnist-naive", "fmnist-pgd"], 2, radii=radii[:3], T=100, seed=0, score="softmax",
                             min_confidence=0, device="cpu")
     for m in fresh.models:  # the radii are seeded one by one, so the first three radii agree alone
-        assert fresh.ranges[m].numpy() == pytest.approx(first.ranges[m][:, :3].numpy(), rel=1e-6)
+        # rel 1e-4: the shipped file was computed on another CPU, whose float32 sums differ in the 5th digit (3.6e-5)
+        assert fresh.ranges[m].numpy() == pytest.approx(first.ranges[m][:, :3].numpy(), rel=1e-4)
 
 
 def test_the_survey_sentence_says_when_the_filter_reverses_the_reading() -> None:
