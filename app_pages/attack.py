@@ -17,7 +17,7 @@ from PIL import Image
 from advcore import data, models
 from advcore.attacks import ATTACKS
 from advcore.device import pick_device
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from advcore.labs import attack as attack_lab
 from advcore.predictions import resolve_class
 from ui import plots
@@ -163,13 +163,9 @@ def compute(req: attack_view.AttackRequest, image, image_name: str | None = None
     bar = st.progress(0.0, text=f"{title}: starting")
     RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step is said too
 
-    def work() -> attack_lab.ImageAttack:
-        res = attack_view.run(req, image, RUN.live_steps(bar, title), image_name=image_name)
-        if res.result.cancelled:  # advcore stopped at a step and returned that iterate: not a result
-            raise Cancelled("attack cancelled")
-        return res
-
-    res = RUN.execute(work, attack_view.cancelled, job=req)
+    # In a worker process at a lower priority (ui.workers): other sessions' light reruns keep the cores.
+    res = RUN.execute(attack_view.job(req, image, image_name), attack_view.cancelled, job=req,
+                      on_step=RUN.live_steps(bar, title))
     bar.empty()
     cancel.empty()
     return None if res is None else ATTACK_RESULTS.put(req, res)
