@@ -387,3 +387,16 @@ def figures(req: AttackRequest, res: ImageAttack) -> ResultFigures:
             heatmap=plots.perturbation_heatmap(delta, 255.0 * req.eps if req.norm == "linf" else None))
 
     return _FIGURES.compute(req, make)
+
+
+_STEP_FIGURES = SharedResults(4 * FIGURES_KEPT)  # the step-through's two charts per iterate (read-only)
+
+
+def step_figures(frame_key: tuple, step: int, pred, watch: str, loss: list[float], targeted: bool,
+                 loss_fig: go.Figure) -> tuple[go.Figure, go.Figure]:
+    """The step-through's charts at iterate ``step``: the iterate's top-5 (``pred``, its prediction; the iterate
+    named by ``frame_key``: model, device, pixel digest) and ``loss_fig`` (the history ``loss``, ``targeted``)
+    with the step marked; built once per content for every session. **Read-only**, like :func:`figures`."""
+    key = (frame_key, step, watch, targeted, tuple(loss))
+    return _STEP_FIGURES.compute(key, lambda: (plots.topk_bars(pred.names, pred.probs, f"Top-5 at step {step}", watch),
+                                               plots.mark_step(loss_fig, step)))
