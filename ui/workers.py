@@ -223,6 +223,19 @@ class Pool:
             pass
         w.end()
 
+    def warm(self) -> None:
+        """Start workers up to ``keep`` idle ones, in the background (a worker's start, its imports at a lower
+        priority, takes seconds that the first runs would otherwise wait)."""
+        def start() -> None:
+            for _ in range(self.keep):  # at most keep: a worker that dies at once is not started again
+                with self._lock:
+                    if len(self._idle) >= self.keep:
+                        return
+                    self.started += 1
+                self._give(_Worker(self.threads))
+
+        threading.Thread(target=start, daemon=True, name="advlab-warm").start()
+
     def idle(self) -> int:
         with self._lock:
             return len(self._idle)
@@ -295,6 +308,7 @@ def pool() -> Pool:
     with _LOCK:
         if _POOL is None:
             _POOL = Pool(shared.queue().limit, worker_threads())
+            _POOL.warm()  # the other workers start while the first run waits for its own
         return _POOL
 
 
