@@ -46,7 +46,7 @@ from typing import Any
 from advcore.errors import AdvlabError
 
 WORKERS_ENV = "ADVLAB_RUN_WORKERS"  # 1 (default): heavy runs in worker processes; 0: in the server process
-WORKER_NICE = 10  # how much lower a worker's priority is than the server's (os.nice increment)
+WORKER_NICE = 5  # os.nice increment of a worker: CFS gives it ~1/3 of a server thread's share when both want a core
 POLL_S = 0.1  # how often a waiting script thread looks for a worker's message or death
 DRAIN_S = 30.0  # an interrupted run's worker is ended if it has not stopped by then
 ROOT = Path(__file__).resolve().parents[1]  # workers import ui and advcore from here
