@@ -150,7 +150,8 @@ class _Worker:
 
     def __init__(self, threads: int):
         mine, theirs = socket.socketpair()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {"OMP_WAIT_POLICY": "PASSIVE",  # workers' OpenMP threads sleep, not spin, while they wait (see pool())
+               **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", f"from ui.workers import serve; serve({theirs.fileno()}, {threads})"],
             pass_fds=(theirs.fileno(),), cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
