@@ -13,7 +13,8 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-import plotly.colors
+import pandas  # noqa: F401 - plotly imports it lazily at a figure's first to_dict: 4 sessions' first charts at once
+import plotly.colors  # raced on that import ("partially initialized module 'pandas'", classroom bench, 4 sessions)
 import plotly.graph_objects as go
 from PIL import Image
 
