@@ -17,7 +17,7 @@ from PIL import Image
 from advcore import data, models
 from advcore.attacks import ATTACKS
 from advcore.device import pick_device
-from advcore.errors import AdvlabError, Cancelled
+from advcore.errors import AdvlabError
 from advcore.labs import attack as attack_lab
 from advcore.predictions import resolve_class
 from ui import plots
@@ -163,16 +163,19 @@ def compute(req: attack_view.AttackRequest, image, image_name: str | None = None
     bar = st.progress(0.0, text=f"{title}: starting")
     RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step is said too
 
-    def work() -> attack_lab.ImageAttack:
-        res = attack_view.run(req, image, RUN.live_steps(bar, title), image_name=image_name)
-        if res.result.cancelled:  # advcore stopped at a step and returned that iterate: not a result
-            raise Cancelled("attack cancelled")
-        return res
-
-    res = RUN.execute(work, attack_view.cancelled, job=req)
+    # In a worker process at a lower priority (ui.workers): other sessions' light reruns keep the cores.
+    res = RUN.execute(attack_view.job(req, image, image_name), attack_view.cancelled, job=req,
+                      on_step=RUN.live_steps(bar, title))
     bar.empty()
     cancel.empty()
     return None if res is None else ATTACK_RESULTS.put(req, res)
+
+
+def show(where, image, output_format: str = "auto", **kw) -> None:
+    """``where.image(image, ...)`` with the image encoded once for every session (``ui.plots.encoded``): a rerun
+    that redraws a cached result encodes no image again."""
+    data_, fmt = plots.encoded(image, output_format)
+    where.image(data_, output_format=fmt, **kw)
 
 
 def prediction_line(kind: str, name: str, prob: float) -> str:
@@ -193,10 +196,10 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     i1, i2, i3 = st.columns(3)
     amp_slot = i2.empty()  # the image goes above its amplification slider
     if small:
-        i1.image(plots.enlarge(data.to_pil(res.x)), caption=f"Clean: the {w}x{h} image the model sees (enlarged)",
-                 width="stretch", output_format="PNG")
+        show(i1, plots.enlarge(data.to_pil(res.x)), "PNG", caption=f"Clean: the {w}x{h} image the model sees "
+             "(enlarged)", width="stretch")
     else:
-        i1.image(data.to_pil(res.x), caption=f"Clean: the {w}x{h} centre crop the model sees", width="stretch")
+        show(i1, data.to_pil(res.x), caption=f"Clean: the {w}x{h} centre crop the model sees", width="stretch")
     i1.markdown(prediction_line("Clean", res.clean.name, res.clean.prob))
     label = sel.true_name  # the dataset's label of a test image (None: a photo or an upload)
     if label is not None:
@@ -210,12 +213,10 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     amp = i2.select_slider("Amplification", AMPLIFICATIONS, "auto", key="attack_amplification",
                            help="auto: the largest change is shown as black or white.")
     amp_img, factor = plots.amplified_perturbation(delta, None if amp == "auto" else float(amp))
-    amp_slot.image(plots.enlarge_array(amp_img) if small else amp_img,
-                   caption=f"Perturbation x{factor:.3g} around grey (grey = unchanged)", width="stretch",
-                   **({"output_format": "PNG"} if small else {}))
-    i3.image(plots.enlarge(Image.open(io.BytesIO(res.png))) if small else res.png,
-             caption="Adversarial: the 8-bit PNG you download" + (" (enlarged)" if small else ""), width="stretch",
-             **({"output_format": "PNG"} if small else {}))
+    show(amp_slot, plots.enlarge_array(amp_img) if small else amp_img, "PNG" if small else "auto",
+         caption=f"Perturbation x{factor:.3g} around grey (grey = unchanged)", width="stretch")
+    show(i3, plots.enlarge(Image.open(io.BytesIO(res.png))) if small else res.png, "PNG" if small else "auto",
+         caption="Adversarial: the 8-bit PNG you download" + (" (enlarged)" if small else ""), width="stretch")
     if hidden:
         i3.markdown("Adversarial prediction: hidden until you guess")
         guess_and_reveal(req)
@@ -352,17 +353,16 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
         delta = (frame.astype("float32") - t.frames[0].astype("float32")) / 255.0
         amp_img, factor = plots.amplified_perturbation(delta if delta.shape[2] > 1 else delta[..., 0], None)
         s = steps[i]
-        slots[0].image(plots.enlarge_array(img) if small else img, caption=f"Iterate at step {s}", width="stretch",
-                       output_format="PNG")
-        slots[1].image(plots.enlarge_array(amp_img) if small else amp_img,
-                       caption=f"Perturbation at step {s}, x{factor:.3g} around grey", width="stretch",
-                       output_format="PNG")
+        show(slots[0], plots.enlarge_array(img) if small else img, "PNG", caption=f"Iterate at step {s}",
+             width="stretch")
+        show(slots[1], plots.enlarge_array(amp_img) if small else amp_img, "PNG",
+             caption=f"Perturbation at step {s}, x{factor:.3g} around grey", width="stretch")
         dev = res.metrics["device"]  # a frame's top-5 once per model, device and pixels, for every session:
         seen = (res.model, str(dev), hashlib.blake2b(frame.tobytes(), digest_size=16).hexdigest())
         pred = ATTACK_FRAMES.get_or_put(seen, lambda: attack_lab.frame_prediction(res.model, t, i, dev))
-        slots[2].plotly_chart(plots.topk_bars(pred.names, pred.probs, f"Top-5 at step {s}", watch),
-                              key=f"attack_step_top5_{n}")
-        slots[3].plotly_chart(plots.mark_step(loss_fig, s), key=f"attack_step_loss_{n}")
+        top5, marked = attack_view.step_figures(seen, s, pred, watch, loss, bool(res.metrics["targeted"]), loss_fig)
+        slots[2].plotly_chart(top5, key=f"attack_step_top5_{n}")
+        slots[3].plotly_chart(marked, key=f"attack_step_loss_{n}")
         slots[4].caption(attack_view.step_caption(s, t.total, pred.name, pred.prob, res.clean.name,
                                                   loss[s] if s < len(loss) else None))
 
@@ -395,7 +395,7 @@ def where_it_acts(res: attack_lab.ImageAttack, x, delta, small: bool) -> None:
         img, _ = plots.delta_overlay(x, delta, float(opacity))
         caption = "|delta| over the image (grey)"
         said = attack_view.overlay_caption(delta, plots.mass_share(delta, 0.10))
-    o1.image(plots.enlarge_array(img) if small else img, caption=caption, width="stretch", output_format="PNG")
+    show(o1, plots.enlarge_array(img) if small else img, "PNG", caption=caption, width="stretch")
     o2.caption(md_escape(said))
 
 
@@ -422,8 +422,8 @@ def side_by_side(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, pa
         col.markdown(f"**{md_escape(models.get_spec(r.model).title)}**")
         png = Image.open(io.BytesIO(r.png))
         small = models.is_small_input(r.x.shape[-2:])
-        col.image(plots.enlarge(png) if small else png, caption=f"Adversarial image made on {r.model}",
-                  width="stretch", output_format="PNG")
+        show(col, plots.enlarge(png) if small else png, "PNG", caption=f"Adversarial image made on {r.model}",
+             width="stretch")
         col.markdown(prediction_line("Clean", r.clean.name, r.clean.prob) + "  \n"
                      + prediction_line("Adversarial", r.adversarial.name, r.adversarial.prob))
     st.info(md_escape(attack_view.side_by_side_sentence(res, res2, req.eps_text, sel.true_name)))

@@ -4,11 +4,13 @@ Each session (its own browser context, so its own Streamlit session) opens PGD o
 random-start seed (a heavy run of its own: the run queue admits ``ADVLAB_MAX_RUNS`` at a time), goes back to seed 0
 (light: a cached result), moves eps up one step (heavy, the same for everyone: computed once and shared) and back
 (light), switches the model (heavy, shared) and back (light). For every step it records how long the page took to
-finish its script run after the interaction (measured in the page: the interaction to the last "notRunning"), and
+finish its script run after the interaction (measured in the page: the interaction to the last "notRunning"), how
+long the browser's renderer main thread worked for it (Chrome's TaskDuration: drawing what the server sent, on the
+same cores as the server here, where in a class each student's laptop does it), and
 the numbers the page shows (clean and adversarial prediction with percent, L-inf and L2 of the change), which must
 equal a sequential run of the same attacks in this process (advcore, one at a time, no sharing).
 
-    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5]
+    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--no-workers]
 
 Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
 and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.
@@ -111,9 +113,17 @@ async def act(page, step: str, before: dict, after: dict) -> None:
         raise ValueError(f"step {step!r} changes nothing")
 
 
+async def main_thread_s(cdp) -> float:
+    """Seconds the page's renderer main thread has spent on tasks so far (Chrome's Performance.TaskDuration)."""
+    metrics = (await cdp.send("Performance.getMetrics"))["metrics"]
+    return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
+
+
 async def session(browser, url: str, i: int, steps: int, timeout_s: float, start: asyncio.Event) -> list[dict]:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("Performance.enable")
     out = []
     try:
         await start.wait()
@@ -128,12 +138,15 @@ async def session(browser, url: str, i: int, steps: int, timeout_s: float, start
                     "seconds": round(time.perf_counter() - t0, 3), "numbers": await read_numbers(page)})
         for (name, kind, after), (_, _, before) in zip(plan[1:], plan[:-1], strict=True):
             n = await page.evaluate("window.__ends")
+            busy0 = await main_thread_s(cdp)
             t_act = await page.evaluate("performance.now()")
             await act(page, name, before, after)
             await settle(page, n, timeout_s)
             await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
             seconds = (await page.evaluate("window.__endAt") - t_act) / 1000
             out.append({"step": name, "kind": kind, "settings": after, "seconds": round(seconds, 3),
+                        # the browser's own work for it (drawing what the server sent), on the same cores here
+                        "browser_main_thread_s": round(await main_thread_s(cdp) - busy0, 3),
                         "script_runs": await page.evaluate("window.__ends") - n,  # reruns the interaction cost
                         "numbers": await read_numbers(page)})
         out.append({"saw_waiting": await page.evaluate("window.__sawWaiting")})
@@ -211,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-runs", type=int, default=None, help="ADVLAB_MAX_RUNS of the server (default: its own)")
     ap.add_argument("--steps", type=int, default=5, help="PGD steps, 1-50 (default 5)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds one step may take (default 240)")
+    ap.add_argument("--no-workers", action="store_true",
+                    help="heavy runs in the server process (ADVLAB_RUN_WORKERS=0) instead of worker processes")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
     if not 1 <= a.sessions <= 16 or not 1 <= a.steps <= 50 or (a.max_runs is not None and a.max_runs < 1):
@@ -222,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.max_runs is not None:
         os.environ["ADVLAB_MAX_RUNS"] = str(a.max_runs)  # the server inherits it
-    from ui import shared
+    if a.no_workers:
+        os.environ["ADVLAB_RUN_WORKERS"] = "0"
+    from ui import shared, workers
 
     max_runs = shared.env_count(shared.MAX_RUNS_ENV, shared.default_max_runs(), 1)
     load0 = os.getloadavg()[0]
@@ -240,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                   for i, run in enumerate(steps_out) for r in run
                   if r["numbers"] != ref[json.dumps(r["settings"], sort_keys=True)]]
     light = [r["seconds"] for run in steps_out for r in run if r["kind"] == "light"]
+    light_browser = [r["browser_main_thread_s"] for run in steps_out for r in run if r["kind"] == "light"]
     heavy = [r["seconds"] for run in steps_out for r in run if r["kind"] == "heavy"]
     by_step = {}
     for j, (name, kind, _) in enumerate(lesson(0)):
@@ -252,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         # environment() reads the load now, at the end: the start's is the one taken before the browsers began
         "environment": {**environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
                         "loadavg_1min_at_start": round(load0, 2)},
-        "sessions": a.sessions, "max_runs": max_runs, "pgd_steps": a.steps, "models": list(MODELS),
-        "light": summary(light), "heavy": summary(heavy), "steps": by_step, "health": summary(health),
+        "sessions": a.sessions, "max_runs": max_runs, "run_workers": workers.enabled(), "pgd_steps": a.steps,
+        "models": list(MODELS), "light": summary(light), "heavy": summary(heavy),
+        "light_browser_main_thread": summary(light_browser), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
         "sessions_that_saw_waiting": sum(bool(run[-1].get("saw_waiting")) for run in runs),
         "equal_to_sequential": not mismatches, "mismatches": mismatches,
@@ -262,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "light", "heavy", "health", "light_under_1s",
+    print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "run_workers", "light", "heavy",
+                                            "light_browser_main_thread", "health", "light_under_1s",
                                             "light_count", "equal_to_sequential", "sessions_that_saw_waiting",
                                             "browser_phase_s", "sequential_phase_s")}, indent=1))
     for name, s in by_step.items():

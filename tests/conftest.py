@@ -41,11 +41,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(autouse=True)
 def fresh_classroom(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with an empty shared result store and run queue (``ui.shared``'s process objects), as a
-    fresh server would: a result another test computed is not a hit, and the queue is empty."""
-    from ui import shared
+    fresh server would: a result another test computed is not a hit, and the queue is empty. Heavy runs stay in
+    the test's process (``ADVLAB_RUN_WORKERS=0``: a monkeypatch reaches them, and no worker starts per test);
+    tests/unit/test_workers.py tests the workers, and the browser tests' server (started before this) uses them."""
+    from ui import shared, workers
 
     monkeypatch.setattr(shared, "_RESULTS", None)
     monkeypatch.setattr(shared, "_QUEUE", None)
+    monkeypatch.setenv(workers.WORKERS_ENV, "0")
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,19 @@ them to numpy for display. Colours follow one rule: the class a person should wa
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import re
 from collections.abc import Sequence
 
 import numpy as np
-import plotly.colors
+import pandas  # noqa: F401 - plotly imports it lazily at a figure's first to_dict: 4 sessions' first charts at once
+import plotly.colors  # raced on that import ("partially initialized module 'pandas'", classroom bench, 4 sessions)
 import plotly.graph_objects as go
+from PIL import Image
+
+from ui.shared import SharedResults
 
 WATCH = "#e4572e"  # the clean class (untargeted) or the target class
 OTHER = "#4c78a8"
@@ -30,6 +36,39 @@ def streamlit_safe(colours: Sequence[str]) -> list[str]:
 
 
 HEAT_COLOURS = streamlit_safe(plotly.colors.sequential.Inferno)
+
+ENCODED_KEPT = 256  # encoded images kept for every session (a 224x224 PNG or JPEG: 20-150 kB)
+_ENCODED = SharedResults(ENCODED_KEPT)  # thread-safe; bytes are immutable
+
+
+def encoded(image: np.ndarray | Image.Image | bytes, output_format: str = "auto") -> tuple[bytes, str]:
+    """``image`` (a uint8 array, a PIL image, or PNG/JPEG bytes) encoded as ``st.image`` would encode it, and
+    the format to pass it on with (``st.image(data, output_format=fmt)``): the very bytes, computed once per
+    content and format for every session, so a rerun that redraws the same image (a cached result) encodes
+    nothing. "auto" is Streamlit's rule: PNG for an image that may have alpha, else JPEG (bytes in another
+    format are re-encoded at quality 90, as Streamlit does; arrays and PIL images at quality 100)."""
+    if isinstance(image, bytes):
+        key: tuple = ("bytes", hashlib.blake2b(image, digest_size=16).hexdigest(), output_format)
+    else:
+        im = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
+        key = (im.mode, im.size, hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest(), output_format)
+
+    def make() -> tuple[bytes, str]:
+        im = Image.open(io.BytesIO(image)) if isinstance(image, bytes) else (
+            Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image)
+        fmt = output_format.upper().replace("JPG", "JPEG")
+        if fmt not in ("JPEG", "PNG"):
+            alpha = im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info)
+            fmt = "PNG" if alpha else "JPEG"
+        if isinstance(image, bytes) and im.format == fmt:
+            return image, fmt
+        if fmt == "JPEG" and im.mode not in ("RGB", "L"):
+            im = im.convert("RGB")
+        buf = io.BytesIO()
+        im.save(buf, format=fmt, quality=90 if isinstance(image, bytes) else 100)
+        return buf.getvalue(), fmt
+
+    return _ENCODED.compute(key, make)
 
 
 def to_numpy_image(x) -> np.ndarray:

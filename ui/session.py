@@ -31,6 +31,7 @@ The last section lists every cache and run of the app, with its size.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
@@ -41,6 +42,7 @@ from advcore import models
 from advcore.errors import AdvlabError, Cancelled
 from advcore.progress import Progress, ProgressFn
 from ui import shared as _shared  # the process-wide store and queue (PageRun.shared is a method)
+from ui import workers
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -276,15 +278,22 @@ class PageRun:
         finally:
             clear()
 
-    def execute(self, work: Callable[[], T], cancelled: Callable[[Any], str], job: Hashable | None = None,
-                key: Hashable | None = None) -> T | None:
+    def execute(self, work: Callable[[], T] | workers.Job, cancelled: Callable[[Any], str],
+                job: Hashable | None = None, key: Hashable | None = None,
+                on_step: Callable[[Any], bool | None] | None = None) -> T | None:
         """``work()`` in a slot of the run queue (:meth:`queued`), then :meth:`finish`; on Cancelled leave the
         warning ``cancelled(last marker)`` (and block ``job``), on an AdvlabError its message as an error, and
         return None. ``key`` (default: ``job``, when the PageRun has ``results``) names the result in the
         ``results`` cache: a run another session is computing is waited for (:meth:`shared`).
 
+        ``work`` may be a :class:`ui.workers.Job`: it then runs in a worker process at a lower priority (unless
+        workers are off or the job is ``local``), ``on_step`` drawing the steps it reports (a live_steps
+        callback); a worker that dies is reported as an error like any AdvlabError.
+
         Streamlit's rerun (a Cancel click, a changed widget) is a BaseException: it passes through and leaves
         the markers for the next page run."""
+        if isinstance(work, workers.Job):
+            work = functools.partial(workers.run, work, on_step)
         if job is not None:
             st.session_state[self.job_key] = job
         if key is None and self.results is not None:

@@ -16,10 +16,11 @@ import plotly.graph_objects as go
 
 from advcore import attacks, models
 from advcore.attacks import StepInfo
+from advcore.errors import Cancelled
 from advcore.labs import attack as attack_lab
 from advcore.labs.attack import ImageAttack
 from advcore.units import number
-from ui import plots
+from ui import plots, workers
 from ui.shared import SharedResults
 
 # Attacks that run on every rerun: at most this many gradient steps x pixels (50 steps at 224x224).
@@ -77,6 +78,34 @@ def run(req: AttackRequest, image, callback: Callable[[StepInfo], bool | None] |
     an iterative attack keeps its iterates (at most ``MAX_FRAMES``, 8-bit) for the step-through view."""
     return attack_lab.attack_image(req.model, image, req.attack, callback=callback, image_name=image_name,
                                    frames=attack_lab.MAX_FRAMES if req.spec.iterative else 0, **req.kwargs())
+
+
+@dataclass(frozen=True)
+class StepCount:
+    """What of an attack step the page draws (``.step`` of ``.steps``): all a worker sends back per step."""
+
+    step: int
+    steps: int
+
+
+def step_count(info: StepInfo) -> StepCount:
+    return StepCount(int(info.step), int(info.steps))
+
+
+def run_to_end(req: AttackRequest, image, callback: Callable[[StepInfo], bool | None] | None = None, *,
+               image_name: str | None = None) -> ImageAttack:
+    """:func:`run`, raising Cancelled when ``callback`` stopped it (a partial attack is not a result)."""
+    res = run(req, image, callback, image_name=image_name)
+    if res.result.cancelled:
+        raise Cancelled("attack cancelled")
+    return res
+
+
+def job(req: AttackRequest, image, image_name: str | None = None) -> workers.Job:
+    """The attack as a job for a worker process (:mod:`ui.workers`): :func:`run_to_end`, its steps reported as
+    :class:`StepCount`; run in-process (``local``) on a model of the session's own."""
+    return workers.Job(run_to_end, (req, image), {"image_name": image_name}, progress="callback",
+                       report=step_count, local=models.is_session_model(req.model))
 
 
 def cancelled(left: dict | None) -> str:
@@ -358,3 +387,16 @@ def figures(req: AttackRequest, res: ImageAttack) -> ResultFigures:
             heatmap=plots.perturbation_heatmap(delta, 255.0 * req.eps if req.norm == "linf" else None))
 
     return _FIGURES.compute(req, make)
+
+
+_STEP_FIGURES = SharedResults(4 * FIGURES_KEPT)  # the step-through's two charts per iterate (read-only)
+
+
+def step_figures(frame_key: tuple, step: int, pred, watch: str, loss: list[float], targeted: bool,
+                 loss_fig: go.Figure) -> tuple[go.Figure, go.Figure]:
+    """The step-through's charts at iterate ``step``: the iterate's top-5 (``pred``, its prediction; the iterate
+    named by ``frame_key``: model, device, pixel digest) and ``loss_fig`` (the history ``loss``, ``targeted``)
+    with the step marked; built once per content for every session. **Read-only**, like :func:`figures`."""
+    key = (frame_key, step, watch, targeted, tuple(loss))
+    return _STEP_FIGURES.compute(key, lambda: (plots.topk_bars(pred.names, pred.probs, f"Top-5 at step {step}", watch),
+                                               plots.mark_step(loss_fig, step)))

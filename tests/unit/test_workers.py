@@ -1,0 +1,120 @@
+"""ui.workers with real worker processes: a real attack gives exactly the in-process result, Cancel (the flag, and
+Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a plain error after which the
+next run works. One worker process serves the module (it starts once: imports and a model load, ~3 s)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+from test_shared import ThreadSessions, wait_until
+
+from advcore.errors import AdvlabError, Cancelled
+from ui import session as runs
+from ui import shared, workers
+from ui.views import attack as attack_view
+
+IMAGE = Image.fromarray(np.random.default_rng(3).integers(0, 256, (28, 28, 3), dtype=np.uint8))
+
+
+def request(steps: int = 6, eps: int = 8) -> attack_view.AttackRequest:
+    return attack_view.AttackRequest(model="fmnist-naive", device="cpu", image_key="test:3", attack="pgd",
+                                     norm="linf", eps=eps / 255, eps_text=f"{eps}/255", steps=steps,
+                                     extra=(("random_start", True), ("seed", 5)))
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = workers.Pool(keep=1, threads=torch.get_num_threads())  # as the tests' in-process runs
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def on(monkeypatch: pytest.MonkeyPatch, pool: workers.Pool) -> workers.Pool:
+    """Workers on, the module's pool as the process's, one run at a time, ui.session with thread sessions."""
+    monkeypatch.setenv(workers.WORKERS_ENV, "1")
+    monkeypatch.setattr(workers, "_POOL", pool)
+    monkeypatch.setattr(shared, "_QUEUE", shared.RunQueue(1))
+    monkeypatch.setattr(runs, "st", ThreadSessions())
+    return pool
+
+
+def test_a_job_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
+    req = request()
+    here = attack_view.run_to_end(req, IMAGE)
+    seen: list[attack_view.StepCount] = []
+    there = runs.ATTACK_RUN.execute(attack_view.job(req, IMAGE), attack_view.cancelled, job=req,
+                                    on_step=lambda s: seen.append(s))
+    assert on.started == 1 and on.idle() == 1  # it ran in the worker, which is kept for the next run
+    assert torch.equal(there.x_adv, here.x_adv) and torch.equal(there.x_adv_8bit, here.x_adv_8bit)
+    assert there.png == here.png and np.array_equal(there.trajectory.frames, here.trajectory.frames)
+    assert {**there.metrics, "seconds": 0} == {**here.metrics, "seconds": 0}
+    assert seen == [attack_view.StepCount(s, 6) for s in range(1, 7)]  # every step reported, in order
+
+
+def test_cancel_stops_the_worker_and_frees_the_slot(on: workers.Pool) -> None:
+    req = request(steps=200)
+    seen: list[int] = []
+
+    def cancel_at_2(s: attack_view.StepCount) -> bool:
+        seen.append(s.step)
+        return s.step >= 2  # the Cancel flag, read at step 2
+
+    said = runs.ATTACK_RUN.execute(attack_view.job(req, IMAGE), attack_view.cancelled, job=req, on_step=cancel_at_2)
+    assert said is None and shared.queue().running() == 0
+    assert 2 <= max(seen) < 50  # the worker stopped a step or two later, not after 200
+    notices = runs.st.session_state[runs.ATTACK_RUN.notices_key]
+    assert notices[0][0] == "warning" and notices[0][1].startswith("Cancelled")
+    # Streamlit's interruption (a rerun or a closed tab, a BaseException at the next st call): the slot is
+    # freed at once; the worker is told to stop and taken back, and runs the next job.
+    def closing(s: attack_view.StepCount) -> bool:
+        raise StopException()
+
+    with pytest.raises(StopException):
+        runs.ATTACK_RUN.execute(attack_view.job(req, IMAGE), attack_view.cancelled, job=req, on_step=closing)
+    assert shared.queue().running() == 0
+    wait_until(lambda: on.idle() == 1)
+    assert runs.ATTACK_RUN.execute(attack_view.job(request(), IMAGE), attack_view.cancelled) is not None
+    assert on.started == 1  # the same worker all along
+
+
+def test_a_killed_worker_is_a_plain_error_and_the_next_run_works(on: workers.Pool) -> None:
+    runs.ATTACK_RUN.execute(attack_view.job(request(steps=1), IMAGE), attack_view.cancelled)  # a worker idles
+    (pid,) = on.pids()
+    req = request(steps=200)
+
+    def kill_at_step_1(s: attack_view.StepCount) -> bool:
+        if s.step == 1:
+            os.kill(pid, signal.SIGKILL)
+        return False
+
+    assert runs.ATTACK_RUN.execute(attack_view.job(req, IMAGE), attack_view.cancelled, job=req,
+                                   on_step=kill_at_step_1) is None
+    kind, message = runs.st.session_state[runs.ATTACK_RUN.notices_key][-1]
+    assert kind == "error" and message.startswith("The run's worker process was killed (signal 9)")
+    assert issubclass(workers.WorkerCrashed, AdvlabError) and shared.queue().running() == 0
+    started = on.started
+    assert runs.ATTACK_RUN.execute(attack_view.job(request(), IMAGE), attack_view.cancelled) is not None
+    assert on.started == started + 1  # a new worker
+
+
+def test_workers_off_or_local_jobs_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    here = threading.get_ident()
+    job = workers.Job(threading.get_ident)
+    monkeypatch.setenv(workers.WORKERS_ENV, "0")
+    assert workers.run(job) == here
+    monkeypatch.setenv(workers.WORKERS_ENV, "1")
+    assert workers.run(workers.Job(threading.get_ident, local=True)) == here
+    monkeypatch.setenv(workers.WORKERS_ENV, "yes")
+    with pytest.raises(AdvlabError, match="ADVLAB_RUN_WORKERS must be 0"):
+        workers.enabled()
+    with pytest.raises(Cancelled):  # the job's own exception is raised where it was asked for
+        workers.Job(attack_view.run_to_end, (request(steps=50), IMAGE), progress="callback").call(lambda s: True)
+    assert workers.worker_threads() == torch.get_num_threads()

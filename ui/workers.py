@@ -1,0 +1,321 @@
+"""Heavy runs in worker processes at a lower OS priority, so that a classroom server's light reruns win the cores.
+
+Streamlit runs every session's script in a thread of one process: a heavy run there (an attack's forward and
+backward passes) holds the GIL between torch calls and competes with every other session's light reruns (a
+cached result redrawn) for the cores. :func:`run` sends a picklable :class:`Job` (a module-level function and
+its arguments) to a worker process instead: the worker lowers its own priority (``os.nice(WORKER_NICE)``), sets
+its torch thread count (the server's own count, set in the worker process only) and keeps its own loaded
+models, and the server's script thread only waits, drawing the progress the worker sends.
+
+* Progress: the job's function takes a per-step callback under the keyword ``Job.progress``; in the worker it
+  sends ``Job.report(info)`` (a small picklable summary) to the server, where the page's callback draws it; when
+  that callback returns True (Cancel), a ``STOP`` message on the worker's socket makes the worker's callback
+  return True, and advcore stops at that step, as in-process.
+* The run queue's slot (:mod:`ui.shared`) is held by the waiting script thread, so ``ADVLAB_MAX_RUNS`` still
+  bounds the runs at a time. A rerun or closed tab interrupts the wait (a BaseException at the page's next ``st``
+  call): the worker is told to stop and is taken back once it has (or ended after :data:`DRAIN_S`), and the slot
+  is freed at once.
+* A worker that dies mid-run (killed, out of memory) raises :class:`WorkerCrashed`, an AdvlabError with a plain
+  message; the next run starts a new worker.
+* ``ADVLAB_RUN_WORKERS=0`` turns workers off: jobs run in the calling thread, exactly as before (the test suite's
+  default, see tests/conftest.py). Session-only models (the sidebar's ``mine:`` uploads) live in the server's
+  session, not in a worker: a job on one is ``local`` and runs in-process.
+
+A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
+server), talking over a socket pair with ``multiprocessing.connection``. Jobs, results and exceptions travel
+pickled (plain pickle: tensors are copied, never shared). Nothing here touches the server process's models, seeds
+or thread counts; the pool is a list of processes under one lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from advcore.errors import AdvlabError
+
+WORKERS_ENV = "ADVLAB_RUN_WORKERS"  # 1 (default): heavy runs in worker processes; 0: in the server process
+WORKER_NICE = 5  # os.nice increment of a worker: CFS gives it ~1/3 of a server thread's share when both want a core
+POLL_S = 0.1  # how often a waiting script thread looks for a worker's message or death
+DRAIN_S = 30.0  # an interrupted run's worker is ended if it has not stopped by then
+ROOT = Path(__file__).resolve().parents[1]  # workers import ui and advcore from here
+STOP = "stop"  # the server's message to a job: return True from your next step's callback
+
+
+class WorkerCrashed(AdvlabError):
+    """The worker process running a job died before it answered."""
+
+
+def _same(info: Any) -> Any:
+    return info
+
+
+@dataclass(frozen=True)
+class Job:
+    """``fn(*args, **kwargs)``, picklable: ``fn`` (and ``report``) are module-level functions, the arguments
+    plain data. ``progress``: the keyword under which ``fn`` takes its per-step callback (which returns True
+    to stop), or None; ``report(info)`` is what of a step's info travels to the server (keep it small) and what
+    the caller's callback sees, in a worker or not."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    progress: str | None = None
+    report: Callable[[Any], Any] = _same
+    local: bool = False  # run it in the calling process: it needs this session's state (a mine: model)
+
+    def call(self, on_step: Callable[[Any], bool | None] | None) -> Any:
+        """The job here, with ``on_step`` as its callback (when it takes one)."""
+        kwargs = dict(self.kwargs)
+        if self.progress is not None and on_step is not None:
+            kwargs[self.progress] = lambda info: on_step(self.report(info))
+        return self.fn(*self.args, **kwargs)
+
+
+def enabled() -> bool:
+    """Whether heavy runs go to worker processes (``ADVLAB_RUN_WORKERS``, default 1); AdvlabError when the
+    setting is not 0 or 1."""
+    text = os.environ.get(WORKERS_ENV, "").strip() or "1"
+    if text not in ("0", "1"):
+        raise AdvlabError(f"{WORKERS_ENV} must be 0 (runs in the server process) or 1 (in workers), not {text!r}")
+    return text == "1"
+
+
+def worker_threads() -> int:
+    """Torch threads per worker: the server process's own count (read, never set). Not the cores split between
+    the runs at a time: a float sum over another number of threads rounds differently, and PGD's sign steps
+    amplify that (measured on EfficientNet-Lite0, PGD-5 seed 1: L2 4.337 at 1 thread, 4.340 at 2), so a worker
+    with fewer threads would show other numbers than the same run on the command line."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------- the worker process
+
+
+def _send(conn: Connection, message: object) -> None:
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def serve(fd: int, threads: int) -> None:
+    """A worker process's life (``python -c "from ui.workers import serve; serve(FD, THREADS)"``): lower its
+    priority, set its own torch threads, then answer jobs on the socket ``fd`` until it closes. A ``STOP``
+    message during a job makes the job's callback return True."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
+    import torch
+
+    torch.set_num_threads(threads)  # this worker process only
+    conn = Connection(fd)
+    while True:
+        try:
+            job = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if not isinstance(job, Job):  # a STOP that came after its job had answered
+            continue
+        stopped = False
+
+        def on_step(report: Any) -> bool:
+            nonlocal stopped
+            _send(conn, ("step", report))
+            while not stopped and conn.poll(0):
+                stopped = pickle.loads(conn.recv_bytes()) == STOP
+            return stopped
+
+        try:
+            out: tuple = ("done", job.call(on_step))
+        except Exception as exc:  # the job's own exception, raised again where the job was asked for
+            out = ("raise", exc)
+        try:
+            _send(conn, out)
+        except Exception as exc:  # an unpicklable result or exception
+            _send(conn, ("raise", RuntimeError(f"the worker could not send its answer back: {exc}")))
+
+
+class _Worker:
+    """One worker process and the server's end of its socket."""
+
+    def __init__(self, threads: int):
+        mine, theirs = socket.socketpair()
+        env = {"OMP_WAIT_POLICY": "PASSIVE",  # workers' OpenMP threads sleep, not spin, while they wait (see pool())
+               **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", f"from ui.workers import serve; serve({theirs.fileno()}, {threads})"],
+            pass_fds=(theirs.fileno(),), cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = Connection(mine.detach())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Tell the job to stop at its next step."""
+        with contextlib.suppress(OSError):
+            _send(self.conn, STOP)
+
+    def end(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        if self.alive():
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+
+def _crash_message(proc: subprocess.Popen) -> str:
+    code = proc.poll()
+    how = f"was killed (signal {-code})" if code is not None and code < 0 else f"exited with code {code}"
+    return (f"The run's worker process {how} before it finished (perhaps out of memory); nothing was kept. "
+            "Press Run again to start it in a new worker.")
+
+
+# --------------------------------------------------------------------------- the server's pool
+
+
+class Pool:
+    """Worker processes for jobs, started on demand and kept (at most ``keep`` idle) for the next job, so that
+    a worker's imports and loaded models serve many runs. Thread-safe."""
+
+    def __init__(self, keep: int, threads: int):
+        self.keep, self.threads = keep, threads
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self.started = 0  # workers started so far
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            while self._idle:
+                w = self._idle.pop()
+                if w.alive():
+                    return w
+                w.end()
+            self.started += 1
+        return _Worker(self.threads)
+
+    def _give(self, w: _Worker) -> None:
+        with self._lock:
+            if w.alive() and len(self._idle) < self.keep:
+                self._idle.append(w)
+                return
+        w.end()
+
+    def _drain(self, w: _Worker) -> None:
+        """Take back a worker whose wait was interrupted, once its job has answered (it was told to stop)."""
+        deadline = time.monotonic() + DRAIN_S
+        try:
+            while time.monotonic() < deadline and w.alive():
+                if w.conn.poll(POLL_S) and pickle.loads(w.conn.recv_bytes())[0] != "step":
+                    self._give(w)
+                    return
+        except (EOFError, OSError):
+            pass
+        w.end()
+
+    def warm(self) -> None:
+        """Start workers up to ``keep`` idle ones, in the background (a worker's start, its imports at a lower
+        priority, takes seconds that the first runs would otherwise wait)."""
+        def start() -> None:
+            for _ in range(self.keep):  # at most keep: a worker that dies at once is not started again
+                with self._lock:
+                    if len(self._idle) >= self.keep:
+                        return
+                    self.started += 1
+                self._give(_Worker(self.threads))
+
+        threading.Thread(target=start, daemon=True, name="advlab-warm").start()
+
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        """End every idle worker."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for w in idle:
+            w.end()
+
+    def pids(self) -> list[int]:
+        """The idle workers' process ids."""
+        with self._lock:
+            return [w.proc.pid for w in self._idle]
+
+    def run(self, job: Job, on_step: Callable[[Any], bool | None] | None = None) -> Any:
+        """``job`` in a worker: ``on_step(report)`` for every step it reports (True: tell it to stop); its
+        result, or its exception raised here; WorkerCrashed when the worker dies first."""
+        w = self._take()
+        try:
+            _send(w.conn, job)
+        except OSError:  # it died while idle
+            w.end()
+            raise WorkerCrashed(_crash_message(w.proc)) from None
+        except BaseException:  # an unpicklable job: the worker never got it
+            self._give(w)
+            raise
+        answered = False
+        try:
+            while True:
+                try:
+                    ready = w.conn.poll(POLL_S)
+                    message = pickle.loads(w.conn.recv_bytes()) if ready else None
+                except (EOFError, OSError):
+                    message = None
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        w.proc.wait(1)
+                if message is None:
+                    if not w.alive():
+                        answered = True  # nothing to drain: it is gone
+                        raise WorkerCrashed(_crash_message(w.proc))
+                    continue
+                if message[0] == "step":
+                    if on_step is not None and on_step(message[1]):
+                        w.stop()
+                    continue
+                answered = True
+                if message[0] == "done":
+                    return message[1]
+                raise message[1]
+        finally:
+            if answered:
+                self._give(w)
+            else:  # interrupted (a rerun, a closed tab): the slot is freed now, the worker once it has stopped
+                w.stop()
+                threading.Thread(target=self._drain, args=(w,), daemon=True, name="advlab-drain").start()
+
+
+_LOCK = threading.Lock()
+_POOL: Pool | None = None
+
+
+def pool() -> Pool:
+    """The server process's worker pool: as many kept as the run queue runs at a time, each with the server's
+    torch thread count (:func:`worker_threads`)."""
+    global _POOL
+    from ui import shared
+
+    with _LOCK:
+        if _POOL is None:
+            _POOL = Pool(shared.queue().limit, worker_threads())
+            _POOL.warm()  # the other workers start while the first run waits for its own
+        return _POOL
+
+
+def run(job: Job, on_step: Callable[[Any], bool | None] | None = None) -> Any:
+    """``job`` in a worker process when workers are on (:func:`enabled`) and the job is not ``local``, else
+    here; ``on_step`` sees ``job.report(info)`` of every step either way (True: stop)."""
+    if not job.local and enabled():
+        return pool().run(job, on_step)
+    return job.call(on_step)
