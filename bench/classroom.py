@@ -10,7 +10,7 @@ same cores as the server here, where in a class each student's laptop does it), 
 the numbers the page shows (clean and adversarial prediction with percent, L-inf and L2 of the change), which must
 equal a sequential run of the same attacks in this process (advcore, one at a time, no sharing).
 
-    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--no-workers]
+    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--workers]
 
 Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
 and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.
@@ -75,9 +75,19 @@ def lesson(i: int) -> list[tuple[str, str, dict]]:
 
 
 async def settle(page, ends_before: int, timeout_s: float) -> None:
-    """Wait until a script run that started after the interaction is over and no other follows within 0.5 s."""
-    await page.wait_for_function(f"window.__ends > {ends_before} && window.__last === 'notRunning'",
-                                 timeout=timeout_s * 1000)
+    """Wait until a script run that started after the interaction is over and no other follows within 0.5 s.
+    On a timeout, says which it was: the server still running the script (a server that hangs) or no run
+    after the interaction (the interaction did not reach the page), with the end of the page's text."""
+    try:
+        await page.wait_for_function(f"window.__ends > {ends_before} && window.__last === 'notRunning'",
+                                     timeout=timeout_s * 1000)
+    except Exception as exc:
+        state = await page.evaluate("[window.__last, window.__ends]")
+        text = (await page.locator(MAIN).inner_text())[-400:].replace("\n", " | ")
+        what = ("the server's script run never ended" if state[0] != "notRunning" else
+                "no script run followed the interaction")
+        raise RuntimeError(f"{what} within {timeout_s:.0f} s (script state {state[0]!r}, runs ended "
+                           f"{state[1]} vs {ends_before} before); page ends with: {text}") from exc
     while True:
         n = await page.evaluate("window.__ends")
         await asyncio.sleep(0.5)
@@ -224,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-runs", type=int, default=None, help="ADVLAB_MAX_RUNS of the server (default: its own)")
     ap.add_argument("--steps", type=int, default=5, help="PGD steps, 1-50 (default 5)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds one step may take (default 240)")
-    ap.add_argument("--no-workers", action="store_true",
-                    help="heavy runs in the server process (ADVLAB_RUN_WORKERS=0) instead of worker processes")
+    ap.add_argument("--workers", action="store_true",
+                    help="heavy runs in worker processes (ADVLAB_RUN_WORKERS=1) instead of the server process (the "
+                         "app's default)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
     if not 1 <= a.sessions <= 16 or not 1 <= a.steps <= 50 or (a.max_runs is not None and a.max_runs < 1):
@@ -237,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.max_runs is not None:
         os.environ["ADVLAB_MAX_RUNS"] = str(a.max_runs)  # the server inherits it
-    if a.no_workers:
-        os.environ["ADVLAB_RUN_WORKERS"] = "0"
+    os.environ["ADVLAB_RUN_WORKERS"] = "1" if a.workers else "0"  # the server inherits it
     from ui import shared, workers
 
     max_runs = shared.env_count(shared.MAX_RUNS_ENV, shared.default_max_runs(), 1)

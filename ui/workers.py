@@ -17,9 +17,9 @@ models, and the server's script thread only waits, drawing the progress the work
   is freed at once.
 * A worker that dies mid-run (killed, out of memory) raises :class:`WorkerCrashed`, an AdvlabError with a plain
   message; the next run starts a new worker.
-* ``ADVLAB_RUN_WORKERS=0`` turns workers off: jobs run in the calling thread, exactly as before (the test suite's
-  default, see tests/conftest.py). Session-only models (the sidebar's ``mine:`` uploads) live in the server's
-  session, not in a worker: a job on one is ``local`` and runs in-process.
+* Workers are opt-in, ``ADVLAB_RUN_WORKERS=1`` (:func:`enabled`); by default (0) jobs run in the calling thread,
+  exactly as before (also the test suite's setting, see tests/conftest.py). Session-only models (the sidebar's
+  ``mine:`` uploads) live in the server's session, not in a worker: a job on one is ``local`` and runs in-process.
 
 A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
 server), talking over a socket pair with ``multiprocessing.connection``. Jobs, results and exceptions travel
@@ -45,7 +45,7 @@ from typing import Any
 
 from advcore.errors import AdvlabError
 
-WORKERS_ENV = "ADVLAB_RUN_WORKERS"  # 1 (default): heavy runs in worker processes; 0: in the server process
+WORKERS_ENV = "ADVLAB_RUN_WORKERS"  # 1: heavy runs in worker processes; 0 (default): in the server process
 WORKER_NICE = 5  # os.nice increment of a worker: CFS gives it ~1/3 of a server thread's share when both want a core
 POLL_S = 0.1  # how often a waiting script thread looks for a worker's message or death
 DRAIN_S = 30.0  # an interrupted run's worker is ended if it has not stopped by then
@@ -84,9 +84,10 @@ class Job:
 
 
 def enabled() -> bool:
-    """Whether heavy runs go to worker processes (``ADVLAB_RUN_WORKERS``, default 1); AdvlabError when the
-    setting is not 0 or 1."""
-    text = os.environ.get(WORKERS_ENV, "").strip() or "1"
+    """Whether heavy runs go to worker processes (``ADVLAB_RUN_WORKERS``, default 0: opt-in, since on a quiet
+    2-core machine they gave light interactions no measurable gain and one of three 4-session benchmark runs hung,
+    cause not found; README "Classroom server"); AdvlabError when the setting is not 0 or 1."""
+    text = os.environ.get(WORKERS_ENV, "").strip() or "0"
     if text not in ("0", "1"):
         raise AdvlabError(f"{WORKERS_ENV} must be 0 (runs in the server process) or 1 (in workers), not {text!r}")
     return text == "1"

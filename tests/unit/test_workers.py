@@ -112,6 +112,8 @@ def test_workers_off_or_local_jobs_run_here(monkeypatch: pytest.MonkeyPatch) -> 
     assert workers.run(job) == here
     monkeypatch.setenv(workers.WORKERS_ENV, "1")
     assert workers.run(workers.Job(threading.get_ident, local=True)) == here
+    monkeypatch.delenv(workers.WORKERS_ENV)
+    assert not workers.enabled() and workers.run(job) == here  # opt-in: off unless set
     monkeypatch.setenv(workers.WORKERS_ENV, "yes")
     with pytest.raises(AdvlabError, match="ADVLAB_RUN_WORKERS must be 0"):
         workers.enabled()
