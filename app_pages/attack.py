@@ -163,7 +163,7 @@ def compute(req: attack_view.AttackRequest, image, image_name: str | None = None
     bar = st.progress(0.0, text=f"{title}: starting")
     RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step is said too
 
-    # In a worker process at a lower priority (ui.workers): other sessions' light reruns keep the cores.
+    # In a worker process at a lower priority when ADVLAB_RUN_WORKERS=1 (ui.workers), else in this thread.
     res = RUN.execute(attack_view.job(req, image, image_name), attack_view.cancelled, job=req,
                       on_step=RUN.live_steps(bar, title))
     bar.empty()
