@@ -50,12 +50,11 @@ def encoded(image: np.ndarray | Image.Image | bytes, output_format: str = "auto"
     if isinstance(image, bytes):
         key: tuple = ("bytes", hashlib.blake2b(image, digest_size=16).hexdigest(), output_format)
     else:
-        im = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
-        key = (im.mode, im.size, hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest(), output_format)
+        image = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
+        key = (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest(), output_format)
 
     def make() -> tuple[bytes, str]:
-        im = Image.open(io.BytesIO(image)) if isinstance(image, bytes) else (
-            Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image)
+        im = Image.open(io.BytesIO(image)) if isinstance(image, bytes) else image
         fmt = output_format.upper().replace("JPG", "JPEG")
         if fmt not in ("JPEG", "PNG"):
             alpha = im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info)

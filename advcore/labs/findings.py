@@ -124,9 +124,15 @@ def agr_finding(src: Sources, records: Mapping[str, dict]) -> str:
     return out
 
 
-def _images(key: str) -> str:
+def _image_range(key: str) -> tuple[int, int] | None:
+    """The first and last test image of an unfiltered geometry reading's key (``images_0_9_no_filter``)."""
     m = re.fullmatch(r"images_(\d+)_(\d+)_no_filter", key)
-    return f"test images {m.group(1)}-{m.group(2)} with no filter" if m else key
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _images(key: str) -> str:
+    span = _image_range(key)
+    return f"test images {span[0]}-{span[1]} with no filter" if span else key
 
 
 def geometry_finding(src: Sources, records: Mapping[str, dict]) -> str:
@@ -149,7 +155,7 @@ def geometry_finding(src: Sources, records: Mapping[str, dict]) -> str:
     agree = len(set(order.values())) == 1
     na, pg = rd[a], rd[b]
     cli = f"python -m advcore geometry-survey --T {rd['T']} --radii {rd['radii']} --seed {rd['seed']}"
-    n_unf = int(re.fullmatch(r"images_(\d+)_(\d+)_no_filter", unf_key).group(2)) + 1
+    n_unf = _image_range(unf_key)[1] + 1
     pen = {m: rd[m]["mantel_r_mean_by_layer"]["penultimate"] for m in (a, b)}
     first = next(iter(k for k in na["mantel_r_mean_by_layer"] if k != "penultimate"))
     conv = {m: rd[m]["mantel_r_mean_by_layer"][first] for m in (a, b)}
