@@ -63,7 +63,8 @@ def cli_args(line: str):
 @pytest.fixture(scope="module")
 def default_page() -> tuple[AppTest, list[str], list[str]]:
     """The Training lab with its default widgets, reached from the Home page, and the Home page's markdown and
-    captions on the way (read-only: tests that change a widget open a page of their own)."""
+    captions on the way. Only the random walk's card radio is changed on it (each test that reads the walk sets it
+    first); tests that change another widget open a page of their own."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     home = ([m.value for m in at.markdown], [c.value for c in at.caption])
