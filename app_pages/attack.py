@@ -36,7 +36,7 @@ from ui.frame import (
 )
 from ui.session import ATTACK_FRAMES, ATTACK_RESULTS, ATTACK_REVEALED, ATTACK_RUN
 from ui.views import attack as attack_view
-from ui.widgets import download_figure, download_json, download_table, param_widgets
+from ui.widgets import download_json, download_table, param_widgets
 
 INTRO = (
     "Pick a photo and an attack, then move eps to see how small a change flips the model's prediction: "
@@ -241,8 +241,8 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     watch = m["target_name"] if m["targeted"] else m["clean_name"]
     figs = attack_view.figures(req, res)  # built once per result, for every session
     b1, b2 = st.columns(2)
-    b1.plotly_chart(figs.top5_clean, key="attack_top5_clean")
-    b2.plotly_chart(figs.top5_adv, key="attack_top5_adv")
+    b1.vega_lite_chart(figs.top5_clean, key="attack_top5_clean", width="stretch")
+    b2.vega_lite_chart(figs.top5_adv, key="attack_top5_adv", width="stretch")
     if m["targeted"]:
         absent = "" if watch in res.clean.names else f" ('{md_escape(watch)}' is not in the clean top-5)"
         topk_note = f"the attack pulls it up to the top{absent}."
@@ -254,15 +254,17 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     loss, prob = attack_view.history(res.result)
     l1, l2 = st.columns(2)
     loss_fig, prob_fig = figs.loss, figs.prob
-    l1.plotly_chart(loss_fig, key="attack_loss")
-    l2.plotly_chart(prob_fig, key="attack_prob")
+    l1.vega_lite_chart(loss_fig, key="attack_loss", width="stretch")
+    l2.vega_lite_chart(prob_fig, key="attack_prob", width="stretch")
     st.caption(history_caption(req, bool(m["targeted"]), stop_on_success, len(loss) - 1))
     step_through(res, loss, loss_fig, watch, small)
     where_it_acts(res, x, delta, small)
 
     h1, h2 = st.columns([1, 1.7])
     cap = 255.0 * req.eps if req.norm == "linf" else None
-    h1.plotly_chart(figs.heatmap, key="attack_heatmap")
+    heat = figs.heatmap
+    show(h1, plots.enlarge_array(heat.image), "PNG", caption=heat.title, width="stretch")
+    h1.vega_lite_chart(heat.colour_bar, key="attack_heatmap_scale", width="stretch", height=plots.COLOUR_BAR_PX)
     h1.caption(heatmap_caption(req, delta, plots.heatmap_top(delta, cap)))
     rows = [{k: md_escape(v) for k, v in row.items()} for row in attack_view.metric_rows(m)]
     h2.table(rows, hide_index=True, border="horizontal")  # static: every row and full text, no scroll bar
@@ -273,7 +275,8 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     d1, d2 = h2.columns(2)
     download_table(d1, attack_view.metric_rows(m), "metrics.csv", key="attack_download_csv",
                    label="Download metrics table (CSV)")
-    download_figure(d2, loss_fig, "loss.html", key="attack_download_loss_html", label="Download loss chart (HTML)")
+    download_table(d2, plots.history_rows(loss, prob, watch), "history.csv", key="attack_download_history",
+                   label="Download loss per iteration (CSV)")
     d1, d2 = h2.columns(2)
     d1.download_button("Download adversarial PNG", res.png, file_name="adversarial.png", mime="image/png",
                        on_click="ignore", key="attack_download_png")
@@ -361,8 +364,8 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
         seen = (res.model, str(dev), hashlib.blake2b(frame.tobytes(), digest_size=16).hexdigest())
         pred = ATTACK_FRAMES.get_or_put(seen, lambda: attack_lab.frame_prediction(res.model, t, i, dev))
         top5, marked = attack_view.step_figures(seen, s, pred, watch, loss, bool(res.metrics["targeted"]), loss_fig)
-        slots[2].plotly_chart(top5, key=f"attack_step_top5_{n}")
-        slots[3].plotly_chart(marked, key=f"attack_step_loss_{n}")
+        slots[2].vega_lite_chart(top5, key=f"attack_step_top5_{n}", width="stretch")
+        slots[3].vega_lite_chart(marked, key=f"attack_step_loss_{n}", width="stretch")
         slots[4].caption(attack_view.step_caption(s, t.total, pred.name, pred.prob, res.clean.name,
                                                   loss[s] if s < len(loss) else None))
 

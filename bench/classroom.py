@@ -41,19 +41,24 @@ EPS = 4  # x/255, the lesson's first eps; a step up is EPS + 1
 PREDICTION = re.compile(r"(Clean|Adversarial) prediction:\s*(.+?)\s*\((\d+(?:\.\d+)?)\s*%\)\s*$", re.MULTILINE)
 NORMS = re.compile(r"L-inf (\d+\.\d\d)/255, L2 (\d+\.\d\d\d)")
 
-# Counts the script runs that ended (data-test-script-state back to "notRunning") and when the last one did.
+# Counts the script runs that ended (data-test-script-state back to "notRunning") and when the last one did. Each
+# mutation record's new value is the next record's old value (the attribute's current value for the last): a run
+# that starts and ends between two callbacks still counts. The "waiting" check reads textContent, which (unlike
+# innerText) does not make the browser lay out the page on every change.
 OBSERVER = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   window.__ends = 0; window.__endAt = 0; window.__last = app.getAttribute('data-test-script-state');
-  new MutationObserver(() => {
-    const s = app.getAttribute('data-test-script-state');
-    if (s === window.__last) return;
-    window.__last = s;
-    if (s === 'notRunning') { window.__ends++; window.__endAt = performance.now(); }
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  new MutationObserver((records) => {
+    const now = app.getAttribute('data-test-script-state');
+    records.forEach((r, i) => {
+      const value = i + 1 < records.length ? records[i + 1].oldValue : now;
+      if (value === 'notRunning' && r.oldValue !== 'notRunning') { window.__ends++; window.__endAt = performance.now(); }
+    });
+    window.__last = now;
+  }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
   window.__sawWaiting = false;
   new MutationObserver(() => {
-    if (!window.__sawWaiting && /waiting: \\d+\\w\\w in line|waiting for the same run/.test(document.body.innerText))
+    if (!window.__sawWaiting && /waiting: \\d+\\w\\w in line|waiting for the same run/.test(document.body.textContent))
       window.__sawWaiting = true;
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
 }"""

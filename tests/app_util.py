@@ -34,6 +34,20 @@ def charts(at: AppTest) -> dict[str, dict]:
     return {fig["layout"]["title"]["text"]: fig for fig in figures}
 
 
+def vega_specs(at: AppTest) -> list[dict]:
+    """Every Vega-Lite chart on the page (the Attack lab's charts) as a spec dict, in page order, with the rows
+    Streamlit sent apart (as Arrow) back in ``spec["data"]["values"]``."""
+    import pyarrow as pa
+
+    out = []
+    for el in at.get("vega_lite_chart"):
+        spec = json.loads(el.proto.spec)
+        if el.proto.data.data:
+            spec["data"] = {"values": pa.ipc.open_stream(el.proto.data.data).read_all().to_pylist()}
+        out.append(spec)
+    return out
+
+
 def naive_files() -> tuple[bytes, bytes]:
     """fmnist-naive's network as a state_dict file and a card naming its architecture and normalisation."""
     spec = models.get_spec("fmnist-naive")

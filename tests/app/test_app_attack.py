@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from app_util import vega_specs
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -96,8 +97,12 @@ def test_default_fgsm_flips_the_espresso() -> None:
     assert 25 < float(m["PSNR"].split()[0]) < 60
     assert any("still succeeds after the image is rounded to 8 bits" in s.value for s in at.success)
 
-    assert len(at.get("plotly_chart")) == 5  # top-5 x2, loss, probability, heat map
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    specs = vega_specs(at)
+    assert len(specs) == 5 and not at.get("plotly_chart")  # top-5 x2, loss, probability, the heat map's colour bar
+    titles = [spec.get("title") for spec in specs[:4]]
+    bar = specs[4]["encoding"]
+    assert bar["x"]["scale"]["domain"] == [0, pytest.approx(4.0, abs=1e-4)]  # FGSM: every pixel at eps
+    assert bar["x"]["title"] == "|change| (x/255)"
     # A photo has no dataset label: the watched class is the model's own clean prediction, named as such.
     assert f"Probability of the clean prediction ({clean})" in titles and "Cross-entropy to the clean prediction" \
         in titles, titles
@@ -105,10 +110,11 @@ def test_default_fgsm_flips_the_espresso() -> None:
     assert not any(m.value.startswith(("True class:", "Dataset label:")) for m in at.markdown)
     captions = [c for image in at.get("image") for c in image.captions]
     assert captions == ["Clean: the 224x224 centre crop the model sees",
-                        captions[1], "Adversarial: the 8-bit PNG you download", "|delta| over the image (grey)"]
+                        captions[1], "Adversarial: the 8-bit PNG you download", "|delta| over the image (grey)",
+                        "Per-pixel max |change| over R, G, B"]
     assert captions[1].startswith("Perturbation x") and "(grey = unchanged)" in captions[1]
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Download metrics table (CSV)", "Download loss chart (HTML)", "Download adversarial PNG",
+    assert labels == ["Download metrics table (CSV)", "Download loss per iteration (CSV)", "Download adversarial PNG",
                       "Download metrics JSON"]
     cli = at.code[0].value
     assert cli.startswith("python -m advcore attack")
@@ -415,14 +421,31 @@ def test_heatmap_colour_range_starts_at_zero_and_covers_the_budget() -> None:
 
     rng = np.random.default_rng(0)
     delta = (4 / 255 + rng.normal(0, 1e-8, (8, 8, 3))) * rng.choice([-1, 1], (8, 8, 3))
-    fig = plots.perturbation_heatmap(delta, cap=4.0)
-    heat = fig.data[0]
-    assert heat.zmin == 0.0 and heat.zmax == pytest.approx(4.0, abs=1e-5)
+    heat = plots.perturbation_heatmap(delta, cap=4.0)
+    assert heat.colour_bar["encoding"]["x"]["scale"]["domain"] == [0, pytest.approx(4.0, abs=1e-5)]
+    assert heat.image.shape == (8, 8, 3) and heat.image.dtype == np.uint8
     assert plots.share_at(delta, 4.0) == 1.0
     small = delta / 4  # an attack that used a quarter of the budget keeps the budget's scale
-    assert plots.perturbation_heatmap(small, cap=4.0).data[0].zmax == 4.0
+    assert plots.perturbation_heatmap(small, cap=4.0).top == 4.0
     assert plots.heatmap_top(small, None) == pytest.approx(1.0, abs=1e-5)  # L2: the largest change
     assert plots.heatmap_top(np.zeros((4, 4, 3)), 0.0) == 1.0  # unchanged: a 0-1 bar, never 0-0
+
+
+def test_heat_colours_follow_the_colour_bar_scale() -> None:
+    """The heat picture's colours are the colour bar's: plotly's own interpolation of the same stops is the
+    reference, at 0, at the top, between stops and beyond the top (clipped)."""
+    import numpy as np
+    import plotly.colors
+
+    from ui import plots
+
+    z = np.array([[0.0, 1.0, 2.5, 3.3, 4.0, 9.0]])
+    got = plots.heat_colours(z, 4.0)[0]
+    scale = plotly.colors.make_colorscale(plots.HEAT_COLOURS)
+    want = plotly.colors.sample_colorscale(scale, list(np.clip(z[0] / 4.0, 0, 1)), colortype="tuple")
+    hexes = [plotly.colors.hex_to_rgb(c) for c in plots.HEAT_COLOURS]
+    assert tuple(got[0]) == hexes[0] and tuple(got[4]) == tuple(got[5]) == hexes[-1]
+    assert np.abs(got.astype(float) - 255.0 * np.array(want)).max() <= 1.0, (got, want)
 
 
 def test_history_axes_show_whole_iterations() -> None:
@@ -430,10 +453,14 @@ def test_history_axes_show_whole_iterations() -> None:
 
     loss_fig, prob_fig = plots.history_figures([0.5, 3.0], [0.9, 0.1], "tabby", targeted=False)
     for fig in (loss_fig, prob_fig):
-        x = fig.layout.xaxis
-        assert (x.tickmode, x.tick0, x.dtick, x.tickformat) == ("linear", 0, 1, "d")
+        x = fig["encoding"]["x"]
+        assert x["axis"] == {"values": [0, 1], "format": "d"} and x["scale"]["domain"] == [-0.3, 1.3]
+    assert [r["probability (%)"] for r in prob_fig["data"]["values"]] == [90.0, 10.0]
     loss_fig, _ = plots.history_figures([0.0] * 201, [0.5] * 201, "tabby", targeted=True)
-    assert loss_fig.layout.xaxis.dtick == 20  # 0, 20, ..., 200
+    assert loss_fig["encoding"]["x"]["axis"]["values"] == list(range(0, 201, 20))  # 0, 20, ..., 200
+    marked = plots.mark_step(loss_fig, 150)
+    assert marked["layer"][:-2] == loss_fig["layer"] and marked["layer"][-2]["encoding"]["x"]["datum"] == 150
+    assert marked["layer"][-1]["mark"]["align"] == "right"  # late steps: the label left of the line
 
 
 def test_history_drops_the_repeated_point_of_an_attack_that_stopped() -> None:
@@ -459,7 +486,6 @@ GALLERY_KEY = "sidebar_gallery_fashion-mnist"
 
 
 def test_fashion_mnist_gallery_image_is_attacked(tmp_path: Path) -> None:
-    import json
 
     import numpy as np
     import torch
@@ -558,7 +584,7 @@ def test_an_attack_that_turns_a_wrong_answer_into_the_dataset_label_is_not_calle
             "successful attack on a correct answer.") in warnings, warnings
     assert not any("succeeds" in e.value or "fools" in e.value for e in [*at.warning, *at.info])
 
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    titles = [spec["title"] for spec in vega_specs(at) if "title" in spec]
     assert "Probability of the clean prediction (Bag)" in titles, titles
     assert "Cross-entropy to the clean prediction" in titles
     assert not any("true" in t.lower() for t in titles)

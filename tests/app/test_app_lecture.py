@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from app_util import vega_specs
 from streamlit.testing.v1 import AppTest
 
 from advcore import attacks, data, datasets, models
@@ -108,11 +109,12 @@ def test_step_through_shows_iterate_t_with_its_top5_and_marks_the_loss_curve() -
     want = predict(model, data.quantize_8bit(kept[2]), models.class_names("fmnist-naive"))[0]
     cap = [c.value for c in at.caption if c.value.startswith("Iterate 2 ")]
     assert len(cap) == 1 and f"the model says {want.name} ({100 * want.prob:.1f}%)" in cap[0], (cap, want)
-    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    top5 = [f for f in figs if f["layout"]["title"]["text"] == "Top-5 at step 2"]
-    assert len(top5) == 1
-    marked = [f for f in figs if any(s.get("x0") == 2 for s in f["layout"].get("shapes", []))]
-    assert len(marked) == 1 and "Cross-entropy" in marked[0]["layout"]["title"]["text"]
+    figs = vega_specs(at)
+    top5 = [f for f in figs if f.get("title") == "Top-5 at step 2"]
+    assert len(top5) == 1 and [r["label"] for r in top5[0]["data"]["values"]] == [
+        f"{100 * p:.1f}%" for p in want.probs]
+    marked = [f for f in figs if any(la["encoding"].get("x", {}).get("datum") == 2 for la in f.get("layer", []))]
+    assert len(marked) == 1 and "Cross-entropy" in marked[0]["title"]
     at.select_slider(key=key).set_value(5).run()
     assert any(c.value.startswith("Iterate 5 (after step 5 of 6)") for c in at.caption)
     assert dict(at.query_params)["step"] in ("5", ["5"])

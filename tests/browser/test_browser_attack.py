@@ -100,8 +100,8 @@ def test_home_page_then_the_attack_lab_runs_the_default_attack_then_pgd(page: Pa
         arg=MAIN,
         timeout=30_000,
     )
-    # Plotly's bundle loads lazily: wait for the first chart to draw its SVG.
-    main.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg').first.wait_for(timeout=30_000)
+    # Vega's bundle loads lazily: wait for the first chart (the clean top-5) to draw.
+    main.locator('[data-testid="stVegaLiteChart"] svg.marks').first.wait_for(timeout=30_000)
     download = main.locator('[data-testid="stDownloadButton"]', has_text="Download adversarial PNG")
     download.first.wait_for(timeout=30_000)
     assert download.count() == 1

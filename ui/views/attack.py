@@ -12,8 +12,6 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import plotly.graph_objects as go
-
 from advcore import attacks, models
 from advcore.attacks import StepInfo
 from advcore.errors import Cancelled
@@ -352,7 +350,7 @@ def step_caption(step: int, last: int, pred_name: str, pred_prob: float, clean_n
 
 # --------------------------------------------------------------------------- a result's charts, built once
 
-FIGURES_KEPT = 32  # results whose charts are kept (each ~0.5 MB at 224x224: the heatmap holds the pixels)
+FIGURES_KEPT = 32  # results whose charts are kept (each ~0.2 MB at 224x224: the heat map's pixels)
 _FIGURES = SharedResults(FIGURES_KEPT)  # thread-safe; the figures are read-only (see ui.shared)
 
 
@@ -360,18 +358,17 @@ _FIGURES = SharedResults(FIGURES_KEPT)  # thread-safe; the figures are read-only
 class ResultFigures:
     """The charts of one result: top-5 before and after, loss and probability per iteration, the heatmap."""
 
-    top5_clean: go.Figure
-    top5_adv: go.Figure
-    loss: go.Figure
-    prob: go.Figure
-    heatmap: go.Figure
+    top5_clean: dict  # Vega-Lite specs (ui.plots)
+    top5_adv: dict
+    loss: dict
+    prob: dict
+    heatmap: plots.HeatMap
 
 
 def figures(req: AttackRequest, res: ImageAttack) -> ResultFigures:
     """``res``'s charts (``res`` is ``req``'s result), built once for every session and then reused: a rerun
     that changes only a view (amplification, a step, a guess) or comes back to a result redraws them without
-    building them again (plotly's figure building is most of a cached rerun's own time). **Read-only**: copy a
-    figure before changing it (:func:`ui.plots.mark_step` does)."""
+    building them again. **Read-only**: copy a chart before changing it (:func:`ui.plots.mark_step` does)."""
 
     def make() -> ResultFigures:
         m = res.metrics
@@ -393,7 +390,7 @@ _STEP_FIGURES = SharedResults(4 * FIGURES_KEPT)  # the step-through's two charts
 
 
 def step_figures(frame_key: tuple, step: int, pred, watch: str, loss: list[float], targeted: bool,
-                 loss_fig: go.Figure) -> tuple[go.Figure, go.Figure]:
+                 loss_fig: dict) -> tuple[dict, dict]:
     """The step-through's charts at iterate ``step``: the iterate's top-5 (``pred``, its prediction; the iterate
     named by ``frame_key``: model, device, pixel digest) and ``loss_fig`` (the history ``loss``, ``targeted``)
     with the step marked; built once per content for every session. **Read-only**, like :func:`figures`."""
