@@ -52,7 +52,9 @@ OBSERVER = """() => {
     const now = app.getAttribute('data-test-script-state');
     records.forEach((r, i) => {
       const value = i + 1 < records.length ? records[i + 1].oldValue : now;
-      if (value === 'notRunning' && r.oldValue !== 'notRunning') { window.__ends++; window.__endAt = performance.now(); }
+      if (value === 'notRunning' && r.oldValue !== 'notRunning') {
+        window.__ends++; window.__endAt = performance.now();
+      }
     });
     window.__last = now;
   }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
@@ -101,6 +103,22 @@ async def settle(page, ends_before: int, timeout_s: float) -> None:
         await page.wait_for_function("window.__last === 'notRunning'", timeout=timeout_s * 1000)
 
 
+RESEND_AFTER_S = 15.0  # no script run this long after an interaction: the browser's widget dropped it
+
+
+async def run_started(page, ends_before: int, within_s: float) -> bool:
+    """Whether a script run began (or began and ended) within ``within_s`` of an interaction. A run starts at
+    once even when the server is busy (a heavy one then waits in the queue, saying so), so none in 15 s means the
+    interaction never left the browser (a lesson here once stalled that way on an eps key press: the page showed
+    the previous run's result, settled, and no run came)."""
+    try:
+        await page.wait_for_function(f"window.__ends > {ends_before} || window.__last !== 'notRunning'",
+                                     timeout=within_s * 1000)
+        return True
+    except Exception:  # playwright's TimeoutError
+        return False
+
+
 async def read_numbers(page) -> dict:
     text = await page.locator(MAIN).inner_text()
     preds = {kind: f"{name.strip(' *_')} ({p}%)" for kind, name, p in PREDICTION.findall(text)}
@@ -134,40 +152,112 @@ async def main_thread_s(cdp) -> float:
     return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
 
 
-async def session(browser, url: str, i: int, steps: int, timeout_s: float, start: asyncio.Event) -> list[dict]:
+async def open_page(browser, url: str, steps: int, timeout_s: float):
+    """A new browser context (its own Streamlit session) on the lesson's first settings, settled: (context, page,
+    cdp)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     cdp = await context.new_cdp_session(page)
     await cdp.send("Performance.enable")
-    out = []
+    await page.goto(f"{url}/attack?model={MODELS[0]}&attack=pgd&steps={steps}&eps={EPS}")
+    await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
+    await page.evaluate(OBSERVER)
+    await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
+    await settle(page, -1, timeout_s)
+    return context, page, cdp
+
+
+async def interact(page, cdp, who: str, name: str, kind: str, before: dict, after: dict, timeout_s: float) -> dict:
+    """One interaction (``before`` -> ``after``) until the page settles: its record (seconds from the interaction
+    to the end of the last script run it caused, the browser's main-thread work, the numbers shown)."""
+    n = await page.evaluate("window.__ends")
+    busy0 = await main_thread_s(cdp)
+    t_act = await page.evaluate("performance.now()")
+    await act(page, name, before, after)
+    resent = 0
+    while not await run_started(page, n, RESEND_AFTER_S):
+        resent += 1  # the widget never sent the change: do it again, timed from the second try
+        if resent > 2:
+            shot = ROOT / "tests" / "artifacts" / f"classroom-stuck-{who}.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            raise RuntimeError(f"session {who}, step {name!r}: no script run after 3 tries (the page: {shot})")
+        t_act = await page.evaluate("performance.now()")
+        await act(page, name, before, after)
+    await settle(page, n, timeout_s)
+    await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
+    seconds = (await page.evaluate("window.__endAt") - t_act) / 1000
+    return {"step": name, "kind": kind, "settings": after, "seconds": round(seconds, 3),
+            # the browser's own work for it (drawing what the server sent), on the same cores here
+            "browser_main_thread_s": round(await main_thread_s(cdp) - busy0, 3),
+            "script_runs": await page.evaluate("window.__ends") - n,  # reruns the interaction cost
+            "resent": resent, "numbers": await read_numbers(page)}
+
+
+async def session(browser, url: str, i: int, steps: int, timeout_s: float, start: asyncio.Event) -> list[dict]:
+    """Session ``i`` takes the whole lesson: a record per step, then whether it ever saw itself waiting."""
+    await start.wait()
+    plan = lesson(i)
+    t0 = time.perf_counter()
+    context, page, cdp = await open_page(browser, url, steps, timeout_s)
     try:
-        await start.wait()
-        plan = lesson(i)
-        t0 = time.perf_counter()
-        await page.goto(f"{url}/attack?model={MODELS[0]}&attack=pgd&steps={steps}&eps={EPS}")
-        await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
-        await page.evaluate(OBSERVER)
-        await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
-        await settle(page, -1, timeout_s)
-        out.append({"step": plan[0][0], "kind": plan[0][1], "settings": plan[0][2],
-                    "seconds": round(time.perf_counter() - t0, 3), "numbers": await read_numbers(page)})
+        out = [{"step": plan[0][0], "kind": plan[0][1], "settings": plan[0][2],
+                "seconds": round(time.perf_counter() - t0, 3), "numbers": await read_numbers(page)}]
         for (name, kind, after), (_, _, before) in zip(plan[1:], plan[:-1], strict=True):
-            n = await page.evaluate("window.__ends")
-            busy0 = await main_thread_s(cdp)
-            t_act = await page.evaluate("performance.now()")
-            await act(page, name, before, after)
-            await settle(page, n, timeout_s)
-            await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
-            seconds = (await page.evaluate("window.__endAt") - t_act) / 1000
-            out.append({"step": name, "kind": kind, "settings": after, "seconds": round(seconds, 3),
-                        # the browser's own work for it (drawing what the server sent), on the same cores here
-                        "browser_main_thread_s": round(await main_thread_s(cdp) - busy0, 3),
-                        "script_runs": await page.evaluate("window.__ends") - n,  # reruns the interaction cost
-                        "numbers": await read_numbers(page)})
+            out.append(await interact(page, cdp, str(i), name, kind, before, after, timeout_s))
         out.append({"saw_waiting": await page.evaluate("window.__sawWaiting")})
     finally:
         await context.close()
     return out
+
+
+PROBE_SEED0 = 100  # the probe phase's heavy runs use seeds from here on: none of them is cached
+
+
+async def probe(browser, url: str, n: int, toggles: int, steps: int, timeout_s: float) -> dict:
+    """The issue's claim itself: one session moves eps between two cached results ``toggles`` times while the
+    other ``n - 1`` sessions keep starting heavy runs of their own (a new random-start seed each, never cached).
+    Each light move records how many heavy runs were in flight on the server when it began and ended."""
+    base = {"model": MODELS[0], "eps": EPS, "seed": 0}
+    pages = [await open_page(browser, url, steps, timeout_s) for _ in range(n)]
+    in_flight = [0]
+    done = asyncio.Event()
+    heavy: list[dict] = []
+
+    async def keep_running(j: int) -> None:
+        _, page, cdp = pages[j]
+        before, k = base, 0
+        while not done.is_set():
+            after = {**base, "seed": PROBE_SEED0 + 1000 * j + k}
+            in_flight[0] += 1
+            try:
+                heavy.append(await interact(page, cdp, f"heavy-{j}", f"seed {after['seed']}", "heavy", before,
+                                            after, timeout_s))
+            finally:
+                in_flight[0] -= 1
+            before, k = after, k + 1
+
+    runners = [asyncio.create_task(keep_running(j)) for j in range(1, n)]
+    light: list[dict] = []
+    try:
+        _, page, cdp = pages[0]
+        while in_flight[0] < n - 1:  # every other session has started its first heavy run
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        before = base
+        for t in range(toggles):
+            after = {**base, "eps": EPS + 1 if t % 2 == 0 else EPS}  # both cached by the lesson
+            at_start = in_flight[0]
+            rec = await interact(page, cdp, "probe", f"eps {after['eps']}/255 (cached)", "light", before, after,
+                                 timeout_s)
+            light.append({**rec, "heavy_in_flight_at_start": at_start, "heavy_in_flight_at_end": in_flight[0]})
+            before = after
+            await asyncio.sleep(0.5)
+    finally:
+        done.set()
+        await asyncio.gather(*runners)
+        for context, _, _ in pages:
+            await context.close()
+    return {"light": light, "heavy": heavy}
 
 
 def health_seconds(url: str) -> float:
@@ -185,7 +275,8 @@ async def poll_health(url: str, stop: asyncio.Event, out: list[float]) -> None:
         await asyncio.sleep(0.5)
 
 
-async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float]) -> list[list[dict]]:
+async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float],
+                probe_toggles: int) -> tuple[list[list[dict]], dict | None]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -198,7 +289,9 @@ async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[flo
             poller = asyncio.create_task(poll_health(url, stop, health))
             start.set()
             try:
-                return await asyncio.gather(*tasks)
+                runs = await asyncio.gather(*tasks)
+                probed = await probe(browser, url, n, probe_toggles, steps, timeout_s) if probe_toggles else None
+                return runs, probed
             finally:
                 stop.set()
                 await poller
@@ -242,10 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", action="store_true",
                     help="heavy runs in worker processes (ADVLAB_RUN_WORKERS=1) instead of the server process (the "
                          "app's default)")
+    ap.add_argument("--probe", type=int, default=8, metavar="N",
+                    help="after the lesson, N cached eps moves of one session while the others keep starting heavy "
+                         "runs, 0-50 (default 8; 0: none)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
-    if not 1 <= a.sessions <= 16 or not 1 <= a.steps <= 50 or (a.max_runs is not None and a.max_runs < 1):
-        print("classroom: --sessions must be 1-16, --steps 1-50 and --max-runs >= 1", file=sys.stderr)
+    if (not 1 <= a.sessions <= 16 or not 1 <= a.steps <= 50 or (a.max_runs is not None and a.max_runs < 1)
+            or not 0 <= a.probe <= 50):
+        print("classroom: --sessions must be 1-16, --steps 1-50, --max-runs >= 1 and --probe 0-50", file=sys.stderr)
         return 2
     reason = browser_skip_reason()
     if reason:
@@ -261,15 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with streamlit_server(log_path=ROOT / "tests" / "artifacts" / "classroom-streamlit.log", timeout=120) as url:
         health: list[float] = []
-        runs = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health))
+        runs, probed = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health, a.probe))
     browser_s = time.perf_counter() - t0
     steps_out = [[r for r in run if "step" in r] for run in runs]
+    probe_out = [*probed["light"], *probed["heavy"]] if probed else []
     t1 = time.perf_counter()
-    ref = sequential([r["settings"] for run in steps_out for r in run], a.steps)
+    ref = sequential([r["settings"] for run in [*steps_out, probe_out] for r in run], a.steps)
     sequential_s = time.perf_counter() - t1
     mismatches = [{"session": i, "step": r["step"], "page": r["numbers"],
                    "sequential": ref[json.dumps(r["settings"], sort_keys=True)]}
-                  for i, run in enumerate(steps_out) for r in run
+                  for i, run in enumerate([*steps_out, probe_out]) for r in run
                   if r["numbers"] != ref[json.dumps(r["settings"], sort_keys=True)]]
     light = [r["seconds"] for run in steps_out for r in run if r["kind"] == "light"]
     light_browser = [r["browser_main_thread_s"] for run in steps_out for r in run if r["kind"] == "light"]
@@ -289,6 +387,15 @@ def main(argv: list[str] | None = None) -> int:
         "models": list(MODELS), "light": summary(light), "heavy": summary(heavy),
         "light_browser_main_thread": summary(light_browser), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
+        "interactions_resent": sum(r.get("resent", 0) for run in [*steps_out, probe_out] for r in run),
+        "probe": None if not probed else {
+            "light": summary([r["seconds"] for r in probed["light"]]),
+            "light_under_1s": sum(r["seconds"] < 1.0 for r in probed["light"]), "light_count": len(probed["light"]),
+            "light_browser_main_thread": summary([r["browser_main_thread_s"] for r in probed["light"]]),
+            "heavy_in_flight_at_start": [r["heavy_in_flight_at_start"] for r in probed["light"]],
+            "heavy_in_flight_at_end": [r["heavy_in_flight_at_end"] for r in probed["light"]],
+            "heavy": summary([r["seconds"] for r in probed["heavy"]]) if probed["heavy"] else None,
+            "per_interaction": probed["light"], "heavy_runs": probed["heavy"]},
         "sessions_that_saw_waiting": sum(bool(run[-1].get("saw_waiting")) for run in runs),
         "equal_to_sequential": not mismatches, "mismatches": mismatches,
         "distinct_runs": len(ref), "browser_phase_s": round(browser_s, 1), "sequential_phase_s": round(sequential_s, 1),
@@ -298,10 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     a.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "run_workers", "light", "heavy",
                                             "light_browser_main_thread", "health", "light_under_1s",
-                                            "light_count", "equal_to_sequential", "sessions_that_saw_waiting",
+                                            "light_count", "interactions_resent", "equal_to_sequential",
+                                            "sessions_that_saw_waiting",
                                             "browser_phase_s", "sequential_phase_s")}, indent=1))
     for name, s in by_step.items():
         print(f"  {name:32s} {s['kind']:5s} median {s['median_s']:7.2f} s, max {s['max_s']:7.2f} s")
+    if probed:
+        pr = record["probe"]
+        print(f"  probe: {pr['light_count']} cached eps moves while {a.sessions - 1} sessions ran heavy runs: median "
+              f"{pr['light']['median_s']:.2f} s, max {pr['light']['max_s']:.2f} s, {pr['light_under_1s']} under 1 s; "
+              f"heavy runs in flight at their start {pr['heavy_in_flight_at_start']}")
     return 0 if not mismatches else 1
 
 

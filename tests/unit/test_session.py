@@ -291,7 +291,26 @@ def test_live_steps_stops_the_attack_loop(state: dict) -> None:
 
     res = attacks.run("ifgsm", model, x, eps=8 / 255, steps=10, callback=cancel_after_two)
     assert res.cancelled and int(res.grad_evals[0]) == 2
-    assert [t for _, t in bar.drawn] == ["I-FGSM: step 1 of 10", "I-FGSM: step 2 of 10"]
+    assert [t for _, t in bar.drawn] == ["I-FGSM: step 1 of 10"]  # step 2 came under 0.5 s later: not drawn
     assert state[run.running_key] == {"label": "I-FGSM", "step": 2, "steps": 10}
     assert attack_view.cancelled(state[run.running_key]).startswith("Cancelled at step 2 of 10; nothing was kept")
     assert attack_view.interrupted({"step": 2, "steps": 10}, False) is None
+
+
+def test_progress_bar_redraws_at_most_every_half_second_and_at_the_last_step(
+        state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step is recorded (a Cancel says where it stopped) and checks Cancel, but the bar is redrawn only
+    :data:`PROGRESS_EVERY_S` apart and at the end: each redraw makes the browser draw the page again."""
+    clock = [100.0]
+    monkeypatch.setattr(runs.time, "monotonic", lambda: clock[0])
+    drawn: list[str] = []
+    bar = SimpleNamespace(progress=lambda value, text: drawn.append(text))
+    run = runs.PageRun("_t")
+    on_step = run.live_steps(bar, "PGD")
+    for step in range(1, 11):  # 10 steps, 0.2 s apart: redraws at 1, 4, 7 (0.6 s apart) and the last
+        assert on_step(SimpleNamespace(step=step, steps=10)) is False
+        assert state["_t_running"] == {"label": "PGD", "step": step, "steps": 10}
+        clock[0] += 0.2
+    assert drawn == ["PGD: step 1 of 10", "PGD: step 4 of 10", "PGD: step 7 of 10", "PGD: step 10 of 10"]
+    run.request_cancel()
+    assert on_step(SimpleNamespace(step=3, steps=10)) is True  # Cancel is read at every step, drawn or not
