@@ -8,9 +8,11 @@ finish its script run after the interaction (measured in the page: the interacti
 long the browser's renderer main thread worked for it (Chrome's TaskDuration: drawing what the server sent, on the
 same cores as the server here, where in a class each student's laptop does it), and
 the numbers the page shows (clean and adversarial prediction with percent, L-inf and L2 of the change), which must
-equal a sequential run of the same attacks in this process (advcore, one at a time, no sharing).
+equal a sequential run of the same attacks in this process (advcore, one at a time, no sharing). Then the probe
+(``--probe N``): one session moves eps between two cached results N times while the others keep starting heavy runs
+of their own. The CPU seconds each kind of process used (server, workers, Chromium, the rest) are recorded too.
 
-    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--workers]
+    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--workers] [--probe 8]
 
 Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
 and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import statistics
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -322,6 +326,66 @@ def sequential(settings: list[dict], steps: int) -> dict[str, dict]:
     return out
 
 
+class CpuUse:
+    """CPU seconds used while the class ran, by who used them: the server (Streamlit, every session's script
+    runs and heavy runs in it), its worker processes, the benchmark's Chromium processes, and the rest of the
+    machine. Read from /proc every 0.5 s (a process is counted with what it had used when last seen, and named by
+    its command line when first seen); None where there is no /proc."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
+        self.used: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.base = self._read()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _kind(cmd: str) -> str:
+        if "chrom" in cmd:
+            return "chromium"
+        if "streamlit" in cmd:
+            return "server"
+        if "multiprocessing" in cmd or "ui.workers" in cmd:
+            return "server_workers"
+        return "other"
+
+    def _read(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if pid not in self.kinds:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        self.kinds[pid] = self._kind(f.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick
+        return out
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.used.update(self._read())
+
+    def __enter__(self) -> CpuUse:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def seconds(self) -> dict[str, float]:
+        by: dict[str, float] = {}
+        for pid, used in self.used.items():
+            kind = self.kinds.get(pid, "other")
+            by[kind] = by.get(kind, 0.0) + used - self.base.get(pid, 0.0)
+        return {k: round(v, 1) for k, v in sorted(by.items())}
+
+
 def summary(values: list[float]) -> dict:
     return {"median_s": round(statistics.median(values), 3), "max_s": round(max(values), 3), "n": len(values)}
 
@@ -356,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     max_runs = shared.env_count(shared.MAX_RUNS_ENV, shared.default_max_runs(), 1)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    with streamlit_server(log_path=ROOT / "tests" / "artifacts" / "classroom-streamlit.log", timeout=120) as url:
+    cpu = CpuUse() if os.path.isdir("/proc") else None
+    with streamlit_server(log_path=ROOT / "tests" / "artifacts" / "classroom-streamlit.log", timeout=120) as url, \
+            (cpu or contextlib.nullcontext()):
         health: list[float] = []
         runs, probed = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health, a.probe))
     browser_s = time.perf_counter() - t0
@@ -398,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             "per_interaction": probed["light"], "heavy_runs": probed["heavy"]},
         "sessions_that_saw_waiting": sum(bool(run[-1].get("saw_waiting")) for run in runs),
         "equal_to_sequential": not mismatches, "mismatches": mismatches,
+        # CPU seconds by process while the class ran (the machine has 2 cores: 2 per second of browser phase)
+        "cpu_seconds": cpu.seconds() if cpu else None,
         "distinct_runs": len(ref), "browser_phase_s": round(browser_s, 1), "sequential_phase_s": round(sequential_s, 1),
         "per_session": steps_out,
     }
@@ -406,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "run_workers", "light", "heavy",
                                             "light_browser_main_thread", "health", "light_under_1s",
                                             "light_count", "interactions_resent", "equal_to_sequential",
-                                            "sessions_that_saw_waiting",
+                                            "sessions_that_saw_waiting", "cpu_seconds",
                                             "browser_phase_s", "sequential_phase_s")}, indent=1))
     for name, s in by_step.items():
         print(f"  {name:32s} {s['kind']:5s} median {s['median_s']:7.2f} s, max {s['max_s']:7.2f} s")
