@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import statistics
 import sys
 import threading
@@ -217,12 +218,17 @@ async def session(browser, url: str, i: int, steps: int, timeout_s: float, start
 PROBE_SEED0 = 100  # the probe phase's heavy runs use seeds from here on: none of them is cached
 
 
-async def probe(browser, url: str, n: int, toggles: int, steps: int, timeout_s: float) -> dict:
+async def probe(browser, others, url: str, n: int, toggles: int, steps: int, timeout_s: float) -> dict:
     """The issue's claim itself: one session moves eps between two cached results ``toggles`` times while the
-    other ``n - 1`` sessions keep starting heavy runs of their own (a new random-start seed each, never cached).
-    Each light move records how many heavy runs were in flight on the server when it began and ended."""
+    other ``n - 1`` sessions (in the browser ``others``) keep starting heavy runs of their own (a new random-start
+    seed each, never cached). Each light move records how many heavy runs were in flight on the server when it
+    began and ended."""
     base = {"model": MODELS[0], "eps": EPS, "seed": 0}
-    pages = [await open_page(browser, url, steps, timeout_s) for _ in range(n)]
+    pages = [await open_page(browser, url, steps, timeout_s)]
+    up = {**base, "eps": EPS + 1}
+    for before, after in ((base, up), (up, base)):  # both results cached before the clock starts (the lesson did)
+        await interact(pages[0][1], pages[0][2], "probe", "warm", "light", before, after, timeout_s)
+    pages += [await open_page(others, url, steps, timeout_s) for _ in range(1, n)]
     in_flight = [0]
     done = asyncio.Event()
     heavy: list[dict] = []
@@ -279,27 +285,48 @@ async def poll_health(url: str, stop: asyncio.Event, out: list[float]) -> None:
         await asyncio.sleep(0.5)
 
 
-async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float],
-                probe_toggles: int) -> tuple[list[list[dict]], dict | None]:
+def niced_chromium(niceness: int) -> str:
+    """A Chromium launcher whose every process (browser, renderers, GPU) runs at ``niceness``: a shell script in a
+    temporary directory that execs Chromium under ``nice``."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="advlab-chromium-")) / "chromium"
+    path.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} {shlex.quote(find_chromium())} "$@"\n', encoding="utf-8")
+    path.chmod(0o755)
+    return str(path)
+
+
+async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float], probe_toggles: int,
+                lesson_too: bool, others_nice: int) -> tuple[list[list[dict]], dict | None]:
+    """The lesson (all ``n`` sessions at once), then the probe; ``others_nice`` > 0 runs the probe's other sessions
+    in a second Chromium at that niceness."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
+        others = browser
+        if others_nice:
+            others = await p.chromium.launch(executable_path=niced_chromium(others_nice), args=CHROMIUM_ARGS)
         try:
-            start = asyncio.Event()
-            tasks = [asyncio.create_task(session(browser, url, i, steps, timeout_s, start)) for i in range(n)]
-            await asyncio.sleep(1.0)  # every context open before the class starts
             stop = asyncio.Event()
             poller = asyncio.create_task(poll_health(url, stop, health))
-            start.set()
             try:
-                runs = await asyncio.gather(*tasks)
-                probed = await probe(browser, url, n, probe_toggles, steps, timeout_s) if probe_toggles else None
+                runs: list[list[dict]] = []
+                if lesson_too:
+                    start = asyncio.Event()
+                    tasks = [asyncio.create_task(session(browser, url, i, steps, timeout_s, start)) for i in range(n)]
+                    await asyncio.sleep(1.0)  # every context open before the class starts
+                    start.set()
+                    runs = await asyncio.gather(*tasks)
+                probed = (await probe(browser, others, url, n, probe_toggles, steps, timeout_s)
+                          if probe_toggles else None)
                 return runs, probed
             finally:
                 stop.set()
                 await poller
         finally:
+            if others is not browser:
+                await others.close()
             await browser.close()
 
 
@@ -386,7 +413,9 @@ class CpuUse:
         return {k: round(v, 1) for k, v in sorted(by.items())}
 
 
-def summary(values: list[float]) -> dict:
+def summary(values: list[float]) -> dict | None:
+    if not values:
+        return None
     return {"median_s": round(statistics.median(values), 3), "max_s": round(max(values), 3), "n": len(values)}
 
 
@@ -402,11 +431,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", type=int, default=8, metavar="N",
                     help="after the lesson, N cached eps moves of one session while the others keep starting heavy "
                          "runs, 0-50 (default 8; 0: none)")
+    ap.add_argument("--no-lesson", action="store_true", help="the probe alone (it warms its two results itself)")
+    ap.add_argument("--others-nice", type=int, default=0, metavar="K",
+                    help="run the probe's other sessions in a Chromium at niceness K, 0-19 (default 0): they stand "
+                         "for other students' laptops, whose drawing does not take this machine's cores from the "
+                         "probe's browser or the server")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
     if (not 1 <= a.sessions <= 16 or not 1 <= a.steps <= 50 or (a.max_runs is not None and a.max_runs < 1)
-            or not 0 <= a.probe <= 50):
-        print("classroom: --sessions must be 1-16, --steps 1-50, --max-runs >= 1 and --probe 0-50", file=sys.stderr)
+            or not 0 <= a.probe <= 50 or not 0 <= a.others_nice <= 19 or (a.no_lesson and not a.probe)):
+        print("classroom: --sessions must be 1-16, --steps 1-50, --max-runs >= 1, --probe 0-50 (above 0 with "
+              "--no-lesson) and --others-nice 0-19", file=sys.stderr)
         return 2
     reason = browser_skip_reason()
     if reason:
@@ -424,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     with streamlit_server(log_path=ROOT / "tests" / "artifacts" / "classroom-streamlit.log", timeout=120) as url, \
             (cpu or contextlib.nullcontext()):
         health: list[float] = []
-        runs, probed = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health, a.probe))
+        runs, probed = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health, a.probe,
+                                         not a.no_lesson, a.others_nice))
     browser_s = time.perf_counter() - t0
     steps_out = [[r for r in run if "step" in r] for run in runs]
     probe_out = [*probed["light"], *probed["heavy"]] if probed else []
@@ -439,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     light_browser = [r["browser_main_thread_s"] for run in steps_out for r in run if r["kind"] == "light"]
     heavy = [r["seconds"] for run in steps_out for r in run if r["kind"] == "heavy"]
     by_step = {}
-    for j, (name, kind, _) in enumerate(lesson(0)):
+    for j, (name, kind, _) in enumerate(lesson(0) if steps_out else []):
         by_step[re.sub(r" ?\d+", "", name) if "own seed" in name else name] = {
             "kind": kind, **summary([run[j]["seconds"] for run in steps_out])}
     from advcore.device import pick_device
@@ -450,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": {**environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
                         "loadavg_1min_at_start": round(load0, 2)},
         "sessions": a.sessions, "max_runs": max_runs, "run_workers": workers.enabled(), "pgd_steps": a.steps,
+        "lesson": not a.no_lesson, "probe_others_nice": a.others_nice,
         "models": list(MODELS), "light": summary(light), "heavy": summary(heavy),
         "light_browser_main_thread": summary(light_browser), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
