@@ -161,9 +161,9 @@ def perturbation_heatmap(delta: np.ndarray, cap: float | None = None) -> HeatMap
 
 def topk_bars(names: Sequence[str], probs: Sequence[float], title: str, watch: int | str | None = None) -> dict:
     """Horizontal bars of the top-k probabilities (percent), the first class on top (a Vega-Lite spec)."""
-    rows = [{"rank": i, "class": str(n), "p": 100.0 * float(p), "label": f"{100.0 * float(p):.1f}%",
+    rows = [{"class": str(n), "p": 100.0 * float(p), "label": f"{100.0 * float(p):.1f}%",
              "colour": WATCH if n == watch else OTHER, "inside": 100.0 * float(p) >= 80.0}
-            for i, (n, p) in enumerate(zip(names, probs, strict=True))]
+            for n, p in zip(names, probs, strict=True)]
     y = {"field": "class", "type": "nominal", "sort": None, "title": None}
     x = {"field": "p", "type": "quantitative", "scale": {"domain": [0, 100]}, "title": "probability (%)"}
     text = {"type": "text", "baseline": "middle"}
@@ -371,10 +371,13 @@ def mark_step(spec: dict, step: int, label: str | None = None) -> dict:
     left = step > spec["encoding"]["x"]["scale"]["domain"][1] / 2  # the label on the side with room for it
     text = {"type": "text", "color": WATCH, "align": "right" if left else "left", "dx": -4 if left else 4,
             "baseline": "top", "y": 0}
+    one = [{"filter": "datum.iteration === 0"}]  # one row: on all of the chart's rows they would be drawn per row
     return {**spec, "layer": [*spec["layer"],
-                              {"mark": {"type": "rule", "color": WATCH, "strokeDash": [4, 3], "size": 2},
+                              {"transform": one, "mark": {"type": "rule", "color": WATCH, "strokeDash": [4, 3],
+                                                          "size": 2},
                                "encoding": {"x": mark}},
-                              {"mark": text, "encoding": {"x": mark, "text": {"value": label or f"step {step}"}}}]}
+                              {"transform": one, "mark": text,
+                               "encoding": {"x": mark, "text": {"value": label or f"step {step}"}}}]}
 
 
 def delta_overlay(x: np.ndarray, delta: np.ndarray, opacity: float) -> tuple[np.ndarray, np.ndarray]:

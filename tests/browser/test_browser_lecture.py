@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 PREDICTION = re.compile(r"(Clean|Adversarial) prediction:\s*(.+?)\s*\((\d+(?:\.\d+)?)\s*%\)\s*$", re.MULTILINE)
-# Every plotly chart of the page: its title, the x of its vertical markers, and its first trace's bars.
-CHARTS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(g => ({
-    title: g.layout && g.layout.title ? (g.layout.title.text ?? g.layout.title) : null,
-    marks: ((g.layout && g.layout.shapes) || []).map(s => s.x0),
-    x: g.data && g.data[0] ? Array.from(g.data[0].x || []) : [],
-    y: g.data && g.data[0] ? Array.from(g.data[0].y || []) : []}))"""
+# Every Vega-Lite chart of the page as drawn (SVG): its title, its axis labels and its marks' text labels (a
+# top-5's percentages, a marked step's "step N"), in drawing order.
+CHARTS_JS = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')].map(svg => ({
+    title: [...svg.querySelectorAll('.role-title-text text')].map(t => t.textContent).join(' '),
+    axis: [...svg.querySelectorAll('.role-axis-label text')].map(t => t.textContent),
+    marks: [...svg.querySelectorAll('.mark-text.role-mark text')].map(t => t.textContent)}))"""
 
 
 def predictions(page: Page) -> dict[str, tuple[str, float]]:
@@ -39,8 +39,8 @@ def predictions(page: Page) -> dict[str, tuple[str, float]]:
 
 
 def charts(page: Page) -> list[dict]:
-    """The page's plotly charts, titles without their HTML tags."""
-    return [{**c, "title": re.sub(r"<[^>]+>", "", c["title"] or "")} for c in page.evaluate(CHARTS_JS)]
+    """The page's Vega-Lite charts as the browser drew them."""
+    return page.evaluate(CHARTS_JS)
 
 
 def gallery(index: int):
@@ -87,18 +87,20 @@ def test_a_link_restores_the_run_and_the_scrubber_steps_through_it(page: Page, a
 
     def check_step(s: int) -> None:
         wait_for_text(page, f"Iterate {s} (after step {s} of 6)")
-        # Plotly draws after the caption: wait for step s's top-5 and the marked loss curve.
+        # Vega draws after the caption: wait for step s's top-5 and the marked loss curve.
         page.wait_for_function(f"""() => {{ const c = ({CHARTS_JS})();
-            return c.some(g => (g.title || '').includes('Top-5 at step {s}') && g.y.length === 5)
-                && c.some(g => g.marks.length === 1 && g.marks[0] === {s}); }}""", timeout=30_000)
+            return c.some(g => g.title === 'Top-5 at step {s}' && g.marks.length === 5)
+                && c.some(g => g.marks.includes('step {s}')); }}""", timeout=30_000)
         text = page.locator(MAIN).inner_text()
         assert f"the model says {at[s].name} ({100 * at[s].prob:.1f}%)" in text, text[-3000:]
         figs = charts(page)
         top5 = [f for f in figs if f["title"] == f"Top-5 at step {s}"]
-        assert len(top5) == 1 and top5[0]["y"][::-1] == list(at[s].names), top5
-        assert top5[0]["x"][::-1] == pytest.approx([100 * p for p in at[s].probs], abs=1e-3)
-        marked = [f for f in figs if f["marks"]]
-        assert [(f["title"], f["marks"]) for f in marked] == [("Cross-entropy to the clean prediction", [s])], marked
+        names = list(at[s].names)
+        assert len(top5) == 1 and [a for a in top5[0]["axis"] if a in names] == names, top5  # top first
+        assert sorted(top5[0]["marks"]) == sorted(f"{100 * p:.1f}%" for p in at[s].probs), top5
+        marked = [f for f in figs if any(m.startswith("step ") for m in f["marks"])]
+        want_marked = [("Cross-entropy to the clean prediction", [f"step {s}"])]
+        assert [(f["title"], f["marks"]) for f in marked] == want_marked, marked
 
     check_step(2)
     scrubber = slider(page, "Step")
