@@ -49,8 +49,8 @@ from ui import workers
 T = TypeVar("T")
 V = TypeVar("V")
 
-# A progress bar redraws at most this often (and at the last step): every redraw makes the browser draw the whole
-# page again, about half a core while a 50-step PGD runs at a redraw per step (measured with one session).
+# A progress bar redraws at most this often (and at the last step): every redraw is a message the browser turns into
+# a render of the page, on the same cores as the server when a class's browsers run on it.
 PROGRESS_EVERY_S = 0.5
 
 
