@@ -261,11 +261,10 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     where_it_acts(res, x, delta, small)
 
     h1, h2 = st.columns([1, 1.7])
-    cap = 255.0 * req.eps if req.norm == "linf" else None
     heat = figs.heatmap
     show(h1, plots.enlarge_array(heat.image), "PNG", caption=heat.title, width="stretch")
     h1.vega_lite_chart(heat.colour_bar, key="attack_heatmap_scale", width="stretch", height=plots.COLOUR_BAR_PX)
-    h1.caption(heatmap_caption(req, delta, plots.heatmap_top(delta, cap)))
+    h1.caption(heatmap_caption(req, delta, heat.top))  # the colour bar's top, computed with the chart
     rows = [{k: md_escape(v) for k, v in row.items()} for row in attack_view.metric_rows(m)]
     h2.table(rows, hide_index=True, border="horizontal")  # static: every row and full text, no scroll bar
     steps_note = f"{m['steps']} step(s)" + (f", alpha {attack_view.alpha_text(m['alpha'], req.norm)}"

@@ -255,7 +255,7 @@ async def probe(browser, others, url: str, n: int, toggles: int, steps: int, tim
         await asyncio.sleep(1.0)
         before = base
         for t in range(toggles):
-            after = {**base, "eps": EPS + 1 if t % 2 == 0 else EPS}  # both cached by the lesson
+            after = {**base, "eps": EPS + 1 if t % 2 == 0 else EPS}  # both cached (warmed above)
             at_start = in_flight[0]
             rec = await interact(page, cdp, "probe", f"eps {after['eps']}/255 (cached)", "light", before, after,
                                  timeout_s)
