@@ -237,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         m = measure(lambda name=name: attacks.run(name, model, x, y, eps=EPS, steps=STEPS, seed=0), dev,
                     args.repeats, warmup=0)
         ge = int(res.grad_evals[0])
-        rows.append({"attack": name, **m, "grad_evals": ge, "s_per_grad_eval": m["median_s"] / ge,
-                     "success": bool(res.success[0])})
-        print(f"(e) {name:7} {m['median_s']:.3f} s, {ge} grad evals, {m['median_s'] / ge:.4f} s each", flush=True)
+        # a gradient-free attack (Square) spends forward passes, counted as its queries, not gradient evaluations
+        evals, unit = (ge, "grad evals") if ge else (int(res.params["queries"][0]), "queries")
+        rows.append({"attack": name, **m, "grad_evals": ge, "evals": evals, "eval_unit": unit,
+                     "s_per_eval": m["median_s"] / max(evals, 1), "success": bool(res.success[0])})
+        print(f"(e) {name:7} {m['median_s']:.3f} s, {evals} {unit}, {m['median_s'] / max(evals, 1):.4f} s each",
+              flush=True)
     doc["e_attacks"] = rows
 
     # (f) the bigger models
@@ -280,9 +283,9 @@ def print_tables(doc: dict) -> None:
     for r in rows:
         print(f"{r[0]:{w}}  {r[1]:>10}  {r[2]}")
     print()
-    print(f"{'attack':8} {'seconds':>8} {'grad evals':>10} {'s/eval':>8}")
+    print(f"{'attack':8} {'seconds':>8} {'evals':>6} {'unit':10} {'s/eval':>8}")
     for r in doc["e_attacks"]:
-        print(f"{r['attack']:8} {r['median_s']:8.3f} {r['grad_evals']:10d} {r['s_per_grad_eval']:8.4f}")
+        print(f"{r['attack']:8} {r['median_s']:8.3f} {r['evals']:6d} {r['eval_unit']:10} {r['s_per_eval']:8.4f}")
     print()
     print(f"{'model':20} {'input':>5} {'load s':>7} {'fwd+bwd s':>9} {'PGD-10 page s':>13}")
     for r in doc["f_models"]:
