@@ -63,12 +63,30 @@ OBSERVER = """() => {
     });
     window.__last = now;
   }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
-  window.__sawWaiting = false;
+  window.__sawWaiting = false; window.__changedAt = 0;
   new MutationObserver(() => {
+    window.__changedAt = performance.now();
     if (!window.__sawWaiting && /waiting: \\d+\\w\\w in line|waiting for the same run/.test(document.body.textContent))
       window.__sawWaiting = true;
-  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+  }).observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true});
 }"""
+
+# Counts the messages the page sends the server (Streamlit's BackMsgs: a widget change is one) and those it gets
+# (ForwardMsgs: a script run is several), with the time of the last; installed before the app's own scripts run.
+# React may draw a short run's "running" and "notRunning" states in one commit, so the script-state attribute never
+# changes and OBSERVER counts no run (seen here for cached runs, in a busy browser): the messages still show it.
+COUNT_MESSAGES = """(() => {
+  window.__sent = 0; window.__recv = 0; window.__recvAt = 0;
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (!this.__counted) {
+      this.__counted = true;
+      this.addEventListener('message', () => { window.__recv++; window.__recvAt = performance.now(); });
+    }
+    window.__sent++;
+    return send.call(this, data);
+  };
+})();"""
 
 
 def lesson(i: int) -> list[tuple[str, str, dict]]:
@@ -86,39 +104,50 @@ def lesson(i: int) -> list[tuple[str, str, dict]]:
     ]
 
 
-async def settle(page, ends_before: int, timeout_s: float) -> None:
-    """Wait until a script run that started after the interaction is over and no other follows within 0.5 s.
-    On a timeout, says which it was: the server still running the script (a server that hangs) or no run
-    after the interaction (the interaction did not reach the page), with the end of the page's text."""
+async def mark(page) -> dict:
+    """Where the page's counters stand before an interaction: script runs ended, messages received and sent."""
+    return await page.evaluate("({ends: window.__ends, recv: window.__recv, sent: window.__sent})")
+
+
+UNSEEN_QUIET_S = 1.5  # a run seen only in its messages is over once none has come for this long
+
+
+async def settle(page, before: dict, timeout_s: float) -> bool:
+    """Wait until a script run that started after ``before`` (a :func:`mark`) is over and no other follows within
+    0.5 s; True when the page's script state showed it. A run the state never showed (see COUNT_MESSAGES) is over
+    once the state is "notRunning" and no message has come for UNSEEN_QUIET_S. On a timeout, says which it was:
+    the server still running the script (a server that hangs) or no run after the interaction (the interaction did
+    not reach the server), with the end of the page's text."""
+    e0, r0 = before["ends"], before["recv"]
     try:
-        await page.wait_for_function(f"window.__ends > {ends_before} && window.__last === 'notRunning'",
-                                     timeout=timeout_s * 1000)
+        await page.wait_for_function(f"(window.__ends > {e0} || window.__recv > {r0}) && "
+                                     "window.__last === 'notRunning'", timeout=timeout_s * 1000)
     except Exception as exc:
         state = await page.evaluate("[window.__last, window.__ends]")
         text = (await page.locator(MAIN).inner_text())[-400:].replace("\n", " | ")
         what = ("the server's script run never ended" if state[0] != "notRunning" else
                 "no script run followed the interaction")
         raise RuntimeError(f"{what} within {timeout_s:.0f} s (script state {state[0]!r}, runs ended "
-                           f"{state[1]} vs {ends_before} before); page ends with: {text}") from exc
+                           f"{state[1]} vs {e0} before); page ends with: {text}") from exc
     while True:
-        n = await page.evaluate("window.__ends")
-        await asyncio.sleep(0.5)
-        if await page.evaluate(f"window.__ends === {n} && window.__last === 'notRunning'"):
-            return
+        n, r = await page.evaluate("[window.__ends, window.__recv]")
+        seen = n > e0
+        await asyncio.sleep(0.5 if seen else UNSEEN_QUIET_S)
+        if await page.evaluate(f"window.__ends === {n} && window.__recv === {r} && window.__last === 'notRunning'"):
+            return seen
         await page.wait_for_function("window.__last === 'notRunning'", timeout=timeout_s * 1000)
 
 
-RESEND_AFTER_S = 15.0  # no script run this long after an interaction: the browser's widget dropped it
+RESEND_AFTER_S = 15.0  # no run this long after an interaction: it was dropped (its record says where)
 
 
-async def run_started(page, ends_before: int, within_s: float) -> bool:
-    """Whether a script run began (or began and ended) within ``within_s`` of an interaction. A run starts at
-    once even when the server is busy (a heavy one then waits in the queue, saying so), so none in 15 s means the
-    interaction never left the browser (a lesson here once stalled that way on an eps key press: the page showed
-    the previous run's result, settled, and no run came)."""
+async def run_started(page, before: dict, within_s: float) -> bool:
+    """Whether a script run began (or began and ended) within ``within_s`` of an interaction: the script state
+    changed or the server sent a message. A run starts at once even when the server is busy (a heavy one then waits
+    in the queue, saying so), so none in 15 s means the interaction was lost."""
     try:
-        await page.wait_for_function(f"window.__ends > {ends_before} || window.__last !== 'notRunning'",
-                                     timeout=within_s * 1000)
+        await page.wait_for_function(f"window.__ends > {before['ends']} || window.__last !== 'notRunning' || "
+                                     f"window.__recv > {before['recv']}", timeout=within_s * 1000)
         return True
     except Exception:  # playwright's TimeoutError
         return False
@@ -133,7 +162,9 @@ async def read_numbers(page) -> dict:
 
 
 async def act(page, step: str, before: dict, after: dict) -> None:
-    """The interaction that turns the settings ``before`` into ``after``."""
+    """The interaction that turns the settings ``before`` into ``after``. Idempotent, so that a dropped one can be
+    sent again: the seed is typed whole and committed with Enter, eps is set to its value by key presses from the
+    slider's current one, the model is picked by name."""
     if after["seed"] != before["seed"]:
         box = page.get_by_role("spinbutton", name="Seed")
         await box.fill(str(after["seed"]))
@@ -141,7 +172,12 @@ async def act(page, step: str, before: dict, after: dict) -> None:
     elif after["eps"] != before["eps"]:
         slider = page.get_by_role("slider", name="eps (x/255)")
         await slider.focus()
-        await slider.press("ArrowRight" if after["eps"] > before["eps"] else "ArrowLeft")
+        now = float(await slider.input_value())
+        if now == after["eps"]:  # the browser took the last press but sent nothing: away and back
+            await slider.press("ArrowLeft" if after["eps"] > before["eps"] else "ArrowRight")
+            now = float(await slider.input_value())
+        for _ in range(round(abs(after["eps"] - now))):
+            await slider.press("ArrowRight" if after["eps"] > now else "ArrowLeft")
     elif after["model"] != before["model"]:
         box = page.get_by_role("combobox", name="Model", exact=True)
         await box.click()
@@ -149,6 +185,15 @@ async def act(page, step: str, before: dict, after: dict) -> None:
         await page.keyboard.press("Enter")
     else:
         raise ValueError(f"step {step!r} changes nothing")
+
+
+async def widget_shown(page, before: dict, after: dict) -> str | None:
+    """What the widget the interaction changes shows now (for a dropped interaction's record)."""
+    if after["seed"] != before["seed"]:
+        return await page.get_by_role("spinbutton", name="Seed").input_value()
+    if after["eps"] != before["eps"]:
+        return await page.get_by_role("slider", name="eps (x/255)").input_value()
+    return await page.get_by_role("combobox", name="Model", exact=True).input_value()
 
 
 async def main_thread_s(cdp) -> float:
@@ -162,40 +207,48 @@ async def open_page(browser, url: str, steps: int, timeout_s: float):
     cdp)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
+    await page.add_init_script(COUNT_MESSAGES)
     cdp = await context.new_cdp_session(page)
     await cdp.send("Performance.enable")
     await page.goto(f"{url}/attack?model={MODELS[0]}&attack=pgd&steps={steps}&eps={EPS}")
     await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
     await page.evaluate(OBSERVER)
     await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
-    await settle(page, -1, timeout_s)
+    await settle(page, {"ends": -1, "recv": 1 << 30}, timeout_s)
     return context, page, cdp
 
 
 async def interact(page, cdp, who: str, name: str, kind: str, before: dict, after: dict, timeout_s: float) -> dict:
     """One interaction (``before`` -> ``after``) until the page settles: its record (seconds from the interaction
     to the end of the last script run it caused, the browser's main-thread work, the numbers shown)."""
-    n = await page.evaluate("window.__ends")
+    at = await mark(page)
     busy0 = await main_thread_s(cdp)
     t_act = await page.evaluate("performance.now()")
     await act(page, name, before, after)
-    resent = 0
-    while not await run_started(page, n, RESEND_AFTER_S):
-        resent += 1  # the widget never sent the change: do it again, timed from the second try
+    resent, dropped, sent0 = 0, [], at["sent"]
+    while not await run_started(page, at, RESEND_AFTER_S):
+        resent += 1  # no run came: do it again, timed from the second try
+        # what the browser did with it: how many messages it sent the server since, what the widget shows
+        dropped.append({"messages_sent": await page.evaluate("window.__sent") - sent0,
+                        "widget_shows": await widget_shown(page, before, after)})
         if resent > 2:
             shot = ROOT / "tests" / "artifacts" / f"classroom-stuck-{who}.png"
             await page.screenshot(path=str(shot), full_page=True)
-            raise RuntimeError(f"session {who}, step {name!r}: no script run after 3 tries (the page: {shot})")
-        t_act = await page.evaluate("performance.now()")
+            raise RuntimeError(f"session {who}, step {name!r}: no script run after 3 tries {dropped} "
+                               f"(the page: {shot})")
+        t_act, sent0 = await page.evaluate("performance.now()"), await page.evaluate("window.__sent")
         await act(page, name, before, after)
-    await settle(page, n, timeout_s)
+    state_seen = await settle(page, at, timeout_s)
     await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
-    seconds = (await page.evaluate("window.__endAt") - t_act) / 1000
-    return {"step": name, "kind": kind, "settings": after, "seconds": round(seconds, 3),
+    # the end: the last run's "notRunning" as drawn; for a run the state never showed, the later of its last
+    # message and the page's last change
+    end = await page.evaluate("window.__endAt" if state_seen else "Math.max(window.__recvAt, window.__changedAt)")
+    return {"step": name, "kind": kind, "settings": after, "seconds": round((end - t_act) / 1000, 3),
             # the browser's own work for it (drawing what the server sent), on the same cores here
             "browser_main_thread_s": round(await main_thread_s(cdp) - busy0, 3),
-            "script_runs": await page.evaluate("window.__ends") - n,  # reruns the interaction cost
-            "resent": resent, "numbers": await read_numbers(page)}
+            "script_runs": await page.evaluate("window.__ends") - at["ends"],  # reruns the interaction cost
+            "run_state_seen": state_seen, "resent": resent, **({"dropped": dropped} if dropped else {}),
+            "numbers": await read_numbers(page)}
 
 
 async def session(browser, url: str, i: int, steps: int, timeout_s: float, start: asyncio.Event) -> list[dict]:
@@ -413,6 +466,17 @@ class CpuUse:
         return {k: round(v, 1) for k, v in sorted(by.items())}
 
 
+def post_script_gc() -> bool:
+    """Whether the server collects all garbage after each script run: Streamlit's runner.postScriptGC, from the
+    environment (STREAMLIT_RUNNER_POST_SCRIPT_GC, which the server inherits) or else .streamlit/config.toml."""
+    import tomllib
+
+    if (env := os.environ.get("STREAMLIT_RUNNER_POST_SCRIPT_GC")) is not None:
+        return env.strip().lower() == "true"
+    shipped = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    return bool(shipped.get("runner", {}).get("postScriptGC", True))  # Streamlit's default is on
+
+
 def summary(values: list[float]) -> dict | None:
     if not values:
         return None
@@ -450,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.max_runs is not None:
         os.environ["ADVLAB_MAX_RUNS"] = str(a.max_runs)  # the server inherits it
     os.environ["ADVLAB_RUN_WORKERS"] = "1" if a.workers else "0"  # the server inherits it
+    # as scripts/app.sh starts the server (idle OpenMP threads sleep); the results record the value. Runs before
+    # 2026-12-02 21:30 UTC had it unset: the server's torch threads spun while the browsers wanted the cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ui import shared, workers
 
     max_runs = shared.env_count(shared.MAX_RUNS_ENV, shared.default_max_runs(), 1)
@@ -486,11 +553,13 @@ def main(argv: list[str] | None = None) -> int:
         "environment": {**environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
                         "loadavg_1min_at_start": round(load0, 2)},
         "sessions": a.sessions, "max_runs": max_runs, "run_workers": workers.enabled(), "pgd_steps": a.steps,
-        "lesson": not a.no_lesson, "probe_others_nice": a.others_nice,
+        "lesson": not a.no_lesson, "probe_others_nice": a.others_nice, "post_script_gc": post_script_gc(),
         "models": list(MODELS), "light": summary(light), "heavy": summary(heavy),
         "light_browser_main_thread": summary(light_browser), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
         "interactions_resent": sum(r.get("resent", 0) for run in [*steps_out, probe_out] for r in run),
+        # runs the page's script state never showed (timed by their last message, see COUNT_MESSAGES)
+        "runs_state_unseen": sum(not r.get("run_state_seen", True) for run in [*steps_out, probe_out] for r in run),
         "probe": None if not probed else {
             "light": summary([r["seconds"] for r in probed["light"]]),
             "light_under_1s": sum(r["seconds"] < 1.0 for r in probed["light"]), "light_count": len(probed["light"]),
@@ -510,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: record[k] for k in ("sessions", "max_runs", "run_workers", "light", "heavy",
                                             "light_browser_main_thread", "health", "light_under_1s",
-                                            "light_count", "interactions_resent", "equal_to_sequential",
+                                            "light_count", "interactions_resent", "runs_state_unseen",
+                                            "equal_to_sequential",
                                             "sessions_that_saw_waiting", "cpu_seconds",
                                             "browser_phase_s", "sequential_phase_s")}, indent=1))
     for name, s in by_step.items():
