@@ -141,19 +141,52 @@ def tail(path: Path, n: int = 4000) -> str:
 # --------------------------------------------------------------------------- page helpers
 
 
+# Installed in a test page before the app's own scripts (track_runs): when the person last gave input (a key, a
+# pointer, a typed value) and when the server last sent a message. A message after the input means the rerun it
+# caused has begun, even when React draws a short run's "running" and "notRunning" states in one commit, so that the
+# script-state attribute never changes (seen in bench/classroom.py for cached reruns in a busy browser).
+RUN_SIGNALS = """(() => {
+  window.__inputAt = 0; window.__recvAt = 0;
+  for (const type of ['keydown', 'pointerdown', 'input', 'change'])
+    document.addEventListener(type, () => { window.__inputAt = performance.now(); }, true);
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (!this.__watched) {
+      this.__watched = true;
+      this.addEventListener('message', () => { window.__recvAt = performance.now(); });
+    }
+    return send.call(this, data);
+  };
+})();"""
+RUNNING = "document.querySelector('[data-testid=\"stApp\"]').getAttribute('data-test-script-state') !== 'notRunning'"
+RUN_STARTED = f"{RUNNING} || window.__recvAt > window.__inputAt"
+QUIET_MS = 1000  # a rerun seen only in its messages is over once none has come for this long
+
+
+def track_runs(page: Page) -> Page:
+    """Make ``page`` (before it opens the app) record the signals wait_idle's expect_rerun reads (RUN_SIGNALS)."""
+    page.add_init_script(RUN_SIGNALS)
+    return page
+
+
 def wait_idle(page: Page, timeout_ms: int = LOAD_MS, expect_rerun: bool = False) -> None:
     """Wait until the Streamlit script run is over (stApp's data-test-script-state is "notRunning").
 
     With `expect_rerun`, first give the rerun triggered by an interaction up to 10 s to start, so that
-    the idle state from before the interaction is not mistaken for the end of the rerun.
+    the idle state from before the interaction is not mistaken for the end of the rerun. On a page made with
+    track_runs a message from the server after the last input also counts as started; if the script state never
+    showed the run, it is over once no message has come for QUIET_MS.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     if expect_rerun:
         try:
-            page.wait_for_selector('[data-testid="stApp"]:not([data-test-script-state="notRunning"])', timeout=10_000)
+            page.wait_for_function(RUN_STARTED, timeout=10_000, polling=50)
         except PlaywrightTimeout:  # the rerun may already be over
             pass
+        else:
+            page.wait_for_function(f"{RUNNING} || performance.now() - window.__recvAt > {QUIET_MS}",
+                                   timeout=timeout_ms)
     page.wait_for_selector(
         '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]',
         timeout=timeout_ms,

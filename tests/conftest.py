@@ -24,6 +24,7 @@ from browser_util import (
     find_chromium,
     streamlit_server,
     tail,
+    track_runs,
 )
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     When the test fails, a screenshot goes to tests/artifacts/<test name>-failure.png.
     """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
+    pg = track_runs(context.new_page())
     pg.set_default_timeout(LOAD_MS)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))

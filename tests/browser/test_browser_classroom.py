@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from browser_util import ARTIFACTS, MAIN, assert_no_error, streamlit_server, tail
+from browser_util import ARTIFACTS, MAIN, assert_no_error, streamlit_server, tail, track_runs
 
 from advcore.labs import attack as attack_lab
 
@@ -51,7 +51,7 @@ def one_run_url() -> Iterator[str]:
 
 def new_page(browser: Browser) -> Page:
     """A page in a browser context of its own (its own Streamlit session), collecting JavaScript errors."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page = track_runs(browser.new_context(viewport={"width": 1400, "height": 1000}).new_page())
     page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
