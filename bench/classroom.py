@@ -37,7 +37,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_util import CHROMIUM_ARGS, browser_skip_reason, find_chromium, streamlit_server  # noqa: E402
+from browser_util import (  # noqa: E402
+    CHROMIUM_ARGS,
+    RUN_SIGNALS,
+    browser_skip_reason,
+    find_chromium,
+    streamlit_server,
+)
 
 OUT = ROOT / "bench" / "results" / "classroom.json"
 MAIN = '[data-testid="stMain"]'
@@ -71,22 +77,6 @@ OBSERVER = """() => {
   }).observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true});
 }"""
 
-# Counts the messages the page sends the server (Streamlit's BackMsgs: a widget change is one) and those it gets
-# (ForwardMsgs: a script run is several), with the time of the last; installed before the app's own scripts run.
-# React may draw a short run's "running" and "notRunning" states in one commit, so the script-state attribute never
-# changes and OBSERVER counts no run (seen here for cached runs, in a busy browser): the messages still show it.
-COUNT_MESSAGES = """(() => {
-  window.__sent = 0; window.__recv = 0; window.__recvAt = 0;
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) {
-    if (!this.__counted) {
-      this.__counted = true;
-      this.addEventListener('message', () => { window.__recv++; window.__recvAt = performance.now(); });
-    }
-    window.__sent++;
-    return send.call(this, data);
-  };
-})();"""
 
 
 def lesson(i: int) -> list[tuple[str, str, dict]]:
@@ -114,8 +104,8 @@ UNSEEN_QUIET_S = 1.5  # a run seen only in its messages is over once none has co
 
 async def settle(page, before: dict, timeout_s: float) -> bool:
     """Wait until a script run that started after ``before`` (a :func:`mark`) is over and no other follows within
-    0.5 s; True when the page's script state showed it. A run the state never showed (see COUNT_MESSAGES) is over
-    once the state is "notRunning" and no message has come for UNSEEN_QUIET_S. On a timeout, says which it was:
+    0.5 s; True when the page's script state showed it. A run the state never showed (browser_util.RUN_SIGNALS) is
+    over once the state is "notRunning" and no message has come for UNSEEN_QUIET_S. On a timeout, says which it was:
     the server still running the script (a server that hangs) or no run after the interaction (the interaction did
     not reach the server), with the end of the page's text."""
     e0, r0 = before["ends"], before["recv"]
@@ -207,7 +197,7 @@ async def open_page(browser, url: str, steps: int, timeout_s: float):
     cdp)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
-    await page.add_init_script(COUNT_MESSAGES)
+    await page.add_init_script(RUN_SIGNALS)  # messages sent and received
     cdp = await context.new_cdp_session(page)
     await cdp.send("Performance.enable")
     await page.goto(f"{url}/attack?model={MODELS[0]}&attack=pgd&steps={steps}&eps={EPS}")
@@ -558,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "light_browser_main_thread": summary(light_browser), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),
         "interactions_resent": sum(r.get("resent", 0) for run in [*steps_out, probe_out] for r in run),
-        # runs the page's script state never showed (timed by their last message, see COUNT_MESSAGES)
+        # runs the page's script state never showed (timed by their last message, see browser_util.RUN_SIGNALS)
         "runs_state_unseen": sum(not r.get("run_state_seen", True) for run in [*steps_out, probe_out] for r in run),
         "probe": None if not probed else {
             "light": summary([r["seconds"] for r in probed["light"]]),

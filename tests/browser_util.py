@@ -141,20 +141,22 @@ def tail(path: Path, n: int = 4000) -> str:
 # --------------------------------------------------------------------------- page helpers
 
 
-# Installed in a test page before the app's own scripts (track_runs): when the person last gave input (a key, a
-# pointer, a typed value) and when the server last sent a message. A message after the input means the rerun it
-# caused has begun, even when React draws a short run's "running" and "notRunning" states in one commit, so that the
-# script-state attribute never changes (seen in bench/classroom.py for cached reruns in a busy browser).
+# Installed in a page before the app's own scripts (track_runs; bench/classroom.py too): when the person last gave
+# input (a key, a pointer, a typed value), how many messages the page sent the server (Streamlit's BackMsgs: a widget
+# change is one) and got from it (ForwardMsgs: a script run is several), and when the last came. A message after the
+# input means the rerun it caused has begun, even when React draws a short run's "running" and "notRunning" states
+# in one commit, so that the script-state attribute never changes (seen for cached reruns in a busy browser).
 RUN_SIGNALS = """(() => {
-  window.__inputAt = 0; window.__recvAt = 0;
+  window.__inputAt = 0; window.__sent = 0; window.__recv = 0; window.__recvAt = 0;
   for (const type of ['keydown', 'pointerdown', 'input', 'change'])
     document.addEventListener(type, () => { window.__inputAt = performance.now(); }, true);
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     if (!this.__watched) {
       this.__watched = true;
-      this.addEventListener('message', () => { window.__recvAt = performance.now(); });
+      this.addEventListener('message', () => { window.__recv++; window.__recvAt = performance.now(); });
     }
+    window.__sent++;
     return send.call(this, data);
   };
 })();"""
