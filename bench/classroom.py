@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -328,15 +329,18 @@ async def poll_health(url: str, stop: asyncio.Event, out: list[float]) -> None:
         await asyncio.sleep(0.5)
 
 
-def niced_chromium(niceness: int) -> str:
-    """A Chromium launcher whose every process (browser, renderers, GPU) runs at ``niceness``: a shell script in a
-    temporary directory that execs Chromium under ``nice``."""
+@contextlib.contextmanager
+def niced_chromium(niceness: int) -> Iterator[str]:
+    """A Chromium launcher whose every process (browser, renderers, GPU) runs at ``niceness``: a shell script that
+    execs Chromium under ``nice``, in a temporary directory removed on exit."""
     import tempfile
 
-    path = Path(tempfile.mkdtemp(prefix="advlab-chromium-")) / "chromium"
-    path.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} {shlex.quote(find_chromium())} "$@"\n', encoding="utf-8")
-    path.chmod(0o755)
-    return str(path)
+    with tempfile.TemporaryDirectory(prefix="advlab-chromium-") as folder:
+        path = Path(folder) / "chromium"
+        path.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} {shlex.quote(find_chromium())} "$@"\n',
+                        encoding="utf-8")
+        path.chmod(0o755)
+        yield str(path)
 
 
 async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float], probe_toggles: int,
@@ -345,11 +349,12 @@ async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[flo
     in a second Chromium at that niceness."""
     from playwright.async_api import async_playwright
 
-    async with async_playwright() as p:
+    async with async_playwright() as p, contextlib.AsyncExitStack() as stack:
         browser = await p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
         others = browser
         if others_nice:
-            others = await p.chromium.launch(executable_path=niced_chromium(others_nice), args=CHROMIUM_ARGS)
+            launcher = stack.enter_context(niced_chromium(others_nice))
+            others = await p.chromium.launch(executable_path=launcher, args=CHROMIUM_ARGS)
         try:
             stop = asyncio.Event()
             poller = asyncio.create_task(poll_health(url, stop, health))
