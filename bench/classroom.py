@@ -79,7 +79,6 @@ OBSERVER = """() => {
 }"""
 
 
-
 def lesson(i: int) -> list[tuple[str, str, dict]]:
     """Session ``i``'s steps: (name, kind, the settings after it) with kind "heavy" or "light"."""
     own_seed = i + 1
