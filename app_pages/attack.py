@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import time
+from collections.abc import Callable
 
 import streamlit as st
 from PIL import Image
@@ -28,6 +29,7 @@ from ui.frame import (
     require_image,
     url_bool,
     url_choice,
+    url_choices,
     url_number,
     url_pending,
     url_show_bool,
@@ -57,6 +59,7 @@ KEEP = "session"  # attack settings survive a visit to another page
 RUN = ATTACK_RUN  # the attack's run: Run attack, Cancel, what a stopped run says
 PLAY_DELAY = 0.3  # seconds per step while the step-through plays
 OVERLAYS = {"delta": "|delta|, the perturbation", "gradient": "|input gradient|"}  # "Where the perturbation acts"
+OPEN_SECTIONS = "_advlab_attack_open"  # the open detail sections (ui.views.attack.in_section_order)
 # Presenter view (the sidebar's toggle, ui.frame.PRESENTER_CSS) on this page: the controls, the three images and
 # both predictions within a 1280x720 projector screen (tests/browser/test_browser_lecture.py measures it).
 PRESENTER_CSS = """<style>
@@ -257,9 +260,21 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
     l1.vega_lite_chart(loss_fig, key="attack_loss", width="stretch")
     l2.vega_lite_chart(prob_fig, key="attack_prob", width="stretch")
     st.caption(history_caption(req, bool(m["targeted"]), stop_on_success, len(loss) - 1))
-    step_through(res, loss, loss_fig, watch, small)
-    where_it_acts(res, x, delta, small)
+    if step_key(res) is not None:
+        with_section("steps", lambda: step_through(res, loss, loss_fig, watch, small))
+    with_section("where", lambda: where_it_acts(res, x, delta, small))
+    with_section("numbers", lambda: numbers(req, res, sel, delta, loss, prob, watch, figs))
 
+    st.markdown("**The same numbers from the command line**")
+    command_line(attack_view.cli_command(req, sel.cli_image))
+    cli_image_note(sel)
+    return True
+
+
+def numbers(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, delta, loss: list[float],
+            prob: list[float], watch: str, figs) -> None:
+    """The perturbation heat map with its colour bar, every metric in a table, and the downloads."""
+    m = res.metrics
     h1, h2 = st.columns([1, 1.7])
     heat = figs.heatmap
     show(h1, plots.enlarge_array(heat.image), "PNG", caption=heat.title, width="stretch")
@@ -281,11 +296,6 @@ def views(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, sel, gues
                        on_click="ignore", key="attack_download_png")
     download_json(d2, attack_view.record(m, sel.true_name), "metrics.json", key="attack_download_json",
                   label="Download metrics JSON")
-
-    st.markdown("**The same numbers from the command line**")
-    command_line(attack_view.cli_command(req, sel.cli_image))
-    cli_image_note(sel)
-    return True
 
 
 def guess_and_reveal(req: attack_view.AttackRequest) -> None:
@@ -312,7 +322,20 @@ LINK_STEP = "_advlab_attack_link_step"  # a link's scrubber step, kept until a r
 def view_links(res: attack_lab.ImageAttack | None) -> None:
     """Bind the result views' URL settings (amplification, the scrubber's step, the overlay and its opacity) to
     their widgets, also while the views are not drawn ("predict, then reveal" hides them; a long attack waits for
-    Run attack, ``res`` None): they stay in the link and apply once the views are shown."""
+    Run attack, ``res`` None): they stay in the link and apply once the views are shown. A link opens exactly the
+    sections it names (``open``) and those its view settings are in."""
+    sections = list(attack_view.SECTIONS)
+    linked = [attack_view.OPENED_BY[p] for p in attack_view.OPENED_BY if url_pending(p) is not None]
+    from_link = url_pending("open") is not None or bool(linked)
+    if from_link:
+        st.session_state[OPEN_SECTIONS] = None  # the link's sections replace this session's
+    url_value("open", OPEN_SECTIONS, lambda text: attack_view.in_section_order(url_choices(sections)(text)),
+              lambda names: ",".join(names))
+    if from_link:
+        opened = attack_view.in_section_order([*(st.session_state[OPEN_SECTIONS] or ()), *linked])
+        st.session_state[OPEN_SECTIONS] = opened
+        for name in sections:
+            st.session_state[section_key(name)] = name in (opened or ())
     url_value("amp", "attack_amplification", url_choice([str(a) for a in AMPLIFICATIONS], values=AMPLIFICATIONS))
     url_value("overlay", "attack_overlay", url_choice(list(OVERLAYS)))
     url_value("opacity", "attack_overlay_opacity", url_number(0.0, 1.0), url_show_number)
@@ -328,6 +351,24 @@ def view_links(res: attack_lab.ImageAttack | None) -> None:
         url_value("step", key, url_choice([str(v) for v in steps], values=steps))
 
 
+def section_key(name: str) -> str:
+    return f"attack_open_{name}"
+
+
+def with_section(name: str, draw: Callable[[], None]) -> None:
+    """The detail section ``name`` as a lazy expander (ui.views.attack.SECTIONS): ``draw`` runs inside it only
+    while it is open."""
+    key = section_key(name)
+    st.session_state.setdefault(key, name in (st.session_state.get(OPEN_SECTIONS) or ()))
+    box = st.expander(attack_view.SECTIONS[name], key=key, on_change="rerun")
+    kept = set(st.session_state.get(OPEN_SECTIONS) or ())
+    (kept.add if box.open else kept.discard)(name)
+    st.session_state[OPEN_SECTIONS] = attack_view.in_section_order(kept)
+    if box.open:
+        with box:
+            draw()
+
+
 def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch: str, small: bool) -> None:
     """A scrubber and a Play button over the kept iterates: the iterate, its amplified perturbation and its top-5
     at step t, and t marked on the loss curve."""
@@ -335,7 +376,6 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
     if key is None:
         return
     t = res.trajectory
-    st.subheader("Step through the attack")
     steps = t.steps
     play = st.session_state.pop("_advlab_attack_play", False)
     if play:
@@ -379,7 +419,6 @@ def step_through(res: attack_lab.ImageAttack, loss: list[float], loss_fig, watch
 def where_it_acts(res: attack_lab.ImageAttack, x, delta, small: bool) -> None:
     """|delta|, or the input gradient at the clean image (summed over channels), laid over the photo, with an
     opacity control and the measured concentration."""
-    st.subheader("Where the perturbation acts")
     o1, o2 = st.columns([2, 1])
     shown = o2.radio("Overlay", list(OVERLAYS), format_func=OVERLAYS.get, key="attack_overlay",
                      help="|delta|: how much each pixel changed. Input gradient: |dJ/dx| of the attack's loss at the "

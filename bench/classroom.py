@@ -192,15 +192,17 @@ async def main_thread_s(cdp) -> float:
     return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
 
 
-async def open_page(browser, url: str, steps: int, timeout_s: float):
-    """A new browser context (its own Streamlit session) on the lesson's first settings, settled: (context, page,
-    cdp)."""
+async def open_page(browser, url: str, steps: int, timeout_s: float, sections: str | None = None):
+    """A new browser context (its own Streamlit session) on the lesson's first settings, with the Attack lab's
+    detail ``sections`` open (app_pages/attack.SECTIONS, comma-separated; None: all closed, as the page opens),
+    settled: (context, page, cdp)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     await page.add_init_script(RUN_SIGNALS)  # messages sent and received
     cdp = await context.new_cdp_session(page)
     await cdp.send("Performance.enable")
-    await page.goto(f"{url}/attack?model={MODELS[0]}&attack=pgd&steps={steps}&eps={EPS}")
+    await page.goto(f"{url}/attack?model={MODELS[0]}&attack=pgd&steps={steps}&eps={EPS}"
+                    + (f"&open={sections}" if sections else ""))
     await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
     await page.evaluate(OBSERVER)
     await page.get_by_text("Adversarial prediction:").first.wait_for(timeout=timeout_s * 1000)
@@ -241,12 +243,13 @@ async def interact(page, cdp, who: str, name: str, kind: str, before: dict, afte
             "numbers": await read_numbers(page)}
 
 
-async def session(browser, url: str, i: int, steps: int, timeout_s: float, start: asyncio.Event) -> list[dict]:
+async def session(browser, url: str, i: int, steps: int, timeout_s: float, start: asyncio.Event,
+                  sections: str | None) -> list[dict]:
     """Session ``i`` takes the whole lesson: a record per step, then whether it ever saw itself waiting."""
     await start.wait()
     plan = lesson(i)
     t0 = time.perf_counter()
-    context, page, cdp = await open_page(browser, url, steps, timeout_s)
+    context, page, cdp = await open_page(browser, url, steps, timeout_s, sections)
     try:
         out = [{"step": plan[0][0], "kind": plan[0][1], "settings": plan[0][2],
                 "seconds": round(time.perf_counter() - t0, 3), "numbers": await read_numbers(page)}]
@@ -261,17 +264,18 @@ async def session(browser, url: str, i: int, steps: int, timeout_s: float, start
 PROBE_SEED0 = 100  # the probe phase's heavy runs use seeds from here on: none of them is cached
 
 
-async def probe(browser, others, url: str, n: int, toggles: int, steps: int, timeout_s: float) -> dict:
+async def probe(browser, others, url: str, n: int, toggles: int, steps: int, timeout_s: float,
+                sections: str | None) -> dict:
     """The issue's claim itself: one session moves eps between two cached results ``toggles`` times while the
     other ``n - 1`` sessions (in the browser ``others``) keep starting heavy runs of their own (a new random-start
     seed each, never cached). Each light move records how many heavy runs were in flight on the server when it
     began and ended."""
     base = {"model": MODELS[0], "eps": EPS, "seed": 0}
-    pages = [await open_page(browser, url, steps, timeout_s)]
+    pages = [await open_page(browser, url, steps, timeout_s, sections)]
     up = {**base, "eps": EPS + 1}
     for before, after in ((base, up), (up, base)):  # both results cached before the clock starts (the lesson did)
         await interact(pages[0][1], pages[0][2], "probe", "warm", "light", before, after, timeout_s)
-    pages += [await open_page(others, url, steps, timeout_s) for _ in range(1, n)]
+    pages += [await open_page(others, url, steps, timeout_s, sections) for _ in range(1, n)]
     in_flight = [0]
     done = asyncio.Event()
     heavy: list[dict] = []
@@ -343,7 +347,7 @@ def niced_chromium(niceness: int) -> Iterator[str]:
 
 
 async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[float], probe_toggles: int,
-                lesson_too: bool, others_nice: int) -> tuple[list[list[dict]], dict | None]:
+                lesson_too: bool, others_nice: int, sections: str | None) -> tuple[list[list[dict]], dict | None]:
     """The lesson (all ``n`` sessions at once), then the probe; ``others_nice`` > 0 runs the probe's other sessions
     in a second Chromium at that niceness."""
     from playwright.async_api import async_playwright
@@ -361,11 +365,12 @@ async def drive(url: str, n: int, steps: int, timeout_s: float, health: list[flo
                 runs: list[list[dict]] = []
                 if lesson_too:
                     start = asyncio.Event()
-                    tasks = [asyncio.create_task(session(browser, url, i, steps, timeout_s, start)) for i in range(n)]
+                    tasks = [asyncio.create_task(session(browser, url, i, steps, timeout_s, start, sections))
+                             for i in range(n)]
                     await asyncio.sleep(1.0)  # every context open before the class starts
                     start.set()
                     runs = await asyncio.gather(*tasks)
-                probed = (await probe(browser, others, url, n, probe_toggles, steps, timeout_s)
+                probed = (await probe(browser, others, url, n, probe_toggles, steps, timeout_s, sections)
                           if probe_toggles else None)
                 return runs, probed
             finally:
@@ -494,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the probe's other sessions in a Chromium at niceness K, 0-19 (default 0): they stand "
                          "for other students' laptops, whose drawing does not take this machine's cores from the "
                          "probe's browser or the server")
+    ap.add_argument("--open", default=None, metavar="SECTIONS",
+                    help="the Attack lab's detail sections every session opens, comma-separated: steps, where, "
+                         "numbers (default: none, as the page opens)")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args(argv)
     if (not 1 <= a.sessions <= 16 or not 1 <= a.steps <= 50 or (a.max_runs is not None and a.max_runs < 1)
@@ -512,7 +520,14 @@ def main(argv: list[str] | None = None) -> int:
     # 2026-12-02 21:30 UTC had it unset: the server's torch threads spun while the browsers wanted the cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ui import shared, workers
+    from ui.views.attack import SECTIONS
 
+    if a.open is not None:
+        names = [n.strip() for n in a.open.split(",") if n.strip()]
+        if not names or any(n not in SECTIONS for n in names):
+            print(f"classroom: --open takes comma-separated section names of {', '.join(SECTIONS)}", file=sys.stderr)
+            return 2
+        a.open = ",".join(names)
     max_runs = shared.env_count(shared.MAX_RUNS_ENV, shared.default_max_runs(), 1)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -521,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             (cpu or contextlib.nullcontext()):
         health: list[float] = []
         runs, probed = asyncio.run(drive(url, a.sessions, a.steps, a.timeout, health, a.probe,
-                                         not a.no_lesson, a.others_nice))
+                                         not a.no_lesson, a.others_nice, a.open))
     browser_s = time.perf_counter() - t0
     steps_out = [[r for r in run if "step" in r] for run in runs]
     probe_out = [*probed["light"], *probed["heavy"]] if probed else []
@@ -548,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                         "loadavg_1min_at_start": round(load0, 2)},
         "sessions": a.sessions, "max_runs": max_runs, "run_workers": workers.enabled(), "pgd_steps": a.steps,
         "lesson": not a.no_lesson, "probe_others_nice": a.others_nice, "post_script_gc": post_script_gc(),
+        "open_sections": a.open,  # the Attack lab's detail sections open in every session (None: all closed)
         "models": list(MODELS), "light": summary(light), "heavy": summary(heavy),
         "light_browser_main_thread": summary(light_browser), "steps": by_step, "health": summary(health),
         "light_under_1s": sum(s < 1.0 for s in light), "light_count": len(light),

@@ -47,7 +47,11 @@ def predictions(at: AppTest) -> dict[str, tuple[str, float]]:
 
 
 def metrics(at: AppTest) -> dict[str, str]:
-    """The metrics table (a static st.table: every row visible) as {Metric: Value}."""
+    """The metrics table (a static st.table: every row visible) as {Metric: Value}; opens its section (closed when
+    the page opens, drawn only while open) as a click on it would."""
+    if not at.session_state["attack_open_numbers"]:
+        at.session_state["attack_open_numbers"] = True
+        at.run()
     assert len(at.table) == 1 and not at.dataframe
     df = at.table[0].value
     assert list(df.columns) == ["Metric", "Value", "Meaning"]
@@ -109,9 +113,8 @@ def test_default_fgsm_flips_the_espresso() -> None:
     assert not any("true" in t.lower() for t in titles)
     assert not any(m.value.startswith(("True class:", "Dataset label:")) for m in at.markdown)
     captions = [c for image in at.get("image") for c in image.captions]
-    assert captions == ["Clean: the 224x224 centre crop the model sees",
-                        captions[1], "Adversarial: the 8-bit PNG you download", "|delta| over the image (grey)",
-                        "Per-pixel max |change| over R, G, B"]
+    assert captions == ["Clean: the 224x224 centre crop the model sees",  # "Where the perturbation acts" closed
+                        captions[1], "Adversarial: the 8-bit PNG you download", "Per-pixel max |change| over R, G, B"]
     assert captions[1].startswith("Perturbation x") and "(grey = unchanged)" in captions[1]
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Download metrics table (CSV)", "Download loss per iteration (CSV)", "Download adversarial PNG",
@@ -249,7 +252,9 @@ def test_run_button_runs_a_large_job(monkeypatch: pytest.MonkeyPatch) -> None:
     # The result is cached: a view-only rerun shows it again without the button.
     at.select_slider(key="attack_amplification").set_value(5).run()
     assert metrics(at)["Gradient evaluations"] == "5"
-    assert [b.key for b in at.main.button] == ["attack_play"]  # no Run button; the step-through's Play
+    assert not at.main.button  # no Run button (and the step-through is closed)
+    at.session_state["attack_open_steps"] = True
+    assert [b.key for b in at.run().main.button] == ["attack_play"]  # the step-through's Play
 
 
 def test_a_cancelled_attack_says_where_it_stopped_and_waits_for_the_button() -> None:

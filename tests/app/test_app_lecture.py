@@ -170,6 +170,39 @@ def test_a_link_to_a_long_attack_keeps_its_view_settings_until_run(monkeypatch: 
     assert any(c.value.startswith("Iterate 3 (after step 3 of 4)") for c in at.caption)
 
 
+def test_the_detail_sections_are_drawn_only_while_open_stay_open_and_travel_in_the_link() -> None:
+    """The step-through, the overlay and the numbers are lazy expanders: closed when the page opens, with none of
+    their widgets, images or tables sent; one that is opened stays open across an eps move and a visit to another
+    page, and its link opens it again. A link's view setting (step) opens its section; a bad name gets a note."""
+    sections = ["Step through the attack", "Where the perturbation acts", "Heat map, metrics table and downloads"]
+    at = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4")
+    assert [(e.label, e.proto.expanded) for e in at.main.expander] == [(s, False) for s in sections]
+    assert not at.table and [r.key for r in at.main.radio] == ["attack_norm"] and [s.key for s in at.select_slider] == ["attack_amplification"]
+    assert "open" not in dict(at.query_params)
+    at.session_state["attack_open_numbers"] = True  # as a click on its label
+    at.run()
+    assert len(at.table) == 1 and dict(at.query_params)["open"] in ("numbers", ["numbers"])
+    at.slider(key="attack_eps_linf_px").set_value(0.12).run()
+    assert len(at.table) == 1 and [e.proto.expanded for e in at.main.expander] == [False, False, True]
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/attack.py").run()
+    assert len(at.table) == 1 and "attack_overlay" not in [r.key for r in at.main.radio]
+    link = {k: (v[0] if isinstance(v, list) else v) for k, v in dict(at.query_params).items()}
+    again = open_link(**link)
+    assert len(again.table) == 1 and [e.proto.expanded for e in again.main.expander] == [False, False, True]
+
+    stepped = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", step="2")
+    assert [e.proto.expanded for e in stepped.main.expander] == [True, False, False]
+    assert stepped.select_slider(key="attack_step_5_4").value == 2 and not stepped.table
+    assert dict(stepped.query_params)["open"] in ("steps", ["steps"])
+    both = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", open="numbers,where")
+    assert [e.proto.expanded for e in both.main.expander] == [False, True, True]
+    assert dict(both.query_params)["open"] in ("where,numbers", ["where,numbers"])
+    bad = open_link(model="fmnist-naive", image="3", attack="ifgsm", eps="0.1", steps="4", open="charts")
+    assert [e.proto.expanded for e in bad.main.expander] == [False, False, False]
+    assert any("open=charts: not one of steps, where, numbers" in w.value for w in bad.warning), bad.warning
+
+
 def test_presenter_view_adds_the_room_styles() -> None:
     at = open_link(model="fmnist-naive", presenter="1")
     assert at.toggle(key="sidebar_presenter").value

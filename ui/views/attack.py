@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from advcore import attacks, models
@@ -24,6 +24,19 @@ from ui.shared import SharedResults
 # Attacks that run on every rerun: at most this many gradient steps x pixels (50 steps at 224x224).
 AUTO_RUN_BUDGET = 50 * 224 * 224
 CUDA_BUDGET_FACTOR = 20  # a GPU answers about this much faster
+# The result's detail sections, below the images, charts and verdict: each is a lazy expander whose content runs
+# and is drawn only while it is open, so that a move of eps with a cached result redraws less (half the browser's
+# work per move when all three are closed, README "Classroom server"). Closed when the page opens; the sections a
+# person opens stay open across reruns and visits to other pages, and travel in the link (open=steps,numbers).
+SECTIONS = {"steps": "Step through the attack", "where": "Where the perturbation acts",
+            "numbers": "Heat map, metrics table and downloads"}
+OPENED_BY = {"step": "steps", "overlay": "where", "opacity": "where"}  # a link's view setting opens its section
+
+
+def in_section_order(names: Iterable[str]) -> tuple[str, ...] | None:
+    """Section names as the page keeps the open ones: in SECTIONS order, None when there are none."""
+    chosen = set(names)
+    return tuple(n for n in SECTIONS if n in chosen) or None
 
 
 @dataclass(frozen=True)
