@@ -155,24 +155,26 @@ def controls(sel, classes: list[str], dataset: str) -> attack_view.AttackRequest
     return req
 
 
-def compute(req: attack_view.AttackRequest, image, image_name: str | None = None,
+def compute(req: attack_view.AttackRequest, image, slot, image_name: str | None = None,
             key: str = "attack_cancel") -> attack_lab.ImageAttack | None:
     """Run the attack and keep the result; iterative attacks draw their steps on a progress bar under a Cancel
-    button. None when the run was cancelled or refused (the notice left for the next page run says why)."""
+    button (and a place in the queue) in ``slot``, an ``st.empty()`` that every page run makes at the same place,
+    so that the page's elements keep their positions and a run's redraw updates them rather than drawing them anew.
+    None when the run was cancelled or refused (the notice left for the next page run says why)."""
     if not req.spec.iterative:
         return ATTACK_RESULTS.put(req, attack_view.run(req, image, image_name=image_name))
     title = f"{req.spec.title} on {req.model}"
-    cancel = RUN.cancel_button(key=key)
-    bar = st.progress(0.0, text=f"{title}: starting")
-    RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step is said too
-
-    # In a worker process at a lower priority when ADVLAB_RUN_WORKERS=1 (ui.workers), else in this thread.
-    res = RUN.execute(attack_view.job(req, image, image_name), attack_view.cancelled, job=req,
-                      on_step=RUN.live_steps(bar, title))
-    bar.empty()
-    cancel.empty()
+    with slot.container():
+        cancel = RUN.cancel_button(key=key)
+        bar = st.progress(0.0, text=f"{title}: starting")
+        RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step
+        # In a worker process at a lower priority when ADVLAB_RUN_WORKERS=1 (ui.workers), else in this thread.
+        res = RUN.execute(attack_view.job(req, image, image_name), attack_view.cancelled, job=req,
+                          on_step=RUN.live_steps(bar, title))
+        bar.empty()
+        cancel.empty()
+    slot.empty()
     return None if res is None else ATTACK_RESULTS.put(req, res)
-
 
 def show(where, image, output_format: str = "auto", **kw) -> None:
     """``where.image(image, ...)`` with the image encoded once for every session (``ui.plots.encoded``): a rerun
@@ -446,10 +448,11 @@ def side_by_side(req: attack_view.AttackRequest, res: attack_lab.ImageAttack, pa
     st.subheader(f"Side by side: {models.get_spec(req.model).title} and {models.get_spec(partner).title}")
     req2 = dataclasses.replace(req, model=partner)
     res2 = ATTACK_RESULTS.get(req2)
+    slot = st.empty()  # the partner's run (compute)
     if res2 is None:
         if RUN.should_run(req2, auto=attack_view.runs_automatically(req2, on_cuda)):
             try:
-                res2 = compute(req2, image, sel.image_name, key="attack_cancel_partner")
+                res2 = compute(req2, image, slot, sel.image_name, key="attack_cancel_partner")
             except AdvlabError as exc:
                 st.warning(str(exc))
                 return
@@ -573,12 +576,13 @@ def main() -> None:
     RUN.show_notices(attack_view.interrupted)
 
     res = ATTACK_RESULTS.get(req)
+    slot = st.empty()  # a run's Cancel, progress and place in line (compute), at the same place in every page run
     if res is None:
         auto = attack_view.runs_automatically(req, on_cuda)
         # A click is remembered with its request, so it survives a rerun that Streamlit inserts; a cancelled
         # small attack waits for the button instead of starting again by itself.
         if RUN.should_run(req, auto=auto):
-            res = compute(req, image, sel.image_name)
+            res = compute(req, image, slot, sel.image_name)
             if res is None:
                 st.rerun()  # the next page run says why, and offers the button
         else:

@@ -119,7 +119,7 @@ CLASS_LINKS = (
               "something else."),
     ClassLink("Step through a targeted PGD", "attack",
               (("model", "efficientnet-lite0"), ("image", "coffee"), ("attack", "pgd"), ("eps", "4"),
-               ("target", "toaster"), ("guess", "1")),
+               ("target", "toaster"), ("guess", "1"), ("open", "steps")),
               "Students guess first; after Reveal, PGD at 4/255 has made the espresso a toaster, and the scrubber "
               "shows the steps on the way."),
     ClassLink("Naive and robust side by side", "attack",
