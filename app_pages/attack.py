@@ -176,6 +176,7 @@ def compute(req: attack_view.AttackRequest, image, slot, image_name: str | None 
     slot.empty()
     return None if res is None else ATTACK_RESULTS.put(req, res)
 
+
 def show(where, image, output_format: str = "auto", **kw) -> None:
     """``where.image(image, ...)`` with the image encoded once for every session (``ui.plots.encoded``): a rerun
     that redraws a cached result encodes no image again."""

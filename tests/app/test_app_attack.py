@@ -625,3 +625,15 @@ def test_the_pages_adversarial_png_uploaded_back_keeps_its_label() -> None:
     again = attack_page(upload=("adversarial.png", res.png, "image/png"))
     assert not again.error
     assert predictions(again)["Clean"] == (res.adversarial_8bit.name, float(f"{100 * res.adversarial_8bit.prob:.1f}"))
+
+
+def test_a_run_that_computes_leaves_every_element_where_a_cached_run_puts_it() -> None:
+    """A run's Cancel, progress bar and place in line sit in one placeholder that every page run makes, so a page
+    run that computed the attack and one that took it from the cache draw the same elements at the same places
+    (the browser then updates them instead of drawing them anew)."""
+    at = attack_page(attack_name="ifgsm", attack_steps=3, attack_eps_linf=7)  # small: runs on load, new eps
+    computed = [(i, type(node).__name__) for i, node in at.main.children.items()]
+    at.select_slider(key="attack_amplification").set_value(5).run()  # a view change: the cached result
+    assert not at.exception
+    cached = [(i, type(node).__name__) for i, node in at.main.children.items()]
+    assert computed == cached and len(cached) > 10, (computed, cached)

@@ -330,3 +330,19 @@ def test_the_shipped_server_config_is_read_by_streamlit_and_skips_the_full_gc_af
     assert [n for n in names if n not in known] == []
     assert shipped["runner"]["postScriptGC"] is False
     assert shipped["server"]["enableXsrfProtection"] is True
+
+
+def test_the_classroom_benchmark_refuses_an_unknown_section_with_one_line() -> None:
+    """``bench.classroom --open`` names the Attack lab's detail sections (ui.views.attack.SECTIONS): another name
+    is exit 2 with one line on stderr, before any server or browser starts."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "bench.classroom", "--open", "steps,charts"], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    if "Chromium" in out.stderr or "playwright" in out.stderr.lower():
+        pytest.skip(out.stderr.strip())  # no browser here: the benchmark stops before reading --open
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "classroom: --open takes comma-separated section names of steps, where, numbers"], out.stderr
