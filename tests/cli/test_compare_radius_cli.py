@@ -18,7 +18,8 @@ ARGS = ["compare", "--models", "fmnist-naive", "--images", "fashion-mnist", "--l
         "--eps", "0.1", "--steps", "1", "--device", "cpu", "--quiet"]
 
 
-DEEPFOOL_STEPS = 10  # measured: image 1 needs 11-15 DeepFool iterations, images 0 and 2 at most 8
+DEEPFOOL_STEPS = 10  # measured: image 1 needs 11-15 DeepFool iterations, image 0 at most 8; image 2 at most 8 on
+# an Intel CPU, not found in 50 on an AMD EPYC (float32 rounding near its boundary), so nothing below assumes it
 
 
 def test_radius_json_and_table_equal_the_attacks_records(tmp_path, monkeypatch) -> None:
@@ -49,13 +50,15 @@ def test_radius_json_and_table_equal_the_attacks_records(tmp_path, monkeypatch) 
         assert got[a]["found"] == [v is not None for v in want]
         assert got[a]["median"] == compare.median_radius(want)
     # DeepFool L-inf does not crack the second image within 10 iterations: not found, never 0.
-    assert got["deepfool"]["found"] == [True, False, True] and got["deepfool"]["radius"][1] is None
+    assert got["deepfool"]["found"][:2] == [True, False] and got["deepfool"]["radius"][1] is None
 
     block = text[text.index("(sorted by DeepFool, L-inf radius, descending)"):].splitlines()
     order = [line.split()[0] for line in block[2:5]]
     r = got["deepfool"]["radius"]
-    assert order == ["fashion-mnist:1", *[f"fashion-mnist:{i}" for i in sorted((0, 2), key=lambda i: -r[i])]]
-    assert compare.NOT_FOUND in block[2]  # not found sorts as larger than any radius
+    beyond = [i for i in (2, 1, 0) if r[i] is None]  # not found: larger than any radius (ties: the later image first)
+    found = sorted((i for i in range(3) if r[i] is not None), key=lambda i: -r[i])
+    assert order == [f"fashion-mnist:{i}" for i in [*beyond, *found]], block[:6]
+    assert compare.NOT_FOUND in block[2]
     assert f"{255 * r[0]:.3g}/255" in text  # L-inf radii in 8-bit levels
     assert compare.radius_finding(compare.from_dict(doc), "fmnist-naive") in text
 
