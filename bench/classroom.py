@@ -12,7 +12,7 @@ equal a sequential run of the same attacks in this process (advcore, one at a ti
 (``--probe N``): one session moves eps between two cached results N times while the others keep starting heavy runs
 of their own. The CPU seconds each kind of process used (server, workers, Chromium, the rest) are recorded too.
 
-    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--workers] [--probe 8]
+    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--workers] [--probe 8] [--open steps]
 
 Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
 and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.
@@ -194,7 +194,7 @@ async def main_thread_s(cdp) -> float:
 
 async def open_page(browser, url: str, steps: int, timeout_s: float, sections: str | None = None):
     """A new browser context (its own Streamlit session) on the lesson's first settings, with the Attack lab's
-    detail ``sections`` open (app_pages/attack.SECTIONS, comma-separated; None: all closed, as the page opens),
+    detail ``sections`` open (ui.views.attack.SECTIONS, comma-separated; None: all closed, as the page opens),
     settled: (context, page, cdp)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()

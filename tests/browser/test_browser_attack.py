@@ -102,7 +102,7 @@ def test_home_page_then_the_attack_lab_runs_the_default_attack_then_pgd(page: Pa
     )
     # Vega's bundle loads lazily: wait for the first chart (the clean top-5) to draw.
     main.locator('[data-testid="stVegaLiteChart"] svg.marks').first.wait_for(timeout=30_000)
-    # The numbers are in a section drawn only once it is open (app_pages/attack.SECTIONS): a click opens it.
+    # The numbers are in a section drawn only once it is open (ui.views.attack.SECTIONS): a click opens it.
     assert main.locator('[data-testid="stDownloadButton"]', has_text="Download adversarial PNG").count() == 0
     main.locator('[data-testid="stExpander"] summary', has_text="Heat map, metrics table and downloads").click()
     wait_idle(page, expect_rerun=True)
