@@ -31,6 +31,9 @@ def test_geometry_page_draws_figure1_on_the_default_model(page: Page, app_url: s
     assert "Figure 1" in chart.inner_text()  # the title drawn in the svg
     # One marker per radius of the page's default grid (5 radii for an ImageNet model).
     assert chart.locator(".scatterlayer .trace .points path").count() == 5
+    # the command line is a code block, drawn once its lazily loaded component arrives (a run read the text of the
+    # caption after it without it): wait for it before reading the text
+    wait_for_text(page, re.compile(r"python -m advcore geometry all --model efficientnet-lite0"))
     text = main.inner_text()
     assert "Shipped result (assets/geometry/probe-lite0-coffee.json" in text
     assert page.get_by_role("button", name=re.compile("Run")).count() >= 1
