@@ -23,6 +23,7 @@ def test_compare_page_runs_a_small_comparison(page: Page, app_url: str) -> None:
     wait_for_text(page, "Per-attack results")
     wait_idle(page)
     main = page.locator(MAIN)
+    wait_for_text(page, re.compile(r"python -m advcore compare"))  # a code block, drawn once its component loads
     text = main.inner_text()
     assert re.search(r"AGR fooled \d+\.\d%", text), text[:2000]
     assert "quoted, not measured here" in text

@@ -87,6 +87,7 @@ def test_geometry_controls_on_fashion_mnist_with_values(page: Page, app_url: str
     whole = geometry.survey(["fmnist-naive", "fmnist-pgd"], 12, radii=radii, T=20, score="log-prob",
                             min_confidence=0, device="cpu")
     filt = whole.filtered(0.99)
+    wait_for_text(page, re.compile(r"python -m advcore geometry-survey"))  # a code block, drawn once it loads
     text = main.inner_text()
     assert f"{len(filt.kept)} of 12 test images" in text
     for s in (filt, whole):
