@@ -165,15 +165,13 @@ def compute(req: attack_view.AttackRequest, image, slot, image_name: str | None 
         return ATTACK_RESULTS.put(req, attack_view.run(req, image, image_name=image_name))
     title = f"{req.spec.title} on {req.model}"
     with slot.container():
-        cancel = RUN.cancel_button(key=key)
+        RUN.cancel_button(key=key)
         bar = st.progress(0.0, text=f"{title}: starting")
         RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step
         # In a worker process at a lower priority when ADVLAB_RUN_WORKERS=1 (ui.workers), else in this thread.
         res = RUN.execute(attack_view.job(req, image, image_name), attack_view.cancelled, job=req,
                           on_step=RUN.live_steps(bar, title))
-        bar.empty()
-        cancel.empty()
-    slot.empty()
+    slot.empty()  # the Cancel button, the bar and any place in line with it
     return None if res is None else ATTACK_RESULTS.put(req, res)
 
 
