@@ -130,3 +130,13 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
             print(f"--- end of {LOG} ---\n{tail(LOG)}")  # shown by pytest with the failure
     finally:
         context.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n``, scripts/test.sh) every browser test goes to one process, which starts the one
+    server and Chromium. They run first: the longest group, while the other process takes the other tests."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+    items.sort(key=lambda item: item.get_closest_marker("browser") is None)

@@ -194,7 +194,7 @@ def test_training_page_renders_figure4_and_cancels_a_run(page: Page, app_url: st
     # Plotly draws the traces after the chart's svg: wait for all of them rather than count once (a loaded
     # machine once read 1 of 7).
     expect(chart.locator(".scatterlayer .trace")).to_have_count(len(cards), timeout=30_000)
-    assert "Standard training" in chart.inner_text()  # the legend
+    expect(chart).to_contain_text("Standard training", timeout=30_000)  # the legend, drawn after the traces
     page.get_by_text("Average accuracy over the strength range").scroll_into_view_if_needed()
     table = main.locator('[data-testid="stTable"]')  # drawn once scrolled into view
     table.wait_for(timeout=30_000)

@@ -23,14 +23,17 @@ CHART = '[data-testid="stPlotlyChart"]'
 def test_geometry_page_draws_figure1_on_the_default_model(page: Page, app_url: str) -> None:
     """Opened directly, the page shows the default model's (EfficientNet-Lite0 on the coffee photo) shipped result
     with its Run button, drawn like a computed one."""
+    from playwright.sync_api import expect
+
     open_lab(page, app_url, "geometry", "reads the clean image as")
     assert page.locator("h1").first.inner_text().strip() == "Geometry lab"
     main = page.locator(MAIN)
     chart = main.locator(CHART).first
     chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
-    assert "Figure 1" in chart.inner_text()  # the title drawn in the svg
+    # Plotly draws the title and the markers after the chart's svg: wait for them rather than read once.
+    expect(chart).to_contain_text("Figure 1", timeout=30_000)
     # One marker per radius of the page's default grid (5 radii for an ImageNet model).
-    assert chart.locator(".scatterlayer .trace .points path").count() == 5
+    expect(chart.locator(".scatterlayer .trace .points path")).to_have_count(5, timeout=30_000)
     # the command line is a code block, drawn once its lazily loaded component arrives (a run read the text of the
     # caption after it without it): wait for it before reading the text
     wait_for_text(page, re.compile(r"python -m advcore geometry all --model efficientnet-lite0"))

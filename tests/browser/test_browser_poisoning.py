@@ -16,6 +16,8 @@ pytestmark = pytest.mark.browser
 
 
 def test_poisoning_page_runs_poison_frogs(page: Page, app_url: str) -> None:
+    from playwright.sync_api import expect
+
     open_lab(page, app_url, "poisoning", "Accuracy under LF (measured)")
     assert page.locator("h1").first.inner_text().strip() == "Poisoning lab"
     main = page.locator(MAIN)
@@ -41,7 +43,7 @@ def test_poisoning_page_runs_poison_frogs(page: Page, app_url: str) -> None:
     page.get_by_text("One poison frog trial").scroll_into_view_if_needed()
     chart = main.locator('[data-testid="stPlotlyChart"]').first
     chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
-    assert "SVM boundary, poisoned" in chart.inner_text()
+    expect(chart).to_contain_text("SVM boundary, poisoned", timeout=30_000)  # drawn after the svg
     page.wait_for_function(
         """sel => [...document.querySelectorAll(sel + ' img')]
                   .filter(i => i.complete && i.naturalWidth > 0).length >= 4""",
