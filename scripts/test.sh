@@ -25,7 +25,7 @@ fi
 # In CI a missing browser must fail the run, not skip the browser tests.
 if [ "${CI:-}" = "true" ]; then export ADVLAB_REQUIRE_BROWSER=1; fi
 cd "$ROOT"
-# Two test processes (pytest-xdist): on 2 cores the serial suite kept them 40% busy (measured: 5:46 of CPU in
+# Two test processes (pytest-xdist): on 2 cores the serial suite kept them 42% busy (measured: 5:46 of CPU in
 # 6:54). The browser tests share one process and one server (tests/conftest.py); ADVLAB_TEST_PROCESSES=0 (or
 # -n 0 among the arguments) runs everything in this process.
 exec "$VENV/bin/python" -m pytest -n "${ADVLAB_TEST_PROCESSES:-2}" --dist loadgroup "$@"
