@@ -168,7 +168,7 @@ def compute(req: attack_view.AttackRequest, image, slot, image_name: str | None 
         RUN.cancel_button(key=key)
         bar = st.progress(0.0, text=f"{title}: starting")
         RUN.update({"label": title, "step": 0, "steps": req.gradient_steps})  # a Cancel before the first step
-        # In a worker process at a lower priority when ADVLAB_RUN_WORKERS=1 (ui.workers), else in this thread.
+        # In a worker process at the lowest priority (ui.workers; ADVLAB_RUN_WORKERS=0: in this thread).
         res = RUN.execute(attack_view.job(req, image, image_name), attack_view.cancelled, job=req,
                           on_step=RUN.live_steps(bar, title))
     slot.empty()  # the Cancel button, the bar and any place in line with it

@@ -12,7 +12,7 @@ equal a sequential run of the same attacks in this process (advcore, one at a ti
 (``--probe N``): one session moves eps between two cached results N times while the others keep starting heavy runs
 of their own. The CPU seconds each kind of process used (server, workers, Chromium, the rest) are recorded too.
 
-    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--workers] [--probe 8] [--open steps]
+    .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--no-workers] [--probe 8]
 
 Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
 and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.
@@ -488,9 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-runs", type=int, default=None, help="ADVLAB_MAX_RUNS of the server (default: its own)")
     ap.add_argument("--steps", type=int, default=5, help="PGD steps, 1-50 (default 5)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds one step may take (default 240)")
-    ap.add_argument("--workers", action="store_true",
-                    help="heavy runs in worker processes (ADVLAB_RUN_WORKERS=1) instead of the server process (the "
-                         "app's default)")
+    ap.add_argument("--workers", action=argparse.BooleanOptionalAction, default=True,
+                    help="heavy runs in worker processes at the lowest priority (ADVLAB_RUN_WORKERS=1, the app's "
+                         "default; the default here too); --no-workers: in the server process")
     ap.add_argument("--probe", type=int, default=8, metavar="N",
                     help="after the lesson, N cached eps moves of one session while the others keep starting heavy "
                          "runs, 0-50 (default 8; 0: none)")
@@ -561,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         # environment() reads the load now, at the end: the start's is the one taken before the browsers began
         "environment": {**environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
                         "loadavg_1min_at_start": round(load0, 2)},
-        "sessions": a.sessions, "max_runs": max_runs, "run_workers": workers.enabled(), "pgd_steps": a.steps,
+        "sessions": a.sessions, "max_runs": max_runs, "run_workers": workers.enabled(),
+        "worker_nice": workers.WORKER_NICE if workers.enabled() else None, "pgd_steps": a.steps,
         "lesson": not a.no_lesson, "probe_others_nice": a.others_nice, "post_script_gc": post_script_gc(),
         "open_sections": a.open,  # the Attack lab's detail sections open in every session (None: all closed)
         "models": list(MODELS), "light": summary(light), "heavy": summary(heavy),

@@ -43,8 +43,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def fresh_classroom(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with an empty shared result store and run queue (``ui.shared``'s process objects), as a
     fresh server would: a result another test computed is not a hit, and the queue is empty. Heavy runs stay in
-    the test's process (``ADVLAB_RUN_WORKERS=0``, also the app's default, set here in case the environment has
-    1: a monkeypatch reaches them, and no worker starts per test); tests/unit/test_workers.py tests the workers."""
+    the test's process (``ADVLAB_RUN_WORKERS=0``; the app's default is 1): a monkeypatch reaches them, and no
+    worker starts per test. tests/unit/test_workers.py tests the workers; the browser tests' servers (started
+    before this fixture, from the environment the suite was given) run them in workers, as the app does."""
     from ui import shared, workers
 
     monkeypatch.setattr(shared, "_RESULTS", None)

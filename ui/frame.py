@@ -27,7 +27,7 @@ from advcore.device import cuda_available, describe, pick_device
 from advcore.errors import AdvlabError
 from advcore.models import custom
 from advcore.records import pixel_sha256
-from ui import plots
+from ui import plots, workers
 
 log = logging.getLogger("advlab.ui")
 if not logging.getLogger("advlab").handlers:  # errors go to the server log, never to the page
@@ -537,6 +537,7 @@ def run_with_sidebar(page: StreamlitPage) -> None:
     """
     url_begin(page.url_path)
     with error_boundary(), models.session_scope(session_models()):
+        workers.prepare()  # the worker pool starts with the server's first page run
         try:
             st.session_state[_SELECTION_KEY] = sidebar()
             _url_state()["note_slot"] = st.empty()  # above the page's title: what a link could not restore

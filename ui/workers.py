@@ -5,7 +5,9 @@ backward passes) holds the GIL between torch calls and competes with every other
 cached result redrawn) for the cores. :func:`run` sends a picklable :class:`Job` (a module-level function and
 its arguments) to a worker process instead: the worker lowers its own priority (``os.nice(WORKER_NICE)``), sets
 its torch thread count (the server's own count, set in the worker process only) and keeps its own loaded
-models, and the server's script thread only waits, drawing the progress the worker sends.
+models, and the server's script thread only waits, drawing the progress the worker sends. At the lowest priority
+a worker gets a core only when no server thread or browser on the machine wants it, so a light rerun never waits
+for a heavy run's arithmetic (README "Classroom server" has the measurement).
 
 * Progress: the job's function takes a per-step callback under the keyword ``Job.progress``; in the worker it
   sends ``Job.report(info)`` (a small picklable summary) to the server, where the page's callback draws it; when
@@ -15,11 +17,16 @@ models, and the server's script thread only waits, drawing the progress the work
   bounds the runs at a time. A rerun or closed tab interrupts the wait (a BaseException at the page's next ``st``
   call): the worker is told to stop and is taken back once it has (or ended after :data:`DRAIN_S`), and the slot
   is freed at once.
+* Workers start in the background when the server's first page runs (:func:`prepare`), and again after one
+  died. A job that finds no idle worker (the server has just started, or a worker died) runs in the calling
+  thread rather than waiting seconds for a worker's imports: the same numbers either way.
 * A worker that dies mid-run (killed, out of memory) raises :class:`WorkerCrashed`, an AdvlabError with a plain
-  message; the next run starts a new worker.
-* Workers are opt-in, ``ADVLAB_RUN_WORKERS=1`` (:func:`enabled`); by default (0) jobs run in the calling thread,
-  exactly as before (also the test suite's setting, see tests/conftest.py). Session-only models (the sidebar's
-  ``mine:`` uploads) live in the server's session, not in a worker: a job on one is ``local`` and runs in-process.
+  message; the next run goes on without it while a new worker starts.
+* Workers are on by default, ``ADVLAB_RUN_WORKERS=1`` (:func:`enabled`); with 0 jobs run in the calling thread
+  (the in-process tests' setting, see tests/conftest.py). Only the Attack lab's attacks are jobs: the other labs'
+  heavy runs stay in the server at normal priority, where a worker's run beside them gets the cores they leave
+  (bench/worker_priority.py). Session-only models (the sidebar's ``mine:`` uploads) live in the server's session,
+  not in a worker: a job on one is ``local`` and runs in-process.
 
 A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
 server), talking over a socket pair with ``multiprocessing.connection``. Jobs, results and exceptions travel
@@ -45,12 +52,16 @@ from typing import Any
 
 from advcore.errors import AdvlabError
 
-WORKERS_ENV = "ADVLAB_RUN_WORKERS"  # 1: heavy runs in worker processes; 0 (default): in the server process
-WORKER_NICE = 5  # os.nice increment of a worker: CFS gives it ~1/3 of a server thread's share when both want a core
+WORKERS_ENV = "ADVLAB_RUN_WORKERS"  # 1 (default): heavy runs in worker processes; 0: in the server process
+# os.nice increment of a worker, to the lowest priority: CFS gives a nice-19 thread 15/1024 of a nice-0 thread's
+# share when both want a core. Measured against +5 and in-process runs (README "Classroom server").
+WORKER_NICE = 19
 POLL_S = 0.1  # how often a waiting script thread looks for a worker's message or death
 DRAIN_S = 30.0  # an interrupted run's worker is ended if it has not stopped by then
+START_S = 300.0  # a starting worker is ended if it has not imported torch by then (at the lowest priority)
 ROOT = Path(__file__).resolve().parents[1]  # workers import ui and advcore from here
 STOP = "stop"  # the server's message to a job: return True from your next step's callback
+READY = ("ready", None)  # a new worker's first message: its imports are done
 
 
 class WorkerCrashed(AdvlabError):
@@ -84,10 +95,9 @@ class Job:
 
 
 def enabled() -> bool:
-    """Whether heavy runs go to worker processes (``ADVLAB_RUN_WORKERS``, default 0: opt-in, since on a quiet
-    2-core machine they gave light interactions no measurable gain and one of three 4-session benchmark runs hung,
-    cause not found; README "Classroom server"); AdvlabError when the setting is not 0 or 1."""
-    text = os.environ.get(WORKERS_ENV, "").strip() or "0"
+    """Whether heavy runs go to worker processes (``ADVLAB_RUN_WORKERS``, default 1); AdvlabError when the
+    setting is not 0 or 1."""
+    text = os.environ.get(WORKERS_ENV, "").strip() or "1"
     if text not in ("0", "1"):
         raise AdvlabError(f"{WORKERS_ENV} must be 0 (runs in the server process) or 1 (in workers), not {text!r}")
     return text == "1"
@@ -120,6 +130,7 @@ def serve(fd: int, threads: int) -> None:
 
     torch.set_num_threads(threads)  # this worker process only
     conn = Connection(fd)
+    _send(conn, READY)  # imported: the pool may give it jobs now
     while True:
         try:
             job = pickle.loads(conn.recv_bytes())
@@ -162,6 +173,17 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def ready(self, timeout: float = START_S) -> bool:
+        """Wait for the worker's READY (its imports done); False when it died or took over ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and self.alive():
+                if self.conn.poll(POLL_S):
+                    return pickle.loads(self.conn.recv_bytes()) == READY
+        except (EOFError, OSError):
+            pass
+        return False
+
     def stop(self) -> None:
         """Tell the job to stop at its next step."""
         with contextlib.suppress(OSError):
@@ -187,31 +209,47 @@ def _crash_message(proc: subprocess.Popen) -> str:
 
 
 class Pool:
-    """Worker processes for jobs, started on demand and kept (at most ``keep`` idle) for the next job, so that
-    a worker's imports and loaded models serve many runs. Thread-safe."""
+    """``keep`` worker processes for jobs, started in the background (:meth:`warm`) and kept for the next job,
+    so that a worker's imports and loaded models serve many runs. Thread-safe."""
 
     def __init__(self, keep: int, threads: int):
         self.keep, self.threads = keep, threads
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
+        self._busy = 0  # workers taken for a job (or being drained) and not yet given back or ended
+        self._warming = False  # a warm thread is starting workers
         self.started = 0  # workers started so far
 
-    def _take(self) -> _Worker:
+    def _take(self) -> _Worker | None:
+        """A live idle worker, or None (and :meth:`warm`) when there is none."""
+        dead: list[_Worker] = []
         with self._lock:
-            while self._idle:
+            w = None
+            while self._idle and w is None:
                 w = self._idle.pop()
-                if w.alive():
-                    return w
-                w.end()
-            self.started += 1
-        return _Worker(self.threads)
+                if not w.alive():
+                    dead.append(w)
+                    w = None
+            if w is not None:
+                self._busy += 1
+        for d in dead:
+            d.end()
+        if w is None:
+            self.warm()
+        return w
 
-    def _give(self, w: _Worker) -> None:
+    def _give(self, w: _Worker, taken: bool = True) -> None:
+        """Keep ``w`` for the next job when it is alive and fewer than ``keep`` are, else end it; ``taken``:
+        it came from :meth:`_take` (not from :meth:`warm`)."""
         with self._lock:
-            if w.alive() and len(self._idle) < self.keep:
+            if taken:
+                self._busy -= 1
+            if w.alive() and len(self._idle) + self._busy < self.keep:
                 self._idle.append(w)
                 return
         w.end()
+        if taken:
+            self.warm()  # a replacement, when this one died
 
     def _drain(self, w: _Worker) -> None:
         """Take back a worker whose wait was interrupted, once its job has answered (it was told to stop)."""
@@ -223,18 +261,38 @@ class Pool:
                     return
         except (EOFError, OSError):
             pass
+        self._drop(w)
+
+    def _drop(self, w: _Worker) -> None:
+        """End a taken worker (it died, or would not stop) and start a replacement."""
+        with self._lock:
+            self._busy -= 1
         w.end()
+        self.warm()
 
     def warm(self) -> None:
-        """Start workers up to ``keep`` idle ones, in the background (a worker's start, its imports at a lower
-        priority, takes seconds that the first runs would otherwise wait)."""
+        """Start workers, in the background, until ``keep`` are idle or busy (a worker's start, its imports at the
+        lowest priority, takes seconds; jobs meanwhile run in their calling thread). One warm thread at a time."""
+        with self._lock:
+            if self._warming or len(self._idle) + self._busy >= self.keep:
+                return
+            self._warming = True
+
         def start() -> None:
-            for _ in range(self.keep):  # at most keep: a worker that dies at once is not started again
+            try:
+                for _ in range(self.keep):  # at most keep: a worker that dies at once is not started again
+                    with self._lock:
+                        if len(self._idle) + self._busy >= self.keep:
+                            return
+                        self.started += 1
+                    w = _Worker(self.threads)
+                    if w.ready():  # only a worker that has imported torch is idle: a job never waits for it
+                        self._give(w, taken=False)
+                    else:
+                        w.end()
+            finally:
                 with self._lock:
-                    if len(self._idle) >= self.keep:
-                        return
-                    self.started += 1
-                self._give(_Worker(self.threads))
+                    self._warming = False
 
         threading.Thread(target=start, daemon=True, name="advlab-warm").start()
 
@@ -255,13 +313,15 @@ class Pool:
             return [w.proc.pid for w in self._idle]
 
     def run(self, job: Job, on_step: Callable[[Any], bool | None] | None = None) -> Any:
-        """``job`` in a worker: ``on_step(report)`` for every step it reports (True: tell it to stop); its
-        result, or its exception raised here; WorkerCrashed when the worker dies first."""
+        """``job`` in an idle worker, else in this thread: ``on_step(report)`` for every step it reports (True:
+        tell it to stop); its result, or its exception raised here; WorkerCrashed when the worker dies first."""
         w = self._take()
+        if w is None:
+            return job.call(on_step)
         try:
             _send(w.conn, job)
         except OSError:  # it died while idle
-            w.end()
+            self._drop(w)
             raise WorkerCrashed(_crash_message(w.proc)) from None
         except BaseException:  # an unpicklable job: the worker never got it
             self._give(w)
@@ -302,8 +362,8 @@ _POOL: Pool | None = None
 
 
 def pool() -> Pool:
-    """The server process's worker pool: as many kept as the run queue runs at a time, each with the server's
-    torch thread count (:func:`worker_threads`)."""
+    """The server process's worker pool, started on the first call: as many kept as the run queue runs at a
+    time, each with the server's torch thread count (:func:`worker_threads`)."""
     global _POOL
     from ui import shared
 
@@ -312,6 +372,13 @@ def pool() -> Pool:
             _POOL = Pool(shared.queue().limit, worker_threads())
             _POOL.warm()  # the other workers start while the first run waits for its own
         return _POOL
+
+
+def prepare() -> None:
+    """Start the worker pool when workers are on (a page run calls this first, so that workers import while the
+    first student reads the page); AdvlabError when ``ADVLAB_RUN_WORKERS`` is not 0 or 1."""
+    if enabled():
+        pool()
 
 
 def run(job: Job, on_step: Callable[[Any], bool | None] | None = None) -> Any:

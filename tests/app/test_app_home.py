@@ -78,3 +78,11 @@ def test_every_lab_in_the_page_table_has_its_script() -> None:
     assert [lab.title for lab in LABS][:2] == ["Home", "Attack lab"]
     for lab in LABS:
         assert (ROOT / lab.script).is_file(), lab.script
+
+
+def test_a_bad_worker_setting_is_one_message_on_the_page(monkeypatch) -> None:
+    monkeypatch.setenv("ADVLAB_RUN_WORKERS", "yes")  # read when the page runs: workers.prepare
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "ADVLAB_RUN_WORKERS must be 0 (runs in the server process) or 1 (in workers), not 'yes'"]

@@ -1,6 +1,7 @@
 """ui.workers with real worker processes: a real attack gives exactly the in-process result, Cancel (the flag, and
 Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a plain error after which the
-next run works. One worker process serves the module (it starts once: imports and a model load, ~3 s)."""
+next run works (in this thread while a new worker starts). One worker process serves the module (it starts once:
+imports and a model load, ~3 s)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def pool():
     p.close()
 
 
+def idle_worker(pool: workers.Pool) -> workers.Pool:
+    """``pool`` once a worker waits in it (warm starts one in the background)."""
+    pool.warm()
+    wait_until(lambda: pool.idle() == 1, timeout=120)
+    return pool
+
+
 @pytest.fixture
 def on(monkeypatch: pytest.MonkeyPatch, pool: workers.Pool) -> workers.Pool:
     """Workers on, the module's pool as the process's, one run at a time, ui.session with thread sessions."""
@@ -43,7 +51,7 @@ def on(monkeypatch: pytest.MonkeyPatch, pool: workers.Pool) -> workers.Pool:
     monkeypatch.setattr(workers, "_POOL", pool)
     monkeypatch.setattr(shared, "_QUEUE", shared.RunQueue(1))
     monkeypatch.setattr(runs, "st", ThreadSessions())
-    return pool
+    return idle_worker(pool)
 
 
 def test_a_job_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
@@ -88,6 +96,7 @@ def test_cancel_stops_the_worker_and_frees_the_slot(on: workers.Pool) -> None:
 def test_a_killed_worker_is_a_plain_error_and_the_next_run_works(on: workers.Pool) -> None:
     runs.ATTACK_RUN.execute(attack_view.job(request(steps=1), IMAGE), attack_view.cancelled)  # a worker idles
     (pid,) = on.pids()
+    started = on.started
     req = request(steps=200)
 
     def kill_at_step_1(s: attack_view.StepCount) -> bool:
@@ -100,9 +109,25 @@ def test_a_killed_worker_is_a_plain_error_and_the_next_run_works(on: workers.Poo
     kind, message = runs.st.session_state[runs.ATTACK_RUN.notices_key][-1]
     assert kind == "error" and message.startswith("The run's worker process was killed (signal 9)")
     assert issubclass(workers.WorkerCrashed, AdvlabError) and shared.queue().running() == 0
-    started = on.started
+    # The next run does not wait for a new worker's imports: it runs in this thread while one starts.
     assert runs.ATTACK_RUN.execute(attack_view.job(request(), IMAGE), attack_view.cancelled) is not None
-    assert on.started == started + 1  # a new worker
+    wait_until(lambda: on.idle() == 1, timeout=120)
+    assert on.started == started + 1  # the replacement, started once
+    assert runs.ATTACK_RUN.execute(workers.Job(os.getpid), attack_view.cancelled) == on.pids()[0]  # in it
+
+
+def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:
+    pool = workers.Pool(keep=1, threads=1)
+    try:
+        assert pool.run(workers.Job(threading.get_ident)) == threading.get_ident()  # none started yet: here
+        assert pool.idle() == 0  # the one that run's miss started is importing torch: not given jobs yet
+        wait_until(lambda: pool.idle() == 1, timeout=120)  # that run's miss started one in the background
+        for _ in range(3):
+            pool.warm()  # full: starts nothing
+        assert pool.run(workers.Job(os.getpid)) == pool.pids()[0] != os.getpid()
+        assert pool.started == 1 and pool.idle() == 1
+    finally:
+        pool.close()
 
 
 def test_workers_off_or_local_jobs_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,10 +138,24 @@ def test_workers_off_or_local_jobs_run_here(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(workers.WORKERS_ENV, "1")
     assert workers.run(workers.Job(threading.get_ident, local=True)) == here
     monkeypatch.delenv(workers.WORKERS_ENV)
-    assert not workers.enabled() and workers.run(job) == here  # opt-in: off unless set
+    assert workers.enabled()  # on by default
     monkeypatch.setenv(workers.WORKERS_ENV, "yes")
     with pytest.raises(AdvlabError, match="ADVLAB_RUN_WORKERS must be 0"):
         workers.enabled()
     with pytest.raises(Cancelled):  # the job's own exception is raised where it was asked for
         workers.Job(attack_view.run_to_end, (request(steps=50), IMAGE), progress="callback").call(lambda s: True)
     assert workers.worker_threads() == torch.get_num_threads()
+
+
+def test_prepare_starts_the_pool_only_when_workers_are_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[bool] = []
+    monkeypatch.setattr(workers, "pool", lambda: started.append(True))
+    monkeypatch.setenv(workers.WORKERS_ENV, "0")
+    workers.prepare()
+    assert started == []
+    monkeypatch.setenv(workers.WORKERS_ENV, "1")
+    workers.prepare()
+    assert started == [True]
+    monkeypatch.setenv(workers.WORKERS_ENV, "2")
+    with pytest.raises(AdvlabError, match="ADVLAB_RUN_WORKERS must be 0"):
+        workers.prepare()
