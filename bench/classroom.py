@@ -13,6 +13,7 @@ equal a sequential run of the same attacks in this process (advcore, one at a ti
 of their own. The CPU seconds each kind of process used (server, workers, Chromium, the rest) are recorded too.
 
     .venv/bin/python -m bench.classroom --sessions 4 [--max-runs 2] [--steps 5] [--no-workers] [--probe 8]
+        [--no-lesson] [--others-nice 19] [--open steps]
 
 Writes bench/results/classroom.json (the server's log: tests/artifacts/classroom-streamlit.log). Needs Chromium
 and Python playwright (requirements-dev.txt); exits 2 with one line when they are missing.

@@ -6,8 +6,8 @@ cached result redrawn) for the cores. :func:`run` sends a picklable :class:`Job`
 its arguments) to a worker process instead: the worker lowers its own priority (``os.nice(WORKER_NICE)``), sets
 its torch thread count (the server's own count, set in the worker process only) and keeps its own loaded
 models, and the server's script thread only waits, drawing the progress the worker sends. At the lowest priority
-a worker gets a core only when no server thread or browser on the machine wants it, so a light rerun never waits
-for a heavy run's arithmetic (README "Classroom server" has the measurement).
+a worker gets little of a core that a server thread or a browser wants, so a light rerun hardly waits for a heavy
+run's arithmetic (README "Classroom server" has the measurement).
 
 * Progress: the job's function takes a per-step callback under the keyword ``Job.progress``; in the worker it
   sends ``Job.report(info)`` (a small picklable summary) to the server, where the page's callback draws it; when
@@ -95,9 +95,9 @@ class Job:
 
 
 def enabled() -> bool:
-    """Whether heavy runs go to worker processes (``ADVLAB_RUN_WORKERS``, default 1); AdvlabError when the
-    setting is not 0 or 1."""
-    text = os.environ.get(WORKERS_ENV, "").strip() or "1"
+    """Whether heavy runs go to worker processes (``ADVLAB_RUN_WORKERS``, default 1 on POSIX systems, which have
+    ``os.nice`` and inherited socket descriptors; 0 elsewhere); AdvlabError when the setting is not 0 or 1."""
+    text = os.environ.get(WORKERS_ENV, "").strip() or ("1" if os.name == "posix" else "0")
     if text not in ("0", "1"):
         raise AdvlabError(f"{WORKERS_ENV} must be 0 (runs in the server process) or 1 (in workers), not {text!r}")
     return text == "1"
@@ -249,7 +249,7 @@ class Pool:
                 return
         w.end()
         if taken:
-            self.warm()  # a replacement, when this one died
+            self.warm()  # a replacement when this one died (nothing when the pool is full)
 
     def _drain(self, w: _Worker) -> None:
         """Take back a worker whose wait was interrupted, once its job has answered (it was told to stop)."""
@@ -370,7 +370,7 @@ def pool() -> Pool:
     with _LOCK:
         if _POOL is None:
             _POOL = Pool(shared.queue().limit, worker_threads())
-            _POOL.warm()  # the other workers start while the first run waits for its own
+            _POOL.warm()  # they import in the background; runs meanwhile go on in their own threads
         return _POOL
 
 
