@@ -12,6 +12,7 @@ from advcore import models
 from advcore.attacks import ATTACKS
 from advcore.errors import AdvlabError
 from advcore.labs import compare
+from ui import workers
 from ui.frame import (
     app_frame,
     command_line,
@@ -204,7 +205,8 @@ def run_all(reqs: tuple[cv.CompareRequest, ...], bar, uploads: list) -> list[com
         if hit is None:
             label = f"run {i + 1} of {len(reqs)}: " if len(reqs) > 1 else ""
             live = RUN.live(bar, text=lambda p, label=label: cv.progress_text(p, label), marker=lambda p: p.stage)
-            hit = RESULTS.put(req, RUN.shared(req, lambda r=req, f=live: cv.compute(r, uploads, f)))  # once for all
+            # once for all sessions; in a worker process at the lowest priority (ui.workers)
+            hit = RESULTS.put(req, RUN.shared(req, lambda r=req, f=live: workers.run(cv.job(r, uploads), f)))
         out.append(hit)
     return out
 

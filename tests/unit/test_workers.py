@@ -1,7 +1,7 @@
-"""ui.workers with real worker processes: a real attack gives exactly the in-process result, Cancel (the flag, and
-Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a plain error after which the
-next run works (in this thread while a new worker starts). One worker process serves the module (it starts once:
-imports and a model load, ~3 s)."""
+"""ui.workers with real worker processes: a real attack and a real comparison give exactly the in-process result,
+Cancel (the flag, and Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a plain
+error after which the next run works (in this thread while a new worker starts). One worker process serves the
+module (it starts once: imports and a model load, ~3 s)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,33 @@ def test_a_killed_worker_is_a_plain_error_and_the_next_run_works(on: workers.Poo
     wait_until(lambda: on.idle() == 1, timeout=120)
     assert on.started == started + 1  # the replacement, started once
     assert runs.ATTACK_RUN.execute(workers.Job(os.getpid), attack_view.cancelled) == on.pids()[0]  # in it
+
+
+def untimed(record):
+    """``record`` without its wall-clock ``seconds`` entries (the only numbers two equal runs may differ in)."""
+    if isinstance(record, dict):
+        return {k: untimed(v) for k, v in record.items() if k != "seconds"}
+    if isinstance(record, list):
+        return [untimed(v) for v in record]
+    return record
+
+
+def test_a_comparison_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
+    from ui.views import compare as cv
+
+    req = cv.CompareRequest(dataset="fashion-mnist", sources=("fmnist-naive",),
+                            targets=("fmnist-naive", "fmnist-fgsm"), attacks=("fgsm", "pgd"), norm="linf",
+                            eps=(0.1,), eps_text="0.1", steps=3, seed=1, images="fashion-mnist", limit=3,
+                            device="cpu")
+    here = cv.compute(req)
+    seen: list = []
+    job = cv.job(req)
+    assert not job.local
+    started, (pid,) = on.started, on.pids()  # an idle worker (the fixture's), so the job goes to it
+    there = runs.COMPARE_RUN.execute(job, cv.cancelled, on_step=lambda p: seen.append((p.stage, p.step, p.total)))
+    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    assert untimed(there.to_dict()) == untimed(here.to_dict()) and there.image_names == here.image_names
+    assert seen and seen[-1][1] == seen[-1][2]  # progress reached the end, reported as plain data
 
 
 def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:

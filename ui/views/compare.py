@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from advcore import data
+from advcore import data, models
 from advcore.errors import AdvlabError
 from advcore.labs import compare
 from advcore.progress import Progress, ProgressFn
 from advcore.records import json_safe
 from advcore.units import number as _f
 from advcore.units import percent_cell as _pct
-from ui import plots
+from ui import plots, workers
 
 FAMILIES = {"imagenet": "ImageNet: EfficientNet-Lite0/1/2", "fashion-mnist": "Fashion-MNIST: the model zoo"}
 SOURCE_SAMPLES = "All bundled photos"
@@ -171,6 +171,27 @@ def compute(req: CompareRequest, uploads: Sequence | None = None,
     session, so a page never changes it (``python -m advcore compare --threads 1`` is the command line's)."""
     req.check()
     items, notes = request_images(req, uploads)
+    return compute_items(req, items, notes, progress)
+
+
+def job(req: CompareRequest, uploads: Sequence | None = None) -> workers.Job:
+    """The comparison as a job for a worker process (:mod:`ui.workers`): its images decoded here (an upload is a
+    session's object, the decoded image plain data), its progress sent as plain :class:`Progress`; run
+    in-process (``local``) when it names a model of the session's own."""
+    req.check()
+    items, notes = request_images(req, uploads)
+    return workers.Job(compute_items, (req, items, notes), progress="progress", report=plain_progress,
+                       local=any(models.is_session_model(m) for m in (*req.sources, *req.targets)))
+
+
+def plain_progress(p: Progress) -> Progress:
+    """What of a progress report travels from a worker: stage, step, total and message, not ``info``."""
+    return Progress(p.stage, p.step, p.total, message=p.message)
+
+
+def compute_items(req: CompareRequest, items: list[compare.ImageItem], notes: list[str],
+                  progress: ProgressFn | None = None) -> compare.CompareResult:
+    """:func:`compute` on images already decoded (``notes``: what was skipped)."""
     result = compare.compare(items, req.sources, targets=req.targets, attack_names=req.attacks, norm=req.norm,
                              eps=req.eps, steps=req.steps, seed=req.seed, device=req.device, progress=progress,
                              stop_on_success=req.stop_on_success, agr_alpha=req.agr_alpha, resolution=req.resolution,
