@@ -22,3 +22,13 @@ def same_json(got, want, where: str = "", *, rel: float = 0.0, abs: float = 0.0)
             (where, got, want)
     else:
         assert got == want and type(got) is type(want), (where, got, want)
+
+
+def untimed(record):
+    """``record`` (a result's JSON) without its wall-clock ``seconds`` entries, the only values two equal runs may
+    differ in."""
+    if isinstance(record, dict):
+        return {k: untimed(v) for k, v in record.items() if k != "seconds"}
+    if isinstance(record, list):
+        return [untimed(v) for v in record]
+    return record

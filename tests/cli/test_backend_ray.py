@@ -18,7 +18,7 @@ import pytest
 from cli_util import run_cli
 
 from advcore import shards
-from tests.json_util import same_json
+from tests.json_util import same_json, untimed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,19 +38,10 @@ SHARD_LINE = re.compile(r"advcore: shard (?P<shard>\d+)/(?P<k>\d+) done: (?P<ima
                         r"(?P<shards>\d+) of (?P<of>\d+) shards, after \d+\.\d s")
 
 
-def without_seconds(obj):
-    """The JSON without its timings (the only fields a repeated run changes)."""
-    if isinstance(obj, dict):
-        return {k: without_seconds(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [without_seconds(v) for v in obj]
-    return obj
-
-
 def run_json(argv: list[str], path: Path) -> dict:
     code, _, err = run_cli([*argv, "--json", str(path), "-q"])
     assert code == 0, err
-    return without_seconds(json.loads(path.read_text()))
+    return untimed(json.loads(path.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +83,7 @@ def test_sharded_progress_is_one_stderr_line_per_shard_and_json_stays_clean(whol
     with ``--json -`` stdout holds the JSON alone, and ``-q`` silences the lines."""
     code, out, err = run_cli([*EVAL, "--workers", "2", "--json", "-"])
     assert code == 0, err
-    same_json(without_seconds(json.loads(out)), whole["eval"])
+    same_json(untimed(json.loads(out)), whole["eval"])
     got = shard_lines(err, 6, 2)
     assert [(int(m["shard"]), int(m["images"])) for m in got] == [(1, 2), (2, 6)]  # shards of 1 and 2 batches
     code, out, err = run_cli([*EVAL, "--workers", "2", "--json", "-", "-q"])
@@ -158,7 +149,7 @@ def ray_cluster():
 def test_ray_shards_give_the_whole_runs_json(ray_cluster, whole) -> None:
     code, out, err = run_cli([*EVAL, "--backend", "ray", "--workers", "2", "--json", "-"])
     assert code == 0, err
-    same_json(without_seconds(json.loads(out)), whole["eval"])
+    same_json(untimed(json.loads(out)), whole["eval"])
     shard_lines(err, 6, 2)  # progress across the Ray shards, in the order they finished
 
 
@@ -183,7 +174,7 @@ def test_a_killed_worker_loses_only_its_shard(ray_cluster, whole, tmp_path) -> N
     attempts = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("attempt-*"))
     assert attempts == ["attempt-0", "attempt-1", "attempt-1"]  # shard 0 once, shard 1 again after its death
     want = {k: v for k, v in whole["eval"].items() if k in curve and k != "seconds"}
-    same_json(without_seconds(curve), want)
+    same_json(untimed(curve), want)
 
 
 # --------------------------------------------------------------------------- the GPU path (no GPU needed)

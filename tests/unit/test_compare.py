@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_util import run_cli
-from json_util import same_json
+from json_util import same_json, untimed
 
 from advcore import attacks, models
 from advcore.errors import AdvlabError, Cancelled
@@ -33,15 +33,6 @@ def items() -> list[compare.ImageItem]:
 def result(items) -> compare.CompareResult:
     return compare.compare(items, SOURCES, targets=TARGETS, eps=[0.05, 0.1], steps=5, seed=3, device="cpu",
                            batch_size=N)
-
-
-def numbers(obj):
-    """``obj`` without its timings (the only fields that may differ between identical runs)."""
-    if isinstance(obj, dict):
-        return {k: numbers(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [numbers(v) for v in obj]
-    return obj
 
 
 def test_table_invariants(result) -> None:
@@ -163,7 +154,7 @@ def test_transfer_matches_an_independent_evaluation(items, result) -> None:
 def test_same_seed_same_numbers_and_the_seed_matters(items, result) -> None:
     again = compare.compare(items, SOURCES, targets=TARGETS, eps=[0.05, 0.1], steps=5, seed=3, device="cpu",
                             batch_size=N)
-    assert numbers(again.to_dict()) == numbers(result.to_dict())
+    assert untimed(again.to_dict()) == untimed(result.to_dict())
     other = compare.compare(items, ["fmnist-naive"], attack_names=["pgd"], eps=0.1, steps=5, seed=4, device="cpu",
                             batch_size=N)
     same = result.runs[1].sources["fmnist-naive"]["pgd"].per_image["cosine_similarity"]
@@ -355,7 +346,7 @@ def test_to_dict_is_the_schema_json(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
     code, _, err = run_cli([*TINY, "--json", str(out)])
     assert code == 0, err
-    got = numbers(json.loads(out.read_text()))
+    got = untimed(json.loads(out.read_text()))
     assert isinstance(got.pop("device"), str)
     same_json(got, want, rel=1e-6, abs=1e-7)  # floats to 1e-6 (probabilities to 1e-7): timings aside, deterministic
 
@@ -363,7 +354,7 @@ def test_to_dict_is_the_schema_json(tmp_path: Path) -> None:
     r = compare.compare(items, ["fmnist-naive", "fmnist-fgsm"], attack_names=["fgsm", "pgd"], eps=[0.05, 0.1],
                         steps=2, device="cpu")
     assert isinstance(r, compare.CompareResult)
-    d = numbers(r.to_dict())
+    d = untimed(r.to_dict())
     del d["device"]
     assert "images_source" not in d and "notes" not in d and "image_names" not in d  # None: left out
     same_json(d, {k: v for k, v in want.items() if k not in ("images_source", "notes")}, rel=1e-6, abs=1e-7)

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from json_util import untimed
 from PIL import Image
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from test_shared import ThreadSessions, wait_until
@@ -114,15 +115,6 @@ def test_a_killed_worker_is_a_plain_error_and_the_next_run_works(on: workers.Poo
     wait_until(lambda: on.idle() == 1, timeout=120)
     assert on.started == started + 1  # the replacement, started once
     assert runs.ATTACK_RUN.execute(workers.Job(os.getpid), attack_view.cancelled) == on.pids()[0]  # in it
-
-
-def untimed(record):
-    """``record`` without its wall-clock ``seconds`` entries (the only numbers two equal runs may differ in)."""
-    if isinstance(record, dict):
-        return {k: untimed(v) for k, v in record.items() if k != "seconds"}
-    if isinstance(record, list):
-        return [untimed(v) for v in record]
-    return record
 
 
 def test_a_comparison_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
