@@ -203,7 +203,8 @@ def table_section(sel, base: str, method: str, params: tuple, small: bool, notic
         RUN.cancel_button(b2, key="defense_cancel")
         bar = st.progress(0.0, text="Loading the models and images")
         live = RUN.live(bar, text=dv.progress_text, marker=dv.progress_marker)
-        out = RUN.execute(lambda: dv.run_table(pending, live), dv.cancelled, key=pending)
+        # in a worker process at the lowest priority (ui.workers)
+        out = RUN.execute(dv.job(pending), dv.cancelled, key=pending, on_step=live)
         if out is not None:
             TABLES.put(pending, out)
         st.rerun()

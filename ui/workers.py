@@ -23,10 +23,10 @@ run's arithmetic (README "Classroom server" has the measurement).
 * A worker that dies mid-run (killed, out of memory) raises :class:`WorkerCrashed`, an AdvlabError with a plain
   message; the next run goes on without it while a new worker starts.
 * Workers are on by default, ``ADVLAB_RUN_WORKERS=1`` (:func:`enabled`); with 0 jobs run in the calling thread (the
-  in-process tests' setting, see tests/conftest.py). The Attack lab's attacks and the Compare lab's runs are jobs;
-  the other labs' heavy runs stay in the server at normal priority, where a worker's run beside them gets the cores
-  they leave (bench/worker_priority.py). Session-only models (the sidebar's ``mine:`` uploads) live in the server's
-  session, not in a worker: a job on one is ``local`` and runs in-process.
+  in-process tests' setting, see tests/conftest.py). The Attack lab's attacks, the Compare lab's runs and the
+  Defense lab's tables are jobs; the other labs' heavy runs stay in the server at normal priority, where a worker's
+  run beside them gets the cores they leave (bench/worker_priority.py). Session-only models (the sidebar's ``mine:``
+  uploads) live in the server's session, not in a worker: a job on one is ``local`` and runs in-process.
 
 A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
 server), talking over a socket pair with ``multiprocessing.connection``. Jobs, results and exceptions travel
@@ -92,6 +92,14 @@ class Job:
         if self.progress is not None and on_step is not None:
             kwargs[self.progress] = lambda info: on_step(self.report(info))
         return self.fn(*self.args, **kwargs)
+
+
+def plain_progress(p: Any) -> Any:
+    """What of an ``advcore.progress.Progress`` travels from a worker: stage, step, total and message, not its
+    ``info`` (which may hold tensors); a Job's ``report`` for advcore's progress callbacks."""
+    from advcore.progress import Progress
+
+    return Progress(p.stage, p.step, p.total, message=p.message)
 
 
 def enabled() -> bool:

@@ -1,4 +1,4 @@
-"""ui.workers with real worker processes: a real attack and a real comparison give exactly the in-process result,
+"""ui.workers with real worker processes: a real attack, comparison and defense table give the in-process result,
 Cancel (the flag, and Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a plain
 error after which the next run works (in this thread while a new worker starts). One worker process serves the
 module (it starts once: imports and a model load, ~3 s)."""
@@ -133,6 +133,22 @@ def test_a_comparison_in_a_worker_equals_the_same_run_in_process(on: workers.Poo
     assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
     assert untimed(there.to_dict()) == untimed(here.to_dict()) and there.image_names == here.image_names
     assert seen and seen[-1][1] == seen[-1][2]  # progress reached the end, reported as plain data
+
+
+def test_a_defense_table_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
+    from ui.views import defense as dv
+
+    req = dv.TableRequest(model="fmnist-naive", device="cpu", method="bayer", attacks=("fgsm",), eps=(0.1,),
+                          n=4, steps=2, strong_steps=0, restarts=1)
+    here = dv.run_table(req)
+    job = dv.job(req)
+    assert not job.local and job.args[1] == dv.trained_rows("fmnist-naive")  # looked up in the server
+    seen: list = []
+    started, (pid,) = on.started, on.pids()
+    there = runs.DEFENSE_RUN.execute(job, dv.cancelled, on_step=lambda p: seen.append((p.step, p.total)))
+    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    assert untimed(there.to_dict()) == untimed(here.to_dict())
+    assert seen and seen[-1][0] == seen[-1][1]
 
 
 def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:

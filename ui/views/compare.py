@@ -180,13 +180,8 @@ def job(req: CompareRequest, uploads: Sequence | None = None) -> workers.Job:
     in-process (``local``) when it names a model of the session's own."""
     req.check()
     items, notes = request_images(req, uploads)
-    return workers.Job(compute_items, (req, items, notes), progress="progress", report=plain_progress,
+    return workers.Job(compute_items, (req, items, notes), progress="progress", report=workers.plain_progress,
                        local=any(models.is_session_model(m) for m in (*req.sources, *req.targets)))
-
-
-def plain_progress(p: Progress) -> Progress:
-    """What of a progress report travels from a worker: stage, step, total and message, not ``info``."""
-    return Progress(p.stage, p.step, p.total, message=p.message)
 
 
 def compute_items(req: CompareRequest, items: list[compare.ImageItem], notes: list[str],

@@ -22,7 +22,7 @@ from advcore.errors import AdvlabError
 from advcore.labs import defense as lab
 from advcore.progress import Progress, ProgressFn
 from advcore.units import eps_fraction_text
-from ui import plots
+from ui import plots, workers
 
 ATTACK_TITLES = {"fgsm": "FGSM", "ifgsm": "I-FGSM", "pgd": "PGD"}
 METHOD_TITLES = {
@@ -239,6 +239,20 @@ class TableRequest:
 
 def run_table(req: TableRequest, progress: ProgressFn | None = None) -> lab.DefenseTable:
     """``advcore.labs.defense.evaluate_defense`` for the request (ImageNet: at most the bundled photos)."""
+    return measure(req, trained_rows(req.model), progress)
+
+
+def job(req: TableRequest) -> workers.Job:
+    """:func:`run_table` as a job for a worker process (:mod:`ui.workers`): the trained rows looked up here (this
+    session's models are in scope here, not in a worker), progress sent as plain data; run in-process (``local``)
+    when the model or a trained row is a model of the session's own."""
+    trained = trained_rows(req.model)
+    return workers.Job(measure, (req, trained), progress="progress", report=workers.plain_progress,
+                       local=any(models.is_session_model(m) for m in (req.model, *trained.values())))
+
+
+def measure(req: TableRequest, trained: dict[str, str], progress: ProgressFn | None = None) -> lab.DefenseTable:
+    """:func:`run_table` with its trained rows (role -> model name) given."""
     req.check()
     n = req.n
     if not is_small(req.model):
@@ -248,7 +262,7 @@ def run_table(req: TableRequest, progress: ProgressFn | None = None) -> lab.Defe
     return lab.evaluate_defense(req.model, req.method, attack_names=req.attacks, eps=req.eps, n=n,
                                 steps=req.steps, adaptive=req.adaptive, eot=req.eot, seed=req.seed,
                                 strong_steps=req.strong_steps, restarts=req.restarts, params=dict(req.params),
-                                trained=trained_rows(req.model), device=req.device, progress=progress)
+                                trained=trained, device=req.device, progress=progress)
 
 
 FLAG = "⚠"
