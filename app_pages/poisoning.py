@@ -108,8 +108,9 @@ def run_pending(pending: pv.Request) -> None:
     title = f"Table {pv.TABLES[pending.attack]} ({poisoning.ATTACK_TITLES[pending.attack]})"
     RUN.cancel_button(key="poison_cancel")
     bar = st.progress(0.0, text=f"{title}: loading the features")
-    result = RUN.execute(lambda: pending.run(live(bar, title)), lambda left: pv.cancelled(title, left),
-                         key=pending)
+    # in a worker process at the lowest priority (ui.workers)
+    result = RUN.execute(pv.job(pending), lambda left: pv.cancelled(title, left), key=pending,
+                         on_step=live(bar, title))
     if result is not None:
         RESULTS.put(pending, result)
     st.rerun()

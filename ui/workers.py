@@ -24,9 +24,10 @@ run's arithmetic (README "Classroom server" has the measurement).
   message; the next run goes on without it while a new worker starts.
 * Workers are on by default, ``ADVLAB_RUN_WORKERS=1`` (:func:`enabled`); with 0 jobs run in the calling thread (the
   in-process tests' setting, see tests/conftest.py). The Attack lab's attacks, the Compare lab's runs and the
-  Defense lab's tables are jobs; the other labs' heavy runs stay in the server at normal priority, where a worker's
-  run beside them gets the cores they leave (bench/worker_priority.py). Session-only models (the sidebar's ``mine:``
-  uploads) live in the server's session, not in a worker: a job on one is ``local`` and runs in-process.
+  Defense and Poisoning labs' tables are jobs; the other labs' heavy runs stay in the server at normal priority,
+  where a worker's run beside them gets the cores they leave (bench/worker_priority.py). Session-only models (the
+  sidebar's ``mine:`` uploads) live in the server's session, not in a worker: a job on one is ``local`` and runs
+  in-process.
 
 A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
 server), talking over a socket pair with ``multiprocessing.connection``. Jobs, results and exceptions travel

@@ -1,6 +1,6 @@
-"""ui.workers with real worker processes: a real attack, comparison and defense table give the in-process result,
-Cancel (the flag, and Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a plain
-error after which the next run works (in this thread while a new worker starts). One worker process serves the
+"""ui.workers with real worker processes: a real attack, comparison, defense and poisoning table give the in-process
+result, Cancel (the flag, and Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a
+plain error after which the next run works (in this thread while a new worker starts). One worker process serves the
 module (it starts once: imports and a model load, ~3 s)."""
 
 from __future__ import annotations
@@ -149,6 +149,18 @@ def test_a_defense_table_in_a_worker_equals_the_same_run_in_process(on: workers.
     assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
     assert untimed(there.to_dict()) == untimed(here.to_dict())
     assert seen and seen[-1][0] == seen[-1][1]
+
+
+def test_a_poisoning_table_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
+    from ui.views import poisoning as pv
+
+    req = pv.Request("lf", ("naive",), 0, share=0.2)
+    here = pv.run_request(req)
+    seen: list = []
+    started, (pid,) = on.started, on.pids()
+    there = runs.POISON_RUN.execute(pv.job(req), lambda left: "cancelled", on_step=lambda p: seen.append(p.stage))
+    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    assert untimed(there.to_dict()) == untimed(here.to_dict()) and seen
 
 
 def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:

@@ -18,7 +18,7 @@ from advcore.labs import poisoning
 from advcore.paths import ROOT
 from advcore.progress import Progress
 from advcore.units import percent_cell as pct
-from ui import plots
+from ui import plots, workers
 
 PAGE_KINDS = ("naive", "fgsm", "pgd", "imagenet", "split-naive", "split-pgd")
 #: Short names for the feature picker's chips (the long titles were clipped); tables use KIND_TITLES.
@@ -82,6 +82,16 @@ class Request:
 
 
 # --------------------------------------------------------------------------- progress, and what a stopped run says
+
+
+def run_request(req: Request, progress=None) -> poisoning.PoisoningTable:
+    """``req.run(progress)``: what a worker process runs (:func:`job`)."""
+    return req.run(progress)
+
+
+def job(req: Request) -> workers.Job:
+    """A table's run as a job for a worker process (:mod:`ui.workers`), its progress sent as plain data."""
+    return workers.Job(run_request, (req,), progress="progress", report=workers.plain_progress)
 
 
 def progress_text(p: Progress) -> str:
