@@ -1,6 +1,6 @@
 """What a worker's lowest priority costs a heavy run: the Attack lab's run at nice 0 and at nice 19 (ui.workers'
 WORKER_NICE), alone and beside another heavy run at normal priority, as another lab's heavy run is in the server
-process: attacks in a loop (PGD-20 on EfficientNet-Lite1, as the Compare lab runs them) or the Training lab's
+process: attacks in a loop (PGD-20 on EfficientNet-Lite1) or the Training lab's
 PGD training (``advcore train``, 20,000 Fashion-MNIST images, the page's largest run); and, for the limit, 800x800
 matrix products on 2 threads in a loop, which keep both cores busy as none of the labs' runs does.
 
