@@ -1,8 +1,8 @@
 """What a worker's lowest priority costs a heavy run: the Attack lab's run at nice 0 and at nice 19 (ui.workers'
 WORKER_NICE), alone and beside another heavy run at normal priority, as another lab's heavy run is in the server
-process: attacks in a loop (PGD-20 on EfficientNet-Lite1) or the Training lab's
-PGD training (``advcore train``, 20,000 Fashion-MNIST images, the page's largest run); and, for the limit, 800x800
-matrix products on 2 threads in a loop, which keep both cores busy as none of the labs' runs does.
+process: attacks in a loop (PGD-20 on EfficientNet-Lite1) or the Training lab's PGD training (``advcore train``,
+20,000 Fashion-MNIST images, the page's largest run); and, for the limit, 800x800 matrix products on 2 threads in a
+loop, which keep both cores busy as none of the labs' runs does.
 
     .venv/bin/python -m bench.worker_priority [--repeats 3]   # ~2 min on 2 cores
 
