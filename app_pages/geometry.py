@@ -125,8 +125,9 @@ def run(req: gv.GeometryRequest, image, model: str | None = None, label: str = "
     cancel = RUN.cancel_button(key=f"geo_cancel_{name}")
     bar = st.progress(0.0, text=f"{label} {name}")
     live = RUN.live(bar, text=lambda p: gv.progress_text(f"{label} {name}", p))
-    res = RUN.execute(lambda: gv.probe(req, image, live, model=name), lambda left: gv.cancelled_sentence(name),
-                      job=job)
+    # in a worker process at the lowest priority (ui.workers)
+    res = RUN.execute(gv.probe_job(req, image, model=name), lambda left: gv.cancelled_sentence(name), job=job,
+                      on_step=live)
     bar.empty()
     cancel.empty()
     if res is None:
@@ -282,7 +283,7 @@ def survey_section(req: gv.GeometryRequest, naive: str, robust: str) -> None:
         cancel = RUN.cancel_button(key="geo_survey_cancel")
         bar = st.progress(0.0, text="Surveying")
         live = RUN.live(bar, text=lambda p: gv.progress_text("Surveying", p))
-        fresh = RUN.execute(lambda: gv.run_survey(sreq, live), lambda left: "The survey was cancelled.", job=job)
+        fresh = RUN.execute(gv.survey_job(sreq), lambda left: "The survey was cancelled.", job=job, on_step=live)
         bar.empty()
         cancel.empty()
         if fresh is None:

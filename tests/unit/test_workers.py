@@ -1,7 +1,7 @@
-"""ui.workers with real worker processes: a real attack, comparison, defense and poisoning table give the in-process
-result, Cancel (the flag, and Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a
-plain error after which the next run works (in this thread while a new worker starts). One worker process serves the
-module (it starts once: imports and a model load, ~3 s)."""
+"""ui.workers with real worker processes: a real attack, comparison, defense and poisoning table and geometry probe
+give the in-process result, Cancel (the flag, and Streamlit's interruption) stops it and frees the queue slot, and a
+killed worker is a plain error after which the next run works (in this thread while a new worker starts). One worker
+process serves the module (it starts once: imports and a model load, ~3 s)."""
 
 from __future__ import annotations
 
@@ -161,6 +161,21 @@ def test_a_poisoning_table_in_a_worker_equals_the_same_run_in_process(on: worker
     there = runs.POISON_RUN.execute(pv.job(req), lambda left: "cancelled", on_step=lambda p: seen.append(p.stage))
     assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
     assert untimed(there.to_dict()) == untimed(here.to_dict()) and seen
+
+
+def test_a_geometry_probe_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
+    from ui.views import geometry as gv
+
+    req = gv.GeometryRequest(model="fmnist-naive", image_key="test:3", T=10, radii=(0.02, 0.1), radii_text="0.02,0.1",
+                             norm="linf", layer="penultimate", seed=0, permutations=20, device="cpu")
+    here = gv.probe(req, IMAGE.convert("L"))
+    job = gv.probe_job(req, IMAGE.convert("L"))
+    assert not job.local
+    started, (pid,) = on.started, on.pids()
+    seen: list = []
+    there = runs.GEOMETRY_RUN.execute(job, lambda left: "cancelled", on_step=lambda p: seen.append(p.stage))
+    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    assert untimed(there.to_dict(points=True)) == untimed(here.to_dict(points=True)) and seen
 
 
 def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:

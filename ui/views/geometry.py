@@ -20,7 +20,7 @@ from advcore import models
 from advcore.errors import AdvlabError
 from advcore.labs import geometry
 from advcore.progress import Progress, ProgressFn
-from ui import plots
+from ui import plots, workers
 
 PAGE_PERMUTATIONS = 199
 
@@ -78,6 +78,13 @@ def probe(req: GeometryRequest, image, progress: ProgressFn | None = None,
     return geometry.probe_image(name, image, radii=req.radii, T=req.T, layer=req.layer, norm=req.norm,
                                 seed=req.seed, permutations=req.permutations, score=req.score, mantel_layers=sweep,
                                 device=req.device, progress=progress)
+
+
+def probe_job(req: GeometryRequest, image, model: str | None = None) -> workers.Job:
+    """:func:`probe` as a job for a worker process (:mod:`ui.workers`), its progress sent as plain data; run
+    in-process (``local``) on a model of the session's own."""
+    return workers.Job(probe, (req, image), {"model": model}, progress="progress", report=workers.plain_progress,
+                       local=models.is_session_model(model or req.model))
 
 
 def saved_probe(req: GeometryRequest, cli_image: str) -> tuple[geometry.ImageGeometry, str] | None:
@@ -387,6 +394,13 @@ def run_survey(req: SurveyRequest, progress: ProgressFn | None = None) -> geomet
     """advcore's :func:`geometry.survey` without the filter (every image, each model's predicted class)."""
     return geometry.survey(list(req.models), req.images, radii=req.radii, T=req.T, norm=req.norm, seed=req.seed,
                            score=req.score, min_confidence=None, device=req.device, progress=progress)
+
+
+def survey_job(req: SurveyRequest) -> workers.Job:
+    """:func:`run_survey` as a job for a worker process, its progress sent as plain data; run in-process
+    (``local``) when a model is the session's own."""
+    return workers.Job(run_survey, (req,), progress="progress", report=workers.plain_progress,
+                       local=any(models.is_session_model(m) for m in req.models))
 
 
 def saved_survey(req: SurveyRequest) -> tuple[geometry.Survey, str] | None:
