@@ -45,7 +45,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -101,6 +101,16 @@ def plain_progress(p: Any) -> Any:
     from advcore.progress import Progress
 
     return Progress(p.stage, p.step, p.total, message=p.message)
+
+
+def progress_job(fn: Callable[..., Any], args: tuple = (), kwargs: Mapping[str, Any] | None = None, *,
+                 models: Iterable[str] = ()) -> Job:
+    """A job whose ``fn`` takes advcore's progress callback as ``progress=``, its reports sent as
+    :func:`plain_progress`; ``local`` (in-process) when one of ``models`` is a model of the session's own."""
+    from advcore.models import is_session_model
+
+    return Job(fn, tuple(args), dict(kwargs or {}), progress="progress", report=plain_progress,
+               local=any(is_session_model(m) for m in models))
 
 
 def enabled() -> bool:

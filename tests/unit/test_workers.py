@@ -117,6 +117,15 @@ def test_a_killed_worker_is_a_plain_error_and_the_next_run_works(on: workers.Poo
     assert runs.ATTACK_RUN.execute(workers.Job(os.getpid), attack_view.cancelled) == on.pids()[0]  # in it
 
 
+def in_the_worker(pool: workers.Pool, run):
+    """``run()``, asserting that it used the pool's idle worker (the fixture's): no worker started, the same one
+    back in the pool."""
+    started, (pid,) = pool.started, pool.pids()
+    out = run()
+    assert pool.started == started and pool.pids() == [pid]
+    return out
+
+
 def test_a_comparison_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
     from ui.views import compare as cv
 
@@ -128,9 +137,8 @@ def test_a_comparison_in_a_worker_equals_the_same_run_in_process(on: workers.Poo
     seen: list = []
     job = cv.job(req)
     assert not job.local
-    started, (pid,) = on.started, on.pids()  # an idle worker (the fixture's), so the job goes to it
-    there = runs.COMPARE_RUN.execute(job, cv.cancelled, on_step=lambda p: seen.append((p.stage, p.step, p.total)))
-    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    there = in_the_worker(on, lambda: runs.COMPARE_RUN.execute(
+        job, cv.cancelled, on_step=lambda p: seen.append((p.stage, p.step, p.total))))
     assert untimed(there.to_dict()) == untimed(here.to_dict()) and there.image_names == here.image_names
     assert seen and seen[-1][1] == seen[-1][2]  # progress reached the end, reported as plain data
 
@@ -144,9 +152,8 @@ def test_a_defense_table_in_a_worker_equals_the_same_run_in_process(on: workers.
     job = dv.job(req)
     assert not job.local and job.args[1] == dv.trained_rows("fmnist-naive")  # looked up in the server
     seen: list = []
-    started, (pid,) = on.started, on.pids()
-    there = runs.DEFENSE_RUN.execute(job, dv.cancelled, on_step=lambda p: seen.append((p.step, p.total)))
-    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    there = in_the_worker(on, lambda: runs.DEFENSE_RUN.execute(
+        job, dv.cancelled, on_step=lambda p: seen.append((p.step, p.total))))
     assert untimed(there.to_dict()) == untimed(here.to_dict())
     assert seen and seen[-1][0] == seen[-1][1]
 
@@ -157,9 +164,8 @@ def test_a_poisoning_table_in_a_worker_equals_the_same_run_in_process(on: worker
     req = pv.Request("lf", ("naive",), 0, share=0.2)
     here = pv.run_request(req)
     seen: list = []
-    started, (pid,) = on.started, on.pids()
-    there = runs.POISON_RUN.execute(pv.job(req), lambda left: "cancelled", on_step=lambda p: seen.append(p.stage))
-    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    there = in_the_worker(on, lambda: runs.POISON_RUN.execute(
+        pv.job(req), lambda left: "cancelled", on_step=lambda p: seen.append(p.stage)))
     assert untimed(there.to_dict()) == untimed(here.to_dict()) and seen
 
 
@@ -171,10 +177,9 @@ def test_a_geometry_probe_in_a_worker_equals_the_same_run_in_process(on: workers
     here = gv.probe(req, IMAGE.convert("L"))
     job = gv.probe_job(req, IMAGE.convert("L"))
     assert not job.local
-    started, (pid,) = on.started, on.pids()
     seen: list = []
-    there = runs.GEOMETRY_RUN.execute(job, lambda left: "cancelled", on_step=lambda p: seen.append(p.stage))
-    assert on.started == started and on.pids() == [pid]  # the same worker, back in the pool
+    there = in_the_worker(on, lambda: runs.GEOMETRY_RUN.execute(
+        job, lambda left: "cancelled", on_step=lambda p: seen.append(p.stage)))
     assert untimed(there.to_dict(points=True)) == untimed(here.to_dict(points=True)) and seen
 
 

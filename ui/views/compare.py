@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from advcore import data, models
+from advcore import data
 from advcore.errors import AdvlabError
 from advcore.labs import compare
 from advcore.progress import Progress, ProgressFn
@@ -180,8 +180,7 @@ def job(req: CompareRequest, uploads: Sequence | None = None) -> workers.Job:
     in-process (``local``) when it names a model of the session's own."""
     req.check()
     items, notes = request_images(req, uploads)
-    return workers.Job(compute_items, (req, items, notes), progress="progress", report=workers.plain_progress,
-                       local=any(models.is_session_model(m) for m in (*req.sources, *req.targets)))
+    return workers.progress_job(compute_items, (req, items, notes), models=(*req.sources, *req.targets))
 
 
 def compute_items(req: CompareRequest, items: list[compare.ImageItem], notes: list[str],

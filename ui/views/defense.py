@@ -247,8 +247,7 @@ def job(req: TableRequest) -> workers.Job:
     session's models are in scope here, not in a worker), progress sent as plain data; run in-process (``local``)
     when the model or a trained row is a model of the session's own."""
     trained = trained_rows(req.model)
-    return workers.Job(measure, (req, trained), progress="progress", report=workers.plain_progress,
-                       local=any(models.is_session_model(m) for m in (req.model, *trained.values())))
+    return workers.progress_job(measure, (req, trained), models=(req.model, *trained.values()))
 
 
 def measure(req: TableRequest, trained: dict[str, str], progress: ProgressFn | None = None) -> lab.DefenseTable:

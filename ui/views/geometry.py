@@ -83,8 +83,7 @@ def probe(req: GeometryRequest, image, progress: ProgressFn | None = None,
 def probe_job(req: GeometryRequest, image, model: str | None = None) -> workers.Job:
     """:func:`probe` as a job for a worker process (:mod:`ui.workers`), its progress sent as plain data; run
     in-process (``local``) on a model of the session's own."""
-    return workers.Job(probe, (req, image), {"model": model}, progress="progress", report=workers.plain_progress,
-                       local=models.is_session_model(model or req.model))
+    return workers.progress_job(probe, (req, image), {"model": model}, models=(model or req.model,))
 
 
 def saved_probe(req: GeometryRequest, cli_image: str) -> tuple[geometry.ImageGeometry, str] | None:
@@ -399,8 +398,7 @@ def run_survey(req: SurveyRequest, progress: ProgressFn | None = None) -> geomet
 def survey_job(req: SurveyRequest) -> workers.Job:
     """:func:`run_survey` as a job for a worker process, its progress sent as plain data; run in-process
     (``local``) when a model is the session's own."""
-    return workers.Job(run_survey, (req,), progress="progress", report=workers.plain_progress,
-                       local=any(models.is_session_model(m) for m in req.models))
+    return workers.progress_job(run_survey, (req,), models=req.models)
 
 
 def saved_survey(req: SurveyRequest) -> tuple[geometry.Survey, str] | None:

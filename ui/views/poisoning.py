@@ -91,7 +91,7 @@ def run_request(req: Request, progress=None) -> poisoning.PoisoningTable:
 
 def job(req: Request) -> workers.Job:
     """A table's run as a job for a worker process (:mod:`ui.workers`), its progress sent as plain data."""
-    return workers.Job(run_request, (req,), progress="progress", report=workers.plain_progress)
+    return workers.progress_job(run_request, (req,))
 
 
 def progress_text(p: Progress) -> str:
