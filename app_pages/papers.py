@@ -1,7 +1,7 @@
 """Papers: each paper's headline claims, advlab's measured numbers and a verdict per claim.
 
 Reads bench/results/papers/*.json at once (advcore.labs.papers.load_saved) and the findings (advcore.labs.findings);
-Run (quick) measures one paper with progress and Cancel -> ui.views.papers.
+Run (quick) measures one paper with progress and Cancel, in a worker process (ui.views.papers.job).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ for key, paper in papers.PAPERS.items():
             RUN.take_request()
             bar = st.progress(0.0, text="starting")
             RUN.cancel_button(key=f"papers_cancel_{key}")
-            out = RUN.execute(lambda k=key, b=bar: papers.reproduce(k, quick=True, progress=RUN.live(b, k)),
-                              lambda left: f"Cancelled at {left}.")
+            # In a worker process at the lowest priority (ui.workers; ADVLAB_RUN_WORKERS=0: in this thread).
+            out = RUN.execute(pv.job(key), pv.cancelled, on_step=RUN.live(bar, key))
             if out is not None:
                 st.session_state["_advlab_papers_quick"] = {**quick, key: out}
                 st.rerun()

@@ -109,8 +109,8 @@ def table1_recompute_section(cards: list[dict], dataset: str, device: str) -> No
     if pending is not None:
         TABLE1_RUN.cancel_button(b2, key="train_t1_cancel")
         bar = st.progress(0.0, text="Loading the models")
-        out = TABLE1_RUN.execute(lambda: pending.run(TABLE1_RUN.live(bar, "Table 1")),
-                                 lambda left: table1_interrupted(left or {}, True))
+        out = TABLE1_RUN.execute(pending.job(), lambda left: table1_interrupted(left or {}, True),
+                                 on_step=TABLE1_RUN.live(bar, "Table 1"))
         if out is not None:
             TABLE1_RESULTS.put(pending, out)
         st.rerun()
@@ -211,9 +211,10 @@ def controls(device: str) -> RunRequest:
                       device=device)
 
 
-def train(req: RunRequest, bar, status, chart) -> dict:
-    """Train and evaluate ``req`` with live progress on ``bar``, the latest messages in ``status`` and the loss
-    curve in ``chart``; keep its card in this session's runs."""
+def train(req: RunRequest, bar, status, chart) -> dict | None:
+    """Train and evaluate ``req`` (in a worker process, ``ui.workers``) with live progress on ``bar``, the latest
+    messages in ``status`` and the loss curve in ``chart``; keep its card in this session's runs and its model in
+    the session's model list. None when it was cancelled or refused (the notice says why)."""
     log = training_view.TrainingLog()
 
     def draw(p=None) -> None:
@@ -222,12 +223,14 @@ def train(req: RunRequest, bar, status, chart) -> dict:
         if log.chart_due(p):
             chart.plotly_chart(plots.loss_curves(log.losses, log.chart_title()))
 
-    kept: list = []  # the trained model, for the sidebar's model list (this session only)
-    trained = training_view.train_and_evaluate(req, RUN.live(bar, text=log.record, marker=log.marker, then=draw),
-                                               keep=kept.append)
+    out = RUN.execute(training_view.job(req), training_view.cancelled,
+                      on_step=RUN.live(bar, text=log.record, marker=log.marker, then=draw))
+    if out is None:
+        return None
+    trained, model = out
     draw()
     card = training_view.run_card(req, trained, next_number(TRAIN_RUN_COUNT), log)
-    card["sidebar_model"] = add_session_model(card["name"], kept[0], card)
+    card["sidebar_model"] = add_session_model(card["name"], model, card)  # this session only
     return RUNS.put(card["run"], card)
 
 
@@ -252,7 +255,7 @@ def train_section(device: str) -> None:
     if pending is not None:
         RUN.cancel_button(b2, key="train_cancel", label="Cancel training")
         bar = st.progress(0.0, text=f"Loading the {DATASET_TITLES.get(pending.dataset, pending.dataset)} images")
-        card = RUN.execute(lambda: train(pending, bar, st.empty(), st.empty()), training_view.cancelled)
+        card = train(pending, bar, st.empty(), st.empty())
         if card is not None:
             RUN.notice("success", f"{card['name']} is trained and evaluated: it is on the charts and in the table "
                                   "above (dashed), and described below; the sidebar's model list offers "

@@ -23,11 +23,12 @@ run's arithmetic (README "Classroom server" has the measurement).
 * A worker that dies mid-run (killed, out of memory) raises :class:`WorkerCrashed`, an AdvlabError with a plain
   message; the next run goes on without it while a new worker starts.
 * Workers are on by default, ``ADVLAB_RUN_WORKERS=1`` (:func:`enabled`); with 0 jobs run in the calling thread (the
-  in-process tests' setting, see tests/conftest.py). The Attack lab's attacks, the Compare lab's runs, the Defense
-  and Poisoning labs' tables and the Geometry lab's probes and surveys are jobs; the other labs' heavy runs stay in
-  the server at normal priority, where a worker's run beside them gets the cores they leave
-  (bench/worker_priority.py). Session-only models (the sidebar's ``mine:`` uploads) live in the server's session,
-  not in a worker: a job on one is ``local`` and runs in-process.
+  in-process tests' setting, see tests/conftest.py). Every lab's heavy runs are jobs: the Attack lab's attacks, the
+  Compare lab's runs, the Defense and Poisoning labs' tables, the Geometry lab's probes and surveys, the Training
+  lab's training runs (the trained module travels back pickled) and Table 1, and the Papers page's quick runs.
+  Session-only models (the sidebar's ``mine:`` uploads) live in the server's session, not in a worker: a job on one
+  is ``local`` and runs in-process, where a worker's run beside it gets the cores it leaves
+  (bench/worker_priority.py).
 
 A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
 server), talking over a socket pair with ``multiprocessing.connection``. Jobs, results and exceptions travel

@@ -1,7 +1,8 @@
-"""ui.workers with real worker processes: a real attack, comparison, defense and poisoning table and geometry probe
-give the in-process result, Cancel (the flag, and Streamlit's interruption) stops it and frees the queue slot, and a
-killed worker is a plain error after which the next run works (in this thread while a new worker starts). One worker
-process serves the module (it starts once: imports and a model load, ~3 s)."""
+"""ui.workers with real worker processes: a real attack, comparison, defense and poisoning table, geometry probe,
+training run (its model sent back), Table 1 and Papers quick run give the in-process result, Cancel (the flag, and
+Streamlit's interruption) stops it and frees the queue slot, and a killed worker is a plain error after which the
+next run works (in this thread while a new worker starts). One worker process serves the module (it starts once:
+imports and a model load, ~3 s)."""
 
 from __future__ import annotations
 
@@ -181,6 +182,43 @@ def test_a_geometry_probe_in_a_worker_equals_the_same_run_in_process(on: workers
     there = in_the_worker(on, lambda: runs.GEOMETRY_RUN.execute(
         job, lambda left: "cancelled", on_step=lambda p: seen.append(p.stage)))
     assert untimed(there.to_dict(points=True)) == untimed(here.to_dict(points=True)) and seen
+
+
+def test_a_training_run_in_a_worker_equals_the_same_run_in_process(on: workers.Pool) -> None:
+    from ui.views import training as tv
+
+    req = tv.RunRequest(dataset="digits", recipe="fgsm", strengths=(0.1,), epochs=1, limit=300, seed=2, eval_n=50,
+                        device="cpu")
+    (card, report, evaluation), model = tv.train_and_evaluate(req)
+    seen: list = []
+    job = tv.job(req)
+    assert not job.local
+    (card_w, report_w, evaluation_w), model_w = in_the_worker(on, lambda: runs.TRAIN_RUN.execute(
+        job, tv.cancelled, on_step=lambda p: seen.append(p)))
+    assert untimed(report_w) == untimed(report) and evaluation_w == evaluation
+    assert untimed({**card_w, "training_seconds": 0}) == untimed({**card, "training_seconds": 0})
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model_w(x), model(x))  # the same weights came back, ready for the session's model list
+    losses = [p.info["loss"] for p in seen if p.stage == "train" and p.message is None]
+    assert losses and all(isinstance(v, float) for v in losses)  # what the live loss chart draws, as plain floats
+    assert seen[-1].stage == "fgsm eval" and seen[-1].message.startswith("FGSM accuracy on 50 images")
+
+
+def test_table1_and_a_papers_quick_run_in_a_worker_equal_the_same_runs_in_process(on: workers.Pool) -> None:
+    from ui.views import papers as pv
+    from ui.views import training as tv
+
+    req = tv.Table1Request("fashion-mnist", 10, "0:0.3:0.1", "cpu")
+    here = req.run()
+    seen: list = []
+    there = in_the_worker(on, lambda: runs.PageRun("_test_t1").execute(
+        req.job(), lambda left: "cancelled", on_step=lambda p: seen.append((p.stage, p.step, p.total))))
+    assert untimed(there) == untimed(here) and seen and seen[-1][1] == seen[-1][2]
+    from advcore.labs import papers
+
+    here = papers.reproduce("geometry", quick=True)
+    there = in_the_worker(on, lambda: runs.PageRun("_test_papers").execute(pv.job("geometry"), pv.cancelled))
+    assert untimed(there) == untimed(here) and there["claims"]
 
 
 def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:

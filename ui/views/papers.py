@@ -1,6 +1,24 @@
-"""Papers page views: the saved (or just measured) records as table rows and text. Pure (no Streamlit)."""
+"""Papers page views: the saved (or just measured) records as table rows and text, and a quick run as a worker
+job. Pure (no Streamlit)."""
 
 from __future__ import annotations
+
+from advcore.labs import papers
+from ui import workers
+
+
+def job(paper: str) -> workers.Job:
+    """``advcore.labs.papers.reproduce(paper, quick=True)`` (what ``python -m advcore reproduce PAPER --quick``
+    runs) as a worker job (``ui.workers``), its progress sent as plain reports: the shipped models only."""
+    return workers.progress_job(papers.reproduce, (paper,), {"quick": True})
+
+
+def cancelled(left: dict | None) -> str:
+    """What a quick run that was cancelled says (``left``: its last progress marker, ``PageRun.live``'s)."""
+    if not left:
+        return "Quick run cancelled before its first step; nothing was kept."
+    return (f"Quick run of {left['label']} cancelled at {left['stage']}, step {left['step']} of {left['total']}; "
+            "nothing was kept.")
 
 
 def claim_rows(rec: dict) -> list[dict]:

@@ -16,6 +16,7 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from advcore.labs import training
 from advcore.models import zoo
 from advcore.progress import Progress, ProgressFn
 from advcore.units import parse_eps_list, percent_cell
+from ui import workers
 
 MODELS_DIR: Path = zoo.MODELS_DIR
 EXPECTED_ROLES = ("naive", "fgsm", "pgd", "mat-mixed", "mat-parallel")  # the models the Training lab compares
@@ -456,19 +458,30 @@ def interrupted(left: dict, was_cancelled: bool) -> str:
             "nothing was kept. Press Train to start again.")
 
 
-def train_and_evaluate(req: RunRequest, progress: ProgressFn, keep=None) -> tuple[dict, dict, str]:
-    """Train ``req`` with advcore and evaluate it with FGSM on the evaluation images: the training card, the
-    evaluation report and what the evaluation images are (see :func:`run_card`). ``keep(model)``, when given,
-    receives the trained model (taking [0, 1] pixels)."""
+def train_and_evaluate(req: RunRequest, progress: ProgressFn | None = None) -> tuple[tuple[dict, dict, str], Any]:
+    """Train ``req`` with advcore and evaluate it with FGSM on the evaluation images: (the training card, the
+    evaluation report, what the evaluation images are), see :func:`run_card`, and the trained model (taking [0, 1]
+    pixels), which the page adds to the session's models. A worker job (:func:`job`): plain data and a picklable
+    module back."""
     req.check()
     task = datasets.load_task(req.dataset, limit=req.limit)
     result = training.train(req.config(), task, device=req.device, progress=progress)
-    if keep is not None:
-        keep(result.model)
     n = min(req.eval_n, len(task.x_eval))
     report = training.evaluate(result.model, datasets.to_float(task.x_eval), task.y_eval, eps=EVAL_EPS,
                                fgsm_images=n, pgd_images=0, seed=req.seed, progress=progress)
-    return result.card, report, task.description["evaluation"]
+    return (result.card, report, task.description["evaluation"]), result.model
+
+
+def progress_report(p: Progress) -> Progress:
+    """What of a training step travels from a worker: stage, step, total, message and the two numbers
+    :meth:`TrainingLog.record` reads (``loss``, ``eps``), as floats."""
+    info = {k: float(p.info[k]) for k in ("loss", "eps") if k in p.info}
+    return Progress(p.stage, p.step, p.total, info, p.message)
+
+
+def job(req: RunRequest) -> workers.Job:
+    """:func:`train_and_evaluate` as a worker job (``ui.workers``): nothing of a session's own is needed."""
+    return workers.Job(train_and_evaluate, (req,), progress="progress", report=progress_report)
 
 
 def run_card(req: RunRequest, trained: tuple[dict, dict, str], number: int, log: TrainingLog) -> dict:
@@ -513,11 +526,20 @@ class Table1Request:
         return [f"python -m advcore table1 --protocol {p} --dataset {self.dataset} --n {self.n} --eps {self.eps} "
                 f"--json -" for p in ("paper", "white-box")]
 
-    def run(self, progress: ProgressFn) -> dict:
+    def run(self, progress: ProgressFn | None = None) -> dict:
         """Table 1 under the paper's protocol (``advcore.labs.training.table1``), which also measures every model's
         white-box FGSM and R+FGSM curves on the same images: both protocols' averages in one run."""
         return training.table1(self.dataset, protocol="paper", eps=parse_eps_list(self.eps), n=self.n,
                                device=self.device, progress=progress)[0]
+
+    def job(self) -> workers.Job:
+        """:meth:`run` as a worker job (``ui.workers``), its progress sent as plain reports."""
+        return workers.progress_job(table1, (self,))
+
+
+def table1(req: Table1Request, progress: ProgressFn | None = None) -> dict:
+    """``req.run(progress)``: a module-level function, as a worker job needs."""
+    return req.run(progress)
 
 
 def table1_rows(cards: list[dict], table: dict) -> list[dict]:
