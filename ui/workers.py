@@ -3,7 +3,7 @@
 Streamlit runs every session's script in a thread of one process: a heavy run there (an attack's forward and
 backward passes) holds the GIL between torch calls and competes with every other session's light reruns (a
 cached result redrawn) for the cores. :func:`run` sends a picklable :class:`Job` (a module-level function and
-its arguments) to a worker process instead: the worker lowers its own priority (``os.nice(WORKER_NICE)``), sets
+its arguments) to a worker process instead: the worker lowers its own priority (:func:`lower_priority`), sets
 its torch thread count (the server's own count, set in the worker process only) and keeps its own loaded
 models, and the server's script thread only waits, drawing the progress the worker sends. At the lowest priority
 a worker gets little of a core that a server thread or a browser wants, so a light rerun hardly waits for a heavy
@@ -39,6 +39,7 @@ or thread counts; the pool is a list of processes under one lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
 import socket
@@ -58,6 +59,7 @@ WORKERS_ENV = "ADVLAB_RUN_WORKERS"  # 1 (default): heavy runs in worker processe
 # os.nice increment of a worker, to the lowest priority: CFS gives a nice-19 thread 15/1024 of a nice-0 thread's
 # share when both want a core. Measured against +5 and in-process runs (README "Classroom server").
 WORKER_NICE = 19
+AUTOGROUP = "/proc/self/autogroup"  # Linux's per-session CPU group (sched(7), "The autogroup feature")
 POLL_S = 0.1  # how often a waiting script thread looks for a worker's message or death
 DRAIN_S = 30.0  # an interrupted run's worker is ended if it has not stopped by then
 START_S = 300.0  # a starting worker is ended if it has not imported torch by then (at the lowest priority)
@@ -140,17 +142,53 @@ def _send(conn: Connection, message: object) -> None:
     conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def lower_priority(niceness: int = WORKER_NICE) -> None:
+    """Lower this process to ``niceness`` (never raises). Where Linux shares the CPU between sessions before it
+    looks at nice values (autogroup, ``kernel.sched_autogroup_enabled``, on by default in most distributions), a
+    nice process of one session still gets as much as the whole of another session (a browser on the same
+    machine, the server itself when it runs in a session of its own): so a worker, which starts in a session of
+    its own (``start_new_session``), sets its session's group to the same nice. Only then: a process that shares
+    its caller's session leaves that group, the caller's, alone."""
+    with contextlib.suppress(OSError):
+        os.nice(niceness - os.getpriority(os.PRIO_PROCESS, 0))
+    if not os.path.exists(AUTOGROUP) or os.getsid(0) != os.getpid():
+        return
+    for _ in range(20):  # an unprivileged write is refused (EAGAIN) within 0.1 s of another one, system-wide
+        try:
+            with open(AUTOGROUP, "w") as f:
+                f.write(str(niceness))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN:
+                return
+            time.sleep(0.1)
+
+
+def priority() -> dict[str, Any]:
+    """This process's priority: its nice value, whether it leads a session of its own, and that session's
+    autogroup nice (None where Linux has no autogroup)."""
+    group = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(AUTOGROUP) as f:
+            group = int(f.read().split("nice")[1])
+    return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "own_session": os.getsid(0) == os.getpid(),
+            "autogroup_nice": group}
+
+
 def serve(fd: int, threads: int) -> None:
     """A worker process's life (``python -c "from ui.workers import serve; serve(FD, THREADS)"``): lower its
-    priority, set its own torch threads, then answer jobs on the socket ``fd`` until it closes. A ``STOP``
-    message during a job makes the job's callback return True."""
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)
+    priority, set its own torch threads, then answer jobs on the socket ``fd`` until it closes (the server
+    ended: a worker in a session of its own gets no signal from a terminal). A ``STOP`` message during a job
+    makes the job's callback return True, and so does the socket's end."""
+    lower_priority()
     import torch
 
     torch.set_num_threads(threads)  # this worker process only
     conn = Connection(fd)
-    _send(conn, READY)  # imported: the pool may give it jobs now
+    try:
+        _send(conn, READY)  # imported: the pool may give it jobs now
+    except OSError:
+        return
     while True:
         try:
             job = pickle.loads(conn.recv_bytes())
@@ -162,9 +200,12 @@ def serve(fd: int, threads: int) -> None:
 
         def on_step(report: Any) -> bool:
             nonlocal stopped
-            _send(conn, ("step", report))
-            while not stopped and conn.poll(0):
-                stopped = pickle.loads(conn.recv_bytes()) == STOP
+            try:
+                _send(conn, ("step", report))
+                while not stopped and conn.poll(0):
+                    stopped = pickle.loads(conn.recv_bytes()) == STOP
+            except (EOFError, OSError):  # the server is gone: stop at this step
+                stopped = True
             return stopped
 
         try:
@@ -172,9 +213,14 @@ def serve(fd: int, threads: int) -> None:
         except Exception as exc:  # the job's own exception, raised again where the job was asked for
             out = ("raise", exc)
         try:
-            _send(conn, out)
-        except Exception as exc:  # an unpicklable result or exception
-            _send(conn, ("raise", RuntimeError(f"the worker could not send its answer back: {exc}")))
+            try:
+                _send(conn, out)
+            except OSError:
+                raise
+            except Exception as exc:  # an unpicklable result or exception
+                _send(conn, ("raise", RuntimeError(f"the worker could not send its answer back: {exc}")))
+        except OSError:  # the server is gone
+            return
 
 
 class _Worker:
@@ -186,7 +232,8 @@ class _Worker:
                **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", f"from ui.workers import serve; serve({theirs.fileno()}, {threads})"],
-            pass_fds=(theirs.fileno(),), cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+            pass_fds=(theirs.fileno(),), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            start_new_session=True)  # its own session, so its own autogroup (lower_priority)
         theirs.close()
         self.conn = Connection(mine.detach())
 

@@ -6,8 +6,11 @@ imports and a model load, ~3 s)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -219,6 +222,28 @@ def test_table1_and_a_papers_quick_run_in_a_worker_equal_the_same_runs_in_proces
     here = papers.reproduce("geometry", quick=True)
     there = in_the_worker(on, lambda: runs.PageRun("_test_papers").execute(pv.job("geometry"), pv.cancelled))
     assert untimed(there) == untimed(here) and there["claims"]
+
+
+def test_a_worker_runs_at_the_lowest_priority_in_a_session_of_its_own(on: workers.Pool) -> None:
+    """Nice 19, and where Linux has autogroups its own session's group at nice 19 too: otherwise a nice worker
+    still gets as much CPU as a whole other session (a browser on the same machine)."""
+    here = workers.priority()
+    there = in_the_worker(on, lambda: workers.run(workers.Job(workers.priority)))
+    assert there["nice"] == workers.WORKER_NICE and there["own_session"]
+    if os.path.exists(workers.AUTOGROUP):
+        assert there["autogroup_nice"] == workers.WORKER_NICE
+    assert workers.priority() == here  # the server's (this test's) process and session group are untouched
+
+
+def test_lower_priority_leaves_the_callers_session_group_alone() -> None:
+    """A process that shares its caller's session lowers only itself, never that session's group (the server's)."""
+    script = ("import json; from ui import workers; workers.lower_priority(); "
+              "print(json.dumps(workers.priority()))")
+    env = {**os.environ, "PYTHONPATH": str(workers.ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    child = json.loads(out.stdout)
+    assert child["nice"] == workers.WORKER_NICE and not child["own_session"]
+    assert child["autogroup_nice"] == workers.priority()["autogroup_nice"]  # this session's group, unchanged
 
 
 def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:
