@@ -556,14 +556,15 @@ def main(argv: list[str] | None = None) -> int:
         by_step[re.sub(r" ?\d+", "", name) if "own seed" in name else name] = {
             "kind": kind, **summary([run[j]["seconds"] for run in steps_out])}
     from advcore.device import pick_device
-    from bench.common import environment
+    from bench.common import environment, sched_autogroup
 
     record = {
         # environment() reads the load now, at the end: the start's is the one taken before the browsers began
         "environment": {**environment(pick_device("cpu"), loadavg_1min_at_end=round(os.getloadavg()[0], 2)),
                         "loadavg_1min_at_start": round(load0, 2)},
         "sessions": a.sessions, "max_runs": max_runs, "run_workers": workers.enabled(),
-        "worker_nice": workers.WORKER_NICE if workers.enabled() else None, "pgd_steps": a.steps,
+        "worker_nice": workers.WORKER_NICE if workers.enabled() else None, "sched_autogroup": sched_autogroup(),
+        "pgd_steps": a.steps,
         "lesson": not a.no_lesson, "probe_others_nice": a.others_nice, "post_script_gc": post_script_gc(),
         "open_sections": a.open,  # the Attack lab's detail sections open in every session (None: all closed)
         "models": list(MODELS), "light": summary(light), "heavy": summary(heavy),

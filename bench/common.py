@@ -5,10 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+from pathlib import Path
 
 import torch
 
 from advcore.device import describe
+
+
+def sched_autogroup() -> bool | None:
+    """Whether Linux shares the CPU between sessions before it reads nice values (``kernel.sched_autogroup_enabled``;
+    None where the setting is not there): with it, only a worker's own autogroup nice ranks it below another
+    session's processes (ui.workers.lower_priority)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
 
 
 def environment(device: torch.device, **extra: object) -> dict:

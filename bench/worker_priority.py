@@ -1,8 +1,10 @@
 """What a worker's lowest priority costs a heavy run: the Attack lab's run at nice 0 and at nice 19 (ui.workers'
-WORKER_NICE), alone and beside another heavy run at normal priority, as another lab's heavy run is in the server
-process: attacks in a loop (PGD-20 on EfficientNet-Lite1) or the Training lab's PGD training (``advcore train``,
-20,000 Fashion-MNIST images, the page's largest run); and, for the limit, 800x800 matrix products on 2 threads in a
-loop, which keep both cores busy as none of the labs' runs does.
+WORKER_NICE), alone and beside another heavy run at normal priority (a run on a session's own model, which stays in
+the server process, or another program): attacks in a loop (PGD-20 on EfficientNet-Lite1) or the Training lab's
+PGD training (``advcore train``, 20,000 Fashion-MNIST images, the page's largest run); and, for the limit, 800x800
+matrix products on 2 threads in a loop, which keep both cores busy as none of the labs' runs does. Each process runs
+in a session of its own, as the server and each worker do, at its niceness, its session's autogroup included
+(ui.workers.lower_priority).
 
     .venv/bin/python -m bench.worker_priority [--repeats 3]   # ~2 min on 2 cores
 
@@ -13,6 +15,7 @@ untimed run that loads the model). Run it with nothing else busy: the figures ar
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -66,9 +69,14 @@ LOADS = {"none": "alone", "attacks": "beside attacks in a loop at nice 0",
 
 
 def spawn(args: list[str], niceness: int, **kw) -> subprocess.Popen:
+    """``python ARGS`` in a session of its own at ``niceness``, its session's autogroup too, as a worker starts
+    (ui.workers.lower_priority; the server also runs in a session of its own)."""
+    from ui.workers import lower_priority
+
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen(["nice", "-n", str(niceness), sys.executable, *args], cwd=ROOT, env=env, **kw)
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, start_new_session=True,
+                            preexec_fn=functools.partial(lower_priority, niceness), **kw)
 
 
 def timed(niceness: int, repeats: int, load: str) -> list[float]:
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from bench.common import environment
+    from bench.common import environment, sched_autogroup
     from ui.workers import WORKER_NICE
 
     load0 = os.getloadavg()[0]
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
               "run": {**RUN, "eps": "4/255"}, "loads": {"attacks": {**LOAD, "eps": "4/255", "loop": True},
                                                         "training": "python " + " ".join(TRAINING) + " TMP",
                                                         "matmul": "800x800 float32 products, 2 threads, in a loop"},
-              "worker_nice": WORKER_NICE, "cases": cases}
+              "worker_nice": WORKER_NICE, "sched_autogroup": sched_autogroup(), "cases": cases}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return 0
