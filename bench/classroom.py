@@ -335,14 +335,18 @@ async def poll_health(url: str, stop: asyncio.Event, out: list[float]) -> None:
 
 @contextlib.contextmanager
 def niced_chromium(niceness: int) -> Iterator[str]:
-    """A Chromium launcher whose every process (browser, renderers, GPU) runs at ``niceness``: a shell script that
-    execs Chromium under ``nice``, in a temporary directory removed on exit."""
+    """A Chromium launcher whose every process (browser, renderers, GPU) runs at ``niceness``, its session's
+    autogroup too when the launcher leads a session of its own (Playwright starts a browser in a new session;
+    ui.workers.lower_priority, as a worker does: a nice value alone does not rank a process below other sessions):
+    a script that lowers its priority and execs Chromium, in a temporary directory removed on exit."""
     import tempfile
 
+    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r}); from ui.workers import lower_priority; "
+            f"lower_priority({int(niceness)}); os.execv(sys.argv[1], sys.argv[1:])")
     with tempfile.TemporaryDirectory(prefix="advlab-chromium-") as folder:
         path = Path(folder) / "chromium"
-        path.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} {shlex.quote(find_chromium())} "$@"\n',
-                        encoding="utf-8")
+        path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} '
+                        f'{shlex.quote(find_chromium())} "$@"\n', encoding="utf-8")
         path.chmod(0o755)
         yield str(path)
 
@@ -497,9 +501,9 @@ def main(argv: list[str] | None = None) -> int:
                          "runs, 0-50 (default 8; 0: none)")
     ap.add_argument("--no-lesson", action="store_true", help="the probe alone (it warms its two results itself)")
     ap.add_argument("--others-nice", type=int, default=0, metavar="K",
-                    help="run the probe's other sessions in a Chromium at niceness K, 0-19 (default 0): they stand "
-                         "for other students' laptops, whose drawing does not take this machine's cores from the "
-                         "probe's browser or the server")
+                    help="run the probe's other sessions in a Chromium at niceness K, its session's autogroup "
+                         "too, 0-19 (default 0): they stand for other students' laptops, whose drawing does not "
+                         "take this machine's cores from the probe's browser or the server")
     ap.add_argument("--open", default=None, metavar="SECTIONS",
                     help="the Attack lab's detail sections every session opens, comma-separated: steps, where, "
                          "numbers (default: none, as the page opens)")
