@@ -26,6 +26,7 @@ records = dict(saved)
 quick = st.session_state.get("_advlab_papers_quick", {})
 records.update(quick)
 st.caption("Verdicts: " + pv.tally(records))
+RUN.show_notices(pv.interrupted)  # a quick run that was cancelled, stopped or failed says so here
 
 for key, paper in papers.PAPERS.items():
     rec = records[key]
@@ -44,7 +45,7 @@ for key, paper in papers.PAPERS.items():
             out = RUN.execute(pv.job(key), pv.cancelled, on_step=RUN.live(bar, key))
             if out is not None:
                 st.session_state["_advlab_papers_quick"] = {**quick, key: out}
-                st.rerun()
+            st.rerun()  # with the new record, or with the notice that says why there is none
 
 st.header("What the measurements say")
 st.caption("The README's findings, generated from the saved result files (`python -m advcore reproduce --readme`): "

@@ -35,3 +35,23 @@ def test_page_shows_saved_claims() -> None:
         for v in dict.fromkeys(c["verdict"] for r in records.values() for c in r["claims"]))
     bullets = findings.bullets(findings.load_sources(), records)
     assert any(m.value == "\n".join(bullets) for m in at.markdown)
+
+
+def test_a_quick_run_replaces_the_saved_record_and_a_failed_one_says_why(monkeypatch) -> None:
+    from advcore.errors import AdvlabError
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("app_pages/papers.py").run()
+    at.button(key="papers_run_geometry").click().run()
+    assert not at.exception and not at.error
+    quick = at.session_state["_advlab_papers_quick"]["geometry"]
+    assert quick["quick"] and quick["measurement"]
+    assert any(c.value.startswith("quick run (3 images, T = 30)") for c in at.caption)
+
+    def fails(paper: str, **kw) -> dict:
+        raise AdvlabError(f"no {paper} here")
+
+    monkeypatch.setattr(papers, "reproduce", fails)
+    at.button(key="papers_run_agr").click().run()
+    assert [e.value for e in at.error] == ["no agr here"]  # shown, not swallowed
+    assert "agr" not in at.session_state["_advlab_papers_quick"]

@@ -13,12 +13,24 @@ def job(paper: str) -> workers.Job:
     return workers.progress_job(papers.reproduce, (paper,), {"quick": True})
 
 
+def _where(left: dict | None) -> str:
+    if not left:
+        return "before its first step"
+    return f"at {left['stage']}, step {left['step']} of {left['total']}"
+
+
 def cancelled(left: dict | None) -> str:
     """What a quick run that was cancelled says (``left``: its last progress marker, ``PageRun.live``'s)."""
-    if not left:
-        return "Quick run cancelled before its first step; nothing was kept."
-    return (f"Quick run of {left['label']} cancelled at {left['stage']}, step {left['step']} of {left['total']}; "
-            "nothing was kept.")
+    what = f"Quick run of {left['label']}" if left else "Quick run"
+    return f"{what} cancelled {_where(left)}; nothing was kept."
+
+
+def interrupted(left: dict | None, was_cancelled: bool) -> str:
+    """What a quick run that a rerun stopped says: a Cancel click, or another button pressed while it ran."""
+    if was_cancelled:
+        return cancelled(left)
+    what = f"The quick run of {left['label']}" if left else "The quick run"
+    return f"{what} stopped {_where(left)} because the page reran; nothing was kept. Press Run to start it again."
 
 
 def claim_rows(rec: dict) -> list[dict]:
