@@ -71,11 +71,9 @@ LOADS = {"none": "alone", "attacks": "beside attacks in a loop at nice 0",
 def spawn(args: list[str], niceness: int, **kw) -> subprocess.Popen:
     """``python ARGS`` in a session of its own at ``niceness``, its session's autogroup too, as a worker starts
     (ui.workers.lower_priority; the server also runs in a session of its own)."""
-    from ui.workers import lower_priority
+    from ui.workers import child_environment, lower_priority
 
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, start_new_session=True,
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=child_environment(), start_new_session=True,
                             preexec_fn=functools.partial(lower_priority, niceness), **kw)
 
 

@@ -223,16 +223,21 @@ def serve(fd: int, threads: int) -> None:
             return
 
 
+def child_environment() -> dict[str, str]:
+    """A worker process's environment: this one's, with ``ui`` and ``advcore`` importable from :data:`ROOT` and
+    ``OMP_WAIT_POLICY=PASSIVE`` unless set (OpenMP threads sleep, not spin, while they wait; see :func:`pool`)."""
+    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
 class _Worker:
     """One worker process and the server's end of its socket."""
 
     def __init__(self, threads: int):
         mine, theirs = socket.socketpair()
-        env = {"OMP_WAIT_POLICY": "PASSIVE",  # workers' OpenMP threads sleep, not spin, while they wait (see pool())
-               **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", f"from ui.workers import serve; serve({theirs.fileno()}, {threads})"],
-            pass_fds=(theirs.fileno(),), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),), cwd=ROOT, env=child_environment(), stdin=subprocess.DEVNULL,
             start_new_session=True)  # its own session, so its own autogroup (lower_priority)
         theirs.close()
         self.conn = Connection(mine.detach())
