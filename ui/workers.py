@@ -31,7 +31,9 @@ run's arithmetic (README "Classroom server" has the measurement).
   (bench/worker_priority.py).
 
 A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
-server), talking over a socket pair with ``multiprocessing.connection``. Jobs, results and exceptions travel
+server) in a session of its own (so its own autogroup, which :func:`lower_priority` lowers too; it ends when the
+server's end of its socket closes, as no terminal signal reaches it), talking over a socket pair with
+``multiprocessing.connection``. Jobs, results and exceptions travel
 pickled (plain pickle: tensors are copied, never shared). Nothing here touches the server process's models, seeds
 or thread counts; the pool is a list of processes under one lock.
 """
