@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -244,6 +245,20 @@ def test_lower_priority_leaves_the_callers_session_group_alone() -> None:
     child = json.loads(out.stdout)
     assert child["nice"] == workers.WORKER_NICE and not child["own_session"]
     assert child["autogroup_nice"] == workers.priority()["autogroup_nice"]  # this session's group, unchanged
+
+
+def test_a_worker_whose_server_is_gone_stops_at_its_next_step() -> None:
+    """In a session of its own a worker gets no signal when the server dies: it stops at the next step it
+    reports, once the server's end of its socket is closed, and exits cleanly."""
+    w = workers._Worker(threads=1)
+    try:
+        assert w.ready(timeout=120)
+        workers._send(w.conn, attack_view.job(request(steps=1000), IMAGE))
+        assert pickle.loads(w.conn.recv_bytes())[0] == "step"  # it is running
+        w.conn.close()  # as when the server process dies
+        assert w.proc.wait(timeout=60) == 0
+    finally:
+        w.end()
 
 
 def test_a_job_runs_here_while_no_worker_is_idle_and_the_pool_never_exceeds_keep() -> None:
