@@ -525,11 +525,15 @@ def main(argv: list[str] | None = None) -> int:
     # 2026-12-02 21:30 UTC had it unset: the server's torch threads spun while the browsers wanted the cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ui import shared, workers
-    from ui.views.attack import SECTIONS
+    from ui.frame import UrlError, url_choices
+    from ui.views.attack import SECTIONS, in_section_order
 
-    if a.open is not None:
-        names = [n.strip() for n in a.open.split(",") if n.strip()]
-        if not names or any(n not in SECTIONS for n in names):
+    if a.open is not None:  # read as the page reads its link's open= (the same parser)
+        try:
+            names = in_section_order(url_choices(list(SECTIONS))(a.open))
+        except UrlError:
+            names = None
+        if not names:
             print(f"classroom: --open takes comma-separated section names of {', '.join(SECTIONS)}", file=sys.stderr)
             return 2
         a.open = ",".join(names)
