@@ -33,9 +33,9 @@ run's arithmetic (README "Classroom server" has the measurement).
 A worker is a plain subprocess (``python -c "from ui.workers import serve; ..."``, never a fork of the threaded
 server) in a session of its own (so its own autogroup, which :func:`lower_priority` lowers too; it ends when the
 server's end of its socket closes, as no terminal signal reaches it), talking over a socket pair with
-``multiprocessing.connection``. Jobs, results and exceptions travel
-pickled (plain pickle: tensors are copied, never shared). Nothing here touches the server process's models, seeds
-or thread counts; the pool is a list of processes under one lock.
+``multiprocessing.connection``. Jobs, results and exceptions travel pickled (plain pickle: tensors are copied,
+never shared). Nothing here touches the server process's models, seeds or thread counts; the pool is a list of
+processes under one lock.
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ def lower_priority(niceness: int = WORKER_NICE) -> None:
     looks at nice values (autogroup, ``kernel.sched_autogroup_enabled``, on by default in most distributions), a
     nice process of one session still gets as much as the whole of another session (a browser on the same
     machine, the server itself when it runs in a session of its own): so a worker, which starts in a session of
-    its own (``start_new_session``), sets its session's group to the same nice. Only then: a process that shares
-    its caller's session leaves that group, the caller's, alone."""
+    its own (``start_new_session``), sets its session's group to the same nice. The group is written only by a
+    process that leads its own session: one that shares its caller's session leaves the caller's group alone."""
     with contextlib.suppress(OSError):
         os.nice(niceness - os.getpriority(os.PRIO_PROCESS, 0))
     if not os.path.exists(AUTOGROUP) or os.getsid(0) != os.getpid():
