@@ -231,7 +231,9 @@ def test_a_worker_runs_at_the_lowest_priority_in_a_session_of_its_own(on: worker
     here = workers.priority()
     there = in_the_worker(on, lambda: workers.run(workers.Job(workers.priority)))
     assert there["nice"] == workers.WORKER_NICE and there["own_session"]
-    if os.path.exists(workers.AUTOGROUP):
+    writable = subprocess.run([sys.executable, "-c", f"open({workers.AUTOGROUP!r}, 'w').write('19')"],
+                              start_new_session=True, capture_output=True).returncode == 0
+    if os.path.exists(workers.AUTOGROUP) and writable:  # a sandbox may forbid it: then nice alone applies
         assert there["autogroup_nice"] == workers.WORKER_NICE
     assert workers.priority() == here  # the server's (this test's) process and session group are untouched
 
