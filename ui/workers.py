@@ -80,10 +80,10 @@ def _same(info: Any) -> Any:
 
 @dataclass(frozen=True)
 class Job:
-    """``fn(*args, **kwargs)``, picklable: ``fn`` (and ``report``) are module-level functions, the arguments
-    plain data. ``progress``: the keyword under which ``fn`` takes its per-step callback (which returns True
-    to stop), or None; ``report(info)`` is what of a step's info travels to the server (keep it small) and what
-    the caller's callback sees, in a worker or not."""
+    """``fn(*args, **kwargs)``, picklable: ``fn`` (and ``report``) are module-level functions or methods of
+    picklable objects (a frozen request's ``run``), the arguments plain data. ``progress``: the keyword under
+    which ``fn`` takes its per-step callback (which returns True to stop), or None; ``report(info)`` is what of a
+    step's info travels to the server (keep it small) and what the caller's callback sees, in a worker or not."""
 
     fn: Callable[..., Any]
     args: tuple = ()
@@ -215,14 +215,12 @@ def serve(fd: int, threads: int) -> None:
         except Exception as exc:  # the job's own exception, raised again where the job was asked for
             out = ("raise", exc)
         try:
-            try:
-                _send(conn, out)
-            except OSError:
-                raise
-            except Exception as exc:  # an unpicklable result or exception
-                _send(conn, ("raise", RuntimeError(f"the worker could not send its answer back: {exc}")))
+            _send(conn, out)
         except OSError:  # the server is gone
             return
+        except Exception as exc:  # an unpicklable result or exception
+            with contextlib.suppress(OSError):  # if the server is gone, the next recv ends this loop
+                _send(conn, ("raise", RuntimeError(f"the worker could not send its answer back: {exc}")))
 
 
 def child_environment() -> dict[str, str]:

@@ -167,7 +167,7 @@ def test_a_poisoning_table_in_a_worker_equals_the_same_run_in_process(on: worker
     from ui.views import poisoning as pv
 
     req = pv.Request("lf", ("naive",), 0, share=0.2)
-    here = pv.run_request(req)
+    here = req.run()
     seen: list = []
     there = in_the_worker(on, lambda: runs.POISON_RUN.execute(
         pv.job(req), lambda left: "cancelled", on_step=lambda p: seen.append(p.stage)))

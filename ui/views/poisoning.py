@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from advcore.labs import poisoning
 from advcore.paths import ROOT
-from advcore.progress import Progress
+from advcore.progress import Progress, ProgressFn
 from advcore.units import percent_cell as pct
 from ui import plots, workers
 
@@ -56,7 +56,7 @@ class Request:
     def eps(self) -> float:
         return self.eps_255 / 255
 
-    def run(self, progress) -> poisoning.PoisoningTable:
+    def run(self, progress: ProgressFn | None = None) -> poisoning.PoisoningTable:
         return poisoning.run(self.attack, list(self.kinds), eps=self.eps, share=self.share, trials=self.trials,
                              method=self.method, steps=self.steps, seed=self.seed, device=self.device,
                              poisons=self.poisons, base_choice=self.base_choice, schedule=self.schedule, C=self.C,
@@ -84,14 +84,10 @@ class Request:
 # --------------------------------------------------------------------------- progress, and what a stopped run says
 
 
-def run_request(req: Request, progress=None) -> poisoning.PoisoningTable:
-    """``req.run(progress)``: what a worker process runs (:func:`job`)."""
-    return req.run(progress)
-
-
 def job(req: Request) -> workers.Job:
-    """A table's run as a job for a worker process (:mod:`ui.workers`), its progress sent as plain data."""
-    return workers.progress_job(run_request, (req,))
+    """A table's run (:meth:`Request.run`) as a job for a worker process (:mod:`ui.workers`), its progress sent as
+    plain data."""
+    return workers.progress_job(req.run)
 
 
 def progress_text(p: Progress) -> str:

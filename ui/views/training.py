@@ -534,12 +534,7 @@ class Table1Request:
 
     def job(self) -> workers.Job:
         """:meth:`run` as a worker job (``ui.workers``), its progress sent as plain reports."""
-        return workers.progress_job(table1, (self,))
-
-
-def table1(req: Table1Request, progress: ProgressFn | None = None) -> dict:
-    """``req.run(progress)``: a module-level function, as a worker job needs."""
-    return req.run(progress)
+        return workers.progress_job(self.run)
 
 
 def table1_rows(cards: list[dict], table: dict) -> list[dict]:
